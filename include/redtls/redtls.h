@@ -1,0 +1,386 @@
+/*
+ * redtls: a TLS-first client library for Redis and Valkey.
+ *
+ * This is the one header applications include.
+ *
+ * Rules that hold for every function below
+ * ----------------------------------------
+ * Ownership
+ *   - Every public type is opaque and created by a *_new function; the
+ *     matching *_free function accepts NULL.
+ *   - Input strings and byte buffers are copied; the caller may free or reuse
+ *     them as soon as the call returns.
+ *   - A returned `const char *` is borrowed from the handle it came from and
+ *     stays valid until the next call on that handle (or its free).
+ *   - Objects returned through an out-parameter belong to the caller. On
+ *     failure every out-parameter is set to NULL.
+ *   - A connection copies its configuration when it is created; later changes
+ *     to the configuration do not reach existing connections.
+ *   - Replies are hiredis `redisReply` objects; free them with
+ *     redtls_reply_free() (or hiredis's freeReplyObject()).
+ * Errors
+ *   - Functions return a redtls_status. REDTLS_OK is 0; other values are never
+ *     renumbered, new ones are only appended. redtls_strerror() gives a static
+ *     description; redtls_conn_errmsg() / redtls_config_errmsg() give the
+ *     detailed message of the last failure on that handle.
+ *   - A Redis error reply ("-ERR ...") is not a library failure: the call
+ *     returns REDTLS_OK and the reply has type REDTLS_REPLY_ERROR.
+ *   - Secrets (tokens, private keys) never appear in any message.
+ * Threads
+ *   - There is no global state and no initialisation call. A handle may be
+ *     used by one thread at a time; different handles may be used from
+ *     different threads in parallel.
+ * Side effects
+ *   - The library never prints, never exits or aborts, and never changes
+ *     signal handlers. Writes use MSG_NOSIGNAL, so a closed peer never raises
+ *     SIGPIPE.
+ */
+#ifndef REDTLS_REDTLS_H
+#define REDTLS_REDTLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <redtls/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define REDTLS_EXTERN __declspec(dllimport)
+#elif defined(REDTLS_BUILDING) && defined(__GNUC__)
+#define REDTLS_EXTERN __attribute__((visibility("default")))
+#else
+#define REDTLS_EXTERN
+#endif
+
+#if defined(__GNUC__)
+#define REDTLS_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define REDTLS_PRINTF(fmt, args)
+#endif
+
+/* hiredis's reply type. Include <hiredis/hiredis.h> to read its fields
+ * directly, or use the redtls_reply_* accessors, which do not depend on the
+ * struct layout (it differs between hiredis versions). */
+struct redisReply;
+
+/* ------------------------------------------------------------------ */
+/* Status codes                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef enum redtls_status {
+    REDTLS_OK = 0,
+    /* A NULL handle, a negative count, or an out-of-range value. */
+    REDTLS_E_INVALID = 1,
+    /* An allocation failed. Nothing was changed. */
+    REDTLS_E_NOMEM = 2,
+    /* A URL could not be parsed; the message names the part. */
+    REDTLS_E_URL = 3,
+    /* The configuration cannot be used: unreadable CA or certificate file,
+     * a key that does not match its certificate, an impossible combination. */
+    REDTLS_E_CONFIG = 4,
+    /* The host name could not be resolved. */
+    REDTLS_E_RESOLVE = 5,
+    /* No address accepted the TCP (or Unix socket) connection. */
+    REDTLS_E_CONNECT = 6,
+    /* The connect timeout expired before a TCP connection was established. */
+    REDTLS_E_CONNECT_TIMEOUT = 7,
+    /* The TLS handshake did not complete within the handshake timeout (for
+     * example a plain-text port, or a server that accepts and never answers). */
+    REDTLS_E_HANDSHAKE_TIMEOUT = 8,
+    /* The command timeout expired. The connection is closed, since a late
+     * reply must never be taken for the answer to a later command. */
+    REDTLS_E_COMMAND_TIMEOUT = 9,
+    /* The TLS handshake failed for a reason other than the certificate:
+     * protocol-version mismatch, no shared cipher, a fatal alert, or a peer
+     * that does not speak TLS. */
+    REDTLS_E_TLS = 10,
+    /* The server certificate chain was not accepted: untrusted issuer,
+     * self-signed, expired, not yet valid, revoked or malformed. */
+    REDTLS_E_TLS_VERIFY = 11,
+    /* The server certificate is valid but not for the name (or IP address)
+     * being verified. */
+    REDTLS_E_TLS_HOSTNAME = 12,
+    /* The server requires a client certificate and none (or an unacceptable
+     * one) was presented. */
+    REDTLS_E_TLS_CLIENT_CERT = 13,
+    /* The server refused the credentials (AUTH failed). */
+    REDTLS_E_AUTH = 14,
+    /* A step of the connection set-up after AUTH (SELECT, CLIENT SETNAME)
+     * was refused by the server. */
+    REDTLS_E_SETUP = 15,
+    /* A socket read or write failed (connection reset, broken pipe, ...). */
+    REDTLS_E_IO = 16,
+    /* The peer closed the connection without a TLS close_notify, or in the
+     * middle of a reply. Never reported as a clean end. */
+    REDTLS_E_EOF = 17,
+    /* The peer closed the connection cleanly (TLS close_notify) while a reply
+     * was still expected. */
+    REDTLS_E_CLOSED = 18,
+    /* The server sent bytes that are not valid RESP. */
+    REDTLS_E_PROTOCOL = 19,
+    /* A reply exceeded a reader limit (array elements, bulk length, bytes
+     * buffered, nesting depth). The connection is closed. */
+    REDTLS_E_LIMIT = 20,
+    /* The call does not fit the handle's state: not connected, no reply
+     * pending, a pipeline already in progress. */
+    REDTLS_E_STATE = 21
+} redtls_status;
+
+/* Static, human-readable description of a status. Never NULL. */
+REDTLS_EXTERN const char *redtls_strerror(redtls_status status);
+
+/* The library version as "MAJOR.MINOR.PATCH" (static storage) and as
+ * MAJOR*10000 + MINOR*100 + PATCH, for comparing against the header's
+ * REDTLS_VERSION_NUMBER at run time. */
+REDTLS_EXTERN const char *redtls_version(void);
+REDTLS_EXTERN unsigned redtls_version_number(void);
+
+/* ------------------------------------------------------------------ */
+/* Limits and defaults (each both a macro and a function)              */
+/* ------------------------------------------------------------------ */
+
+/* Connect timeout: TCP connect over all resolved addresses. */
+#define REDTLS_DEFAULT_CONNECT_TIMEOUT_MS 5000
+/* TLS handshake (and the AUTH/SELECT/SETNAME round trips that follow). */
+#define REDTLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+/* Per command: from the first byte written to the last byte of its reply. */
+#define REDTLS_DEFAULT_COMMAND_TIMEOUT_MS 5000
+/* Largest array (multi-bulk) a reply may announce. */
+#define REDTLS_DEFAULT_MAX_ARRAY_ELEMENTS (16u * 1024u * 1024u)
+/* Largest bulk string a reply may announce: Redis's own proto-max-bulk-len. */
+#define REDTLS_DEFAULT_MAX_BULK_LEN (512u * 1024u * 1024u)
+/* Most bytes of not-yet-parsed reply data held in memory at once. */
+#define REDTLS_DEFAULT_MAX_BUFFER (512u * 1024u * 1024u + 64u * 1024u)
+/* Deepest nesting of arrays in a reply (hiredis 0.14 cannot go deeper). */
+#define REDTLS_MAX_REPLY_DEPTH 7
+
+REDTLS_EXTERN unsigned redtls_default_connect_timeout_ms(void);
+REDTLS_EXTERN unsigned redtls_default_handshake_timeout_ms(void);
+REDTLS_EXTERN unsigned redtls_default_command_timeout_ms(void);
+REDTLS_EXTERN size_t redtls_default_max_array_elements(void);
+REDTLS_EXTERN size_t redtls_default_max_bulk_len(void);
+REDTLS_EXTERN size_t redtls_default_max_buffer(void);
+REDTLS_EXTERN unsigned redtls_max_reply_depth(void);
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+typedef struct redtls_config redtls_config;
+
+typedef enum redtls_tls_version {
+    REDTLS_TLS_1_2 = 12,
+    REDTLS_TLS_1_3 = 13
+} redtls_tls_version;
+
+/* A new configuration with the hardened defaults: host 127.0.0.1 port 6379,
+ * TLS on, TLS 1.2 minimum, system CA store, hostname verification on, no
+ * credentials, database 0, default timeouts and limits.
+ * Errors: REDTLS_E_INVALID (out NULL), REDTLS_E_NOMEM. */
+REDTLS_EXTERN redtls_status redtls_config_new(redtls_config **out);
+
+/* Frees the configuration and wipes the secrets it holds. Accepts NULL. */
+REDTLS_EXTERN void redtls_config_free(redtls_config *cfg);
+
+/* Detailed message of the last failed call on cfg ("" if none). Never
+ * contains a secret. Borrowed until the next call on cfg. */
+REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
+
+/* Applies a URL on top of the current settings. Forms:
+ *   rediss://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]   TLS (port 6379)
+ *   redis://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]    plain TCP
+ *   unix://[[USER]:TOKEN@]/PATH/TO/SOCKET[?db=N&...]    Unix socket
+ * HOST may be a name, an IPv4 address or a bracketed IPv6 address. USER and
+ * TOKEN are percent-decoded. Query parameters (see README "URL format"):
+ *   cacert=FILE capath=DIR cert=FILE key=FILE sni=NAME tls_min=1.2|1.3
+ *   connect_timeout=MS handshake_timeout=MS timeout=MS (command)
+ *   name=CLIENTNAME db=N
+ * Errors: REDTLS_E_URL (message names the bad part, never the token),
+ * REDTLS_E_CONFIG (a named file cannot be used), REDTLS_E_NOMEM.
+ * On failure cfg is unchanged. */
+REDTLS_EXTERN redtls_status redtls_config_set_url(redtls_config *cfg, const char *url);
+
+/* Server address. Setting a host clears a Unix socket path and vice versa. */
+REDTLS_EXTERN redtls_status redtls_config_set_host(redtls_config *cfg, const char *host, uint16_t port);
+REDTLS_EXTERN redtls_status redtls_config_set_unix_path(redtls_config *cfg, const char *path);
+
+/* TLS on (1, the default) or off (0: plain TCP or Unix socket, for local
+ * use only). */
+REDTLS_EXTERN redtls_status redtls_config_set_tls(redtls_config *cfg, int enabled);
+
+/* Trust anchors. Without any of these the system CA store is used. Each call
+ * replaces the previous source of the same kind; they can be combined. The
+ * PEM may hold several certificates. Errors: REDTLS_E_CONFIG when the file
+ * cannot be read or holds no certificate. */
+REDTLS_EXTERN redtls_status redtls_config_set_ca_file(redtls_config *cfg, const char *path);
+REDTLS_EXTERN redtls_status redtls_config_set_ca_dir(redtls_config *cfg, const char *path);
+REDTLS_EXTERN redtls_status redtls_config_set_ca_pem(redtls_config *cfg, const char *pem, size_t len);
+
+/* Mutual TLS: certificate chain (leaf first) and private key, from files or
+ * PEM bytes. The key is held in wiped memory and checked against the
+ * certificate here: REDTLS_E_CONFIG when they do not match or cannot be
+ * parsed. Encrypted keys are not supported. */
+REDTLS_EXTERN redtls_status redtls_config_set_client_cert_file(redtls_config *cfg, const char *cert_path,
+                                                               const char *key_path);
+REDTLS_EXTERN redtls_status redtls_config_set_client_cert_pem(redtls_config *cfg, const char *cert_pem,
+                                                              size_t cert_len, const char *key_pem,
+                                                              size_t key_len);
+
+/* The name sent as SNI and checked against the server certificate, when it
+ * differs from the host connected to (an IP address, a tunnel endpoint).
+ * NULL restores the default: the connect host. */
+REDTLS_EXTERN redtls_status redtls_config_set_verify_name(redtls_config *cfg, const char *name);
+
+/* Lowest TLS version accepted: REDTLS_TLS_1_2 (default) or REDTLS_TLS_1_3. */
+REDTLS_EXTERN redtls_status redtls_config_set_tls_min_version(redtls_config *cfg, redtls_tls_version v);
+
+/* Narrow the TLS 1.2 cipher list / TLS 1.3 cipher suites (OpenSSL syntax).
+ * The security level (2) and the ECDHE+AEAD rule for TLS 1.2 still apply:
+ * ciphers outside them are never offered. Errors: REDTLS_E_CONFIG when
+ * nothing usable is left. */
+REDTLS_EXTERN redtls_status redtls_config_set_tls12_ciphers(redtls_config *cfg, const char *list);
+REDTLS_EXTERN redtls_status redtls_config_set_tls13_ciphersuites(redtls_config *cfg, const char *list);
+
+/* INSECURE. Turns certificate and hostname verification off, so any party
+ * on the network path can read and change the traffic, credentials
+ * included. Only for throwaway local experiments; never for a server
+ * reached over a network. 1 disables verification, 0 restores it. */
+REDTLS_EXTERN redtls_status redtls_config_set_insecure_skip_verify(redtls_config *cfg, int skip);
+
+/* Credentials. With a token and no user, "AUTH token" is sent; with both,
+ * "AUTH user token" (Redis 6+ ACL). The token is held in wiped memory.
+ * NULL clears. */
+REDTLS_EXTERN redtls_status redtls_config_set_user(redtls_config *cfg, const char *user);
+REDTLS_EXTERN redtls_status redtls_config_set_token(redtls_config *cfg, const char *token);
+
+/* SELECT this database after AUTH when it is not 0. */
+REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
+
+/* CLIENT SETNAME after AUTH/SELECT. NULL clears. No spaces allowed. */
+REDTLS_EXTERN redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name);
+
+/* Timeouts in milliseconds; 0 means no limit (not recommended). */
+REDTLS_EXTERN redtls_status redtls_config_set_connect_timeout_ms(redtls_config *cfg, unsigned ms);
+REDTLS_EXTERN redtls_status redtls_config_set_handshake_timeout_ms(redtls_config *cfg, unsigned ms);
+REDTLS_EXTERN redtls_status redtls_config_set_command_timeout_ms(redtls_config *cfg, unsigned ms);
+
+/* Reader limits; exceeding one ends the read with REDTLS_E_LIMIT and closes
+ * the connection. 0 restores the default. */
+REDTLS_EXTERN redtls_status redtls_config_set_max_array_elements(redtls_config *cfg, size_t n);
+REDTLS_EXTERN redtls_status redtls_config_set_max_bulk_len(redtls_config *cfg, size_t n);
+REDTLS_EXTERN redtls_status redtls_config_set_max_buffer(redtls_config *cfg, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct redtls_conn redtls_conn;
+
+/* Creates a connection handle from a copy of cfg. Nothing is sent yet.
+ * The TLS context (CA store, client certificate) is built here, so a CA
+ * file that cannot be used fails now. Errors: REDTLS_E_INVALID,
+ * REDTLS_E_NOMEM, REDTLS_E_CONFIG (details in redtls_config_errmsg(cfg)). */
+REDTLS_EXTERN redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out);
+
+/* Closes (sending TLS close_notify when the connection is healthy) and frees.
+ * Accepts NULL. Replies already returned stay valid. */
+REDTLS_EXTERN void redtls_conn_free(redtls_conn *conn);
+
+/* Blocking connect: resolve, TCP connect (every address in turn, within the
+ * connect timeout), TLS handshake with certificate and hostname verification
+ * (handshake timeout), then AUTH, SELECT and CLIENT SETNAME as configured.
+ * Credentials are only sent once the server certificate has been verified.
+ * An open connection is closed first. Errors: REDTLS_E_RESOLVE,
+ * REDTLS_E_CONNECT, REDTLS_E_CONNECT_TIMEOUT, REDTLS_E_HANDSHAKE_TIMEOUT,
+ * REDTLS_E_TLS, REDTLS_E_TLS_VERIFY, REDTLS_E_TLS_HOSTNAME,
+ * REDTLS_E_TLS_CLIENT_CERT, REDTLS_E_AUTH, REDTLS_E_SETUP, REDTLS_E_IO,
+ * REDTLS_E_EOF, REDTLS_E_NOMEM. On failure the connection is closed. */
+REDTLS_EXTERN redtls_status redtls_conn_connect(redtls_conn *conn);
+
+/* Closes the connection cleanly (TLS close_notify). The handle can be
+ * connected again. Pending pipelined commands are dropped. */
+REDTLS_EXTERN void redtls_conn_close(redtls_conn *conn);
+
+/* 1 when the connection is established and usable, else 0. */
+REDTLS_EXTERN int redtls_conn_is_connected(const redtls_conn *conn);
+
+/* Detailed message of the last failure on conn ("" if none). Borrowed. */
+REDTLS_EXTERN const char *redtls_conn_errmsg(const redtls_conn *conn);
+
+/* Runs one command and waits for its reply, within the command timeout.
+ * argv/argvlen are binary safe (argvlen may be NULL for C strings).
+ * *reply is the server's reply, which may be an error reply. Must not be
+ * called while pipelined replies are pending (REDTLS_E_STATE). On a
+ * transport, timeout, protocol or limit failure the connection is closed. */
+REDTLS_EXTERN redtls_status redtls_conn_command_argv(redtls_conn *conn, int argc, const char **argv,
+                                                     const size_t *argvlen, struct redisReply **reply);
+
+/* printf-style convenience using hiredis's format: %s (C string), %b
+ * (pointer + size_t length), %d/%lld etc. Each space separates arguments. */
+REDTLS_EXTERN redtls_status redtls_conn_command(redtls_conn *conn, struct redisReply **reply, const char *fmt,
+                                                ...);
+
+/* Pipelining: append commands to the output buffer (nothing is written),
+ * then read their replies in order with redtls_conn_get_reply(), which first
+ * writes everything appended in as few writes as the socket allows. */
+REDTLS_EXTERN redtls_status redtls_conn_append_argv(redtls_conn *conn, int argc, const char **argv,
+                                                    const size_t *argvlen);
+REDTLS_EXTERN redtls_status redtls_conn_append(redtls_conn *conn, const char *fmt, ...);
+
+/* Writes any appended commands, then reads the next pending reply within
+ * the command timeout (counted per reply). REDTLS_E_STATE when no reply is
+ * pending. */
+REDTLS_EXTERN redtls_status redtls_conn_get_reply(redtls_conn *conn, struct redisReply **reply);
+
+/* Writes appended commands without reading. */
+REDTLS_EXTERN redtls_status redtls_conn_flush(redtls_conn *conn);
+
+/* Number of commands sent or appended whose replies have not been read. */
+REDTLS_EXTERN size_t redtls_conn_pending(const redtls_conn *conn);
+
+/* TLS details of the current connection, borrowed; NULL when not connected
+ * or not TLS. Subject and SANs describe the server's leaf certificate; SANs
+ * are comma-separated ("DNS:a, IP:127.0.0.1"); not_after is
+ * "YYYY-MM-DD HH:MM:SS UTC". */
+REDTLS_EXTERN const char *redtls_conn_tls_version(redtls_conn *conn);
+REDTLS_EXTERN const char *redtls_conn_tls_cipher(redtls_conn *conn);
+REDTLS_EXTERN const char *redtls_conn_peer_subject(redtls_conn *conn);
+REDTLS_EXTERN const char *redtls_conn_peer_sans(redtls_conn *conn);
+REDTLS_EXTERN const char *redtls_conn_peer_not_after(redtls_conn *conn);
+
+/* ------------------------------------------------------------------ */
+/* Replies                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Same values as hiredis's REDIS_REPLY_*. */
+typedef enum redtls_reply_type {
+    REDTLS_REPLY_STRING = 1,
+    REDTLS_REPLY_ARRAY = 2,
+    REDTLS_REPLY_INTEGER = 3,
+    REDTLS_REPLY_NIL = 4,
+    REDTLS_REPLY_STATUS = 5,
+    REDTLS_REPLY_ERROR = 6
+} redtls_reply_type;
+
+/* Frees a reply and all its elements. Accepts NULL. */
+REDTLS_EXTERN void redtls_reply_free(struct redisReply *reply);
+/* Type of the reply; 0 for NULL. */
+REDTLS_EXTERN int redtls_reply_type(const struct redisReply *reply);
+/* String, status and error replies: the bytes (not NUL-terminated for
+ * binary data; a NUL follows them anyway) and their length. NULL otherwise. */
+REDTLS_EXTERN const char *redtls_reply_str(const struct redisReply *reply, size_t *len);
+/* Integer replies: the value; 0 otherwise. */
+REDTLS_EXTERN long long redtls_reply_integer(const struct redisReply *reply);
+/* Array replies: the number of elements; 0 otherwise. */
+REDTLS_EXTERN size_t redtls_reply_len(const struct redisReply *reply);
+/* Array replies: element i (borrowed from reply), NULL when out of range. */
+REDTLS_EXTERN const struct redisReply *redtls_reply_element(const struct redisReply *reply, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDTLS_REDTLS_H */
