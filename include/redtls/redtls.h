@@ -356,14 +356,14 @@ REDTLS_EXTERN const char *redtls_conn_peer_not_after(redtls_conn *conn);
 /* ------------------------------------------------------------------ */
 
 /* Same values as hiredis's REDIS_REPLY_*. */
-typedef enum redtls_reply_type {
+typedef enum redtls_reply_kind {
     REDTLS_REPLY_STRING = 1,
     REDTLS_REPLY_ARRAY = 2,
     REDTLS_REPLY_INTEGER = 3,
     REDTLS_REPLY_NIL = 4,
     REDTLS_REPLY_STATUS = 5,
     REDTLS_REPLY_ERROR = 6
-} redtls_reply_type;
+} redtls_reply_kind;
 
 /* Frees a reply and all its elements. Accepts NULL. */
 REDTLS_EXTERN void redtls_reply_free(struct redisReply *reply);

@@ -1,0 +1,49 @@
+/* Internal foundations shared by every layer: error reporting, secrets,
+ * deadlines. Nothing here is exported. */
+#ifndef REDTLS_COMMON_H
+#define REDTLS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <redtls/redtls.h>
+
+/* Size of every detailed-message buffer (config, connection). */
+#define REDTLS__ERRMSG_MAX 512
+
+/* Formats a detailed message into err (REDTLS__ERRMSG_MAX bytes, may be NULL)
+ * and returns st, so failures read as `return redtls__fail(err, st, ...)`. */
+redtls_status redtls__fail(char *err, redtls_status st, const char *fmt, ...) REDTLS_PRINTF(3, 4);
+
+/* Secrets: heap copies that are wiped before they are freed. */
+typedef struct redtls__secret {
+    char *data; /* NUL-terminated; NULL when unset */
+    size_t len;
+} redtls__secret;
+
+/* Replaces *s with a copy of data/len (NULL clears). REDTLS_E_NOMEM leaves
+ * *s unchanged. */
+redtls_status redtls__secret_set(redtls__secret *s, const char *data, size_t len);
+redtls_status redtls__secret_copy(redtls__secret *dst, const redtls__secret *src);
+void redtls__secret_clear(redtls__secret *s);
+
+/* Plain string copy helper: replaces *dst with a copy of src (NULL clears). */
+redtls_status redtls__str_set(char **dst, const char *src);
+
+/* Overwrites every occurrence of the secret inside text with '*', so a
+ * server that echoes arguments back cannot make us repeat a token. */
+void redtls__redact(char *text, size_t text_len, const redtls__secret *s);
+
+/* Monotonic milliseconds. */
+int64_t redtls__now_ms(void);
+/* Absolute deadline timeout_ms from now; 0 means none (INT64_MAX). */
+int64_t redtls__deadline_after(unsigned timeout_ms);
+/* Milliseconds left until deadline as a poll() timeout: -1 for no deadline,
+ * 0 when it has passed, otherwise clamped to INT_MAX. */
+int redtls__poll_timeout(int64_t deadline);
+/* The earlier of two deadlines. */
+int64_t redtls__deadline_min(int64_t a, int64_t b);
+
+#define REDTLS__NO_DEADLINE INT64_MAX
+
+#endif

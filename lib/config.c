@@ -1,0 +1,454 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include "config.h"
+
+/* Certificates and keys are small; anything bigger is a wrong path. */
+#define REDTLS__MAX_PEM_FILE (1024 * 1024)
+
+redtls_status redtls__config_init(redtls_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->port = 6379;
+    cfg->use_tls = 1;
+    cfg->tls.min_version = 12;
+    cfg->connect_timeout_ms = REDTLS_DEFAULT_CONNECT_TIMEOUT_MS;
+    cfg->handshake_timeout_ms = REDTLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    cfg->command_timeout_ms = REDTLS_DEFAULT_COMMAND_TIMEOUT_MS;
+    cfg->limits.max_elements = REDTLS_DEFAULT_MAX_ARRAY_ELEMENTS;
+    cfg->limits.max_bulk = REDTLS_DEFAULT_MAX_BULK_LEN;
+    cfg->limits.max_buffer = REDTLS_DEFAULT_MAX_BUFFER;
+    return redtls__str_set(&cfg->host, "127.0.0.1");
+}
+
+void redtls__config_release(redtls_config *cfg)
+{
+    free(cfg->host);
+    free(cfg->unix_path);
+    free(cfg->verify_name);
+    free(cfg->tls.ca_file);
+    free(cfg->tls.ca_dir);
+    free(cfg->tls.ca_pem);
+    free(cfg->tls.cert_pem);
+    redtls__secret_clear(&cfg->tls.key_pem);
+    free(cfg->tls.tls12_ciphers);
+    free(cfg->tls.tls13_suites);
+    free(cfg->user);
+    redtls__secret_clear(&cfg->token);
+    free(cfg->client_name);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static redtls_status dup_bytes(char **dst, const char *src, size_t len)
+{
+    *dst = NULL;
+    if (!src)
+        return REDTLS_OK;
+    *dst = malloc(len + 1);
+    if (!*dst)
+        return REDTLS_E_NOMEM;
+    memcpy(*dst, src, len);
+    (*dst)[len] = '\0';
+    return REDTLS_OK;
+}
+
+redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
+{
+    *dst = *src;
+    /* Clear every owned pointer first so a partial copy can be released. */
+    dst->host = dst->unix_path = dst->verify_name = dst->user = dst->client_name = NULL;
+    dst->tls.ca_file = dst->tls.ca_dir = dst->tls.ca_pem = dst->tls.cert_pem = NULL;
+    dst->tls.tls12_ciphers = dst->tls.tls13_suites = NULL;
+    dst->tls.key_pem.data = NULL;
+    dst->tls.key_pem.len = 0;
+    dst->token.data = NULL;
+    dst->token.len = 0;
+    dst->errmsg[0] = '\0';
+    if (redtls__str_set(&dst->host, src->host) || redtls__str_set(&dst->unix_path, src->unix_path) ||
+        redtls__str_set(&dst->verify_name, src->verify_name) || redtls__str_set(&dst->user, src->user) ||
+        redtls__str_set(&dst->client_name, src->client_name) ||
+        redtls__str_set(&dst->tls.ca_file, src->tls.ca_file) || redtls__str_set(&dst->tls.ca_dir, src->tls.ca_dir) ||
+        redtls__str_set(&dst->tls.tls12_ciphers, src->tls.tls12_ciphers) ||
+        redtls__str_set(&dst->tls.tls13_suites, src->tls.tls13_suites) ||
+        dup_bytes(&dst->tls.ca_pem, src->tls.ca_pem, src->tls.ca_pem_len) ||
+        dup_bytes(&dst->tls.cert_pem, src->tls.cert_pem, src->tls.cert_pem_len) ||
+        redtls__secret_copy(&dst->tls.key_pem, &src->tls.key_pem) || redtls__secret_copy(&dst->token, &src->token)) {
+        redtls__config_release(dst);
+        return REDTLS_E_NOMEM;
+    }
+    return REDTLS_OK;
+}
+
+redtls_status redtls__read_file(const char *path, char **data, size_t *len, char *err)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return redtls__fail(err, REDTLS_E_CONFIG, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > REDTLS__MAX_PEM_FILE) {
+        fclose(f);
+        return redtls__fail(err, REDTLS_E_CONFIG, "'%s' is not a regular file of at most %d bytes", path,
+                            REDTLS__MAX_PEM_FILE);
+    }
+    size_t n = (size_t)sb.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    }
+    size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    if (got != n) {
+        OPENSSL_cleanse(buf, n);
+        free(buf);
+        return redtls__fail(err, REDTLS_E_CONFIG, "cannot read '%s'", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return REDTLS_OK;
+}
+
+/* Public API */
+
+redtls_status redtls_config_new(redtls_config **out)
+{
+    if (!out)
+        return REDTLS_E_INVALID;
+    *out = NULL;
+    redtls_config *cfg = malloc(sizeof *cfg);
+    if (!cfg)
+        return REDTLS_E_NOMEM;
+    if (redtls__config_init(cfg) != REDTLS_OK) {
+        free(cfg);
+        return REDTLS_E_NOMEM;
+    }
+    *out = cfg;
+    return REDTLS_OK;
+}
+
+void redtls_config_free(redtls_config *cfg)
+{
+    if (!cfg)
+        return;
+    redtls__config_release(cfg);
+    free(cfg);
+}
+
+const char *redtls_config_errmsg(const redtls_config *cfg)
+{
+    return cfg ? cfg->errmsg : "";
+}
+
+#define CHECK_CFG(cfg)                                                                                             \
+    do {                                                                                                           \
+        if (!(cfg))                                                                                                \
+            return REDTLS_E_INVALID;                                                                               \
+        (cfg)->errmsg[0] = '\0';                                                                                   \
+    } while (0)
+
+static redtls_status nomem(redtls_config *cfg)
+{
+    return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+}
+
+redtls_status redtls_config_set_host(redtls_config *cfg, const char *host, uint16_t port)
+{
+    CHECK_CFG(cfg);
+    if (!host || !host[0] || port == 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "host must be non-empty and port non-zero");
+    size_t n = strlen(host);
+    const char *h = host;
+    char *unbracketed = NULL;
+    /* Accept "[::1]" as well as "::1". */
+    if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+        unbracketed = malloc(n - 1);
+        if (!unbracketed)
+            return nomem(cfg);
+        memcpy(unbracketed, host + 1, n - 2);
+        unbracketed[n - 2] = '\0';
+        h = unbracketed;
+    }
+    redtls_status st = redtls__str_set(&cfg->host, h);
+    free(unbracketed);
+    if (st)
+        return nomem(cfg);
+    cfg->port = port;
+    free(cfg->unix_path);
+    cfg->unix_path = NULL;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_unix_path(redtls_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    if (!path || !path[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "unix socket path must be non-empty");
+    if (redtls__str_set(&cfg->unix_path, path))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_tls(redtls_config *cfg, int enabled)
+{
+    CHECK_CFG(cfg);
+    cfg->use_tls = enabled != 0;
+    return REDTLS_OK;
+}
+
+static redtls_status set_path(redtls_config *cfg, char **dst, const char *path, int want_dir, const char *what)
+{
+    struct stat sb;
+    if (!path || !path[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "%s path must be non-empty", what);
+    if (stat(path, &sb) != 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG, "%s '%s': %s", what, path, strerror(errno));
+    if (want_dir && !S_ISDIR(sb.st_mode))
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG, "%s '%s' is not a directory", what, path);
+    if (!want_dir && S_ISDIR(sb.st_mode))
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG, "%s '%s' is a directory", what, path);
+    if (redtls__str_set(dst, path))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_ca_file(redtls_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    char *pem;
+    size_t len;
+    if (!path || !path[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "CA file path must be non-empty");
+    redtls_status st = redtls__read_file(path, &pem, &len, cfg->errmsg);
+    if (st)
+        return st;
+    st = redtls__tls_check_ca_pem(pem, len, cfg->errmsg);
+    free(pem);
+    if (st)
+        return redtls__fail(cfg->errmsg, st, "CA file '%s' holds no PEM certificate", path);
+    return set_path(cfg, &cfg->tls.ca_file, path, 0, "CA file");
+}
+
+redtls_status redtls_config_set_ca_dir(redtls_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    return set_path(cfg, &cfg->tls.ca_dir, path, 1, "CA directory");
+}
+
+redtls_status redtls_config_set_ca_pem(redtls_config *cfg, const char *pem, size_t len)
+{
+    CHECK_CFG(cfg);
+    if (!pem || len == 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "CA PEM must be non-empty");
+    redtls_status st = redtls__tls_check_ca_pem(pem, len, cfg->errmsg);
+    if (st)
+        return st;
+    char *copy;
+    if (dup_bytes(&copy, pem, len))
+        return nomem(cfg);
+    free(cfg->tls.ca_pem);
+    cfg->tls.ca_pem = copy;
+    cfg->tls.ca_pem_len = len;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_client_cert_pem(redtls_config *cfg, const char *cert_pem, size_t cert_len,
+                                                const char *key_pem, size_t key_len)
+{
+    CHECK_CFG(cfg);
+    if (!cert_pem || !key_pem || cert_len == 0 || key_len == 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "client certificate and key must be non-empty");
+    redtls_status st = redtls__tls_check_keypair(cert_pem, cert_len, key_pem, key_len, cfg->errmsg);
+    if (st)
+        return st;
+    char *cert;
+    redtls__secret key = {NULL, 0};
+    if (dup_bytes(&cert, cert_pem, cert_len))
+        return nomem(cfg);
+    if (redtls__secret_set(&key, key_pem, key_len)) {
+        free(cert);
+        return nomem(cfg);
+    }
+    free(cfg->tls.cert_pem);
+    cfg->tls.cert_pem = cert;
+    cfg->tls.cert_pem_len = cert_len;
+    redtls__secret_clear(&cfg->tls.key_pem);
+    cfg->tls.key_pem = key;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_client_cert_file(redtls_config *cfg, const char *cert_path, const char *key_path)
+{
+    CHECK_CFG(cfg);
+    if (!cert_path || !key_path)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "client certificate and key paths are required");
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    redtls_status st = redtls__read_file(cert_path, &cert, &cert_len, cfg->errmsg);
+    if (st == REDTLS_OK)
+        st = redtls__read_file(key_path, &key, &key_len, cfg->errmsg);
+    if (st == REDTLS_OK)
+        st = redtls_config_set_client_cert_pem(cfg, cert, cert_len, key, key_len);
+    if (st != REDTLS_OK && st != REDTLS_E_NOMEM && cert && key) {
+        char detail[REDTLS__ERRMSG_MAX];
+        memcpy(detail, cfg->errmsg, sizeof detail);
+        redtls__fail(cfg->errmsg, st, "%s (certificate '%s', key '%s')", detail, cert_path, key_path);
+    }
+    free(cert);
+    if (key) {
+        OPENSSL_cleanse(key, key_len);
+        free(key);
+    }
+    return st;
+}
+
+redtls_status redtls_config_set_verify_name(redtls_config *cfg, const char *name)
+{
+    CHECK_CFG(cfg);
+    if (name && !name[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "verify name must be non-empty");
+    if (redtls__str_set(&cfg->verify_name, name))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_tls_min_version(redtls_config *cfg, redtls_tls_version v)
+{
+    CHECK_CFG(cfg);
+    if (v != REDTLS_TLS_1_2 && v != REDTLS_TLS_1_3)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "minimum TLS version must be 1.2 or 1.3");
+    cfg->tls.min_version = (int)v;
+    return REDTLS_OK;
+}
+
+static redtls_status set_cipher_string(redtls_config *cfg, char **dst, const char *list, int tls13)
+{
+    if (list && !list[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "cipher list must be non-empty");
+    /* Validate now by building a context with just this setting. */
+    if (list) {
+        redtls__tls_settings probe;
+        memset(&probe, 0, sizeof probe);
+        probe.min_version = 12;
+        probe.insecure = 1;
+        if (tls13)
+            probe.tls13_suites = (char *)(uintptr_t)list;
+        else
+            probe.tls12_ciphers = (char *)(uintptr_t)list;
+        redtls__tls_ctx *ctx = NULL;
+        redtls_status st = redtls__tls_ctx_new(&probe, &ctx, cfg->errmsg);
+        redtls__tls_ctx_free(ctx);
+        if (st)
+            return st;
+    }
+    if (redtls__str_set(dst, list))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_tls12_ciphers(redtls_config *cfg, const char *list)
+{
+    CHECK_CFG(cfg);
+    return set_cipher_string(cfg, &cfg->tls.tls12_ciphers, list, 0);
+}
+
+redtls_status redtls_config_set_tls13_ciphersuites(redtls_config *cfg, const char *list)
+{
+    CHECK_CFG(cfg);
+    return set_cipher_string(cfg, &cfg->tls.tls13_suites, list, 1);
+}
+
+redtls_status redtls_config_set_insecure_skip_verify(redtls_config *cfg, int skip)
+{
+    CHECK_CFG(cfg);
+    cfg->tls.insecure = skip != 0;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_user(redtls_config *cfg, const char *user)
+{
+    CHECK_CFG(cfg);
+    if (user && (!user[0] || strpbrk(user, " \r\n")))
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "user name must be non-empty without spaces");
+    if (redtls__str_set(&cfg->user, user))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_token(redtls_config *cfg, const char *token)
+{
+    CHECK_CFG(cfg);
+    if (token && !token[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "token must be non-empty (NULL clears it)");
+    if (redtls__secret_set(&cfg->token, token, token ? strlen(token) : 0))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_db(redtls_config *cfg, int db)
+{
+    CHECK_CFG(cfg);
+    if (db < 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "database number must be >= 0");
+    cfg->db = db;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name)
+{
+    CHECK_CFG(cfg);
+    if (name && (!name[0] || strpbrk(name, " \r\n")))
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "client name must be non-empty without spaces");
+    if (redtls__str_set(&cfg->client_name, name))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_connect_timeout_ms(redtls_config *cfg, unsigned ms)
+{
+    CHECK_CFG(cfg);
+    cfg->connect_timeout_ms = ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_handshake_timeout_ms(redtls_config *cfg, unsigned ms)
+{
+    CHECK_CFG(cfg);
+    cfg->handshake_timeout_ms = ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_command_timeout_ms(redtls_config *cfg, unsigned ms)
+{
+    CHECK_CFG(cfg);
+    cfg->command_timeout_ms = ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_max_array_elements(redtls_config *cfg, size_t n)
+{
+    CHECK_CFG(cfg);
+    cfg->limits.max_elements = n ? n : REDTLS_DEFAULT_MAX_ARRAY_ELEMENTS;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_max_bulk_len(redtls_config *cfg, size_t n)
+{
+    CHECK_CFG(cfg);
+    cfg->limits.max_bulk = n ? n : REDTLS_DEFAULT_MAX_BULK_LEN;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_max_buffer(redtls_config *cfg, size_t n)
+{
+    CHECK_CFG(cfg);
+    cfg->limits.max_buffer = n ? n : REDTLS_DEFAULT_MAX_BUFFER;
+    return REDTLS_OK;
+}

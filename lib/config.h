@@ -1,0 +1,38 @@
+/* The configuration object and the deep copy a connection keeps of it. */
+#ifndef REDTLS_CONFIG_H
+#define REDTLS_CONFIG_H
+
+#include "reader.h"
+#include "tls.h"
+
+struct redtls_config {
+    char *host;
+    uint16_t port;
+    char *unix_path;
+    int use_tls;
+    char *verify_name;
+    redtls__tls_settings tls;
+    char *user;
+    redtls__secret token;
+    int db;
+    char *client_name;
+    unsigned connect_timeout_ms;
+    unsigned handshake_timeout_ms;
+    unsigned command_timeout_ms;
+    redtls__limits limits;
+    char errmsg[REDTLS__ERRMSG_MAX];
+};
+
+/* Fills cfg with the defaults (allocates the default host). */
+redtls_status redtls__config_init(redtls_config *cfg);
+/* Releases what cfg owns (secrets wiped) without freeing cfg itself. */
+void redtls__config_release(redtls_config *cfg);
+/* Deep copy of src into dst (dst uninitialised). On failure dst owns
+ * nothing. */
+redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src);
+
+/* Reads a whole file into memory (for certificates and keys); the caller
+ * frees it (wiping it first when it is a key). */
+redtls_status redtls__read_file(const char *path, char **data, size_t *len, char *err);
+
+#endif

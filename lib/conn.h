@@ -1,0 +1,44 @@
+/* The connection object, shared by conn.c (commands, pipelines) and
+ * handshake.c (AUTH, SELECT, SETNAME). Also the library-internal interface
+ * that tests and, later, the cluster layer build on. */
+#ifndef REDTLS_CONN_H
+#define REDTLS_CONN_H
+
+#include "config.h"
+
+#define REDTLS__READ_CHUNK 16384
+
+struct redtls_conn {
+    redtls_config cfg;       /* private copy */
+    redtls__tls_ctx *tls;    /* NULL without TLS */
+    redtls__transport *tp;   /* NULL when not connected */
+    int is_tls;
+    redtls__reader rd;
+    char *obuf;              /* formatted commands not yet written */
+    size_t olen, ocap;
+    size_t pending;          /* replies owed by the server */
+    char errmsg[REDTLS__ERRMSG_MAX];
+    char info[5][384];       /* backing store for the borrowed TLS details */
+    char rbuf[REDTLS__READ_CHUNK];
+};
+
+/* Installs an already connected transport (TCP, TLS or the memory
+ * transport in tests) with a fresh reader; the conn owns it from now. */
+redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_tls);
+
+/* Drops the transport without ceremony (the stream can no longer be
+ * trusted), forgets pending replies, and returns st. */
+redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
+
+/* Appends one formatted command. wipe: the command carries a secret, so
+ * the formatting scratch is wiped. */
+redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen, int wipe);
+/* Writes the output buffer. wipe: clear it after the write. */
+redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
+/* Reads one reply (flushing first). Failures drop the connection. */
+redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisReply **reply);
+
+/* AUTH / SELECT / CLIENT SETNAME on a freshly attached transport. */
+redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline);
+
+#endif

@@ -1,0 +1,90 @@
+/* Connection set-up after the transport is up: AUTH, SELECT, CLIENT
+ * SETNAME. Credentials are only sent here, after the TLS layer has
+ * verified the server. */
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "conn.h"
+
+/* One request/response inside the handshake deadline. A timeout here is a
+ * handshake timeout. */
+static redtls_status roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
+                               redisReply **reply)
+{
+    redtls_status st = redtls__conn_append(c, argc, argv, NULL, secret);
+    if (st == REDTLS_OK)
+        st = redtls__conn_flush(c, deadline, secret);
+    if (st == REDTLS_OK)
+        st = redtls__conn_read(c, deadline, reply);
+    if (st == REDTLS_E_COMMAND_TIMEOUT)
+        st = redtls__fail(c->errmsg, REDTLS_E_HANDSHAKE_TIMEOUT, "the server did not answer %s within the handshake timeout",
+                          argv[0]);
+    return st;
+}
+
+/* Copies the server's error text into the message, with any echo of the
+ * token masked. */
+static redtls_status refused(redtls_conn *c, redtls_status st, const char *what, redisReply *r)
+{
+    char text[256];
+    size_t n = r->len < sizeof text - 1 ? r->len : sizeof text - 1;
+    memcpy(text, r->str ? r->str : "", n);
+    text[n] = '\0';
+    redtls__redact(text, n, &c->cfg.token);
+    freeReplyObject(r);
+    return redtls__fail(c->errmsg, st, "%s refused by the server: %s", what, text);
+}
+
+redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
+{
+    const redtls_config *cfg = &c->cfg;
+    redisReply *r = NULL;
+    redtls_status st;
+
+    /* With TLS 1.3 a server that demands a client certificate says so only
+     * after our handshake has finished. A PING (no secret in it) flushes
+     * that verdict out before any credential is written. */
+    if (c->is_tls && redtls__tls_verdict_pending(c->tp)) {
+        const char *ping[] = {"PING"};
+        if ((st = roundtrip(c, 1, ping, 0, deadline, &r)) != REDTLS_OK)
+            return st;
+        freeReplyObject(r);
+    }
+
+    if (cfg->user && !cfg->token.data)
+        return redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", cfg->user);
+    if (cfg->token.data) {
+        const char *argv[3];
+        int argc = 0;
+        argv[argc++] = "AUTH";
+        if (cfg->user)
+            argv[argc++] = cfg->user;
+        argv[argc++] = cfg->token.data;
+        if ((st = roundtrip(c, argc, argv, 1, deadline, &r)) != REDTLS_OK)
+            return st;
+        if (r->type == REDIS_REPLY_ERROR)
+            return refused(c, REDTLS_E_AUTH, "AUTH", r);
+        freeReplyObject(r);
+    }
+    if (cfg->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", cfg->db);
+        const char *argv[] = {"SELECT", db};
+        if ((st = roundtrip(c, 2, argv, 0, deadline, &r)) != REDTLS_OK)
+            return st;
+        if (r->type == REDIS_REPLY_ERROR)
+            return refused(c, REDTLS_E_SETUP, "SELECT", r);
+        freeReplyObject(r);
+    }
+    if (cfg->client_name) {
+        const char *argv[] = {"CLIENT", "SETNAME", cfg->client_name};
+        if ((st = roundtrip(c, 3, argv, 0, deadline, &r)) != REDTLS_OK)
+            return st;
+        if (r->type == REDIS_REPLY_ERROR)
+            return refused(c, REDTLS_E_SETUP, "CLIENT SETNAME", r);
+        freeReplyObject(r);
+    }
+    return REDTLS_OK;
+}

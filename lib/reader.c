@@ -1,0 +1,298 @@
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+
+#include "reader.h"
+
+/* hiredis 1.x widened the element count and added RESP3 types; these keep
+ * one set of callbacks compiling against 0.14 and 1.x. */
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+#define REDTLS_HIREDIS_1 1
+typedef size_t redtls__count_t;
+#else
+#define REDTLS_HIREDIS_1 0
+typedef int redtls__count_t;
+#endif
+
+static redtls__reader *owner(const redisReadTask *task)
+{
+    return (redtls__reader *)task->privdata;
+}
+
+/* Records which limit refused an object (the first one wins) and makes
+ * hiredis stop. */
+static void *refuse(const redisReadTask *task, const char *what, unsigned long long value, unsigned long long limit)
+{
+    redtls__reader *rd = owner(task);
+    if (rd && rd->refused == REDTLS_OK) {
+        rd->refused = REDTLS_E_LIMIT;
+        snprintf(rd->refused_msg, sizeof rd->refused_msg, "%s %llu exceeds the limit of %llu", what, value, limit);
+    }
+    return NULL;
+}
+
+/* Links a new object into its parent array. Arrays are not allocated at the
+ * size the server announces: `elements` counts the children present so far
+ * and the vector doubles as they arrive, so a 13-byte header cannot make us
+ * allocate gigabytes. freeReplyObject() frees exactly `elements` children,
+ * which keeps partly built replies safe to free. */
+static void *attach(const redisReadTask *task, redisReply *r)
+{
+    if (task->parent) {
+        redisReply *parent = task->parent->obj;
+        size_t n = parent->elements;
+        if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+            size_t cap = n == 0 ? 4 : n * 2;
+            redisReply **v = realloc(parent->element, cap * sizeof *v);
+            if (!v) {
+                freeReplyObject(r);
+                return NULL;
+            }
+            parent->element = v;
+        }
+        parent->element[n] = r;
+        parent->elements = n + 1;
+    }
+    return r;
+}
+
+static redisReply *new_reply(int type)
+{
+    redisReply *r = calloc(1, sizeof *r);
+    if (r)
+        r->type = type;
+    return r;
+}
+
+static void *create_string(const redisReadTask *task, char *str, size_t len)
+{
+    redtls__reader *rd = owner(task);
+    if (rd && len > rd->limits.max_bulk)
+        return refuse(task, "bulk string length", (unsigned long long)len, (unsigned long long)rd->limits.max_bulk);
+    redisReply *r = new_reply(task->type);
+    if (!r)
+        return NULL;
+    r->str = malloc(len + 1);
+    if (!r->str) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+#if REDTLS_HIREDIS_1 && defined(REDIS_REPLY_VERB)
+    if (task->type == REDIS_REPLY_VERB && len >= 4) {
+        memcpy(r->vtype, str, 3);
+        r->vtype[3] = '\0';
+        memmove(r->str, r->str + 4, len - 4 + 1);
+        r->len = len - 4;
+    }
+#endif
+    return attach(task, r);
+}
+
+static void *create_array(const redisReadTask *task, redtls__count_t elements)
+{
+    redtls__reader *rd = owner(task);
+    unsigned depth = 1;
+    for (const redisReadTask *p = task->parent; p; p = p->parent)
+        depth++;
+    if (depth > REDTLS_MAX_REPLY_DEPTH)
+        return refuse(task, "reply nesting depth", depth, REDTLS_MAX_REPLY_DEPTH);
+    /* Negative values only appear if the parser truncated a huge count. */
+    if ((long long)elements < 0 || (rd && (size_t)elements > rd->limits.max_elements))
+        return refuse(task, "array element count", (unsigned long long)elements,
+                      rd ? (unsigned long long)rd->limits.max_elements : 0ULL);
+    redisReply *r = new_reply(task->type);
+    if (!r)
+        return NULL;
+    return attach(task, r);
+}
+
+static void *create_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = new_reply(REDIS_REPLY_INTEGER);
+    if (!r)
+        return NULL;
+    r->integer = value;
+    return attach(task, r);
+}
+
+static void *create_nil(const redisReadTask *task)
+{
+    redisReply *r = new_reply(REDIS_REPLY_NIL);
+    if (!r)
+        return NULL;
+    return attach(task, r);
+}
+
+#if REDTLS_HIREDIS_1
+/* redtls speaks RESP2, but a hostile server may still send RESP3 types;
+ * without these callbacks hiredis 1.x would hand back a non-pointer. */
+static void *create_double(const redisReadTask *task, double value, char *str, size_t len)
+{
+    redisReply *r = new_reply(REDIS_REPLY_DOUBLE);
+    if (!r)
+        return NULL;
+    r->dval = value;
+    r->str = malloc(len + 1);
+    if (!r->str) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return attach(task, r);
+}
+
+static void *create_bool(const redisReadTask *task, int value)
+{
+    redisReply *r = new_reply(REDIS_REPLY_BOOL);
+    if (!r)
+        return NULL;
+    r->integer = value != 0;
+    return attach(task, r);
+}
+#endif
+
+static redisReplyObjectFunctions limited_functions = {
+    .createString = create_string,
+    .createArray = create_array,
+    .createInteger = create_integer,
+#if REDTLS_HIREDIS_1
+    .createDouble = create_double,
+#endif
+    .createNil = create_nil,
+#if REDTLS_HIREDIS_1
+    .createBool = create_bool,
+#endif
+    .freeObject = freeReplyObject,
+};
+
+redtls_status redtls__reader_init(redtls__reader *rd, const redtls__limits *limits)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->limits = *limits;
+    redisReader *r = redisReaderCreateWithFunctions(&limited_functions);
+    if (!r)
+        return REDTLS_E_NOMEM;
+    r->privdata = rd;
+#if REDTLS_HIREDIS_1
+    /* Our callbacks enforce the element limit; keep hiredis's own check out
+     * of the way so the error says which limit was hit. */
+    r->maxelements = 0;
+#endif
+    rd->r = r;
+    return REDTLS_OK;
+}
+
+void redtls__reader_free(redtls__reader *rd)
+{
+    if (rd->r)
+        redisReaderFree(rd->r);
+    rd->r = NULL;
+}
+
+redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t len, char *err)
+{
+    redisReader *r = rd->r;
+    size_t unparsed = r->len - r->pos;
+    if (len > rd->limits.max_buffer || unparsed > rd->limits.max_buffer - len)
+        return redtls__fail(err, REDTLS_E_LIMIT, "unparsed reply data would exceed the buffer limit of %zu bytes",
+                            rd->limits.max_buffer);
+    if (redisReaderFeed(r, buf, len) != REDIS_OK)
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory buffering the reply");
+    return REDTLS_OK;
+}
+
+/* When the parser is waiting for the body of a bulk string, its announced
+ * length is already in the buffer; checking it now refuses an oversized
+ * bulk before its bytes pile up. The task layout differs between hiredis
+ * versions. */
+static redtls_status check_pending_bulk(redtls__reader *rd, char *err)
+{
+    redisReader *r = rd->r;
+    if (r->ridx < 0)
+        return REDTLS_OK;
+#if REDTLS_HIREDIS_1
+    int type = r->task[r->ridx]->type;
+#else
+    int type = r->rstack[r->ridx].type;
+#endif
+    if (type != REDIS_REPLY_STRING
+#if REDTLS_HIREDIS_1 && defined(REDIS_REPLY_VERB)
+        && type != REDIS_REPLY_VERB
+#endif
+    )
+        return REDTLS_OK;
+    const char *p = r->buf + r->pos, *end = r->buf + r->len;
+    unsigned long long v = 0;
+    int digits = 0;
+    for (; p < end && *p >= '0' && *p <= '9' && digits < 20; p++, digits++)
+        v = v * 10 + (unsigned long long)(*p - '0');
+    if (digits > 0 && (digits >= 20 || v > rd->limits.max_bulk))
+        return redtls__fail(err, REDTLS_E_LIMIT, "bulk string of %s%llu bytes exceeds the limit of %zu",
+                            digits >= 20 ? "more than " : "", v, rd->limits.max_bulk);
+    return REDTLS_OK;
+}
+
+redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err)
+{
+    void *obj = NULL;
+    *reply = NULL;
+    if (redisReaderGetReply(rd->r, &obj) != REDIS_OK) {
+        redisReader *r = rd->r;
+        if (rd->refused != REDTLS_OK)
+            return redtls__fail(err, rd->refused, "%s", rd->refused_msg);
+        if (r->err == REDIS_ERR_OOM)
+            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory parsing the reply");
+        if (strstr(r->errstr, "depth") != NULL)
+            return redtls__fail(err, REDTLS_E_LIMIT, "reply nesting exceeds the limit of %d",
+                                REDTLS_MAX_REPLY_DEPTH);
+        return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s", r->errstr);
+    }
+    if (!obj)
+        return check_pending_bulk(rd, err);
+    *reply = obj;
+    return REDTLS_OK;
+}
+
+redtls_status redtls__buf_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t ncap = *cap ? *cap : 256;
+        while (ncap < *len + n)
+            ncap *= 2;
+        char *nb = realloc(*buf, ncap);
+        if (!nb)
+            return REDTLS_E_NOMEM;
+        *buf = nb;
+        *cap = ncap;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    return REDTLS_OK;
+}
+
+redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc, const char **argv,
+                                  const size_t *argvlen, int wipe)
+{
+    char *cmd = NULL;
+    long long n = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (n < 0 || !cmd)
+        return REDTLS_E_NOMEM;
+    redtls_status st = redtls__buf_append(buf, len, cap, cmd, (size_t)n);
+    if (wipe)
+        OPENSSL_cleanse(cmd, (size_t)n);
+#if REDTLS_HIREDIS_1
+    redisFreeCommand(cmd);
+#else
+    free(cmd);
+#endif
+    return st;
+}

@@ -1,0 +1,46 @@
+/* Protocol layer: hiredis's RESP reader fed by redtls, with reply-object
+ * callbacks that enforce redtls's limits, and command formatting. */
+#ifndef REDTLS_READER_H
+#define REDTLS_READER_H
+
+#include "common.h"
+
+struct redisReply;
+
+typedef struct redtls__limits {
+    size_t max_elements;
+    size_t max_bulk;
+    size_t max_buffer;
+} redtls__limits;
+
+typedef struct redtls__reader {
+    void *r; /* redisReader */
+    redtls__limits limits;
+    /* Set by the callbacks when a limit refused an object: hiredis itself
+     * only sees an allocation failure. */
+    redtls_status refused;
+    char refused_msg[160];
+} redtls__reader;
+
+redtls_status redtls__reader_init(redtls__reader *rd, const redtls__limits *limits);
+void redtls__reader_free(redtls__reader *rd);
+
+/* Hands len bytes to the parser. REDTLS_E_LIMIT when they would push the
+ * unparsed data past max_buffer. */
+redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t len, char *err);
+
+/* Takes the next complete reply: *reply is NULL when more bytes are
+ * needed. REDTLS_E_PROTOCOL / REDTLS_E_LIMIT / REDTLS_E_NOMEM are final:
+ * the stream cannot be resynchronised and the connection must be closed. */
+redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err);
+
+/* Formats argv as a RESP command and appends it to *buf (length *len,
+ * capacity *cap), growing it as needed. wipe: the command holds a secret,
+ * so the scratch copy is wiped before it is freed. */
+redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc, const char **argv,
+                                  const size_t *argvlen, int wipe);
+
+/* Appends raw bytes to a growable buffer. */
+redtls_status redtls__buf_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n);
+
+#endif

@@ -1,0 +1,671 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+/* TLS 1.2: forward secrecy (ECDHE) and AEAD only. */
+static const char default_tls12_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/* A private BIO type number below OpenSSL's dynamic range. */
+#define REDTLS_BIO_TYPE (BIO_TYPE_SOURCE_SINK | 0x7d)
+
+struct redtls__tls_ctx {
+    SSL_CTX *ssl_ctx;
+    BIO_METHOD *bio_method;
+    int has_client_cert;
+    int insecure;
+};
+
+/* What the verify callback saw first: the reason a chain was refused. */
+typedef struct verify_note {
+    int error;
+    int depth;
+    char subject[256];
+    char sans[384];
+} verify_note;
+
+typedef struct tls_transport {
+    redtls__transport base;
+    int fd;
+    int eof;                /* the socket returned end-of-file */
+    int cert_requested;     /* the server sent a CertificateRequest */
+    int has_client_cert;
+    SSL *ssl;
+    verify_note note;
+} tls_transport;
+
+int redtls__is_ip_literal(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static void openssl_reason(char *out, size_t outlen)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(out, outlen, "%s", r ? r : "unknown error");
+}
+
+/* Socket BIO: recv()/send() with MSG_NOSIGNAL, so no SIGPIPE ever reaches
+ * the host process, and the EOF flag that OpenSSL needs to tell a truncated
+ * stream from a clean close. */
+
+static int bio_sock_write(BIO *b, const char *buf, int len)
+{
+    tls_transport *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(t->fd, buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_sock_read(BIO *b, char *buf, int len)
+{
+    tls_transport *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (!buf || len <= 0)
+        return 0;
+    ssize_t n = recv(t->fd, buf, (size_t)len, 0);
+    if (n == 0)
+        t->eof = 1;
+    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    tls_transport *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return t ? t->eof : 1;
+    default:
+        return 0;
+    }
+}
+
+static int bio_sock_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int cert_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    tls_transport *t = SSL_get_app_data(ssl);
+    if (t)
+        t->cert_requested = 1;
+    return 1;
+}
+
+static void format_sans(X509 *cert, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    if (!names) {
+        snprintf(out, outlen, "none");
+        return;
+    }
+    size_t used = 0;
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+        char item[INET6_ADDRSTRLEN + 8] = "";
+        if (gn->type == GEN_DNS) {
+            const unsigned char *d = ASN1_STRING_get0_data(gn->d.dNSName);
+            int l = ASN1_STRING_length(gn->d.dNSName);
+            snprintf(item, sizeof item, "DNS:%.*s", l > 200 ? 200 : l, (const char *)d);
+        } else if (gn->type == GEN_IPADD) {
+            const unsigned char *d = ASN1_STRING_get0_data(gn->d.iPAddress);
+            int l = ASN1_STRING_length(gn->d.iPAddress);
+            char ip[INET6_ADDRSTRLEN] = "?";
+            if (l == 4)
+                inet_ntop(AF_INET, d, ip, sizeof ip);
+            else if (l == 16)
+                inet_ntop(AF_INET6, d, ip, sizeof ip);
+            snprintf(item, sizeof item, "IP:%s", ip);
+        } else {
+            continue;
+        }
+        int n = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", item);
+        if (n < 0 || (size_t)n >= outlen - used)
+            break;
+        used += (size_t)n;
+    }
+    GENERAL_NAMES_free(names);
+    if (!out[0])
+        snprintf(out, outlen, "none");
+}
+
+static void format_subject(X509 *cert, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b)
+        return;
+    X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    int n = BIO_read(b, out, (int)outlen - 1);
+    out[n > 0 ? n : 0] = '\0';
+    BIO_free(b);
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *store)
+{
+    if (ok)
+        return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (t && t->note.error == 0) {
+        X509 *cert = X509_STORE_CTX_get_current_cert(store);
+        t->note.error = X509_STORE_CTX_get_error(store);
+        t->note.depth = X509_STORE_CTX_get_error_depth(store);
+        if (cert) {
+            format_subject(cert, t->note.subject, sizeof t->note.subject);
+            format_sans(cert, t->note.sans, sizeof t->note.sans);
+        }
+    }
+    return ok;
+}
+
+static int load_pem_certs(const char *pem, size_t len, STACK_OF(X509_INFO) **out)
+{
+    BIO *b = BIO_new_mem_buf(pem, (int)len);
+    if (!b)
+        return -1;
+    STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (!infos)
+        return -1;
+    int n = 0;
+    for (int i = 0; i < sk_X509_INFO_num(infos); i++)
+        if (sk_X509_INFO_value(infos, i)->x509)
+            n++;
+    *out = infos;
+    return n;
+}
+
+redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err)
+{
+    STACK_OF(X509_INFO) *infos = NULL;
+    int n = load_pem_certs(pem, len, &infos);
+    if (infos)
+        sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+    if (n <= 0)
+        return redtls__fail(err, REDTLS_E_CONFIG, "CA PEM holds no certificate");
+    return REDTLS_OK;
+}
+
+/* Leaf certificate, extra chain and key from PEM into *leaf, *chain, *key. */
+static redtls_status parse_keypair(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                                   X509 **leaf, STACK_OF(X509) **chain, EVP_PKEY **key, char *err)
+{
+    *leaf = NULL;
+    *chain = NULL;
+    *key = NULL;
+    BIO *b = BIO_new_mem_buf(cert_pem, (int)cert_len);
+    if (!b)
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    if (!*leaf) {
+        BIO_free(b);
+        ERR_clear_error();
+        return redtls__fail(err, REDTLS_E_CONFIG, "client certificate: no PEM certificate found");
+    }
+    *chain = sk_X509_new_null();
+    X509 *extra;
+    while (*chain && (extra = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+        if (!sk_X509_push(*chain, extra))
+            X509_free(extra);
+    BIO_free(b);
+    ERR_clear_error();
+
+    b = BIO_new_mem_buf(key_pem, (int)key_len);
+    if (!b)
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    /* A NULL password callback would prompt on the terminal for an
+     * encrypted key; an empty passphrase makes decryption fail instead. */
+    *key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
+    BIO_free(b);
+    if (!*key) {
+        ERR_clear_error();
+        return redtls__fail(err, REDTLS_E_CONFIG,
+                            "client key: no unencrypted PEM private key found (encrypted keys are not supported)");
+    }
+    if (X509_check_private_key(*leaf, *key) != 1) {
+        ERR_clear_error();
+        return redtls__fail(err, REDTLS_E_CONFIG, "client key does not match the client certificate");
+    }
+    return REDTLS_OK;
+}
+
+static void free_keypair(X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key)
+{
+    X509_free(leaf);
+    if (chain)
+        sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+}
+
+redtls_status redtls__tls_check_keypair(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                                        char *err)
+{
+    X509 *leaf;
+    STACK_OF(X509) *chain;
+    EVP_PKEY *key;
+    redtls_status st = parse_keypair(cert_pem, cert_len, key_pem, key_len, &leaf, &chain, &key, err);
+    free_keypair(leaf, chain, key);
+    return st;
+}
+
+static redtls_status check_tls12_ciphers(SSL_CTX *ctx, char *err)
+{
+    STACK_OF(SSL_CIPHER) *ciphers = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); i++) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(ciphers, i);
+        if (SSL_CIPHER_get_kx_nid(c) == NID_kx_any) /* a TLS 1.3 suite */
+            continue;
+        if (SSL_CIPHER_get_kx_nid(c) != NID_kx_ecdhe || !SSL_CIPHER_is_aead(c))
+            return redtls__fail(err, REDTLS_E_CONFIG, "TLS 1.2 cipher %s is not ECDHE with AEAD; refusing it",
+                                SSL_CIPHER_get_name(c));
+    }
+    return REDTLS_OK;
+}
+
+static redtls_status load_trust(SSL_CTX *ctx, const redtls__tls_settings *s, char *err)
+{
+    if (!s->ca_file && !s->ca_dir && !s->ca_pem) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            return redtls__fail(err, REDTLS_E_CONFIG, "cannot load the system CA store");
+        return REDTLS_OK;
+    }
+    if ((s->ca_file || s->ca_dir) && SSL_CTX_load_verify_locations(ctx, s->ca_file, s->ca_dir) != 1) {
+        char why[128];
+        openssl_reason(why, sizeof why);
+        return redtls__fail(err, REDTLS_E_CONFIG, "cannot load CA %s '%s': %s", s->ca_file ? "file" : "directory",
+                            s->ca_file ? s->ca_file : s->ca_dir, why);
+    }
+    if (s->ca_pem) {
+        STACK_OF(X509_INFO) *infos = NULL;
+        int n = load_pem_certs(s->ca_pem, s->ca_pem_len, &infos);
+        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+        for (int i = 0; n > 0 && i < sk_X509_INFO_num(infos); i++) {
+            X509_INFO *xi = sk_X509_INFO_value(infos, i);
+            if (xi->x509 && X509_STORE_add_cert(store, xi->x509) != 1)
+                n = -1;
+        }
+        if (infos)
+            sk_X509_INFO_pop_free(infos, X509_INFO_free);
+        if (n <= 0)
+            return redtls__fail(err, REDTLS_E_CONFIG, "CA PEM could not be loaded");
+    }
+    return REDTLS_OK;
+}
+
+static redtls_status load_client_cert(SSL_CTX *ctx, const redtls__tls_settings *s, char *err)
+{
+    X509 *leaf;
+    STACK_OF(X509) *chain;
+    EVP_PKEY *key;
+    redtls_status st = parse_keypair(s->cert_pem, s->cert_pem_len, s->key_pem.data, s->key_pem.len, &leaf, &chain,
+                                     &key, err);
+    if (st == REDTLS_OK) {
+        if (SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+            SSL_CTX_set1_chain(ctx, chain) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+            char why[128];
+            openssl_reason(why, sizeof why);
+            st = redtls__fail(err, REDTLS_E_CONFIG, "client certificate cannot be used: %s", why);
+        }
+    }
+    free_keypair(leaf, chain, key);
+    return st;
+}
+
+redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx **out, char *err)
+{
+    redtls_status st = REDTLS_OK;
+    *out = NULL;
+    redtls__tls_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    c->bio_method = BIO_meth_new(REDTLS_BIO_TYPE, "redtls socket");
+    if (!c->ssl_ctx || !c->bio_method) {
+        st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory creating the TLS context");
+        goto fail;
+    }
+    BIO_meth_set_write(c->bio_method, bio_sock_write);
+    BIO_meth_set_read(c->bio_method, bio_sock_read);
+    BIO_meth_set_ctrl(c->bio_method, bio_sock_ctrl);
+    BIO_meth_set_create(c->bio_method, bio_sock_create);
+
+    SSL_CTX *ctx = c->ssl_ctx;
+    SSL_CTX_set_min_proto_version(ctx, s->min_version >= 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    /* Level 2: RSA/DH keys >= 2048 bits, ECC >= 224 bits, no SHA-1 signatures. */
+    SSL_CTX_set_security_level(ctx, 2);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (SSL_CTX_set_cipher_list(ctx, default_tls12_ciphers) != 1 ||
+        (s->tls12_ciphers && SSL_CTX_set_cipher_list(ctx, s->tls12_ciphers) != 1)) {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "TLS 1.2 cipher list '%s' selects no usable cipher",
+                          s->tls12_ciphers ? s->tls12_ciphers : default_tls12_ciphers);
+        goto fail;
+    }
+    if ((st = check_tls12_ciphers(ctx, err)) != REDTLS_OK)
+        goto fail;
+    if (s->tls13_suites && SSL_CTX_set_ciphersuites(ctx, s->tls13_suites) != 1) {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "TLS 1.3 cipher suites '%s' not usable", s->tls13_suites);
+        goto fail;
+    }
+    c->insecure = s->insecure;
+    SSL_CTX_set_verify(ctx, s->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, s->insecure ? NULL : verify_cb);
+    if (!s->insecure && (st = load_trust(ctx, s, err)) != REDTLS_OK)
+        goto fail;
+    if (s->cert_pem) {
+        if ((st = load_client_cert(ctx, s, err)) != REDTLS_OK)
+            goto fail;
+        c->has_client_cert = 1;
+    }
+    SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
+    ERR_clear_error();
+    *out = c;
+    return REDTLS_OK;
+fail:
+    ERR_clear_error();
+    redtls__tls_ctx_free(c);
+    return st;
+}
+
+void redtls__tls_ctx_free(redtls__tls_ctx *c)
+{
+    if (!c)
+        return;
+    SSL_CTX_free(c->ssl_ctx);
+    BIO_meth_free(c->bio_method);
+    free(c);
+}
+
+static int is_reason(unsigned long e, int reason)
+{
+    return e && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == reason;
+}
+
+static int is_client_cert_alert(unsigned long e)
+{
+    return is_reason(e, SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) || is_reason(e, SSL_R_SSLV3_ALERT_BAD_CERTIFICATE) ||
+           is_reason(e, SSL_R_TLSV1_ALERT_UNKNOWN_CA) || is_reason(e, SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN) ||
+           is_reason(e, SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED) ||
+           is_reason(e, SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE) ||
+           is_reason(e, SSL_R_TLSV1_ALERT_ACCESS_DENIED) || is_reason(e, SSL_R_TLSV1_ALERT_DECRYPT_ERROR);
+}
+
+static redtls_status client_cert_failure(tls_transport *t, const char *why, char *err)
+{
+    if (!t->has_client_cert)
+        return redtls__fail(err, REDTLS_E_TLS_CLIENT_CERT,
+                            "the server requires a client certificate and none is configured (%s)", why);
+    return redtls__fail(err, REDTLS_E_TLS_CLIENT_CERT, "the server refused our client certificate (%s)", why);
+}
+
+static redtls_status handshake_failure(tls_transport *t, const char *name, char *err)
+{
+    char why[160];
+    unsigned long e = ERR_peek_last_error();
+    openssl_reason(why, sizeof why);
+    long vr = SSL_get_verify_result(t->ssl);
+    int verr = t->note.error ? t->note.error : (int)vr;
+    if (verr != X509_V_OK) {
+        if (verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH)
+            return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                                "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
+                                verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
+                                t->note.sans[0] ? t->note.sans : "unknown");
+        return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (depth %d, subject '%s')",
+                            X509_verify_cert_error_string(verr), t->note.depth,
+                            t->note.subject[0] ? t->note.subject : "unknown");
+    }
+    if (is_reason(e, SSL_R_EE_KEY_TOO_SMALL) || is_reason(e, SSL_R_CA_KEY_TOO_SMALL) ||
+        is_reason(e, SSL_R_CA_MD_TOO_WEAK))
+        return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (security level 2)", why);
+    if (t->cert_requested && (is_client_cert_alert(e) || is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE)))
+        return client_cert_failure(t, why, err);
+    if (is_reason(e, SSL_R_UNSUPPORTED_PROTOCOL) || is_reason(e, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) ||
+        is_reason(e, SSL_R_NO_PROTOCOLS_AVAILABLE) || is_reason(e, SSL_R_WRONG_SSL_VERSION))
+        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: no protocol version in common (%s)", why);
+    if (is_reason(e, SSL_R_WRONG_VERSION_NUMBER) || is_reason(e, SSL_R_PACKET_LENGTH_TOO_LONG) ||
+        is_reason(e, SSL_R_RECORD_LENGTH_MISMATCH) || is_reason(e, SSL_R_HTTP_REQUEST))
+        return redtls__fail(err, REDTLS_E_TLS, "the server did not answer with TLS (plain-text port?): %s", why);
+    if (t->eof || is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING))
+        return redtls__fail(err, REDTLS_E_TLS, "the server closed the connection during the TLS handshake");
+    if (e == 0)
+        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: %s", strerror(errno));
+    return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: %s", why);
+}
+
+/* Maps a failed SSL_read/SSL_write after the handshake. */
+static redtls_status io_failure(tls_transport *t, int rc, const char *what, char *err)
+{
+    int e = SSL_get_error(t->ssl, rc);
+    unsigned long le = ERR_peek_last_error();
+    char why[160];
+    openssl_reason(why, sizeof why);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)");
+    if (e == SSL_ERROR_SSL && is_reason(le, SSL_R_UNEXPECTED_EOF_WHILE_READING))
+        return redtls__fail(err, REDTLS_E_EOF, "the server closed the connection without TLS close_notify");
+    if (e == SSL_ERROR_SYSCALL) {
+        if (errno == 0 || t->eof)
+            return redtls__fail(err, REDTLS_E_EOF, "the server closed the connection without TLS close_notify");
+        return redtls__fail(err, REDTLS_E_IO, "%s failed: %s", what, strerror(errno));
+    }
+    if (t->cert_requested && is_client_cert_alert(le))
+        return client_cert_failure(t, why, err);
+    return redtls__fail(err, REDTLS_E_TLS, "TLS %s failed: %s", what, why);
+}
+
+static int wait_for(tls_transport *t, int sslerr, int64_t deadline)
+{
+    return redtls__wait_fd(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+}
+
+static redtls_status tls_write(redtls__transport *base, const char *buf, size_t len, int64_t deadline, char *err)
+{
+    tls_transport *t = (tls_transport *)base;
+    while (len > 0) {
+        size_t done = 0;
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_write_ex(t->ssl, buf, len, &done);
+        if (rc == 1) {
+            buf += done;
+            len -= done;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, rc);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            int w = wait_for(t, e, deadline);
+            if (w == 0)
+                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server");
+            if (w < 0)
+                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+            continue;
+        }
+        return io_failure(t, rc, "write", err);
+    }
+    return REDTLS_OK;
+}
+
+static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, size_t *got, int64_t deadline,
+                              char *err)
+{
+    tls_transport *t = (tls_transport *)base;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_read_ex(t->ssl, buf, cap, got);
+        if (rc == 1)
+            return REDTLS_OK;
+        int e = SSL_get_error(t->ssl, rc);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            int w = wait_for(t, e, deadline);
+            if (w == 0)
+                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
+            if (w < 0)
+                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+            continue;
+        }
+        return io_failure(t, rc, "read", err);
+    }
+}
+
+static void tls_close(redtls__transport *base, int graceful)
+{
+    tls_transport *t = (tls_transport *)base;
+    if (t->ssl) {
+        /* One non-blocking close_notify; waiting for the server's reply
+         * would only delay the caller. */
+        if (graceful)
+            SSL_shutdown(t->ssl);
+        SSL_free(t->ssl);
+    }
+    ERR_clear_error();
+    close(t->fd);
+    free(t);
+}
+
+static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close};
+
+redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, int64_t deadline,
+                                  redtls__transport **out, char *err)
+{
+    *out = NULL;
+    tls_transport *t = calloc(1, sizeof *t);
+    if (!t) {
+        close(fd);
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    }
+    t->base.ops = &tls_ops;
+    t->fd = fd;
+    t->has_client_cert = ctx->has_client_cert;
+    redtls_status st = REDTLS_OK;
+    BIO *bio = NULL;
+    t->ssl = SSL_new(ctx->ssl_ctx);
+    if (t->ssl)
+        bio = BIO_new(ctx->bio_method);
+    if (!t->ssl || !bio) {
+        BIO_free(bio);
+        st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory creating the TLS session");
+        goto fail;
+    }
+    BIO_set_data(bio, t);
+    SSL_set_bio(t->ssl, bio, bio);
+    SSL_set_app_data(t->ssl, t);
+
+    int is_ip = redtls__is_ip_literal(verify_name);
+    if (!ctx->insecure) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, verify_name) : SSL_set1_host(t->ssl, verify_name);
+        if (ok != 1) {
+            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", verify_name);
+            goto fail;
+        }
+    }
+    /* SNI carries DNS names only (RFC 6066 forbids IP literals). */
+    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, verify_name) != 1) {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", verify_name);
+        goto fail;
+    }
+
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_connect(t->ssl);
+        if (rc == 1)
+            break;
+        int e = SSL_get_error(t->ssl, rc);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            int w = wait_for(t, e, deadline);
+            if (w == 0) {
+                st = redtls__fail(err, REDTLS_E_HANDSHAKE_TIMEOUT,
+                                  "TLS handshake not completed within the handshake timeout (%s; is this a "
+                                  "plain-text port or an unresponsive server?)",
+                                  e == SSL_ERROR_WANT_READ ? "no answer from the server" : "cannot send");
+                goto fail;
+            }
+            if (w < 0) {
+                st = redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+                goto fail;
+            }
+            continue;
+        }
+        st = handshake_failure(t, verify_name, err);
+        goto fail;
+    }
+    ERR_clear_error();
+    *out = &t->base;
+    return REDTLS_OK;
+fail:
+    ERR_clear_error();
+    tls_close(&t->base, 0);
+    return st;
+}
+
+int redtls__tls_verdict_pending(redtls__transport *base)
+{
+    tls_transport *t = (tls_transport *)base;
+    return t->cert_requested && !t->has_client_cert && SSL_version(t->ssl) >= TLS1_3_VERSION;
+}
+
+int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen)
+{
+    tls_transport *t = (tls_transport *)base;
+    out[0] = '\0';
+    if (what == REDTLS__TLS_VERSION) {
+        snprintf(out, outlen, "%s", SSL_get_version(t->ssl));
+        return 0;
+    }
+    if (what == REDTLS__TLS_CIPHER) {
+        const char *c = SSL_get_cipher_name(t->ssl);
+        snprintf(out, outlen, "%s", c ? c : "");
+        return 0;
+    }
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    if (!cert)
+        return -1;
+    if (what == REDTLS__TLS_SUBJECT) {
+        format_subject(cert, out, outlen);
+    } else if (what == REDTLS__TLS_SANS) {
+        format_sans(cert, out, outlen);
+    } else if (what == REDTLS__TLS_NOT_AFTER) {
+        struct tm tm;
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+            return -1;
+        strftime(out, outlen, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    } else {
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,57 @@
+/* TLS session layer: context building (trust, client certificate, hardened
+ * protocol settings), the verified handshake, and a transport on top of it. */
+#ifndef REDTLS_TLS_H
+#define REDTLS_TLS_H
+
+#include "transport.h"
+
+typedef struct redtls__tls_settings {
+    int min_version; /* 12 or 13 */
+    int insecure;    /* skip certificate and hostname verification */
+    char *ca_file;
+    char *ca_dir;
+    char *ca_pem;
+    size_t ca_pem_len;
+    char *cert_pem; /* leaf first, then chain */
+    size_t cert_pem_len;
+    redtls__secret key_pem;
+    char *tls12_ciphers;
+    char *tls13_suites;
+} redtls__tls_settings;
+
+typedef struct redtls__tls_ctx redtls__tls_ctx;
+
+/* Builds the client context from settings. REDTLS_E_CONFIG names the part
+ * that could not be loaded. */
+redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx **out, char *err);
+void redtls__tls_ctx_free(redtls__tls_ctx *ctx);
+
+/* Parses a certificate chain and a private key and checks that they belong
+ * together (used when the configuration is set, not at connect time). */
+redtls_status redtls__tls_check_keypair(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                                        char *err);
+
+/* Checks that a PEM holds at least one certificate. */
+redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err);
+
+/* Runs the TLS handshake on a connected socket (taking ownership of fd, also
+ * on failure), verifying the server certificate against verify_name (a DNS
+ * name or an IP literal; SNI is sent for names). Timeouts are reported as
+ * REDTLS_E_HANDSHAKE_TIMEOUT. */
+redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, int64_t deadline,
+                                  redtls__transport **out, char *err);
+
+/* 1 when the server asked for a client certificate that we could not send
+ * and TLS 1.3 is in use: the server's verdict then arrives only after the
+ * handshake, so a harmless probe must precede any credential. */
+int redtls__tls_verdict_pending(redtls__transport *t);
+
+/* Details of an established TLS transport, written into out (always
+ * NUL-terminated). Return 0 on success, -1 when unavailable. */
+int redtls__tls_describe(redtls__transport *t, int what, char *out, size_t outlen);
+enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER };
+
+/* 1 when s is an IPv4 or IPv6 literal (without brackets). */
+int redtls__is_ip_literal(const char *s);
+
+#endif

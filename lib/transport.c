@@ -1,0 +1,208 @@
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+/* Plain TCP / Unix stream socket. */
+
+typedef struct plain_transport {
+    redtls__transport base;
+    int fd;
+} plain_transport;
+
+static redtls_status plain_write(redtls__transport *t, const char *buf, size_t len, int64_t deadline, char *err)
+{
+    plain_transport *p = (plain_transport *)t;
+    while (len > 0) {
+        /* MSG_NOSIGNAL: a peer that went away must not raise SIGPIPE in the
+         * host process, and we never touch its signal handlers. */
+        ssize_t n = send(p->fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = redtls__wait_fd(p->fd, POLLOUT, deadline);
+            if (rc == 0)
+                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server");
+            if (rc < 0)
+                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+            continue;
+        }
+        return redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
+    }
+    return REDTLS_OK;
+}
+
+static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int64_t deadline, char *err)
+{
+    plain_transport *p = (plain_transport *)t;
+    for (;;) {
+        ssize_t n = recv(p->fd, buf, cap, 0);
+        if (n > 0) {
+            *got = (size_t)n;
+            return REDTLS_OK;
+        }
+        if (n == 0)
+            return redtls__fail(err, REDTLS_E_EOF, "server closed the connection");
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int rc = redtls__wait_fd(p->fd, POLLIN, deadline);
+            if (rc == 0)
+                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
+            if (rc < 0)
+                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+            continue;
+        }
+        return redtls__fail(err, REDTLS_E_IO, "read failed: %s", strerror(errno));
+    }
+}
+
+static void plain_close(redtls__transport *t, int graceful)
+{
+    plain_transport *p = (plain_transport *)t;
+    (void)graceful;
+    close(p->fd);
+    free(p);
+}
+
+static const redtls__transport_ops plain_ops = {plain_write, plain_read, plain_close};
+
+redtls_status redtls__plain_transport(int fd, redtls__transport **out)
+{
+    plain_transport *p = calloc(1, sizeof *p);
+    *out = NULL;
+    if (!p)
+        return REDTLS_E_NOMEM;
+    p->base.ops = &plain_ops;
+    p->fd = fd;
+    *out = &p->base;
+    return REDTLS_OK;
+}
+
+/* In-memory transport (tests). */
+
+typedef struct mem_chunk {
+    struct mem_chunk *next;
+    size_t len, off;
+    char data[];
+} mem_chunk;
+
+typedef struct mem_transport {
+    redtls__transport base;
+    mem_chunk *head, *tail;
+    redtls_status at_end;
+    char *out;
+    size_t out_len, out_cap, write_calls;
+} mem_transport;
+
+static redtls_status mem_write(redtls__transport *t, const char *buf, size_t len, int64_t deadline, char *err)
+{
+    mem_transport *m = (mem_transport *)t;
+    (void)deadline;
+    m->write_calls++;
+    if (m->out_len + len + 1 > m->out_cap) {
+        size_t cap = m->out_cap ? m->out_cap : 256;
+        while (cap < m->out_len + len + 1)
+            cap *= 2;
+        char *n = realloc(m->out, cap);
+        if (!n)
+            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+        m->out = n;
+        m->out_cap = cap;
+    }
+    memcpy(m->out + m->out_len, buf, len);
+    m->out_len += len;
+    m->out[m->out_len] = '\0';
+    return REDTLS_OK;
+}
+
+static redtls_status mem_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int64_t deadline, char *err)
+{
+    mem_transport *m = (mem_transport *)t;
+    (void)deadline;
+    mem_chunk *c = m->head;
+    if (!c) {
+        if (m->at_end == REDTLS_E_COMMAND_TIMEOUT)
+            return redtls__fail(err, m->at_end, "timed out waiting for the server");
+        return redtls__fail(err, m->at_end, "server closed the connection");
+    }
+    size_t n = c->len - c->off < cap ? c->len - c->off : cap;
+    memcpy(buf, c->data + c->off, n);
+    c->off += n;
+    if (c->off == c->len) {
+        m->head = c->next;
+        if (!m->head)
+            m->tail = NULL;
+        free(c);
+    }
+    *got = n;
+    return REDTLS_OK;
+}
+
+static void mem_close(redtls__transport *t, int graceful)
+{
+    mem_transport *m = (mem_transport *)t;
+    (void)graceful;
+    while (m->head) {
+        mem_chunk *n = m->head->next;
+        free(m->head);
+        m->head = n;
+    }
+    free(m->out);
+    free(m);
+}
+
+static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close};
+
+redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end)
+{
+    mem_transport *m = calloc(1, sizeof *m);
+    *out = NULL;
+    if (!m)
+        return REDTLS_E_NOMEM;
+    m->base.ops = &mem_ops;
+    m->at_end = at_end;
+    *out = &m->base;
+    return REDTLS_OK;
+}
+
+redtls_status redtls__mem_push(redtls__transport *t, const char *data, size_t len)
+{
+    mem_transport *m = (mem_transport *)t;
+    if (len == 0)
+        return REDTLS_OK;
+    mem_chunk *c = malloc(sizeof *c + len);
+    if (!c)
+        return REDTLS_E_NOMEM;
+    c->next = NULL;
+    c->len = len;
+    c->off = 0;
+    memcpy(c->data, data, len);
+    if (m->tail)
+        m->tail->next = c;
+    else
+        m->head = c;
+    m->tail = c;
+    return REDTLS_OK;
+}
+
+const char *redtls__mem_written(redtls__transport *t, size_t *len)
+{
+    mem_transport *m = (mem_transport *)t;
+    *len = m->out_len;
+    return m->out ? m->out : "";
+}
+
+size_t redtls__mem_write_calls(redtls__transport *t)
+{
+    return ((mem_transport *)t)->write_calls;
+}
