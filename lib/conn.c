@@ -148,8 +148,11 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisRe
             st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg);
         if (st != REDTLS_OK) {
             /* Any end of stream while a reply is owed is abrupt. */
-            if (st == REDTLS_E_CLOSED || st == REDTLS_E_EOF)
-                redtls__fail(c->errmsg, st, "%s while waiting for a reply", c->errmsg);
+            if (st == REDTLS_E_CLOSED || st == REDTLS_E_EOF) {
+                char cause[REDTLS__ERRMSG_MAX];
+                memcpy(cause, c->errmsg, sizeof cause);
+                redtls__fail(c->errmsg, st, "%.400s while waiting for a reply", cause);
+            }
             return redtls__conn_drop(c, st);
         }
     }

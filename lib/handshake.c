@@ -48,8 +48,19 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
      * that verdict out before any credential is written. */
     if (c->is_tls && redtls__tls_verdict_pending(c->tp)) {
         const char *ping[] = {"PING"};
-        if ((st = roundtrip(c, 1, ping, 0, deadline, &r)) != REDTLS_OK)
+        if ((st = roundtrip(c, 1, ping, 0, deadline, &r)) != REDTLS_OK) {
+            /* The alert may be lost to a reset, so a connection that dies
+             * right here is the server refusing us. */
+            if (st == REDTLS_E_IO || st == REDTLS_E_EOF || st == REDTLS_E_CLOSED || st == REDTLS_E_TLS) {
+                char cause[REDTLS__ERRMSG_MAX];
+                memcpy(cause, c->errmsg, sizeof cause);
+                st = redtls__fail(c->errmsg, REDTLS_E_TLS_CLIENT_CERT,
+                                  "the server requires a client certificate and none is configured (it "
+                                  "ended the connection after the handshake: %.300s)",
+                                  cause);
+            }
             return st;
+        }
         freeReplyObject(r);
     }
 

@@ -93,9 +93,9 @@ typedef enum redtls_status {
     /* The command timeout expired. The connection is closed, since a late
      * reply must never be taken for the answer to a later command. */
     REDTLS_E_COMMAND_TIMEOUT = 9,
-    /* The TLS handshake failed for a reason other than the certificate:
-     * protocol-version mismatch, no shared cipher, a fatal alert, or a peer
-     * that does not speak TLS. */
+    /* A TLS failure other than the certificate: during the handshake a
+     * protocol-version mismatch, no shared cipher, a fatal alert or a peer
+     * that does not speak TLS; afterwards a corrupt record or a fatal alert. */
     REDTLS_E_TLS = 10,
     /* The server certificate chain was not accepted: untrusted issuer,
      * self-signed, expired, not yet valid, revoked or malformed. */
