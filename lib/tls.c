@@ -594,7 +594,10 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
         }
     }
     /* SNI carries DNS names only (RFC 6066 forbids IP literals). */
-    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, verify_name) != 1) {
+    /* SSL_set_tlsext_host_name() casts away const inside a macro; call
+     * the control it expands to directly. */
+    if (!is_ip && SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                           (void *)(uintptr_t)verify_name) != 1) {
         st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", verify_name);
         goto fail;
     }
