@@ -40,6 +40,7 @@ void redtls__config_release(redtls_config *cfg)
     free(cfg->tls.tls13_suites);
     free(cfg->user);
     redtls__secret_clear(&cfg->token);
+    redtls__secret_clear(&cfg->token_alt);
     free(cfg->client_name);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -66,8 +67,8 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
     dst->tls.tls12_ciphers = dst->tls.tls13_suites = NULL;
     dst->tls.key_pem.data = NULL;
     dst->tls.key_pem.len = 0;
-    dst->token.data = NULL;
-    dst->token.len = 0;
+    dst->token.data = dst->token_alt.data = NULL;
+    dst->token.len = dst->token_alt.len = 0;
     dst->errmsg[0] = '\0';
     if (redtls__str_set(&dst->host, src->host) || redtls__str_set(&dst->unix_path, src->unix_path) ||
         redtls__str_set(&dst->verify_name, src->verify_name) || redtls__str_set(&dst->user, src->user) ||
@@ -77,7 +78,8 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
         redtls__str_set(&dst->tls.tls13_suites, src->tls.tls13_suites) ||
         dup_bytes(&dst->tls.ca_pem, src->tls.ca_pem, src->tls.ca_pem_len) ||
         dup_bytes(&dst->tls.cert_pem, src->tls.cert_pem, src->tls.cert_pem_len) ||
-        redtls__secret_copy(&dst->tls.key_pem, &src->tls.key_pem) || redtls__secret_copy(&dst->token, &src->token)) {
+        redtls__secret_copy(&dst->tls.key_pem, &src->tls.key_pem) || redtls__secret_copy(&dst->token, &src->token) ||
+        redtls__secret_copy(&dst->token_alt, &src->token_alt)) {
         redtls__config_release(dst);
         return REDTLS_E_NOMEM;
     }
@@ -382,13 +384,59 @@ redtls_status redtls_config_set_user(redtls_config *cfg, const char *user)
     return REDTLS_OK;
 }
 
+static redtls_status set_token(redtls_config *cfg, redtls__secret *dst, const char *token)
+{
+    if (token && !token[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "token must be non-empty (NULL clears it)");
+    if (token) {
+        redtls_status st = redtls__check_token_policy(cfg, token, cfg->errmsg);
+        if (st)
+            return st;
+    }
+    if (redtls__secret_set(dst, token, token ? strlen(token) : 0))
+        return nomem(cfg);
+    return REDTLS_OK;
+}
+
 redtls_status redtls_config_set_token(redtls_config *cfg, const char *token)
 {
     CHECK_CFG(cfg);
-    if (token && !token[0])
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "token must be non-empty (NULL clears it)");
-    if (redtls__secret_set(&cfg->token, token, token ? strlen(token) : 0))
-        return nomem(cfg);
+    return set_token(cfg, &cfg->token, token);
+}
+
+redtls_status redtls_config_set_token_alt(redtls_config *cfg, const char *token)
+{
+    CHECK_CFG(cfg);
+    return set_token(cfg, &cfg->token_alt, token);
+}
+
+redtls_status redtls_config_set_strict_elasticache_tokens(redtls_config *cfg, int on)
+{
+    CHECK_CFG(cfg);
+    int was = cfg->strict_elasticache;
+    cfg->strict_elasticache = on != 0;
+    redtls_status st = REDTLS_OK;
+    if (cfg->token.data && (st = redtls__check_token_policy(cfg, cfg->token.data, cfg->errmsg)) == REDTLS_OK &&
+        cfg->token_alt.data)
+        st = redtls__check_token_policy(cfg, cfg->token_alt.data, cfg->errmsg);
+    if (st)
+        cfg->strict_elasticache = was;
+    return st;
+}
+
+redtls_status redtls_config_set_credential_callback(redtls_config *cfg, redtls_credential_cb cb, void *userdata)
+{
+    CHECK_CFG(cfg);
+    cfg->cred_cb = cb;
+    cfg->cred_ud = cb ? userdata : NULL;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_event_callback(redtls_config *cfg, redtls_event_cb cb, void *userdata)
+{
+    CHECK_CFG(cfg);
+    cfg->event_cb = cb;
+    cfg->event_ud = cb ? userdata : NULL;
     return REDTLS_OK;
 }
 

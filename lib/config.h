@@ -14,6 +14,12 @@ struct redtls_config {
     redtls__tls_settings tls;
     char *user;
     redtls__secret token;
+    redtls__secret token_alt;
+    int strict_elasticache;
+    redtls_credential_cb cred_cb;
+    void *cred_ud;
+    redtls_event_cb event_cb;
+    void *event_ud;
     int db;
     char *client_name;
     unsigned connect_timeout_ms;
@@ -33,6 +39,10 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src);
 
 /* Reads a whole file into memory (for certificates and keys); the caller
  * frees it (wiping it first when it is a key). */
+/* Checks a token against the configuration's token policy; the message
+ * names the rule, never the token. */
+redtls_status redtls__check_token_policy(const redtls_config *cfg, const char *token, char *err);
+
 redtls_status redtls__read_file(const char *path, char **data, size_t *len, char *err);
 
 #endif

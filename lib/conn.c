@@ -69,6 +69,7 @@ static void forget_state(redtls_conn *c)
     redtls__reader_free(&c->rd);
     c->pending = 0;
     c->olen = 0;
+    c->need_reauth = 0;
 }
 
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
@@ -129,6 +130,11 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe)
     return REDTLS_OK;
 }
 
+static int is_noauth(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOAUTH", 6) == 0;
+}
+
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisReply **reply)
 {
     redtls_status st = redtls__conn_flush(c, deadline, 0);
@@ -140,6 +146,8 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisRe
             return redtls__conn_drop(c, st);
         if (*reply) {
             c->pending--;
+            if (is_noauth(*reply) && redtls__has_credentials(c))
+                c->need_reauth = 1;
             return REDTLS_OK;
         }
         size_t got = 0;
@@ -204,6 +212,27 @@ redtls_status redtls_conn_connect(redtls_conn *c)
     return st;
 }
 
+redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
+                                     struct redisReply **reply)
+{
+    redtls_status st = redtls__conn_append(c, argc, argv, NULL, secret);
+    if (st == REDTLS_OK)
+        st = redtls__conn_flush(c, deadline, secret);
+    if (st == REDTLS_OK)
+        st = redtls__conn_read(c, deadline, reply);
+    return st;
+}
+
+/* Re-authenticates after a NOAUTH reply, on the same connection. */
+static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
+{
+    c->need_reauth = 0;
+    redtls_status st = redtls__authenticate(c, deadline);
+    if (st == REDTLS_OK)
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "re-authenticated after a NOAUTH reply");
+    return st;
+}
+
 static redtls_status check_usable(redtls_conn *c, int need_idle)
 {
     c->errmsg[0] = '\0';
@@ -213,7 +242,39 @@ static redtls_status check_usable(redtls_conn *c, int need_idle)
         return redtls__fail(c->errmsg, REDTLS_E_STATE,
                             "%zu pipelined replies are pending; read them with redtls_conn_get_reply first",
                             c->pending);
+    if (c->need_reauth && c->pending == 0)
+        return reauthenticate(c, redtls__deadline_after(c->cfg.command_timeout_ms));
     return REDTLS_OK;
+}
+
+/* Reads the reply of the single command occupying obuf[0..cmdlen). If the
+ * server refused it with NOAUTH it did not run it, so after one
+ * re-authentication it is sent once more. */
+static redtls_status finish_command(redtls_conn *c, size_t cmdlen, int64_t deadline, struct redisReply **reply)
+{
+    redtls_status st = redtls__conn_read(c, deadline, reply);
+    if (st != REDTLS_OK || !c->need_reauth)
+        return st;
+    /* conn_read cleared olen but left the bytes in place. */
+    char *copy = malloc(cmdlen);
+    if (!copy)
+        return REDTLS_OK; /* hand the NOAUTH reply back as it is */
+    memcpy(copy, c->obuf, cmdlen);
+    freeReplyObject(*reply);
+    *reply = NULL;
+    st = reauthenticate(c, deadline);
+    if (st == REDTLS_OK)
+        st = redtls__buf_append(&c->obuf, &c->olen, &c->ocap, copy, cmdlen);
+    free(copy);
+    if (st == REDTLS_E_NOMEM)
+        return redtls__fail(c->errmsg, st, "out of memory");
+    if (st != REDTLS_OK) {
+        char cause[REDTLS__ERRMSG_MAX];
+        memcpy(cause, c->errmsg, sizeof cause);
+        return redtls__fail(c->errmsg, st, "command not executed: the server answered NOAUTH and %.400s", cause);
+    }
+    c->pending++;
+    return redtls__conn_read(c, deadline, reply);
 }
 
 redtls_status redtls_conn_command_argv(redtls_conn *c, int argc, const char **argv, const size_t *argvlen,
@@ -228,7 +289,7 @@ redtls_status redtls_conn_command_argv(redtls_conn *c, int argc, const char **ar
     if (st == REDTLS_OK)
         st = redtls__conn_append(c, argc, argv, argvlen, 0);
     if (st == REDTLS_OK)
-        st = redtls__conn_read(c, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
+        st = finish_command(c, c->olen, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
     return st;
 }
 
@@ -271,7 +332,7 @@ redtls_status redtls_conn_command(redtls_conn *c, struct redisReply **reply, con
     st = vappend(c, fmt, ap);
     va_end(ap);
     if (st == REDTLS_OK)
-        st = redtls__conn_read(c, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
+        st = finish_command(c, c->olen, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
     return st;
 }
 

@@ -17,6 +17,8 @@ struct redtls_conn {
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
     size_t pending;          /* replies owed by the server */
+    int preferred;           /* token tried first: 0 = token, 1 = token_alt */
+    int need_reauth;         /* a pipelined reply said NOAUTH */
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
     char rbuf[REDTLS__READ_CHUNK];
@@ -38,7 +40,21 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
 /* Reads one reply (flushing first). Failures drop the connection. */
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisReply **reply);
 
+/* One request and its reply within deadline; secret: wipe what held the
+ * command. Transport failures drop the connection. */
+redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
+                                     struct redisReply **reply);
+
 /* AUTH / SELECT / CLIENT SETNAME on a freshly attached transport. */
 redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline);
+
+/* AUTH with the rotation rules (auth.c). REDTLS_OK also when no
+ * credentials are configured. A refusal leaves the connection open. */
+redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline);
+/* 1 when the handle has credentials to send. */
+int redtls__has_credentials(const redtls_conn *c);
+
+/* Reports an event to the configured callback, if any. */
+void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...) REDTLS_PRINTF(3, 4);
 
 #endif

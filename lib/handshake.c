@@ -10,31 +10,23 @@
 
 /* One request/response inside the handshake deadline. A timeout here is a
  * handshake timeout. */
-static redtls_status roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
-                               redisReply **reply)
+static redtls_status roundtrip(redtls_conn *c, int argc, const char **argv, int64_t deadline, redisReply **reply)
 {
-    redtls_status st = redtls__conn_append(c, argc, argv, NULL, secret);
-    if (st == REDTLS_OK)
-        st = redtls__conn_flush(c, deadline, secret);
-    if (st == REDTLS_OK)
-        st = redtls__conn_read(c, deadline, reply);
+    redtls_status st = redtls__conn_roundtrip(c, argc, argv, 0, deadline, reply);
     if (st == REDTLS_E_COMMAND_TIMEOUT)
-        st = redtls__fail(c->errmsg, REDTLS_E_HANDSHAKE_TIMEOUT, "the server did not answer %s within the handshake timeout",
-                          argv[0]);
+        st = redtls__fail(c->errmsg, REDTLS_E_HANDSHAKE_TIMEOUT,
+                          "the server did not answer %s within the handshake timeout", argv[0]);
     return st;
 }
 
-/* Copies the server's error text into the message, with any echo of the
- * token masked. */
-static redtls_status refused(redtls_conn *c, redtls_status st, const char *what, redisReply *r)
+static redtls_status refused(redtls_conn *c, const char *what, redisReply *r)
 {
     char text[256];
     size_t n = r->len < sizeof text - 1 ? r->len : sizeof text - 1;
     memcpy(text, r->str ? r->str : "", n);
     text[n] = '\0';
-    redtls__redact(text, n, &c->cfg.token);
     freeReplyObject(r);
-    return redtls__fail(c->errmsg, st, "%s refused by the server: %s", what, text);
+    return redtls__fail(c->errmsg, REDTLS_E_SETUP, "%s refused by the server: %s", what, text);
 }
 
 redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
@@ -48,7 +40,7 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
      * that verdict out before any credential is written. */
     if (c->is_tls && redtls__tls_verdict_pending(c->tp)) {
         const char *ping[] = {"PING"};
-        if ((st = roundtrip(c, 1, ping, 0, deadline, &r)) != REDTLS_OK) {
+        if ((st = roundtrip(c, 1, ping, deadline, &r)) != REDTLS_OK) {
             /* The alert may be lost to a reset, so a connection that dies
              * right here is the server refusing us. */
             if (st == REDTLS_E_IO || st == REDTLS_E_EOF || st == REDTLS_E_CLOSED || st == REDTLS_E_TLS) {
@@ -64,37 +56,27 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
         freeReplyObject(r);
     }
 
-    if (cfg->user && !cfg->token.data)
-        return redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", cfg->user);
-    if (cfg->token.data) {
-        const char *argv[3];
-        int argc = 0;
-        argv[argc++] = "AUTH";
-        if (cfg->user)
-            argv[argc++] = cfg->user;
-        argv[argc++] = cfg->token.data;
-        if ((st = roundtrip(c, argc, argv, 1, deadline, &r)) != REDTLS_OK)
-            return st;
-        if (r->type == REDIS_REPLY_ERROR)
-            return refused(c, REDTLS_E_AUTH, "AUTH", r);
-        freeReplyObject(r);
-    }
+    st = redtls__authenticate(c, deadline);
+    if (st == REDTLS_E_COMMAND_TIMEOUT)
+        st = redtls__fail(c->errmsg, REDTLS_E_HANDSHAKE_TIMEOUT, "the server did not answer AUTH within the handshake timeout");
+    if (st != REDTLS_OK)
+        return st;
     if (cfg->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", cfg->db);
         const char *argv[] = {"SELECT", db};
-        if ((st = roundtrip(c, 2, argv, 0, deadline, &r)) != REDTLS_OK)
+        if ((st = roundtrip(c, 2, argv, deadline, &r)) != REDTLS_OK)
             return st;
         if (r->type == REDIS_REPLY_ERROR)
-            return refused(c, REDTLS_E_SETUP, "SELECT", r);
+            return refused(c, "SELECT", r);
         freeReplyObject(r);
     }
     if (cfg->client_name) {
         const char *argv[] = {"CLIENT", "SETNAME", cfg->client_name};
-        if ((st = roundtrip(c, 3, argv, 0, deadline, &r)) != REDTLS_OK)
+        if ((st = roundtrip(c, 3, argv, deadline, &r)) != REDTLS_OK)
             return st;
         if (r->type == REDIS_REPLY_ERROR)
-            return refused(c, REDTLS_E_SETUP, "CLIENT SETNAME", r);
+            return refused(c, "CLIENT SETNAME", r);
         freeReplyObject(r);
     }
     return REDTLS_OK;

@@ -256,6 +256,61 @@ REDTLS_EXTERN redtls_status redtls_config_set_insecure_skip_verify(redtls_config
 REDTLS_EXTERN redtls_status redtls_config_set_user(redtls_config *cfg, const char *user);
 REDTLS_EXTERN redtls_status redtls_config_set_token(redtls_config *cfg, const char *token);
 
+/* A second token, valid at the same time as the first during a rotation
+ * window. On connect the preferred token (initially the first) is tried;
+ * when the server refuses it as a credential failure (WRONGPASS, "invalid
+ * password", "invalid username-password pair"), the other one is tried on
+ * the same connection. If that one is accepted it becomes the preferred
+ * token for every later connection of the handle and
+ * REDTLS_EVENT_AUTH_TOKEN_SWITCHED is reported. Both refused: REDTLS_E_AUTH,
+ * whose message quotes the server's answers but never a token. NULL clears.
+ * Held in wiped memory. */
+REDTLS_EXTERN redtls_status redtls_config_set_token_alt(redtls_config *cfg, const char *token);
+
+/* ElastiCache's AUTH token rules: 16 to 128 printable ASCII characters,
+ * none of '/', '"', '@' (and no space). Returns REDTLS_OK or
+ * REDTLS_E_INVALID with *reason (may be NULL) set to a static explanation
+ * that never quotes the token. Usable on its own. */
+REDTLS_EXTERN redtls_status redtls_token_check_elasticache(const char *token, const char **reason);
+
+/* Opt-in strict mode: every token given to this configuration (setters,
+ * URL, credential callback, live updates of its connections) must pass
+ * redtls_token_check_elasticache(). Turning it on checks the tokens
+ * already set. Plain Redis ACL passwords are not restricted by default. */
+REDTLS_EXTERN redtls_status redtls_config_set_strict_elasticache_tokens(redtls_config *cfg, int on);
+
+/* Credential callback, for short-lived tokens (IAM auth tokens and the
+ * like). Called for each new connection with attempt 0, and again with
+ * attempt 1 when the server refused the credentials it returned. Write a
+ * NUL-terminated user (leave it empty for the default user) and token into
+ * the buffers (user_cap and token_cap bytes; redtls wipes them after use)
+ * and return 0; return non-zero to fail the connection with REDTLS_E_AUTH
+ * and the message written into errbuf. When set, it replaces the tokens
+ * configured with the setters. Called on the thread using the
+ * connection. */
+typedef int (*redtls_credential_cb)(void *userdata, int attempt, char *user, size_t user_cap, char *token,
+                                    size_t token_cap, char *errbuf, size_t errbuf_cap);
+REDTLS_EXTERN redtls_status redtls_config_set_credential_callback(redtls_config *cfg, redtls_credential_cb cb,
+                                                                  void *userdata);
+
+/* Events reported to the optional event callback. Details never contain a
+ * secret. */
+typedef enum redtls_event_type {
+    /* The non-preferred token was accepted after the preferred one was
+     * refused; detail says which ("token 2 accepted, token 1 refused"). */
+    REDTLS_EVENT_AUTH_TOKEN_SWITCHED = 1,
+    /* An open connection re-authenticated (live token update, or after a
+     * NOAUTH reply). */
+    REDTLS_EVENT_AUTH_REFRESHED = 2
+} redtls_event_type;
+
+typedef void (*redtls_event_cb)(void *userdata, redtls_event_type type, const char *detail);
+
+/* Sets (or with NULL clears) the event callback. It is called on the
+ * thread using the connection, from inside the call that caused the event;
+ * it must not call back into the same connection. */
+REDTLS_EXTERN redtls_status redtls_config_set_event_callback(redtls_config *cfg, redtls_event_cb cb, void *userdata);
+
 /* SELECT this database after AUTH when it is not 0. */
 REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
 
@@ -300,6 +355,22 @@ REDTLS_EXTERN void redtls_conn_free(redtls_conn *conn);
  * REDTLS_E_EOF, REDTLS_E_NOMEM. On failure the connection is closed. */
 REDTLS_EXTERN redtls_status redtls_conn_connect(redtls_conn *conn);
 
+/* Live token update: replaces the connection's tokens (token may not be
+ * NULL; token_alt may be) and makes token the preferred one. Later
+ * connections use them. With REDTLS_REAUTH_NOW an open connection is
+ * re-authenticated at once with the same fallback rules, without being
+ * dropped; it must have no pipelined replies pending (REDTLS_E_STATE). If
+ * the server refuses both tokens the call returns REDTLS_E_AUTH and the
+ * connection stays open and authenticated as before (Redis keeps the
+ * previous identity after a failed AUTH). */
+#define REDTLS_REAUTH_NOW 1
+REDTLS_EXTERN redtls_status redtls_conn_set_tokens(redtls_conn *conn, const char *token, const char *token_alt,
+                                                   int flags);
+
+/* Which configured token the handle currently prefers: 1 or 2 (0 when no
+ * tokens are configured or a credential callback is used). */
+REDTLS_EXTERN int redtls_conn_preferred_token(const redtls_conn *conn);
+
 /* Closes the connection cleanly (TLS close_notify). The handle can be
  * connected again. Pending pipelined commands are dropped. */
 REDTLS_EXTERN void redtls_conn_close(redtls_conn *conn);
@@ -317,6 +388,12 @@ REDTLS_EXTERN const char *redtls_conn_errmsg(const redtls_conn *conn);
  * transport, timeout, protocol or limit failure the connection is closed. */
 REDTLS_EXTERN redtls_status redtls_conn_command_argv(redtls_conn *conn, int argc, const char **argv,
                                                      const size_t *argvlen, struct redisReply **reply);
+
+/* NOAUTH: when a single command is refused with NOAUTH (for example the
+ * server restarted with a password) and credentials are configured, the
+ * connection re-authenticates once and resends that command once: the
+ * server did not execute it. In a pipeline a NOAUTH reply is returned as it
+ * is and the connection re-authenticates before the next command. */
 
 /* printf-style convenience using hiredis's format: %s (C string), %b
  * (pointer + size_t length), %d/%lld etc. Each space separates arguments. */
