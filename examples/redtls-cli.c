@@ -29,6 +29,7 @@ enum {
     OPT_SNI,
     OPT_USER,
     OPT_TOKEN,
+    OPT_TOKEN_ALT,
     OPT_TIMEOUT,
     OPT_TLS_MIN,
     OPT_PLAIN,
@@ -47,6 +48,7 @@ static const struct option long_options[] = {
     {"sni", required_argument, NULL, OPT_SNI},
     {"user", required_argument, NULL, OPT_USER},
     {"token", required_argument, NULL, OPT_TOKEN},
+    {"token-alt", required_argument, NULL, OPT_TOKEN_ALT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"tls-min", required_argument, NULL, OPT_TLS_MIN},
     {"plain", no_argument, NULL, OPT_PLAIN},
@@ -70,6 +72,7 @@ struct cli_options {
     const char *sni;
     const char *user;
     const char *token;
+    const char *token_alt;
     long timeout_ms;
     int tls_min;
     int plain;
@@ -103,12 +106,15 @@ static void usage(FILE *out)
           "      --user NAME    ACL user name\n"
           "      --token TOKEN  password or token; prefer REDTLS_TOKEN, as command\n"
           "                     line arguments are visible to other users in `ps`\n"
+          "      --token-alt T  second token, tried when the first is refused\n"
+          "                     (AUTH token rotation); REDTLS_TOKEN_ALT also works\n"
           "  -v, --verbose      print TLS version, cipher and server certificate\n"
           "                     to stderr (never the token)\n"
           "      --help         print this help and exit\n"
           "\n"
           "Environment:\n"
           "  REDTLS_TOKEN       the token, used when --token is not given\n"
+          "  REDTLS_TOKEN_ALT   the second token, used when --token-alt is not given\n"
           "\n"
           "Exit status:\n"
           "  0  the reply was printed\n"
@@ -171,6 +177,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
         case OPT_SNI: o->sni = optarg; break;
         case OPT_USER: o->user = optarg; break;
         case OPT_TOKEN: o->token = optarg; break;
+        case OPT_TOKEN_ALT: o->token_alt = optarg; break;
         case OPT_TIMEOUT:
             /* INT_MAX keeps the value in range wherever long is 32 bits. */
             if (parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
@@ -201,6 +208,11 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
         const char *env = getenv("REDTLS_TOKEN");
         if (env != NULL && *env != '\0')
             o->token = env;
+    }
+    if (o->token_alt == NULL) {
+        const char *env = getenv("REDTLS_TOKEN_ALT");
+        if (env != NULL && *env != '\0')
+            o->token_alt = env;
     }
     /* A copy, since C will not pass main's char ** as const char **. */
     o->argc = argc - optind;
@@ -260,6 +272,8 @@ static int apply_options(const struct cli_options *o, redtls_config *cfg)
         APPLY("--user", redtls_config_set_user(cfg, o->user));
     if (o->token != NULL)
         APPLY("--token", redtls_config_set_token(cfg, o->token));
+    if (o->token_alt != NULL)
+        APPLY("--token-alt", redtls_config_set_token_alt(cfg, o->token_alt));
     if (o->timeout_ms != -1) {
         unsigned ms = (unsigned)o->timeout_ms;
         APPLY("--timeout", redtls_config_set_connect_timeout_ms(cfg, ms));

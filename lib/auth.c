@@ -95,12 +95,14 @@ static redtls_status auth_once(redtls_conn *c, const char *user, const redtls__s
         *verdict = AUTH_ACCEPTED;
     } else {
         *verdict = is_credential_refusal(r) ? AUTH_REFUSED : AUTH_ERROR;
+        /* Mask the whole answer before cutting it, so a token straddling
+         * the cut cannot leave its first characters behind. */
+        redtls__redact(r->str, r->len, token);
+        redtls__redact(r->str, r->len, &c->cfg.token);
+        redtls__redact(r->str, r->len, &c->cfg.token_alt);
         size_t n = r->len < answer_len - 1 ? r->len : answer_len - 1;
         memcpy(answer, r->str, n);
         answer[n] = '\0';
-        redtls__redact(answer, n, token);
-        redtls__redact(answer, n, &c->cfg.token);
-        redtls__redact(answer, n, &c->cfg.token_alt);
     }
     freeReplyObject(r);
     return REDTLS_OK;

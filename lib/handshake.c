@@ -38,7 +38,8 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
     /* With TLS 1.3 a server that demands a client certificate says so only
      * after our handshake has finished. A PING (no secret in it) flushes
      * that verdict out before any credential is written. */
-    if (c->is_tls && redtls__tls_verdict_pending(c->tp)) {
+    int verdict = c->is_tls ? redtls__tls_verdict_pending(c->tp) : 0;
+    if (verdict) {
         const char *ping[] = {"PING"};
         if ((st = roundtrip(c, 1, ping, deadline, &r)) != REDTLS_OK) {
             /* The alert may be lost to a reset, so a connection that dies
@@ -47,8 +48,9 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
                 char cause[REDTLS__ERRMSG_MAX];
                 memcpy(cause, c->errmsg, sizeof cause);
                 st = redtls__fail(c->errmsg, REDTLS_E_TLS_CLIENT_CERT,
-                                  "the server requires a client certificate and none is configured (it "
-                                  "ended the connection after the handshake: %.300s)",
+                                  "%s (it ended the connection after the handshake: %.300s)",
+                                  verdict == 1 ? "the server requires a client certificate and none is configured"
+                                               : "the server refused our client certificate",
                                   cause);
             }
             return st;

@@ -251,6 +251,14 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
             return redtls__fail(err, rd->refused, "%s", rd->refused_msg);
         if (r->err == REDIS_ERR_OOM)
             return redtls__fail(err, REDTLS_E_NOMEM, "out of memory parsing the reply");
+        /* hiredis refuses counts below -1 or beyond what it can represent
+         * before our callbacks see them (and wipes its buffer, so the
+         * number is gone): report both as the element limit, the same
+         * code whichever hiredis version parsed it. */
+        if (strstr(r->errstr, "Multi-bulk length out of range") != NULL)
+            return redtls__fail(err, REDTLS_E_LIMIT,
+                                "array element count out of range (negative, or above the limit of %zu)",
+                                rd->limits.max_elements);
         if (strstr(r->errstr, "depth") != NULL)
             return redtls__fail(err, REDTLS_E_LIMIT, "reply nesting exceeds the limit of %d",
                                 REDTLS_MAX_REPLY_DEPTH);

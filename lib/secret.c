@@ -55,10 +55,13 @@ void redtls__redact(char *text, size_t text_len, const redtls__secret *s)
 {
     if (!text || !s->data || s->len == 0 || s->len > text_len)
         return;
-    for (size_t i = 0; i + s->len <= text_len; i++) {
-        if (memcmp(text + i, s->data, s->len) == 0) {
-            memset(text + i, '*', s->len);
-            i += s->len - 1;
-        }
+    /* A match starting at i only reads text[i..], so masking text[i] right
+     * after testing it keeps overlapping occurrences detectable. */
+    size_t cover_end = 0;
+    for (size_t i = 0; i < text_len; i++) {
+        if (i + s->len <= text_len && memcmp(text + i, s->data, s->len) == 0)
+            cover_end = i + s->len;
+        if (i < cover_end)
+            text[i] = '*';
     }
 }

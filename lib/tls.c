@@ -639,7 +639,9 @@ fail:
 int redtls__tls_verdict_pending(redtls__transport *base)
 {
     tls_transport *t = (tls_transport *)base;
-    return t->cert_requested && !t->has_client_cert && SSL_version(t->ssl) >= TLS1_3_VERSION;
+    if (!t->cert_requested || SSL_version(t->ssl) < TLS1_3_VERSION)
+        return 0;
+    return t->has_client_cert ? 2 : 1;
 }
 
 int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen)

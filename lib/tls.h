@@ -41,9 +41,11 @@ redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err);
 redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, int64_t deadline,
                                   redtls__transport **out, char *err);
 
-/* 1 when the server asked for a client certificate that we could not send
- * and TLS 1.3 is in use: the server's verdict then arrives only after the
- * handshake, so a harmless probe must precede any credential. */
+/* Under TLS 1.3 the server judges our client certificate only after our
+ * side of the handshake is done, so its verdict (an alert, often followed
+ * by a reset) arrives later; a harmless probe must precede any credential.
+ * Returns 0 when no certificate was requested (or TLS 1.2), 1 when one was
+ * requested and none configured, 2 when ours was sent. */
 int redtls__tls_verdict_pending(redtls__transport *t);
 
 /* Details of an established TLS transport, written into out (always

@@ -187,6 +187,13 @@ static redtls_status apply_query(redtls_config *tmp, const char *q, char **cert,
             } else {
                 st = apply_param(tmp, q, klen, val);
                 free(val);
+                /* A value a setter refuses is a bad URL part. */
+                if (st == REDTLS_E_INVALID) {
+                    char cause[REDTLS__ERRMSG_MAX];
+                    memcpy(cause, tmp->errmsg, sizeof cause);
+                    st = redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter '%s': %.300s", show(q, klen).text,
+                                      cause);
+                }
             }
             if (st)
                 return st;
