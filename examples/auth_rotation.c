@@ -108,8 +108,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "auth_rotation: admin connect: %s\n", redtls_conn_errmsg(admin));
         goto out;
     }
-    /* The old token is the URL's; read it back from nowhere: we only need
-     * it to restore the server, and the admin connection stays logged in. */
     if (client_step(app, "phase 1: only the old token is valid (client has old + new)") != 0)
         goto out;
     if (set_password(admin, '>', new_token) != 0)
@@ -117,9 +115,8 @@ int main(int argc, char **argv)
     if (client_step(app, "phase 2: ROTATE - old and new are both valid") != 0)
         goto out;
 
-    /* Phase 3 needs the old token's text to remove it: take it from the
-     * URL through a throwaway config would require a getter that does not
-     * exist (tokens never leave the library), so parse the URL here. */
+    /* Removing the old password needs its text. redtls has no getter that
+     * hands a token back, so take it from the URL ("://:TOKEN@"). */
     const char *colon = strstr(argv[1], "://:");
     const char *at = colon ? strchr(colon + 4, '@') : NULL;
     if (!colon || !at || at - (colon + 4) >= 256) {
