@@ -235,7 +235,9 @@ static redtls_status apply_hostport(redtls_config *tmp, const char *hp, size_t l
         return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL host is empty");
     unsigned long p = 6379;
     if (port && (parse_uint(port, plen, 65535, &p) || p == 0))
-        return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL port '%s' is not a number from 1 to 65535", show(port, plen).text);
+        /* Not echoed: in "user:token" with the '@host' forgotten, this
+         * "port" is the token. */
+        return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL port is not a number from 1 to 65535");
     char *h = malloc(hlen + 1);
     if (!h)
         return REDTLS_E_NOMEM;
@@ -269,7 +271,8 @@ static redtls_status parse_into(redtls_config *tmp, const char *url, char **cert
     const char *first_reserved = rest + strcspn(rest, "/?#");
     if (strchr(first_reserved, '@'))
         return redtls__fail(tmp->errmsg, REDTLS_E_URL,
-                            "URL userinfo contains '/', '?' or '#': percent-encode them (%%2F, %%3F, %%23)");
+                            "URL has an '@' after a '/', '?' or '#': percent-encode '/', '?', '#' inside the "
+                            "token (%%2F, %%3F, %%23) and '@' inside paths or parameters (%%40)");
     const char *query = strchr(rest, '?');
     size_t restlen = query ? (size_t)(query - rest) : strlen(rest);
     if (memchr(rest, '#', restlen))

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The main job: build redtls with its examples, start a throwaway TLS-only,
+# password-protected redis-server on a random loopback port, and show the
+# examples talking to it over verified TLS.
+#
+# Usage: scripts/demo.sh
+# Environment: REDTLS_GEN_CERTS overrides scripts/gen-certs.sh.
+# Exits non-zero when the build fails, the server does not start, or an
+# example does not behave as shown.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD="$ROOT/build"
+GEN_CERTS=${REDTLS_GEN_CERTS:-$ROOT/scripts/gen-certs.sh}
+
+WORK=""
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    echo "demo: stopped redis-server (pid $SERVER_PID)"
+  fi
+  [[ -n "$WORK" ]] && rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "dependencies"
+"$ROOT/scripts/deps.sh"
+
+step "build (Release, examples on) in build/"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+  -DREDTLS_BUILD_EXAMPLES=ON -DREDTLS_BUILD_TESTS=OFF >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
+TLS_PING="$BUILD/examples/tls_ping"
+CLI="$BUILD/examples/redtls-cli"
+for exe in "$TLS_PING" "$CLI"; do
+  [[ -x "$exe" ]] || { echo "demo: $exe was not built" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/redtls-demo.XXXXXX")
+CERTS="$WORK/certs"
+
+step "certificates (CA, server for localhost/127.0.0.1/::1, client)"
+"$GEN_CERTS" "$CERTS"
+for f in ca.crt server.crt server.key client.crt client.key; do
+  [[ -s "$CERTS/$f" ]] || { echo "demo: $GEN_CERTS did not write $f" >&2; exit 1; }
+done
+openssl x509 -in "$CERTS/server.crt" -noout -subject -ext subjectAltName 2>/dev/null | sed 's/^/    /'
+
+TOKEN=$(openssl rand -hex 24)
+
+# Start redis-server TLS-only on a random port below the ephemeral range;
+# another process may hold the port, so try a few.
+start_server() {
+  local port conf log attempt
+  for attempt in 1 2 3 4 5 6 7 8; do
+    port=$((20000 + RANDOM % 10000))
+    conf="$WORK/redis.conf"
+    log="$WORK/redis.log"
+    # A config file keeps the password off the process list.
+    (umask 077 && cat >"$conf" <<CONF
+port 0
+tls-port $port
+tls-cert-file $CERTS/server.crt
+tls-key-file $CERTS/server.key
+tls-ca-cert-file $CERTS/ca.crt
+tls-auth-clients optional
+requirepass $TOKEN
+save ""
+appendonly no
+bind 127.0.0.1
+dir $WORK
+logfile $log
+daemonize no
+CONF
+    )
+    : >"$log"
+    redis-server "$conf" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+      if grep -q "Ready to accept connections" "$log"; then
+        PORT=$port
+        echo "demo: redis-server pid $SERVER_PID, TLS only on 127.0.0.1:$PORT (attempt $attempt)"
+        return 0
+      fi
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    echo "demo: redis-server did not start on port $port:" >&2
+    tail -n 5 "$log" >&2 || true
+  done
+  return 1
+}
+
+step "throwaway redis-server"
+start_server
+
+PASSED=0
+FAILED=0
+mask() { local s="$*"; printf '%s' "${s//$TOKEN/***}"; }
+# The command line as one would type it (arguments with spaces quoted).
+shown() {
+  local a out=()
+  for a in "$@"; do
+    a=${a#"$BUILD/"}
+    [[ "$a" == *[[:space:]]* ]] && a="'$a'"
+    out+=("$a")
+  done
+  printf '%s' "${out[*]}"
+}
+
+# expect EXIT_CODE PATTERN -- COMMAND...: runs COMMAND, shows its output,
+# and checks its exit code and (when PATTERN is not empty) its output.
+expect() {
+  local want_rc=$1 pattern=$2 out rc ok=1
+  shift 3
+  printf '\n$ %s\n' "$(mask "$(shown "$@")")"
+  set +e
+  out=$("$@" 2>&1)
+  rc=$?
+  set -e
+  [[ -n "$out" ]] && mask "$out" | sed 's/^/    /' && echo
+  echo "    -> exit $rc"
+  if [[ $rc -ne $want_rc ]]; then
+    echo "    UNEXPECTED: wanted exit $want_rc"
+    ok=0
+  fi
+  if [[ -n "$pattern" ]] && ! grep -Eq -- "$pattern" <<<"$out"; then
+    echo "    UNEXPECTED: output does not match /$pattern/"
+    ok=0
+  fi
+  if [[ "$out" == *"$TOKEN"* ]]; then
+    echo "    UNEXPECTED: the password appears in the output"
+    ok=0
+  fi
+  if [[ $ok -eq 1 ]]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
+}
+
+URL="rediss://:$TOKEN@localhost:$PORT?cacert=$CERTS/ca.crt"
+KEY="redtls:demo:$$"
+
+step "tls_ping: connect by URL, verify the certificate for 'localhost', AUTH, PING"
+expect 0 'PONG' -- "$TLS_PING" "$URL"
+
+step "redtls-cli: commands over one verified TLS connection each"
+expect 0 'PONG' -- "$CLI" -u "$URL" PING
+expect 0 'OK' -- "$CLI" -u "$URL" SET "$KEY" "hello over TLS"
+expect 0 'hello over TLS' -- "$CLI" -u "$URL" GET "$KEY"
+expect 0 '(^|[^0-9])1$' -- "$CLI" -u "$URL" INCR "$KEY:counter"
+expect 0 '(^|[^0-9])2$' -- "$CLI" -u "$URL" INCR "$KEY:counter"
+
+step "redtls-cli -v: TLS details (version, cipher, server certificate)"
+expect 0 'PONG' -- "$CLI" -v -u "$URL" PING
+
+step "options instead of a URL: IP address 127.0.0.1 (checked against the IP SAN), client certificate"
+expect 0 'PONG' -- "$CLI" -u "rediss://127.0.0.1:$PORT" --cacert "$CERTS/ca.crt" \
+  --cert "$CERTS/client.crt" --key "$CERTS/client.key" --token "$TOKEN" --timeout 2000 PING
+
+step "a Redis error reply is not a connection failure (exit 1)"
+expect 1 '' -- "$CLI" -u "$URL" INCR "$KEY"
+
+step "verification failures (exit 3): a name the certificate does not hold, a CA not trusted"
+expect 3 'wrong\.example' -- "$CLI" -u "$URL" --sni wrong.example PING
+expect 3 '' -- "$CLI" -u "rediss://localhost:$PORT" --token "$TOKEN" PING
+
+step "a wrong password is refused (exit 3), and the password is not echoed"
+expect 3 '' -- "$CLI" -u "rediss://localhost:$PORT" --cacert "$CERTS/ca.crt" \
+  --token "not-the-password" PING
+
+step "cleanup"
+expect 0 '' -- "$CLI" -u "$URL" DEL "$KEY" "$KEY:counter"
+
+printf '\ndemo: %d passed, %d failed\n' "$PASSED" "$FAILED"
+[[ $FAILED -eq 0 ]]

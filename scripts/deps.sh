@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what redtls needs to build, test and demo on Debian 12.
+# Fast on a ready machine: apt is skipped when every package is present.
+# Never starts or relies on the distribution's redis service: the tests and
+# the demo run their own redis-server processes on random loopback ports.
+set -euo pipefail
+
+# The one list of system packages the project needs.
+PACKAGES=(
+  build-essential
+  cmake
+  pkg-config
+  libhiredis-dev
+  libssl-dev
+  libcmocka-dev
+  redis-server
+  redis-tools
+  openssl
+  python3
+  ca-certificates
+  binutils
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+if [[ $(id -u) -eq 0 ]]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  echo "deps: need root (or sudo) to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}"

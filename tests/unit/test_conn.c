@@ -1,0 +1,267 @@
+/* lib/conn.c: connect, close, flush and timeouts through the public API,
+ * against a Unix socket served by the test itself (no network). */
+#include "unit_util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+static char dir[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    unit_tmpdir(dir, sizeof dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    unit_rmtree(dir);
+    return 0;
+}
+
+typedef struct fx {
+    char path[128];
+    int listener;
+    int server; /* accepted peer, -1 until accepted */
+    redtls_config *cfg;
+    redtls_conn *conn;
+} fx;
+
+static int fx_setup(void **state)
+{
+    static int n;
+    fx *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/s%d.sock", dir, n++);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    assert_true(strlen(f->path) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, f->path, strlen(f->path) + 1);
+    f->listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (f->listener < 0 || bind(f->listener, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(f->listener, 4) != 0)
+        return -1;
+    f->server = -1;
+    f->cfg = unit_plain_config();
+    assert_status(redtls_config_set_unix_path(f->cfg, f->path), REDTLS_OK);
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx *f = *state;
+    redtls_conn_free(f->conn);
+    redtls_config_free(f->cfg);
+    if (f->server >= 0)
+        close(f->server);
+    close(f->listener);
+    unlink(f->path);
+    free(f);
+    return 0;
+}
+
+/* Connects (the kernel completes a Unix connect from the backlog) and
+ * accepts the server side. */
+static void connect_and_accept(fx *f)
+{
+    assert_status(redtls_conn_new(f->cfg, &f->conn), REDTLS_OK);
+    assert_status(redtls_conn_connect(f->conn), REDTLS_OK);
+    assert_true(redtls_conn_is_connected(f->conn));
+    f->server = accept(f->listener, NULL, NULL);
+    assert_true(f->server >= 0);
+}
+
+static size_t server_read(fx *f, char *buf, size_t cap, size_t want)
+{
+    size_t got = 0;
+    while (got < want) {
+        struct pollfd p = {.fd = f->server, .events = POLLIN, .revents = 0};
+        assert_int_equal(poll(&p, 1, 2000), 1);
+        ssize_t n = recv(f->server, buf + got, cap - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    return got;
+}
+
+static void test_connect_command_close(void **state)
+{
+    fx *f = *state;
+    connect_and_accept(f);
+    assert_int_equal(send(f->server, "+PONG\r\n", 7, 0), 7);
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_OK);
+    assert_string_equal(redtls_reply_str(r, NULL), "PONG");
+    redtls_reply_free(r);
+    char buf[64];
+    assert_int_equal(server_read(f, buf, sizeof buf, 14), 14);
+    assert_memory_equal(buf, "*1\r\n$4\r\nPING\r\n", 14);
+
+    /* No TLS details on a plain connection. */
+    assert_null(redtls_conn_tls_version(f->conn));
+    assert_null(redtls_conn_tls_cipher(f->conn));
+    assert_null(redtls_conn_peer_subject(f->conn));
+    assert_null(redtls_conn_peer_sans(f->conn));
+    assert_null(redtls_conn_peer_not_after(f->conn));
+
+    redtls_conn_close(f->conn);
+    assert_int_equal(redtls_conn_is_connected(f->conn), 0);
+    assert_int_equal(recv(f->server, buf, sizeof buf, 0), 0);
+    assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_E_STATE);
+    redtls_conn_close(f->conn); /* twice is harmless */
+}
+
+static void test_reconnect(void **state)
+{
+    fx *f = *state;
+    connect_and_accept(f);
+    int first = f->server;
+    /* Connecting again closes the open connection first. */
+    assert_status(redtls_conn_connect(f->conn), REDTLS_OK);
+    f->server = accept(f->listener, NULL, NULL);
+    assert_true(f->server >= 0);
+    char c;
+    assert_int_equal(recv(first, &c, 1, 0), 0);
+    close(first);
+    assert_int_equal(send(f->server, ":1\r\n", 4, 0), 4);
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(f->conn, &r, "INCR x"), REDTLS_OK);
+    assert_true(redtls_reply_integer(r) == 1);
+    redtls_reply_free(r);
+}
+
+static void test_connect_missing_socket(void **state)
+{
+    fx *f = *state;
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/nobody.sock", dir);
+    assert_status(redtls_config_set_unix_path(f->cfg, missing), REDTLS_OK);
+    assert_status(redtls_conn_new(f->cfg, &f->conn), REDTLS_OK);
+    assert_status(redtls_conn_connect(f->conn), REDTLS_E_CONNECT);
+    assert_int_equal(redtls_conn_is_connected(f->conn), 0);
+    assert_contains(redtls_conn_errmsg(f->conn), missing);
+}
+
+static void test_flush_and_close_drop_pending(void **state)
+{
+    fx *f = *state;
+    connect_and_accept(f);
+    assert_status(redtls_conn_append(f->conn, "SET a 1"), REDTLS_OK);
+    assert_status(redtls_conn_append(f->conn, "GET a"), REDTLS_OK);
+    assert_int_equal(redtls_conn_pending(f->conn), 2);
+    assert_status(redtls_conn_flush(f->conn), REDTLS_OK);
+    assert_int_equal(redtls_conn_pending(f->conn), 2);
+    char buf[128];
+    const char want[] = "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
+    assert_int_equal(server_read(f, buf, sizeof buf, sizeof want - 1), sizeof want - 1);
+    assert_memory_equal(buf, want, sizeof want - 1);
+    /* Flushing again writes nothing more. */
+    assert_status(redtls_conn_flush(f->conn), REDTLS_OK);
+    redtls_conn_close(f->conn);
+    assert_int_equal(redtls_conn_pending(f->conn), 0);
+    assert_int_equal(recv(f->server, buf, sizeof buf, 0), 0);
+}
+
+static void test_command_timeout_closes(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_config_set_command_timeout_ms(f->cfg, 80), REDTLS_OK);
+    connect_and_accept(f);
+    redisReply *r = NULL;
+    int64_t t0 = redtls__now_ms();
+    assert_status(redtls_conn_command(f->conn, &r, "BLPOP q 0"), REDTLS_E_COMMAND_TIMEOUT);
+    int64_t took = redtls__now_ms() - t0;
+    assert_true(took >= 75 && took < 2000);
+    assert_null(r);
+    assert_int_equal(redtls_conn_is_connected(f->conn), 0);
+    /* A late reply can never be taken for the next command's. */
+    assert_int_equal(send(f->server, "+LATE\r\n", 7, MSG_NOSIGNAL) >= 0 || errno == EPIPE, 1);
+    assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_E_STATE);
+}
+
+static void test_handshake_timeout(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_config_set_token(f->cfg, "sup3rsecret"), REDTLS_OK);
+    assert_status(redtls_config_set_handshake_timeout_ms(f->cfg, 80), REDTLS_OK);
+    assert_status(redtls_conn_new(f->cfg, &f->conn), REDTLS_OK);
+    int64_t t0 = redtls__now_ms();
+    assert_status(redtls_conn_connect(f->conn), REDTLS_E_HANDSHAKE_TIMEOUT);
+    int64_t took = redtls__now_ms() - t0;
+    assert_true(took >= 75 && took < 2000);
+    assert_int_equal(redtls_conn_is_connected(f->conn), 0);
+    assert_contains(redtls_conn_errmsg(f->conn), "AUTH");
+    assert_not_contains(redtls_conn_errmsg(f->conn), "sup3rsecret");
+}
+
+static void test_server_closes(void **state)
+{
+    fx *f = *state;
+    connect_and_accept(f);
+    close(f->server);
+    f->server = -1;
+    redisReply *r = NULL;
+    redtls_status st = redtls_conn_command(f->conn, &r, "PING");
+    /* The write may still succeed (the peer is gone only for reading) or
+     * fail with a broken pipe; either way the connection ends. */
+    if (st != REDTLS_E_EOF && st != REDTLS_E_IO)
+        fail_msg("closed server gave %s, expected EOF or I/O error", redtls_strerror(st));
+    assert_int_equal(redtls_conn_is_connected(f->conn), 0);
+}
+
+static void test_not_connected(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_conn_new(f->cfg, &f->conn), REDTLS_OK);
+    redisReply *r = (redisReply *)1;
+    assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_E_STATE);
+    assert_null(r);
+    assert_string_equal(redtls_conn_errmsg(f->conn), "not connected (call redtls_conn_connect)");
+    assert_status(redtls_conn_append(f->conn, "PING"), REDTLS_E_STATE);
+    assert_status(redtls_conn_flush(f->conn), REDTLS_E_STATE);
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_E_STATE);
+    const char *argv[] = {"PING"};
+    assert_status(redtls_conn_append_argv(f->conn, 1, argv, NULL), REDTLS_E_STATE);
+    assert_status(redtls_conn_command_argv(f->conn, 1, argv, NULL, &r), REDTLS_E_STATE);
+}
+
+/* Attaching a new transport replaces (and closes) the previous one. */
+static void test_attach_replaces(void **state)
+{
+    fx *f = *state;
+    connect_and_accept(f);
+    redtls__transport *t = NULL;
+    assert_status(redtls__mem_transport(&t, REDTLS_E_EOF), REDTLS_OK);
+    unit_push(t, "+MEM\r\n");
+    assert_status(redtls__conn_attach(f->conn, t, 0), REDTLS_OK);
+    char c;
+    assert_int_equal(recv(f->server, &c, 1, 0), 0);
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_OK);
+    assert_string_equal(redtls_reply_str(r, NULL), "MEM");
+    redtls_reply_free(r);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_connect_command_close),
+        T(test_reconnect),
+        T(test_connect_missing_socket),
+        T(test_flush_and_close_drop_pending),
+        T(test_command_timeout_closes),
+        T(test_handshake_timeout),
+        T(test_server_closes),
+        T(test_not_connected),
+        T(test_attach_replaces),
+    };
+    return cmocka_run_group_tests_name("conn", tests, group_setup, group_teardown);
+}

@@ -1,0 +1,384 @@
+/* lib/tls.c: context building, and the verified handshake against an
+ * in-process OpenSSL server on the other end of a socketpair (no network). */
+#include "unit_util.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "tls.h"
+
+static char dir[64];
+static char ca_crt[128], srv_crt[128], srv_key[128], other_ca[128];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    unit_tmpdir(dir, sizeof dir);
+    int rc = unit_sh("cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                     "-keyout ca.key -out ca.crt -subj /CN=redtls-unit-ca -days 2 "
+                     "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
+                     dir);
+    if (rc != 0)
+        return -1;
+    char ext[160];
+    snprintf(ext, sizeof ext, "%s/ext.cnf", dir);
+    unit_write_file(ext, "subjectAltName=DNS:redis.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n");
+    rc = unit_sh("cd '%s' && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                 "-keyout srv.key -out srv.csr -subj /CN=redis.test && "
+                 "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                 "-extfile ext.cnf -out srv.crt",
+                 dir);
+    if (rc != 0)
+        return -1;
+    unit_make_cert(dir, "other");
+    snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", dir);
+    snprintf(srv_crt, sizeof srv_crt, "%s/srv.crt", dir);
+    snprintf(srv_key, sizeof srv_key, "%s/srv.key", dir);
+    snprintf(other_ca, sizeof other_ca, "%s/other.crt", dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    unit_rmtree(dir);
+    return 0;
+}
+
+/* ---- the in-process server ---- */
+
+enum srv_mode {
+    SRV_PONG_SHUTDOWN, /* answer one line with +PONG, then close_notify */
+    SRV_PONG_ABRUPT,   /* answer, then close the socket without close_notify */
+    SRV_PLAIN,         /* not TLS at all: an error line, then close */
+    SRV_SILENT,        /* never answer; wait for the client to go away */
+    SRV_ACCEPT_ONLY    /* run the handshake (which may fail), then close */
+};
+
+typedef struct srv {
+    int fd;
+    enum srv_mode mode;
+    int max_tls12;
+    pthread_t thread;
+    int accepted; /* SSL_accept result */
+} srv;
+
+static void *srv_main(void *arg)
+{
+    srv *s = arg;
+    char buf[256];
+    /* The server's own writes use plain write(); a client that has gone
+     * away must not end the test process through this thread. SIGPIPE is
+     * directed at the writing thread, so blocking it here is enough. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (s->mode == SRV_PLAIN) {
+        recv(s->fd, buf, sizeof buf, 0);
+        send(s->fd, "-ERR wrong protocol\r\n", 21, MSG_NOSIGNAL);
+        close(s->fd);
+        return NULL;
+    }
+    if (s->mode == SRV_SILENT) {
+        while (recv(s->fd, buf, sizeof buf, 0) > 0)
+            ;
+        close(s->fd);
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate_chain_file(ctx, srv_crt);
+    SSL_CTX_use_PrivateKey_file(ctx, srv_key, SSL_FILETYPE_PEM);
+    if (s->max_tls12)
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, s->fd);
+    s->accepted = SSL_accept(ssl);
+    if (s->accepted == 1 && s->mode != SRV_ACCEPT_ONLY) {
+        int n = SSL_read(ssl, buf, sizeof buf);
+        if (n > 0)
+            SSL_write(ssl, "+PONG\r\n", 7);
+        if (s->mode == SRV_PONG_SHUTDOWN) {
+            SSL_shutdown(ssl);
+        }
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(s->fd);
+    ERR_clear_error();
+    return NULL;
+}
+
+/* Starts the server on one end of a socketpair; returns the client end,
+ * non-blocking as the library expects. */
+static int srv_start(srv *s, enum srv_mode mode, int max_tls12)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    memset(s, 0, sizeof *s);
+    s->fd = sv[1];
+    s->mode = mode;
+    s->max_tls12 = max_tls12;
+    assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
+    int fl = fcntl(sv[0], F_GETFL);
+    assert_int_equal(fcntl(sv[0], F_SETFL, fl | O_NONBLOCK), 0);
+    return sv[0];
+}
+
+static void srv_join(srv *s)
+{
+    pthread_join(s->thread, NULL);
+}
+
+static redtls__tls_ctx *client_ctx(const char *ca, int min_version)
+{
+    redtls__tls_settings st;
+    memset(&st, 0, sizeof st);
+    st.min_version = min_version;
+    st.ca_file = (char *)(uintptr_t)ca;
+    redtls__tls_ctx *ctx = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_ctx_new(&st, &ctx, err), REDTLS_OK);
+    assert_non_null(ctx);
+    return ctx;
+}
+
+/* ---- no handshake ---- */
+
+static void test_is_ip_literal(void **state)
+{
+    (void)state;
+    assert_true(redtls__is_ip_literal("127.0.0.1"));
+    assert_true(redtls__is_ip_literal("::1"));
+    assert_true(redtls__is_ip_literal("2001:db8::1"));
+    assert_false(redtls__is_ip_literal("[::1]"));
+    assert_false(redtls__is_ip_literal("redis.test"));
+    assert_false(redtls__is_ip_literal("127.0.0.1.example"));
+    assert_false(redtls__is_ip_literal("1.2.3"));
+    assert_false(redtls__is_ip_literal(""));
+}
+
+static void test_check_pems(void **state)
+{
+    (void)state;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    size_t clen, klen;
+    char *crt = unit_slurp(srv_crt, &clen);
+    char *key = unit_slurp(srv_key, &klen);
+    assert_status(redtls__tls_check_ca_pem(crt, clen, err), REDTLS_OK);
+    assert_status(redtls__tls_check_ca_pem(key, klen, err), REDTLS_E_CONFIG);
+    assert_string_equal(err, "CA PEM holds no certificate");
+    assert_status(redtls__tls_check_ca_pem("", 0, err), REDTLS_E_CONFIG);
+    assert_status(redtls__tls_check_keypair(crt, clen, key, klen, err), REDTLS_OK);
+    /* A truncated certificate. */
+    assert_status(redtls__tls_check_keypair(crt, clen / 2, key, klen, err), REDTLS_E_CONFIG);
+    assert_contains(err, "client certificate");
+    /* No OpenSSL error is left behind for the next caller. */
+    assert_int_equal(ERR_peek_error(), 0);
+    free(crt);
+    free(key);
+}
+
+static void test_ctx_new(void **state)
+{
+    (void)state;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    redtls__tls_settings st;
+    memset(&st, 0, sizeof st);
+    st.min_version = 12;
+    redtls__tls_ctx *ctx = NULL;
+    assert_status(redtls__tls_ctx_new(&st, &ctx, err), REDTLS_OK); /* system store */
+    redtls__tls_ctx_free(ctx);
+    redtls__tls_ctx_free(NULL);
+
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/missing-ca.pem", dir);
+    st.ca_file = missing;
+    ctx = (redtls__tls_ctx *)1;
+    assert_status(redtls__tls_ctx_new(&st, &ctx, err), REDTLS_E_CONFIG);
+    assert_null(ctx);
+    assert_contains(err, missing);
+
+    /* Insecure mode does not load trust at all. */
+    st.insecure = 1;
+    assert_status(redtls__tls_ctx_new(&st, &ctx, err), REDTLS_OK);
+    redtls__tls_ctx_free(ctx);
+
+    st.insecure = 0;
+    st.ca_file = NULL;
+    st.tls12_ciphers = (char *)(uintptr_t) "ECDHE-ECDSA-AES128-SHA256";
+    assert_status(redtls__tls_ctx_new(&st, &ctx, err), REDTLS_E_CONFIG);
+    assert_contains(err, "is not ECDHE with AEAD");
+}
+
+/* ---- handshakes ---- */
+
+static void test_handshake_ok(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_PONG_SHUTDOWN, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_non_null(t);
+
+    char info[384];
+    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_VERSION, info, sizeof info), 0);
+    assert_string_equal(info, "TLSv1.3");
+    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_CIPHER, info, sizeof info), 0);
+    assert_contains(info, "TLS_");
+    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_SUBJECT, info, sizeof info), 0);
+    assert_string_equal(info, "CN=redis.test");
+    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_SANS, info, sizeof info), 0);
+    assert_string_equal(info, "DNS:redis.test, IP:127.0.0.1");
+    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_NOT_AFTER, info, sizeof info), 0);
+    assert_int_equal(strlen(info), strlen("YYYY-MM-DD HH:MM:SS UTC"));
+    assert_contains(info, " UTC");
+    assert_int_equal(redtls__tls_verdict_pending(t), 0);
+
+    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    char buf[32];
+    size_t got = 0;
+    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_int_equal(got, 7);
+    assert_memory_equal(buf, "+PONG\r\n", 7);
+    /* close_notify: a clean end. */
+    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
+    assert_contains(err, "close_notify");
+    t->ops->close(t, 1);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
+static void test_handshake_ip_name(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_ACCEPT_ONLY, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    t->ops->close(t, 1);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
+static void expect_handshake_failure(enum srv_mode mode, int max_tls12, const char *ca, int min_version,
+                                     const char *name, redtls_status want, const char *mention)
+{
+    srv s;
+    int fd = srv_start(&s, mode, max_tls12);
+    redtls__tls_ctx *ctx = client_ctx(ca, min_version);
+    redtls__transport *t = (redtls__transport *)1;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    redtls_status st = redtls__tls_connect(ctx, fd, name, redtls__deadline_after(3000), &t, err);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+    if (st != want)
+        fail_msg("handshake with '%s' gave %s (\"%s\"), expected %s", name, redtls_strerror(st), err,
+                 redtls_strerror(want));
+    assert_null(t);
+    assert_contains(err, mention);
+}
+
+static void test_hostname_mismatch(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_ACCEPT_ONLY, 0, ca_crt, 12, "other.test", REDTLS_E_TLS_HOSTNAME,
+                             "certificate verify failed: hostname 'other.test' does not match the certificate "
+                             "(SAN: DNS:redis.test, IP:127.0.0.1)");
+}
+
+static void test_ip_mismatch(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_ACCEPT_ONLY, 0, ca_crt, 12, "127.0.0.2", REDTLS_E_TLS_HOSTNAME,
+                             "IP address '127.0.0.2' does not match the certificate");
+}
+
+static void test_untrusted_issuer(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_ACCEPT_ONLY, 0, other_ca, 12, "redis.test", REDTLS_E_TLS_VERIFY,
+                             "certificate verify failed: unable to get local issuer certificate");
+}
+
+static void test_plain_text_server(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_PLAIN, 0, ca_crt, 12, "redis.test", REDTLS_E_TLS, "did not answer with TLS");
+}
+
+static void test_protocol_version_mismatch(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_ACCEPT_ONLY, 1, ca_crt, 13, "redis.test", REDTLS_E_TLS,
+                             "no protocol version in common");
+}
+
+static void test_handshake_timeout(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_SILENT, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    int64_t t0 = redtls__now_ms();
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", redtls__deadline_after(80), &t, err),
+                  REDTLS_E_HANDSHAKE_TIMEOUT);
+    int64_t took = redtls__now_ms() - t0;
+    assert_true(took >= 75 && took < 2000);
+    assert_contains(err, "handshake timeout");
+    srv_join(&s); /* the client closed its end, so the server returns */
+    redtls__tls_ctx_free(ctx);
+}
+
+static void test_abrupt_close_is_eof(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_PONG_ABRUPT, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    char buf[32];
+    size_t got = 0;
+    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_int_equal(got, 7);
+    /* Truncation without close_notify is never a clean end. */
+    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
+    assert_contains(err, "without TLS close_notify");
+    t->ops->close(t, 0);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_is_ip_literal),
+        cmocka_unit_test(test_check_pems),
+        cmocka_unit_test(test_ctx_new),
+        cmocka_unit_test(test_handshake_ok),
+        cmocka_unit_test(test_handshake_ip_name),
+        cmocka_unit_test(test_hostname_mismatch),
+        cmocka_unit_test(test_ip_mismatch),
+        cmocka_unit_test(test_untrusted_issuer),
+        cmocka_unit_test(test_plain_text_server),
+        cmocka_unit_test(test_protocol_version_mismatch),
+        cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_abrupt_close_is_eof),
+    };
+    return cmocka_run_group_tests_name("tls", tests, group_setup, group_teardown);
+}
