@@ -178,13 +178,18 @@ static redtls_status auth_with_callback(redtls_conn *c, int64_t deadline)
 
 redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline)
 {
+    redtls_status st;
     if (c->cfg.cred_cb)
-        return auth_with_callback(c, deadline);
-    if (c->cfg.user && !c->cfg.token.data)
-        return redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", c->cfg.user);
-    if (!c->cfg.token.data)
-        return REDTLS_OK;
-    return auth_with_tokens(c, deadline);
+        st = auth_with_callback(c, deadline);
+    else if (c->cfg.user && !c->cfg.token.data)
+        st = redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", c->cfg.user);
+    else
+        st = c->cfg.token.data ? auth_with_tokens(c, deadline) : REDTLS_OK;
+    /* A NOAUTH seen before this AUTH (the TLS 1.3 client-certificate probe
+     * gets one from a password-protected server) is answered now. */
+    if (st == REDTLS_OK)
+        c->need_reauth = 0;
+    return st;
 }
 
 redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const char *token_alt, int flags)

@@ -182,6 +182,13 @@ step "a wrong password is refused (exit 3), and the password is not echoed"
 expect 3 '' -- "$CLI" -u "rediss://localhost:$PORT" --cacert "$CERTS/ca.crt" \
   --token "not-the-password" PING
 
+step "two tokens: the first is refused, the second is accepted on the same connection (exit 0)"
+expect 0 'PONG' -- "$CLI" -u "rediss://localhost:$PORT" --cacert "$CERTS/ca.crt" \
+  --token "an-old-token-no-longer-valid" --token-alt "$TOKEN" PING
+
+step "AUTH token rotation: old -> old+new -> new while a client keeps working"
+expect 0 'token 2 accepted, token 1 refused' -- "$BUILD/examples/auth_rotation" "$URL"
+
 step "cleanup"
 expect 0 '' -- "$CLI" -u "$URL" DEL "$KEY" "$KEY:counter"
 

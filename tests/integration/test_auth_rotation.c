@@ -26,6 +26,7 @@
 
 static lab_server redis;   /* default user starts with OLD_TOKEN; "admin" ACL user */
 static lab_server nopass;  /* no password at all */
+static lab_server optional; /* asks for a client certificate, does not require one */
 
 typedef struct events {
     int switched;
@@ -51,6 +52,8 @@ static int group_setup(void **state)
         return -1;
     if (lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = OLD_TOKEN, .extra = admin}) != 0)
         return -1;
+    if (lab_redis_start(&optional, &(lab_redis_opts){.tls = 1, .password = OLD_TOKEN, .auth_clients = "optional"}) != 0)
+        return -1;
     return lab_redis_start(&nopass, &(lab_redis_opts){.tls = 1});
 }
 
@@ -59,6 +62,7 @@ static int group_teardown(void **state)
     (void)state;
     lab_stop(&redis);
     lab_stop(&nopass);
+    lab_stop(&optional);
     return 0;
 }
 
@@ -435,6 +439,27 @@ static void test_noauth_reauth_once(void **state)
     redtls_conn_free(c);
 }
 
+static void test_probe_noauth_is_not_a_reauth(void **state)
+{
+    (void)state;
+    /* The server asks for a client certificate under TLS 1.3, so redtls
+     * sends a PING before AUTH; the NOAUTH it gets back is expected and
+     * must not cost an extra AUTH later. */
+    events ev = {0};
+    redtls_config *cfg = base_cfg(optional.port);
+    redtls_config_set_token(cfg, OLD_TOKEN);
+    redtls_config_set_event_callback(cfg, on_event, &ev);
+    redtls_conn *c = open_conn(cfg);
+    redtls_config_free(cfg);
+    assert_conn_status(c, redtls_conn_connect(c), REDTLS_OK);
+    redisReply *r = NULL;
+    assert_conn_status(c, redtls_conn_command(c, &r, "INCR probe:k"), REDTLS_OK);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    redtls_reply_free(r);
+    assert_int_equal(ev.refreshed, 0);
+    redtls_conn_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_live_update_reauth),
         cmocka_unit_test(test_credential_callback),
         cmocka_unit_test(test_noauth_reauth_once),
+        cmocka_unit_test(test_probe_noauth_is_not_a_reauth),
     };
     return cmocka_run_group_tests_name("auth_rotation", tests, group_setup, group_teardown);
 }

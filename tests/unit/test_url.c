@@ -295,11 +295,11 @@ static void test_err_port(void **state)
     redtls_config *cfg = *state;
     prepare(cfg);
     expect_fail(cfg, "rediss://:" SECRET "@host:99999", REDTLS_E_URL, "port");
-    expect_fail(cfg, "rediss://:" SECRET "@host:65536", REDTLS_E_URL, "65536");
-    expect_fail(cfg, "rediss://:" SECRET "@host:0", REDTLS_E_URL, "'0'");
-    expect_fail(cfg, "rediss://:" SECRET "@host:12ab", REDTLS_E_URL, "12ab");
+    expect_fail(cfg, "rediss://:" SECRET "@host:65536", REDTLS_E_URL, "port");
+    expect_fail(cfg, "rediss://:" SECRET "@host:0", REDTLS_E_URL, "port");
+    expect_fail(cfg, "rediss://:" SECRET "@host:12ab", REDTLS_E_URL, "port");
     expect_fail(cfg, "rediss://:" SECRET "@host:", REDTLS_E_URL, "port");
-    expect_fail(cfg, "rediss://:" SECRET "@host:-1", REDTLS_E_URL, "-1");
+    expect_fail(cfg, "rediss://:" SECRET "@host:-1", REDTLS_E_URL, "port");
     expect_fail(cfg, "rediss://:" SECRET "@[::1]:99999", REDTLS_E_URL, "port");
 }
 
@@ -434,14 +434,23 @@ static void test_null_arguments(void **state)
 
 /* A long token is not copied into the message either, even when the part
  * shown is long. */
+/* The port is never echoed: when "user:token" lacks its "@host", the part
+ * after the colon is the token. */
+static void test_port_never_echoed(void **state)
+{
+    redtls_config *cfg = *state;
+    expect_fail(cfg, "rediss://default:" SECRET, REDTLS_E_URL, "port");
+    expect_fail(cfg, "rediss://default:" SECRET "/2", REDTLS_E_URL, "port");
+}
+
 static void test_long_url_message_bounded(void **state)
 {
     redtls_config *cfg = *state;
     char url[2048];
-    char longport[600];
-    memset(longport, '9', sizeof longport - 1);
-    longport[sizeof longport - 1] = '\0';
-    snprintf(url, sizeof url, "rediss://:%s@host:%s", SECRET, longport);
+    char longparam[600];
+    memset(longparam, 'q', sizeof longparam - 1);
+    longparam[sizeof longparam - 1] = '\0';
+    snprintf(url, sizeof url, "rediss://:%s@host:6379?%s=1", SECRET, longparam);
     expect_fail(cfg, url, REDTLS_E_URL, "...");
     assert_true(strlen(redtls_config_errmsg(cfg)) < REDTLS__ERRMSG_MAX);
 }
@@ -473,6 +482,7 @@ int main(void)
         T(test_err_userinfo),
         T(test_null_arguments),
         T(test_long_url_message_bounded),
+        T(test_port_never_echoed),
     };
     return cmocka_run_group_tests_name("url", tests, group_setup, group_teardown);
 }
