@@ -23,6 +23,11 @@ redtls_status redtls__config_init(redtls_config *cfg)
     cfg->limits.max_elements = REDTLS_DEFAULT_MAX_ARRAY_ELEMENTS;
     cfg->limits.max_bulk = REDTLS_DEFAULT_MAX_BULK_LEN;
     cfg->limits.max_buffer = REDTLS_DEFAULT_MAX_BUFFER;
+    cfg->reconnect = 1;
+    cfg->backoff_base_ms = REDTLS_DEFAULT_BACKOFF_BASE_MS;
+    cfg->backoff_cap_ms = REDTLS_DEFAULT_BACKOFF_CAP_MS;
+    cfg->tcp_user_timeout_ms = REDTLS_DEFAULT_TCP_USER_TIMEOUT_MS;
+    cfg->tls.resumption = 1;
     return redtls__str_set(&cfg->host, "127.0.0.1");
 }
 
@@ -498,5 +503,51 @@ redtls_status redtls_config_set_max_buffer(redtls_config *cfg, size_t n)
 {
     CHECK_CFG(cfg);
     cfg->limits.max_buffer = n ? n : REDTLS_DEFAULT_MAX_BUFFER;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_reconnect(redtls_config *cfg, int enabled)
+{
+    CHECK_CFG(cfg);
+    cfg->reconnect = enabled != 0;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_backoff(redtls_config *cfg, unsigned base_ms, unsigned cap_ms)
+{
+    CHECK_CFG(cfg);
+    if (base_ms == 0 || cap_ms < base_ms)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "backoff needs 0 < base_ms <= cap_ms");
+    cfg->backoff_base_ms = base_ms;
+    cfg->backoff_cap_ms = cap_ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_reconnect_limits(redtls_config *cfg, unsigned max_attempts, unsigned max_outage_ms)
+{
+    CHECK_CFG(cfg);
+    cfg->max_attempts = max_attempts;
+    cfg->max_outage_ms = max_outage_ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_health_check_ms(redtls_config *cfg, unsigned idle_ms)
+{
+    CHECK_CFG(cfg);
+    cfg->health_check_ms = idle_ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_tcp_user_timeout_ms(redtls_config *cfg, unsigned ms)
+{
+    CHECK_CFG(cfg);
+    cfg->tcp_user_timeout_ms = ms;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_tls_session_resumption(redtls_config *cfg, int enabled)
+{
+    CHECK_CFG(cfg);
+    cfg->tls.resumption = enabled != 0;
     return REDTLS_OK;
 }

@@ -26,6 +26,11 @@ struct redtls_config {
     unsigned handshake_timeout_ms;
     unsigned command_timeout_ms;
     redtls__limits limits;
+    int reconnect;
+    unsigned backoff_base_ms, backoff_cap_ms;
+    unsigned max_attempts, max_outage_ms;
+    unsigned health_check_ms;
+    unsigned tcp_user_timeout_ms;
     char errmsg[REDTLS__ERRMSG_MAX];
 };
 

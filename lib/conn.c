@@ -1,12 +1,16 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 
 #include "conn.h"
+
+static void make_session_key(redtls_conn *c);
 
 redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
 {
@@ -31,6 +35,8 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
             return st;
         }
     }
+    redtls__backoff_init(&c->backoff, c->cfg.backoff_base_ms, c->cfg.backoff_cap_ms, 0);
+    make_session_key(c);
     *out = c;
     return REDTLS_OK;
 }
@@ -64,12 +70,10 @@ size_t redtls_conn_pending(const redtls_conn *c)
     return c ? c->pending : 0;
 }
 
-static void forget_state(redtls_conn *c)
+/* Commands written on the current connection whose replies are due. */
+static size_t in_flight(const redtls_conn *c)
 {
-    redtls__reader_free(&c->rd);
-    c->pending = 0;
-    c->olen = 0;
-    c->need_reauth = 0;
+    return c->pending - c->unsent - c->lost;
 }
 
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
@@ -77,8 +81,14 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
     if (c->tp) {
         c->tp->ops->close(c->tp, 0);
         c->tp = NULL;
+        /* What was written may have run; the caller hears of each one. */
+        c->lost += in_flight(c);
+        if (c->established)
+            redtls__emit(c, REDTLS_EVENT_DISCONNECTED, "%s", c->errmsg[0] ? c->errmsg : redtls_strerror(st));
+        c->established = 0;
     }
-    forget_state(c);
+    redtls__reader_free(&c->rd);
+    c->need_reauth = 0;
     return st;
 }
 
@@ -89,8 +99,14 @@ void redtls_conn_close(redtls_conn *c)
     if (c->tp) {
         c->tp->ops->close(c->tp, 1);
         c->tp = NULL;
+        if (c->established)
+            redtls__emit(c, REDTLS_EVENT_DISCONNECTED, "closed by the application");
+        c->established = 0;
     }
-    forget_state(c);
+    redtls__reader_free(&c->rd);
+    c->need_reauth = 0;
+    c->pending = c->unsent = c->lost = 0;
+    c->olen = 0;
 }
 
 redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_tls)
@@ -114,6 +130,7 @@ redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, c
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");
     c->pending++;
+    c->unsent++;
     return REDTLS_OK;
 }
 
@@ -124,7 +141,10 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe)
     redtls_status st = c->tp->ops->write(c->tp, c->obuf, c->olen, deadline, c->errmsg);
     if (wipe)
         OPENSSL_cleanse(c->obuf, c->olen);
+    /* Written, or perhaps partly written: either way in flight now. The
+     * bytes stay in obuf (unwiped) until the next append. */
     c->olen = 0;
+    c->unsent = 0;
     if (st != REDTLS_OK)
         return redtls__conn_drop(c, st);
     return REDTLS_OK;
@@ -135,81 +155,59 @@ static int is_noauth(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOAUTH", 6) == 0;
 }
 
-redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisReply **reply)
+/* The oldest owed reply belongs to a command lost with its connection. */
+static redtls_status report_lost(redtls_conn *c, const char *cause)
 {
-    redtls_status st = redtls__conn_flush(c, deadline, 0);
-    if (st != REDTLS_OK)
-        return st;
-    for (;;) {
+    c->lost--;
+    c->pending--;
+    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
+                        cause && cause[0] ? cause : "lost with an earlier command");
+}
+
+redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply)
+{
+    *reply = NULL;
+    if (c->lost > 0)
+        return report_lost(c, NULL);
+    redtls_status st = REDTLS_OK;
+    if (!c->tp)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
+    if (c->olen > 0)
+        st = redtls__conn_flush(c, deadline, 0);
+    while (st == REDTLS_OK) {
         st = redtls__reader_get(&c->rd, reply, c->errmsg);
-        if (st != REDTLS_OK)
-            return redtls__conn_drop(c, st);
+        if (st != REDTLS_OK) {
+            redtls__conn_drop(c, st);
+            break;
+        }
         if (*reply) {
             c->pending--;
             if (is_noauth(*reply) && redtls__has_credentials(c))
                 c->need_reauth = 1;
+            if (c->cfg.health_check_ms)
+                c->last_io = redtls__now_ms();
             return REDTLS_OK;
         }
         size_t got = 0;
         st = c->tp->ops->read(c->tp, c->rbuf, sizeof c->rbuf, &got, deadline, c->errmsg);
         if (st == REDTLS_OK)
             st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg);
-        if (st != REDTLS_OK) {
-            /* Any end of stream while a reply is owed is abrupt. */
-            if (st == REDTLS_E_CLOSED || st == REDTLS_E_EOF) {
-                char cause[REDTLS__ERRMSG_MAX];
-                memcpy(cause, c->errmsg, sizeof cause);
-                redtls__fail(c->errmsg, st, "%.400s while waiting for a reply", cause);
-            }
-            return redtls__conn_drop(c, st);
-        }
+        if (st != REDTLS_OK)
+            redtls__conn_drop(c, st);
     }
-}
-
-static redtls_status connect_transport(redtls_conn *c, int64_t *hs_deadline)
-{
-    const redtls_config *cfg = &c->cfg;
-    int fd = -1;
-    int64_t deadline = redtls__deadline_after(cfg->connect_timeout_ms);
-    redtls_status st;
-    if (cfg->unix_path)
-        st = redtls__unix_connect(cfg->unix_path, deadline, &fd, c->errmsg);
-    else
-        st = redtls__tcp_connect(cfg->host, cfg->port, deadline, &fd, c->errmsg);
-    if (st != REDTLS_OK)
-        return st;
-    /* The handshake timeout starts once TCP is up and covers TLS plus the
-     * AUTH/SELECT/SETNAME round trips. */
-    *hs_deadline = redtls__deadline_after(cfg->handshake_timeout_ms);
-    redtls__transport *tp = NULL;
-    if (c->tls) {
-        const char *name = cfg->verify_name ? cfg->verify_name : cfg->host;
-        st = redtls__tls_connect(c->tls, fd, name, *hs_deadline, &tp, c->errmsg);
-    } else {
-        st = redtls__plain_transport(fd, &tp);
-        if (st != REDTLS_OK) {
-            close(fd);
-            redtls__fail(c->errmsg, st, "out of memory");
-        }
+    /* The connection is gone and this command was in flight. */
+    if (c->lost > 0) {
+        c->lost--;
+        c->pending--;
     }
-    if (st != REDTLS_OK)
+    if (raw || (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS))
         return st;
-    return redtls__conn_attach(c, tp, c->tls != NULL);
-}
-
-redtls_status redtls_conn_connect(redtls_conn *c)
-{
-    if (!c)
-        return REDTLS_E_INVALID;
-    c->errmsg[0] = '\0';
-    redtls_conn_close(c);
-    int64_t hs_deadline = REDTLS__NO_DEADLINE;
-    redtls_status st = connect_transport(c, &hs_deadline);
-    if (st == REDTLS_OK)
-        st = redtls__conn_setup(c, hs_deadline);
-    if (st != REDTLS_OK)
-        redtls__conn_drop(c, st);
-    return st;
+    char cause[REDTLS__ERRMSG_MAX];
+    memcpy(cause, c->errmsg, sizeof cause);
+    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
+                        cause);
 }
 
 redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
@@ -219,8 +217,147 @@ redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv
     if (st == REDTLS_OK)
         st = redtls__conn_flush(c, deadline, secret);
     if (st == REDTLS_OK)
-        st = redtls__conn_read(c, deadline, reply);
+        st = redtls__conn_read(c, deadline, 1, reply);
     return st;
+}
+
+/* The caller's queued commands are set aside while the library talks to
+ * the server on its own (handshake, health check, re-authentication), so
+ * the two never mix on the wire. */
+typedef struct saved_io {
+    char *obuf;
+    size_t olen, ocap, pending, unsent, lost;
+} saved_io;
+
+static void set_aside(redtls_conn *c, saved_io *s)
+{
+    *s = (saved_io){c->obuf, c->olen, c->ocap, c->pending, c->unsent, c->lost};
+    c->obuf = NULL;
+    c->olen = c->ocap = c->pending = c->unsent = c->lost = 0;
+}
+
+static void restore(redtls_conn *c, saved_io *s)
+{
+    if (c->obuf) {
+        /* It may have carried AUTH. */
+        OPENSSL_cleanse(c->obuf, c->ocap);
+        free(c->obuf);
+    }
+    c->obuf = s->obuf;
+    c->olen = s->olen;
+    c->ocap = s->ocap;
+    c->pending = s->pending;
+    c->unsent = s->unsent;
+    c->lost = s->lost;
+}
+
+static void make_session_key(redtls_conn *c)
+{
+    const redtls_config *cfg = &c->cfg;
+    snprintf(c->session_key, sizeof c->session_key, "%s|%u|%s", cfg->host ? cfg->host : "", (unsigned)cfg->port,
+             cfg->verify_name ? cfg->verify_name : (cfg->host ? cfg->host : ""));
+}
+
+/* One connection attempt (TCP, TLS, AUTH, SELECT, SETNAME); no attempt
+ * phase may run past call_deadline. */
+static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
+{
+    const redtls_config *cfg = &c->cfg;
+    int fd = -1;
+    int64_t deadline = redtls__deadline_min(redtls__deadline_after(cfg->connect_timeout_ms), call_deadline);
+    redtls_status st;
+    if (cfg->unix_path)
+        st = redtls__unix_connect(cfg->unix_path, deadline, &fd, c->errmsg);
+    else
+        st = redtls__tcp_connect(cfg->host, cfg->port, deadline, cfg->tcp_user_timeout_ms, &fd, c->errmsg);
+    if (st != REDTLS_OK)
+        return st;
+    /* The handshake timeout starts once TCP is up and covers TLS plus the
+     * AUTH/SELECT/SETNAME round trips. */
+    int64_t hs_deadline = redtls__deadline_min(redtls__deadline_after(cfg->handshake_timeout_ms), call_deadline);
+    redtls__transport *tp = NULL;
+    if (c->tls) {
+        const char *name = cfg->verify_name ? cfg->verify_name : cfg->host;
+        st = redtls__tls_connect(c->tls, fd, name, c->session_key, hs_deadline, &tp, c->errmsg);
+    } else {
+        st = redtls__plain_transport(fd, &tp);
+        if (st != REDTLS_OK) {
+            close(fd);
+            redtls__fail(c->errmsg, st, "out of memory");
+        }
+    }
+    if (st != REDTLS_OK)
+        return st;
+    saved_io saved;
+    set_aside(c, &saved);
+    st = redtls__conn_attach(c, tp, c->tls != NULL);
+    if (st == REDTLS_OK)
+        st = redtls__conn_setup(c, hs_deadline);
+    if (st != REDTLS_OK && c->tp) {
+        /* Not a lost connection: it never was usable. */
+        c->tp->ops->close(c->tp, 0);
+        c->tp = NULL;
+        redtls__reader_free(&c->rd);
+    }
+    restore(c, &saved);
+    if (st != REDTLS_OK)
+        return st;
+    c->last_io = redtls__now_ms();
+    c->established = 1;
+    redtls__emit(c, REDTLS_EVENT_CONNECTED, "%s",
+                 !c->is_tls ? "plain TCP" : redtls__tls_resumed(c->tp) ? "resumed TLS session" : "full handshake");
+    return REDTLS_OK;
+}
+
+static void attempt_succeeded(redtls_conn *c)
+{
+    c->attempts = 0;
+    c->outage_start = 0;
+    c->next_attempt = 0;
+    c->gave_up = 0;
+    redtls__backoff_reset(&c->backoff);
+}
+
+/* Books a failed attempt: backoff, event, limits. */
+static void attempt_failed(redtls_conn *c)
+{
+    int64_t now = redtls__now_ms();
+    memcpy(c->last_cause, c->errmsg, sizeof c->last_cause);
+    if (c->attempts++ == 0)
+        c->outage_start = now;
+    unsigned delay = redtls__backoff_next(&c->backoff);
+    c->next_attempt = now + delay;
+    const redtls_config *cfg = &c->cfg;
+    if ((cfg->max_attempts && c->attempts >= cfg->max_attempts) ||
+        (cfg->max_outage_ms && now - c->outage_start >= (int64_t)cfg->max_outage_ms)) {
+        c->gave_up = 1;
+        return;
+    }
+    redtls__emit(c, REDTLS_EVENT_RECONNECT_SCHEDULED, "next attempt in %u ms: %.200s", delay, c->last_cause);
+}
+
+redtls_status redtls_conn_connect(redtls_conn *c)
+{
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    redtls_conn_close(c);
+    attempt_succeeded(c); /* an explicit connect starts afresh */
+    redtls_status st = connect_once(c, REDTLS__NO_DEADLINE);
+    if (st == REDTLS_OK)
+        attempt_succeeded(c);
+    else
+        attempt_failed(c);
+    return st;
+}
+
+static void sleep_until(int64_t when)
+{
+    for (;;) {
+        int ms = redtls__poll_timeout(when);
+        if (ms <= 0 || poll(NULL, 0, ms) == 0)
+            return;
+    }
 }
 
 /* Re-authenticates after a NOAUTH reply, on the same connection. */
@@ -233,64 +370,168 @@ static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
     return st;
 }
 
-static redtls_status check_usable(redtls_conn *c, int need_idle)
+/* Checks an idle connection before new commands go out on it: has the
+ * server closed it, is it due for a PING, does it owe an AUTH? */
+static void check_idle_connection(redtls_conn *c, int64_t deadline)
+{
+    if (!c->tp || in_flight(c) > 0 || c->lost > 0)
+        return;
+    redtls_status st = c->tp->ops->idle_check(c->tp, c->errmsg);
+    if (st != REDTLS_OK) {
+        redtls__conn_drop(c, st);
+        return;
+    }
+    int ping = c->cfg.health_check_ms && redtls__now_ms() - c->last_io >= (int64_t)c->cfg.health_check_ms;
+    if (!ping && !c->need_reauth)
+        return;
+    saved_io saved;
+    set_aside(c, &saved);
+    if (ping) {
+        const char *argv[] = {"PING"};
+        redisReply *r = NULL;
+        /* Any reply, even an error, proves the server is there. */
+        if (redtls__conn_roundtrip(c, 1, argv, 0, deadline, &r) == REDTLS_OK)
+            freeReplyObject(r);
+        else if (c->tp)
+            redtls__conn_drop(c, REDTLS_E_IO);
+    }
+    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp)
+        redtls__conn_drop(c, REDTLS_E_AUTH);
+    restore(c, &saved);
+}
+
+/* Makes sure there is a usable connection before commands are written,
+ * reconnecting within the call's deadline as the backoff allows. */
+static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
+{
+    int was_connected = c->tp != NULL;
+    check_idle_connection(c, deadline);
+    if (c->tp)
+        return REDTLS_OK;
+    if (!c->cfg.reconnect) {
+        if (!was_connected)
+            return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected (call redtls_conn_connect)");
+        char cause[REDTLS__ERRMSG_MAX];
+        memcpy(cause, c->errmsg, sizeof cause);
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected: %.400s (call redtls_conn_connect)", cause);
+    }
+    if (c->gave_up)
+        return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
+                            "gave up reconnecting after %u attempts; call redtls_conn_connect to start again "
+                            "(last failure: %.300s)",
+                            c->attempts, c->last_cause);
+    redtls_status last = REDTLS_OK;
+    for (;;) {
+        int64_t now = redtls__now_ms();
+        if (c->next_attempt > now) {
+            if (c->next_attempt >= deadline)
+                break;
+            sleep_until(c->next_attempt);
+        }
+        redtls_status st = connect_once(c, deadline);
+        if (st == REDTLS_OK) {
+            attempt_succeeded(c);
+            return REDTLS_OK;
+        }
+        last = st;
+        attempt_failed(c);
+        if (c->gave_up || redtls__now_ms() >= deadline)
+            break;
+    }
+    int64_t wait = c->next_attempt - redtls__now_ms();
+    if (last != REDTLS_OK)
+        return redtls__fail(c->errmsg, last, "%.380s (reconnect attempt %u; %s)", c->last_cause, c->attempts,
+                            c->gave_up ? "giving up" : "will retry");
+    return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
+                        "not connected; next reconnect attempt in %lld ms, after the command deadline (last "
+                        "failure: %.300s)",
+                        (long long)(wait > 0 ? wait : 0), c->last_cause);
+}
+
+static redtls_status check_idle_call(redtls_conn *c)
 {
     c->errmsg[0] = '\0';
-    if (!c->tp)
-        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected (call redtls_conn_connect)");
-    if (need_idle && c->pending > 0)
+    if (c->pending > 0)
         return redtls__fail(c->errmsg, REDTLS_E_STATE,
                             "%zu pipelined replies are pending; read them with redtls_conn_get_reply first",
                             c->pending);
-    if (c->need_reauth && c->pending == 0)
-        return reauthenticate(c, redtls__deadline_after(c->cfg.command_timeout_ms));
     return REDTLS_OK;
 }
 
-/* Reads the reply of the single command occupying obuf[0..cmdlen). If the
- * server refused it with NOAUTH it did not run it, so after one
- * re-authentication it is sent once more. */
-static redtls_status finish_command(redtls_conn *c, size_t cmdlen, int64_t deadline, struct redisReply **reply)
+/* Sends the single command in obuf[0..cmdlen) and reads its reply, with
+ * the NOAUTH and idempotent-retry rules. */
+static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdlen, int64_t deadline,
+                                    struct redisReply **reply)
 {
-    redtls_status st = redtls__conn_read(c, deadline, reply);
-    if (st != REDTLS_OK || !c->need_reauth)
-        return st;
-    /* conn_read cleared olen but left the bytes in place. */
-    char *copy = malloc(cmdlen);
-    if (!copy)
-        return REDTLS_OK; /* hand the NOAUTH reply back as it is */
-    memcpy(copy, c->obuf, cmdlen);
-    freeReplyObject(*reply);
-    *reply = NULL;
-    st = reauthenticate(c, deadline);
-    if (st == REDTLS_OK)
-        st = redtls__buf_append(&c->obuf, &c->olen, &c->ocap, copy, cmdlen);
-    free(copy);
-    if (st == REDTLS_E_NOMEM)
-        return redtls__fail(c->errmsg, st, "out of memory");
-    if (st != REDTLS_OK) {
-        char cause[REDTLS__ERRMSG_MAX];
-        memcpy(cause, c->errmsg, sizeof cause);
-        return redtls__fail(c->errmsg, st, "command not executed: the server answered NOAUTH and %.400s", cause);
+    /* Kept aside for a resend: obuf is reused by re-authentication. */
+    char *copy = NULL;
+    if (flags & REDTLS_CMD_IDEMPOTENT) {
+        copy = malloc(cmdlen);
+        if (!copy) {
+            c->olen = 0;
+            c->pending = c->unsent = 0;
+            return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        }
+        memcpy(copy, c->obuf, cmdlen);
     }
-    c->pending++;
-    return redtls__conn_read(c, deadline, reply);
+    redtls_status st = redtls__conn_read(c, deadline, 0, reply);
+    int resend = 0;
+    if (st == REDTLS_OK && c->need_reauth) {
+        /* NOAUTH: the server did not run it, so it is safe to resend. */
+        if (!copy && (copy = malloc(cmdlen)) != NULL)
+            memcpy(copy, c->obuf, cmdlen);
+        if (copy) {
+            freeReplyObject(*reply);
+            *reply = NULL;
+            st = reauthenticate(c, deadline);
+            if (st != REDTLS_OK) {
+                char cause[REDTLS__ERRMSG_MAX];
+                memcpy(cause, c->errmsg, sizeof cause);
+                redtls__fail(c->errmsg, st, "command not executed: the server answered NOAUTH and %.400s", cause);
+            }
+            resend = st == REDTLS_OK;
+        }
+    } else if (st == REDTLS_E_OUTCOME_UNKNOWN && (flags & REDTLS_CMD_IDEMPOTENT)) {
+        st = ensure_connected(c, deadline);
+        resend = st == REDTLS_OK;
+    }
+    if (resend) {
+        st = redtls__buf_append(&c->obuf, &c->olen, &c->ocap, copy, cmdlen);
+        if (st == REDTLS_OK) {
+            c->pending++;
+            c->unsent++;
+            st = redtls__conn_read(c, deadline, 0, reply);
+        } else {
+            redtls__fail(c->errmsg, st, "out of memory");
+        }
+    }
+    free(copy);
+    return st;
 }
 
-redtls_status redtls_conn_command_argv(redtls_conn *c, int argc, const char **argv, const size_t *argvlen,
-                                       struct redisReply **reply)
+redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int argc, const char **argv,
+                                          const size_t *argvlen, struct redisReply **reply)
 {
     if (!reply)
         return REDTLS_E_INVALID;
     *reply = NULL;
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_usable(c, 1);
-    if (st == REDTLS_OK)
-        st = redtls__conn_append(c, argc, argv, argvlen, 0);
-    if (st == REDTLS_OK)
-        st = finish_command(c, c->olen, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
-    return st;
+    redtls_status st = check_idle_call(c);
+    if (st != REDTLS_OK)
+        return st;
+    int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
+    if ((st = ensure_connected(c, deadline)) != REDTLS_OK)
+        return st;
+    if ((st = redtls__conn_append(c, argc, argv, argvlen, 0)) != REDTLS_OK)
+        return st;
+    return finish_command(c, flags, c->olen, deadline, reply);
+}
+
+redtls_status redtls_conn_command_argv(redtls_conn *c, int argc, const char **argv, const size_t *argvlen,
+                                       struct redisReply **reply)
+{
+    return redtls_conn_command_argv_ex(c, 0, argc, argv, argvlen, reply);
 }
 
 /* Formats with hiredis's printf-like syntax straight into the output
@@ -314,6 +555,7 @@ static redtls_status vappend(redtls_conn *c, const char *fmt, va_list ap)
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory");
     c->pending++;
+    c->unsent++;
     return REDTLS_OK;
 }
 
@@ -324,48 +566,59 @@ redtls_status redtls_conn_command(redtls_conn *c, struct redisReply **reply, con
     *reply = NULL;
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_usable(c, 1);
+    redtls_status st = check_idle_call(c);
     if (st != REDTLS_OK)
+        return st;
+    int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
+    if ((st = ensure_connected(c, deadline)) != REDTLS_OK)
         return st;
     va_list ap;
     va_start(ap, fmt);
     st = vappend(c, fmt, ap);
     va_end(ap);
-    if (st == REDTLS_OK)
-        st = finish_command(c, c->olen, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
-    return st;
+    if (st != REDTLS_OK)
+        return st;
+    return finish_command(c, 0, c->olen, deadline, reply);
 }
 
 redtls_status redtls_conn_append_argv(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_usable(c, 0);
-    return st == REDTLS_OK ? redtls__conn_append(c, argc, argv, argvlen, 0) : st;
+    c->errmsg[0] = '\0';
+    return redtls__conn_append(c, argc, argv, argvlen, 0);
 }
 
 redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)
 {
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_usable(c, 0);
-    if (st != REDTLS_OK)
-        return st;
+    c->errmsg[0] = '\0';
     va_list ap;
     va_start(ap, fmt);
-    st = vappend(c, fmt, ap);
+    redtls_status st = vappend(c, fmt, ap);
     va_end(ap);
     return st;
+}
+
+/* Before queued commands are written: a connection, idle-checked. */
+static redtls_status prepare_write(redtls_conn *c, int64_t deadline)
+{
+    if (c->unsent == 0 || in_flight(c) > 0 || c->lost > 0)
+        return c->tp || c->unsent == 0 ? REDTLS_OK : ensure_connected(c, deadline);
+    return ensure_connected(c, deadline);
 }
 
 redtls_status redtls_conn_flush(redtls_conn *c)
 {
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_usable(c, 0);
-    if (st != REDTLS_OK)
-        return st;
-    return redtls__conn_flush(c, redtls__deadline_after(c->cfg.command_timeout_ms), 0);
+    c->errmsg[0] = '\0';
+    int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
+    redtls_status st = prepare_write(c, deadline);
+    if (st == REDTLS_OK && c->tp)
+        st = redtls__conn_flush(c, deadline, 0);
+    return st;
 }
 
 redtls_status redtls_conn_get_reply(redtls_conn *c, struct redisReply **reply)
@@ -375,12 +628,31 @@ redtls_status redtls_conn_get_reply(redtls_conn *c, struct redisReply **reply)
     *reply = NULL;
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_usable(c, 0);
-    if (st != REDTLS_OK)
-        return st;
+    c->errmsg[0] = '\0';
     if (c->pending == 0)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "no reply is pending");
-    return redtls__conn_read(c, redtls__deadline_after(c->cfg.command_timeout_ms), reply);
+    if (c->lost > 0)
+        return report_lost(c, NULL);
+    int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
+    redtls_status st = prepare_write(c, deadline);
+    if (st != REDTLS_OK)
+        return st;
+    return redtls__conn_read(c, deadline, 0, reply);
+}
+
+int redtls_conn_tls_resumed(const redtls_conn *c)
+{
+    return c && c->tp && c->is_tls && redtls__tls_resumed(c->tp);
+}
+
+uint32_t redtls_conn_next_attempt_ms(const redtls_conn *c)
+{
+    if (!c || c->tp)
+        return 0;
+    if (c->gave_up)
+        return UINT32_MAX;
+    int64_t left = c->next_attempt - redtls__now_ms();
+    return left <= 0 ? 0 : left > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)left;
 }
 
 static const char *describe(redtls_conn *c, int what)

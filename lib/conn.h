@@ -4,6 +4,7 @@
 #ifndef REDTLS_CONN_H
 #define REDTLS_CONN_H
 
+#include "backoff.h"
 #include "config.h"
 
 #define REDTLS__READ_CHUNK 16384
@@ -16,9 +17,22 @@ struct redtls_conn {
     redtls__reader rd;
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
-    size_t pending;          /* replies owed by the server */
+    /* Replies owed to the caller: lost + in flight + unsent. */
+    size_t pending;
+    size_t unsent;           /* commands in obuf, not written yet */
+    size_t lost;             /* written on a connection that broke */
     int preferred;           /* token tried first: 0 = token, 1 = token_alt */
-    int need_reauth;         /* a pipelined reply said NOAUTH */
+    int need_reauth;         /* a reply said NOAUTH */
+    /* Reconnection. */
+    redtls__backoff backoff;
+    unsigned attempts;       /* failed attempts in the current outage */
+    int64_t outage_start;    /* when the first of them failed; 0: none */
+    int64_t next_attempt;    /* no attempt before this time */
+    int gave_up;             /* reconnect limits exhausted */
+    int established;         /* connected and announced (events) */
+    int64_t last_io;         /* last successful read (health check) */
+    char session_key[300];   /* host|port|verify name, for TLS sessions */
+    char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
     char rbuf[REDTLS__READ_CHUNK];
@@ -37,8 +51,10 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen, int wipe);
 /* Writes the output buffer. wipe: clear it after the write. */
 redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
-/* Reads one reply (flushing first). Failures drop the connection. */
-redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, struct redisReply **reply);
+/* Reads one reply (flushing first). Failures drop the connection. raw:
+ * report transport failures as they are (handshake); otherwise a command
+ * whose reply was lost after it was written is REDTLS_E_OUTCOME_UNKNOWN. */
+redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply);
 
 /* One request and its reply within deadline; secret: wipe what held the
  * command. Transport failures drop the connection. */

@@ -30,7 +30,7 @@ int redtls__wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-static void tune_tcp(int fd)
+static void tune_tcp(int fd, unsigned user_timeout_ms)
 {
     int one = 1;
     /* Commands are small and latency-bound; never wait for Nagle. */
@@ -42,6 +42,35 @@ static void tune_tcp(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 #endif
+#ifdef TCP_USER_TIMEOUT
+    /* Unacknowledged data for this long means the peer is gone, even when
+     * keepalive would take minutes to notice. */
+    if (user_timeout_ms) {
+        unsigned t = user_timeout_ms;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &t, sizeof t);
+    }
+#else
+    (void)user_timeout_ms;
+#endif
+}
+
+redtls_status redtls__fd_idle_check(int fd, char *err)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    int rc = poll(&p, 1, 0);
+    if (rc == 0)
+        return REDTLS_OK;
+    if (rc < 0)
+        return errno == EINTR ? REDTLS_OK : redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return REDTLS_OK;
+    if (n == 0)
+        return redtls__fail(err, REDTLS_E_EOF, "the server closed the idle connection");
+    if (n < 0)
+        return redtls__fail(err, REDTLS_E_IO, "the idle connection failed: %s", strerror(errno));
+    return redtls__fail(err, REDTLS_E_PROTOCOL, "the server sent data nobody asked for on an idle connection");
 }
 
 /* Starts a non-blocking connect and waits for it: 0 connected, else errno
@@ -74,7 +103,8 @@ static void describe_addr(const struct sockaddr *sa, socklen_t salen, char *out,
     snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, s);
 }
 
-redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadline, int *fd_out, char *err)
+redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadline, unsigned user_timeout_ms,
+                                  int *fd_out, char *err)
 {
     struct addrinfo hints, *res = NULL;
     char portstr[8];
@@ -119,7 +149,7 @@ redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadl
         }
         int e = connect_one(fd, ai->ai_addr, ai->ai_addrlen, attempt_deadline);
         if (e == 0) {
-            tune_tcp(fd);
+            tune_tcp(fd, user_timeout_ms);
             freeaddrinfo(res);
             *fd_out = fd;
             return REDTLS_OK;
@@ -131,8 +161,8 @@ redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadl
     }
     freeaddrinfo(res);
     if (any_timeout && (last_errno == ETIMEDOUT || last_errno == 0))
-        return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to %s port %u timed out (last tried %s)", host,
-                            (unsigned)port, last_addr);
+        return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to %s port %u timed out%s%s%s", host,
+                            (unsigned)port, last_addr[0] ? " (last tried " : "", last_addr, last_addr[0] ? ")" : "");
     return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: %s (last tried %s)", host,
                         (unsigned)port, strerror(last_errno), last_addr);
 }

@@ -28,6 +28,8 @@ const char *redtls_strerror(redtls_status status)
     case REDTLS_E_PROTOCOL: return "protocol error";
     case REDTLS_E_LIMIT: return "reply exceeds a configured limit";
     case REDTLS_E_STATE: return "operation not valid in the current state";
+    case REDTLS_E_OUTCOME_UNKNOWN: return "connection lost: the command may or may not have run";
+    case REDTLS_E_UNAVAILABLE: return "server unavailable: reconnect not possible within the deadline";
     }
     return "unknown status";
 }
@@ -60,3 +62,6 @@ size_t redtls_default_max_array_elements(void) { return REDTLS_DEFAULT_MAX_ARRAY
 size_t redtls_default_max_bulk_len(void) { return REDTLS_DEFAULT_MAX_BULK_LEN; }
 size_t redtls_default_max_buffer(void) { return REDTLS_DEFAULT_MAX_BUFFER; }
 unsigned redtls_max_reply_depth(void) { return REDTLS_MAX_REPLY_DEPTH; }
+unsigned redtls_default_backoff_base_ms(void) { return REDTLS_DEFAULT_BACKOFF_BASE_MS; }
+unsigned redtls_default_backoff_cap_ms(void) { return REDTLS_DEFAULT_BACKOFF_CAP_MS; }
+unsigned redtls_default_tcp_user_timeout_ms(void) { return REDTLS_DEFAULT_TCP_USER_TIMEOUT_MS; }

@@ -30,6 +30,12 @@ struct redtls__tls_ctx {
     BIO_METHOD *bio_method;
     int has_client_cert;
     int insecure;
+    int resumption;
+    /* One cached session, for the server it was made with: a handle talks
+     * to one server (host, port, verify name); the trust settings are the
+     * context's own. */
+    SSL_SESSION *session;
+    char *session_key;
 };
 
 /* What the verify callback saw first: the reason a chain was refused. */
@@ -47,6 +53,8 @@ typedef struct tls_transport {
     int cert_requested;     /* the server sent a CertificateRequest */
     int has_client_cert;
     SSL *ssl;
+    redtls__tls_ctx *ctx;
+    const char *session_key; /* borrowed from ctx while connected */
     verify_note note;
 } tls_transport;
 
@@ -119,6 +127,32 @@ static int cert_cb(SSL *ssl, void *arg)
     if (t)
         t->cert_requested = 1;
     return 1;
+}
+
+/* Keeps the newest session (TLS 1.2 session or TLS 1.3 ticket, which
+ * arrives after the handshake) as a private copy: OpenSSL marks a session
+ * it saw fail as not resumable, and the copy stays out of its reach. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    tls_transport *t = SSL_get_app_data(ssl);
+    if (!t || !t->ctx->resumption || !t->session_key)
+        return 0;
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (!copy)
+        return 0;
+    redtls__tls_ctx *c = t->ctx;
+    if (!c->session_key || strcmp(c->session_key, t->session_key) != 0) {
+        char *key = OPENSSL_strdup(t->session_key);
+        if (!key) {
+            SSL_SESSION_free(copy);
+            return 0;
+        }
+        OPENSSL_free(c->session_key);
+        c->session_key = key;
+    }
+    SSL_SESSION_free(c->session);
+    c->session = copy;
+    return 0; /* we did not keep OpenSSL's reference */
 }
 
 static void format_sans(X509 *cert, char *out, size_t outlen)
@@ -389,6 +423,14 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
         c->has_client_cert = 1;
     }
     SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
+    c->resumption = s->resumption;
+    if (s->resumption) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    }
     ERR_clear_error();
     *out = c;
     return REDTLS_OK;
@@ -402,6 +444,8 @@ void redtls__tls_ctx_free(redtls__tls_ctx *c)
 {
     if (!c)
         return;
+    SSL_SESSION_free(c->session);
+    OPENSSL_free(c->session_key);
     SSL_CTX_free(c->ssl_ctx);
     BIO_meth_free(c->bio_method);
     free(c);
@@ -546,7 +590,7 @@ static void tls_close(redtls__transport *base, int graceful)
     if (t->ssl) {
         /* One non-blocking close_notify; waiting for the server's reply
          * would only delay the caller. */
-        if (graceful)
+        if (graceful && SSL_is_init_finished(t->ssl))
             SSL_shutdown(t->ssl);
         SSL_free(t->ssl);
     }
@@ -555,10 +599,33 @@ static void tls_close(redtls__transport *base, int graceful)
     free(t);
 }
 
-static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close};
+static redtls_status tls_idle_check(redtls__transport *base, char *err)
+{
+    tls_transport *t = (tls_transport *)base;
+    if (!SSL_has_pending(t->ssl)) {
+        struct pollfd p = {.fd = t->fd, .events = POLLIN, .revents = 0};
+        if (poll(&p, 1, 0) <= 0)
+            return REDTLS_OK;
+    }
+    /* Something arrived: TLS housekeeping (a late session ticket) is
+     * consumed here; anything else means the connection is over. */
+    char b;
+    size_t got = 0;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_read_ex(t->ssl, &b, 1, &got);
+    if (rc == 1)
+        return redtls__fail(err, REDTLS_E_PROTOCOL, "the server sent data nobody asked for on an idle connection");
+    int e = SSL_get_error(t->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return REDTLS_OK;
+    return io_failure(t, rc, "idle read", err);
+}
 
-redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, int64_t deadline,
-                                  redtls__transport **out, char *err)
+static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check};
+
+redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, const char *session_key,
+                                  int64_t deadline, redtls__transport **out, char *err)
 {
     *out = NULL;
     tls_transport *t = calloc(1, sizeof *t);
@@ -569,6 +636,8 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     t->base.ops = &tls_ops;
     t->fd = fd;
     t->has_client_cert = ctx->has_client_cert;
+    t->ctx = ctx;
+    t->session_key = session_key;
     redtls_status st = REDTLS_OK;
     BIO *bio = NULL;
     t->ssl = SSL_new(ctx->ssl_ctx);
@@ -600,6 +669,16 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
                            (void *)(uintptr_t)verify_name) != 1) {
         st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", verify_name);
         goto fail;
+    }
+
+    if (ctx->resumption && ctx->session && session_key && strcmp(ctx->session_key, session_key) == 0) {
+        /* A fresh copy each time, so this connection's fate cannot spoil
+         * the cached one. */
+        SSL_SESSION *copy = SSL_SESSION_dup(ctx->session);
+        if (copy) {
+            SSL_set_session(t->ssl, copy);
+            SSL_SESSION_free(copy);
+        }
     }
 
     for (;;) {
@@ -642,6 +721,11 @@ int redtls__tls_verdict_pending(redtls__transport *base)
     if (!t->cert_requested || SSL_version(t->ssl) < TLS1_3_VERSION)
         return 0;
     return t->has_client_cert ? 2 : 1;
+}
+
+int redtls__tls_resumed(redtls__transport *base)
+{
+    return SSL_session_reused(((tls_transport *)base)->ssl) == 1;
 }
 
 int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen)

@@ -8,6 +8,7 @@
 typedef struct redtls__tls_settings {
     int min_version; /* 12 or 13 */
     int insecure;    /* skip certificate and hostname verification */
+    int resumption;  /* keep and reuse sessions */
     char *ca_file;
     char *ca_dir;
     char *ca_pem;
@@ -37,9 +38,14 @@ redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err);
 /* Runs the TLS handshake on a connected socket (taking ownership of fd, also
  * on failure), verifying the server certificate against verify_name (a DNS
  * name or an IP literal; SNI is sent for names). Timeouts are reported as
- * REDTLS_E_HANDSHAKE_TIMEOUT. */
-redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, int64_t deadline,
-                                  redtls__transport **out, char *err);
+ * REDTLS_E_HANDSHAKE_TIMEOUT. session_key names the server (host, port,
+ * verify name): the cached session is offered only to the same server, and
+ * new sessions are cached under it (must outlive the transport). */
+redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, const char *session_key,
+                                  int64_t deadline, redtls__transport **out, char *err);
+
+/* 1 when the handshake resumed a cached session. */
+int redtls__tls_resumed(redtls__transport *t);
 
 /* Under TLS 1.3 the server judges our client certificate only after our
  * side of the handshake is done, so its verdict (an alert, often followed

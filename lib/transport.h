@@ -21,6 +21,11 @@ typedef struct redtls__transport_ops {
                           char *err);
     /* Closes and frees t. graceful: say goodbye (TLS close_notify) first. */
     void (*close)(redtls__transport *t, int graceful);
+    /* Without waiting: REDTLS_OK when nothing has arrived on an idle
+     * connection (or only TLS housekeeping such as session tickets);
+     * otherwise the peer closed it or sent something unasked, and the
+     * connection must not be used. */
+    redtls_status (*idle_check)(redtls__transport *t, char *err);
 } redtls__transport_ops;
 
 struct redtls__transport {
@@ -37,6 +42,10 @@ redtls_status redtls__plain_transport(int fd, redtls__transport **out);
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end);
 redtls_status redtls__mem_push(redtls__transport *t, const char *data, size_t len);
 const char *redtls__mem_written(redtls__transport *t, size_t *len);
+/* Shared idle check for socket transports: REDTLS_OK when fd has nothing
+ * to read. */
+redtls_status redtls__fd_idle_check(int fd, char *err);
+
 /* Counters for tests: write calls made. */
 size_t redtls__mem_write_calls(redtls__transport *t);
 
@@ -45,8 +54,11 @@ size_t redtls__mem_write_calls(redtls__transport *t);
  * passed, -1 poll error (errno set). */
 int redtls__wait_fd(int fd, short events, int64_t deadline);
 
-/* TCP connect trying every address of host within the deadline. */
-redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadline, int *fd_out, char *err);
+/* TCP connect trying every address of host within the deadline. The
+ * socket gets TCP_NODELAY, keepalive and TCP_USER_TIMEOUT (0: system
+ * default). */
+redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadline, unsigned user_timeout_ms,
+                                  int *fd_out, char *err);
 /* Unix domain stream socket connect. */
 redtls_status redtls__unix_connect(const char *path, int64_t deadline, int *fd_out, char *err);
 

@@ -126,7 +126,16 @@ typedef enum redtls_status {
     REDTLS_E_LIMIT = 20,
     /* The call does not fit the handle's state: not connected, no reply
      * pending, a pipeline already in progress. */
-    REDTLS_E_STATE = 21
+    REDTLS_E_STATE = 21,
+    /* The connection broke after the command's bytes may have reached the
+     * server: it may or may not have run. It is not resent (at-most-once)
+     * unless it was sent with REDTLS_CMD_IDEMPOTENT. */
+    REDTLS_E_OUTCOME_UNKNOWN = 22,
+    /* The server could not be reached within the call's deadline and the
+     * reconnect backoff schedules the next attempt later (or the reconnect
+     * limits are exhausted); the message gives the last cause. The command
+     * was not sent. */
+    REDTLS_E_UNAVAILABLE = 23
 } redtls_status;
 
 /* Static, human-readable description of a status. Never NULL. */
@@ -156,6 +165,11 @@ REDTLS_EXTERN unsigned redtls_version_number(void);
 #define REDTLS_DEFAULT_MAX_BUFFER (512u * 1024u * 1024u + 64u * 1024u)
 /* Deepest nesting of arrays in a reply (hiredis 0.14 cannot go deeper). */
 #define REDTLS_MAX_REPLY_DEPTH 7
+/* Reconnect backoff: first delay and cap. */
+#define REDTLS_DEFAULT_BACKOFF_BASE_MS 100
+#define REDTLS_DEFAULT_BACKOFF_CAP_MS 5000
+/* TCP_USER_TIMEOUT. */
+#define REDTLS_DEFAULT_TCP_USER_TIMEOUT_MS 30000
 
 REDTLS_EXTERN unsigned redtls_default_connect_timeout_ms(void);
 REDTLS_EXTERN unsigned redtls_default_handshake_timeout_ms(void);
@@ -164,6 +178,9 @@ REDTLS_EXTERN size_t redtls_default_max_array_elements(void);
 REDTLS_EXTERN size_t redtls_default_max_bulk_len(void);
 REDTLS_EXTERN size_t redtls_default_max_buffer(void);
 REDTLS_EXTERN unsigned redtls_max_reply_depth(void);
+REDTLS_EXTERN unsigned redtls_default_backoff_base_ms(void);
+REDTLS_EXTERN unsigned redtls_default_backoff_cap_ms(void);
+REDTLS_EXTERN unsigned redtls_default_tcp_user_timeout_ms(void);
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -301,7 +318,14 @@ typedef enum redtls_event_type {
     REDTLS_EVENT_AUTH_TOKEN_SWITCHED = 1,
     /* An open connection re-authenticated (live token update, or after a
      * NOAUTH reply). */
-    REDTLS_EVENT_AUTH_REFRESHED = 2
+    REDTLS_EVENT_AUTH_REFRESHED = 2,
+    /* A connection was established; detail: "full handshake", "resumed TLS
+     * session" or "plain TCP". */
+    REDTLS_EVENT_CONNECTED = 3,
+    /* An established connection was lost or closed; detail: the cause. */
+    REDTLS_EVENT_DISCONNECTED = 4,
+    /* A reconnect attempt failed; detail: "next attempt in N ms: cause". */
+    REDTLS_EVENT_RECONNECT_SCHEDULED = 5
 } redtls_event_type;
 
 typedef void (*redtls_event_cb)(void *userdata, redtls_event_type type, const char *detail);
@@ -327,6 +351,47 @@ REDTLS_EXTERN redtls_status redtls_config_set_command_timeout_ms(redtls_config *
 REDTLS_EXTERN redtls_status redtls_config_set_max_array_elements(redtls_config *cfg, size_t n);
 REDTLS_EXTERN redtls_status redtls_config_set_max_bulk_len(redtls_config *cfg, size_t n);
 REDTLS_EXTERN redtls_status redtls_config_set_max_buffer(redtls_config *cfg, size_t n);
+
+/* Reconnection (on by default). A connection that broke, or that was
+ * never connected, is re-established with the full handshake (TCP, TLS,
+ * AUTH with the rotation rules, SELECT, SETNAME) by the next call that needs
+ * it. Attempts are spaced by a "decorrelated jitter" backoff: each delay is
+ * a random value between base_ms and three times the previous delay,
+ * capped at cap_ms (defaults REDTLS_DEFAULT_BACKOFF_BASE_MS and _CAP_MS). A call waits for the
+ * connection only within its own command timeout: when the next attempt is
+ * due later than that, it fails at once with REDTLS_E_UNAVAILABLE (and
+ * redtls_conn_next_attempt_ms() tells when the next attempt is due). If an
+ * attempt is made during the call and fails, the call returns that
+ * attempt's status (REDTLS_E_CONNECT, REDTLS_E_TLS_VERIFY, REDTLS_E_AUTH...).
+ * With reconnect off, calls on a broken connection return REDTLS_E_STATE. */
+REDTLS_EXTERN redtls_status redtls_config_set_reconnect(redtls_config *cfg, int enabled);
+REDTLS_EXTERN redtls_status redtls_config_set_backoff(redtls_config *cfg, unsigned base_ms, unsigned cap_ms);
+
+/* Gives up after max_attempts consecutive failed attempts, or once an
+ * outage has lasted max_outage_ms (0: no limit, the defaults). Then calls
+ * fail at once with REDTLS_E_UNAVAILABLE until redtls_conn_connect() is
+ * called, which starts afresh. */
+REDTLS_EXTERN redtls_status redtls_config_set_reconnect_limits(redtls_config *cfg, unsigned max_attempts,
+                                                               unsigned max_outage_ms);
+
+/* Before a command is written on a connection idle for at least idle_ms, it
+ * is checked with a PING round trip; a failed check reconnects instead of
+ * risking the command. 0 (default) disables the PING check. Independently,
+ * redtls always looks (without a round trip) whether the server has closed
+ * an idle connection before writing to it. */
+REDTLS_EXTERN redtls_status redtls_config_set_health_check_ms(redtls_config *cfg, unsigned idle_ms);
+
+/* TCP_USER_TIMEOUT: how long written data may stay unacknowledged before
+ * the kernel declares the peer dead (default 30000 ms; 0 leaves the
+ * system default). TCP keepalive is always on (60 s idle, 10 s interval,
+ * 3 probes). */
+REDTLS_EXTERN redtls_status redtls_config_set_tcp_user_timeout_ms(redtls_config *cfg, unsigned ms);
+
+/* TLS session resumption (on by default): the session of the last
+ * successful handshake (TLS 1.2 session or TLS 1.3 ticket) is kept per
+ * handle and reused on reconnect, also after an abrupt disconnect. Turning
+ * it off forces a full handshake every time. */
+REDTLS_EXTERN redtls_status redtls_config_set_tls_session_resumption(redtls_config *cfg, int enabled);
 
 /* ------------------------------------------------------------------ */
 /* Connection                                                          */
@@ -367,6 +432,14 @@ REDTLS_EXTERN redtls_status redtls_conn_connect(redtls_conn *conn);
 REDTLS_EXTERN redtls_status redtls_conn_set_tokens(redtls_conn *conn, const char *token, const char *token_alt,
                                                    int flags);
 
+/* 1 when the current TLS connection resumed an earlier session (no full
+ * handshake), 0 otherwise. */
+REDTLS_EXTERN int redtls_conn_tls_resumed(const redtls_conn *conn);
+
+/* Milliseconds until the next reconnect attempt is allowed (0 when it is
+ * allowed now or the connection is up); UINT32_MAX after giving up. */
+REDTLS_EXTERN uint32_t redtls_conn_next_attempt_ms(const redtls_conn *conn);
+
 /* Which configured token the handle currently prefers: 1 or 2 (0 when no
  * tokens are configured or a credential callback is used). */
 REDTLS_EXTERN int redtls_conn_preferred_token(const redtls_conn *conn);
@@ -395,6 +468,19 @@ REDTLS_EXTERN redtls_status redtls_conn_command_argv(redtls_conn *conn, int argc
  * server did not execute it. In a pipeline a NOAUTH reply is returned as it
  * is and the connection re-authenticates before the next command. */
 
+/* Flags for redtls_conn_command_argv_ex(). */
+#define REDTLS_CMD_IDEMPOTENT 1u /* safe to run twice: resent once after a
+                                  * broken connection instead of reporting
+                                  * REDTLS_E_OUTCOME_UNKNOWN */
+
+/* redtls_conn_command_argv() with flags. At-most-once is the default: a
+ * command whose bytes may have reached the server is never resent by
+ * itself; a command not yet written when the connection broke is sent on
+ * the new connection. REDTLS_CMD_IDEMPOTENT allows one resend. */
+REDTLS_EXTERN redtls_status redtls_conn_command_argv_ex(redtls_conn *conn, unsigned flags, int argc,
+                                                        const char **argv, const size_t *argvlen,
+                                                        struct redisReply **reply);
+
 /* printf-style convenience using hiredis's format: %s (C string), %b
  * (pointer + size_t length), %d/%lld etc. Each space separates arguments. */
 REDTLS_EXTERN redtls_status redtls_conn_command(redtls_conn *conn, struct redisReply **reply, const char *fmt,
@@ -409,7 +495,10 @@ REDTLS_EXTERN redtls_status redtls_conn_append(redtls_conn *conn, const char *fm
 
 /* Writes any appended commands, then reads the next pending reply within
  * the command timeout (counted per reply). REDTLS_E_STATE when no reply is
- * pending. */
+ * pending. If the connection broke after the pipeline was written, each
+ * remaining reply is reported as REDTLS_E_OUTCOME_UNKNOWN (one call per
+ * command, so the caller learns each command's fate); if it broke before
+ * anything was written, the commands are sent on a new connection. */
 REDTLS_EXTERN redtls_status redtls_conn_get_reply(redtls_conn *conn, struct redisReply **reply);
 
 /* Writes appended commands without reading. */

@@ -31,7 +31,7 @@ static lab_server optional; /* asks for a client certificate, does not require o
 typedef struct events {
     int switched;
     int refreshed;
-    char last[256];
+    char last[256]; /* detail of the last AUTH event */
 } events;
 
 static void on_event(void *ud, redtls_event_type type, const char *detail)
@@ -39,8 +39,10 @@ static void on_event(void *ud, redtls_event_type type, const char *detail)
     events *ev = ud;
     if (type == REDTLS_EVENT_AUTH_TOKEN_SWITCHED)
         ev->switched++;
-    if (type == REDTLS_EVENT_AUTH_REFRESHED)
+    else if (type == REDTLS_EVENT_AUTH_REFRESHED)
         ev->refreshed++;
+    else
+        return;
     snprintf(ev->last, sizeof ev->last, "%s", detail);
 }
 

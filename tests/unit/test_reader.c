@@ -446,8 +446,10 @@ static void assert_dropped(redtls_conn *conn)
     assert_status(redtls_conn_command(conn, &r, "PING"), REDTLS_E_STATE);
     assert_null(r);
     assert_contains(redtls_conn_errmsg(conn), "not connected");
-    assert_status(redtls_conn_append(conn, "PING"), REDTLS_E_STATE);
+    /* Appending only queues; reading needs a connection. */
+    assert_status(redtls_conn_append(conn, "PING"), REDTLS_OK);
     assert_status(redtls_conn_get_reply(conn, &r), REDTLS_E_STATE);
+    assert_null(r);
 }
 
 static void test_conn_huge_array_count(void **state)
@@ -710,9 +712,11 @@ static void test_conn_eof_mid_reply(void **state)
     fx_open(f, REDTLS_E_EOF);
     unit_push(f->t, "*2\r\n$5\r\nhel");
     redisReply *r = NULL;
-    assert_status(redtls_conn_command(f->conn, &r, "X"), REDTLS_E_EOF);
+    /* The command was written, so its fate is unknown; the cause stays
+     * in the message. */
+    assert_status(redtls_conn_command(f->conn, &r, "X"), REDTLS_E_OUTCOME_UNKNOWN);
     assert_null(r);
-    assert_string_equal(redtls_conn_errmsg(f->conn), "server closed the connection while waiting for a reply");
+    assert_contains(redtls_conn_errmsg(f->conn), "server closed the connection");
     assert_dropped(f->conn);
 }
 
@@ -721,7 +725,8 @@ static void test_conn_eof_before_reply(void **state)
     fx *f = *state;
     fx_open(f, REDTLS_E_EOF);
     redisReply *r = NULL;
-    assert_status(redtls_conn_command(f->conn, &r, "X"), REDTLS_E_EOF);
+    assert_status(redtls_conn_command(f->conn, &r, "X"), REDTLS_E_OUTCOME_UNKNOWN);
+    assert_contains(redtls_conn_errmsg(f->conn), "may or may not have run");
     assert_dropped(f->conn);
 }
 
@@ -731,8 +736,8 @@ static void test_conn_clean_close_while_owed(void **state)
     fx_open(f, REDTLS_E_CLOSED);
     unit_push(f->t, ":1");
     redisReply *r = NULL;
-    assert_status(redtls_conn_command(f->conn, &r, "X"), REDTLS_E_CLOSED);
-    assert_contains(redtls_conn_errmsg(f->conn), "while waiting for a reply");
+    assert_status(redtls_conn_command(f->conn, &r, "X"), REDTLS_E_OUTCOME_UNKNOWN);
+    assert_contains(redtls_conn_errmsg(f->conn), "closed the connection");
     assert_dropped(f->conn);
 }
 

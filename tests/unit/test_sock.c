@@ -145,7 +145,7 @@ static void test_tcp_connect_loopback(void **state)
     int l = tcp_listener(&port);
     int fd = -1;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), &fd, err), REDTLS_OK);
+    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), 0, &fd, err), REDTLS_OK);
     assert_true(fd >= 0);
     assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
     int one = 0;
@@ -163,7 +163,7 @@ static void test_tcp_connect_refused(void **state)
     close(tcp_listener(&port)); /* a port that was just free */
     int fd = 5;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), &fd, err), REDTLS_E_CONNECT);
+    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), 0, &fd, err), REDTLS_E_CONNECT);
     assert_int_equal(fd, -1);
     char want[64];
     snprintf(want, sizeof want, "127.0.0.1:%u", (unsigned)port);
@@ -178,7 +178,7 @@ static void test_tcp_connect_deadline_passed(void **state)
     int l = tcp_listener(&port);
     int fd = 5;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__now_ms() - 1, &fd, err), REDTLS_E_CONNECT_TIMEOUT);
+    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__now_ms() - 1, 0, &fd, err), REDTLS_E_CONNECT_TIMEOUT);
     assert_int_equal(fd, -1);
     assert_contains(err, "timed out");
     close(l);

@@ -226,7 +226,7 @@ static void test_handshake_ok(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     assert_non_null(t);
 
     char info[384];
@@ -265,7 +265,7 @@ static void test_handshake_ip_name(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     t->ops->close(t, 1);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
@@ -279,7 +279,7 @@ static void expect_handshake_failure(enum srv_mode mode, int max_tls12, const ch
     redtls__tls_ctx *ctx = client_ctx(ca, min_version);
     redtls__transport *t = (redtls__transport *)1;
     char err[REDTLS__ERRMSG_MAX] = "";
-    redtls_status st = redtls__tls_connect(ctx, fd, name, redtls__deadline_after(3000), &t, err);
+    redtls_status st = redtls__tls_connect(ctx, fd, name, NULL, redtls__deadline_after(3000), &t, err);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
     if (st != want)
@@ -333,7 +333,7 @@ static void test_handshake_timeout(void **state)
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
     int64_t t0 = redtls__now_ms();
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", redtls__deadline_after(80), &t, err),
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(80), &t, err),
                   REDTLS_E_HANDSHAKE_TIMEOUT);
     int64_t took = redtls__now_ms() - t0;
     assert_true(took >= 75 && took < 2000);
@@ -350,7 +350,7 @@ static void test_abrupt_close_is_eof(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;

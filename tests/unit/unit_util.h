@@ -57,6 +57,9 @@ static inline redtls_config *unit_plain_config(void)
     assert_status(redtls_config_new(&cfg), REDTLS_OK);
     assert_non_null(cfg);
     assert_status(redtls_config_set_tls(cfg, 0), REDTLS_OK);
+    /* Memory-transport tests drive the connection by hand: a dropped
+     * connection must stay dropped, not be redialled on 127.0.0.1:6379. */
+    assert_status(redtls_config_set_reconnect(cfg, 0), REDTLS_OK);
     return cfg;
 }
 
