@@ -122,11 +122,11 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
     return REDTLS_OK;
 }
 
-redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen, int wipe)
+redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (argc <= 0 || !argv)
         return redtls__fail(c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
-    redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen, wipe);
+    redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");
     c->pending++;
@@ -213,7 +213,7 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
 redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
                                      struct redisReply **reply)
 {
-    redtls_status st = redtls__conn_append(c, argc, argv, NULL, secret);
+    redtls_status st = redtls__conn_append(c, argc, argv, NULL);
     if (st == REDTLS_OK)
         st = redtls__conn_flush(c, deadline, secret);
     if (st == REDTLS_OK)
@@ -523,7 +523,7 @@ redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int ar
     int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
     if ((st = ensure_connected(c, deadline)) != REDTLS_OK)
         return st;
-    if ((st = redtls__conn_append(c, argc, argv, argvlen, 0)) != REDTLS_OK)
+    if ((st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK)
         return st;
     return finish_command(c, flags, c->olen, deadline, reply);
 }
@@ -586,7 +586,7 @@ redtls_status redtls_conn_append_argv(redtls_conn *c, int argc, const char **arg
     if (!c)
         return REDTLS_E_INVALID;
     c->errmsg[0] = '\0';
-    return redtls__conn_append(c, argc, argv, argvlen, 0);
+    return redtls__conn_append(c, argc, argv, argvlen);
 }
 
 redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)

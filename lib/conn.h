@@ -6,6 +6,7 @@
 
 #include "backoff.h"
 #include "config.h"
+#include "format.h"
 
 #define REDTLS__READ_CHUNK 16384
 
@@ -46,9 +47,9 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
  * trusted), forgets pending replies, and returns st. */
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 
-/* Appends one formatted command. wipe: the command carries a secret, so
- * the formatting scratch is wiped. */
-redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen, int wipe);
+/* Appends one formatted command to obuf (a secret in it is wiped by the
+ * flush that writes it, see redtls__conn_flush). */
+redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* Writes the output buffer. wipe: clear it after the write. */
 redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
 /* Reads one reply (flushing first). Failures drop the connection. raw:

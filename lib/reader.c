@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <openssl/crypto.h>
 
 #include "reader.h"
 
@@ -268,39 +267,4 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
         return check_pending_bulk(rd, err);
     *reply = obj;
     return REDTLS_OK;
-}
-
-redtls_status redtls__buf_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
-{
-    if (*len + n > *cap) {
-        size_t ncap = *cap ? *cap : 256;
-        while (ncap < *len + n)
-            ncap *= 2;
-        char *nb = realloc(*buf, ncap);
-        if (!nb)
-            return REDTLS_E_NOMEM;
-        *buf = nb;
-        *cap = ncap;
-    }
-    memcpy(*buf + *len, data, n);
-    *len += n;
-    return REDTLS_OK;
-}
-
-redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc, const char **argv,
-                                  const size_t *argvlen, int wipe)
-{
-    char *cmd = NULL;
-    long long n = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (n < 0 || !cmd)
-        return REDTLS_E_NOMEM;
-    redtls_status st = redtls__buf_append(buf, len, cap, cmd, (size_t)n);
-    if (wipe)
-        OPENSSL_cleanse(cmd, (size_t)n);
-#if REDTLS_HIREDIS_1
-    redisFreeCommand(cmd);
-#else
-    free(cmd);
-#endif
-    return st;
 }

@@ -1,5 +1,5 @@
 /* Protocol layer: hiredis's RESP reader fed by redtls, with reply-object
- * callbacks that enforce redtls's limits, and command formatting. */
+ * callbacks that enforce redtls's limits. */
 #ifndef REDTLS_READER_H
 #define REDTLS_READER_H
 
@@ -33,14 +33,5 @@ redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t le
  * needed. REDTLS_E_PROTOCOL / REDTLS_E_LIMIT / REDTLS_E_NOMEM are final:
  * the stream cannot be resynchronised and the connection must be closed. */
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err);
-
-/* Formats argv as a RESP command and appends it to *buf (length *len,
- * capacity *cap), growing it as needed. wipe: the command holds a secret,
- * so the scratch copy is wiped before it is freed. */
-redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc, const char **argv,
-                                  const size_t *argvlen, int wipe);
-
-/* Appends raw bytes to a growable buffer. */
-redtls_status redtls__buf_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n);
 
 #endif

@@ -52,6 +52,7 @@ typedef struct tls_transport {
     int eof;                /* the socket returned end-of-file */
     int cert_requested;     /* the server sent a CertificateRequest */
     int has_client_cert;
+    int just_wrote;         /* the reply cannot be there yet: wait first */
     SSL *ssl;
     redtls__tls_ctx *ctx;
     const char *session_key; /* borrowed from ctx while connected */
@@ -401,6 +402,9 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     SSL_CTX_set_security_level(ctx, 2);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read whole socket buffers, not a record header and then its body:
+     * one recv per batch of replies instead of two per record. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_set_cipher_list(ctx, default_tls12_ciphers) != 1 ||
         (s->tls12_ciphers && SSL_CTX_set_cipher_list(ctx, s->tls12_ciphers) != 1)) {
         st = redtls__fail(err, REDTLS_E_CONFIG, "TLS 1.2 cipher list '%s' selects no usable cipher",
@@ -558,6 +562,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
         }
         return io_failure(t, rc, "write", err);
     }
+    t->just_wrote = 1;
     return REDTLS_OK;
 }
 
@@ -565,6 +570,16 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
                               char *err)
 {
     tls_transport *t = (tls_transport *)base;
+    /* Right after a request nothing can have arrived yet: waiting first
+     * saves a recv() that would only say EAGAIN. */
+    if (t->just_wrote && !SSL_has_pending(t->ssl)) {
+        int w = redtls__wait_fd(t->fd, POLLIN, deadline);
+        if (w == 0)
+            return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
+        if (w < 0)
+            return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+    }
+    t->just_wrote = 0;
     for (;;) {
         ERR_clear_error();
         errno = 0;

@@ -12,6 +12,7 @@
 typedef struct plain_transport {
     redtls__transport base;
     int fd;
+    int just_wrote; /* the reply cannot be there yet: wait first */
 } plain_transport;
 
 static redtls_status plain_write(redtls__transport *t, const char *buf, size_t len, int64_t deadline, char *err)
@@ -38,12 +39,23 @@ static redtls_status plain_write(redtls__transport *t, const char *buf, size_t l
         }
         return redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
     }
+    p->just_wrote = 1;
     return REDTLS_OK;
 }
 
 static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int64_t deadline, char *err)
 {
     plain_transport *p = (plain_transport *)t;
+    /* Right after a request nothing can have arrived yet: waiting first
+     * saves a recv() that would only say EAGAIN. */
+    if (p->just_wrote) {
+        p->just_wrote = 0;
+        int rc = redtls__wait_fd(p->fd, POLLIN, deadline);
+        if (rc == 0)
+            return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
+        if (rc < 0)
+            return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+    }
     for (;;) {
         ssize_t n = recv(p->fd, buf, cap, 0);
         if (n > 0) {

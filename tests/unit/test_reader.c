@@ -374,12 +374,12 @@ static void test_format_argv_binary(void **state)
     size_t len = 0, cap = 0;
     const char *argv[] = {"SET", "k\0ey", "\0"};
     size_t lens[] = {3, 4, 1};
-    assert_status(redtls__format_argv(&buf, &len, &cap, 3, argv, lens, 0), REDTLS_OK);
+    assert_status(redtls__format_argv(&buf, &len, &cap, 3, argv, lens), REDTLS_OK);
     const char want[] = "*3\r\n$3\r\nSET\r\n$4\r\nk\0ey\r\n$1\r\n\0\r\n";
     assert_int_equal(len, sizeof want - 1);
     assert_memory_equal(buf, want, len);
     const char *argv2[] = {"PING"};
-    assert_status(redtls__format_argv(&buf, &len, &cap, 1, argv2, NULL, 1), REDTLS_OK);
+    assert_status(redtls__format_argv(&buf, &len, &cap, 1, argv2, NULL), REDTLS_OK);
     assert_int_equal(len, sizeof want - 1 + 14);
     assert_memory_equal(buf + sizeof want - 1, "*1\r\n$4\r\nPING\r\n", 14);
     assert_true(cap >= len);

@@ -1,0 +1,83 @@
+/* lib/format.c: redtls's own RESP framing must produce exactly what
+ * hiredis's redisFormatCommandArgv() produces, for any arguments. */
+#include "unit_util.h"
+
+static void compare(int argc, const char **argv, const size_t *lens)
+{
+    char *ours = NULL, *theirs = NULL;
+    size_t len = 0, cap = 0;
+    assert_status(redtls__format_argv(&ours, &len, &cap, argc, argv, lens), REDTLS_OK);
+    long long n = redisFormatCommandArgv(&theirs, argc, argv, lens);
+    assert_true(n > 0);
+    assert_int_equal(len, (size_t)n);
+    assert_memory_equal(ours, theirs, len);
+    free(ours);
+    free(theirs);
+}
+
+static void test_matches_hiredis_on_random_commands(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ULL;
+    static char pool[20000];
+    for (size_t i = 0; i < sizeof pool; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        pool[i] = (char)(x & 0xff); /* NULs, CR and LF included */
+    }
+    for (int round = 0; round < 3000; round++) {
+        const char *argv[12];
+        size_t lens[12];
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int argc = 1 + (int)(x % 12);
+        for (int i = 0; i < argc; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* Lengths around the digit-count boundaries 9/10, 99/100, ... */
+            static const size_t sizes[] = {0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 9999, 10000};
+            lens[i] = (x >> 8) % 3 == 0 ? sizes[x % 12] : (size_t)(x % 300);
+            argv[i] = pool + (x >> 20) % (sizeof pool - lens[i]);
+        }
+        compare(argc, argv, lens);
+    }
+}
+
+static void test_c_strings_and_appending(void **state)
+{
+    (void)state;
+    const char *argv[] = {"SET", "key", ""};
+    compare(3, argv, NULL);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (int i = 0; i < 1000; i++)
+        assert_status(redtls__format_argv(&buf, &len, &cap, 3, argv, NULL), REDTLS_OK);
+    const char one[] = "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$0\r\n\r\n";
+    assert_int_equal(len, 1000 * (sizeof one - 1));
+    for (int i = 0; i < 1000; i++)
+        assert_memory_equal(buf + (size_t)i * (sizeof one - 1), one, sizeof one - 1);
+    assert_status(redtls__format_argv(&buf, &len, &cap, 0, argv, NULL), REDTLS_E_INVALID);
+    free(buf);
+}
+
+static void test_argc_with_two_digits(void **state)
+{
+    (void)state;
+    const char *argv[120];
+    for (int i = 0; i < 120; i++)
+        argv[i] = "v";
+    compare(120, argv, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_hiredis_on_random_commands),
+        cmocka_unit_test(test_c_strings_and_appending),
+        cmocka_unit_test(test_argc_with_two_digits),
+    };
+    return cmocka_run_group_tests_name("format", tests, NULL, NULL);
+}
