@@ -31,6 +31,7 @@ static lab_server optional; /* asks for a client certificate, does not require o
 typedef struct events {
     int switched;
     int refreshed;
+    int connected;
     char last[256]; /* detail of the last AUTH event */
 } events;
 
@@ -41,8 +42,10 @@ static void on_event(void *ud, redtls_event_type type, const char *detail)
         ev->switched++;
     else if (type == REDTLS_EVENT_AUTH_REFRESHED)
         ev->refreshed++;
-    else
+    else {
+        ev->connected += type == REDTLS_EVENT_CONNECTED;
         return;
+    }
     snprintf(ev->last, sizeof ev->last, "%s", detail);
 }
 
@@ -128,17 +131,24 @@ static void server_passwords(redtls_conn *admin, const char *add, const char *re
 
 /* Runs `rounds` INCRs, reconnecting before every fourth one; counts
  * anything that is not an integer reply as a failed command. */
+static redtls_conn *loop_admin; /* for server-side kills, when set */
+
+/* Runs `rounds` INCRs and forces a new connection before every fourth:
+ * alternately the server kills the client's connection (CLIENT KILL from
+ * the admin connection; redtls must reconnect by itself) and the client
+ * closes it. Anything that is not an integer reply is a failed command. */
 static int client_loop(redtls_conn *c, int rounds, const char *key)
 {
     int failed = 0;
     for (int i = 0; i < rounds; i++) {
-        if (i % 4 == 0) {
-            redtls_conn_close(c);
-            if (redtls_conn_connect(c) != REDTLS_OK) {
-                print_error("reconnect failed: %s\n", redtls_conn_errmsg(c));
+        if (i % 8 == 0 && loop_admin) {
+            const char *kill[] = {"CLIENT", "KILL", "USER", "default"};
+            redisReply *k = NULL;
+            if (redtls_conn_command_argv(loop_admin, 4, kill, NULL, &k) != REDTLS_OK)
                 failed++;
-                continue;
-            }
+            redtls_reply_free(k);
+        } else if (i % 4 == 0) {
+            redtls_conn_close(c);
         }
         redisReply *r = NULL;
         redtls_status st = redtls_conn_command(c, &r, "INCR %s", key);
@@ -163,6 +173,7 @@ static void rotation_walk(const char *first, const char *second, const char *key
     redtls_config_set_event_callback(cfg, on_event, &ev);
     redtls_conn *c = open_conn(cfg);
     redtls_config_free(cfg);
+    loop_admin = admin;
 
     /* Phase 1: only the old token is valid (server as started). */
     assert_int_equal(client_loop(c, 20, key), 0);
@@ -180,6 +191,11 @@ static void rotation_walk(const char *first, const char *second, const char *key
     assert_null(strstr(ev.last, OLD_TOKEN));
     assert_null(strstr(ev.last, NEW_TOKEN));
 
+    loop_admin = NULL;
+    /* 60 commands, a new connection before every fourth: 15 connections,
+     * 8 of them after a server-side kill. */
+    print_message("connections made: %d\n", ev.connected);
+    assert_int_equal(ev.connected, 15);
     /* Back to the starting state for the next test. */
     server_passwords(admin, OLD_TOKEN, NEW_TOKEN);
     redisReply *r = NULL;
