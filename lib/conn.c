@@ -389,8 +389,12 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
     if (ping) {
         const char *argv[] = {"PING"};
         redisReply *r = NULL;
-        /* Any reply, even an error, proves the server is there. */
-        if (redtls__conn_roundtrip(c, 1, argv, 0, deadline, &r) == REDTLS_OK)
+        /* Any reply, even an error, proves the server is there. Half the
+         * command timeout at most, so a failed check leaves time to
+         * reconnect. */
+        int64_t check_deadline =
+            redtls__deadline_min(deadline, redtls__deadline_after(c->cfg.command_timeout_ms / 2));
+        if (redtls__conn_roundtrip(c, 1, argv, 0, check_deadline, &r) == REDTLS_OK)
             freeReplyObject(r);
         else if (c->tp)
             redtls__conn_drop(c, REDTLS_E_IO);
@@ -428,6 +432,10 @@ static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
                 break;
             sleep_until(c->next_attempt);
         }
+        /* A spent deadline is no attempt: it must not feed the backoff or
+         * count against the limits. */
+        if (redtls__now_ms() >= deadline)
+            break;
         redtls_status st = connect_once(c, deadline);
         if (st == REDTLS_OK) {
             attempt_succeeded(c);

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# redtls-bench against redis-benchmark (redis-tools, a C client on hiredis
+# with TLS): same machine, same throwaway redis-server, same workload (GET on
+# a 100000-key keyspace, one connection, pipeline 1/16/128, TLS and plain),
+# run back to back in alternating order for ROUNDS rounds. Prints per-case
+# medians of throughput and client CPU per operation for both tools, the
+# TLS/plain ratio, full vs resumed connect cost, and syscalls per pipelined
+# batch (strace). Not part of the test suite: it measures, it does not judge.
+#
+# Usage: scripts/bench.sh
+# Environment:
+#   ROUNDS    rounds per case (default 3)
+#   N         requests per run at P=1; P=16 runs 8*N, P=128 runs 20*N
+#             (default 50000: the whole script takes 2-4 minutes on 2 cores)
+#   CONNECTS  connects per series in connect mode (default 200)
+#   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
+# Output: a table on stdout; build-bench/bench-results.csv (medians, one
+# value per line) and build-bench/bench-raw.csv (every run).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD="$ROOT/build-bench"
+GEN_CERTS=${REDTLS_GEN_CERTS:-$ROOT/scripts/gen-certs.sh}
+ROUNDS=${ROUNDS:-3}
+N=${N:-50000}
+CONNECTS=${CONNECTS:-200}
+PIPELINES=(1 16 128)
+KEYSPACE=100000
+
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: ROUNDS must be a positive number" >&2; exit 2; }
+[[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "bench: N must be a positive number" >&2; exit 2; }
+[[ "$CONNECTS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: CONNECTS must be a positive number" >&2; exit 2; }
+for tool in cmake redis-server redis-benchmark python3 openssl; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
+done
+
+WORK=""
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  [[ -n "$WORK" ]] && rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+say "building redtls-bench (Release) in build-bench/"
+mkdir -p "$BUILD"
+if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+         -DREDTLS_BUILD_EXAMPLES=ON -DREDTLS_BUILD_TESTS=OFF &&
+       cmake --build "$BUILD" -j"$(nproc)" --target redtls-bench; } >"$BUILD/bench-build.log" 2>&1; then
+  tail -n 30 "$BUILD/bench-build.log" >&2
+  echo "bench: build failed (full log: $BUILD/bench-build.log)" >&2
+  exit 1
+fi
+BENCH="$BUILD/examples/redtls-bench"
+[[ -x "$BENCH" ]] || { echo "bench: $BENCH was not built" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/redtls-bench.XXXXXX")
+CERTS="$BUILD/bench-certs"
+"$GEN_CERTS" "$CERTS" >/dev/null 2>&1 || { echo "bench: $GEN_CERTS $CERTS failed" >&2; exit 1; }
+TOKEN=$(openssl rand -hex 24)
+
+# One server, a TLS port and a plain port, on random loopback ports below
+# the ephemeral range; another process may hold one, so try a few.
+start_server() {
+  local tls_port plain_port conf="$WORK/redis.conf" log="$WORK/redis.log" attempt
+  for attempt in 1 2 3 4 5 6 7 8; do
+    tls_port=$((20000 + RANDOM % 10000))
+    plain_port=$((tls_port + 1))
+    # A config file keeps the password off the server's command line.
+    (umask 077 && cat >"$conf" <<CONF
+port $plain_port
+tls-port $tls_port
+tls-cert-file $CERTS/server.crt
+tls-key-file $CERTS/server.key
+tls-ca-cert-file $CERTS/ca.crt
+tls-auth-clients no
+requirepass $TOKEN
+save ""
+appendonly no
+bind 127.0.0.1
+dir $WORK
+logfile $log
+daemonize no
+CONF
+    )
+    : >"$log"
+    redis-server "$conf" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+      if grep -q "Ready to accept connections" "$log"; then
+        TLS_PORT=$tls_port
+        PLAIN_PORT=$plain_port
+        say "redis-server pid $SERVER_PID: TLS 127.0.0.1:$TLS_PORT, plain 127.0.0.1:$PLAIN_PORT (attempt $attempt)"
+        return 0
+      fi
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  done
+  echo "bench: redis-server did not start:" >&2
+  tail -n 5 "$log" >&2 || true
+  return 1
+}
+start_server
+
+# Runs a command and appends "user sys wall" (seconds) of that command alone
+# to the file named first. RUSAGE_CHILDREN is read before and after, since
+# the interpreter may have inherited children's time from a launcher (pyenv
+# shims run it through exec).
+cat >"$WORK/cputime.py" <<'PY'
+import resource, subprocess, sys, time
+out = sys.argv[1]
+before = resource.getrusage(resource.RUSAGE_CHILDREN)
+t0 = time.monotonic()
+rc = subprocess.run(sys.argv[2:]).returncode
+wall = time.monotonic() - t0
+after = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(out, "w") as f:
+    f.write("%.6f %.6f %.6f\n" % (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, wall))
+sys.exit(rc)
+PY
+timed() { python3 "$WORK/cputime.py" "$@"; }
+
+# redtls-bench gets the token from the environment (not visible in `ps`);
+# redis-benchmark only takes it as -a, acceptable for a random per-run token
+# of a loopback server that is gone when this script ends.
+export REDTLS_TOKEN=$TOKEN
+CA="$CERTS/ca.crt"
+url_for() { # tls|plain
+  if [[ $1 == tls ]]; then echo "rediss://127.0.0.1:$TLS_PORT"; else echo "redis://127.0.0.1:$PLAIN_PORT"; fi
+}
+rb_tls_args() { # tls|plain
+  if [[ $1 == tls ]]; then echo "--tls --cacert $CA -p $TLS_PORT"; else echo "-p $PLAIN_PORT"; fi
+}
+requests_for() { # pipeline
+  case $1 in 1) echo "$N" ;; 16) echo $((N * 8)) ;; *) echo $((N * 20)) ;; esac
+}
+
+say "filling the keyspace ($KEYSPACE keys, 3-byte values) so GETs find values"
+"$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((KEYSPACE * 5)) -r "$KEYSPACE" --csv >/dev/null
+
+RAW="$BUILD/bench-raw.csv"
+echo "round,transport,pipeline,tool,requests,ops_per_sec,proc_cpu_us_per_op,loop_cpu_us_per_op,p50_us,p99_us" >"$RAW"
+
+run_redtls() { # round transport pipeline
+  local n out cpu
+  n=$(requests_for "$3")
+  out=$(timed "$WORK/cpu" "$BENCH" -u "$(url_for "$2")" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+        -r "$KEYSPACE" --csv | tail -n 1)
+  read -r u s _ <"$WORK/cpu"
+  # kind,test,transport,connections,pipeline,requests,value_size,seconds,ops_per_sec,p50_us,p99_us,p999_us,cpu_us_per_op,errors
+  IFS=, read -r _ _ _ _ _ _ _ _ ops p50 p99 _ loopcpu errs <<<"$out"
+  [[ "$errs" == 0 ]] || { echo "bench: redtls-bench had error replies: $out" >&2; exit 1; }
+  cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
+  echo "$1,$2,$3,redtls,$n,$ops,$cpu,$loopcpu,$p50,$p99" >>"$RAW"
+}
+
+run_rb() { # round transport pipeline
+  local n out cpu
+  n=$(requests_for "$3")
+  # shellcheck disable=SC2046
+  out=$(timed "$WORK/cpu" redis-benchmark -h 127.0.0.1 $(rb_tls_args "$2") -a "$TOKEN" -c 1 -P "$3" -t get \
+        -n "$n" -r "$KEYSPACE" -q --csv 2>/dev/null | grep '^"GET"')
+  read -r u s _ <"$WORK/cpu"
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  out=${out//\"/}
+  IFS=, read -r _ ops _ _ p50 _ p99 _ <<<"$out"
+  cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
+  p50=$(python3 -c "print('%.1f' % ($p50 * 1000))")
+  p99=$(python3 -c "print('%.1f' % ($p99 * 1000))")
+  echo "$1,$2,$3,redis-benchmark,$n,$ops,$cpu,,$p50,$p99" >>"$RAW"
+}
+
+CONN_RAW="$WORK/connect.csv"
+: >"$CONN_RAW"
+for round in $(seq "$ROUNDS"); do
+  say "round $round/$ROUNDS"
+  for p in "${PIPELINES[@]}"; do
+    for tr in tls plain; do
+      # Alternate who goes first, so a slow patch of a noisy machine does
+      # not always land on the same tool.
+      if (( (round + p) % 2 )); then
+        run_redtls "$round" "$tr" "$p"; run_rb "$round" "$tr" "$p"
+      else
+        run_rb "$round" "$tr" "$p"; run_redtls "$round" "$tr" "$p"
+      fi
+    done
+  done
+  "$BENCH" -u "$(url_for tls)" --cacert "$CA" --connect "$CONNECTS" --csv | tail -n +2 >>"$CONN_RAW"
+done
+
+# Syscalls per pipelined batch at P=16 over TLS. Two run lengths, so the
+# start-up and handshake syscalls cancel out in the difference.
+SYSCALLS="$WORK/syscalls.txt"
+: >"$SYSCALLS"
+if command -v strace >/dev/null; then
+  say "strace: syscalls per batch at P=16 over TLS"
+  strace_counts() { # tool requests outfile
+    if [[ $1 == redtls ]]; then
+      strace -c -f -o "$3" "$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P 16 -t get -n "$2" -r "$KEYSPACE" \
+        --csv >/dev/null
+    else
+      # shellcheck disable=SC2046
+      strace -c -f -o "$3" redis-benchmark -h 127.0.0.1 $(rb_tls_args tls) -a "$TOKEN" -c 1 -P 16 -t get \
+        -n "$2" -r "$KEYSPACE" -q --csv >/dev/null 2>&1
+    fi
+  }
+  for tool in redtls redis-benchmark; do
+    strace_counts "$tool" 16000 "$WORK/strace-$tool-1"
+    strace_counts "$tool" 48000 "$WORK/strace-$tool-2"
+    echo "$tool $WORK/strace-$tool-1 $WORK/strace-$tool-2 $(( (48000 - 16000) / 16 ))" >>"$SYSCALLS"
+  done
+else
+  say "strace not installed: no syscall counts"
+fi
+
+python3 - "$RAW" "$CONN_RAW" "$SYSCALLS" "$BUILD/bench-results.csv" "$ROUNDS" <<'PY'
+import csv, re, statistics, sys
+
+raw, conn_raw, syscalls, out_csv, rounds = sys.argv[1:6]
+rows = list(csv.DictReader(open(raw)))
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+
+def pick(tool, tr, p, field):
+    return med([float(r[field]) for r in rows
+                if r["tool"] == tool and r["transport"] == tr and r["pipeline"] == str(p)])
+
+results = []  # section, case, metric, value
+print()
+print("Per-case medians of %s rounds; GET, 1 connection, keyspace 100000, 3-byte values." % rounds)
+print("CPU = client process user+sys per op (getrusage of the child); loop = redtls-bench's own")
+print("measurement of its command loop only. r-b = redis-benchmark %s." % "7.0")
+print()
+hdr = "%-10s %11s %11s %6s | %9s %9s %6s | %9s | %8s %8s | %8s %8s"
+print(hdr % ("case", "redtls op/s", "r-b op/s", "ratio", "redtls us", "r-b us", "ratio",
+             "loop us", "p50 rt", "p50 r-b", "p99 rt", "p99 r-b"))
+print(hdr % ("", "", "", "", "CPU/op", "CPU/op", "", "CPU/op", "us", "us", "us", "us"))
+for tr in ("tls", "plain"):
+    for p in (1, 16, 128):
+        case = "%s P=%d" % (tr, p)
+        ro, bo = pick("redtls", tr, p, "ops_per_sec"), pick("redis-benchmark", tr, p, "ops_per_sec")
+        rc, bc = pick("redtls", tr, p, "proc_cpu_us_per_op"), pick("redis-benchmark", tr, p, "proc_cpu_us_per_op")
+        rl = pick("redtls", tr, p, "loop_cpu_us_per_op")
+        r50, b50 = pick("redtls", tr, p, "p50_us"), pick("redis-benchmark", tr, p, "p50_us")
+        r99, b99 = pick("redtls", tr, p, "p99_us"), pick("redis-benchmark", tr, p, "p99_us")
+        print("%-10s %11.0f %11.0f %6.2f | %9.3f %9.3f %6.2f | %9.3f | %8.1f %8.1f | %8.1f %8.1f"
+              % (case, ro, bo, ro / bo, rc, bc, rc / bc, rl, r50, b50, r99, b99))
+        key = "%s-P%d" % (tr, p)
+        for metric, v in (("redtls_ops_per_sec", ro), ("redis_benchmark_ops_per_sec", bo),
+                          ("ops_ratio_redtls_vs_rb", ro / bo), ("redtls_cpu_us_per_op", rc),
+                          ("redis_benchmark_cpu_us_per_op", bc), ("cpu_ratio_redtls_vs_rb", rc / bc),
+                          ("redtls_loop_cpu_us_per_op", rl), ("redtls_p50_us", r50),
+                          ("redis_benchmark_p50_us", b50), ("redtls_p99_us", r99),
+                          ("redis_benchmark_p99_us", b99)):
+            results.append(("throughput", key, metric, v))
+
+print()
+print("TLS/plain throughput:  " + "   ".join(
+    "P=%d redtls %.2f (r-b %.2f)" % (p, pick("redtls", "tls", p, "ops_per_sec") / pick("redtls", "plain", p, "ops_per_sec"),
+                                     pick("redis-benchmark", "tls", p, "ops_per_sec") / pick("redis-benchmark", "plain", p, "ops_per_sec"))
+    for p in (1, 16, 128)))
+for p in (1, 16, 128):
+    results.append(("tls_vs_plain", "P%d" % p, "redtls_ops_ratio",
+                    pick("redtls", "tls", p, "ops_per_sec") / pick("redtls", "plain", p, "ops_per_sec")))
+    results.append(("tls_vs_plain", "P%d" % p, "redis_benchmark_ops_ratio",
+                    pick("redis-benchmark", "tls", p, "ops_per_sec") / pick("redis-benchmark", "plain", p, "ops_per_sec")))
+
+# connect,series,connects,wall_mean_us,wall_p50_us,wall_p99_us,cpu_mean_us,cpu_p50_us,cpu_p99_us,resumed_fraction,ratio
+conn = [line.strip().split(",") for line in open(conn_raw) if line.strip()]
+def cseries(name, i):
+    return med([float(c[i]) for c in conn if c[1] == name])
+def cfrac(name):
+    v = [c[9] for c in conn if c[1] == name]
+    return "n/a" if not v or "n/a" in v else "%.3f" % med([float(x) for x in v])
+if conn:
+    fw, rw = cseries("full", 3), cseries("resumed", 3)
+    fc, rc_ = cseries("full", 6), cseries("resumed", 6)
+    print("Connect (TCP+TLS+AUTH, TLS): full %.0f us wall, %.0f us CPU;  resumed %.0f us wall, %.0f us CPU"
+          " (resumed fraction %s);  resumed/full CPU %.2f"
+          % (fw, fc, rw, rc_, cfrac("resumed"), rc_ / fc))
+    for metric, v in (("full_wall_mean_us", fw), ("full_cpu_mean_us", fc), ("resumed_wall_mean_us", rw),
+                      ("resumed_cpu_mean_us", rc_), ("cpu_ratio_resumed_vs_full", rc_ / fc)):
+        results.append(("connect", "tls", metric, v))
+    f = cfrac("resumed")
+    results.append(("connect", "tls", "resumed_fraction", f))
+
+def strace_calls(path):
+    calls = {}
+    for line in open(path):
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+        if m and m.group(2) != "total":
+            calls[m.group(2)] = int(m.group(1))
+    return calls
+WRITES = ("write", "sendto", "sendmsg", "writev")
+READS = ("read", "recvfrom", "recvmsg", "readv")
+WAITS = ("poll", "ppoll", "epoll_wait", "epoll_pwait", "select", "pselect6")
+for line in open(syscalls):
+    tool, f1, f2, batches = line.split()
+    a, b = strace_calls(f1), strace_calls(f2)
+    d = {k: b.get(k, 0) - a.get(k, 0) for k in set(a) | set(b)}
+    per = lambda names: sum(d.get(k, 0) for k in names) / int(batches)
+    total = sum(d.values()) / int(batches)
+    other = {k: v / int(batches) for k, v in d.items() if v > 0 and k not in WRITES + READS + WAITS}
+    print("Syscalls per batch, P=16 TLS, %-15s writes %.2f  reads %.2f  waits %.2f  total %.2f%s"
+          % (tool + ":", per(WRITES), per(READS), per(WAITS), total,
+             ("  (other: " + ", ".join("%s %.2f" % kv for kv in sorted(other.items())) + ")") if other else ""))
+    for metric, v in (("writes_per_batch", per(WRITES)), ("reads_per_batch", per(READS)),
+                      ("waits_per_batch", per(WAITS)), ("total_per_batch", total)):
+        results.append(("syscalls_tls_P16", tool, metric, v))
+
+with open(out_csv, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["section", "case", "metric", "value"])
+    for s, c, m, v in results:
+        w.writerow([s, c, m, v if isinstance(v, str) else "%.4f" % v])
+print()
+print("Written: %s (medians), %s (every run)" % (out_csv, raw))
+PY
