@@ -48,6 +48,7 @@ enum {
     OPT_MIX,
     OPT_SEED,
     OPT_TIMEOUT,
+    OPT_IDLE,
     OPT_HELP
 };
 
@@ -62,6 +63,7 @@ static const struct option long_options[] = {
     {"mix", no_argument, NULL, OPT_MIX},
     {"seed", required_argument, NULL, OPT_SEED},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"idle", required_argument, NULL, OPT_IDLE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -79,6 +81,7 @@ struct bench_options {
     long datasize;
     long keyspace;
     long connect_n; /* 0: throughput mode */
+    long idle_n;    /* memory mode: idle connections to hold */
     long timeout_ms;
     unsigned long long seed;
     int format;
@@ -116,6 +119,8 @@ static void usage(FILE *out)
           "      --seed N       key generator seed (default 1; runs are repeatable)\n"
           "      --timeout MS   connect, handshake and command timeout\n"
           "      --connect N    connect mode\n"
+          "      --idle N       memory mode: open N connections, report resident\n"
+          "                     memory per idle connection\n"
           "      --csv          CSV lines (a header, then one line per result)\n"
           "      --json         one JSON object per line\n"
           "      --help         print this help and exit\n"
@@ -242,6 +247,10 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         case OPT_CONNECT:
             if (parse_number(optarg, 1, 10000000, &o->connect_n) != 0)
                 return usage_error("bad --connect '%s'", optarg);
+            break;
+        case OPT_IDLE:
+            if (parse_number(optarg, 1, 100000, &o->idle_n) != 0)
+                return usage_error("bad --idle '%s'", optarg);
             break;
         case OPT_CSV: o->format = FORMAT_CSV; break;
         case OPT_JSON: o->format = FORMAT_JSON; break;
@@ -854,6 +863,76 @@ static int run_connect(const struct bench_options *o, redtls_config *cfg_full, r
     return rc;
 }
 
+/* Resident set size in KiB (VmRSS), or -1. */
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Memory mode: holds n connected, idle connections (each used once for a
+ * PING) and reports the resident memory they add. */
+static int run_idle(const struct bench_options *o, redtls_config *cfg, const char *url)
+{
+    redtls_conn **conns = calloc((size_t)o->idle_n, sizeof(*conns));
+    int rc = EXIT_DONE;
+    long i, opened = 0;
+    if (conns == NULL)
+        return EXIT_CONNECT;
+    /* One connection first, so shared one-time costs (the CA store, the
+     * library's code pages) are not charged to the others. */
+    long before = -1;
+    for (i = 0; i < o->idle_n + 1 && rc == EXIT_DONE; i++) {
+        redtls_conn *c = NULL;
+        struct redisReply *r = NULL;
+        redtls_status st = redtls_conn_new(cfg, &c);
+        if (st == REDTLS_OK)
+            st = redtls_conn_connect(c);
+        if (st == REDTLS_OK)
+            st = redtls_conn_command(c, &r, "PING");
+        redtls_reply_free(r);
+        if (st != REDTLS_OK) {
+            fprintf(stderr, "redtls-bench: connection %ld: %s: %s\n", i, redtls_strerror(st),
+                    c ? redtls_conn_errmsg(c) : redtls_config_errmsg(cfg));
+            redtls_conn_free(c);
+            rc = EXIT_CONNECT;
+            break;
+        }
+        if (i == 0) {
+            before = rss_kib();
+            redtls_conn_free(c);
+            continue;
+        }
+        conns[opened++] = c;
+    }
+    long after = rss_kib();
+    if (rc == EXIT_DONE) {
+        double per = (double)(after - before) / (double)opened;
+        if (o->format == FORMAT_CSV)
+            printf("mode,url,connections,rss_before_kib,rss_after_kib,kib_per_connection\nidle,%s,%ld,%ld,%ld,%.1f\n",
+                   url, opened, before, after, per);
+        else if (o->format == FORMAT_JSON)
+            printf("{\"kind\":\"idle\",\"connections\":%ld,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
+                   "\"kib_per_connection\":%.1f}\n",
+                   opened, before, after, per);
+        else
+            printf("redtls-bench %s  %s  %ld idle connections: RSS %ld -> %ld KiB, %.1f KiB per connection\n",
+                   redtls_version(), url, opened, before, after, per);
+    }
+    for (i = 0; i < opened; i++)
+        redtls_conn_free(conns[i]);
+    free(conns);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct bench_options opts;
@@ -879,7 +958,9 @@ int main(int argc, char **argv)
             rc = apply_options(&opts, cfg2);
     }
     if (rc == EXIT_CONTINUE)
-        rc = opts.connect_n > 0 ? run_connect(&opts, cfg, cfg2, url) : run_throughput(&opts, cfg, url);
+        rc = opts.connect_n > 0 ? run_connect(&opts, cfg, cfg2, url)
+             : opts.idle_n > 0  ? run_idle(&opts, cfg, url)
+                                : run_throughput(&opts, cfg, url);
     redtls_config_free(cfg);
     redtls_config_free(cfg2);
     return rc;
