@@ -165,6 +165,17 @@ static redtls_status report_lost(redtls_conn *c, const char *cause)
                         cause && cause[0] ? cause : "lost with an earlier command");
 }
 
+/* Bookkeeping for a reply handed to the caller. */
+static redtls_status took_reply(redtls_conn *c, const redisReply *r)
+{
+    c->pending--;
+    if (is_noauth(r) && redtls__has_credentials(c))
+        c->need_reauth = 1;
+    if (c->cfg.health_check_ms)
+        c->last_io = redtls__now_ms();
+    return REDTLS_OK;
+}
+
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply)
 {
     *reply = NULL;
@@ -173,29 +184,27 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
     redtls_status st = REDTLS_OK;
     if (!c->tp)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
-    if (c->olen > 0)
+    /* Deep pipelines mostly find the reply already parsed: the clock is
+     * only read once waiting becomes possible. */
+    if (deadline == REDTLS__DEADLINE_LAZY) {
+        if (c->olen == 0 && (st = redtls__reader_get(&c->rd, reply, c->errmsg)) == REDTLS_OK && *reply)
+            return took_reply(c, *reply);
+        deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
+    }
+    if (st == REDTLS_OK && c->olen > 0)
         st = redtls__conn_flush(c, deadline, 0);
     while (st == REDTLS_OK) {
-        st = redtls__reader_get(&c->rd, reply, c->errmsg);
-        if (st != REDTLS_OK) {
-            redtls__conn_drop(c, st);
+        if ((st = redtls__reader_get(&c->rd, reply, c->errmsg)) != REDTLS_OK)
             break;
-        }
-        if (*reply) {
-            c->pending--;
-            if (is_noauth(*reply) && redtls__has_credentials(c))
-                c->need_reauth = 1;
-            if (c->cfg.health_check_ms)
-                c->last_io = redtls__now_ms();
-            return REDTLS_OK;
-        }
+        if (*reply)
+            return took_reply(c, *reply);
         size_t got = 0;
         st = c->tp->ops->read(c->tp, c->rbuf, sizeof c->rbuf, &got, deadline, c->errmsg);
         if (st == REDTLS_OK)
             st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg);
-        if (st != REDTLS_OK)
-            redtls__conn_drop(c, st);
     }
+    if (c->tp)
+        redtls__conn_drop(c, st);
     /* The connection is gone and this command was in flight. */
     if (c->lost > 0) {
         c->lost--;
@@ -641,6 +650,8 @@ redtls_status redtls_conn_get_reply(redtls_conn *c, struct redisReply **reply)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "no reply is pending");
     if (c->lost > 0)
         return report_lost(c, NULL);
+    if (c->unsent == 0 && c->tp)
+        return redtls__conn_read(c, REDTLS__DEADLINE_LAZY, 0, reply);
     int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
     redtls_status st = prepare_write(c, deadline);
     if (st != REDTLS_OK)

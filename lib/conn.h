@@ -52,6 +52,10 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* Writes the output buffer. wipe: clear it after the write. */
 redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
+/* For redtls__conn_read: the command timeout, counted from the moment a
+ * wait first becomes necessary. */
+#define REDTLS__DEADLINE_LAZY 0
+
 /* Reads one reply (flushing first). Failures drop the connection. raw:
  * report transport failures as they are (handshake); otherwise a command
  * whose reply was lost after it was written is REDTLS_E_OUTCOME_UNKNOWN. */
