@@ -333,3 +333,8 @@ with open(out_csv, "w", newline="") as f:
 print()
 print("Written: %s (medians), %s (every run)" % (out_csv, raw))
 PY
+
+# Resident memory per idle TLS connection (200 connections, each used for
+# one PING, then held open).
+say "idle TLS connections: resident memory"
+"$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
