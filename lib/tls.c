@@ -65,6 +65,17 @@ int redtls__is_ip_literal(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* 1 when OpenSSL failed for lack of memory; empties its error queue. */
+static int drained_nomem(void)
+{
+    int nomem = 0;
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            nomem = 1;
+    return nomem;
+}
+
 static void openssl_reason(char *out, size_t outlen)
 {
     unsigned long e = ERR_peek_last_error();
@@ -247,9 +258,10 @@ redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err)
     int n = load_pem_certs(pem, len, &infos);
     if (infos)
         sk_X509_INFO_pop_free(infos, X509_INFO_free);
-    ERR_clear_error();
+    int nomem = drained_nomem();
     if (n <= 0)
-        return redtls__fail(err, REDTLS_E_CONFIG, "CA PEM holds no certificate");
+        return nomem ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory reading the CA PEM")
+                     : redtls__fail(err, REDTLS_E_CONFIG, "CA PEM holds no certificate");
     return REDTLS_OK;
 }
 
@@ -266,7 +278,8 @@ static redtls_status parse_keypair(const char *cert_pem, size_t cert_len, const 
     *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
     if (!*leaf) {
         BIO_free(b);
-        ERR_clear_error();
+        if (drained_nomem())
+            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory reading the client certificate");
         return redtls__fail(err, REDTLS_E_CONFIG, "client certificate: no PEM certificate found");
     }
     *chain = sk_X509_new_null();
@@ -285,12 +298,14 @@ static redtls_status parse_keypair(const char *cert_pem, size_t cert_len, const 
     *key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
     BIO_free(b);
     if (!*key) {
-        ERR_clear_error();
+        if (drained_nomem())
+            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory reading the client key");
         return redtls__fail(err, REDTLS_E_CONFIG,
                             "client key: no unencrypted PEM private key found (encrypted keys are not supported)");
     }
     if (X509_check_private_key(*leaf, *key) != 1) {
-        ERR_clear_error();
+        if (drained_nomem())
+            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory checking the client key");
         return redtls__fail(err, REDTLS_E_CONFIG, "client key does not match the client certificate");
     }
     return REDTLS_OK;
@@ -333,12 +348,15 @@ static redtls_status load_trust(SSL_CTX *ctx, const redtls__tls_settings *s, cha
 {
     if (!s->ca_file && !s->ca_dir && !s->ca_pem) {
         if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            return redtls__fail(err, REDTLS_E_CONFIG, "cannot load the system CA store");
+            return drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the system CA store")
+                                   : redtls__fail(err, REDTLS_E_CONFIG, "cannot load the system CA store");
         return REDTLS_OK;
     }
     if ((s->ca_file || s->ca_dir) && SSL_CTX_load_verify_locations(ctx, s->ca_file, s->ca_dir) != 1) {
         char why[128];
         openssl_reason(why, sizeof why);
+        if (drained_nomem())
+            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the CA");
         return redtls__fail(err, REDTLS_E_CONFIG, "cannot load CA %s '%s': %s", s->ca_file ? "file" : "directory",
                             s->ca_file ? s->ca_file : s->ca_dir, why);
     }
@@ -354,7 +372,8 @@ static redtls_status load_trust(SSL_CTX *ctx, const redtls__tls_settings *s, cha
         if (infos)
             sk_X509_INFO_pop_free(infos, X509_INFO_free);
         if (n <= 0)
-            return redtls__fail(err, REDTLS_E_CONFIG, "CA PEM could not be loaded");
+            return drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the CA PEM")
+                                   : redtls__fail(err, REDTLS_E_CONFIG, "CA PEM could not be loaded");
     }
     return REDTLS_OK;
 }
@@ -371,7 +390,8 @@ static redtls_status load_client_cert(SSL_CTX *ctx, const redtls__tls_settings *
             SSL_CTX_set1_chain(ctx, chain) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
             char why[128];
             openssl_reason(why, sizeof why);
-            st = redtls__fail(err, REDTLS_E_CONFIG, "client certificate cannot be used: %s", why);
+            st = drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory installing the client certificate")
+                                 : redtls__fail(err, REDTLS_E_CONFIG, "client certificate cannot be used: %s", why);
         }
     }
     free_keypair(leaf, chain, key);
@@ -484,6 +504,8 @@ static redtls_status handshake_failure(tls_transport *t, const char *name, char 
     openssl_reason(why, sizeof why);
     long vr = SSL_get_verify_result(t->ssl);
     int verr = t->note.error ? t->note.error : (int)vr;
+    if (verr == X509_V_ERR_OUT_OF_MEM || drained_nomem())
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory during the TLS handshake");
     if (verr != X509_V_OK) {
         if (verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH)
             return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
