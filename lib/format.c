@@ -41,17 +41,24 @@ redtls_status redtls__buf_append(char **buf, size_t *len, size_t *cap, const cha
 }
 
 /* Writes "<prefix><n>\r\n" at p; returns the end. */
-static char *put_header(char *p, char prefix, size_t n)
+static inline char *put_header(char *p, char prefix, size_t n)
 {
-    char digits[20];
-    int i = 0;
-    do {
-        digits[i++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
     *p++ = prefix;
-    while (i)
-        *p++ = digits[--i];
+    if (n < 10) { /* argument counts and most lengths: one or two digits */
+        *p++ = (char)('0' + n);
+    } else if (n < 100) {
+        *p++ = (char)('0' + n / 10);
+        *p++ = (char)('0' + n % 10);
+    } else {
+        char digits[20];
+        int i = 0;
+        do {
+            digits[i++] = (char)('0' + n % 10);
+            n /= 10;
+        } while (n);
+        while (i)
+            *p++ = digits[--i];
+    }
     *p++ = '\r';
     *p++ = '\n';
     return p;
