@@ -139,15 +139,15 @@ static redtls_status auth_with_callback(redtls_conn *c, int64_t deadline)
     redtls_status st = REDTLS_OK;
     for (int attempt = 0; attempt < 2; attempt++) {
         char buf[REDTLS__CB_TOKEN_MAX];
-        st = REDTLS_OK;
         user[0] = buf[0] = errbuf[0] = '\0';
         int rc = c->cfg.cred_cb(c->cfg.cred_ud, attempt, user, sizeof user, buf, sizeof buf, errbuf, sizeof errbuf);
         user[sizeof user - 1] = buf[sizeof buf - 1] = errbuf[sizeof errbuf - 1] = '\0';
-        if (rc == 0 && buf[0] && redtls__secret_set(&token, buf, strlen(buf)) != REDTLS_OK)
-            st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        int copied = rc != 0 || !buf[0] || redtls__secret_set(&token, buf, strlen(buf)) == REDTLS_OK;
         OPENSSL_cleanse(buf, sizeof buf);
-        if (st != REDTLS_OK)
+        if (!copied) {
+            st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
             break;
+        }
         if (rc != 0) {
             st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "credential callback failed: %s",
                               errbuf[0] ? errbuf : "no reason given");
@@ -157,7 +157,7 @@ static redtls_status auth_with_callback(redtls_conn *c, int64_t deadline)
             st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "credential callback returned an empty token");
             break;
         }
-        if ((st = redtls__check_token_policy(&c->cfg, token.data, c->errmsg)) != REDTLS_OK) {
+        if (redtls__check_token_policy(&c->cfg, token.data, c->errmsg) != REDTLS_OK) {
             st = REDTLS_E_AUTH;
             break;
         }

@@ -99,7 +99,7 @@ redtls_status redtls__read_file(const char *path, char **data, size_t *len, char
     if (!f)
         return redtls__fail(err, REDTLS_E_CONFIG, "cannot open '%s': %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > REDTLS__MAX_PEM_FILE) {
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > (off_t)REDTLS__MAX_PEM_FILE) {
         fclose(f);
         return redtls__fail(err, REDTLS_E_CONFIG, "'%s' is not a regular file of at most %d bytes", path,
                             REDTLS__MAX_PEM_FILE);
@@ -339,24 +339,29 @@ static redtls_status set_cipher_string(redtls_config *cfg, char **dst, const cha
 {
     if (list && !list[0])
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "cipher list must be non-empty");
+    char *copy = NULL;
+    if (redtls__str_set(&copy, list))
+        return nomem(cfg);
     /* Validate now by building a context with just this setting. */
-    if (list) {
+    if (copy) {
         redtls__tls_settings probe;
         memset(&probe, 0, sizeof probe);
         probe.min_version = 12;
         probe.insecure = 1;
         if (tls13)
-            probe.tls13_suites = (char *)(uintptr_t)list;
+            probe.tls13_suites = copy;
         else
-            probe.tls12_ciphers = (char *)(uintptr_t)list;
+            probe.tls12_ciphers = copy;
         redtls__tls_ctx *ctx = NULL;
         redtls_status st = redtls__tls_ctx_new(&probe, &ctx, cfg->errmsg);
         redtls__tls_ctx_free(ctx);
-        if (st)
+        if (st) {
+            free(copy);
             return st;
+        }
     }
-    if (redtls__str_set(dst, list))
-        return nomem(cfg);
+    free(*dst);
+    *dst = copy;
     return REDTLS_OK;
 }
 

@@ -198,6 +198,12 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
             break;
         if (*reply)
             return took_reply(c, *reply);
+        /* Reads that find data never wait, so a server that keeps sending
+         * (an endless array) must meet the deadline here. */
+        if (deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline) {
+            st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "the reply did not complete within the command timeout");
+            break;
+        }
         size_t got = 0;
         st = c->tp->ops->read(c->tp, c->rbuf, sizeof c->rbuf, &got, deadline, c->errmsg);
         if (st == REDTLS_OK)

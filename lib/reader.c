@@ -39,14 +39,33 @@ static void *refuse(const redisReadTask *task, const char *what, unsigned long l
  * and the vector doubles as they arrive, so a 13-byte header cannot make us
  * allocate gigabytes. freeReplyObject() frees exactly `elements` children,
  * which keeps partly built replies safe to free. */
+/* What one reply object costs beyond its string payload: the struct, its
+ * slot in the parent's vector and the allocator's header. */
+#define REDTLS__OBJECT_COST (sizeof(redisReply) + sizeof(redisReply *) + 16)
+
 static void *attach(const redisReadTask *task, redisReply *r)
 {
+    /* Objects of an unfinished reply count against the buffer limit with
+     * the unparsed input: four bytes of ":1\r\n" become some 80 bytes of
+     * objects, so a long array would otherwise outgrow the limit many
+     * times over. */
+    redtls__reader *rd = owner(task);
+    if (rd) {
+        redisReader *rr = rd->r;
+        size_t unparsed = rr->len - rr->pos;
+        rd->held += REDTLS__OBJECT_COST;
+        if (rd->held > rd->limits.max_buffer || unparsed > rd->limits.max_buffer - rd->held) {
+            freeReplyObject(r);
+            return refuse(task, "memory held by an unfinished reply (objects and unparsed input)",
+                          (unsigned long long)rd->held + unparsed, (unsigned long long)rd->limits.max_buffer);
+        }
+    }
     if (task->parent) {
         redisReply *parent = task->parent->obj;
         size_t n = parent->elements;
         if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
             size_t cap = n == 0 ? 4 : n * 2;
-            redisReply **v = realloc(parent->element, cap * sizeof *v);
+            redisReply **v = realloc(parent->element, cap * sizeof *v); // NOLINT(bugprone-sizeof-expression): a vector of pointers
             if (!v) {
                 freeReplyObject(r);
                 return NULL;
@@ -209,11 +228,19 @@ redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t le
     return REDTLS_OK;
 }
 
-/* When the parser is waiting for the body of a bulk string, its announced
- * length is already in the buffer; checking it now refuses an oversized
- * bulk before its bytes pile up. The task layout differs between hiredis
- * versions. */
-static redtls_status check_pending_bulk(redtls__reader *rd, char *err)
+/* Longest status, error or integer line accepted (Redis's own inline
+ * limit); a header line (array count, bulk length) is at most a sign and
+ * 19 digits. Checked while the line is still incomplete, so a server that
+ * never ends a line is stopped early instead of being rescanned to the
+ * buffer limit. */
+#define REDTLS__MAX_LINE 65536
+#define REDTLS__MAX_HEADER 32
+
+/* Looks at what the parser is waiting for when a reply is incomplete: an
+ * overlong line, or a bulk string whose announced length (already in the
+ * buffer) is over the limit, is refused before its bytes pile up. The task
+ * layout differs between hiredis versions. */
+static redtls_status check_pending(redtls__reader *rd, char *err)
 {
     redisReader *r = rd->r;
     if (r->ridx < 0)
@@ -223,20 +250,38 @@ static redtls_status check_pending_bulk(redtls__reader *rd, char *err)
 #else
     int type = r->rstack[r->ridx].type;
 #endif
-    if (type != REDIS_REPLY_STRING
-#if REDTLS_HIREDIS_1 && defined(REDIS_REPLY_VERB)
-        && type != REDIS_REPLY_VERB
-#endif
-    )
-        return REDTLS_OK;
     const char *p = r->buf + r->pos, *end = r->buf + r->len;
+    size_t pending = (size_t)(end - p);
+    if (type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR || type == REDIS_REPLY_INTEGER) {
+        if (pending > REDTLS__MAX_LINE)
+            return redtls__fail(err, REDTLS_E_LIMIT, "reply line longer than %d bytes", REDTLS__MAX_LINE);
+        return REDTLS_OK;
+    }
+    int is_bulk = type == REDIS_REPLY_STRING;
+#if REDTLS_HIREDIS_1 && defined(REDIS_REPLY_VERB)
+    is_bulk = is_bulk || type == REDIS_REPLY_VERB;
+#endif
+    if (!is_bulk && type != REDIS_REPLY_ARRAY)
+        return REDTLS_OK;
+    /* For a bulk string the length line stays in the buffer until the whole
+     * body has arrived; for an array, the count line is what is missing. */
+    const char *cr = memchr(p, '\r', pending < REDTLS__MAX_HEADER ? pending : REDTLS__MAX_HEADER);
+    if (!cr && pending >= REDTLS__MAX_HEADER)
+        return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s length line too long",
+                            is_bulk ? "bulk" : "array");
+    if (!is_bulk)
+        return REDTLS_OK;
     unsigned long long v = 0;
     int digits = 0;
     for (; p < end && *p >= '0' && *p <= '9' && digits < 20; p++, digits++)
         v = v * 10 + (unsigned long long)(*p - '0');
-    if (digits > 0 && (digits >= 20 || v > rd->limits.max_bulk))
-        return redtls__fail(err, REDTLS_E_LIMIT, "bulk string of %s%llu bytes exceeds the limit of %zu",
-                            digits >= 20 ? "more than " : "", v, rd->limits.max_bulk);
+    /* Twenty digits overflow; hiredis calls a complete such line a bad
+     * length, and so do we, however the bytes arrive. */
+    if (digits >= 20)
+        return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: bulk length out of range");
+    if (digits > 0 && v > rd->limits.max_bulk)
+        return redtls__fail(err, REDTLS_E_LIMIT, "bulk string of %llu bytes exceeds the limit of %zu", v,
+                            rd->limits.max_bulk);
     return REDTLS_OK;
 }
 
@@ -244,7 +289,10 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
 {
     void *obj = NULL;
     *reply = NULL;
-    if (redisReaderGetReply(rd->r, &obj) != REDIS_OK) {
+    int rc = redisReaderGetReply(rd->r, &obj);
+    if (rc != REDIS_OK || obj)
+        rd->held = 0; /* the reply is complete, or gone */
+    if (rc != REDIS_OK) {
         redisReader *r = rd->r;
         if (rd->refused != REDTLS_OK)
             return redtls__fail(err, rd->refused, "%s", rd->refused_msg);
@@ -264,7 +312,7 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
         return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s", r->errstr);
     }
     if (!obj)
-        return check_pending_bulk(rd, err);
+        return check_pending(rd, err);
     *reply = obj;
     return REDTLS_OK;
 }

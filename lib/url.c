@@ -27,7 +27,9 @@ static char *pct_decode(const char *src, size_t len, int *nomem)
         }
         int v = 0;
         for (int k = 1; k <= 2; k++) {
-            char c = i + (size_t)k < len ? src[i + (size_t)k] : '\0';
+            char c = 0;
+            if (i + (size_t)k < len)
+                c = src[i + (size_t)k];
             int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
                                                         : (c >= 'A' && c <= 'F') ? c - 'A' + 10
                                                                                  : -1;
@@ -86,7 +88,8 @@ static shown show(const char *part, size_t len)
     shown s;
     size_t n = len < sizeof s.text - 4 ? len : sizeof s.text - 4;
     memcpy(s.text, part, n);
-    strcpy(s.text + n, len > n ? "..." : "");
+    /* cppcheck-suppress knownConditionTrueFalse ; callers pass parts longer than the buffer too */
+    memcpy(s.text + n, len > n ? "..." : "", len > n ? 4 : 1);
     return s;
 }
 

@@ -19,6 +19,14 @@ PACKAGES=(
   python3
   ca-certificates
   binutils
+  # Hostile-input checks (scripts/test.sh step_sanitize, step_valgrind,
+  # step_fuzz, step_analyze): clang with its sanitizer and libFuzzer
+  # runtimes, valgrind, clang-tidy, cppcheck.
+  clang
+  libclang-rt-14-dev
+  valgrind
+  clang-tidy
+  cppcheck
 )
 
 missing=()

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, integration and packaging tests through ctest,
-# in build-test/ with warnings as errors.
+# The whole test suite, in steps:
+#   step_main      unit, integration and packaging tests through ctest, in
+#                  build-test/ with warnings as errors
+#   step_sanitize  unit + integration tests built with ASan + UBSan (clang),
+#                  in build-asan/
+#   step_valgrind  every unit test and a TLS integration subset under
+#                  valgrind memcheck, from build-test/
+#   step_fuzz      the libFuzzer targets' short deterministic runs over their
+#                  seed corpora and regressions, in build-fuzz/
+#   step_analyze   clang-tidy (.clang-tidy) and cppcheck over lib/
 #
-# Usage: scripts/test.sh
-# Environment: JOBS (default 2) for the build and for ctest.
-# Exits with ctest's status (non-zero if any step fails).
+# Usage: scripts/test.sh [STEP...]     (default: every step, in that order)
+# Environment: JOBS (default 2) for the builds and for ctest.
+# Exits non-zero if any step fails; prints each step's duration.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,18 +30,136 @@ step_main() {
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DREDTLS_WERROR=ON \
     -DREDTLS_BUILD_TESTS=ON \
-    -DREDTLS_BUILD_EXAMPLES=ON
+    -DREDTLS_BUILD_EXAMPLES=ON \
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
   cmake --build "$build" -j"$JOBS"
   # Integration tests start their own servers on random loopback ports, so
   # they run in parallel too.
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
 }
 
-STEPS=(step_main)
+# The root CMakeLists adds -fno-sanitize-recover=all, so the first UBSan
+# report fails the test instead of scrolling by. gcc, because clang links
+# shared libraries without the ASan runtime, which -Wl,--no-undefined
+# (rightly) refuses.
+step_sanitize() {
+  local build="$ROOT/build-asan"
+  cmake -S "$ROOT" -B "$build" \
+    -DCMAKE_C_COMPILER=gcc \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DREDTLS_SANITIZE=ON \
+    -DREDTLS_WERROR=ON \
+    -DREDTLS_BUILD_TESTS=ON \
+    -DREDTLS_BUILD_EXAMPLES=OFF
+  cmake --build "$build" -j"$JOBS"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L 'unit|integration'
+}
+
+# Valgrind sees what ASan cannot: uninitialised reads, and leaks in the
+# uninstrumented build users actually get. Integration tests fork servers;
+# only the test process itself is checked (--trace-children=no).
+# commands and resilience assert sub-second timings valgrind cannot meet;
+# hostile stretches its deadlines by REDTLS_TEST_TIME_SCALE.
+VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile)
+step_valgrind() {
+  local build="$ROOT/build-test"
+  local vg=(valgrind --quiet --error-exitcode=1 --leak-check=full
+            --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+            --trace-children=no --child-silent-after-fork=yes
+            --suppressions="$ROOT/tests/valgrind.supp")
+  local failed=()
+  for bin in "$build"/tests/unit_*; do
+    [[ -f "$bin" && -x "$bin" ]] || continue
+    echo "-- valgrind $(basename "$bin")"
+    # Not `if !` / `||` around the call: keep going, then report every failure.
+    set +e
+    (cd "$build/tests" && timeout 600 "${vg[@]}" "$bin" >"$build/tests/$(basename "$bin").valgrind.log" 2>&1)
+    local rc=$?
+    set -e
+    if [[ $rc -ne 0 ]]; then
+      failed+=("$(basename "$bin")")
+      tail -n 40 "$build/tests/$(basename "$bin").valgrind.log"
+    fi
+  done
+  for name in "${VALGRIND_INTEGRATION[@]}"; do
+    echo "-- valgrind integration_$name"
+    set +e
+    (cd "$build/tests" && \
+      REDTLS_TEST_SCRIPTS="$ROOT/scripts" REDTLS_TEST_CERTS="$build/tests/certs" \
+      REDTLS_TEST_WORKDIR="$build/tests/work/valgrind-$name" REDTLS_TEST_TIME_SCALE=10 \
+      timeout 900 "${vg[@]}" "./integration_$name" >"$build/tests/integration_$name.valgrind.log" 2>&1)
+    local rc=$?
+    set -e
+    if [[ $rc -ne 0 ]]; then
+      failed+=("integration_$name")
+      tail -n 60 "$build/tests/integration_$name.valgrind.log"
+    fi
+  done
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "valgrind: failures in ${failed[*]} (logs: $build/tests/*.valgrind.log)" >&2
+    return 1
+  fi
+}
+
+# Short, deterministic libFuzzer runs (-runs, -seed=1) over a copy of each
+# seed corpus plus tests/fuzz/regressions; scripts/fuzz-long.sh for real
+# fuzzing.
+step_fuzz() {
+  local build="$ROOT/build-fuzz"
+  cmake -S "$ROOT" -B "$build" \
+    -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DREDTLS_FUZZ=ON \
+    -DREDTLS_WERROR=ON \
+    -DREDTLS_BUILD_EXAMPLES=OFF
+  cmake --build "$build" -j"$JOBS" --target fuzz_reply fuzz_url
+  ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L fuzz
+}
+
+# Static analysis of the library: clang-tidy with the checks in .clang-tidy
+# (compile flags from build-test's compile_commands.json, so step_main runs
+# first) and cppcheck. Any finding fails the step.
+step_analyze() {
+  local db="$ROOT/build-test"
+  if [[ ! -f "$db/compile_commands.json" ]]; then
+    step_main
+  fi
+  local rc_tidy rc_cppcheck
+  echo "-- clang-tidy"
+  # Both tools run before the step fails, so one run lists every finding.
+  set +e
+  printf '%s\n' "$ROOT"/lib/*.c | \
+    xargs -P "$JOBS" -n 1 clang-tidy -p "$db" --quiet --warnings-as-errors='*' 2>/dev/null
+  rc_tidy=$?
+  echo "-- cppcheck"
+  cppcheck --std=c11 --enable=warning,style,performance,portability --inline-suppr --quiet \
+    --error-exitcode=1 --suppressions-list="$ROOT/tests/cppcheck-suppressions.txt" \
+    -I "$ROOT/include" -I "$db/include" -I "$ROOT/lib" \
+    -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DREDTLS_BUILDING \
+    --template='{file}:{line}: {severity}: {message} [{id}]' "$ROOT/lib"
+  rc_cppcheck=$?
+  set -e
+  if [[ $rc_tidy -ne 0 || $rc_cppcheck -ne 0 ]]; then
+    echo "analyze: findings (clang-tidy status $rc_tidy, cppcheck status $rc_cppcheck)" >&2
+    return 1
+  fi
+}
+
+STEPS=(step_main step_sanitize step_valgrind step_fuzz step_analyze)
+if [[ $# -gt 0 ]]; then
+  STEPS=()
+  for name in "$@"; do
+    STEPS+=("step_${name#step_}")
+  done
+fi
 
 # Steps run under set -e (never inside `||` or `if`, which would switch it
 # off), so the first failing command ends the run with its own status.
 for step in "${STEPS[@]}"; do
   echo "== test.sh: $step"
+  start=$SECONDS
   "$step"
+  echo "== test.sh: $step passed in $((SECONDS - start)) s"
 done

@@ -158,11 +158,13 @@ REDTLS_EXTERN unsigned redtls_version_number(void);
 /* Per command: from the first byte written to the last byte of its reply. */
 #define REDTLS_DEFAULT_COMMAND_TIMEOUT_MS 5000
 /* Largest array (multi-bulk) a reply may announce. */
-#define REDTLS_DEFAULT_MAX_ARRAY_ELEMENTS (16u * 1024u * 1024u)
+#define REDTLS_DEFAULT_MAX_ARRAY_ELEMENTS ((size_t)16 * 1024 * 1024)
 /* Largest bulk string a reply may announce: Redis's own proto-max-bulk-len. */
-#define REDTLS_DEFAULT_MAX_BULK_LEN (512u * 1024u * 1024u)
-/* Most bytes of not-yet-parsed reply data held in memory at once. */
-#define REDTLS_DEFAULT_MAX_BUFFER (512u * 1024u * 1024u + 64u * 1024u)
+#define REDTLS_DEFAULT_MAX_BULK_LEN ((size_t)512 * 1024 * 1024)
+/* Most bytes an unfinished reply may hold in memory: input not parsed yet
+ * plus the reply objects built so far (about 80 bytes each, string
+ * payloads not included). */
+#define REDTLS_DEFAULT_MAX_BUFFER ((size_t)512 * 1024 * 1024 + (size_t)64 * 1024)
 /* Deepest nesting of arrays in a reply (hiredis 0.14 cannot go deeper). */
 #define REDTLS_MAX_REPLY_DEPTH 7
 /* Reconnect backoff: first delay and cap. */

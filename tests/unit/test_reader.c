@@ -75,7 +75,8 @@ static void test_reader_simple_types(void **state)
     assert_int_equal(r->type, REDIS_REPLY_NIL);
     freeReplyObject(r);
 
-    assert_status(parse_with(&(redtls__limits){16, 16, 64}, "$3\r\na\0b\r\n", 9, &r, err), REDTLS_OK);
+    /* max_buffer also covers the reply objects (about 80 bytes each). */
+    assert_status(parse_with(&(redtls__limits){16, 16, 256}, "$3\r\na\0b\r\n", 9, &r, err), REDTLS_OK);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_int_equal(r->len, 3);
     assert_memory_equal(r->str, "a\0b", 3);
@@ -211,9 +212,11 @@ static void test_reader_pending_bulk_refused_early(void **state)
     assert_contains(err, "4294967296");
     assert_contains(err, "exceeds the limit of 536870912");
 
-    /* 20 digits and more, line not yet complete: "more than". */
-    assert_status(parse("$99999999999999999999999", &r, err), REDTLS_E_LIMIT);
-    assert_contains(err, "bulk string of more than");
+    /* 20 digits and more cannot be a length: the same protocol error as
+     * hiredis gives for the complete line, however the bytes arrive. */
+    assert_status(parse("$99999999999999999999999", &r, err), REDTLS_E_PROTOCOL);
+    assert_contains(err, "bulk length out of range");
+    assert_status(parse("$99999999999999999999999\r\n", &r, err), REDTLS_E_PROTOCOL);
 
     /* The header alone, before its CRLF, already tells the length. */
     redtls__limits l = small_limits(16, 10, 4096);
@@ -284,7 +287,9 @@ static void test_reader_max_buffer(void **state)
     assert_status(redtls__reader_feed(&rd, line, 65, err), REDTLS_E_LIMIT);
     redtls__reader_free(&rd);
 
-    /* Parsed data no longer counts. */
+    /* Parsed data no longer counts: 50 replies of 43 bytes (plus one
+     * object each) through a 200-byte limit. */
+    l.max_buffer = 200;
     assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
     for (int i = 0; i < 50; i++) {
         assert_status(redtls__reader_feed(&rd, "+0123456789012345678901234567890123456789\r\n", 43, err), REDTLS_OK);
@@ -706,6 +711,54 @@ static void test_conn_array_growth(void **state)
     }
 }
 
+/* Reads that find data never wait, so the deadline must be checked between
+ * them: a server that keeps sending is still cut off. */
+static void test_conn_deadline_with_data_flowing(void **state)
+{
+    fx *f = *state;
+    fx_open(f, REDTLS_E_EOF);
+    unit_push(f->t, "*3\r\n");
+    unit_push(f->t, ":1\r\n");
+    unit_push(f->t, ":2\r\n");
+    unit_push(f->t, ":3\r\n");
+    assert_status(redtls_conn_append(f->conn, "LRANGE l 0 -1"), REDTLS_OK);
+    redisReply *r = NULL;
+    assert_status(redtls__conn_read(f->conn, redtls__now_ms() - 1, 0, &r), REDTLS_E_COMMAND_TIMEOUT);
+    assert_null(r);
+    assert_contains(redtls_conn_errmsg(f->conn), "within the command timeout");
+    assert_int_equal(redtls_conn_is_connected(f->conn), 0);
+}
+
+/* A never-ending array of small elements is stopped by the memory the
+ * objects take, long before the element count limit. */
+static void test_conn_object_memory_counts(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_config_set_max_buffer(f->cfg, 64 * 1024), REDTLS_OK);
+    fx_open(f, REDTLS_E_EOF);
+    unit_push(f->t, "*1000000\r\n");
+    for (int i = 0; i < 2000; i++)
+        unit_push(f->t, ":1\r\n:1\r\n:1\r\n:1\r\n:1\r\n");
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(f->conn, &r, "LRANGE l 0 -1"), REDTLS_E_LIMIT);
+    assert_contains(redtls_conn_errmsg(f->conn), "unfinished reply");
+    assert_dropped(f->conn);
+}
+
+static void test_conn_endless_line(void **state)
+{
+    fx *f = *state;
+    fx_open(f, REDTLS_E_EOF);
+    unit_push(f->t, "+");
+    static char a[4096];
+    memset(a, 'a', sizeof a);
+    for (int i = 0; i < 20; i++)
+        assert_status(redtls__mem_push(f->t, a, sizeof a), REDTLS_OK);
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_E_LIMIT);
+    assert_contains(redtls_conn_errmsg(f->conn), "reply line longer than 65536 bytes");
+}
+
 static void test_conn_eof_mid_reply(void **state)
 {
     fx *f = *state;
@@ -923,6 +976,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conn_nested_mixed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_byte_by_byte, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_array_growth, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_conn_deadline_with_data_flowing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_conn_object_memory_counts, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_conn_endless_line, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_eof_mid_reply, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_eof_before_reply, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_clean_close_while_owed, fx_setup, fx_teardown),
