@@ -34,19 +34,13 @@ for tool in cmake redis-server redis-benchmark python3 openssl; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
 done
 
+# shellcheck source=scripts/throwaway-redis.sh
+. "$ROOT/scripts/throwaway-redis.sh"
+
 WORK=""
-SERVER_PID=""
 cleanup() {
   local rc=$?
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  throwaway_redis_stop
   [[ -n "$WORK" ]] && rm -rf "$WORK"
   exit "$rc"
 }
@@ -73,52 +67,9 @@ CERTS="$BUILD/bench-certs"
 "$GEN_CERTS" "$CERTS" >/dev/null 2>&1 || { echo "bench: $GEN_CERTS $CERTS failed" >&2; exit 1; }
 TOKEN=$(openssl rand -hex 24)
 
-# One server, a TLS port and a plain port, on random loopback ports below
-# the ephemeral range; another process may hold one, so try a few.
-start_server() {
-  local tls_port plain_port conf="$WORK/redis.conf" log="$WORK/redis.log" attempt
-  for attempt in 1 2 3 4 5 6 7 8; do
-    tls_port=$((20000 + RANDOM % 10000))
-    plain_port=$((tls_port + 1))
-    # A config file keeps the password off the server's command line.
-    (umask 077 && cat >"$conf" <<CONF
-port $plain_port
-tls-port $tls_port
-tls-cert-file $CERTS/server.crt
-tls-key-file $CERTS/server.key
-tls-ca-cert-file $CERTS/ca.crt
-tls-auth-clients no
-requirepass $TOKEN
-save ""
-appendonly no
-bind 127.0.0.1
-dir $WORK
-logfile $log
-daemonize no
-CONF
-    )
-    : >"$log"
-    redis-server "$conf" &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-      if grep -q "Ready to accept connections" "$log"; then
-        TLS_PORT=$tls_port
-        PLAIN_PORT=$plain_port
-        say "redis-server pid $SERVER_PID: TLS 127.0.0.1:$TLS_PORT, plain 127.0.0.1:$PLAIN_PORT (attempt $attempt)"
-        return 0
-      fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  done
-  echo "bench: redis-server did not start:" >&2
-  tail -n 5 "$log" >&2 || true
-  return 1
-}
-start_server
+
+throwaway_redis_start "$WORK" "$CERTS" "$TOKEN" no 1
+say "redis-server pid $SERVER_PID: TLS 127.0.0.1:$TLS_PORT, plain 127.0.0.1:$PLAIN_PORT"
 
 # Runs a command and appends "user sys wall" (seconds) of that command alone
 # to the file named first. RUSAGE_CHILDREN is read before and after, since

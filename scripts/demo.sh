@@ -13,19 +13,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD="$ROOT/build"
 GEN_CERTS=${REDTLS_GEN_CERTS:-$ROOT/scripts/gen-certs.sh}
 
+# shellcheck source=scripts/throwaway-redis.sh
+. "$ROOT/scripts/throwaway-redis.sh"
+
 WORK=""
-SERVER_PID=""
 cleanup() {
   local rc=$?
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    echo "demo: stopped redis-server (pid $SERVER_PID)"
+  if [[ -n "$SERVER_PID" ]]; then
+    local pid=$SERVER_PID
+    throwaway_redis_stop
+    echo "demo: stopped redis-server (pid $pid)"
   fi
   [[ -n "$WORK" ]] && rm -rf "$WORK"
   exit "$rc"
@@ -61,54 +58,10 @@ openssl x509 -in "$CERTS/server.crt" -noout -subject -ext subjectAltName 2>/dev/
 
 TOKEN=$(openssl rand -hex 24)
 
-# Start redis-server TLS-only on a random port below the ephemeral range;
-# another process may hold the port, so try a few.
-start_server() {
-  local port conf log attempt
-  for attempt in 1 2 3 4 5 6 7 8; do
-    port=$((20000 + RANDOM % 10000))
-    conf="$WORK/redis.conf"
-    log="$WORK/redis.log"
-    # A config file keeps the password off the process list.
-    (umask 077 && cat >"$conf" <<CONF
-port 0
-tls-port $port
-tls-cert-file $CERTS/server.crt
-tls-key-file $CERTS/server.key
-tls-ca-cert-file $CERTS/ca.crt
-tls-auth-clients optional
-requirepass $TOKEN
-save ""
-appendonly no
-bind 127.0.0.1
-dir $WORK
-logfile $log
-daemonize no
-CONF
-    )
-    : >"$log"
-    redis-server "$conf" &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-      if grep -q "Ready to accept connections" "$log"; then
-        PORT=$port
-        echo "demo: redis-server pid $SERVER_PID, TLS only on 127.0.0.1:$PORT (attempt $attempt)"
-        return 0
-      fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-    echo "demo: redis-server did not start on port $port:" >&2
-    tail -n 5 "$log" >&2 || true
-  done
-  return 1
-}
-
 step "throwaway redis-server"
-start_server
+throwaway_redis_start "$WORK" "$CERTS" "$TOKEN" optional 0
+PORT=$TLS_PORT
+echo "demo: redis-server pid $SERVER_PID, TLS only on 127.0.0.1:$PORT"
 
 PASSED=0
 FAILED=0
