@@ -33,6 +33,7 @@ redtls_status redtls__config_init(redtls_config *cfg)
 
 void redtls__config_release(redtls_config *cfg)
 {
+    redtls__tls_ctx_free(cfg->tls_cache);
     free(cfg->host);
     free(cfg->unix_path);
     free(cfg->verify_name);
@@ -75,6 +76,7 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
     dst->token.data = dst->token_alt.data = NULL;
     dst->token.len = dst->token_alt.len = 0;
     dst->errmsg[0] = '\0';
+    dst->tls_cache = NULL;
     if (redtls__str_set(&dst->host, src->host) || redtls__str_set(&dst->unix_path, src->unix_path) ||
         redtls__str_set(&dst->verify_name, src->verify_name) || redtls__str_set(&dst->user, src->user) ||
         redtls__str_set(&dst->client_name, src->client_name) ||
@@ -154,12 +156,29 @@ const char *redtls_config_errmsg(const redtls_config *cfg)
     return cfg ? cfg->errmsg : "";
 }
 
+/* Every setter starts here: a changed setting needs a new TLS context (the
+ * connections already made keep theirs). */
 #define CHECK_CFG(cfg)                                                                                             \
     do {                                                                                                           \
         if (!(cfg))                                                                                                \
             return REDTLS_E_INVALID;                                                                               \
         (cfg)->errmsg[0] = '\0';                                                                                   \
+        redtls__tls_ctx_free((cfg)->tls_cache);                                                                    \
+        (cfg)->tls_cache = NULL;                                                                                   \
     } while (0)
+
+redtls_status redtls__config_tls_ctx(redtls_config *cfg, redtls__tls_ctx **out)
+{
+    if (!cfg->tls_cache) {
+        redtls_status st = redtls__tls_ctx_new(&cfg->tls, &cfg->tls_cache, cfg->errmsg);
+        if (st != REDTLS_OK) {
+            *out = NULL;
+            return st;
+        }
+    }
+    *out = redtls__tls_ctx_ref(cfg->tls_cache);
+    return REDTLS_OK;
+}
 
 static redtls_status nomem(redtls_config *cfg)
 {

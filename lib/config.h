@@ -26,6 +26,9 @@ struct redtls_config {
     unsigned handshake_timeout_ms;
     unsigned command_timeout_ms;
     redtls__limits limits;
+    /* The TLS context built from these settings for the connections made
+     * from this configuration; dropped by any setter. Never copied. */
+    redtls__tls_ctx *tls_cache;
     int reconnect;
     unsigned backoff_base_ms, backoff_cap_ms;
     unsigned max_attempts, max_outage_ms;
@@ -41,6 +44,10 @@ void redtls__config_release(redtls_config *cfg);
 /* Deep copy of src into dst (dst uninitialised). On failure dst owns
  * nothing. */
 redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src);
+
+/* The shared TLS context for cfg's settings, built on first use; the
+ * caller gets its own reference. */
+redtls_status redtls__config_tls_ctx(redtls_config *cfg, redtls__tls_ctx **out);
 
 /* Reads a whole file into memory (for certificates and keys); the caller
  * frees it (wiping it first when it is a key). */

@@ -10,8 +10,6 @@
 
 #include "conn.h"
 
-static void make_session_key(redtls_conn *c);
-
 redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
 {
     if (!out)
@@ -23,20 +21,22 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
     redtls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
+    c->rbuf = malloc(REDTLS__READ_CHUNK);
+    if (!c->rbuf || redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
+        free(c->rbuf);
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
     if (c->cfg.use_tls && !c->cfg.unix_path) {
-        redtls_status st = redtls__tls_ctx_new(&c->cfg.tls, &c->tls, cfg->errmsg);
+        redtls_status st = redtls__config_tls_ctx(cfg, &c->tls);
         if (st != REDTLS_OK) {
             redtls__config_release(&c->cfg);
+            free(c->rbuf);
             free(c);
             return st;
         }
     }
     redtls__backoff_init(&c->backoff, c->cfg.backoff_base_ms, c->cfg.backoff_cap_ms, 0);
-    make_session_key(c);
     *out = c;
     return REDTLS_OK;
 }
@@ -46,12 +46,14 @@ void redtls_conn_free(redtls_conn *c)
     if (!c)
         return;
     redtls_conn_close(c);
+    redtls__tls_session_clear(&c->session);
     redtls__tls_ctx_free(c->tls);
     if (c->obuf) {
         OPENSSL_cleanse(c->obuf, c->ocap);
         free(c->obuf);
     }
     redtls__config_release(&c->cfg);
+    free(c->rbuf);
     free(c);
 }
 
@@ -205,7 +207,7 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
             break;
         }
         size_t got = 0;
-        st = c->tp->ops->read(c->tp, c->rbuf, sizeof c->rbuf, &got, deadline, c->errmsg);
+        st = c->tp->ops->read(c->tp, c->rbuf, REDTLS__READ_CHUNK, &got, deadline, c->errmsg);
         if (st == REDTLS_OK)
             st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg);
     }
@@ -266,13 +268,6 @@ static void restore(redtls_conn *c, saved_io *s)
     c->lost = s->lost;
 }
 
-static void make_session_key(redtls_conn *c)
-{
-    const redtls_config *cfg = &c->cfg;
-    snprintf(c->session_key, sizeof c->session_key, "%s|%u|%s", cfg->host ? cfg->host : "", (unsigned)cfg->port,
-             cfg->verify_name ? cfg->verify_name : (cfg->host ? cfg->host : ""));
-}
-
 /* One connection attempt (TCP, TLS, AUTH, SELECT, SETNAME); no attempt
  * phase may run past call_deadline. */
 static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
@@ -293,7 +288,7 @@ static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
     redtls__transport *tp = NULL;
     if (c->tls) {
         const char *name = cfg->verify_name ? cfg->verify_name : cfg->host;
-        st = redtls__tls_connect(c->tls, fd, name, c->session_key, hs_deadline, &tp, c->errmsg);
+        st = redtls__tls_connect(c->tls, fd, name, &c->session, hs_deadline, &tp, c->errmsg);
     } else {
         st = redtls__plain_transport(fd, &tp);
         if (st != REDTLS_OK) {

@@ -32,11 +32,13 @@ struct redtls_conn {
     int gave_up;             /* reconnect limits exhausted */
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
-    char session_key[300];   /* host|port|verify name, for TLS sessions */
+    redtls__tls_session session; /* for resumption on reconnect */
     char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
-    char rbuf[REDTLS__READ_CHUNK];
+    /* Read buffer, malloc'd apart from the handle: only the pages reads
+     * actually fill become resident, so idle connections stay small. */
+    char *rbuf;
 };
 
 /* Installs an already connected transport (TCP, TLS or the memory

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,16 +27,12 @@ static const char default_tls12_ciphers[] =
 #define REDTLS_BIO_TYPE (BIO_TYPE_SOURCE_SINK | 0x7d)
 
 struct redtls__tls_ctx {
+    atomic_int refs;
     SSL_CTX *ssl_ctx;
     BIO_METHOD *bio_method;
     int has_client_cert;
     int insecure;
     int resumption;
-    /* One cached session, for the server it was made with: a handle talks
-     * to one server (host, port, verify name); the trust settings are the
-     * context's own. */
-    SSL_SESSION *session;
-    char *session_key;
 };
 
 /* What the verify callback saw first: the reason a chain was refused. */
@@ -55,7 +52,7 @@ typedef struct tls_transport {
     int just_wrote;         /* the reply cannot be there yet: wait first */
     SSL *ssl;
     redtls__tls_ctx *ctx;
-    const char *session_key; /* borrowed from ctx while connected */
+    redtls__tls_session *slot; /* the connection's, outlives us */
     verify_note note;
 } tls_transport;
 
@@ -147,24 +144,20 @@ static int cert_cb(SSL *ssl, void *arg)
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     tls_transport *t = SSL_get_app_data(ssl);
-    if (!t || !t->ctx->resumption || !t->session_key)
+    if (!t || !t->ctx->resumption || !t->slot)
         return 0;
     SSL_SESSION *copy = SSL_SESSION_dup(sess);
     if (!copy)
         return 0;
-    redtls__tls_ctx *c = t->ctx;
-    if (!c->session_key || strcmp(c->session_key, t->session_key) != 0) {
-        char *key = OPENSSL_strdup(t->session_key);
-        if (!key) {
-            SSL_SESSION_free(copy);
-            return 0;
-        }
-        OPENSSL_free(c->session_key);
-        c->session_key = key;
-    }
-    SSL_SESSION_free(c->session);
-    c->session = copy;
+    SSL_SESSION_free(t->slot->session);
+    t->slot->session = copy;
     return 0; /* we did not keep OpenSSL's reference */
+}
+
+void redtls__tls_session_clear(redtls__tls_session *slot)
+{
+    SSL_SESSION_free(slot->session);
+    slot->session = NULL;
 }
 
 static void format_sans(X509 *cert, char *out, size_t outlen)
@@ -448,6 +441,7 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     }
     SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
     c->resumption = s->resumption;
+    atomic_init(&c->refs, 1);
     if (s->resumption) {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
@@ -464,12 +458,21 @@ fail:
     return st;
 }
 
+redtls__tls_ctx *redtls__tls_ctx_ref(redtls__tls_ctx *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
 void redtls__tls_ctx_free(redtls__tls_ctx *c)
 {
     if (!c)
         return;
-    SSL_SESSION_free(c->session);
-    OPENSSL_free(c->session_key);
+    /* A half-built context (failure inside redtls__tls_ctx_new) has no
+     * other owner. */
+    if (atomic_load_explicit(&c->refs, memory_order_relaxed) > 0 &&
+        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
     SSL_CTX_free(c->ssl_ctx);
     BIO_meth_free(c->bio_method);
     free(c);
@@ -661,7 +664,7 @@ static redtls_status tls_idle_check(redtls__transport *base, char *err)
 
 static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check};
 
-redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, const char *session_key,
+redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
                                   int64_t deadline, redtls__transport **out, char *err)
 {
     *out = NULL;
@@ -674,7 +677,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     t->fd = fd;
     t->has_client_cert = ctx->has_client_cert;
     t->ctx = ctx;
-    t->session_key = session_key;
+    t->slot = slot;
     redtls_status st = REDTLS_OK;
     BIO *bio = NULL;
     t->ssl = SSL_new(ctx->ssl_ctx);
@@ -708,10 +711,10 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
         goto fail;
     }
 
-    if (ctx->resumption && ctx->session && session_key && strcmp(ctx->session_key, session_key) == 0) {
+    if (ctx->resumption && slot && slot->session) {
         /* A fresh copy each time, so this connection's fate cannot spoil
-         * the cached one. */
-        SSL_SESSION *copy = SSL_SESSION_dup(ctx->session);
+         * the kept one. */
+        SSL_SESSION *copy = SSL_SESSION_dup(slot->session);
         if (copy) {
             SSL_set_session(t->ssl, copy);
             SSL_SESSION_free(copy);

@@ -20,12 +20,27 @@ typedef struct redtls__tls_settings {
     char *tls13_suites;
 } redtls__tls_settings;
 
+/* A client context: OpenSSL's SSL_CTX (trust store, client certificate,
+ * protocol settings) and our socket BIO method. Built once per
+ * configuration and shared, read-only, by the connections made from it
+ * (on any thread), so it is reference counted. */
 typedef struct redtls__tls_ctx redtls__tls_ctx;
 
-/* Builds the client context from settings. REDTLS_E_CONFIG names the part
- * that could not be loaded. */
+/* The session a connection keeps for its next handshake (one per
+ * connection: a connection always talks to the same server). */
+typedef struct redtls__tls_session {
+    void *session; /* SSL_SESSION, a private copy */
+} redtls__tls_session;
+
+/* Builds the client context from settings, with one reference.
+ * REDTLS_E_CONFIG names the part that could not be loaded. */
 redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx **out, char *err);
+/* Takes one more reference. */
+redtls__tls_ctx *redtls__tls_ctx_ref(redtls__tls_ctx *ctx);
+/* Drops a reference; the last one frees. Accepts NULL. */
 void redtls__tls_ctx_free(redtls__tls_ctx *ctx);
+/* Forgets a kept session. */
+void redtls__tls_session_clear(redtls__tls_session *slot);
 
 /* Parses a certificate chain and a private key and checks that they belong
  * together (used when the configuration is set, not at connect time). */
@@ -38,10 +53,9 @@ redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err);
 /* Runs the TLS handshake on a connected socket (taking ownership of fd, also
  * on failure), verifying the server certificate against verify_name (a DNS
  * name or an IP literal; SNI is sent for names). Timeouts are reported as
- * REDTLS_E_HANDSHAKE_TIMEOUT. session_key names the server (host, port,
- * verify name): the cached session is offered only to the same server, and
- * new sessions are cached under it (must outlive the transport). */
-redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, const char *session_key,
+ * REDTLS_E_HANDSHAKE_TIMEOUT. slot (may be NULL): the session offered for
+ * resumption and where new ones are kept; it must outlive the transport. */
+redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
                                   int64_t deadline, redtls__transport **out, char *err);
 
 /* 1 when the handshake resumed a cached session. */
