@@ -527,10 +527,43 @@ static void test_conn_null_accessors(void **state)
     assert_null(redtls_conn_peer_sans(NULL));
 }
 
+/* Connections made from one configuration share its TLS context; a later
+ * setting makes a new one for later connections only, and connections
+ * outlive the configuration. */
+static void test_tls_context_shared(void **state)
+{
+    (void)state;
+    redtls_config *cfg = NULL;
+    redtls_conn *a = NULL, *b = NULL, *c = NULL;
+    assert_status(redtls_config_new(&cfg), REDTLS_OK);
+    assert_status(redtls_conn_new(cfg, &a), REDTLS_OK);
+    assert_status(redtls_conn_new(cfg, &b), REDTLS_OK);
+    assert_non_null(a->tls);
+    assert_ptr_equal(a->tls, b->tls);
+    assert_status(redtls_config_set_tls_min_version(cfg, REDTLS_TLS_1_3), REDTLS_OK);
+    assert_null(cfg->tls_cache);
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    assert_ptr_not_equal(c->tls, a->tls);
+    redtls_config_free(cfg);
+    redtls_conn_free(a);
+    /* b still holds the first context; freeing it last releases it (ASan
+     * and valgrind runs check that nothing leaks or is freed twice). */
+    assert_non_null(b->tls);
+    redtls_conn_free(b);
+    redtls_conn_free(c);
+    /* Plain connections have none. */
+    cfg = unit_plain_config();
+    assert_status(redtls_conn_new(cfg, &a), REDTLS_OK);
+    assert_null(a->tls);
+    redtls_conn_free(a);
+    redtls_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_defaults),
+        cmocka_unit_test(test_tls_context_shared),
         cmocka_unit_test(test_null_handles),
         T(test_host_and_unix),
         T(test_tls_flags),
