@@ -402,9 +402,13 @@ REDTLS_EXTERN redtls_status redtls_config_set_tls_session_resumption(redtls_conf
 typedef struct redtls_conn redtls_conn;
 
 /* Creates a connection handle from a copy of cfg. Nothing is sent yet.
- * The TLS context (CA store, client certificate) is built here, so a CA
- * file that cannot be used fails now. Errors: REDTLS_E_INVALID,
- * REDTLS_E_NOMEM, REDTLS_E_CONFIG (details in redtls_config_errmsg(cfg)). */
+ * The TLS context (CA store, client certificate) is built by the first
+ * redtls_conn_new() on cfg (so a CA file that cannot be used fails now) and
+ * shared, read-only and reference counted, by every connection made from
+ * cfg until one of cfg's setters is called. cfg is written to (the shared
+ * context, the message), so it must not be used from two threads at once.
+ * Errors: REDTLS_E_INVALID, REDTLS_E_NOMEM, REDTLS_E_CONFIG (details in
+ * redtls_config_errmsg(cfg)). */
 REDTLS_EXTERN redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out);
 
 /* Closes (sending TLS close_notify when the connection is healthy) and frees.
