@@ -555,4 +555,6 @@ REDTLS_EXTERN const struct redisReply *redtls_reply_element(const struct redisRe
 }
 #endif
 
+#include <redtls/cluster.h>
+
 #endif /* REDTLS_REDTLS_H */
