@@ -130,7 +130,7 @@ step_analyze() {
   echo "-- clang-tidy"
   # Both tools run before the step fails, so one run lists every finding.
   set +e
-  printf '%s\n' "$ROOT"/lib/*.c | \
+  find "$ROOT/lib" -name "*.c" | sort | \
     xargs -P "$JOBS" -n 1 clang-tidy -p "$db" --quiet --warnings-as-errors='*' 2>/dev/null
   rc_tidy=$?
   echo "-- cppcheck"

@@ -44,7 +44,7 @@ static unsigned crc16(const unsigned char *p, size_t len)
 {
     unsigned crc = 0;
     for (size_t i = 0; i < len; i++)
-        crc = ((crc << 8) & 0xffffu) ^ crc16_table[((crc >> 8) ^ p[i]) & 0xffu];
+        crc = ((crc << 8) & 0xffffU) ^ crc16_table[((crc >> 8) ^ p[i]) & 0xffU];
     return crc;
 }
 
