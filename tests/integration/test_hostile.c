@@ -28,6 +28,19 @@ static long long scale = 1;
  * real server may legitimately need, not what a test should allocate. */
 #define MAX_BUFFER (4u * 1024u * 1024u)
 #define MAX_GROWTH_KB (16u * 1024u)
+/* AddressSanitizer keeps freed blocks in quarantine and adds shadow
+ * memory, so resident size says little about the library there: the bound
+ * is checked in the plain build (and the figure is printed in both). */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHECK_GROWTH 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHECK_GROWTH 0
+#endif
+#endif
+#ifndef CHECK_GROWTH
+#define CHECK_GROWTH 1
+#endif
 
 static struct {
     lab_server srv;
@@ -131,7 +144,8 @@ static const char *run_case(const char *name, const lab_hostile_opts *opts, redt
     assert_null(t.reply);
     assert_true(elapsed <= (COMMAND_MS + SLACK_MS) * scale);
     assert_int_equal(redtls_conn_is_connected(t.conn), 0);
-    assert_true(growth < MAX_GROWTH_KB);
+    if (CHECK_GROWTH)
+        assert_true(growth < MAX_GROWTH_KB);
     return redtls_conn_errmsg(t.conn);
 }
 
