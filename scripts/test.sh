@@ -114,7 +114,7 @@ step_fuzz() {
     -DREDTLS_FUZZ=ON \
     -DREDTLS_WERROR=ON \
     -DREDTLS_BUILD_EXAMPLES=OFF
-  cmake --build "$build" -j"$JOBS" --target fuzz_reply fuzz_url
+  cmake --build "$build" -j"$JOBS" --target fuzz_targets
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L fuzz
 }
 
