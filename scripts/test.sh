@@ -88,7 +88,7 @@ step_valgrind() {
     set +e
     (cd "$build/tests" && \
       REDTLS_TEST_SCRIPTS="$ROOT/scripts" REDTLS_TEST_CERTS="$build/tests/certs" \
-      REDTLS_TEST_WORKDIR="$build/tests/work/valgrind-$name" REDTLS_TEST_TIME_SCALE=10 \
+      REDTLS_TEST_WORKDIR="$build/tests/work/valgrind-$name" REDTLS_TEST_TIME_SCALE=10 REDTLS_TEST_NO_RSS_BOUND=1 \
       timeout 900 "${vg[@]}" "./integration_$name" >"$build/tests/integration_$name.valgrind.log" 2>&1)
     local rc=$?
     set -e

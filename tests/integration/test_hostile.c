@@ -144,7 +144,9 @@ static const char *run_case(const char *name, const lab_hostile_opts *opts, redt
     assert_null(t.reply);
     assert_true(elapsed <= (COMMAND_MS + SLACK_MS) * scale);
     assert_int_equal(redtls_conn_is_connected(t.conn), 0);
-    if (CHECK_GROWTH)
+    /* Valgrind, like ASan, holds freed blocks back (its free list), so the
+     * valgrind step sets REDTLS_TEST_NO_RSS_BOUND. */
+    if (CHECK_GROWTH && !getenv("REDTLS_TEST_NO_RSS_BOUND"))
         assert_true(growth < MAX_GROWTH_KB);
     return redtls_conn_errmsg(t.conn);
 }
