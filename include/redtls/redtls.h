@@ -412,7 +412,9 @@ typedef struct redtls_conn redtls_conn;
 REDTLS_EXTERN redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out);
 
 /* Closes (sending TLS close_notify when the connection is healthy) and frees.
- * Accepts NULL. Replies already returned stay valid. */
+ * Accepts NULL. Replies already returned stay valid. An event callback
+ * receives REDTLS_EVENT_DISCONNECTED from inside this call when a connection
+ * was open, so its userdata must still be valid here. */
 REDTLS_EXTERN void redtls_conn_free(redtls_conn *conn);
 
 /* Blocking connect: resolve, TCP connect (every address in turn, within the
