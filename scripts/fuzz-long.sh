@@ -2,7 +2,7 @@
 # Long libFuzzer run of one target, beyond the short deterministic replay
 # that `ctest -L fuzz` (scripts/test.sh step_fuzz) does.
 #
-# Usage: scripts/fuzz-long.sh TARGET SECONDS     (TARGET: fuzz_reply, fuzz_url, fuzz_topology)
+# Usage: scripts/fuzz-long.sh TARGET SECONDS     (TARGET: fuzz_reply, fuzz_url, fuzz_topology, fuzz_redirect)
 # Environment:
 #   FUZZ_JOBS   parallel fuzzing processes (default 1)
 #   FUZZ_BUILD  build folder (default build-fuzz)

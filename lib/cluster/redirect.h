@@ -1,0 +1,27 @@
+/* Cluster redirections: "-MOVED <slot> <endpoint>:<port>" and
+ * "-ASK <slot> <endpoint>:<port>" error replies. Parsing only; following
+ * them is the cluster client's job. */
+#ifndef REDTLS_CLUSTER_REDIRECT_H
+#define REDTLS_CLUSTER_REDIRECT_H
+
+#include "../common.h"
+
+typedef enum { REDTLS__NOT_REDIRECT = 0, REDTLS__MOVED = 1, REDTLS__ASK = 2 } redtls__redirect_kind;
+
+typedef struct redtls__redirect {
+    redtls__redirect_kind kind;
+    unsigned slot;
+    char host[256]; /* "" when the server gave no endpoint: the node is
+                     * reached at the address already in use for it */
+    uint16_t port;
+} redtls__redirect;
+
+/* Reads an error reply's text (without the leading '-'). Returns
+ * REDTLS__NOT_REDIRECT for any other error, and for a MOVED/ASK whose slot,
+ * endpoint or port does not parse (err says what), so a malformed
+ * redirection is handed to the caller as the error it is. The endpoint is
+ * everything up to the last ':' (so IPv6 addresses work, bracketed or
+ * not); "?" means unknown. */
+redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtls__redirect *out, char *err);
+
+#endif

@@ -1,0 +1,64 @@
+/* lib/cluster/redirect.c: MOVED and ASK error replies. */
+#include "unit_util.h"
+
+#include "cluster/redirect.h"
+
+static redtls__redirect_kind parse(const char *text, redtls__redirect *r, char *err)
+{
+    err[0] = '\0';
+    return redtls__redirect_parse(text, strlen(text), r, err);
+}
+
+static void test_moved_and_ask(void **state)
+{
+    (void)state;
+    redtls__redirect r;
+    char err[REDTLS__ERRMSG_MAX];
+    assert_int_equal(parse("MOVED 3999 127.0.0.1:6381", &r, err), REDTLS__MOVED);
+    assert_int_equal(r.slot, 3999);
+    assert_string_equal(r.host, "127.0.0.1");
+    assert_int_equal(r.port, 6381);
+    assert_int_equal(parse("ASK 16383 node-3.cache.example:7002", &r, err), REDTLS__ASK);
+    assert_int_equal(r.slot, 16383);
+    assert_string_equal(r.host, "node-3.cache.example");
+    assert_int_equal(parse("MOVED 0 ::1:7000", &r, err), REDTLS__MOVED);
+    assert_string_equal(r.host, "::1");
+    assert_int_equal(r.port, 7000);
+    assert_int_equal(parse("MOVED 1 [fe80::1]:7000", &r, err), REDTLS__MOVED);
+    assert_string_equal(r.host, "fe80::1");
+    /* No endpoint: the node is reached where it already is. */
+    assert_int_equal(parse("MOVED 12 :6380", &r, err), REDTLS__MOVED);
+    assert_string_equal(r.host, "");
+    assert_int_equal(r.port, 6380);
+}
+
+static void test_other_errors_and_malformed(void **state)
+{
+    (void)state;
+    redtls__redirect r;
+    char err[REDTLS__ERRMSG_MAX];
+    assert_int_equal(parse("ERR unknown command", &r, err), REDTLS__NOT_REDIRECT);
+    assert_string_equal(err, "");
+    assert_int_equal(parse("MOVEDX 1 h:1", &r, err), REDTLS__NOT_REDIRECT);
+    assert_int_equal(parse("TRYAGAIN Multiple keys request during rehashing of slot", &r, err), REDTLS__NOT_REDIRECT);
+    static const char *const bad[] = {"MOVED 16384 h:1", "MOVED -1 h:1", "MOVED x h:1", "MOVED 1", "MOVED 1 h",
+                                      "MOVED 1 h:", "MOVED 1 h:0", "MOVED 1 h:65536", "ASK 1 h:7x",
+                                      "MOVED 1 a b:1", "MOVED 99999999999 h:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(parse(bad[i], &r, err), REDTLS__NOT_REDIRECT);
+        assert_contains(err, "redirection with a bad");
+    }
+    char longhost[400] = "MOVED 1 ";
+    memset(longhost + 8, 'h', 300);
+    strcpy(longhost + 308, ":7000");
+    assert_int_equal(parse(longhost, &r, err), REDTLS__NOT_REDIRECT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_moved_and_ask),
+        cmocka_unit_test(test_other_errors_and_malformed),
+    };
+    return cmocka_run_group_tests_name("redirect", tests, NULL, NULL);
+}
