@@ -34,6 +34,24 @@ redtls_status redtls__str_set(char **dst, const char *src);
  * server that echoes arguments back cannot make us repeat a token. */
 void redtls__redact(char *text, size_t text_len, const redtls__secret *s);
 
+/* Parses s[0..len) as a plain decimal number (digits only, at most 10 of
+ * them) no larger than max. 0 on success, -1 otherwise. */
+static inline int redtls__parse_decimal(const char *s, size_t len, unsigned long max, unsigned long *out)
+{
+    unsigned long v = 0;
+    if (len == 0 || len > 10)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* Monotonic milliseconds. */
 int64_t redtls__now_ms(void);
 /* Absolute deadline timeout_ms from now; 0 means none (INT64_MAX). */

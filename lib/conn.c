@@ -466,14 +466,17 @@ static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
                         (long long)(wait > 0 ? wait : 0), c->last_cause);
 }
 
-static redtls_status check_idle_call(redtls_conn *c)
+/* Common start of a single command: no pipeline in progress, and a usable
+ * connection within the command's deadline. */
+static redtls_status begin_command(redtls_conn *c, int64_t *deadline)
 {
     c->errmsg[0] = '\0';
+    *deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
     if (c->pending > 0)
         return redtls__fail(c->errmsg, REDTLS_E_STATE,
                             "%zu pipelined replies are pending; read them with redtls_conn_get_reply first",
                             c->pending);
-    return REDTLS_OK;
+    return ensure_connected(c, *deadline);
 }
 
 /* Sends the single command in obuf[0..cmdlen) and reads its reply, with
@@ -535,13 +538,9 @@ redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int ar
     *reply = NULL;
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_idle_call(c);
-    if (st != REDTLS_OK)
-        return st;
-    int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
-    if ((st = ensure_connected(c, deadline)) != REDTLS_OK)
-        return st;
-    if ((st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK)
+    int64_t deadline;
+    redtls_status st = begin_command(c, &deadline);
+    if (st != REDTLS_OK || (st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK)
         return st;
     return finish_command(c, flags, c->olen, deadline, reply);
 }
@@ -584,11 +583,9 @@ redtls_status redtls_conn_command(redtls_conn *c, struct redisReply **reply, con
     *reply = NULL;
     if (!c)
         return REDTLS_E_INVALID;
-    redtls_status st = check_idle_call(c);
+    int64_t deadline;
+    redtls_status st = begin_command(c, &deadline);
     if (st != REDTLS_OK)
-        return st;
-    int64_t deadline = redtls__deadline_after(c->cfg.command_timeout_ms);
-    if ((st = ensure_connected(c, deadline)) != REDTLS_OK)
         return st;
     va_list ap;
     va_start(ap, fmt);
@@ -619,11 +616,12 @@ redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)
     return st;
 }
 
-/* Before queued commands are written: a connection, idle-checked. */
+/* Before queued commands are written: a connection, idle-checked when
+ * nothing is owed on it (with replies owed it is in use, not idle). */
 static redtls_status prepare_write(redtls_conn *c, int64_t deadline)
 {
-    if (c->unsent == 0 || in_flight(c) > 0 || c->lost > 0)
-        return c->tp || c->unsent == 0 ? REDTLS_OK : ensure_connected(c, deadline);
+    if (c->unsent == 0 || (c->tp && (in_flight(c) > 0 || c->lost > 0)))
+        return REDTLS_OK;
     return ensure_connected(c, deadline);
 }
 

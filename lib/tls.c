@@ -398,6 +398,7 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     redtls__tls_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    atomic_init(&c->refs, 1);
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());
     c->bio_method = BIO_meth_new(REDTLS_BIO_TYPE, "redtls socket");
     if (!c->ssl_ctx || !c->bio_method) {
@@ -441,7 +442,6 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     }
     SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
     c->resumption = s->resumption;
-    atomic_init(&c->refs, 1);
     if (s->resumption) {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
@@ -468,10 +468,7 @@ void redtls__tls_ctx_free(redtls__tls_ctx *c)
 {
     if (!c)
         return;
-    /* A half-built context (failure inside redtls__tls_ctx_new) has no
-     * other owner. */
-    if (atomic_load_explicit(&c->refs, memory_order_relaxed) > 0 &&
-        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     SSL_CTX_free(c->ssl_ctx);
     BIO_meth_free(c->bio_method);

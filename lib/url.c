@@ -60,23 +60,6 @@ static void free_secret_str(char *s)
     }
 }
 
-/* Parses a decimal number in [min, max] from s[0..len). */
-static int parse_uint(const char *s, size_t len, unsigned long max, unsigned long *out)
-{
-    unsigned long v = 0;
-    if (len == 0 || len > 10)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned long)(s[i] - '0');
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* A bounded, NUL-terminated copy of part of the URL for an error message.
  * Only parts that cannot hold the token are ever shown. */
 typedef struct shown {
@@ -145,13 +128,13 @@ static redtls_status apply_param(redtls_config *tmp, const char *key, size_t kle
         return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter tls_min='%s' must be 1.2 or 1.3", show(val, vlen).text);
     }
     if (KEY_IS("db")) {
-        if (parse_uint(val, vlen, 1000000, &n))
+        if (redtls__parse_decimal(val, vlen, 1000000, &n))
             return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter db='%s' is not a database number", show(val, vlen).text);
         return redtls_config_set_db(tmp, (int)n);
     }
     int which = KEY_IS("connect_timeout") ? 1 : KEY_IS("handshake_timeout") ? 2 : KEY_IS("timeout") ? 3 : 0;
     if (which) {
-        if (parse_uint(val, vlen, 86400000UL, &n))
+        if (redtls__parse_decimal(val, vlen, 86400000UL, &n))
             return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL timeout value '%s' is not a number of milliseconds", show(val, vlen).text);
         if (which == 1)
             return redtls_config_set_connect_timeout_ms(tmp, (unsigned)n);
@@ -237,7 +220,7 @@ static redtls_status apply_hostport(redtls_config *tmp, const char *hp, size_t l
     if (hlen == 0)
         return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL host is empty");
     unsigned long p = 6379;
-    if (port && (parse_uint(port, plen, 65535, &p) || p == 0))
+    if (port && (redtls__parse_decimal(port, plen, 65535, &p) || p == 0))
         /* Not echoed: in "user:token" with the '@host' forgotten, this
          * "port" is the token. */
         return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL port is not a number from 1 to 65535");
@@ -319,7 +302,7 @@ static redtls_status parse_into(redtls_config *tmp, const char *url, char **cert
         size_t plen = (size_t)(rest + restlen - auth_end);
         if (plen > 1) {
             unsigned long db;
-            if (parse_uint(auth_end + 1, plen - 1, 1000000, &db))
+            if (redtls__parse_decimal(auth_end + 1, plen - 1, 1000000, &db))
                 return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL path '%s' is not a database number", show(auth_end, plen).text);
             tmp->db = (int)db;
         }

@@ -2,23 +2,6 @@
 
 #include "redirect.h"
 
-/* Reads a decimal number (at most 10 digits, at most max) from s[0..len). */
-static int read_number(const char *s, size_t len, unsigned long max, unsigned long *out)
-{
-    unsigned long v = 0;
-    if (len == 0 || len > 10)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned long)(s[i] - '0');
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtls__redirect *out, char *err)
 {
     memset(out, 0, sizeof *out);
@@ -36,7 +19,7 @@ redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtl
     const char *p = text + skip, *end = text + len;
     const char *sp = memchr(p, ' ', (size_t)(end - p));
     unsigned long slot, port;
-    if (!sp || read_number(p, (size_t)(sp - p), 16383, &slot) != 0) {
+    if (!sp || redtls__parse_decimal(p, (size_t)(sp - p), 16383, &slot) != 0) {
         redtls__fail(err, REDTLS_E_PROTOCOL, "redirection with a bad slot");
         return REDTLS__NOT_REDIRECT;
     }
@@ -46,7 +29,7 @@ redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtl
     for (const char *q = ep; q < end; q++)
         if (*q == ':')
             colon = q;
-    if (!colon || read_number(colon + 1, (size_t)(end - colon - 1), 65535, &port) != 0 || port == 0) {
+    if (!colon || redtls__parse_decimal(colon + 1, (size_t)(end - colon - 1), 65535, &port) != 0 || port == 0) {
         redtls__fail(err, REDTLS_E_PROTOCOL, "redirection with a bad endpoint or port");
         return REDTLS__NOT_REDIRECT;
     }
