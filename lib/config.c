@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
@@ -31,8 +32,67 @@ redtls_status redtls__config_init(redtls_config *cfg)
     return redtls__str_set(&cfg->host, "127.0.0.1");
 }
 
+static void aliases_clear(redtls__host_aliases *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->v[i].from);
+        free(a->v[i].to);
+    }
+    free(a->v);
+    a->v = NULL;
+    a->n = 0;
+}
+
+static redtls_status aliases_copy(redtls__host_aliases *dst, const redtls__host_aliases *src)
+{
+    dst->v = NULL;
+    dst->n = 0;
+    if (src->n == 0)
+        return REDTLS_OK;
+    dst->v = calloc(src->n, sizeof *dst->v);
+    if (!dst->v)
+        return REDTLS_E_NOMEM;
+    for (size_t i = 0; i < src->n; i++) {
+        dst->n = i + 1;
+        dst->v[i].port = src->v[i].port;
+        if (redtls__str_set(&dst->v[i].from, src->v[i].from) || redtls__str_set(&dst->v[i].to, src->v[i].to))
+            return REDTLS_E_NOMEM;
+    }
+    return REDTLS_OK;
+}
+
+const char *redtls__alias_find(const redtls__host_aliases *a, const char *host, uint16_t port)
+{
+    const char *any = NULL;
+    for (size_t i = 0; i < a->n; i++) {
+        if (strcasecmp(a->v[i].from, host) != 0)
+            continue;
+        if (a->v[i].port == port)
+            return a->v[i].to;
+        if (a->v[i].port == 0 && !any)
+            any = a->v[i].to;
+    }
+    return any;
+}
+
+const char *redtls__config_connect_addr(const redtls_config *cfg, const char *host, uint16_t port)
+{
+    const char *to = redtls__alias_find(&cfg->resolve, host, port);
+    return to ? to : host;
+}
+
+const char *redtls__config_verify_name(const redtls_config *cfg, const char *host)
+{
+    if (cfg->verify_name)
+        return cfg->verify_name;
+    const char *to = redtls__alias_find(&cfg->verify_names, host, 0);
+    return to ? to : host;
+}
+
 void redtls__config_release(redtls_config *cfg)
 {
+    aliases_clear(&cfg->resolve);
+    aliases_clear(&cfg->verify_names);
     redtls__tls_ctx_free(cfg->tls_cache);
     free(cfg->host);
     free(cfg->unix_path);
@@ -77,7 +137,10 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
     dst->token.len = dst->token_alt.len = 0;
     dst->errmsg[0] = '\0';
     dst->tls_cache = NULL;
-    if (redtls__str_set(&dst->host, src->host) || redtls__str_set(&dst->unix_path, src->unix_path) ||
+    dst->resolve.v = dst->verify_names.v = NULL;
+    dst->resolve.n = dst->verify_names.n = 0;
+    if (aliases_copy(&dst->resolve, &src->resolve) || aliases_copy(&dst->verify_names, &src->verify_names) ||
+        redtls__str_set(&dst->host, src->host) || redtls__str_set(&dst->unix_path, src->unix_path) ||
         redtls__str_set(&dst->verify_name, src->verify_name) || redtls__str_set(&dst->user, src->user) ||
         redtls__str_set(&dst->client_name, src->client_name) ||
         redtls__str_set(&dst->tls.ca_file, src->tls.ca_file) || redtls__str_set(&dst->tls.ca_dir, src->tls.ca_dir) ||
@@ -342,6 +405,69 @@ redtls_status redtls_config_set_verify_name(redtls_config *cfg, const char *name
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "verify name must be non-empty");
     if (redtls__str_set(&cfg->verify_name, name))
         return nomem(cfg);
+    return REDTLS_OK;
+}
+
+/* Copies host without the brackets of "[::1]" into a new string. */
+static char *unbracket(const char *host)
+{
+    size_t n = strlen(host);
+    if (host[0] == '[' && n > 2 && host[n - 1] == ']')
+        return strndup(host + 1, n - 2);
+    return strdup(host);
+}
+
+static redtls_status alias_add(redtls_config *cfg, redtls__host_aliases *a, const char *from, uint16_t port,
+                               const char *to)
+{
+    /* A later entry for the same host and port replaces the earlier one. */
+    char *f = unbracket(from);
+    char *t = unbracket(to);
+    if (!f || !t) {
+        free(f);
+        free(t);
+        return nomem(cfg);
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->v[i].port == port && strcasecmp(a->v[i].from, f) == 0) {
+            free(f);
+            free(a->v[i].to);
+            a->v[i].to = t;
+            return REDTLS_OK;
+        }
+    }
+    redtls__host_alias *v = realloc(a->v, (a->n + 1) * sizeof *v);
+    if (!v) {
+        free(f);
+        free(t);
+        return nomem(cfg);
+    }
+    a->v = v;
+    a->v[a->n++] = (redtls__host_alias){f, port, t};
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_add_resolve(redtls_config *cfg, const char *host, uint16_t port, const char *address)
+{
+    CHECK_CFG(cfg);
+    if (!host || !host[0] || !address || !address[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "resolve entry needs a host and an address");
+    return alias_add(cfg, &cfg->resolve, host, port, address);
+}
+
+redtls_status redtls_config_map_verify_name(redtls_config *cfg, const char *host, const char *name)
+{
+    CHECK_CFG(cfg);
+    if (!host || !host[0] || !name || !name[0])
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "verify-name mapping needs a host and a name");
+    return alias_add(cfg, &cfg->verify_names, host, 0, name);
+}
+
+redtls_status redtls_config_clear_host_maps(redtls_config *cfg)
+{
+    CHECK_CFG(cfg);
+    aliases_clear(&cfg->resolve);
+    aliases_clear(&cfg->verify_names);
     return REDTLS_OK;
 }
 

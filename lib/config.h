@@ -5,12 +5,29 @@
 #include "reader.h"
 #include "tls.h"
 
+/* One address override or verify-name mapping. */
+typedef struct redtls__host_alias {
+    char *from;    /* host as asked (unbracketed), compared case-insensitively */
+    uint16_t port; /* 0: any port */
+    char *to;      /* address to connect to, or name to verify */
+} redtls__host_alias;
+
+typedef struct redtls__host_aliases {
+    redtls__host_alias *v;
+    size_t n;
+} redtls__host_aliases;
+
+/* The entry for host:port (an exact port wins over port 0), or NULL. */
+const char *redtls__alias_find(const redtls__host_aliases *a, const char *host, uint16_t port);
+
 struct redtls_config {
     char *host;
     uint16_t port;
     char *unix_path;
     int use_tls;
     char *verify_name;
+    redtls__host_aliases resolve;      /* connect address overrides */
+    redtls__host_aliases verify_names; /* announced host -> name to verify */
     redtls__tls_settings tls;
     char *user;
     redtls__secret token;
@@ -34,6 +51,7 @@ struct redtls_config {
     unsigned max_attempts, max_outage_ms;
     unsigned health_check_ms;
     unsigned tcp_user_timeout_ms;
+    int cluster_readonly; /* internal: send READONLY after setup (replica reads) */
     char errmsg[REDTLS__ERRMSG_MAX];
 };
 
@@ -48,6 +66,11 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src);
 /* The shared TLS context for cfg's settings, built on first use; the
  * caller gets its own reference. */
 redtls_status redtls__config_tls_ctx(redtls_config *cfg, redtls__tls_ctx **out);
+
+/* Where to connect for host:port (an override, or host itself) and the
+ * name to verify there (fixed name, mapped name, or host). */
+const char *redtls__config_connect_addr(const redtls_config *cfg, const char *host, uint16_t port);
+const char *redtls__config_verify_name(const redtls_config *cfg, const char *host);
 
 /* Reads a whole file into memory (for certificates and keys); the caller
  * frees it (wiping it first when it is a key). */

@@ -279,7 +279,7 @@ static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
     if (cfg->unix_path)
         st = redtls__unix_connect(cfg->unix_path, deadline, &fd, c->errmsg);
     else
-        st = redtls__tcp_connect(cfg->host, cfg->port, deadline, cfg->tcp_user_timeout_ms, &fd, c->errmsg);
+        st = redtls__tcp_connect(redtls__config_connect_addr(cfg, cfg->host, cfg->port), cfg->port, deadline, cfg->tcp_user_timeout_ms, &fd, c->errmsg);
     if (st != REDTLS_OK)
         return st;
     /* The handshake timeout starts once TCP is up and covers TLS plus the
@@ -287,7 +287,7 @@ static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
     int64_t hs_deadline = redtls__deadline_min(redtls__deadline_after(cfg->handshake_timeout_ms), call_deadline);
     redtls__transport *tp = NULL;
     if (c->tls) {
-        const char *name = cfg->verify_name ? cfg->verify_name : cfg->host;
+        const char *name = redtls__config_verify_name(cfg, cfg->host);
         st = redtls__tls_connect(c->tls, fd, name, &c->session, hs_deadline, &tp, c->errmsg);
     } else {
         st = redtls__plain_transport(fd, &tp);
@@ -354,10 +354,12 @@ redtls_status redtls_conn_connect(redtls_conn *c)
     redtls_conn_close(c);
     attempt_succeeded(c); /* an explicit connect starts afresh */
     redtls_status st = connect_once(c, REDTLS__NO_DEADLINE);
-    if (st == REDTLS_OK)
+    if (st == REDTLS_OK) {
         attempt_succeeded(c);
-    else
+    } else {
+        c->last_status = st;
         attempt_failed(c);
+    }
     return st;
 }
 
@@ -416,7 +418,32 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
 
 /* Makes sure there is a usable connection before commands are written,
  * reconnecting within the call's deadline as the backoff allows. */
+static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int once);
+
 static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
+{
+    return ensure_connected_n(c, deadline, 0);
+}
+
+redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline)
+{
+    c->errmsg[0] = '\0';
+    return ensure_connected_n(c, deadline, 1);
+}
+
+redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t len)
+{
+    redtls_status st = redtls__buf_append(&c->obuf, &c->olen, &c->ocap, bytes, len);
+    if (st != REDTLS_OK)
+        return redtls__fail(c->errmsg, st, "out of memory");
+    c->pending++;
+    c->unsent++;
+    return REDTLS_OK;
+}
+
+/* once: at most one attempt, and no waiting for the backoff (the cluster
+ * layer decides where to go instead). */
+static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int once)
 {
     int was_connected = c->tp != NULL;
     check_idle_connection(c, deadline);
@@ -438,7 +465,7 @@ static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
     for (;;) {
         int64_t now = redtls__now_ms();
         if (c->next_attempt > now) {
-            if (c->next_attempt >= deadline)
+            if (once || c->next_attempt >= deadline)
                 break;
             sleep_until(c->next_attempt);
         }
@@ -452,8 +479,9 @@ static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
             return REDTLS_OK;
         }
         last = st;
+        c->last_status = st;
         attempt_failed(c);
-        if (c->gave_up || redtls__now_ms() >= deadline)
+        if (once || c->gave_up || redtls__now_ms() >= deadline)
             break;
     }
     int64_t wait = c->next_attempt - redtls__now_ms();

@@ -33,6 +33,7 @@ struct redtls_conn {
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
     redtls__tls_session session; /* for resumption on reconnect */
+    redtls_status last_status; /* of the last failed attempt */
     char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
@@ -76,6 +77,13 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline);
 redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline);
 /* 1 when the handle has credentials to send. */
 int redtls__has_credentials(const redtls_conn *c);
+
+/* For the cluster layer. ensure_once: make sure the connection is usable
+ * (idle check, pending re-AUTH) with at most one connect attempt and no
+ * waiting for the backoff: REDTLS_E_UNAVAILABLE when the next attempt is
+ * not due yet. append_raw: queue one already framed command. */
+redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline);
+redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t len);
 
 /* Reports an event to the configured callback, if any. */
 void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...) REDTLS_PRINTF(3, 4);

@@ -81,5 +81,13 @@ redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
             return refused(c, "CLIENT SETNAME", r);
         freeReplyObject(r);
     }
+    if (cfg->cluster_readonly) {
+        const char *argv[] = {"READONLY"};
+        if ((st = roundtrip(c, 1, argv, deadline, &r)) != REDTLS_OK)
+            return st;
+        if (r->type == REDIS_REPLY_ERROR)
+            return refused(c, "READONLY", r);
+        freeReplyObject(r);
+    }
     return REDTLS_OK;
 }

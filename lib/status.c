@@ -30,6 +30,8 @@ const char *redtls_strerror(redtls_status status)
     case REDTLS_E_STATE: return "operation not valid in the current state";
     case REDTLS_E_OUTCOME_UNKNOWN: return "connection lost: the command may or may not have run";
     case REDTLS_E_UNAVAILABLE: return "server unavailable: reconnect not possible within the deadline";
+    case REDTLS_E_CLUSTER_REDIRECTS: return "cluster: too many redirections";
+    case REDTLS_E_CLUSTER_TOPOLOGY: return "cluster: no usable slot map";
     }
     return "unknown status";
 }

@@ -135,7 +135,14 @@ typedef enum redtls_status {
      * reconnect backoff schedules the next attempt later (or the reconnect
      * limits are exhausted); the message gives the last cause. The command
      * was not sent. */
-    REDTLS_E_UNAVAILABLE = 23
+    REDTLS_E_UNAVAILABLE = 23,
+    /* Cluster: a command was redirected (MOVED/ASK) more times than the
+     * redirect limit allows; the message names the slot and the last
+     * target. The last redirection was not followed. */
+    REDTLS_E_CLUSTER_REDIRECTS = 24,
+    /* Cluster: no usable slot map (no seed or node answered CLUSTER SLOTS
+     * with a valid map), or the slot of a command has no master in it. */
+    REDTLS_E_CLUSTER_TOPOLOGY = 25
 } redtls_status;
 
 /* Static, human-readable description of a status. Never NULL. */
@@ -252,6 +259,28 @@ REDTLS_EXTERN redtls_status redtls_config_set_client_cert_pem(redtls_config *cfg
  * differs from the host connected to (an IP address, a tunnel endpoint).
  * NULL restores the default: the connect host. */
 REDTLS_EXTERN redtls_status redtls_config_set_verify_name(redtls_config *cfg, const char *name);
+
+/* Address override, like curl's --resolve: when asked to connect to
+ * host:port, connect to address instead (an IP address or another name,
+ * e.g. the local end of an SSH tunnel or a bastion), while SNI and
+ * certificate verification still use host. port 0 matches any port; an
+ * exact port wins over 0; a second entry for the same host and port
+ * replaces the first. Applies to the configured host and, in cluster
+ * mode, to every node address the cluster announces or redirects to. */
+REDTLS_EXTERN redtls_status redtls_config_add_resolve(redtls_config *cfg, const char *host, uint16_t port,
+                                                      const char *address);
+
+/* Verify-name mapping: a connection to host (as configured or as announced
+ * by a cluster) sends SNI and checks the certificate against name instead
+ * of host. For clusters that announce bare IP addresses while their
+ * certificates carry DNS names: map each announced address to its node's
+ * name. A name fixed with redtls_config_set_verify_name() takes precedence
+ * over every mapping (one name for every node, e.g. a wildcard
+ * certificate's "node.example.com"). */
+REDTLS_EXTERN redtls_status redtls_config_map_verify_name(redtls_config *cfg, const char *host, const char *name);
+
+/* Removes every address override and verify-name mapping. */
+REDTLS_EXTERN redtls_status redtls_config_clear_host_maps(redtls_config *cfg);
 
 /* Lowest TLS version accepted: REDTLS_TLS_1_2 (default) or REDTLS_TLS_1_3. */
 REDTLS_EXTERN redtls_status redtls_config_set_tls_min_version(redtls_config *cfg, redtls_tls_version v);

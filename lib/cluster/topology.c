@@ -201,7 +201,7 @@ redtls_status redtls__topology_parse(const struct redisReply *slots, const char 
     return REDTLS_OK;
 }
 
-long redtls__topology_master(const redtls__topology *t, unsigned slot)
+const redtls__slot_range *redtls__topology_find(const redtls__topology *t, unsigned slot)
 {
     size_t lo = 0, hi = t->nranges;
     while (lo < hi) {
@@ -212,7 +212,13 @@ long redtls__topology_master(const redtls__topology *t, unsigned slot)
         else if (slot > r->end)
             lo = mid + 1;
         else
-            return (long)r->master;
+            return r;
     }
-    return -1;
+    return NULL;
+}
+
+long redtls__topology_master(const redtls__topology *t, unsigned slot)
+{
+    const redtls__slot_range *r = redtls__topology_find(t, slot);
+    return r ? (long)r->master : -1;
 }

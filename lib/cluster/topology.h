@@ -42,6 +42,9 @@ typedef struct redtls__topology {
 redtls_status redtls__topology_parse(const struct redisReply *slots, const char *asked_host,
                                      redtls__topology **out, char *err);
 
+/* The range holding slot, or NULL. */
+const redtls__slot_range *redtls__topology_find(const redtls__topology *t, unsigned slot);
+
 /* Index of the master serving slot, or -1 when no range covers it. */
 long redtls__topology_master(const redtls__topology *t, unsigned slot);
 

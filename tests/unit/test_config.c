@@ -559,6 +559,50 @@ static void test_tls_context_shared(void **state)
     redtls_config_free(cfg);
 }
 
+
+/* Address overrides and verify-name mappings: lookup rules, replacement,
+ * bracket handling, precedence of the fixed name, deep copies. */
+static void test_host_maps(void **state)
+{
+    redtls_config *cfg = *state;
+    assert_int_equal(redtls_config_add_resolve(NULL, "a", 1, "b"), REDTLS_E_INVALID);
+    assert_int_equal(redtls_config_add_resolve(cfg, "", 1, "b"), REDTLS_E_INVALID);
+    assert_int_equal(redtls_config_add_resolve(cfg, "a", 1, NULL), REDTLS_E_INVALID);
+    assert_int_equal(redtls_config_map_verify_name(cfg, "10.0.0.1", ""), REDTLS_E_INVALID);
+
+    assert_int_equal(redtls_config_add_resolve(cfg, "node.example", 0, "10.0.0.9"), REDTLS_OK);
+    assert_int_equal(redtls_config_add_resolve(cfg, "Node.Example", 7001, "10.0.0.1"), REDTLS_OK);
+    assert_int_equal(redtls_config_add_resolve(cfg, "[::1]", 6379, "[fe80::1]"), REDTLS_OK);
+    /* An exact port wins over "any port"; names compare case-insensitively. */
+    assert_string_equal(redtls__config_connect_addr(cfg, "node.example", 7001), "10.0.0.1");
+    assert_string_equal(redtls__config_connect_addr(cfg, "NODE.example", 7002), "10.0.0.9");
+    assert_string_equal(redtls__config_connect_addr(cfg, "other", 7001), "other");
+    assert_string_equal(redtls__config_connect_addr(cfg, "::1", 6379), "fe80::1");
+    assert_string_equal(redtls__config_connect_addr(cfg, "::1", 6380), "::1");
+    /* A second entry for the same host and port replaces the first. */
+    assert_int_equal(redtls_config_add_resolve(cfg, "node.example", 7001, "10.0.0.2"), REDTLS_OK);
+    assert_string_equal(redtls__config_connect_addr(cfg, "node.example", 7001), "10.0.0.2");
+    assert_int_equal(cfg->resolve.n, 3);
+
+    /* Verify names: mapping, then a fixed name over every mapping. */
+    assert_string_equal(redtls__config_verify_name(cfg, "10.0.0.5"), "10.0.0.5");
+    assert_int_equal(redtls_config_map_verify_name(cfg, "10.0.0.5", "node5.example"), REDTLS_OK);
+    assert_string_equal(redtls__config_verify_name(cfg, "10.0.0.5"), "node5.example");
+    assert_int_equal(redtls_config_set_verify_name(cfg, "fixed.example"), REDTLS_OK);
+    assert_string_equal(redtls__config_verify_name(cfg, "10.0.0.5"), "fixed.example");
+    assert_int_equal(redtls_config_set_verify_name(cfg, NULL), REDTLS_OK);
+
+    /* A connection's copy keeps them; clearing the config does not reach it. */
+    redtls_config copy;
+    assert_int_equal(redtls__config_copy(&copy, cfg), REDTLS_OK);
+    assert_int_equal(redtls_config_clear_host_maps(cfg), REDTLS_OK);
+    assert_string_equal(redtls__config_connect_addr(cfg, "node.example", 7001), "node.example");
+    assert_string_equal(redtls__config_verify_name(cfg, "10.0.0.5"), "10.0.0.5");
+    assert_string_equal(redtls__config_connect_addr(&copy, "node.example", 7001), "10.0.0.2");
+    assert_string_equal(redtls__config_verify_name(&copy, "10.0.0.5"), "node5.example");
+    redtls__config_release(&copy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -572,6 +616,7 @@ int main(void)
         T(test_client_cert),
         T(test_client_cert_file),
         T(test_ciphers),
+        T(test_host_maps),
         T(test_credentials_and_names),
         T(test_timeouts_and_limits),
         T(test_conn_copies_config),

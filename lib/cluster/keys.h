@@ -1,0 +1,38 @@
+/* Which arguments of a command are keys, for Redis Cluster routing, and
+ * whether the command is read-only. A static table of the Redis 7.0/7.2
+ * commands (see keys.c); no COMMAND round trip. */
+#ifndef REDTLS_CLUSTER_KEYS_H
+#define REDTLS_CLUSTER_KEYS_H
+
+#include <stddef.h>
+
+/* argv[0] (and the subcommand for container commands) is in the table. */
+#define REDTLS__CMD_KNOWN 1u
+/* Read-only command (Redis flag "readonly"): may be served by a replica
+ * after READONLY. */
+#define REDTLS__CMD_READONLY 2u
+/* Known command, but its key layout cannot be read from argv (numkeys not a
+ * number or out of range, STREAMS missing, too few args): the caller sends
+ * it anywhere and lets the server report the error. */
+#define REDTLS__CMD_MALFORMED 4u
+/* Known command that takes no keys. */
+#define REDTLS__CMD_NOKEYS 8u
+
+/* Finds the key arguments of a command. argv/lens as in the redtls API
+ * (binary safe; lens may be NULL for C strings). Command and subcommand
+ * names match case-insensitively. Writes up to cap argument indexes (into
+ * argv) into pos, in the order the keys appear, and returns the total number
+ * of keys (which may exceed cap: call again with a bigger array). *flags
+ * receives the REDTLS__CMD_* bits. Never allocates, never reads past
+ * argv[argc-1].
+ *
+ * A MALFORMED command reports 0 keys. Shard channels (SPUBLISH, SSUBSCRIBE,
+ * SUNSUBSCRIBE) count as keys: they hash to a slot the same way. An unknown
+ * command (a module's) or an unknown subcommand reports 0 keys and no
+ * flags. A container command without its subcommand is KNOWN and
+ * MALFORMED when some of its subcommands take keys (OBJECT, MEMORY, XINFO,
+ * XGROUP), KNOWN and NOKEYS otherwise. */
+size_t redtls__command_keys(int argc, const char *const *argv, const size_t *lens, size_t *pos, size_t cap,
+                            unsigned *flags);
+
+#endif
