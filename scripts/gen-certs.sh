@@ -22,6 +22,12 @@
 #   weak.crt/.key           full SANs, RSA 1024 (refused at security level 2)
 #   capath/                 ca.crt under its subject hash (openssl rehash)
 #   bundle.crt              ca2.crt followed by ca.crt (multi-cert PEM)
+# Cluster (tests/harness/lab_cluster.c; serverAuth+clientAuth, because redis
+# nodes also present them as clients on the cluster bus and replication):
+#   node1.crt/.key .. node6.crt/.key  SAN DNS:nodeN.cluster.test only (no IP
+#                           SAN, no localhost: clients must verify each node
+#                           by the host name it announces)
+#   cluster-wildcard.crt/.key  SAN DNS:*.cluster.test only
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -29,7 +35,7 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 DIR=$1
-STAMP_VERSION=1
+STAMP_VERSION=2
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
@@ -118,6 +124,10 @@ for n in server expired notyet wrongname nameonly wildcard untrusted client clie
     ec_key "$n.key"
 done
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out weak.key 2>/dev/null
+NODES="node1 node2 node3 node4 node5 node6"
+for n in $NODES cluster-wildcard; do
+    ec_key "$n.key"
+done
 
 issue server ca localhost serverAuth "$FULL_SAN"
 issue client ca redtls-client clientAuth ""
@@ -129,6 +139,10 @@ issue wildcard ca "*.test.example" serverAuth "DNS:*.test.example"
 issue untrusted ca2 localhost serverAuth "$FULL_SAN"
 issue client-untrusted ca2 redtls-client clientAuth ""
 issue weak ca localhost serverAuth "$FULL_SAN"
+for n in $NODES; do
+    issue "$n" ca "$n.cluster.test" "serverAuth, clientAuth" "DNS:$n.cluster.test"
+done
+issue cluster-wildcard ca "*.cluster.test" "serverAuth, clientAuth" "DNS:*.cluster.test"
 
 ec_key selfsigned.key
 openssl req -x509 -new -key selfsigned.key -subj "/O=redtls tests/CN=localhost" -days 825 -sha256 \
@@ -148,7 +162,7 @@ chmod 755 capath
 chmod 644 capath/*
 
 for f in ca ca2 server client expired notyet wrongname nameonly wildcard selfsigned \
-         untrusted client-untrusted weak; do
+         untrusted client-untrusted weak $NODES cluster-wildcard; do
     mv -f "$f.crt" "$f.key" "$DIR/"
 done
 mv -f bundle.crt "$DIR/"
