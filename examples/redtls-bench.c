@@ -49,6 +49,8 @@ enum {
     OPT_SEED,
     OPT_TIMEOUT,
     OPT_IDLE,
+    OPT_CLUSTER,
+    OPT_RESOLVE,
     OPT_HELP
 };
 
@@ -64,6 +66,8 @@ static const struct option long_options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"idle", required_argument, NULL, OPT_IDLE},
+    {"cluster", no_argument, NULL, OPT_CLUSTER},
+    {"resolve", required_argument, NULL, OPT_RESOLVE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -88,6 +92,9 @@ struct bench_options {
     int mix;
     int ntests;
     enum test_kind tests[MAX_TESTS];
+    int cluster; /* the URL's host:port seeds a cluster handle per -c */
+    int nresolve;
+    const char *resolve[32]; /* HOST:ADDR, any port */
 };
 
 static void usage(FILE *out)
@@ -121,6 +128,10 @@ static void usage(FILE *out)
           "      --connect N    connect mode\n"
           "      --idle N       memory mode: open N connections, report resident\n"
           "                     memory per idle connection\n"
+          "      --cluster      cluster mode: one cluster handle per -c, the URL's\n"
+          "                     host:port as seed; commands routed by key slot\n"
+          "      --resolve HOST:ADDR  connect to ADDR when asked for HOST (any port),\n"
+          "                     still verifying HOST; repeatable\n"
           "      --csv          CSV lines (a header, then one line per result)\n"
           "      --json         one JSON object per line\n"
           "      --help         print this help and exit\n"
@@ -252,6 +263,12 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
             if (parse_number(optarg, 1, 100000, &o->idle_n) != 0)
                 return usage_error("bad --idle '%s'", optarg);
             break;
+        case OPT_CLUSTER: o->cluster = 1; break;
+        case OPT_RESOLVE:
+            if (o->nresolve == 32 || strchr(optarg, ':') == NULL)
+                return usage_error("bad --resolve '%s' (HOST:ADDR, at most 32)", optarg);
+            o->resolve[o->nresolve++] = optarg;
+            break;
         case OPT_CSV: o->format = FORMAT_CSV; break;
         case OPT_JSON: o->format = FORMAT_JSON; break;
         case OPT_HELP: usage(stdout); return EXIT_DONE;
@@ -295,6 +312,16 @@ static int apply_options(const struct bench_options *o, redtls_config *cfg)
         APPLY("--user", redtls_config_set_user(cfg, o->user));
     if (o->token != NULL)
         APPLY("--token", redtls_config_set_token(cfg, o->token));
+    for (int i = 0; i < o->nresolve; i++) {
+        char host[256];
+        const char *colon = strchr(o->resolve[i], ':');
+        size_t n = (size_t)(colon - o->resolve[i]);
+        if (n == 0 || n >= sizeof host)
+            return usage_error("bad --resolve '%s'", o->resolve[i]);
+        memcpy(host, o->resolve[i], n);
+        host[n] = '\0';
+        APPLY("--resolve", redtls_config_add_resolve(cfg, host, 0, colon + 1));
+    }
     if (o->timeout_ms != -1) {
         unsigned ms = (unsigned)o->timeout_ms;
         APPLY("--timeout", redtls_config_set_connect_timeout_ms(cfg, ms));
@@ -485,6 +512,19 @@ struct result {
     long errors;
 };
 
+static void fill_result(struct result *res, long done, long errors, const struct histogram *hist, uint64_t wall_ns,
+                        uint64_t cpu)
+{
+    res->requests = done;
+    res->seconds = (double)wall_ns / 1e9;
+    res->ops_per_sec = res->seconds > 0 ? (double)done / res->seconds : 0.0;
+    res->p50_us = hist_percentile(hist, 0.50) / 1e3;
+    res->p99_us = hist_percentile(hist, 0.99) / 1e3;
+    res->p999_us = hist_percentile(hist, 0.999) / 1e3;
+    res->cpu_us_per_op = (double)cpu / 1e3 / (double)done;
+    res->errors = errors;
+}
+
 static int run_one(const struct bench_options *o, redtls_conn **conns, struct prepared_cmd *cmds, int ncmds,
                    uint64_t *rng, struct histogram *hist, struct result *res)
 {
@@ -561,20 +601,73 @@ static int run_one(const struct bench_options *o, redtls_conn **conns, struct pr
     t_end = now_ns();
     cpu_end = cpu_ns();
 
-    res->requests = done;
-    res->seconds = (double)(t_end - t_start) / 1e9;
-    res->ops_per_sec = res->seconds > 0 ? (double)done / res->seconds : 0.0;
-    res->p50_us = hist_percentile(hist, 0.50) / 1e3;
-    res->p99_us = hist_percentile(hist, 0.99) / 1e3;
-    res->p999_us = hist_percentile(hist, 0.999) / 1e3;
-    res->cpu_us_per_op = (double)(cpu_end - cpu_start) / 1e3 / (double)done;
-    res->errors = errors;
+    fill_result(res, done, errors, hist, t_end - t_start, cpu_end - cpu_start);
     if (errors > 0)
         rc = EXIT_ERROR_REPLY;
 out:
     free(batch);
     free(written_at);
     return rc;
+}
+
+/* Cluster mode: the same loop over cluster handles. Each handle's batch is
+ * written to every node it touches before any reply is read. */
+static int run_one_cluster(const struct bench_options *o, redtls_cluster **cls, struct prepared_cmd *cmds,
+                           int ncmds, uint64_t *rng, struct histogram *hist, struct result *res)
+{
+    long done = 0, errors = 0;
+    uint64_t t_start, t_end, cpu_start, cpu_end;
+    int next_cmd = 0;
+
+    memset(hist, 0, sizeof(*hist));
+    cpu_start = cpu_ns();
+    t_start = now_ns();
+    while (done < o->requests) {
+        long i, k;
+        for (i = 0; i < o->conns && done < o->requests; i++) {
+            long n = o->requests - done < o->pipeline ? o->requests - done : o->pipeline;
+            uint64_t t0 = now_ns();
+            for (k = 0; k < n; k++) {
+                struct prepared_cmd *p = &cmds[next_cmd];
+                struct redisReply *reply = NULL;
+                redtls_status st;
+                if (++next_cmd == ncmds)
+                    next_cmd = 0;
+                randomize_key(p, rng, (uint64_t)o->keyspace);
+                if (n == 1) {
+                    st = redtls_cluster_command_argv(cls[i], 0, p->argc, p->argv, p->argvlen, &reply);
+                    if (st == REDTLS_OK)
+                        goto got;
+                } else {
+                    st = redtls_cluster_append_argv(cls[i], 0, p->argc, p->argv, p->argvlen);
+                    if (st == REDTLS_OK)
+                        continue;
+                }
+                fprintf(stderr, "redtls-bench: %s\n", redtls_cluster_errmsg(cls[i]));
+                return EXIT_CONNECT;
+            got:
+                hist_record(hist, now_ns() - t0);
+                errors += redtls_reply_type(reply) == REDTLS_REPLY_ERROR;
+                redtls_reply_free(reply);
+            }
+            for (k = 0; n > 1 && k < n; k++) {
+                struct redisReply *reply = NULL;
+                redtls_status st = redtls_cluster_get_reply(cls[i], &reply);
+                if (st != REDTLS_OK) {
+                    fprintf(stderr, "redtls-bench: %s\n", redtls_cluster_errmsg(cls[i]));
+                    return EXIT_CONNECT;
+                }
+                hist_record(hist, now_ns() - t0);
+                errors += redtls_reply_type(reply) == REDTLS_REPLY_ERROR;
+                redtls_reply_free(reply);
+            }
+            done += n;
+        }
+    }
+    t_end = now_ns();
+    cpu_end = cpu_ns();
+    fill_result(res, done, errors, hist, t_end - t_start, cpu_end - cpu_start);
+    return errors > 0 ? EXIT_ERROR_REPLY : EXIT_DONE;
 }
 
 static void print_throughput_header(const struct bench_options *o, const char *url, const char *transport)
@@ -618,6 +711,7 @@ static void print_throughput(const struct bench_options *o, const char *transpor
 static int run_throughput(const struct bench_options *o, redtls_config *cfg, const char *url)
 {
     redtls_conn **conns = calloc((size_t)o->conns, sizeof(*conns));
+    redtls_cluster **cls = NULL;
     struct prepared_cmd *cmds = calloc(MAX_TESTS, sizeof(*cmds));
     struct histogram *hist = malloc(sizeof(*hist));
     char *value = malloc((size_t)o->datasize + 1);
@@ -636,7 +730,27 @@ static int run_throughput(const struct bench_options *o, redtls_config *cfg, con
     memset(value, 'x', (size_t)o->datasize);
     value[o->datasize] = '\0';
 
-    for (i = 0; i < o->conns; i++) {
+    if (o->cluster) {
+        cls = calloc((size_t)o->conns, sizeof(*cls));
+        if (cls == NULL) {
+            rc = EXIT_CONNECT;
+            goto out;
+        }
+        for (i = 0; i < o->conns; i++) {
+            st = redtls_cluster_new(cfg, NULL, &cls[i]);
+            if (st != REDTLS_OK) {
+                rc = config_failed(cfg, "configuration", st);
+                goto out;
+            }
+            st = redtls_cluster_connect(cls[i]);
+            if (st != REDTLS_OK) {
+                fprintf(stderr, "redtls-bench: cluster: %s\n", redtls_cluster_errmsg(cls[i]));
+                rc = EXIT_CONNECT;
+                goto out;
+            }
+        }
+    }
+    for (i = 0; !o->cluster && i < o->conns; i++) {
         st = redtls_conn_new(cfg, &conns[i]);
         if (st != REDTLS_OK) {
             rc = config_failed(cfg, "configuration", st);
@@ -648,7 +762,7 @@ static int run_throughput(const struct bench_options *o, redtls_config *cfg, con
             goto out;
         }
     }
-    transport = redtls_conn_tls_version(conns[0]) != NULL ? "tls" : "plain";
+    transport = o->cluster ? "tls-cluster" : redtls_conn_tls_version(conns[0]) != NULL ? "tls" : "plain";
     print_throughput_header(o, url, transport);
 
     for (t = 0; t < (o->mix ? 1 : o->ntests); t++) {
@@ -670,7 +784,8 @@ static int run_throughput(const struct bench_options *o, redtls_config *cfg, con
             prepare_cmd(&cmds[0], o->tests[t], value, (size_t)o->datasize);
             snprintf(res.test, sizeof res.test, "%s", test_names[o->tests[t]]);
         }
-        r = run_one(o, conns, cmds, ncmds, &rng, hist, &res);
+        r = o->cluster ? run_one_cluster(o, cls, cmds, ncmds, &rng, hist, &res)
+                       : run_one(o, conns, cmds, ncmds, &rng, hist, &res);
         if (r != EXIT_DONE && r != EXIT_ERROR_REPLY) {
             rc = r;
             goto out;
@@ -683,6 +798,10 @@ out:
     if (conns != NULL)
         for (i = 0; i < o->conns; i++)
             redtls_conn_free(conns[i]);
+    if (cls != NULL)
+        for (i = 0; i < o->conns; i++)
+            redtls_cluster_free(cls[i]);
+    free(cls);
     free(conns);
     free(cmds);
     free(hist);

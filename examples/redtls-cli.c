@@ -34,6 +34,8 @@ enum {
     OPT_TLS_MIN,
     OPT_PLAIN,
     OPT_INSECURE,
+    OPT_RESOLVE,
+    OPT_CLUSTER,
     OPT_HELP
 };
 
@@ -53,6 +55,8 @@ static const struct option long_options[] = {
     {"tls-min", required_argument, NULL, OPT_TLS_MIN},
     {"plain", no_argument, NULL, OPT_PLAIN},
     {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"resolve", required_argument, NULL, OPT_RESOLVE},
+    {"cluster", no_argument, NULL, OPT_CLUSTER},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -60,6 +64,8 @@ static const struct option long_options[] = {
 /* "+" stops at the first non-option, so command arguments such as
  * "INCRBY k -5" are never taken for options. */
 static const char short_options[] = "+u:h:p:v";
+
+#define MAX_RESOLVE 32
 
 /* What the command line asked for. NULL / 0 / -1 mean "not given". */
 struct cli_options {
@@ -78,6 +84,9 @@ struct cli_options {
     int plain;
     int insecure;
     int verbose;
+    int cluster;
+    int nresolve;
+    const char *resolve[MAX_RESOLVE]; /* HOST:PORT:ADDR */
     int argc; /* the command and its arguments */
     const char **argv;
 };
@@ -108,6 +117,11 @@ static void usage(FILE *out)
           "                     line arguments are visible to other users in `ps`\n"
           "      --token-alt T  second token, tried when the first is refused\n"
           "                     (AUTH token rotation); REDTLS_TOKEN_ALT also works\n"
+          "      --resolve HOST:PORT:ADDR  connect to ADDR when asked for HOST:PORT\n"
+          "                     (PORT * or 0: any port), still verifying HOST;\n"
+          "                     repeatable ([::1] style brackets for IPv6)\n"
+          "      --cluster      cluster mode: -h/-p (or the URL) is a seed node; the\n"
+          "                     command is routed by its keys, redirects followed\n"
           "  -v, --verbose      print TLS version, cipher and server certificate\n"
           "                     to stderr (never the token)\n"
           "      --help         print this help and exit\n"
@@ -193,6 +207,12 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
             break;
         case OPT_PLAIN: o->plain = 1; break;
         case OPT_INSECURE: o->insecure = 1; break;
+        case OPT_CLUSTER: o->cluster = 1; break;
+        case OPT_RESOLVE:
+            if (o->nresolve == MAX_RESOLVE)
+                return usage_error("at most %d --resolve options", MAX_RESOLVE);
+            o->resolve[o->nresolve++] = optarg;
+            break;
         case OPT_HELP: usage(stdout); return EXIT_REPLY;
         default: /* getopt_long has already named the problem */
             fputs("Try 'redtls-cli --help'.\n", stderr);
@@ -235,6 +255,41 @@ static int config_failed(const redtls_config *cfg, const char *what, redtls_stat
     return EXIT_USAGE;
 }
 
+/* --resolve HOST:PORT:ADDR; HOST and ADDR may be bracketed IPv6. */
+static int apply_resolve(redtls_config *cfg, const char *spec)
+{
+    char buf[512];
+    char *host, *port, *addr, *end;
+    long p = 0;
+
+    if (strlen(spec) >= sizeof(buf))
+        return usage_error("--resolve '%.40s...' is too long", spec);
+    strcpy(buf, spec);
+    host = buf;
+    if (*host == '[') {
+        end = strchr(host, ']');
+        if (end == NULL || end[1] != ':')
+            return usage_error("bad --resolve '%s' (HOST:PORT:ADDR)", spec);
+        host++;
+        *end = '\0';
+        port = end + 2;
+    } else {
+        port = strchr(host, ':');
+        if (port == NULL)
+            return usage_error("bad --resolve '%s' (HOST:PORT:ADDR)", spec);
+        *port++ = '\0';
+    }
+    addr = strchr(port, ':');
+    if (addr == NULL || *host == '\0' || addr[1] == '\0')
+        return usage_error("bad --resolve '%s' (HOST:PORT:ADDR)", spec);
+    *addr++ = '\0';
+    if (strcmp(port, "*") != 0 && parse_number(port, 0, 65535, &p) != 0)
+        return usage_error("bad port in --resolve '%s'", spec);
+    if (redtls_config_add_resolve(cfg, host, (uint16_t)p, addr) != REDTLS_OK)
+        return config_failed(cfg, "--resolve", REDTLS_E_INVALID);
+    return EXIT_CONTINUE;
+}
+
 /* URL first, then the explicit options, so that options always win. */
 static int apply_options(const struct cli_options *o, redtls_config *cfg)
 {
@@ -267,6 +322,11 @@ static int apply_options(const struct cli_options *o, redtls_config *cfg)
               "traffic, token included.\n",
               stderr);
         APPLY("--insecure", redtls_config_set_insecure_skip_verify(cfg, 1));
+    }
+    for (int i = 0; i < o->nresolve; i++) {
+        int rc = apply_resolve(cfg, o->resolve[i]);
+        if (rc != EXIT_CONTINUE)
+            return rc;
     }
     if (o->user != NULL)
         APPLY("--user", redtls_config_set_user(cfg, o->user));
@@ -340,12 +400,55 @@ static void print_raw(const struct redisReply *r)
     }
 }
 
+static int print_reply(struct redisReply *reply)
+{
+    int rc;
+
+    print_raw(reply);
+    putchar('\n');
+    rc = redtls_reply_type(reply) == REDTLS_REPLY_ERROR ? EXIT_ERROR_REPLY : EXIT_REPLY;
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "redtls-cli: writing the reply: %s\n", strerror(errno));
+        rc = EXIT_CONNECT;
+    }
+    redtls_reply_free(reply);
+    return rc;
+}
+
+/* Cluster mode: the configured host:port is the seed. */
+static int run_cluster(const struct cli_options *o, redtls_config *cfg)
+{
+    redtls_cluster *cl = NULL;
+    struct redisReply *reply = NULL;
+    redtls_status st;
+
+    st = redtls_cluster_new(cfg, NULL, &cl);
+    if (st != REDTLS_OK)
+        return config_failed(cfg, "configuration", st);
+    st = redtls_cluster_connect(cl);
+    if (st == REDTLS_OK)
+        st = redtls_cluster_command_argv(cl, 0, o->argc, o->argv, NULL, &reply);
+    if (st != REDTLS_OK) {
+        const char *detail = redtls_cluster_errmsg(cl);
+        fprintf(stderr, "redtls-cli: %s\n", *detail != '\0' ? detail : redtls_strerror(st));
+        redtls_cluster_free(cl);
+        return EXIT_CONNECT;
+    }
+    if (o->verbose) {
+        size_t i;
+        for (i = 0; i < redtls_cluster_node_count(cl); i++)
+            fprintf(stderr, "* node %s (%s)\n", redtls_cluster_node_name(cl, i),
+                    redtls_cluster_node_is_master(cl, i) ? "master" : "replica");
+    }
+    redtls_cluster_free(cl);
+    return print_reply(reply);
+}
+
 static int run(const struct cli_options *o, redtls_config *cfg)
 {
     redtls_conn *conn = NULL;
     struct redisReply *reply = NULL;
     redtls_status st;
-    int rc;
 
     st = redtls_conn_new(cfg, &conn);
     if (st != REDTLS_OK)
@@ -364,16 +467,8 @@ static int run(const struct cli_options *o, redtls_config *cfg)
         return EXIT_CONNECT;
     }
 
-    print_raw(reply);
-    putchar('\n');
-    rc = redtls_reply_type(reply) == REDTLS_REPLY_ERROR ? EXIT_ERROR_REPLY : EXIT_REPLY;
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "redtls-cli: writing the reply: %s\n", strerror(errno));
-        rc = EXIT_CONNECT;
-    }
-    redtls_reply_free(reply);
     redtls_conn_free(conn);
-    return rc;
+    return print_reply(reply);
 }
 
 int main(int argc, char **argv)
@@ -395,7 +490,7 @@ int main(int argc, char **argv)
         rc = apply_options(&opts, cfg);
     }
     if (rc == EXIT_CONTINUE)
-        rc = run(&opts, cfg);
+        rc = opts.cluster ? run_cluster(&opts, cfg) : run(&opts, cfg);
     redtls_config_free(cfg);
     free(opts.argv);
     return rc;
