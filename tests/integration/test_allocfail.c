@@ -25,78 +25,10 @@
 #include <redtls/redtls.h>
 
 #include "lab.h"
+#include "lab_allochook.h"
 #include "lab_assert.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ALLOC_HOOK 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define ALLOC_HOOK 0
-#endif
-#endif
-#ifndef ALLOC_HOOK
-#define ALLOC_HOOK 1
-#endif
-
 #define TOKEN "allocfail-Token-3e9d1c"
-
-#if ALLOC_HOOK
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-
-/* Test-program state, not the library's. */
-static long fail_at;   /* 0: off; else the countdown to the failing call */
-static long calls;     /* allocations since arming */
-static long live;      /* allocations minus frees while counting */
-static int counting;
-
-static int should_fail(void)
-{
-    if (!counting)
-        return 0;
-    calls++;
-    return fail_at > 0 && calls == fail_at;
-}
-
-void *malloc(size_t n)
-{
-    if (should_fail())
-        return NULL;
-    void *p = __libc_malloc(n);
-    if (p && counting)
-        live++;
-    return p;
-}
-
-void *calloc(size_t a, size_t b)
-{
-    if (should_fail())
-        return NULL;
-    void *p = __libc_calloc(a, b);
-    if (p && counting)
-        live++;
-    return p;
-}
-
-void *realloc(void *old, size_t n)
-{
-    if (should_fail())
-        return NULL;
-    void *p = __libc_realloc(old, n);
-    if (p && !old && counting)
-        live++;
-    return p;
-}
-
-void free(void *p)
-{
-    if (p && counting)
-        live--;
-    __libc_free(p);
-}
-#endif
 
 static lab_server redis;
 
@@ -161,7 +93,7 @@ static redtls_status scenario(char *why, size_t whylen)
 static void test_every_allocation_may_fail(void **state)
 {
     (void)state;
-#if !ALLOC_HOOK
+#if !LAB_ALLOC_HOOK
     (void)scenario;
     skip();
 #else
@@ -173,19 +105,17 @@ static void test_every_allocation_may_fail(void **state)
     long total = 0, by_status[REDTLS_E_UNAVAILABLE + 1] = {0};
     for (long n = 1;; n++) {
         why[0] = '\0';
-        live = 0;
-        calls = 0;
-        fail_at = n;
-        counting = 1;
+        lab_alloc_arm(n);
         redtls_status st = scenario(why, sizeof why);
         /* OpenSSL keeps this thread's error queue (and the buffers it
          * reuses) until told the thread is done; release it inside the
          * count so only real leaks remain. */
         OPENSSL_thread_stop();
-        counting = 0;
-        long made = calls;
-        if (live != 0)
-            fail_msg("allocation %ld failed: %ld allocations leaked (status %s: %s)", n, live, redtls_strerror(st),
+        lab_alloc_disarm();
+        long made = lab_alloc_calls();
+        if (lab_alloc_live() != 0)
+            fail_msg("allocation %ld failed: %ld allocations leaked (status %s: %s)", n, lab_alloc_live(),
+                     redtls_strerror(st),
                      why);
         if (made < n) {
             /* The run finished before reaching allocation n: done. */
