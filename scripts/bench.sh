@@ -5,7 +5,9 @@
 # run back to back in alternating order for ROUNDS rounds. Prints per-case
 # medians of throughput and client CPU per operation for both tools, the
 # TLS/plain ratio, full vs resumed connect cost, and syscalls per pipelined
-# batch (strace). Not part of the test suite: it measures, it does not judge.
+# batch (strace), and the cluster client's CPU per operation against a
+# 3-master TLS cluster next to the standalone client's against the standalone
+# server. Not part of the test suite: it measures, it does not judge.
 #
 # Usage: scripts/bench.sh
 # Environment:
@@ -40,6 +42,7 @@ done
 WORK=""
 cleanup() {
   local rc=$?
+  throwaway_cluster_stop
   throwaway_redis_stop
   [[ -n "$WORK" ]] && rm -rf "$WORK"
   exit "$rc"
@@ -289,3 +292,52 @@ PY
 # one PING, then held open).
 say "idle TLS connections: resident memory"
 "$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
+
+# Cluster mode: client CPU per GET of a cluster handle against a 3-master TLS
+# cluster (nodes verified by host name, reached through --resolve) next to a
+# standalone connection against the standalone TLS server, same tool, same
+# workload, alternating order, ROUNDS rounds.
+say "cluster: starting a throwaway 3-master TLS cluster"
+if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
+  RESOLVE=()
+  for i in 1 2 3; do RESOLVE+=(--resolve "node$i.cluster.test:127.0.0.1"); done
+  CURL="rediss://node1.cluster.test:${CLUSTER_PORTS[0]}"
+  "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
+    -r "$KEYSPACE" --csv >/dev/null
+  CL_RAW="$BUILD/bench-cluster-raw.csv"
+  echo "round,mode,pipeline,ops_per_sec,loop_cpu_us_per_op" >"$CL_RAW"
+  run_mode() { # round mode pipeline
+    local n out ops cpu errs
+    n=$(requests_for "$3")
+    if [[ $2 == cluster ]]; then
+      out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+            -r "$KEYSPACE" --csv | tail -n 1)
+    else
+      out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
+    fi
+    IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ cpu errs <<<"$out"
+    [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
+    echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
+  }
+  for round in $(seq "$ROUNDS"); do
+    for p in 1 16; do
+      if (( (round + p) % 2 )); then run_mode "$round" cluster "$p"; run_mode "$round" standalone "$p"
+      else run_mode "$round" standalone "$p"; run_mode "$round" cluster "$p"; fi
+    done
+  done
+  python3 - "$CL_RAW" "$ROUNDS" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = lambda m, p, f: statistics.median(float(r[f]) for r in rows if r["mode"] == m and r["pipeline"] == p)
+print()
+print("Cluster vs standalone, TLS, GET, 1 handle, medians of %s rounds (CPU = redtls-bench's command loop):" % sys.argv[2])
+print("%-6s %14s %14s %16s %16s %8s" % ("case", "cluster op/s", "single op/s", "cluster CPU us", "single CPU us", "ratio"))
+for p in ("1", "16"):
+    c, s = med("cluster", p, "loop_cpu_us_per_op"), med("standalone", p, "loop_cpu_us_per_op")
+    print("%-6s %14.0f %14.0f %16.3f %16.3f %8.2f" % ("P=" + p, med("cluster", p, "ops_per_sec"),
+          med("standalone", p, "ops_per_sec"), c, s, c / s))
+PY
+  throwaway_cluster_stop
+else
+  say "cluster: could not start the throwaway cluster; no cluster figures"
+fi

@@ -64,6 +64,13 @@ REDTLS_EXTERN unsigned redtls_cluster_key_slot(const char *key, size_t len);
  * fails the others may have run (the call then returns the part's error
  * reply or status). REDTLS_CLUSTER_STRICT sends them unsplit, so the server
  * answers CROSSSLOT. Other multi-key commands are never split.
+ *
+ * Commands that change the state of their connection are refused with
+ * REDTLS_E_INVALID, since the handle shares its node connections between
+ * commands: MULTI/EXEC/DISCARD/WATCH/UNWATCH, (P/S)SUBSCRIBE and their
+ * UNSUBSCRIBEs, MONITOR, SELECT, AUTH, HELLO, RESET, QUIT, READONLY,
+ * READWRITE, ASKING and the replication commands. For a transaction, open a
+ * redtls_conn to the node serving its slot.
  */
 typedef struct redtls_cluster redtls_cluster;
 

@@ -525,6 +525,23 @@ out:
     return st;
 }
 
+/* Commands that change the state of the connection they run on (or need a
+ * dedicated one) cannot be routed command by command: a transaction's
+ * MULTI and EXEC could reach different nodes, a subscription would take
+ * over a connection the handle shares. */
+static const char *connection_state_command(const char *name, size_t len)
+{
+    static const char *const refused[] = {"MULTI",   "EXEC",       "DISCARD",  "WATCH",      "UNWATCH",
+                                          "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
+                                          "SUNSUBSCRIBE", "MONITOR", "SELECT",   "AUTH",       "HELLO",
+                                          "RESET",   "QUIT",       "READONLY", "READWRITE",  "ASKING",
+                                          "SYNC",    "PSYNC",      "REPLCONF"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (strlen(refused[i]) == len && strncasecmp(refused[i], name, len) == 0)
+            return refused[i];
+    return NULL;
+}
+
 /* Adds one user command. slot: forced slot or NO_SLOT; node: forced node
  * or NO_NODE. */
 static redtls_status add_command(redtls_cluster *cl, unsigned flags, uint32_t slot, size_t node, int argc,
@@ -535,6 +552,12 @@ static redtls_status add_command(redtls_cluster *cl, unsigned flags, uint32_t sl
     for (int i = 0; i < argc; i++)
         if (!argv[i])
             return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "argument %d is NULL", i);
+    const char *state = connection_state_command(argv[0], arglen(argv, lens, 0));
+    if (state)
+        return redtls__fail(cl->errmsg, REDTLS_E_INVALID,
+                            "%s changes the state of a connection, which a cluster handle shares between "
+                            "commands; use a redtls_conn to the node instead",
+                            state);
     if (cl->nucmds == cl->capucmds) {
         size_t cap = cl->capucmds ? cl->capucmds * 2 : 8;
         ucmd *v = realloc(cl->ucmds, cap * sizeof *v);

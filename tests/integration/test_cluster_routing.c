@@ -311,6 +311,19 @@ static void test_admin_calls(void **state)
     assert_contains(r->str, "MOVED 12345");
     redtls_reply_free(r);
     assert_cl_status(cl, redtls_cluster_command_node(cl, "nohost", 0, 2, get, NULL, &r), REDTLS_E_INVALID);
+
+    /* Connection-state commands cannot be routed one by one. */
+    assert_cl_status(cl, redtls_cluster_command(cl, &r, "MULTI"), REDTLS_E_INVALID);
+    assert_contains(redtls_cluster_errmsg(cl), "MULTI");
+    assert_null(r);
+    const char *sub[] = {"subscribe", "ch"};
+    assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, sub, NULL), REDTLS_E_INVALID);
+    assert_int_equal(redtls_cluster_pending(cl), 0);
+    assert_cl_status(cl, redtls_cluster_command_node(cl, node, 0, 2, sub, NULL, &r), REDTLS_E_INVALID);
+    /* The handle still works. */
+    assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), REDTLS_OK);
+    expect_str(r, "x");
+    redtls_reply_free(r);
     redtls_cluster_free(cl);
 }
 
