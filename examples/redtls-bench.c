@@ -51,6 +51,7 @@ enum {
     OPT_IDLE,
     OPT_CLUSTER,
     OPT_RESOLVE,
+    OPT_HASH_TAG,
     OPT_HELP
 };
 
@@ -68,6 +69,7 @@ static const struct option long_options[] = {
     {"idle", required_argument, NULL, OPT_IDLE},
     {"cluster", no_argument, NULL, OPT_CLUSTER},
     {"resolve", required_argument, NULL, OPT_RESOLVE},
+    {"hash-tag", required_argument, NULL, OPT_HASH_TAG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -93,6 +95,7 @@ struct bench_options {
     int ntests;
     enum test_kind tests[MAX_TESTS];
     int cluster; /* the URL's host:port seeds a cluster handle per -c */
+    const char *hash_tag; /* keys "{TAG}key:...": one slot */
     int nresolve;
     const char *resolve[32]; /* HOST:ADDR, any port */
 };
@@ -130,6 +133,7 @@ static void usage(FILE *out)
           "                     memory per idle connection\n"
           "      --cluster      cluster mode: one cluster handle per -c, the URL's\n"
           "                     host:port as seed; commands routed by key slot\n"
+          "      --hash-tag TAG keys are {TAG}key:NNN..., all in one hash slot\n"
           "      --resolve HOST:ADDR  connect to ADDR when asked for HOST (any port),\n"
           "                     still verifying HOST; repeatable\n"
           "      --csv          CSV lines (a header, then one line per result)\n"
@@ -264,6 +268,11 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
                 return usage_error("bad --idle '%s'", optarg);
             break;
         case OPT_CLUSTER: o->cluster = 1; break;
+        case OPT_HASH_TAG:
+            if (strlen(optarg) == 0 || strlen(optarg) > 16 || strpbrk(optarg, "{}") != NULL)
+                return usage_error("bad --hash-tag '%s' (1-16 characters, no braces)", optarg);
+            o->hash_tag = optarg;
+            break;
         case OPT_RESOLVE:
             if (o->nresolve == 32 || strchr(optarg, ':') == NULL)
                 return usage_error("bad --resolve '%s' (HOST:ADDR, at most 32)", optarg);
@@ -452,14 +461,17 @@ struct prepared_cmd {
     int argc;
     const char *argv[3];
     size_t argvlen[3];
-    char key[32];
+    char key[64];
     size_t digits_at; /* offset of the digits in key; 0: no random key */
 };
 
-static void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char *value, size_t value_len)
+static void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char *value, size_t value_len,
+                        const char *tag)
 {
-    const char *prefix = kind == TEST_INCR ? "counter:" : "key:";
+    char prefix[48];
 
+    snprintf(prefix, sizeof prefix, "%s%s%s%s", tag ? "{" : "", tag ? tag : "", tag ? "}" : "",
+             kind == TEST_INCR ? "counter:" : "key:");
     memset(p, 0, sizeof(*p));
     p->kind = kind;
     snprintf(p->key, sizeof p->key, "%s%0*d", prefix, RAND_DIGITS, 0);
@@ -773,7 +785,7 @@ static int run_throughput(const struct bench_options *o, redtls_config *cfg, con
         if (o->mix) {
             size_t used = 0;
             for (ncmds = 0; ncmds < o->ntests; ncmds++) {
-                prepare_cmd(&cmds[ncmds], o->tests[ncmds], value, (size_t)o->datasize);
+                prepare_cmd(&cmds[ncmds], o->tests[ncmds], value, (size_t)o->datasize, o->hash_tag);
                 used += (size_t)snprintf(res.test + used, sizeof res.test - used, "%s%s", ncmds ? "+" : "MIX:",
                                          test_names[o->tests[ncmds]]);
                 if (used >= sizeof res.test)
@@ -781,7 +793,7 @@ static int run_throughput(const struct bench_options *o, redtls_config *cfg, con
             }
         } else {
             ncmds = 1;
-            prepare_cmd(&cmds[0], o->tests[t], value, (size_t)o->datasize);
+            prepare_cmd(&cmds[0], o->tests[t], value, (size_t)o->datasize, o->hash_tag);
             snprintf(res.test, sizeof res.test, "%s", test_names[o->tests[t]]);
         }
         r = o->cluster ? run_one_cluster(o, cls, cmds, ncmds, &rng, hist, &res)

@@ -659,7 +659,12 @@ static redtls_status tls_idle_check(redtls__transport *base, char *err)
     return io_failure(t, rc, "idle read", err);
 }
 
-static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check};
+static void tls_expect_data(redtls__transport *base)
+{
+    ((tls_transport *)base)->just_wrote = 0;
+}
+
+static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check, tls_expect_data};
 
 redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
                                   int64_t deadline, redtls__transport **out, char *err)

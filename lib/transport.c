@@ -91,7 +91,13 @@ static redtls_status plain_idle_check(redtls__transport *t, char *err)
     return redtls__fd_idle_check(((plain_transport *)t)->fd, err);
 }
 
-static const redtls__transport_ops plain_ops = {plain_write, plain_read, plain_close, plain_idle_check};
+static void plain_expect_data(redtls__transport *base)
+{
+    ((plain_transport *)base)->just_wrote = 0;
+}
+
+static const redtls__transport_ops plain_ops = {plain_write, plain_read, plain_close, plain_idle_check,
+                                                plain_expect_data};
 
 redtls_status redtls__plain_transport(int fd, redtls__transport **out)
 {
@@ -187,7 +193,7 @@ static redtls_status mem_idle_check(redtls__transport *t, char *err)
     return REDTLS_OK;
 }
 
-static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check};
+static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check, NULL};
 
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end)
 {

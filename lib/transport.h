@@ -26,6 +26,10 @@ typedef struct redtls__transport_ops {
      * otherwise the peer closed it or sent something unasked, and the
      * connection must not be used. */
     redtls_status (*idle_check)(redtls__transport *t, char *err);
+    /* The next read should try the socket before waiting: a reply is
+     * probably there already (the cluster reads several nodes in turn
+     * after writing to all of them). NULL: nothing to do. */
+    void (*expect_data)(redtls__transport *t);
 } redtls__transport_ops;
 
 struct redtls__transport {

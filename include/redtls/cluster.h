@@ -51,7 +51,13 @@ REDTLS_EXTERN unsigned redtls_cluster_key_slot(const char *key, size_t len);
  * redirections for one command end it with REDTLS_E_CLUSTER_REDIRECTS. A
  * node that cannot be reached triggers a refresh, and the command (which
  * was not sent) is retried until the command timeout, so a failover is
- * absorbed by calls whose timeout exceeds the failover time.
+ * absorbed by calls whose timeout exceeds the failover time. With a command
+ * timeout of 0 (none), retries end after the configuration's outage limit
+ * (redtls_config_set_reconnect_limits) or a minute. Node connections always
+ * reconnect (the cluster handles the policy), whatever
+ * redtls_config_set_reconnect() says; the configuration must use database
+ * 0 (REDTLS_E_INVALID otherwise). A refresh made inside a call uses at most
+ * half of the call's remaining time.
  *
  * At-most-once holds across redirections and failover: a redirected
  * command was not executed, so following it is safe; a command lost after
@@ -154,7 +160,9 @@ REDTLS_EXTERN int redtls_cluster_node_is_master(const redtls_cluster *cl, size_t
  * redirected commands are retried; each reply (or status) is then handed
  * out in the order the commands were queued. The batch is not atomic, and
  * commands on different nodes run in no particular order relative to each
- * other; commands for the same slot keep their order. */
+ * other. Commands for the same slot are written in the order queued, but a
+ * command retried after TRYAGAIN, CLUSTERDOWN or an unreachable node runs
+ * after the ones that were not. */
 REDTLS_EXTERN redtls_status redtls_cluster_append_argv(redtls_cluster *cl, unsigned flags, int argc,
                                                        const char **argv, const size_t *argvlen);
 REDTLS_EXTERN redtls_status redtls_cluster_get_reply(redtls_cluster *cl, struct redisReply **reply);

@@ -57,6 +57,7 @@ typedef struct op {
     int readonly;
     size_t fixed;  /* explicit node, or NO_NODE */
     size_t ask;    /* ASK target for the next send, or NO_NODE */
+    size_t moved;  /* MOVED target for the next send (once), or NO_NODE */
     size_t target; /* node of this round */
     unsigned redirects;
     int state;
@@ -92,6 +93,7 @@ struct redtls_cluster {
     int have_map;
     unsigned max_redirects;
     unsigned refresh_interval_ms, refresh_gap_ms;
+    unsigned outage_ms; /* the configuration's outage limit: bounds retries without a command timeout */
     int read_replicas;
     int want_refresh;
     int64_t last_refresh; /* last attempt */
@@ -414,7 +416,7 @@ static op *new_op(redtls_cluster *cl, size_t u)
     op *o = &cl->ops[cl->nops++];
     memset(o, 0, sizeof *o);
     o->slot = NO_SLOT;
-    o->fixed = o->ask = o->target = NO_NODE;
+    o->fixed = o->ask = o->moved = o->target = NO_NODE;
     o->ucmd = u;
     o->off = cl->alen;
     return o;
@@ -450,11 +452,12 @@ static int split_kind(const char *name, size_t len)
 {
     static const struct {
         const char *name;
+        size_t len;
         int merge;
-    } kinds[] = {{"MGET", MERGE_MGET}, {"MSET", MERGE_OK},  {"DEL", MERGE_SUM},
-                 {"UNLINK", MERGE_SUM}, {"EXISTS", MERGE_SUM}, {"TOUCH", MERGE_SUM}};
+    } kinds[] = {{"MGET", 4, MERGE_MGET}, {"MSET", 4, MERGE_OK},      {"DEL", 3, MERGE_SUM},
+                 {"UNLINK", 6, MERGE_SUM}, {"EXISTS", 6, MERGE_SUM}, {"TOUCH", 5, MERGE_SUM}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (strlen(kinds[i].name) == len && strncasecmp(kinds[i].name, name, len) == 0)
+        if (kinds[i].len == len && strncasecmp(kinds[i].name, name, len) == 0)
             return kinds[i].merge;
     return MERGE_NONE;
 }
@@ -529,16 +532,23 @@ out:
  * dedicated one) cannot be routed command by command: a transaction's
  * MULTI and EXEC could reach different nodes, a subscription would take
  * over a connection the handle shares. */
+#define NAMED(s) {s, sizeof(s) - 1}
+
 static const char *connection_state_command(const char *name, size_t len)
 {
-    static const char *const refused[] = {"MULTI",   "EXEC",       "DISCARD",  "WATCH",      "UNWATCH",
-                                          "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
-                                          "SUNSUBSCRIBE", "MONITOR", "SELECT",   "AUTH",       "HELLO",
-                                          "RESET",   "QUIT",       "READONLY", "READWRITE",  "ASKING",
-                                          "SYNC",    "PSYNC",      "REPLCONF"};
+    static const struct {
+        const char *name;
+        size_t len;
+    } refused[] = {NAMED("MULTI"),        NAMED("EXEC"),        NAMED("DISCARD"),      NAMED("WATCH"),
+                   NAMED("UNWATCH"),      NAMED("SUBSCRIBE"),   NAMED("PSUBSCRIBE"),   NAMED("SSUBSCRIBE"),
+                   NAMED("UNSUBSCRIBE"),  NAMED("PUNSUBSCRIBE"), NAMED("SUNSUBSCRIBE"), NAMED("MONITOR"),
+                   NAMED("SELECT"),       NAMED("AUTH"),        NAMED("HELLO"),        NAMED("RESET"),
+                   NAMED("QUIT"),         NAMED("READONLY"),    NAMED("READWRITE"),    NAMED("ASKING"),
+                   NAMED("SYNC"),         NAMED("PSYNC"),       NAMED("REPLCONF")};
+    /* Lengths first: this runs for every command. */
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-        if (strlen(refused[i]) == len && strncasecmp(refused[i], name, len) == 0)
-            return refused[i];
+        if (refused[i].len == len && strncasecmp(refused[i].name, name, len) == 0)
+            return refused[i].name;
     return NULL;
 }
 
@@ -552,17 +562,43 @@ static redtls_status add_command(redtls_cluster *cl, unsigned flags, uint32_t sl
     for (int i = 0; i < argc; i++)
         if (!argv[i])
             return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "argument %d is NULL", i);
-    const char *state = connection_state_command(argv[0], arglen(argv, lens, 0));
-    if (state)
+    size_t inline_pos[INLINE_KEYS];
+    size_t *pos = inline_pos;
+    unsigned kf = 0;
+    size_t nkeys = 0;
+    if (node == NO_NODE && slot == NO_SLOT) {
+        nkeys = redtls__command_keys(argc, argv, lens, pos, INLINE_KEYS, &kf);
+        if (nkeys > INLINE_KEYS) {
+            pos = malloc(nkeys * sizeof *pos);
+            if (!pos)
+                return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
+            nkeys = redtls__command_keys(argc, argv, lens, pos, nkeys, &kf);
+        }
+    }
+    /* Of the keyed commands only WATCH, SSUBSCRIBE and SUNSUBSCRIBE (5, 10
+     * and 12 letters) hold a connection's state: the common ones skip the
+     * check. */
+    size_t len0 = arglen(argv, lens, 0);
+    int keyed = (kf & REDTLS__CMD_KNOWN) && !(kf & REDTLS__CMD_NOKEYS) && !(kf & REDTLS__CMD_MALFORMED);
+    const char *state = NULL;
+    if (!keyed || len0 == 5 || len0 == 10 || len0 == 12)
+        state = connection_state_command(argv[0], len0);
+    if (state) {
+        if (pos != inline_pos)
+            free(pos);
         return redtls__fail(cl->errmsg, REDTLS_E_INVALID,
                             "%s changes the state of a connection, which a cluster handle shares between "
                             "commands; use a redtls_conn to the node instead",
                             state);
+    }
     if (cl->nucmds == cl->capucmds) {
         size_t cap = cl->capucmds ? cl->capucmds * 2 : 8;
         ucmd *v = realloc(cl->ucmds, cap * sizeof *v);
-        if (!v)
+        if (!v) {
+            if (pos != inline_pos)
+                free(pos);
             return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
+        }
         cl->ucmds = v;
         cl->capucmds = cap;
     }
@@ -572,25 +608,14 @@ static redtls_status add_command(redtls_cluster *cl, unsigned flags, uint32_t sl
     uc->first = cl->nops;
     size_t nops0 = cl->nops, alen0 = cl->alen, nmap0 = cl->nmap;
 
-    size_t inline_pos[INLINE_KEYS];
-    size_t *pos = inline_pos;
-    unsigned kf = 0;
-    size_t nkeys = 0;
     redtls_status st = REDTLS_OK;
     if (node == NO_NODE && slot == NO_SLOT) {
-        nkeys = redtls__command_keys(argc, argv, lens, pos, INLINE_KEYS, &kf);
-        if (nkeys > INLINE_KEYS) {
-            pos = malloc(nkeys * sizeof *pos);
-            if (!pos)
-                return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
-            nkeys = redtls__command_keys(argc, argv, lens, pos, nkeys, &kf);
-        }
         if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {
             /* Unknown (module) command: by its first argument. */
             slot = redtls_cluster_key_slot(argv[1], arglen(argv, lens, 1));
         } else if (nkeys > 0) {
             slot = redtls_cluster_key_slot(argv[pos[0]], arglen(argv, lens, pos[0]));
-            int mk = (flags & REDTLS_CLUSTER_STRICT) ? MERGE_NONE : split_kind(argv[0], arglen(argv, lens, 0));
+            int mk = (flags & REDTLS_CLUSTER_STRICT) || nkeys < 2 ? MERGE_NONE : split_kind(argv[0], len0);
             if (mk == MERGE_OK && argc % 2 == 0)
                 mk = MERGE_NONE; /* a key without a value: the server says so */
             size_t k = 1;
@@ -697,6 +722,13 @@ static size_t route(redtls_cluster *cl, op *o)
         return o->fixed;
     if (o->ask != NO_NODE)
         return o->ask;
+    if (o->moved != NO_NODE) {
+        /* Once: a slot of our own guess (an unknown command, an explicit
+         * slot) may differ from the one the server meant. */
+        size_t t = o->moved;
+        o->moved = NO_NODE;
+        return t;
+    }
     if (o->slot == NO_SLOT)
         return pick_any(cl);
     uint32_t m = cl->slot_node[o->slot];
@@ -728,6 +760,7 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
         cl->want_refresh = 1;
         if (st == REDTLS_E_OUTCOME_UNKNOWN && (o->flags & REDTLS_CMD_IDEMPOTENT) && !o->resent) {
             o->resent = 1;
+            o->ask = NO_NODE; /* back to the slot's owner, which will say again */
             op_retry(o, WAIT_BACKOFF, st, c->errmsg);
             return;
         }
@@ -767,6 +800,7 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
         }
         o->to_master = 1;
         o->ask = kind == REDTLS__ASK ? to : NO_NODE;
+        o->moved = kind == REDTLS__MOVED ? to : NO_NODE;
         /* An unknown endpoint: wait for the refresh to name it. */
         op_retry(o, to == NO_NODE ? WAIT_BACKOFF : WAIT_REDIRECT, REDTLS_OK, NULL);
         freeReplyObject(o->reply);
@@ -853,6 +887,14 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
             op *o = &cl->ops[j];
             if (o->state != OP_TODO || o->target != t || o->wait != WAIT_NONE)
                 continue;
+            if (st != REDTLS_OK && o->slot != NO_SLOT && o->fixed == NO_NODE && o->ask == NO_NODE &&
+                cl->slot_node[o->slot] != NO_SLOT && t != cl->slot_node[o->slot]) {
+                /* A replica (or a MOVED target) that cannot be used: the
+                 * slot's master serves it. */
+                o->to_master = 1;
+                op_retry(o, WAIT_REDIRECT, st, cl->errmsg);
+                continue;
+            }
             if (st != REDTLS_OK && (hard_failure(st) || o->fixed != NO_NODE)) {
                 /* Not sent; no point waiting (or no other node to go to). */
                 op_fail(o, st, cl->errmsg);
@@ -860,18 +902,27 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
             }
             if (st != REDTLS_OK) {
                 /* Nothing was written: safe to retry, elsewhere if the map
-                 * changes. */
+                 * changes; an importing node that is gone is replaced by the
+                 * slot's owner. */
                 op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
                 o->to_master = 1;
+                o->ask = NO_NODE;
                 continue;
             }
             o->asking = o->ask != NO_NODE;
+            size_t olen0 = c->olen, pending0 = c->pending, unsent0 = c->unsent;
             redtls_status ast = REDTLS_OK;
             if (o->asking)
                 ast = redtls__conn_append_raw(c, asking_cmd, sizeof asking_cmd - 1);
             if (ast == REDTLS_OK)
                 ast = redtls__conn_append_raw(c, cl->arena + o->off, o->len);
             if (ast != REDTLS_OK) {
+                /* Nothing of this op may stay queued (an ASKING alone would
+                 * answer for the next command). */
+                c->olen = olen0;
+                c->pending = pending0;
+                c->unsent = unsent0;
+                o->asking = 0;
                 op_fail(o, ast, "out of memory");
                 continue;
             }
@@ -886,13 +937,18 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
             (void)redtls__conn_flush(c, deadline, 0);
         }
     }
-    /* Read phase. */
+    /* Read phase, node after node. The first node's reply is waited for;
+     * by the time the next nodes are read theirs have usually arrived, so
+     * they are read without waiting first. */
+    int later = 0;
     for (size_t i = 0; i < cl->nops; i++) {
         op *first = &cl->ops[i];
         if (first->state != OP_SENT)
             continue;
         size_t t = first->target;
         redtls_conn *c = cl->nodes[t].conn;
+        if (later++ && c->tp && c->tp->ops->expect_data)
+            c->tp->ops->expect_data(c->tp);
         for (size_t j = i; j < cl->nops; j++) {
             op *o = &cl->ops[j];
             if (o->state != OP_SENT || o->target != t)
@@ -1001,21 +1057,70 @@ shape:
     u->msg = strdup("a part of a split command got a reply of an unexpected shape");
 }
 
+/* Ends every unfinished op at the deadline with its last outcome. */
+static void out_of_time(redtls_cluster *cl)
+{
+    for (size_t i = 0; i < cl->nops; i++) {
+        op *o = &cl->ops[i];
+        if (o->state != OP_TODO)
+            continue;
+        if (o->reply && o->st == REDTLS_OK) {
+            o->state = OP_DONE; /* the last TRYAGAIN/CLUSTERDOWN... reply */
+        } else {
+            char msg[REDTLS__ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "not sent within the command timeout; last failure: %.400s",
+                     o->msg ? o->msg : "none");
+            op_fail(o, o->st != REDTLS_OK ? o->st : REDTLS_E_UNAVAILABLE, msg);
+        }
+    }
+}
+
+/* A refresh inside a call may use half of the time left, so the command
+ * keeps time of its own. */
+static int64_t refresh_deadline(int64_t deadline)
+{
+    if (deadline == REDTLS__NO_DEADLINE)
+        return deadline;
+    int64_t now = redtls__now_ms();
+    return deadline > now ? now + (deadline - now + 1) / 2 : now;
+}
+
+/* Without a slot map (the seeds could not be asked yet) the ops wait for
+ * one, unless the failure will not heal by waiting. */
+static void no_map(redtls_cluster *cl, redtls_status st)
+{
+    for (size_t i = 0; i < cl->nops; i++) {
+        op *o = &cl->ops[i];
+        if (o->state != OP_TODO || o->fixed != NO_NODE)
+            continue;
+        if (hard_failure(st))
+            op_fail(o, st, cl->errmsg);
+        else
+            op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
+    }
+}
+
 static redtls_status run_batch(redtls_cluster *cl)
 {
     cl->ran = 1;
     int64_t deadline = redtls__deadline_after(cl->base.command_timeout_ms);
+    /* No command timeout: retries still end, after the configured outage
+     * limit or a minute. */
+    int64_t retry_deadline = deadline != REDTLS__NO_DEADLINE ? deadline
+                             : redtls__deadline_after(cl->outage_ms ? cl->outage_ms : 60000);
     redtls__backoff_reset(&cl->backoff);
-    if (!cl->have_map) {
-        redtls_status st = refresh(cl, deadline);
-        if (st != REDTLS_OK)
-            for (size_t i = 0; i < cl->nops; i++)
-                if (cl->ops[i].fixed == NO_NODE)
-                    op_fail(&cl->ops[i], st, cl->errmsg);
-    } else {
-        maybe_refresh(cl, deadline);
-    }
     for (;;) {
+        if (!cl->have_map) {
+            redtls_status st = refresh(cl, refresh_deadline(retry_deadline));
+            if (st != REDTLS_OK)
+                no_map(cl, st);
+        } else {
+            maybe_refresh(cl, refresh_deadline(retry_deadline));
+        }
+        if (redtls__now_ms() >= retry_deadline) {
+            out_of_time(cl);
+            break;
+        }
         round_trip(cl, deadline);
         int todo = 0, wait = 0;
         for (size_t i = 0; i < cl->nops; i++)
@@ -1026,28 +1131,14 @@ static redtls_status run_batch(redtls_cluster *cl)
         if (!todo)
             break;
         int64_t now = redtls__now_ms();
-        if (wait && now < deadline) {
+        if (wait && now < retry_deadline) {
             int64_t until = now + redtls__backoff_next(&cl->backoff);
-            sleep_until(redtls__deadline_min(until, deadline));
+            sleep_until(redtls__deadline_min(until, retry_deadline));
         }
-        if (redtls__now_ms() >= deadline) {
-            /* Out of time: what was retried ends with its last outcome. */
-            for (size_t i = 0; i < cl->nops; i++) {
-                op *o = &cl->ops[i];
-                if (o->state != OP_TODO)
-                    continue;
-                if (o->reply && o->st == REDTLS_OK) {
-                    o->state = OP_DONE;
-                } else {
-                    char msg[REDTLS__ERRMSG_MAX];
-                    snprintf(msg, sizeof msg, "not sent within the command timeout; last failure: %.400s",
-                             o->msg ? o->msg : "none");
-                    op_fail(o, o->st != REDTLS_OK ? o->st : REDTLS_E_UNAVAILABLE, msg);
-                }
-            }
+        if (redtls__now_ms() >= retry_deadline) {
+            out_of_time(cl);
             break;
         }
-        maybe_refresh(cl, deadline);
     }
     for (size_t i = 0; i < cl->nucmds; i++)
         merge_result(cl, &cl->ucmds[i]);
@@ -1084,6 +1175,9 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
     cfg->errmsg[0] = '\0';
     if (cfg->unix_path)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "cluster mode needs TCP seeds, not a Unix socket");
+    if (cfg->db != 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "a cluster has database 0 only (the configuration selects %d)",
+                            cfg->db);
     redtls_cluster *cl = calloc(1, sizeof *cl);
     if (!cl)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
@@ -1094,8 +1188,10 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
     cl->base_host = cl->base.host;
     /* The cluster decides where to go when a node is down; a node's own
      * reconnect limits would only strand it. */
+    cl->outage_ms = cl->base.max_outage_ms;
     cl->base.max_attempts = 0;
     cl->base.max_outage_ms = 0;
+    cl->base.reconnect = 1;
     cl->max_redirects = DEFAULT_MAX_REDIRECTS;
     cl->refresh_interval_ms = DEFAULT_REFRESH_INTERVAL_MS;
     cl->refresh_gap_ms = DEFAULT_REFRESH_GAP_MS;

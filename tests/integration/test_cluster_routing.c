@@ -479,13 +479,72 @@ static void test_bad_topology(void **state)
     redtls_config_free(cfg);
 }
 
+
+/* Edge cases: reconnection off in the configuration, a MOVED for another
+ * slot than the one guessed, a replica that refuses the credentials, and a
+ * configuration selecting a database. */
+static void test_edges(void **state)
+{
+    (void)state;
+    redisReply *r = NULL;
+    /* The cluster reconnects its nodes whatever the configuration says. */
+    redtls_config *cfg = cluster_config(&lc, TOKEN_OLD, NULL);
+    assert_cfg_status(cfg, redtls_config_set_reconnect(cfg, 0), REDTLS_OK);
+    redtls_cluster *cl = NULL;
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seed_of(&lc, 0), &cl), REDTLS_OK);
+    const char *set[] = {"SET", "edge:foo", "bar"};
+    assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 3, set, NULL, &r), REDTLS_OK);
+    expect_str(r, "OK");
+    redtls_reply_free(r);
+
+    /* An explicit slot served by another master than the key's: the MOVED
+     * names the key's slot, and is followed. */
+    unsigned key_slot = redtls_cluster_key_slot("edge:foo", 8);
+    int key_owner = lab_cluster_master_of(&lc, key_slot);
+    unsigned other = 0;
+    while (lab_cluster_master_of(&lc, other) == key_owner)
+        other += 1000;
+    const char *get[] = {"GET", "edge:foo"};
+    uint64_t moved0 = redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_MOVED);
+    assert_cl_status(cl, redtls_cluster_command_slot(cl, other, 0, 2, get, NULL, &r), REDTLS_OK);
+    expect_str(r, "bar");
+    redtls_reply_free(r);
+    assert_int_equal(redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_MOVED), moved0 + 1);
+    redtls_cluster_free(cl);
+
+    /* A replica that refuses the token: reads fall back to the master. */
+    int rep = lab_cluster_replica_of(&lc, (size_t)key_owner);
+    assert_true(rep >= 0);
+    assert_int_equal(lab_cluster_admin(&lc, (size_t)rep, &r, "ACL SETUSER default resetpass >other-password-1"), 0);
+    freeReplyObject(r);
+    assert_cfg_status(cfg, redtls_config_set_reconnect(cfg, 1), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seed_of(&lc, 0), &cl), REDTLS_OK);
+    assert_cl_status(cl, redtls_cluster_set_read_from_replicas(cl, 1), REDTLS_OK);
+    for (int i = 0; i < 5; i++) {
+        assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), REDTLS_OK);
+        expect_str(r, "bar");
+        redtls_reply_free(r);
+    }
+    /* The replica was chosen, refused us, and the master answered. */
+    assert_true(redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_REPLICA_READS) >= 1);
+    redtls_cluster_free(cl);
+    assert_int_equal(lab_cluster_admin(&lc, (size_t)rep, &r, "ACL SETUSER default resetpass >%s", TOKEN_OLD), 0);
+    freeReplyObject(r);
+
+    /* Database 0 only. */
+    assert_cfg_status(cfg, redtls_config_set_db(cfg, 2), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seed_of(&lc, 0), &cl), REDTLS_E_INVALID);
+    assert_null(cl);
+    redtls_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_slots),     cmocka_unit_test(test_mixed_pipeline),
         cmocka_unit_test(test_multi_key),     cmocka_unit_test(test_admin_calls),
         cmocka_unit_test(test_replica_reads), cmocka_unit_test(test_token_rotation),
-        cmocka_unit_test(test_bad_topology),
+        cmocka_unit_test(test_bad_topology),  cmocka_unit_test(test_edges),
     };
     return cmocka_run_group_tests_name("cluster_routing", tests, group_setup, group_teardown);
 }
