@@ -312,6 +312,9 @@ if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
     if [[ $2 == cluster ]]; then
       out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
             -r "$KEYSPACE" --csv | tail -n 1)
+    elif [[ $2 == cluster-1slot ]]; then
+      out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+            -r "$KEYSPACE" --hash-tag t --csv | tail -n 1)
     else
       out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
     fi
@@ -319,10 +322,15 @@ if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
     [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
     echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
   }
+  "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
+    -r "$KEYSPACE" --hash-tag t --csv >/dev/null
   for round in $(seq "$ROUNDS"); do
-    for p in 1 16; do
-      if (( (round + p) % 2 )); then run_mode "$round" cluster "$p"; run_mode "$round" standalone "$p"
-      else run_mode "$round" standalone "$p"; run_mode "$round" cluster "$p"; fi
+    for p in 1 16 128; do
+      if (( (round + p) % 2 )); then
+        run_mode "$round" cluster "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" standalone "$p"
+      else
+        run_mode "$round" standalone "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" cluster "$p"
+      fi
     done
   done
   python3 - "$CL_RAW" "$ROUNDS" <<'PY'
@@ -331,11 +339,13 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 med = lambda m, p, f: statistics.median(float(r[f]) for r in rows if r["mode"] == m and r["pipeline"] == p)
 print()
 print("Cluster vs standalone, TLS, GET, 1 handle, medians of %s rounds (CPU = redtls-bench's command loop):" % sys.argv[2])
-print("%-6s %14s %14s %16s %16s %8s" % ("case", "cluster op/s", "single op/s", "cluster CPU us", "single CPU us", "ratio"))
-for p in ("1", "16"):
-    c, s = med("cluster", p, "loop_cpu_us_per_op"), med("standalone", p, "loop_cpu_us_per_op")
-    print("%-6s %14.0f %14.0f %16.3f %16.3f %8.2f" % ("P=" + p, med("cluster", p, "ops_per_sec"),
-          med("standalone", p, "ops_per_sec"), c, s, c / s))
+print("cluster = keys over all slots (3 masters); 1 slot = keys with one hash tag (one master).")
+print("%-6s %12s %12s %12s | %10s %10s %10s | %7s %7s" % ("case", "cluster op/s", "1 slot op/s", "single op/s",
+      "cluster us", "1 slot us", "single us", "ratio", "ratio1"))
+for p in ("1", "16", "128"):
+    c, o, s = (med(m, p, "loop_cpu_us_per_op") for m in ("cluster", "cluster-1slot", "standalone"))
+    print("%-6s %12.0f %12.0f %12.0f | %10.3f %10.3f %10.3f | %7.2f %7.2f" % ("P=" + p, med("cluster", p, "ops_per_sec"),
+          med("cluster-1slot", p, "ops_per_sec"), med("standalone", p, "ops_per_sec"), c, o, s, c / s, o / s))
 PY
   throwaway_cluster_stop
 else
