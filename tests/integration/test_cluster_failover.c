@@ -205,6 +205,9 @@ static void test_live_resharding(void **state)
     assert_true(dst >= 0 && dst != src);
     writer w;
     writer_start(&w, "reshard", slots, 4);
+    /* A second handle that sits idle during the move: its map goes stale. */
+    redtls_cluster *storm = new_cluster(&lc, 5000);
+    assert_cl_status(storm, redtls_cluster_connect(storm), REDTLS_OK);
     run_for(300);
     for (size_t i = 0; i < 4; i++) {
         assert_int_equal(lab_cluster_migrate_begin(&lc, slots[i], (size_t)src, (size_t)dst), 0);
@@ -224,6 +227,27 @@ static void test_live_resharding(void **state)
     assert_true(redtls_cluster_stat_get(w.cl, REDTLS_CLUSTER_STAT_ASK) > 0);
     assert_true(redtls_cluster_stat_get(w.cl, REDTLS_CLUSTER_STAT_MOVED) > 0);
     assert_int_equal(lab_cluster_master_of(&lc, slots[0]), dst);
+
+    /* A storm of MOVED: 512 pipelined GETs for the moved slots, all sent to
+     * the old owner, cost one refresh. */
+    uint64_t refreshes0 = redtls_cluster_stat_get(storm, REDTLS_CLUSTER_STAT_REFRESHES);
+    for (size_t k = 0; k < NKEYS; k++) {
+        const char *argv[] = {"GET", w.keys[k]};
+        assert_cl_status(storm, redtls_cluster_append_argv(storm, 0, 2, argv, NULL), REDTLS_OK);
+    }
+    for (size_t k = 0; k < NKEYS; k++) {
+        redisReply *r = NULL;
+        assert_cl_status(storm, redtls_cluster_get_reply(storm, &r), REDTLS_OK);
+        assert_true(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+        redtls_reply_free(r);
+    }
+    uint64_t moved = redtls_cluster_stat_get(storm, REDTLS_CLUSTER_STAT_MOVED);
+    uint64_t refreshes = redtls_cluster_stat_get(storm, REDTLS_CLUSTER_STAT_REFRESHES) - refreshes0;
+    print_message("MOVED storm: %llu MOVED replies, %llu refresh(es)\n", (unsigned long long)moved,
+                  (unsigned long long)refreshes);
+    assert_int_equal(moved, NKEYS);
+    assert_int_equal(refreshes, 1);
+    redtls_cluster_free(storm);
     redtls_cluster_free(w.cl);
 }
 

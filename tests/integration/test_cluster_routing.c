@@ -4,6 +4,7 @@
  * and read back, mixed-slot pipelines, split multi-key commands, keyless and
  * explicit-slot/node commands, replica reads, token rotation across all
  * nodes, and an invalid slot map refused. */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -530,6 +531,21 @@ static void test_edges(void **state)
     redtls_cluster_free(cl);
     assert_int_equal(lab_cluster_admin(&lc, (size_t)rep, &r, "ACL SETUSER default resetpass >%s", TOKEN_OLD), 0);
     freeReplyObject(r);
+
+    /* Periodic refresh: due after the interval, done by the next call. */
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seed_of(&lc, 0), &cl), REDTLS_OK);
+    assert_cl_status(cl, redtls_cluster_set_refresh(cl, 200, 100), REDTLS_OK);
+    assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), REDTLS_OK);
+    redtls_reply_free(r);
+    uint64_t before = redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_REFRESHES);
+    assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), REDTLS_OK);
+    redtls_reply_free(r);
+    assert_int_equal(redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_REFRESHES), before);
+    poll(NULL, 0, 250);
+    assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), REDTLS_OK);
+    redtls_reply_free(r);
+    assert_int_equal(redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_REFRESHES), before + 1);
+    redtls_cluster_free(cl);
 
     /* Database 0 only. */
     assert_cfg_status(cfg, redtls_config_set_db(cfg, 2), REDTLS_OK);
