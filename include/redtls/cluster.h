@@ -142,8 +142,9 @@ REDTLS_EXTERN redtls_status redtls_cluster_command_slot(redtls_cluster *cl, unsi
 
 /* Runs a command on one node, named "host:port" as in
  * redtls_cluster_node_name(); redirections are returned as they are, not
- * followed. The node need not be in the map (it is verified like any
- * other). */
+ * followed, and a node that cannot be reached fails the call at once (its
+ * connect status) instead of being retried. The node need not be in the
+ * map (it is verified like any other). */
 REDTLS_EXTERN redtls_status redtls_cluster_command_node(redtls_cluster *cl, const char *node, unsigned flags,
                                                         int argc, const char **argv, const size_t *argvlen,
                                                         struct redisReply **reply);
