@@ -394,6 +394,13 @@ int lab__listen_tcp(uint16_t port, uint16_t *bound)
     return fd;
 }
 
+static uint16_t lab_pick_port(void);
+
+uint16_t lab_free_port(void)
+{
+    return lab_pick_port();
+}
+
 uint16_t lab_unused_port(void)
 {
     uint16_t port = 0;
@@ -423,10 +430,30 @@ int lab_ipv6_available(void)
 
 /* A random port in 20000-59999 that can be bound right now. The server may
  * still lose it to someone else before binding; callers retry then. */
+/* Lowest port the kernel hands out to outgoing connections (32768 when it
+ * cannot be read). */
+static unsigned lab_ephemeral_low(void)
+{
+    unsigned lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%u %u", &lo, &hi) != 2) {
+            lo = 32768;
+        }
+        fclose(f);
+    }
+    return lo;
+}
+
+/* A free port between 20000 and the ephemeral range: an outgoing
+ * connection (a client, another node's cluster bus) can never take it, so
+ * a server restarted on the same port finds it free. */
 static uint16_t lab_pick_port(void)
 {
+    unsigned lo = lab_ephemeral_low();
+    unsigned span = lo > 22000 ? lo - 20000 : 40000;
     for (int i = 0; i < 200; i++) {
-        uint16_t p = (uint16_t)(20000 + lab_random() % 40000);
+        uint16_t p = (uint16_t)(20000 + lab_random() % span);
         int fd = lab__listen_tcp(p, NULL);
         if (fd >= 0) {
             close(fd);

@@ -65,6 +65,11 @@ long long lab_now_ms(void);
  * is refused unless someone else grabs it in between). */
 uint16_t lab_unused_port(void);
 
+/* A loopback port below the kernel's ephemeral range that nobody listens
+ * on, for servers that must come back on the same port (outgoing
+ * connections never take such a port). */
+uint16_t lab_free_port(void);
+
 /* 1 when ::1 can be bound here. */
 int lab_ipv6_available(void);
 

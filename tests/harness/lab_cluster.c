@@ -555,7 +555,7 @@ static int node_spawn(lab_cluster *c, size_t i, int restart)
         if (!restart) {
             /* The bus port is ours to choose: the default (port + 10000)
              * overflows for the high ports lab_redis_start() picks. */
-            nd->bus_port = lab_unused_port();
+            nd->bus_port = lab_free_port();
         }
         snprintf(bus_s, sizeof bus_s, "%u", nd->bus_port);
         extra[n++] = "--cluster-enabled";
