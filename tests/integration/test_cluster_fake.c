@@ -92,7 +92,9 @@ static void test_tryagain_until_timeout(void **state)
     uint64_t tries = redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_TRYAGAIN);
     print_message("TRYAGAIN: %llu answers in %lld ms (command timeout 700 ms)\n", (unsigned long long)tries, dt);
     assert_true(dt >= 650 && dt < 1500);
-    assert_true(tries >= 3 && tries <= 8); /* backoff: 100 ms, then up to 3x the previous */
+    /* Delays from the backoff: the first in 100..300 ms, each next one up
+     * to 3x the previous: at least 2 answers fit in 700 ms, at most 8. */
+    assert_true(tries >= 2 && tries <= 8);
     redtls_cluster_free(cl);
     lab_stop(&srv);
 }
