@@ -31,12 +31,15 @@ REDTLS_EXTERN unsigned redtls_cluster_key_slot(const char *key, size_t len);
  * A Redis Cluster client. Every node connection is made from one copy of
  * the configuration: the same TLS settings, credentials (with token
  * rotation), timeouts and backoff. Each node is verified against its own
- * name: the endpoint the cluster announces for it (Redis 7 "hostname"
- * metadata when the cluster prefers hostnames), sent as SNI and checked
- * against the certificate. For clusters that announce bare IP addresses,
+ * name, sent as SNI and checked against the certificate: the endpoint the
+ * cluster announces for it, or, when that endpoint is an IP address and
+ * the node announces a host name next to it (Redis 7 "hostname" metadata),
+ * that host name. Otherwise, for clusters that announce bare IP addresses,
  * use redtls_config_set_verify_name() (one name for every node) or
- * redtls_config_map_verify_name() (a name per announced address), and
- * redtls_config_add_resolve() to reach announced names through tunnels.
+ * redtls_config_map_verify_name() (a name per announced address); both take
+ * precedence over the metadata. redtls_config_add_resolve() reaches
+ * announced names through tunnels. A node first met by IP in a redirection
+ * is connected once a slot-map refresh has told its host name (if any).
  *
  * Routing: the hash slot of a command's keys picks the master serving it.
  * Key positions come from a table of every keyed command of Redis 7.2

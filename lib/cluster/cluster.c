@@ -39,6 +39,7 @@ typedef struct cnode {
     char *host;
     uint16_t port;
     char name[300]; /* "host:port", IPv6 bracketed */
+    char *announced; /* Redis 7 "hostname" metadata of a node reached by IP */
     redtls_conn *conn;
     int in_map;
     int master;
@@ -96,6 +97,7 @@ struct redtls_cluster {
     unsigned outage_ms; /* the configuration's outage limit: bounds retries without a command timeout */
     int read_replicas;
     int want_refresh;
+    int force_refresh; /* a node met by IP needs its name: no throttle */
     int64_t last_refresh; /* last attempt */
     int preferred;        /* token the nodes prefer */
     redtls__backoff backoff;
@@ -169,8 +171,15 @@ static redtls_status node_conn(redtls_cluster *cl, size_t i, redtls_conn **out)
         cl->base.host = n->host;
         cl->base.port = n->port;
         cl->base.cluster_readonly = cl->read_replicas;
+        /* A node announced by IP with a host name next to it is verified
+         * (and sent SNI) by that name, unless the configuration says
+         * otherwise (a fixed name, or a mapping for this address). */
+        char *fixed = cl->base.verify_name;
+        if (!fixed && n->announced && !redtls__alias_find(&cl->base.verify_names, n->host, 0))
+            cl->base.verify_name = n->announced;
         redtls_status st = redtls_conn_new(&cl->base, &n->conn);
         cl->base.host = cl->base_host;
+        cl->base.verify_name = fixed;
         if (st != REDTLS_OK)
             return redtls__fail(cl->errmsg, st, "node %s: %s", n->name, cl->base.errmsg);
     }
@@ -244,8 +253,21 @@ static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
 {
     for (size_t i = 0; i < cl->nnodes; i++)
         cl->nodes[i].in_map = cl->nodes[i].master = 0;
-    for (size_t i = 0; i < t->nnodes; i++)
-        cl->nodes[map[i]].in_map = 1;
+    for (size_t i = 0; i < t->nnodes; i++) {
+        cnode *n = &cl->nodes[map[i]];
+        n->in_map = 1;
+        const char *hn = t->nodes[i].hostname;
+        int use = hn && hn[0] && redtls__is_ip_literal(n->host) && strcasecmp(hn, n->host) != 0;
+        if (use ? !n->announced || strcasecmp(n->announced, hn) != 0 : n->announced != NULL) {
+            /* The name to verify changed: reconnect under the new one. */
+            char *copy = use ? strdup(hn) : NULL;
+            if (use && !copy)
+                continue; /* out of memory: keep the old name */
+            free(n->announced);
+            n->announced = copy;
+            node_close(n);
+        }
+    }
     for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS; s++)
         cl->slot_node[s] = NO_SLOT;
     for (size_t r = 0; r < t->nranges; r++) {
@@ -303,6 +325,7 @@ static redtls_status fetch_slots(redtls_cluster *cl, size_t i, int64_t deadline,
 static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
 {
     cl->last_refresh = redtls__now_ms();
+    cl->force_refresh = 0;
     size_t n = cl->nnodes;
     size_t *order = malloc((n ? n : 1) * sizeof *order);
     if (!order)
@@ -379,7 +402,7 @@ static void maybe_refresh(redtls_cluster *cl, int64_t deadline)
 {
     int64_t now = redtls__now_ms();
     int64_t since = now - cl->last_refresh;
-    if ((cl->want_refresh && since >= (int64_t)cl->refresh_gap_ms) ||
+    if (cl->force_refresh || (cl->want_refresh && since >= (int64_t)cl->refresh_gap_ms) ||
         (cl->refresh_interval_ms && since >= (int64_t)cl->refresh_interval_ms))
         refresh(cl, deadline);
 }
@@ -782,9 +805,13 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
     redtls__redirect_kind kind = redtls__redirect_parse(r->str, r->len, &rd, err);
     if (kind != REDTLS__NOT_REDIRECT) {
         cl->stats[kind == REDTLS__MOVED ? REDTLS_CLUSTER_STAT_MOVED : REDTLS_CLUSTER_STAT_ASK]++;
-        size_t to = NO_NODE;
+        size_t to = NO_NODE, known = cl->nnodes;
         if (strcmp(rd.host, "?") != 0)
             to = node_for(cl, rd.host[0] ? rd.host : n->host, rd.port);
+        /* A node first met by IP in a TLS cluster may have a host name the
+         * slot map will give: wait for the refresh rather than verifying
+         * it against the bare address. */
+        int unnamed = to != NO_NODE && to >= known && cl->base.use_tls && redtls__is_ip_literal(cl->nodes[to].host);
         if (kind == REDTLS__MOVED) {
             cl->want_refresh = 1;
             if (to != NO_NODE && rd.slot < REDTLS_CLUSTER_SLOTS)
@@ -802,7 +829,11 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
         o->ask = kind == REDTLS__ASK ? to : NO_NODE;
         o->moved = kind == REDTLS__MOVED ? to : NO_NODE;
         /* An unknown endpoint: wait for the refresh to name it. */
-        op_retry(o, to == NO_NODE ? WAIT_BACKOFF : WAIT_REDIRECT, REDTLS_OK, NULL);
+        if (unnamed) {
+            cl->force_refresh = 1;
+            o->ask = o->moved = NO_NODE;
+        }
+        op_retry(o, to == NO_NODE || unnamed ? WAIT_BACKOFF : WAIT_REDIRECT, REDTLS_OK, NULL);
         freeReplyObject(o->reply);
         o->reply = r;
         return;
@@ -1249,6 +1280,7 @@ void redtls_cluster_free(redtls_cluster *cl)
     for (size_t i = 0; i < cl->nnodes; i++) {
         node_close(&cl->nodes[i]);
         free(cl->nodes[i].host);
+        free(cl->nodes[i].announced);
     }
     free(cl->nodes);
     redtls__topology_free(cl->topo);

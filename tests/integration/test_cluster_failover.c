@@ -397,6 +397,52 @@ static void test_per_node_verification(void **state)
     assert_contains(redtls_cluster_node_name(cl, 0), "127.0.0.1:");
     redtls_cluster_free(cl);
     lab_cluster_stop(&bad);
+
+    /* IP endpoints with per-node certificates: each node is verified by the
+     * host name it announces next to its IP (Redis 7 metadata), with no
+     * configuration at all; a configured name or mapping takes precedence. */
+    o = lab_cluster_default_opts();
+    o.replicas = 0;
+    o.password = TOKEN;
+    o.announce_ips = 1;
+    assert_int_equal(lab_cluster_start(&bad, &o), 0);
+    cfg = cluster_config(&bad, 3000);
+    /* The seed is given by name (an IP seed would need a name of its own). */
+    char seedname[80];
+    snprintf(seedname, sizeof seedname, "%s:%u", bad.node[0].hostname, (unsigned)bad.node[0].srv.port);
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seedname, &cl), REDTLS_OK);
+    for (unsigned i = 0; i < 300; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "m%u", i);
+        const char *argv[] = {"SET", key, "v"};
+        redisReply *r = NULL;
+        assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 3, argv, NULL, &r), REDTLS_OK);
+        redtls_reply_free(r);
+    }
+    assert_contains(redtls_cluster_node_name(cl, 0), "127.0.0.1:");
+    redtls_cluster_free(cl);
+    /* A mapping for the address wins: every node is then checked as node1,
+     * so only node1's slots work. */
+    assert_cfg_status(cfg, redtls_config_map_verify_name(cfg, "127.0.0.1", "node1.cluster.test"), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seedname, &cl), REDTLS_OK);
+    int served = 0, other_refused = 0;
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s += 1024) {
+        const char *argv[] = {"CLUSTER", "COUNTKEYSINSLOT", "0"};
+        redisReply *r = NULL;
+        redtls_status st = redtls_cluster_command_slot(cl, s, 0, 3, argv, NULL, &r);
+        if (st == REDTLS_OK)
+            served += lab_cluster_master_of(&bad, s) == 0;
+        else if (st == REDTLS_E_TLS_HOSTNAME)
+            other_refused += lab_cluster_master_of(&bad, s) != 0;
+        redtls_reply_free(r);
+    }
+    print_message("IP endpoints verified by announced host names; with a mapping to node1: %d slots served, %d "
+                  "refused\n", served, other_refused);
+    assert_int_equal(served + other_refused, 16);
+    assert_true(served > 0 && other_refused > 0);
+    redtls_cluster_free(cl);
+    redtls_config_free(cfg);
+    lab_cluster_stop(&bad);
 }
 
 int main(void)
