@@ -104,6 +104,7 @@ struct redtls_cluster {
     uint64_t rng;
     size_t rr; /* round robin for keyless commands */
     uint64_t stats[9];
+    redtls__cmd_cache cmd_cache; /* last command name looked up */
     /* Batch. */
     op *ops;
     size_t nops, capops;
@@ -590,12 +591,12 @@ static redtls_status add_command(redtls_cluster *cl, unsigned flags, uint32_t sl
     unsigned kf = 0;
     size_t nkeys = 0;
     if (node == NO_NODE && slot == NO_SLOT) {
-        nkeys = redtls__command_keys(argc, argv, lens, pos, INLINE_KEYS, &kf);
+        nkeys = redtls__command_keys_cached(&cl->cmd_cache, argc, argv, lens, pos, INLINE_KEYS, &kf);
         if (nkeys > INLINE_KEYS) {
             pos = malloc(nkeys * sizeof *pos);
             if (!pos)
                 return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
-            nkeys = redtls__command_keys(argc, argv, lens, pos, nkeys, &kf);
+            nkeys = redtls__command_keys_cached(&cl->cmd_cache, argc, argv, lens, pos, nkeys, &kf);
         }
     }
     /* Of the keyed commands only WATCH, SSUBSCRIBE and SUNSUBSCRIBE (5, 10

@@ -719,11 +719,28 @@ static int container_has_keys(const cmd_entry *e)
 size_t redtls__command_keys(int argc, const char *const *argv, const size_t *lens, size_t *pos, size_t cap,
                             unsigned *flags)
 {
+    return redtls__command_keys_cached(NULL, argc, argv, lens, pos, cap, flags);
+}
+
+size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const char *const *argv, const size_t *lens,
+                                   size_t *pos, size_t cap, unsigned *flags)
+{
     key_out out = {pos, pos ? cap : 0, 0};
     unsigned fl = 0;
     const cmd_entry *e = NULL;
-    if (argc > 0 && argv)
-        e = lookup(commands, COUNT(commands), argv[0], arg_len(argv, lens, 0));
+    if (argc > 0 && argv) {
+        size_t len = arg_len(argv, lens, 0);
+        if (cache && cache->entry && cache->len == len && memcmp(cache->name, argv[0], len) == 0) {
+            e = cache->entry;
+        } else {
+            e = lookup(commands, COUNT(commands), argv[0], len);
+            if (cache && e && len <= sizeof cache->name) {
+                memcpy(cache->name, argv[0], len);
+                cache->len = len;
+                cache->entry = e;
+            }
+        }
+    }
     if (e && e->layout == LAYOUT_CONTAINER) {
         if (argc < 2) {
             if (flags)

@@ -35,4 +35,15 @@
 size_t redtls__command_keys(int argc, const char *const *argv, const size_t *lens, size_t *pos, size_t cap,
                             unsigned *flags);
 
+/* The same, remembering the last command name looked up (spelled exactly
+ * the same way) so that a stream of one command skips the table search.
+ * cache starts zeroed; NULL works like redtls__command_keys(). */
+typedef struct redtls__cmd_cache {
+    char name[24];
+    size_t len;
+    const void *entry;
+} redtls__cmd_cache;
+size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const char *const *argv, const size_t *lens,
+                                   size_t *pos, size_t cap, unsigned *flags);
+
 #endif

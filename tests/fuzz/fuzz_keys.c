@@ -3,7 +3,8 @@
  * arguments, each in its own exactly sized allocation, so a read past an
  * argument is caught. Invariants: every key position is an argument after
  * the command name, in increasing order; a smaller output array reports
- * the same count and the same first positions; MALFORMED, NOKEYS and
+ * the same count and the same first positions; the cached lookup agrees
+ * with the plain one; MALFORMED, NOKEYS and
  * unknown commands report no keys. */
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +49,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n2 = redtls__command_keys(argc, (const char *const *)argv, lens, small, 2, &flags2);
         CHECK(n == n2);
         CHECK(flags == flags2);
+        /* The one-name cache (kept across inputs) agrees with the table. */
+        static redtls__cmd_cache cache;
+        size_t cached[MAX_ARGS * 2];
+        unsigned flags3 = 0;
+        size_t n3 = redtls__command_keys_cached(&cache, argc, (const char *const *)argv, lens, cached, MAX_ARGS * 2,
+                                                &flags3);
+        CHECK(n3 == n && flags3 == flags);
+        for (size_t k = 0; k < n && k < MAX_ARGS * 2; k++)
+            CHECK(cached[k] == pos[k]);
         CHECK(n < (size_t)argc);
         for (size_t k = 0; k < n; k++) {
             CHECK(pos[k] >= 1 && pos[k] < (size_t)argc);

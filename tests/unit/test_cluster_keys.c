@@ -522,6 +522,37 @@ static double cost_ns(int argc, const char *const *argv, int calls)
     return best;
 }
 
+
+/* The one-name cache gives exactly what the plain lookup gives, over a
+ * sequence that switches commands, spelling, containers and an unknown
+ * name, and with a name longer than the cache holds. */
+static void test_cache_matches(void **state)
+{
+    (void)state;
+    static const char *const cmds[][6] = {
+        {"GET", "a"},           {"GET", "b"},          {"get", "c"},        {"SET", "k", "v"},
+        {"OBJECT", "ENCODING", "k"}, {"OBJECT", "FREQ", "k"}, {"OBJECT", "HELP"}, {"MGET", "a", "b", "c"},
+        {"NOSUCHCMD", "x"},     {"NOSUCHCMD", "y"},    {"GET", "d"},        {"XINFO", "STREAM", "s"},
+        {"EVAL", "s", "2", "k1", "k2"}, {"ZUNIONSTORE", "d", "2", "a", "b"}, {"GET", "e"},
+        {"AVERYLONGCOMMANDNAMEBEYONDTHECACHE", "x"}, {"ping"}, {"PING"}, {"GET", "f"},
+    };
+    redtls__cmd_cache cache;
+    memset(&cache, 0, sizeof cache);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int argc = 0;
+        while (argc < 6 && cmds[i][argc])
+            argc++;
+        size_t p1[8], p2[8];
+        unsigned f1 = 99, f2 = 77;
+        size_t n1 = redtls__command_keys(argc, cmds[i], NULL, p1, 8, &f1);
+        size_t n2 = redtls__command_keys_cached(&cache, argc, cmds[i], NULL, p2, 8, &f2);
+        assert_int_equal(n1, n2);
+        assert_int_equal(f1, f2);
+        for (size_t k = 0; k < n1 && k < 8; k++)
+            assert_int_equal(p1[k], p2[k]);
+    }
+}
+
 static void test_lookup_cost(void **state)
 {
     (void)state;
@@ -559,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_binary_argv),
         cmocka_unit_test(test_unknown),
         cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_cache_matches),
         cmocka_unit_test(test_lookup_cost),
     };
     return cmocka_run_group_tests_name("cluster_keys", tests, NULL, NULL);
