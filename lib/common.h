@@ -61,6 +61,8 @@ int64_t redtls__deadline_after(unsigned timeout_ms);
 int redtls__poll_timeout(int64_t deadline);
 /* The earlier of two deadlines. */
 int64_t redtls__deadline_min(int64_t a, int64_t b);
+/* Waits until when (a signal does not cut the wait short). */
+void redtls__sleep_until(int64_t when);
 
 #define REDTLS__NO_DEADLINE INT64_MAX
 

@@ -248,27 +248,26 @@ static redtls_status nomem(redtls_config *cfg)
     return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
 }
 
+/* Copies host without the brackets of "[::1]" into a new string. */
+static char *unbracket(const char *host)
+{
+    size_t n = strlen(host);
+    if (host[0] == '[' && n > 2 && host[n - 1] == ']')
+        return strndup(host + 1, n - 2);
+    return strdup(host);
+}
+
 redtls_status redtls_config_set_host(redtls_config *cfg, const char *host, uint16_t port)
 {
     CHECK_CFG(cfg);
     if (!host || !host[0] || port == 0)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "host must be non-empty and port non-zero");
-    size_t n = strlen(host);
-    const char *h = host;
-    char *unbracketed = NULL;
     /* Accept "[::1]" as well as "::1". */
-    if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-        unbracketed = malloc(n - 1);
-        if (!unbracketed)
-            return nomem(cfg);
-        memcpy(unbracketed, host + 1, n - 2);
-        unbracketed[n - 2] = '\0';
-        h = unbracketed;
-    }
-    redtls_status st = redtls__str_set(&cfg->host, h);
-    free(unbracketed);
-    if (st)
+    char *h = unbracket(host);
+    if (!h)
         return nomem(cfg);
+    free(cfg->host);
+    cfg->host = h;
     cfg->port = port;
     free(cfg->unix_path);
     cfg->unix_path = NULL;
@@ -406,15 +405,6 @@ redtls_status redtls_config_set_verify_name(redtls_config *cfg, const char *name
     if (redtls__str_set(&cfg->verify_name, name))
         return nomem(cfg);
     return REDTLS_OK;
-}
-
-/* Copies host without the brackets of "[::1]" into a new string. */
-static char *unbracket(const char *host)
-{
-    size_t n = strlen(host);
-    if (host[0] == '[' && n > 2 && host[n - 1] == ']')
-        return strndup(host + 1, n - 2);
-    return strdup(host);
 }
 
 static redtls_status alias_add(redtls_config *cfg, redtls__host_aliases *a, const char *from, uint16_t port,

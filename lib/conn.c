@@ -363,15 +363,6 @@ redtls_status redtls_conn_connect(redtls_conn *c)
     return st;
 }
 
-static void sleep_until(int64_t when)
-{
-    for (;;) {
-        int ms = redtls__poll_timeout(when);
-        if (ms <= 0 || poll(NULL, 0, ms) == 0)
-            return;
-    }
-}
-
 /* Re-authenticates after a NOAUTH reply, on the same connection. */
 static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
 {
@@ -467,7 +458,7 @@ static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int on
         if (c->next_attempt > now) {
             if (once || c->next_attempt >= deadline)
                 break;
-            sleep_until(c->next_attempt);
+            redtls__sleep_until(c->next_attempt);
         }
         /* A spent deadline is no attempt: it must not feed the backoff or
          * count against the limits. */

@@ -14,7 +14,6 @@
  * (redirections, error replies that say so, connections that failed
  * before anything was written), or when the caller declared it idempotent.
  */
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,30 +219,10 @@ static redtls_status connect_status(const redtls_conn *c, redtls_status st)
     return st;
 }
 
-/* Parses "host:port" / "[v6]:port". */
+/* A node name as users give it: an endpoint with a host. */
 static int parse_hostport(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port)
 {
-    const char *colon = NULL;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == ':')
-            colon = s + i;
-    if (!colon || colon == s)
-        return -1;
-    const char *h = s;
-    size_t hl = (size_t)(colon - s);
-    if (h[0] == '[') {
-        if (hl < 3 || h[hl - 1] != ']')
-            return -1;
-        h++;
-        hl -= 2;
-    }
-    unsigned long p;
-    if (hl >= hostcap || redtls__parse_decimal(colon + 1, len - (size_t)(colon + 1 - s), 65535, &p) != 0 || p == 0)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (uint16_t)p;
-    return 0;
+    return redtls__parse_endpoint(s, len, host, hostcap, port) == 0 && host[0] ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -866,15 +845,6 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
         o->ask = NO_NODE;
 }
 
-static void sleep_until(int64_t when)
-{
-    for (;;) {
-        int ms = redtls__poll_timeout(when);
-        if (ms <= 0 || poll(NULL, 0, ms) == 0)
-            return;
-    }
-}
-
 static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
 
 /* One round: route, write every node's ops, read them all. */
@@ -1165,7 +1135,7 @@ static redtls_status run_batch(redtls_cluster *cl)
         int64_t now = redtls__now_ms();
         if (wait && now < retry_deadline) {
             int64_t until = now + redtls__backoff_next(&cl->backoff);
-            sleep_until(redtls__deadline_min(until, retry_deadline));
+            redtls__sleep_until(redtls__deadline_min(until, retry_deadline));
         }
         if (redtls__now_ms() >= retry_deadline) {
             out_of_time(cl);

@@ -18,35 +18,43 @@ redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtl
     }
     const char *p = text + skip, *end = text + len;
     const char *sp = memchr(p, ' ', (size_t)(end - p));
-    unsigned long slot, port;
+    unsigned long slot;
     if (!sp || redtls__parse_decimal(p, (size_t)(sp - p), 16383, &slot) != 0) {
         redtls__fail(err, REDTLS_E_PROTOCOL, "redirection with a bad slot");
         return REDTLS__NOT_REDIRECT;
     }
     const char *ep = sp + 1;
-    /* The port follows the last ':'; the endpoint is what comes before. */
-    const char *colon = NULL;
-    for (const char *q = ep; q < end; q++)
-        if (*q == ':')
-            colon = q;
-    if (!colon || redtls__parse_decimal(colon + 1, (size_t)(end - colon - 1), 65535, &port) != 0 || port == 0) {
+    uint16_t port;
+    if (redtls__parse_endpoint(ep, (size_t)(end - ep), out->host, sizeof out->host, &port) != 0) {
+        out->host[0] = '\0';
         redtls__fail(err, REDTLS_E_PROTOCOL, "redirection with a bad endpoint or port");
         return REDTLS__NOT_REDIRECT;
     }
-    const char *h = ep;
-    size_t hlen = (size_t)(colon - ep);
+    out->kind = kind;
+    out->slot = (unsigned)slot;
+    out->port = port;
+    return kind;
+}
+
+int redtls__parse_endpoint(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port)
+{
+    const char *colon = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == ':')
+            colon = s + i;
+    unsigned long p;
+    if (!colon || redtls__parse_decimal(colon + 1, len - (size_t)(colon + 1 - s), 65535, &p) != 0 || p == 0)
+        return -1;
+    const char *h = s;
+    size_t hlen = (size_t)(colon - s);
     if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
         h++;
         hlen -= 2;
     }
-    if (hlen >= sizeof out->host || memchr(h, ' ', hlen) || memchr(h, '\0', hlen)) {
-        redtls__fail(err, REDTLS_E_PROTOCOL, "redirection with a bad endpoint");
-        return REDTLS__NOT_REDIRECT;
-    }
-    memcpy(out->host, h, hlen);
-    out->host[hlen] = '\0';
-    out->kind = kind;
-    out->slot = (unsigned)slot;
-    out->port = (uint16_t)port;
-    return kind;
+    if (hlen >= hostcap || memchr(h, ' ', hlen) || memchr(h, '\0', hlen))
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)p;
+    return 0;
 }

@@ -22,6 +22,12 @@ typedef struct redtls__redirect {
  * redirection is handed to the caller as the error it is. The endpoint is
  * everything up to the last ':' (so IPv6 addresses work, bracketed or
  * not); "?" means unknown. */
+/* "host:port" as cluster nodes are named (seeds, redirections): the port
+ * follows the last ':', IPv6 hosts may be bracketed, the host may be empty
+ * ("the address already in use") but holds no space or NUL and fits
+ * hostcap. Returns 0, or -1 when it does not parse. */
+int redtls__parse_endpoint(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port);
+
 redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtls__redirect *out, char *err);
 
 #endif
