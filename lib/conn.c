@@ -419,6 +419,7 @@ static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
 redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline)
 {
     c->errmsg[0] = '\0';
+    c->no_time = 0;
     return ensure_connected_n(c, deadline, 1);
 }
 
@@ -462,8 +463,10 @@ static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int on
         }
         /* A spent deadline is no attempt: it must not feed the backoff or
          * count against the limits. */
-        if (redtls__now_ms() >= deadline)
+        if (redtls__now_ms() >= deadline) {
+            c->no_time = last == REDTLS_OK;
             break;
+        }
         redtls_status st = connect_once(c, deadline);
         if (st == REDTLS_OK) {
             attempt_succeeded(c);

@@ -34,6 +34,8 @@ struct redtls_conn {
     int64_t last_io;         /* last successful read (health check) */
     redtls__tls_session session; /* for resumption on reconnect */
     redtls_status last_status; /* of the last failed attempt */
+    int no_time;             /* the last ensure_once made no attempt: the
+                              * deadline had passed */
     char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
@@ -81,7 +83,8 @@ int redtls__has_credentials(const redtls_conn *c);
 /* For the cluster layer. ensure_once: make sure the connection is usable
  * (idle check, pending re-AUTH) with at most one connect attempt and no
  * waiting for the backoff: REDTLS_E_UNAVAILABLE when the next attempt is
- * not due yet. append_raw: queue one already framed command. */
+ * not due yet, or when the deadline had passed (then c->no_time is set, so
+ * the caller can keep an earlier, more telling cause). append_raw: queue one already framed command. */
 redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline);
 redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t len);
 

@@ -98,6 +98,7 @@ struct redtls_cluster {
     int want_refresh;
     int force_refresh; /* a node met by IP needs its name: no throttle */
     int64_t last_refresh; /* last attempt */
+    int refresh_spent;    /* the last refresh ended before asking anyone */
     int preferred;        /* token the nodes prefer */
     redtls__backoff backoff;
     uint64_t rng;
@@ -270,9 +271,10 @@ static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
 }
 
 /* One CLUSTER SLOTS round trip on node i. */
-static redtls_status fetch_slots(redtls_cluster *cl, size_t i, int64_t deadline, redisReply **reply)
+static redtls_status fetch_slots(redtls_cluster *cl, size_t i, int64_t deadline, redisReply **reply, int *no_time)
 {
     *reply = NULL;
+    *no_time = 0;
     redtls_conn *c = NULL;
     redtls_status st = node_conn(cl, i, &c);
     if (st != REDTLS_OK || !c)
@@ -290,6 +292,7 @@ static redtls_status fetch_slots(redtls_cluster *cl, size_t i, int64_t deadline,
             if (st == REDTLS_OK)
                 st = redtls__conn_read(c, deadline, 0, reply);
         } else {
+            *no_time = c->no_time;
             st = connect_status(c, st);
         }
         if (st != REDTLS_E_OUTCOME_UNKNOWN || !reused)
@@ -306,6 +309,7 @@ static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
 {
     cl->last_refresh = redtls__now_ms();
     cl->force_refresh = 0;
+    cl->refresh_spent = 0;
     size_t n = cl->nnodes;
     size_t *order = malloc((n ? n : 1) * sizeof *order);
     if (!order)
@@ -332,9 +336,12 @@ static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
             continue;
         if (redtls__now_ms() >= deadline)
             break;
-        tried++;
         redisReply *r = NULL;
-        redtls_status st = fetch_slots(cl, i, deadline, &r);
+        int no_time = 0;
+        redtls_status st = fetch_slots(cl, i, deadline, &r, &no_time);
+        if (no_time)
+            break; /* the deadline passed before an attempt: not a failure */
+        tried++;
         if (st == REDTLS_OK && r->type == REDIS_REPLY_ERROR) {
             st = redtls__fail(cl->errmsg, REDTLS_E_CLUSTER_TOPOLOGY, "node %s answered CLUSTER SLOTS with: %.200s",
                               cl->nodes[i].name, r->str);
@@ -373,7 +380,8 @@ static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
         memcpy(cause, cl->errmsg, sizeof cause);
     }
     free(order);
-    if (tried == 0 && redtls__now_ms() >= deadline)
+    cl->refresh_spent = tried == 0 && redtls__now_ms() >= deadline;
+    if (cl->refresh_spent)
         return redtls__fail(cl->errmsg, REDTLS_E_UNAVAILABLE, "no time left to fetch the slot map");
     return redtls__fail(cl->errmsg, last, "%s%.400s", cl->have_map ? "slot map kept: " : "no slot map: ", cause);
 }
@@ -858,9 +866,17 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
         o->wait = WAIT_NONE;
         if (o->target == NO_NODE) {
             cl->want_refresh = 1;
-            char msg[96];
-            snprintf(msg, sizeof msg, "slot %u has no master in the slot map", (unsigned)o->slot);
-            op_retry(o, WAIT_BACKOFF, REDTLS_E_CLUSTER_TOPOLOGY, msg);
+            if (!cl->have_map && o->st != REDTLS_OK) {
+                /* Keep why the map could not be fetched. */
+                op_retry(o, WAIT_BACKOFF, o->st, NULL);
+            } else {
+                char msg[96];
+                if (cl->have_map)
+                    snprintf(msg, sizeof msg, "slot %u has no master in the slot map", (unsigned)o->slot);
+                else
+                    snprintf(msg, sizeof msg, "no slot map yet");
+                op_retry(o, WAIT_BACKOFF, REDTLS_E_CLUSTER_TOPOLOGY, msg);
+            }
             o->target = NO_NODE;
         }
     }
@@ -905,8 +921,12 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
             if (st != REDTLS_OK) {
                 /* Nothing was written: safe to retry, elsewhere if the map
                  * changes; an importing node that is gone is replaced by the
-                 * slot's owner. */
-                op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
+                 * slot's owner. When only time ran out (no attempt made), an
+                 * earlier cause says more. */
+                if (c && c->no_time && o->st != REDTLS_OK)
+                    op_retry(o, WAIT_BACKOFF, o->st, NULL);
+                else
+                    op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
                 o->to_master = 1;
                 o->ask = NO_NODE;
                 continue;
@@ -1088,7 +1108,10 @@ static int64_t refresh_deadline(int64_t deadline)
 }
 
 /* Without a slot map (the seeds could not be asked yet) the ops wait for
- * one, unless the failure will not heal by waiting. */
+ * one, unless the failure will not heal by waiting. A refresh cut short by
+ * the call's own deadline (no time to ask, or a time-out within its slice
+ * of the time) does not replace the cause an earlier refresh found: "node
+ * X sent an invalid map" says more than "timed out". */
 static void no_map(redtls_cluster *cl, redtls_status st)
 {
     for (size_t i = 0; i < cl->nops; i++) {
@@ -1097,6 +1120,8 @@ static void no_map(redtls_cluster *cl, redtls_status st)
             continue;
         if (hard_failure(st))
             op_fail(o, st, cl->errmsg);
+        else if ((cl->refresh_spent || st == REDTLS_E_COMMAND_TIMEOUT) && o->st != REDTLS_OK)
+            op_retry(o, WAIT_BACKOFF, o->st, NULL); /* keep the earlier cause */
         else
             op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
     }
