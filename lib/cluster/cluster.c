@@ -382,7 +382,7 @@ static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
     free(order);
     cl->refresh_spent = tried == 0 && redtls__now_ms() >= deadline;
     if (cl->refresh_spent)
-        return redtls__fail(cl->errmsg, REDTLS_E_UNAVAILABLE, "no time left to fetch the slot map");
+        return redtls__fail(cl->errmsg, REDTLS_E_COMMAND_TIMEOUT, "no time left to fetch the slot map");
     return redtls__fail(cl->errmsg, last, "%s%.400s", cl->have_map ? "slot map kept: " : "no slot map: ", cause);
 }
 
