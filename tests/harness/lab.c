@@ -278,6 +278,29 @@ pid_t lab__fork_tracked(void)
     return pid;
 }
 
+int lab__fork_listener(lab_server *srv, const char *kind, int *fd)
+{
+    *fd = lab__listen_tcp(0, &srv->port);
+    if (*fd < 0) {
+        lab__log("%s listener: %s", kind, strerror(errno));
+        return -1;
+    }
+    lab__log_path(srv, kind, ".log", srv->log_path, sizeof srv->log_path);
+    srv->pid = lab__fork_tracked();
+    if (srv->pid < 0) {
+        srv->pid = 0;
+        close(*fd);
+        return -1;
+    }
+    if (srv->pid == 0) {
+        lab__child_setup(srv->log_path, *fd);
+        return 0;
+    }
+    close(*fd);
+    *fd = -1;
+    return 1;
+}
+
 static int lab_run(const char **argv)
 {
     pid_t pid = lab_spawn(argv, NULL);
@@ -722,21 +745,12 @@ int lab_plaintext_start(lab_server *srv)
 {
     int fd;
     lab_reset(srv);
-    fd = lab__listen_tcp(0, &srv->port);
-    if (fd < 0) {
-        lab__log("plain-text listener: %s", strerror(errno));
+    int forked = lab__fork_listener(srv, "plaintext", &fd);
+    if (forked < 0) {
         return -1;
     }
-    lab__log_path(srv, "plaintext", ".log", srv->log_path, sizeof srv->log_path);
-    srv->pid = lab__fork_tracked();
-    if (srv->pid < 0) {
-        srv->pid = 0;
-        close(fd);
-        return -1;
-    }
-    if (srv->pid == 0) {
+    if (forked == 0) {
         static const char text[] = "-ERR this port speaks plain text, not TLS\r\n";
-        lab__child_setup(srv->log_path, fd);
         signal(SIGPIPE, SIG_IGN);
         for (;;) {
             char buf[4096];
@@ -756,7 +770,6 @@ int lab_plaintext_start(lab_server *srv)
             close(c);
         }
     }
-    close(fd);
     return 0;
 }
 

@@ -113,20 +113,12 @@ int lab_fakenode_start(lab_server *srv, lab_fake_mode mode)
 {
     memset(srv, 0, sizeof *srv);
     srv->listen_fd = -1;
-    int fd = lab__listen_tcp(0, &srv->port);
-    if (fd < 0) {
-        lab__log("fake node listener: %s", strerror(errno));
+    int fd = -1;
+    int forked = lab__fork_listener(srv, "fakenode", &fd);
+    if (forked < 0) {
         return -1;
     }
-    lab__log_path(srv, "fakenode", ".log", srv->log_path, sizeof srv->log_path);
-    srv->pid = lab__fork_tracked();
-    if (srv->pid < 0) {
-        srv->pid = 0;
-        close(fd);
-        return -1;
-    }
-    if (srv->pid == 0) {
-        lab__child_setup(srv->log_path, fd);
+    if (forked == 0) {
         unsigned count = 0;
         for (;;) {
             int c = accept(fd, NULL, NULL);
@@ -136,6 +128,5 @@ int lab_fakenode_start(lab_server *srv, lab_fake_mode mode)
             close(c);
         }
     }
-    close(fd);
     return 0;
 }

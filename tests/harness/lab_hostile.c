@@ -173,23 +173,13 @@ int lab_hostile_start(lab_server *srv, const lab_hostile_opts *opts)
     if (opts->tls && lab_certs(NULL) == NULL) {
         return -1;
     }
-    fd = lab__listen_tcp(0, &srv->port);
-    if (fd < 0) {
-        lab__log("hostile listener: %s", strerror(errno));
+    int forked = lab__fork_listener(srv, "hostile", &fd);
+    if (forked < 0) {
         return -1;
     }
-    lab__log_path(srv, "hostile", ".log", srv->log_path, sizeof srv->log_path);
-    srv->pid = lab__fork_tracked();
-    if (srv->pid < 0) {
-        srv->pid = 0;
-        close(fd);
-        return -1;
-    }
-    if (srv->pid == 0) {
-        lab__child_setup(srv->log_path, fd);
+    if (forked == 0) {
         hostile_child(fd, opts);
         _exit(0);
     }
-    close(fd);
     return 0;
 }

@@ -19,5 +19,10 @@ pid_t lab__fork_tracked(void);
 int lab__listen_tcp(uint16_t port, uint16_t *bound);
 /* WORKDIR/KIND-PID-PORTSUFFIX */
 void lab__log_path(lab_server *srv, const char *kind, const char *suffix, char *out, size_t outlen);
+/* A forked loopback server: listens on a free port (srv->port), names its
+ * log WORKDIR/KIND-...log (srv->log_path) and forks a tracked child.
+ * Returns -1 on failure (logged), 1 in the parent (listener closed there),
+ * 0 in the child, which owns *fd and must end with _exit(). */
+int lab__fork_listener(lab_server *srv, const char *kind, int *fd);
 
 #endif
