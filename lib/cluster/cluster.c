@@ -15,6 +15,7 @@
  * before anything was written), or when the caller declared it idempotent.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,20 +140,35 @@ static size_t find_node(const redtls_cluster *cl, const char *host, uint16_t por
     return NO_NODE;
 }
 
+/* Room for n elements of elem bytes in v (capacity *cap, doubling from
+ * 8): the possibly moved vector, or NULL when out of memory (v still
+ * valid, *cap unchanged). */
+static void *grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+    if (n <= *cap)
+        return v;
+    size_t c = *cap ? *cap : 8;
+    while (c < n) {
+        if (c > SIZE_MAX / 2 / elem)
+            return NULL;
+        c *= 2;
+    }
+    void *nv = realloc(v, c * elem);
+    if (nv)
+        *cap = c;
+    return nv;
+}
+
 /* The node for host:port, added when unknown; NO_NODE when out of memory. */
 static size_t node_for(redtls_cluster *cl, const char *host, uint16_t port)
 {
     size_t i = find_node(cl, host, port);
     if (i != NO_NODE)
         return i;
-    if (cl->nnodes == cl->capnodes) {
-        size_t cap = cl->capnodes ? cl->capnodes * 2 : 8;
-        cnode *v = realloc(cl->nodes, cap * sizeof *v);
-        if (!v)
-            return NO_NODE;
-        cl->nodes = v;
-        cl->capnodes = cap;
-    }
+    cnode *v = grow(cl->nodes, &cl->capnodes, cl->nnodes + 1, sizeof *v);
+    if (!v)
+        return NO_NODE;
+    cl->nodes = v;
     cnode *n = &cl->nodes[cl->nnodes];
     memset(n, 0, sizeof *n);
     n->host = strdup(host);
@@ -416,14 +432,10 @@ static void batch_reset(redtls_cluster *cl)
 
 static op *new_op(redtls_cluster *cl, size_t u)
 {
-    if (cl->nops == cl->capops) {
-        size_t cap = cl->capops ? cl->capops * 2 : 8;
-        op *v = realloc(cl->ops, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        cl->ops = v;
-        cl->capops = cap;
-    }
+    op *v = grow(cl->ops, &cl->capops, cl->nops + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    cl->ops = v;
     op *o = &cl->ops[cl->nops++];
     memset(o, 0, sizeof *o);
     o->slot = NO_SLOT;
@@ -487,16 +499,12 @@ static redtls_status add_split(redtls_cluster *cl, size_t u, unsigned flags, int
         goto out;
     }
     if (merge == MERGE_MGET) {
-        if (cl->capmap - cl->nmap < nkeys) {
-            size_t cap = cl->nmap + nkeys + 64;
-            size_t *v = realloc(cl->map, cap * sizeof *v);
-            if (!v) {
-                st = REDTLS_E_NOMEM;
-                goto out;
-            }
-            cl->map = v;
-            cl->capmap = cap;
+        size_t *v = grow(cl->map, &cl->capmap, cl->nmap + nkeys, sizeof *v);
+        if (!v) {
+            st = REDTLS_E_NOMEM;
+            goto out;
         }
+        cl->map = v;
     }
     for (size_t k = 0; k < nkeys; k++) {
         ks[k].slot = redtls_cluster_key_slot(argv[pos[k]], arglen(argv, lens, pos[k]));
@@ -602,17 +610,13 @@ static redtls_status add_command(redtls_cluster *cl, unsigned flags, uint32_t sl
                             "commands; use a redtls_conn to the node instead",
                             state);
     }
-    if (cl->nucmds == cl->capucmds) {
-        size_t cap = cl->capucmds ? cl->capucmds * 2 : 8;
-        ucmd *v = realloc(cl->ucmds, cap * sizeof *v);
-        if (!v) {
-            if (pos != inline_pos)
-                free(pos);
-            return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
-        }
-        cl->ucmds = v;
-        cl->capucmds = cap;
+    ucmd *v = grow(cl->ucmds, &cl->capucmds, cl->nucmds + 1, sizeof *v);
+    if (!v) {
+        if (pos != inline_pos)
+            free(pos);
+        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
+    cl->ucmds = v;
     size_t u = cl->nucmds;
     ucmd *uc = &cl->ucmds[u];
     memset(uc, 0, sizeof *uc);
