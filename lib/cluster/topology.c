@@ -48,21 +48,24 @@ enum { NODE_OK, NODE_SKIP, NODE_BAD, NODE_NOMEM };
 static int read_node(const redisReply *e, const char *asked_host, redtls__cluster_node *n, char *err)
 {
     memset(n, 0, sizeof *n);
-    if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 2 || !is_string(e->element[0]) ||
+    /* The endpoint is a string, or a null bulk: Redis documents null as
+     * "the endpoint this command was sent to", the same as "". */
+    if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+        !(is_string(e->element[0]) || e->element[0]->type == REDIS_REPLY_NIL) ||
         e->element[1]->type != REDIS_REPLY_INTEGER) {
         redtls__fail(err, REDTLS_E_PROTOCOL, "CLUSTER SLOTS: a node entry is not [endpoint, port, ...]");
         return NODE_BAD;
     }
     const redisReply *ep = e->element[0];
     long long port = e->element[1]->integer;
-    if (ep->len == 1 && ep->str[0] == '?')
+    const char *host = ep->type == REDIS_REPLY_NIL ? "" : ep->str;
+    size_t hlen = ep->type == REDIS_REPLY_NIL ? 0 : ep->len;
+    if (hlen == 1 && host[0] == '?')
         return NODE_SKIP; /* the node has no endpoint clients can use */
     if (port < 1 || port > 65535) {
         redtls__fail(err, REDTLS_E_PROTOCOL, "CLUSTER SLOTS: port %lld out of range", port);
         return NODE_BAD;
     }
-    const char *host = ep->str;
-    size_t hlen = ep->len;
     if (hlen == 0) {
         host = asked_host ? asked_host : "";
         hlen = strlen(host);

@@ -34,7 +34,7 @@ typedef struct redtls__topology {
 } redtls__topology;
 
 /* Builds a topology from a CLUSTER SLOTS reply. asked_host replaces an
- * empty endpoint ("the address you asked"); nodes announced as "?" (no
+ * empty or null endpoint ("the address you asked"); nodes announced as "?" (no
  * usable endpoint) are skipped, and a range left without a master is
  * dropped. REDTLS_E_PROTOCOL (message says what is wrong) for a reply of
  * the wrong shape, a range outside 0..16383 or upside down, overlapping

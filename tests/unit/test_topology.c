@@ -117,6 +117,41 @@ static void test_invalid_maps_refused(void **state)
     freeReplyObject(r);
 }
 
+static void test_null_endpoint_is_the_address_asked(void **state)
+{
+    (void)state;
+    /* A null preferred endpoint ($-1), for a master and for a replica, is
+     * "the endpoint this command was sent to", like "". */
+    const char *text = "*2\r\n"
+                       "*4\r\n:0\r\n:8191\r\n*3\r\n$-1\r\n:7001\r\n$1\r\na\r\n"
+                       "*3\r\n$-1\r\n:7004\r\n$1\r\nd\r\n"
+                       "*3\r\n:8192\r\n:16383\r\n*4\r\n$-1\r\n:7002\r\n$1\r\nb\r\n"
+                       "*2\r\n$8\r\nhostname\r\n$6\r\nnode.b\r\n";
+    redtls__topology *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(parse(text, "seed.example", &t, err), REDTLS_OK);
+    assert_int_equal(t->covered, 16384);
+    assert_int_equal(t->nnodes, 3);
+    const redtls__cluster_node *a = &t->nodes[redtls__topology_master(t, 0)];
+    const redtls__cluster_node *b = &t->nodes[redtls__topology_master(t, 9000)];
+    assert_string_equal(a->host, "seed.example");
+    assert_int_equal(a->port, 7001);
+    assert_string_equal(b->host, "seed.example");
+    assert_int_equal(b->port, 7002);
+    assert_string_equal(b->hostname, "node.b");
+    assert_int_equal(t->ranges[0].nreplicas, 1);
+    assert_string_equal(t->nodes[t->ranges[0].replicas[0]].host, "seed.example");
+    assert_int_equal(t->nodes[t->ranges[0].replicas[0]].port, 7004);
+    redtls__topology_free(t);
+    /* With nothing asked, a null endpoint has no host, as "" has none. */
+    redisReply *r = resp("*1\r\n*3\r\n:0\r\n:10\r\n*3\r\n$-1\r\n:7000\r\n$2\r\naa\r\n");
+    assert_status(redtls__topology_parse(r, NULL, &t, err), REDTLS_E_PROTOCOL);
+    assert_contains(err, "empty or invalid host");
+    freeReplyObject(r);
+    /* A null port is still no node entry. */
+    expect_refused("*1\r\n*3\r\n:0\r\n:10\r\n*3\r\n$1\r\nh\r\n$-1\r\n$2\r\naa\r\n", "node entry");
+}
+
 static void test_empty_and_partial_maps(void **state)
 {
     (void)state;
@@ -141,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_three_masters_with_replicas),
         cmocka_unit_test(test_redis7_metadata_and_endpoints),
         cmocka_unit_test(test_invalid_maps_refused),
+        cmocka_unit_test(test_null_endpoint_is_the_address_asked),
         cmocka_unit_test(test_empty_and_partial_maps),
     };
     return cmocka_run_group_tests_name("topology", tests, NULL, NULL);
