@@ -210,6 +210,11 @@ static const char *lab_intern(const char *s)
  * after the test closed it), log to log_path. */
 void lab__child_setup(const char *log_path, int keep_fd)
 {
+    lab__child_setup_keep(log_path, &keep_fd, 1);
+}
+
+void lab__child_setup_keep(const char *log_path, const int *keep, size_t nkeep)
+{
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != lab_forker) {
         _exit(127);
@@ -235,7 +240,11 @@ void lab__child_setup(const char *log_path, int keep_fd)
         maxfd = 65536;
     }
     for (int fd = 3; fd < maxfd; fd++) {
-        if (fd != keep_fd) {
+        int kept = 0;
+        for (size_t i = 0; i < nkeep; i++) {
+            kept |= keep[i] == fd;
+        }
+        if (!kept) {
             close(fd);
         }
     }

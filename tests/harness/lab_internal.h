@@ -13,6 +13,8 @@ void lab__sleep_ms(int ms);
 /* Child side of a fork: dies with the test program, closes every descriptor
  * but keep_fd, sends stdout/stderr to log_path. */
 void lab__child_setup(const char *log_path, int keep_fd);
+/* The same, keeping nkeep descriptors. */
+void lab__child_setup_keep(const char *log_path, const int *keep, size_t nkeep);
 /* fork() whose child pid is tracked for lab_stop_all(). */
 pid_t lab__fork_tracked(void);
 /* A listening loopback TCP socket on port (0: any); *bound gets the port. */
