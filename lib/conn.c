@@ -178,6 +178,27 @@ static redtls_status took_reply(redtls_conn *c, const redisReply *r)
     return REDTLS_OK;
 }
 
+/* A read failed: the connection is dropped and the command whose reply
+ * was awaited is reported (raw: as the transport said; otherwise as lost
+ * when the connection broke after it was written). */
+static redtls_status read_failed(redtls_conn *c, redtls_status st, int raw)
+{
+    if (c->tp)
+        redtls__conn_drop(c, st);
+    /* The connection is gone and this command was in flight. */
+    if (c->lost > 0) {
+        c->lost--;
+        c->pending--;
+    }
+    if (raw || (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS))
+        return st;
+    char cause[REDTLS__ERRMSG_MAX];
+    memcpy(cause, c->errmsg, sizeof cause);
+    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
+                        cause);
+}
+
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply)
 {
     *reply = NULL;
@@ -211,20 +232,50 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
         if (st == REDTLS_OK)
             st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg);
     }
-    if (c->tp)
-        redtls__conn_drop(c, st);
-    /* The connection is gone and this command was in flight. */
-    if (c->lost > 0) {
-        c->lost--;
-        c->pending--;
+    return read_failed(c, st, raw);
+}
+
+redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply)
+{
+    *reply = NULL;
+    if (c->lost > 0)
+        return report_lost(c, NULL);
+    if (!c->tp)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
+    redtls_status st;
+    if (c->olen > 0 && (st = redtls__conn_flush(c, deadline, 0)) != REDTLS_OK)
+        return read_failed(c, st, 0);
+    /* The caller polled the socket: skip the transport's wait-first. */
+    if (c->tp->ops->expect_data)
+        c->tp->ops->expect_data(c->tp);
+    for (;;) {
+        if ((st = redtls__reader_get(&c->rd, reply, c->errmsg)) != REDTLS_OK)
+            break;
+        if (*reply)
+            return took_reply(c, *reply);
+        /* As in redtls__conn_read: a server that keeps sending one endless
+         * reply meets the deadline. */
+        if ((budget && *budget == 0) || (deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline))
+            return REDTLS_OK;
+        size_t got = 0, cap = budget && *budget < REDTLS__READ_CHUNK ? *budget : REDTLS__READ_CHUNK;
+        st = c->tp->ops->read(c->tp, c->rbuf, cap, &got, REDTLS__NO_WAIT, c->errmsg);
+        if (st == REDTLS_E_COMMAND_TIMEOUT) {
+            c->errmsg[0] = '\0'; /* nothing more there for now */
+            return REDTLS_OK;
+        }
+        if (st != REDTLS_OK || (st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg)) != REDTLS_OK)
+            break;
+        if (budget)
+            *budget -= got;
     }
-    if (raw || (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS))
-        return st;
-    char cause[REDTLS__ERRMSG_MAX];
-    memcpy(cause, c->errmsg, sizeof cause);
-    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
-                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
-                        cause);
+    return read_failed(c, st, 0);
+}
+
+void redtls__conn_abandon(redtls_conn *c, redtls_status st)
+{
+    redtls__conn_drop(c, st);
+    c->pending = c->unsent = c->lost = 0;
+    c->olen = 0;
 }
 
 redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,

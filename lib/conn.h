@@ -66,6 +66,18 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
  * whose reply was lost after it was written is REDTLS_E_OUTCOME_UNKNOWN. */
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply);
 
+/* Takes one reply if it can be had without waiting: already parsed, or
+ * completed from what the socket holds now (queued commands are written
+ * first). *reply stays NULL when more bytes are needed. Reads stop when
+ * the socket has nothing more, when *budget bytes have been read (budget
+ * NULL: no such bound; it is decreased by what was read), or when
+ * deadline has passed with a reply still incomplete. Failures as redtls__conn_read. */
+redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply);
+
+/* Drops the connection (st: why, for the event) and forgets every reply
+ * owed on it: the caller has told each command's owner already. */
+void redtls__conn_abandon(redtls_conn *c, redtls_status st);
+
 /* One request and its reply within deadline; secret: wipe what held the
  * command. Transport failures drop the connection. */
 redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,

@@ -664,7 +664,13 @@ static void tls_expect_data(redtls__transport *base)
     ((tls_transport *)base)->just_wrote = 0;
 }
 
-static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check, tls_expect_data};
+static int tls_fd(redtls__transport *base)
+{
+    return ((tls_transport *)base)->fd;
+}
+
+static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check, tls_expect_data,
+                                              tls_fd};
 
 redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
                                   int64_t deadline, redtls__transport **out, char *err)

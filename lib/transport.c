@@ -96,8 +96,13 @@ static void plain_expect_data(redtls__transport *base)
     ((plain_transport *)base)->just_wrote = 0;
 }
 
+static int plain_fd(redtls__transport *base)
+{
+    return ((plain_transport *)base)->fd;
+}
+
 static const redtls__transport_ops plain_ops = {plain_write, plain_read, plain_close, plain_idle_check,
-                                                plain_expect_data};
+                                                plain_expect_data, plain_fd};
 
 redtls_status redtls__plain_transport(int fd, redtls__transport **out)
 {
@@ -193,7 +198,13 @@ static redtls_status mem_idle_check(redtls__transport *t, char *err)
     return REDTLS_OK;
 }
 
-static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check, NULL};
+static int mem_fd(redtls__transport *t)
+{
+    (void)t;
+    return -1;
+}
+
+static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check, NULL, mem_fd};
 
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end)
 {

@@ -30,6 +30,8 @@ typedef struct redtls__transport_ops {
      * probably there already (the cluster reads several nodes in turn
      * after writing to all of them). NULL: nothing to do. */
     void (*expect_data)(redtls__transport *t);
+    /* The socket to poll for readability, or -1 (memory transport). */
+    int (*fd)(redtls__transport *t);
 } redtls__transport_ops;
 
 struct redtls__transport {
@@ -52,6 +54,11 @@ redtls_status redtls__fd_idle_check(int fd, char *err);
 
 /* Counters for tests: write calls made. */
 size_t redtls__mem_write_calls(redtls__transport *t);
+
+/* A deadline that has always passed: a read or write given it tries
+ * once and never waits (REDTLS_E_COMMAND_TIMEOUT when nothing could be
+ * done). */
+#define REDTLS__NO_WAIT ((int64_t)1)
 
 /* Socket helpers used by the plain and TLS transports. */
 /* Waits until fd is ready for events (POLLIN/POLLOUT): 1 ready, 0 deadline
