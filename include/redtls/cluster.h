@@ -104,7 +104,16 @@ REDTLS_EXTERN redtls_status redtls_cluster_set_max_redirects(redtls_cluster *cl,
 
 /* Topology refresh: every interval_ms (default 30000; 0: only when asked
  * for by a MOVED or a node failure), and never more often than once per
- * min_gap_ms (default 500), so a storm of MOVED replies costs one refresh. */
+ * min_gap_ms (default 500), so a storm of MOVED replies costs one refresh
+ * (at the next call: redirections are followed at once). The gap holds
+ * without a slot map too: a command that finds none waits for the next
+ * allowed attempt within its timeout, and reports why the last one failed.
+ * An explicit redtls_cluster_connect() or redtls_cluster_refresh() always
+ * asks at once. After a new map is installed, connections to addresses
+ * outside it (nodes that left, seeds that are not nodes, redirection
+ * targets) are closed once their replies are in. Besides the map's nodes
+ * and the seeds, at most 16 other addresses are kept: past that, those no
+ * command in progress needs are forgotten. */
 REDTLS_EXTERN redtls_status redtls_cluster_set_refresh(redtls_cluster *cl, unsigned interval_ms, unsigned min_gap_ms);
 
 /* Read-only commands (Redis "readonly" flag) go to a random replica of the
@@ -160,9 +169,14 @@ REDTLS_EXTERN int redtls_cluster_node_is_master(const redtls_cluster *cl, size_t
 
 /* Pipelines: queue commands (copied), then read their replies in order.
  * The first redtls_cluster_get_reply() runs the whole batch: commands are
- * grouped by node, every node's batch is written before any is read, and
- * redirected commands are retried; each reply (or status) is then handed
- * out in the order the commands were queued. The batch is not atomic, and
+ * grouped by node, every node's batch is written before any is read, the
+ * nodes are then waited on together and each one's replies are taken as
+ * they arrive, and a redirected command (MOVED, ASK) is sent on at once,
+ * while slower nodes are still awaited. At the command timeout only the
+ * commands of nodes that still owe a reply fail (REDTLS_E_COMMAND_TIMEOUT:
+ * they may or may not have run), and only those nodes' connections are
+ * closed; a reply that had arrived by then is always delivered. Each reply
+ * (or status) is then handed out in the order the commands were queued. The batch is not atomic, and
  * commands on different nodes run in no particular order relative to each
  * other. Commands for the same slot are written in the order queued, but a
  * command retried after TRYAGAIN, CLUSTERDOWN or an unreachable node runs
@@ -175,7 +189,12 @@ REDTLS_EXTERN size_t redtls_cluster_pending(const redtls_cluster *cl);
 
 /* Live token update on every node connection (as redtls_conn_set_tokens;
  * with REDTLS_REAUTH_NOW open connections re-authenticate at once) and for
- * connections made later. Returns the first failure. */
+ * connections made later. The same rules as redtls_conn_set_tokens():
+ * REDTLS_E_INVALID for an empty token or an empty (non-NULL) token_alt.
+ * REDTLS_E_NOMEM leaves the previous pair (token and alternate together)
+ * in use everywhere; a node connection that cannot take the new pair for
+ * lack of memory is closed, to be remade with it. Returns the first
+ * failure. */
 REDTLS_EXTERN redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, const char *token_alt,
                                                       int flags);
 

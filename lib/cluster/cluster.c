@@ -5,14 +5,17 @@
  *
  * A batch is a list of user commands ("ucmd"), each made of one or more
  * framed sub-commands ("op", several when a multi-key command is split by
- * slot). Each round of the engine routes every unfinished op to a node,
- * writes every node's ops before reading any, then reads the replies and
- * classifies them: done, redirected (MOVED/ASK: retry at once), or
- * waiting (TRYAGAIN, CLUSTERDOWN, an unreachable node: retry after a
- * backoff delay and usually a topology refresh). Rounds stop at the call's
- * deadline. An op is only retried when the server cannot have run it
- * (redirections, error replies that say so, connections that failed
- * before anything was written), or when the caller declared it idempotent.
+ * slot). Each round of the engine routes every unfinished op to a node and
+ * writes every node's ops, then waits on all those nodes at once, taking
+ * each node's replies as they arrive and classifying them: done,
+ * redirected (MOVED/ASK: sent on at once, while other nodes are still
+ * awaited), or waiting (TRYAGAIN, CLUSTERDOWN, an unreachable node: retry
+ * in the next round, after a backoff delay and usually a topology
+ * refresh). At the call's deadline only the nodes that still owe replies
+ * lose their commands (and their connections). An op is only retried when
+ * the server cannot have run it (redirections, error replies that say so,
+ * connections that failed before anything was written), or when the
+ * caller declared it idempotent.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -20,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <poll.h>
+#include <sys/ioctl.h>
 
 #include <hiredis/hiredis.h>
 
@@ -29,14 +35,19 @@
 #include "topology.h"
 
 #define NO_NODE SIZE_MAX
+#define NO_OP SIZE_MAX
 #define NO_SLOT UINT32_MAX
+/* Addresses kept besides the slot map's nodes and the seeds (redirection
+ * targets, explicit nodes): past this many, those no command of the batch
+ * in progress needs are forgotten (README, Cluster mode). */
+#define MAX_EXTRA_NODES 16
 #define DEFAULT_MAX_REDIRECTS 5u
 #define DEFAULT_REFRESH_INTERVAL_MS 30000u
 #define DEFAULT_REFRESH_GAP_MS 500u
 #define INLINE_KEYS 16
 
 typedef struct cnode {
-    char *host;
+    char *host; /* NULL: a free entry */
     uint16_t port;
     char name[300]; /* "host:port", IPv6 bracketed */
     char *announced; /* Redis 7 "hostname" metadata of a node reached by IP */
@@ -44,6 +55,9 @@ typedef struct cnode {
     int in_map;
     int master;
     int seed;
+    /* Ops written and not answered yet, in the order written. */
+    size_t qhead, qtail, inflight;
+    int retire; /* left the map: closed once its replies are in */
 } cnode;
 
 enum { OP_TODO, OP_SENT, OP_DONE };
@@ -64,7 +78,8 @@ typedef struct op {
     int state;
     int wait;
     int to_master; /* a replica could not serve it */
-    int asking;    /* ASKING went before it this round */
+    int asking;    /* ASKING went before it, its reply not read yet */
+    size_t qnext;  /* next op in flight on the same node */
     int resent;    /* the one idempotent resend is spent */
     int noauth;    /* the one NOAUTH retry is spent */
     redtls_status st;
@@ -100,6 +115,10 @@ struct redtls_cluster {
     int force_refresh; /* a node met by IP needs its name: no throttle */
     int64_t last_refresh; /* last attempt */
     int refresh_spent;    /* the last refresh ended before asking anyone */
+    /* Without a map: why the last refresh failed, for calls that the
+     * throttle keeps from trying again. */
+    redtls_status map_st;
+    char map_msg[REDTLS__ERRMSG_MAX];
     int preferred;        /* token the nodes prefer */
     redtls__backoff backoff;
     uint64_t rng;
@@ -116,6 +135,10 @@ struct redtls_cluster {
     size_t alen, acap;
     size_t *map;
     size_t nmap, capmap;
+    int redirected; /* an op waits to be sent on within the round */
+    struct pollfd *pfd;
+    size_t *pfd_node;
+    size_t cappfd, cappfd_node;
     char errmsg[REDTLS__ERRMSG_MAX];
 };
 
@@ -135,7 +158,7 @@ static uint64_t next_rand(redtls_cluster *cl)
 static size_t find_node(const redtls_cluster *cl, const char *host, uint16_t port)
 {
     for (size_t i = 0; i < cl->nnodes; i++)
-        if (cl->nodes[i].port == port && strcasecmp(cl->nodes[i].host, host) == 0)
+        if (cl->nodes[i].host && cl->nodes[i].port == port && strcasecmp(cl->nodes[i].host, host) == 0)
             return i;
     return NO_NODE;
 }
@@ -159,24 +182,95 @@ static void *grow(void *v, size_t *cap, size_t n, size_t elem)
     return nv;
 }
 
-/* The node for host:port, added when unknown; NO_NODE when out of memory. */
-static size_t node_for(redtls_cluster *cl, const char *host, uint16_t port)
+static void node_close(cnode *n);
+
+static int is_extra(const cnode *n)
 {
+    return n->host && !n->in_map && !n->seed;
+}
+
+/* 1 when the batch in progress (or the slot table, after a MOVED) still
+ * names node i. */
+static int node_needed(const redtls_cluster *cl, size_t i, int check_slots)
+{
+    if (cl->nodes[i].inflight > 0)
+        return 1;
+    for (size_t k = 0; k < cl->nops; k++) {
+        const op *o = &cl->ops[k];
+        if (o->state != OP_DONE && (o->fixed == i || o->ask == i || o->moved == i || o->target == i))
+            return 1;
+    }
+    for (size_t s = 0; check_slots && s < REDTLS_CLUSTER_SLOTS; s++)
+        if (cl->slot_node[s] == i)
+            return 1;
+    return 0;
+}
+
+/* Forgets the addresses outside the map and the seeds that nothing needs
+ * any more, closing their connections. */
+static void reclaim_extras(redtls_cluster *cl, int check_slots)
+{
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        cnode *n = &cl->nodes[i];
+        if (!is_extra(n) || node_needed(cl, i, check_slots))
+            continue;
+        node_close(n);
+        free(n->host);
+        free(n->announced);
+        memset(n, 0, sizeof *n);
+    }
+}
+
+/* The node for host:port, added when unknown (*added set). extra: the
+ * address may not be in the slot map (a redirection, an explicit node),
+ * so it counts against MAX_EXTRA_NODES. NO_NODE when out of memory, or
+ * when an extra one finds no room (errmsg says so). */
+static size_t node_for(redtls_cluster *cl, const char *host, uint16_t port, int extra, int *added)
+{
+    if (added)
+        *added = 0;
     size_t i = find_node(cl, host, port);
     if (i != NO_NODE)
         return i;
-    cnode *v = grow(cl->nodes, &cl->capnodes, cl->nnodes + 1, sizeof *v);
-    if (!v)
-        return NO_NODE;
-    cl->nodes = v;
-    cnode *n = &cl->nodes[cl->nnodes];
+    if (extra) {
+        size_t n = 0;
+        for (size_t j = 0; j < cl->nnodes; j++)
+            n += is_extra(&cl->nodes[j]);
+        if (n >= MAX_EXTRA_NODES) {
+            reclaim_extras(cl, 1);
+            n = 0;
+            for (size_t j = 0; j < cl->nnodes; j++)
+                n += is_extra(&cl->nodes[j]);
+            if (n >= MAX_EXTRA_NODES) {
+                redtls__fail(cl->errmsg, REDTLS_E_CLUSTER_TOPOLOGY,
+                             "%d addresses outside the slot map are in use; %.300s:%u waits for a slot map "
+                             "that names it",
+                             MAX_EXTRA_NODES, host, (unsigned)port);
+                return NO_NODE;
+            }
+        }
+    }
+    for (i = 0; i < cl->nnodes && cl->nodes[i].host; i++) {
+    }
+    if (i == cl->nnodes) {
+        cnode *v = grow(cl->nodes, &cl->capnodes, cl->nnodes + 1, sizeof *v);
+        if (!v)
+            return NO_NODE;
+        cl->nodes = v;
+    }
+    cnode *n = &cl->nodes[i];
     memset(n, 0, sizeof *n);
+    n->qhead = n->qtail = NO_OP;
     n->host = strdup(host);
     if (!n->host)
         return NO_NODE;
     n->port = port;
     snprintf(n->name, sizeof n->name, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
-    return cl->nnodes++;
+    if (i == cl->nnodes)
+        cl->nnodes++;
+    if (added)
+        *added = 1;
+    return i;
 }
 
 /* The node's connection, made on first use from the shared configuration
@@ -210,6 +304,7 @@ static void node_close(cnode *n)
 {
     redtls_conn_free(n->conn);
     n->conn = NULL;
+    n->retire = 0;
 }
 
 /* A node whose connection is down and not due for another attempt. */
@@ -246,6 +341,15 @@ static int parse_hostport(const char *s, size_t len, char *host, size_t hostcap,
 /* Topology                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Closes n's connection now, or once the replies owed on it are in. */
+static void node_retire(cnode *n)
+{
+    if (n->inflight > 0)
+        n->retire = 1;
+    else
+        node_close(n);
+}
+
 static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
 {
     for (size_t i = 0; i < cl->nnodes; i++)
@@ -262,7 +366,7 @@ static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
                 continue; /* out of memory: keep the old name */
             free(n->announced);
             n->announced = copy;
-            node_close(n);
+            node_retire(n);
         }
     }
     for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS; s++)
@@ -273,15 +377,19 @@ static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
         for (unsigned s = t->ranges[r].start; s <= t->ranges[r].end; s++)
             cl->slot_node[s] = (uint32_t)m;
     }
-    /* Connections to nodes that left the cluster are closed. */
+    /* Connections to nodes outside the map (nodes that left, seeds that
+     * are not nodes, redirection targets) are closed once nothing is owed
+     * on them; the addresses nothing needs are forgotten. */
     for (size_t i = 0; i < cl->nnodes; i++)
-        if (!cl->nodes[i].in_map && !cl->nodes[i].seed)
-            node_close(&cl->nodes[i]);
+        if (cl->nodes[i].host && !cl->nodes[i].in_map)
+            node_retire(&cl->nodes[i]);
+    reclaim_extras(cl, 0);
     redtls__topology_free(cl->topo);
     free(cl->topo_node);
     cl->topo = t;
     cl->topo_node = map;
     cl->have_map = 1;
+    cl->map_st = REDTLS_OK;
     cl->want_refresh = 0;
     cl->stats[REDTLS_CLUSTER_STAT_REFRESHES]++;
 }
@@ -372,7 +480,7 @@ static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
             if (st == REDTLS_OK) {
                 size_t *map = malloc((t->nnodes ? t->nnodes : 1) * sizeof *map);
                 for (size_t m = 0; map && m < t->nnodes; m++)
-                    if ((map[m] = node_for(cl, t->nodes[m].host, t->nodes[m].port)) == NO_NODE) {
+                    if ((map[m] = node_for(cl, t->nodes[m].host, t->nodes[m].port, 0, NULL)) == NO_NODE) {
                         free(map);
                         map = NULL;
                     }
@@ -399,14 +507,34 @@ static redtls_status refresh(redtls_cluster *cl, int64_t deadline)
     cl->refresh_spent = tried == 0 && redtls__now_ms() >= deadline;
     if (cl->refresh_spent)
         return redtls__fail(cl->errmsg, REDTLS_E_COMMAND_TIMEOUT, "no time left to fetch the slot map");
-    return redtls__fail(cl->errmsg, last, "%s%.400s", cl->have_map ? "slot map kept: " : "no slot map: ", cause);
+    redtls__fail(cl->errmsg, last, "%s%.400s", cl->have_map ? "slot map kept: " : "no slot map: ", cause);
+    if (!cl->have_map && last != REDTLS_E_COMMAND_TIMEOUT) {
+        cl->map_st = last;
+        memcpy(cl->map_msg, cl->errmsg, sizeof cl->map_msg);
+    }
+    return last;
 }
 
+static void no_map(redtls_cluster *cl, redtls_status st);
+
+/* Refreshes when one is due: without a map, or when a redirection or a
+ * failure asked for one, no sooner than the minimum gap after the last
+ * attempt (a node met by IP that needs its name skips the gap); with a
+ * map, also every refresh interval. */
 static void maybe_refresh(redtls_cluster *cl, int64_t deadline)
 {
     int64_t now = redtls__now_ms();
     int64_t since = now - cl->last_refresh;
-    if (cl->force_refresh || (cl->want_refresh && since >= (int64_t)cl->refresh_gap_ms) ||
+    int gap_passed = since >= (int64_t)cl->refresh_gap_ms;
+    if (!cl->have_map) {
+        if (gap_passed || cl->force_refresh) {
+            redtls_status st = refresh(cl, deadline);
+            if (st != REDTLS_OK)
+                no_map(cl, st);
+        }
+        return;
+    }
+    if (cl->force_refresh || (cl->want_refresh && gap_passed) ||
         (cl->refresh_interval_ms && since >= (int64_t)cl->refresh_interval_ms))
         refresh(cl, deadline);
 }
@@ -686,10 +814,12 @@ static void op_fail(op *o, redtls_status st, const char *msg)
     o->msg = strdup(msg);
 }
 
-static void op_retry(op *o, int wait, redtls_status st, const char *msg)
+static void op_retry(redtls_cluster *cl, op *o, int wait, redtls_status st, const char *msg)
 {
     o->state = OP_TODO;
     o->wait = wait;
+    if (wait == WAIT_REDIRECT)
+        cl->redirected = 1;
     o->st = st;
     if (msg) {
         free(o->msg);
@@ -776,7 +906,7 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
         if (st == REDTLS_E_OUTCOME_UNKNOWN && (o->flags & REDTLS_CMD_IDEMPOTENT) && !o->resent) {
             o->resent = 1;
             o->ask = NO_NODE; /* back to the slot's owner, which will say again */
-            op_retry(o, WAIT_BACKOFF, st, c->errmsg);
+            op_retry(cl, o, WAIT_BACKOFF, st, c->errmsg);
             return;
         }
         char msg[REDTLS__ERRMSG_MAX];
@@ -797,13 +927,19 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
     redtls__redirect_kind kind = redtls__redirect_parse(r->str, r->len, &rd, err);
     if (kind != REDTLS__NOT_REDIRECT) {
         cl->stats[kind == REDTLS__MOVED ? REDTLS_CLUSTER_STAT_MOVED : REDTLS_CLUSTER_STAT_ASK]++;
-        size_t to = NO_NODE, known = cl->nnodes;
-        if (strcmp(rd.host, "?") != 0)
-            to = node_for(cl, rd.host[0] ? rd.host : n->host, rd.port);
+        size_t to = NO_NODE;
+        int added = 0;
+        if (strcmp(rd.host, "?") != 0) {
+            if (!rd.host[0])
+                snprintf(rd.host, sizeof rd.host, "%s", n->host);
+            to = node_for(cl, rd.host, rd.port, 1, &added);
+        }
+        if (to == NO_NODE)
+            cl->want_refresh = 1; /* a map may name it (and forgets unused addresses) */
         /* A node first met by IP in a TLS cluster may have a host name the
          * slot map will give: wait for the refresh rather than verifying
          * it against the bare address. */
-        int unnamed = to != NO_NODE && to >= known && cl->base.use_tls && redtls__is_ip_literal(cl->nodes[to].host);
+        int unnamed = added && cl->base.use_tls && redtls__is_ip_literal(cl->nodes[to].host);
         if (kind == REDTLS__MOVED) {
             cl->want_refresh = 1;
             if (to != NO_NODE && rd.slot < REDTLS_CLUSTER_SLOTS)
@@ -825,7 +961,7 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
             cl->force_refresh = 1;
             o->ask = o->moved = NO_NODE;
         }
-        op_retry(o, to == NO_NODE || unnamed ? WAIT_BACKOFF : WAIT_REDIRECT, REDTLS_OK, NULL);
+        op_retry(cl, o, to == NO_NODE || unnamed ? WAIT_BACKOFF : WAIT_REDIRECT, REDTLS_OK, NULL);
         freeReplyObject(o->reply);
         o->reply = r;
         return;
@@ -850,7 +986,7 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
     /* TRYAGAIN after ASK (keys of a migrating slot split between the two
      * nodes) goes back to the ASK target. */
     if (retry)
-        op_retry(o, WAIT_BACKOFF, REDTLS_OK, NULL);
+        op_retry(cl, o, WAIT_BACKOFF, REDTLS_OK, NULL);
     else
         o->state = OP_DONE;
     if (!retry || !error_is(r, "TRYAGAIN"))
@@ -859,12 +995,14 @@ static void classify(redtls_cluster *cl, op *o, redtls_conn *c, redtls_status st
 
 static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
 
-/* One round: route, write every node's ops, read them all. */
-static void round_trip(redtls_cluster *cl, int64_t deadline)
+/* Routes the unfinished ops (redirects_only: those a redirection sent
+ * on within the round) and writes them, node by node in op order. */
+static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
 {
+    cl->redirected = 0;
     for (size_t i = 0; i < cl->nops; i++) {
         op *o = &cl->ops[i];
-        if (o->state != OP_TODO)
+        if (o->state != OP_TODO || (redirects_only && o->wait != WAIT_REDIRECT))
             continue;
         o->target = route(cl, o);
         o->wait = WAIT_NONE;
@@ -872,19 +1010,22 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
             cl->want_refresh = 1;
             if (!cl->have_map && o->st != REDTLS_OK) {
                 /* Keep why the map could not be fetched. */
-                op_retry(o, WAIT_BACKOFF, o->st, NULL);
+                op_retry(cl, o, WAIT_BACKOFF, o->st, NULL);
+            } else if (!cl->have_map && cl->map_st != REDTLS_OK) {
+                /* The throttle kept this call from asking again: why the
+                 * last attempt failed. */
+                op_retry(cl, o, WAIT_BACKOFF, cl->map_st, cl->map_msg);
             } else {
                 char msg[96];
                 if (cl->have_map)
                     snprintf(msg, sizeof msg, "slot %u has no master in the slot map", (unsigned)o->slot);
                 else
                     snprintf(msg, sizeof msg, "no slot map yet");
-                op_retry(o, WAIT_BACKOFF, REDTLS_E_CLUSTER_TOPOLOGY, msg);
+                op_retry(cl, o, WAIT_BACKOFF, REDTLS_E_CLUSTER_TOPOLOGY, msg);
             }
             o->target = NO_NODE;
         }
     }
-    /* Write phase: per node, in op order. */
     for (size_t i = 0; i < cl->nops; i++) {
         op *first = &cl->ops[i];
         if (first->state != OP_TODO || first->target == NO_NODE || first->wait != WAIT_NONE)
@@ -892,7 +1033,9 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
         size_t t = first->target;
         redtls_conn *c = NULL;
         redtls_status st = node_conn(cl, t, &c);
-        if (st == REDTLS_OK && (!c || c->pending > 0)) {
+        if (st == REDTLS_OK && (!c || c->pending != cl->nodes[t].inflight || (!c->tp && c->pending > 0))) {
+            /* Replies owed outside this batch, or a broken connection whose
+             * lost commands are not reported yet: nothing may go on it. */
             redtls__fail(cl->errmsg, REDTLS_E_STATE, "node %s has replies pending", cl->nodes[t].name);
             st = REDTLS_E_STATE;
         }
@@ -914,7 +1057,7 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
                 /* A replica (or a MOVED target) that cannot be used: the
                  * slot's master serves it. */
                 o->to_master = 1;
-                op_retry(o, WAIT_REDIRECT, st, cl->errmsg);
+                op_retry(cl, o, WAIT_REDIRECT, st, cl->errmsg);
                 continue;
             }
             if (st != REDTLS_OK && (hard_failure(st) || o->fixed != NO_NODE)) {
@@ -928,9 +1071,9 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
                  * slot's owner. When only time ran out (no attempt made), an
                  * earlier cause says more. */
                 if (c && c->no_time && o->st != REDTLS_OK)
-                    op_retry(o, WAIT_BACKOFF, o->st, NULL);
+                    op_retry(cl, o, WAIT_BACKOFF, o->st, NULL);
                 else
-                    op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
+                    op_retry(cl, o, WAIT_BACKOFF, st, cl->errmsg);
                 o->to_master = 1;
                 o->ask = NO_NODE;
                 continue;
@@ -953,49 +1096,173 @@ static void round_trip(redtls_cluster *cl, int64_t deadline)
                 continue;
             }
             o->state = OP_SENT;
+            cnode *n = &cl->nodes[t];
+            o->qnext = NO_OP;
+            if (n->qtail != NO_OP)
+                cl->ops[n->qtail].qnext = j;
+            else
+                n->qhead = j;
+            n->qtail = j;
+            n->inflight++;
         }
         if (st != REDTLS_OK) {
             cl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
             cl->want_refresh = 1;
         } else if (c->olen > 0) {
-            /* A failed write drops the connection: the reads below report
-             * each op as lost. */
+            /* A failed write drops the connection: reading reports each
+             * op as lost. */
             (void)redtls__conn_flush(c, deadline, 0);
         }
     }
-    /* Read phase, node after node. The first node's reply is waited for;
-     * by the time the next nodes are read theirs have usually arrived, so
-     * they are read without waiting first. */
-    int later = 0;
-    for (size_t i = 0; i < cl->nops; i++) {
-        op *first = &cl->ops[i];
-        if (first->state != OP_SENT)
-            continue;
-        size_t t = first->target;
-        redtls_conn *c = cl->nodes[t].conn;
-        if (later++ && c->tp && c->tp->ops->expect_data)
-            c->tp->ops->expect_data(c->tp);
-        for (size_t j = i; j < cl->nops; j++) {
-            op *o = &cl->ops[j];
-            if (o->state != OP_SENT || o->target != t)
+}
+
+/* Hands the replies node t has ready (without waiting) to its ops, in the
+ * order they were written. budget: NULL, or the bytes still to be read. */
+static void drain(redtls_cluster *cl, size_t t, int64_t deadline, size_t *budget)
+{
+    redtls_conn *c = cl->nodes[t].conn;
+    while (cl->nodes[t].inflight > 0) {
+        op *o = &cl->ops[cl->nodes[t].qhead];
+        redisReply *r = NULL;
+        redtls_status st = redtls__conn_read_now(c, deadline, budget, &r);
+        if (st == REDTLS_OK && !r)
+            return; /* not there yet */
+        if (o->asking) {
+            o->asking = 0;
+            freeReplyObject(r);
+            r = NULL;
+            if (st == REDTLS_OK)
+                continue; /* the command's own reply is next */
+            /* The command behind it shares its fate. */
+            redtls_status cst = redtls__conn_read_now(c, deadline, budget, &r);
+            freeReplyObject(r);
+            r = NULL;
+            (void)cst;
+        }
+        cnode *n = &cl->nodes[t];
+        n->qhead = o->qnext;
+        if (--n->inflight == 0)
+            n->qtail = NO_OP;
+        classify(cl, o, c, st, r); /* may move cl->nodes */
+    }
+    if (cl->nodes[t].retire)
+        node_close(&cl->nodes[t]);
+}
+
+/* What had arrived on fd when the deadline came, with room for what the
+ * TLS layer holds decrypted or partly read. */
+static size_t arrived(int fd)
+{
+    int queued = 0;
+    if (fd < 0 || ioctl(fd, FIONREAD, &queued) != 0 || queued < 0)
+        queued = 0;
+    return (size_t)queued + 2 * REDTLS__READ_CHUNK;
+}
+
+/* The ops node t still owes replies for fail with st (why: what
+ * happened, without the node's name), and only its connection is
+ * closed. */
+static void fail_node(redtls_cluster *cl, size_t t, redtls_status st, const char *why)
+{
+    cnode *n = &cl->nodes[t];
+    char msg[REDTLS__ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "node %.200s: %.240s, so the command may or may not have run", n->name, why);
+    for (size_t k = n->qhead; k != NO_OP; k = cl->ops[k].qnext) {
+        cl->ops[k].asking = 0;
+        op_fail(&cl->ops[k], st, msg);
+    }
+    n->qhead = n->qtail = NO_OP;
+    n->inflight = 0;
+    snprintf(n->conn->errmsg, sizeof n->conn->errmsg, "%s", why);
+    redtls__conn_abandon(n->conn, st);
+    cl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
+    cl->want_refresh = 1;
+    if (n->retire)
+        node_close(n);
+}
+
+/* Waits on every node that owes replies at once, taking each node's
+ * replies as they arrive and sending redirected ops on at once, until
+ * nothing is owed or the deadline passes. */
+static void await_replies(redtls_cluster *cl, int64_t deadline)
+{
+    for (;;) {
+        if (cl->redirected)
+            dispatch(cl, deadline, 1);
+        size_t np = 0;
+        int broken = 0;
+        for (size_t i = 0; i < cl->nnodes; i++) {
+            cnode *n = &cl->nodes[i];
+            if (n->inflight == 0)
                 continue;
-            redisReply *r = NULL;
-            if (o->asking) {
-                o->asking = 0;
-                redtls_status ast = redtls__conn_read(c, deadline, 0, &r);
-                freeReplyObject(r);
-                r = NULL;
-                if (ast != REDTLS_OK) {
-                    /* The command behind it shares its fate. */
-                    redtls_status st = redtls__conn_read(c, deadline, 0, &r);
-                    classify(cl, o, c, st == REDTLS_OK ? ast : st, r);
-                    continue;
-                }
+            struct pollfd *pv = grow(cl->pfd, &cl->cappfd, np + 1, sizeof *pv);
+            size_t *nv = pv ? grow(cl->pfd_node, &cl->cappfd_node, np + 1, sizeof *nv) : NULL;
+            if (pv)
+                cl->pfd = pv;
+            if (nv)
+                cl->pfd_node = nv;
+            if (!pv || !nv) {
+                broken = 1;
+                fail_node(cl, i, REDTLS_E_NOMEM, "out of memory waiting for the replies");
+                continue;
             }
-            redtls_status st = redtls__conn_read(c, deadline, 0, &r);
-            classify(cl, o, c, st, r);
+            int fd = n->conn->tp ? n->conn->tp->ops->fd(n->conn->tp) : -1;
+            if (fd < 0) {
+                /* The connection broke while writing: each op is reported
+                 * lost. */
+                broken = 1;
+                drain(cl, i, REDTLS__NO_WAIT, NULL);
+                if (cl->nodes[i].inflight > 0)
+                    fail_node(cl, i, REDTLS_E_OUTCOME_UNKNOWN, "the connection broke");
+                continue;
+            }
+            cl->pfd[np] = (struct pollfd){fd, POLLIN, 0};
+            cl->pfd_node[np++] = i;
+        }
+        if (np == 0) {
+            if (broken || cl->redirected)
+                continue;
+            return;
+        }
+        int expired = deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline;
+        int rc = poll(cl->pfd, (nfds_t)np, expired || broken || cl->redirected ? 0 : redtls__poll_timeout(deadline));
+        if (rc < 0)
+            continue; /* EINTR; anything else shows as an error on a socket */
+        if (!expired && deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline)
+            expired = 1;
+        for (size_t k = 0; k < np; k++) {
+            size_t t = cl->pfd_node[k];
+            if (cl->nodes[t].inflight == 0)
+                continue;
+            if (expired) {
+                /* What arrived before the deadline is delivered, however
+                 * long the queue of it. */
+                size_t budget = arrived(cl->pfd[k].fd);
+                drain(cl, t, REDTLS__NO_DEADLINE, &budget);
+                if (cl->nodes[t].inflight > 0) {
+                    char why[96];
+                    snprintf(why, sizeof why, "no reply within the command timeout (%u ms)",
+                             cl->base.command_timeout_ms);
+                    fail_node(cl, t, REDTLS_E_COMMAND_TIMEOUT, why);
+                }
+            } else if (cl->pfd[k].revents) {
+                drain(cl, t, deadline, NULL);
+            }
+        }
+        if (expired) {
+            /* Redirections found in the last replies have no time left;
+             * out_of_time() reports them. */
+            cl->redirected = 0;
+            return;
         }
     }
+}
+
+/* One round: route and write every unfinished op, then collect replies. */
+static void round_trip(redtls_cluster *cl, int64_t deadline)
+{
+    dispatch(cl, deadline, 0);
+    await_replies(cl, deadline);
 }
 
 static redisReply *new_reply(int type)
@@ -1125,9 +1392,9 @@ static void no_map(redtls_cluster *cl, redtls_status st)
         if (hard_failure(st))
             op_fail(o, st, cl->errmsg);
         else if ((cl->refresh_spent || st == REDTLS_E_COMMAND_TIMEOUT) && o->st != REDTLS_OK)
-            op_retry(o, WAIT_BACKOFF, o->st, NULL); /* keep the earlier cause */
+            op_retry(cl, o, WAIT_BACKOFF, o->st, NULL); /* keep the earlier cause */
         else
-            op_retry(o, WAIT_BACKOFF, st, cl->errmsg);
+            op_retry(cl, o, WAIT_BACKOFF, st, cl->errmsg);
     }
 }
 
@@ -1141,13 +1408,7 @@ static redtls_status run_batch(redtls_cluster *cl)
                              : redtls__deadline_after(cl->outage_ms ? cl->outage_ms : 60000);
     redtls__backoff_reset(&cl->backoff);
     for (;;) {
-        if (!cl->have_map) {
-            redtls_status st = refresh(cl, refresh_deadline(retry_deadline));
-            if (st != REDTLS_OK)
-                no_map(cl, st);
-        } else {
-            maybe_refresh(cl, refresh_deadline(retry_deadline));
-        }
+        maybe_refresh(cl, refresh_deadline(retry_deadline));
         if (redtls__now_ms() >= retry_deadline) {
             out_of_time(cl);
             break;
@@ -1228,6 +1489,7 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
     cl->refresh_gap_ms = DEFAULT_REFRESH_GAP_MS;
     redtls__backoff_init(&cl->backoff, cfg->backoff_base_ms, cfg->backoff_cap_ms, 0);
     cl->rng = cl->backoff.rng | 1U;
+    cl->last_refresh = INT64_MIN / 2; /* never: the first one is due */
     for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS; s++)
         cl->slot_node[s] = NO_SLOT;
     redtls_status st = REDTLS_OK;
@@ -1240,7 +1502,7 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
     }
     const char *p = seeds && seeds[0] ? seeds : NULL;
     if (st == REDTLS_OK && !p) {
-        if (node_for(cl, cfg->host, cfg->port) == NO_NODE)
+        if (node_for(cl, cfg->host, cfg->port, 0, NULL) == NO_NODE)
             st = redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
     while (st == REDTLS_OK && p && *p) {
@@ -1256,7 +1518,7 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
         uint16_t port;
         if (parse_hostport(p, len, host, sizeof host, &port) != 0)
             st = redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "seed '%.*s' is not host:port", (int)(len > 200 ? 200 : len), p);
-        else if (node_for(cl, host, port) == NO_NODE)
+        else if (node_for(cl, host, port, 0, NULL) == NO_NODE)
             st = redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
         p = end ? end + 1 : NULL;
     }
@@ -1289,6 +1551,8 @@ void redtls_cluster_free(redtls_cluster *cl)
     free(cl->ucmds);
     free(cl->arena);
     free(cl->map);
+    free(cl->pfd);
+    free(cl->pfd_node);
     cl->base.host = cl->base_host;
     redtls__config_release(&cl->base);
     free(cl);
@@ -1406,9 +1670,9 @@ redtls_status redtls_cluster_command_node(redtls_cluster *cl, const char *node, 
     uint16_t port;
     if (!node || parse_hostport(node, strlen(node), host, sizeof host, &port) != 0)
         return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "node must be given as host:port");
-    size_t i = node_for(cl, host, port);
+    size_t i = node_for(cl, host, port, 1, NULL);
     if (i == NO_NODE)
-        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
+        return cl->errmsg[0] ? REDTLS_E_CLUSTER_TOPOLOGY : redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
     return run_one(cl, flags, NO_SLOT, i, argc, argv, argvlen, reply);
 }
 
@@ -1536,23 +1800,30 @@ int redtls_cluster_node_is_master(const redtls_cluster *cl, size_t i)
 
 redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, const char *token_alt, int flags)
 {
-    if (!cl || !token)
+    if (!cl)
         return REDTLS_E_INVALID;
     cl->errmsg[0] = '\0';
+    /* The same rules as redtls_conn_set_tokens(), which every node
+     * connection applies next. */
+    if (!token || !token[0] || (token_alt && !token_alt[0]))
+        return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "token must be non-empty; token_alt NULL or non-empty");
     char err[REDTLS__ERRMSG_MAX];
     redtls_status st = redtls__check_token_policy(&cl->base, token, err);
     if (st == REDTLS_OK && token_alt)
         st = redtls__check_token_policy(&cl->base, token_alt, err);
     if (st != REDTLS_OK)
         return redtls__fail(cl->errmsg, st, "%s", err);
-    if (redtls__secret_set(&cl->base.token, token, strlen(token)) != REDTLS_OK)
-        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (token_alt) {
-        if (redtls__secret_set(&cl->base.token_alt, token_alt, strlen(token_alt)) != REDTLS_OK)
-            return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
-    } else {
-        redtls__secret_clear(&cl->base.token_alt);
+    /* Both copies first: a failure leaves the old pair in place. */
+    redtls__secret t = {NULL, 0}, alt = {NULL, 0};
+    if (redtls__secret_set(&t, token, strlen(token)) != REDTLS_OK ||
+        (token_alt && redtls__secret_set(&alt, token_alt, strlen(token_alt)) != REDTLS_OK)) {
+        redtls__secret_clear(&t);
+        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory; the previous tokens stay in use");
     }
+    redtls__secret_clear(&cl->base.token);
+    redtls__secret_clear(&cl->base.token_alt);
+    cl->base.token = t;
+    cl->base.token_alt = alt;
     cl->preferred = 0;
     redtls_status first = REDTLS_OK;
     for (size_t i = 0; i < cl->nnodes; i++) {
@@ -1561,6 +1832,11 @@ redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, c
             continue;
         int f = c->tp ? flags : 0;
         st = redtls_conn_set_tokens(c, token, token_alt, f);
+        if (st == REDTLS_E_NOMEM) {
+            /* Remade from the handle's new tokens when next needed. */
+            node_close(&cl->nodes[i]);
+            continue;
+        }
         if (st != REDTLS_OK && first == REDTLS_OK) {
             first = st;
             redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[i].name, c->errmsg);
