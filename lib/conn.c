@@ -603,6 +603,22 @@ static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdle
     return st;
 }
 
+/* Takes back the command just queued at obuf[from..olen) when it is a
+ * HELLO asking for RESP3: the replies of every later command would be
+ * out of step with pushes in between. */
+static redtls_status refuse_resp3(redtls_conn *c, size_t from)
+{
+    if (!redtls__frame_asks_resp3(c->obuf + from, c->olen - from))
+        return REDTLS_OK;
+    OPENSSL_cleanse(c->obuf + from, c->olen - from); /* HELLO may carry AUTH */
+    c->olen = from;
+    c->pending--;
+    c->unsent--;
+    return redtls__fail(c->errmsg, REDTLS_E_INVALID,
+                        "HELLO asking for a protocol other than RESP2 is refused: redtls speaks RESP2, and RESP3 "
+                        "server pushes would be taken for replies (use HELLO 2, or HELLO without a version)");
+}
+
 redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int argc, const char **argv,
                                           const size_t *argvlen, struct redisReply **reply)
 {
@@ -613,7 +629,9 @@ redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int ar
         return REDTLS_E_INVALID;
     int64_t deadline;
     redtls_status st = begin_command(c, &deadline);
-    if (st != REDTLS_OK || (st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK)
+    size_t from = c->olen;
+    if (st != REDTLS_OK || (st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK ||
+        (st = refuse_resp3(c, from)) != REDTLS_OK)
         return st;
     return finish_command(c, flags, c->olen, deadline, reply);
 }
@@ -660,11 +678,12 @@ redtls_status redtls_conn_command(redtls_conn *c, struct redisReply **reply, con
     redtls_status st = begin_command(c, &deadline);
     if (st != REDTLS_OK)
         return st;
+    size_t from = c->olen;
     va_list ap;
     va_start(ap, fmt);
     st = vappend(c, fmt, ap);
     va_end(ap);
-    if (st != REDTLS_OK)
+    if (st != REDTLS_OK || (st = refuse_resp3(c, from)) != REDTLS_OK)
         return st;
     return finish_command(c, 0, c->olen, deadline, reply);
 }
@@ -674,7 +693,9 @@ redtls_status redtls_conn_append_argv(redtls_conn *c, int argc, const char **arg
     if (!c)
         return REDTLS_E_INVALID;
     c->errmsg[0] = '\0';
-    return redtls__conn_append(c, argc, argv, argvlen);
+    size_t from = c->olen;
+    redtls_status st = redtls__conn_append(c, argc, argv, argvlen);
+    return st != REDTLS_OK ? st : refuse_resp3(c, from);
 }
 
 redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)
@@ -682,11 +703,12 @@ redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)
     if (!c)
         return REDTLS_E_INVALID;
     c->errmsg[0] = '\0';
+    size_t from = c->olen;
     va_list ap;
     va_start(ap, fmt);
     redtls_status st = vappend(c, fmt, ap);
     va_end(ap);
-    return st;
+    return st != REDTLS_OK ? st : refuse_resp3(c, from);
 }
 
 /* Before queued commands are written: a connection, idle-checked when

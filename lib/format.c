@@ -6,6 +6,7 @@
  * unit tests compare against, and the printf-style path uses hiredis. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "format.h"
 
@@ -96,4 +97,38 @@ redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc
     }
     *len = (size_t)(p - *buf);
     return REDTLS_OK;
+}
+
+/* Reads "<prefix><digits>\r\n" at *p (before end); the number, or -1. */
+static long read_header(const char **p, const char *end, char prefix)
+{
+    const char *q = *p;
+    if (q >= end || *q++ != prefix)
+        return -1;
+    long n = 0;
+    int digits = 0;
+    while (q < end && *q >= '0' && *q <= '9' && digits < 9) {
+        n = n * 10 + (*q++ - '0');
+        digits++;
+    }
+    if (digits == 0 || end - q < 2 || q[0] != '\r' || q[1] != '\n')
+        return -1;
+    *p = q + 2;
+    return n;
+}
+
+int redtls__frame_asks_resp3(const char *frame, size_t len)
+{
+    const char *p = frame, *end = frame + len;
+    long argc = read_header(&p, end, '*');
+    /* Almost every command is told apart by its name's length alone. */
+    if (argc < 2 || end - p < 4 || p[1] != '5' || p[2] != '\r')
+        return 0;
+    if (read_header(&p, end, '$') != 5 || end - p < 7 || strncasecmp(p, "HELLO", 5) != 0)
+        return 0;
+    p += 7;
+    long vlen = read_header(&p, end, '$');
+    if (vlen < 0 || end - p < vlen)
+        return 0;
+    return !(vlen == 1 && p[0] == '2');
 }

@@ -252,23 +252,30 @@ static redtls_status check_pending(redtls__reader *rd, char *err)
 #endif
     const char *p = r->buf + r->pos, *end = r->buf + r->len;
     size_t pending = (size_t)(end - p);
-    if (type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR || type == REDIS_REPLY_INTEGER) {
+    int is_line = type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR || type == REDIS_REPLY_INTEGER;
+    int is_bulk = type == REDIS_REPLY_STRING;
+    int is_aggregate = type == REDIS_REPLY_ARRAY;
+#if REDTLS_HIREDIS_1
+    /* hiredis 1.x parses the RESP3 types too (a server may send them
+     * unasked): their lines and headers get the same early bounds. */
+    is_line = is_line || type == REDIS_REPLY_DOUBLE || type == REDIS_REPLY_NIL || type == REDIS_REPLY_BOOL ||
+              type == REDIS_REPLY_BIGNUM;
+    is_bulk = is_bulk || type == REDIS_REPLY_VERB;
+    is_aggregate = is_aggregate || type == REDIS_REPLY_MAP || type == REDIS_REPLY_SET || type == REDIS_REPLY_PUSH;
+#endif
+    if (is_line) {
         if (pending > REDTLS__MAX_LINE)
             return redtls__fail(err, REDTLS_E_LIMIT, "reply line longer than %d bytes", REDTLS__MAX_LINE);
         return REDTLS_OK;
     }
-    int is_bulk = type == REDIS_REPLY_STRING;
-#if REDTLS_HIREDIS_1 && defined(REDIS_REPLY_VERB)
-    is_bulk = is_bulk || type == REDIS_REPLY_VERB;
-#endif
-    if (!is_bulk && type != REDIS_REPLY_ARRAY)
+    if (!is_bulk && !is_aggregate)
         return REDTLS_OK;
     /* For a bulk string the length line stays in the buffer until the whole
      * body has arrived; for an array, the count line is what is missing. */
     const char *cr = memchr(p, '\r', pending < REDTLS__MAX_HEADER ? pending : REDTLS__MAX_HEADER);
     if (!cr && pending >= REDTLS__MAX_HEADER)
         return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s length line too long",
-                            is_bulk ? "bulk" : "array");
+                            is_bulk ? "bulk" : type == REDIS_REPLY_ARRAY ? "array" : "aggregate");
     if (!is_bulk)
         return REDTLS_OK;
     unsigned long long v = 0;
@@ -290,6 +297,17 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
     void *obj = NULL;
     *reply = NULL;
     int rc = redisReaderGetReply(rd->r, &obj);
+#if REDTLS_HIREDIS_1
+    /* A RESP3 push is not the reply to any command: until redtls has a
+     * push callback it is dropped, so replies stay paired with their
+     * commands. */
+    while (rc == REDIS_OK && obj && ((redisReply *)obj)->type == REDIS_REPLY_PUSH) {
+        freeReplyObject(obj);
+        rd->held = 0;
+        obj = NULL;
+        rc = redisReaderGetReply(rd->r, &obj);
+    }
+#endif
     if (rc != REDIS_OK || obj)
         rd->held = 0; /* the reply is complete, or gone */
     if (rc != REDIS_OK) {

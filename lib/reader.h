@@ -31,7 +31,8 @@ void redtls__reader_free(redtls__reader *rd);
 redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t len, char *err);
 
 /* Takes the next complete reply: *reply is NULL when more bytes are
- * needed. REDTLS_E_PROTOCOL / REDTLS_E_LIMIT / REDTLS_E_NOMEM are final:
+ * needed. RESP3 pushes (hiredis 1.x parses them) are dropped: they answer
+ * no command. REDTLS_E_PROTOCOL / REDTLS_E_LIMIT / REDTLS_E_NOMEM are final:
  * the stream cannot be resynchronised and the connection must be closed. */
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err);
 

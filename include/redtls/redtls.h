@@ -505,6 +505,16 @@ REDTLS_EXTERN redtls_status redtls_conn_command_argv(redtls_conn *conn, int argc
  * server did not execute it. In a pipeline a NOAUTH reply is returned as it
  * is and the connection re-authenticates before the next command. */
 
+/* Protocol: redtls speaks RESP2. A HELLO asking for another protocol
+ * version (HELLO 3) is refused by every command and append call with
+ * REDTLS_E_INVALID before anything is written: under RESP3 the server's
+ * pushes would be taken for replies. HELLO 2, and HELLO without a version,
+ * pass. If a server sends a RESP3 push anyway, hiredis 1.x parses it and
+ * redtls drops it (it answers no command); with hiredis 0.14, which cannot
+ * parse RESP3, the connection ends with REDTLS_E_PROTOCOL. Replies of
+ * other RESP3 types that hiredis 1.x parses keep hiredis's type numbers
+ * and are held to the same limits as RESP2 replies. */
+
 /* Flags for redtls_conn_command_argv_ex(). */
 #define REDTLS_CMD_IDEMPOTENT 1u /* safe to run twice: resent once after a
                                   * broken connection instead of reporting

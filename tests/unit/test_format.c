@@ -72,12 +72,46 @@ static void test_argc_with_two_digits(void **state)
     compare(120, argv, NULL);
 }
 
+static int asks_resp3(int argc, const char **argv)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    assert_status(redtls__format_argv(&buf, &len, &cap, argc, argv, NULL), REDTLS_OK);
+    int yes = redtls__frame_asks_resp3(buf, len);
+    /* A cut frame never matches. */
+    for (size_t cut = 0; cut + 1 < len && yes; cut++)
+        if (cut < 20)
+            assert_int_equal(redtls__frame_asks_resp3(buf, cut), 0);
+    free(buf);
+    return yes;
+}
+
+static void test_hello_asking_for_resp3(void **state)
+{
+    (void)state;
+    const char *h3[] = {"HELLO", "3"}, *h3auth[] = {"hello", "3", "AUTH", "u", "p"}, *h03[] = {"Hello", "03"},
+               *h2[] = {"HELLO", "2"}, *h2auth[] = {"HELLO", "2", "AUTH", "u", "p"}, *h[] = {"HELLO"},
+               *helox[] = {"HELLOX", "3"}, *get[] = {"GET", "HELLO"}, *echo[] = {"ECHO", "3"};
+    assert_int_equal(asks_resp3(2, h3), 1);
+    assert_int_equal(asks_resp3(5, h3auth), 1);
+    assert_int_equal(asks_resp3(2, h03), 1);
+    assert_int_equal(asks_resp3(2, h2), 0);
+    assert_int_equal(asks_resp3(5, h2auth), 0);
+    assert_int_equal(asks_resp3(1, h), 0);
+    assert_int_equal(asks_resp3(2, helox), 0);
+    assert_int_equal(asks_resp3(2, get), 0);
+    assert_int_equal(asks_resp3(2, echo), 0);
+    assert_int_equal(redtls__frame_asks_resp3("", 0), 0);
+    assert_int_equal(redtls__frame_asks_resp3("*2\r\n$5\r\nHELLO\r\n$x\r\n3\r\n", 25), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_hiredis_on_random_commands),
         cmocka_unit_test(test_c_strings_and_appending),
         cmocka_unit_test(test_argc_with_two_digits),
+        cmocka_unit_test(test_hello_asking_for_resp3),
     };
     return cmocka_run_group_tests_name("format", tests, NULL, NULL);
 }

@@ -945,6 +945,162 @@ static void test_conn_invalid_arguments(void **state)
     assert_true(redtls_conn_is_connected(f->conn));
 }
 
+/* RESP3 frames a server may send unasked. hiredis 0.14 knows none of
+ * them (a protocol error at the type byte); hiredis 1.x parses them, and
+ * then the same early limits hold as for RESP2, and a push never stands in
+ * for a reply. */
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+#define RESP3_PARSED 1
+#else
+#define RESP3_PARSED 0
+#endif
+
+/* Feeds type then chunks of c until get() fails or max bytes went in;
+ * returns the status and the bytes fed. */
+static redtls_status feed_endless(const char *type, char c, size_t max, size_t *fed, char *err)
+{
+    redtls__reader rd;
+    redtls__limits l = default_limits();
+    assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
+    static char chunk[4096];
+    memset(chunk, c, sizeof chunk);
+    redtls_status st = redtls__reader_feed(&rd, type, strlen(type), err);
+    *fed = strlen(type);
+    redisReply *r = NULL;
+    while (st == REDTLS_OK && (st = redtls__reader_get(&rd, &r, err)) == REDTLS_OK && *fed < max) {
+        assert_null(r);
+        st = redtls__reader_feed(&rd, chunk, sizeof chunk, err);
+        *fed += sizeof chunk;
+    }
+    redtls__reader_free(&rd);
+    return st;
+}
+
+static void test_reader_resp3_lines_bounded(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {",", "(", "#", "_"};
+    for (size_t i = 0; i < 4; i++) {
+        char err[REDTLS__ERRMSG_MAX] = "";
+        size_t fed = 0;
+        redtls_status st = feed_endless(lines[i], lines[i][0] == ',' ? '1' : '9', 8u << 20, &fed, err);
+        if (RESP3_PARSED) {
+            assert_status(st, REDTLS_E_LIMIT);
+            assert_contains(err, "reply line longer than 65536 bytes");
+            assert_true(fed <= 65536 + 2 * 4096);
+        } else {
+            assert_status(st, REDTLS_E_PROTOCOL);
+            assert_true(fed <= 4096 + 1);
+        }
+    }
+}
+
+static void test_reader_resp3_headers_bounded(void **state)
+{
+    (void)state;
+    static const char *const headers[] = {"%", "~", ">", "="};
+    for (size_t i = 0; i < 4; i++) {
+        char err[REDTLS__ERRMSG_MAX] = "";
+        size_t fed = 0;
+        redtls_status st = feed_endless(headers[i], '7', 8u << 20, &fed, err);
+        assert_status(st, REDTLS_E_PROTOCOL);
+        assert_true(fed <= 4096 + 1);
+        if (RESP3_PARSED)
+            assert_contains(err, "length line too long");
+    }
+    /* Counts and lengths over the limits are refused as soon as they are
+     * read, before anything is allocated for them. */
+    static const char *const huge[] = {"%4294967295\r\n", "~4294967295\r\n", ">4294967295\r\n",
+                                       "=4294967295\r\ntxt:"};
+    for (size_t i = 0; i < 4; i++) {
+        char err[REDTLS__ERRMSG_MAX] = "";
+        redisReply *r = NULL;
+        redtls__limits l = small_limits(1000, 1000, 1u << 20);
+        redtls_status st = parse_with(&l, huge[i], strlen(huge[i]), &r, err);
+        assert_null(r);
+        assert_status(st, RESP3_PARSED ? REDTLS_E_LIMIT : REDTLS_E_PROTOCOL);
+    }
+    /* A map counts its keys and values against the element limit. */
+    char err[REDTLS__ERRMSG_MAX] = "";
+    redisReply *r = NULL;
+    redtls__limits l = small_limits(4, 1000, 1u << 20);
+    const char map3[] = "%3\r\n+a\r\n:1\r\n+b\r\n:2\r\n+c\r\n:3\r\n";
+    assert_status(parse_with(&l, map3, sizeof map3 - 1, &r, err), RESP3_PARSED ? REDTLS_E_LIMIT : REDTLS_E_PROTOCOL);
+    assert_null(r);
+}
+
+static void test_reader_push_is_not_a_reply(void **state)
+{
+    (void)state;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    redtls__reader rd;
+    redtls__limits l = default_limits();
+    assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
+    const char text[] = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n+OK\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n:7\r\n";
+    assert_status(redtls__reader_feed(&rd, text, sizeof text - 1, err), REDTLS_OK);
+    redisReply *r = NULL;
+    redtls_status st = redtls__reader_get(&rd, &r, err);
+    if (RESP3_PARSED) {
+        assert_status(st, REDTLS_OK);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        assert_string_equal(r->str, "OK");
+        freeReplyObject(r);
+        assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(r->integer, 7);
+        freeReplyObject(r);
+        /* A push alone is no reply: more bytes are needed. */
+        const char alone[] = ">1\r\n+x\r\n";
+        assert_status(redtls__reader_feed(&rd, alone, sizeof alone - 1, err), REDTLS_OK);
+        assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+        assert_null(r);
+    } else {
+        assert_status(st, REDTLS_E_PROTOCOL);
+        assert_null(r);
+    }
+    redtls__reader_free(&rd);
+}
+
+/* A HELLO asking for RESP3 is refused before anything is written, and
+ * takes nothing else queued with it. */
+static void test_conn_hello_resp3_refused(void **state)
+{
+    fx *f = *state;
+    fx_open(f, REDTLS_E_EOF);
+    redisReply *r = (redisReply *)1;
+    assert_status(redtls_conn_command(f->conn, &r, "HELLO 3"), REDTLS_E_INVALID);
+    assert_null(r);
+    assert_contains(redtls_conn_errmsg(f->conn), "RESP2");
+    const char *argv[] = {"HELLO", "3", "AUTH", "default", "secret-token"};
+    assert_status(redtls_conn_command_argv(f->conn, 5, argv, NULL, &r), REDTLS_E_INVALID);
+    assert_int_equal(redtls_conn_pending(f->conn), 0);
+    assert_int_equal(redtls__mem_write_calls(f->t), 0);
+    /* In a pipeline: the commands around it stay. */
+    assert_status(redtls_conn_append(f->conn, "GET a"), REDTLS_OK);
+    assert_status(redtls_conn_append(f->conn, "HELLO %d", 3), REDTLS_E_INVALID);
+    assert_status(redtls_conn_append_argv(f->conn, 5, argv, NULL), REDTLS_E_INVALID);
+    assert_status(redtls_conn_append(f->conn, "GET b"), REDTLS_OK);
+    assert_int_equal(redtls_conn_pending(f->conn), 2);
+    unit_push(f->t, "$1\r\nA\r\n$1\r\nB\r\n");
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_OK);
+    assert_string_equal(r->str, "A");
+    redtls_reply_free(r);
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_OK);
+    assert_string_equal(r->str, "B");
+    redtls_reply_free(r);
+    size_t wlen = 0;
+    const char *w = redtls__mem_written(f->t, &wlen);
+    const char want[] = "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n";
+    assert_int_equal(wlen, sizeof want - 1);
+    assert_memory_equal(w, want, wlen);
+    /* RESP2 explicitly, or no version, goes through. */
+    unit_push(f->t, "*0\r\n");
+    assert_status(redtls_conn_command(f->conn, &r, "HELLO 2"), REDTLS_OK);
+    redtls_reply_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -989,6 +1145,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conn_command_while_pipelined, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_binary_argv, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_conn_invalid_arguments, fx_setup, fx_teardown),
+        cmocka_unit_test(test_reader_resp3_lines_bounded),
+        cmocka_unit_test(test_reader_resp3_headers_bounded),
+        cmocka_unit_test(test_reader_push_is_not_a_reply),
+        cmocka_unit_test_setup_teardown(test_conn_hello_resp3_refused, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("reader", tests, NULL, NULL);
 }
