@@ -1156,7 +1156,7 @@ static size_t arrived(int fd)
     int queued = 0;
     if (fd < 0 || ioctl(fd, FIONREAD, &queued) != 0 || queued < 0)
         queued = 0;
-    return (size_t)queued + 2 * REDTLS__READ_CHUNK;
+    return (size_t)queued + (size_t)2 * REDTLS__READ_CHUNK;
 }
 
 /* The ops node t still owes replies for fail with st (why: what
