@@ -192,30 +192,39 @@ redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline)
     return st;
 }
 
+redtls_status redtls__set_token_pair(redtls_config *cfg, const char *token, const char *token_alt, char *err)
+{
+    if (!token || !token[0] || (token_alt && !token_alt[0]))
+        return redtls__fail(err, REDTLS_E_INVALID, "token must be non-empty; token_alt NULL or non-empty");
+    redtls_status st = redtls__check_token_policy(cfg, token, err);
+    if (st == REDTLS_OK && token_alt)
+        st = redtls__check_token_policy(cfg, token_alt, err);
+    if (st != REDTLS_OK)
+        return st;
+    /* Both copies first: a failure leaves the old pair in place. */
+    redtls__secret t = {NULL, 0}, alt = {NULL, 0};
+    if (redtls__secret_set(&t, token, strlen(token)) != REDTLS_OK ||
+        (token_alt && redtls__secret_set(&alt, token_alt, strlen(token_alt)) != REDTLS_OK)) {
+        redtls__secret_clear(&t);
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory; the previous tokens stay in use");
+    }
+    redtls__secret_clear(&cfg->token);
+    redtls__secret_clear(&cfg->token_alt);
+    cfg->token = t;
+    cfg->token_alt = alt;
+    return REDTLS_OK;
+}
+
 redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const char *token_alt, int flags)
 {
     if (!c)
         return REDTLS_E_INVALID;
     c->errmsg[0] = '\0';
-    if (!token || !token[0] || (token_alt && !token_alt[0]))
-        return redtls__fail(c->errmsg, REDTLS_E_INVALID, "token must be non-empty; token_alt NULL or non-empty");
-    redtls_status st = redtls__check_token_policy(&c->cfg, token, c->errmsg);
-    if (st == REDTLS_OK && token_alt)
-        st = redtls__check_token_policy(&c->cfg, token_alt, c->errmsg);
-    if (st != REDTLS_OK)
-        return st;
     if ((flags & REDTLS_REAUTH_NOW) && c->tp && c->pending > 0)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "cannot re-authenticate while pipelined replies are pending");
-    redtls__secret t = {NULL, 0}, alt = {NULL, 0};
-    if (redtls__secret_set(&t, token, strlen(token)) != REDTLS_OK ||
-        (token_alt && redtls__secret_set(&alt, token_alt, strlen(token_alt)) != REDTLS_OK)) {
-        redtls__secret_clear(&t);
-        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
-    }
-    redtls__secret_clear(&c->cfg.token);
-    redtls__secret_clear(&c->cfg.token_alt);
-    c->cfg.token = t;
-    c->cfg.token_alt = alt;
+    redtls_status st = redtls__set_token_pair(&c->cfg, token, token_alt, c->errmsg);
+    if (st != REDTLS_OK)
+        return st;
     c->preferred = 0;
     if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb)
         return REDTLS_OK;

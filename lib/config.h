@@ -72,12 +72,17 @@ redtls_status redtls__config_tls_ctx(redtls_config *cfg, redtls__tls_ctx **out);
 const char *redtls__config_connect_addr(const redtls_config *cfg, const char *host, uint16_t port);
 const char *redtls__config_verify_name(const redtls_config *cfg, const char *host);
 
-/* Reads a whole file into memory (for certificates and keys); the caller
- * frees it (wiping it first when it is a key). */
 /* Checks a token against the configuration's token policy; the message
  * names the rule, never the token. */
 redtls_status redtls__check_token_policy(const redtls_config *cfg, const char *token, char *err);
 
+/* Replaces cfg's token pair after checking it (token non-empty, token_alt
+ * NULL or non-empty, the token policy): REDTLS_E_INVALID, or
+ * REDTLS_E_NOMEM with the old pair left whole. */
+redtls_status redtls__set_token_pair(redtls_config *cfg, const char *token, const char *token_alt, char *err);
+
+/* Reads a whole file into memory (for certificates and keys); the caller
+ * frees it (wiping it first when it is a key). */
 redtls_status redtls__read_file(const char *path, char **data, size_t *len, char *err);
 
 #endif

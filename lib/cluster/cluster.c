@@ -1805,25 +1805,9 @@ redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, c
     cl->errmsg[0] = '\0';
     /* The same rules as redtls_conn_set_tokens(), which every node
      * connection applies next. */
-    if (!token || !token[0] || (token_alt && !token_alt[0]))
-        return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "token must be non-empty; token_alt NULL or non-empty");
-    char err[REDTLS__ERRMSG_MAX];
-    redtls_status st = redtls__check_token_policy(&cl->base, token, err);
-    if (st == REDTLS_OK && token_alt)
-        st = redtls__check_token_policy(&cl->base, token_alt, err);
+    redtls_status st = redtls__set_token_pair(&cl->base, token, token_alt, cl->errmsg);
     if (st != REDTLS_OK)
-        return redtls__fail(cl->errmsg, st, "%s", err);
-    /* Both copies first: a failure leaves the old pair in place. */
-    redtls__secret t = {NULL, 0}, alt = {NULL, 0};
-    if (redtls__secret_set(&t, token, strlen(token)) != REDTLS_OK ||
-        (token_alt && redtls__secret_set(&alt, token_alt, strlen(token_alt)) != REDTLS_OK)) {
-        redtls__secret_clear(&t);
-        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory; the previous tokens stay in use");
-    }
-    redtls__secret_clear(&cl->base.token);
-    redtls__secret_clear(&cl->base.token_alt);
-    cl->base.token = t;
-    cl->base.token_alt = alt;
+        return st;
     cl->preferred = 0;
     redtls_status first = REDTLS_OK;
     for (size_t i = 0; i < cl->nnodes; i++) {
