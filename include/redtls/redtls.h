@@ -219,8 +219,13 @@ REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
  *   rediss://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]   TLS (port 6379)
  *   redis://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]    plain TCP
  *   unix://[[USER]:TOKEN@]/PATH/TO/SOCKET[?db=N&...]    Unix socket
- * HOST may be a name, an IPv4 address or a bracketed IPv6 address. USER and
- * TOKEN are percent-decoded. Query parameters (see README "URL format"):
+ * HOST may be a name, an IPv4 address or a bracketed IPv6 address; it is
+ * set as with redtls_config_set_host() (which clears a Unix socket path),
+ * and a unix:// path as with redtls_config_set_unix_path() (which clears the
+ * host). unix:// also turns TLS off, as redtls_config_set_tls(cfg, 0) does:
+ * a host set later connects over plain TCP unless TLS is turned on again
+ * (redtls_config_set_tls(cfg, 1) or a rediss:// URL). USER and TOKEN are
+ * percent-decoded. Query parameters (see README "URL format"):
  *   cacert=FILE capath=DIR cert=FILE key=FILE sni=NAME tls_min=1.2|1.3
  *   connect_timeout=MS handshake_timeout=MS timeout=MS (command)
  *   name=CLIENTNAME db=N
@@ -229,7 +234,16 @@ REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
  * On failure cfg is unchanged. */
 REDTLS_EXTERN redtls_status redtls_config_set_url(redtls_config *cfg, const char *url);
 
-/* Server address. Setting a host clears a Unix socket path and vice versa. */
+/* Server address: a host and port, or a Unix socket path, never both. The
+ * last of these calls (or of redtls_config_set_url()) decides: setting a
+ * host clears the Unix socket path; setting a Unix socket path clears the
+ * host (a later redtls_config_set_host() names host and port anew). A
+ * failed call changes nothing. A Unix socket never uses TLS (the TLS
+ * settings are kept for a later host), and redtls_cluster_new() refuses a
+ * configuration whose address is a Unix socket (REDTLS_E_INVALID). host may
+ * be a DNS name, an IPv4 address or an IPv6 address, with or without
+ * brackets. Errors: REDTLS_E_INVALID (empty host or path, port 0),
+ * REDTLS_E_NOMEM. */
 REDTLS_EXTERN redtls_status redtls_config_set_host(redtls_config *cfg, const char *host, uint16_t port);
 REDTLS_EXTERN redtls_status redtls_config_set_unix_path(redtls_config *cfg, const char *path);
 
