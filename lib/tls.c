@@ -39,8 +39,11 @@ struct redtls__tls_ctx {
 typedef struct verify_note {
     int error;
     int depth;
+    int has_san;     /* the refused certificate has a subjectAltName */
+    int has_dns_san; /* ... with at least one DNS name in it */
     char subject[256];
     char sans[384];
+    char cn[128];    /* its subject CN, never used for matching */
 } verify_note;
 
 typedef struct tls_transport {
@@ -160,19 +163,29 @@ void redtls__tls_session_clear(redtls__tls_session *slot)
     slot->session = NULL;
 }
 
-static void format_sans(X509 *cert, char *out, size_t outlen)
+/* The certificate's SANs as "DNS:a, IP:b" (or "none"). *has_san / *dns
+ * (may be NULL) say whether it has the extension and a DNS name in it. */
+static void format_sans_ex(X509 *cert, char *out, size_t outlen, int *has_san, int *dns)
 {
     out[0] = '\0';
+    if (has_san)
+        *has_san = 0;
+    if (dns)
+        *dns = 0;
     GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     if (!names) {
         snprintf(out, outlen, "none");
         return;
     }
+    if (has_san)
+        *has_san = 1;
     size_t used = 0;
     for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
         char item[INET6_ADDRSTRLEN + 8] = "";
         if (gn->type == GEN_DNS) {
+            if (dns)
+                *dns = 1;
             const unsigned char *d = ASN1_STRING_get0_data(gn->d.dNSName);
             int l = ASN1_STRING_length(gn->d.dNSName);
             snprintf(item, sizeof item, "DNS:%.*s", l > 200 ? 200 : l, (const char *)d);
@@ -196,6 +209,27 @@ static void format_sans(X509 *cert, char *out, size_t outlen)
     GENERAL_NAMES_free(names);
     if (!out[0])
         snprintf(out, outlen, "none");
+}
+
+static void format_sans(X509 *cert, char *out, size_t outlen)
+{
+    format_sans_ex(cert, out, outlen, NULL, NULL);
+}
+
+/* The subject's first CN, printable ASCII only (others become '?'). */
+static void format_cn(X509 *cert, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const X509_NAME *subject = X509_get_subject_name(cert);
+    int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (i < 0)
+        return;
+    const ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+    const unsigned char *p = ASN1_STRING_get0_data(d);
+    size_t n = (size_t)ASN1_STRING_length(d), o = 0;
+    for (size_t k = 0; k < n && o + 1 < outlen; k++)
+        out[o++] = (char)(p[k] >= 0x20 && p[k] < 0x7f ? p[k] : (unsigned char)'?');
+    out[o] = '\0';
 }
 
 static void format_subject(X509 *cert, char *out, size_t outlen)
@@ -222,7 +256,8 @@ static int verify_cb(int ok, X509_STORE_CTX *store)
         t->note.depth = X509_STORE_CTX_get_error_depth(store);
         if (cert) {
             format_subject(cert, t->note.subject, sizeof t->note.subject);
-            format_sans(cert, t->note.sans, sizeof t->note.sans);
+            format_sans_ex(cert, t->note.sans, sizeof t->note.sans, &t->note.has_san, &t->note.has_dns_san);
+            format_cn(cert, t->note.cn, sizeof t->note.cn);
         }
     }
     return 0;
@@ -497,6 +532,25 @@ static redtls_status client_cert_failure(tls_transport *t, const char *why, char
     return redtls__fail(err, REDTLS_E_TLS_CLIENT_CERT, "the server refused our client certificate (%s)", why);
 }
 
+static redtls_status hostname_failure(const tls_transport *t, int verr, const char *name, char *err)
+{
+    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_san)
+        return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                            "certificate verify failed: hostname '%s' cannot match: the certificate has no "
+                            "subjectAltName, and its subject CN%s%s%s is not used for name checks (RFC 9525); the "
+                            "server needs a certificate with DNS:%s in its subjectAltName",
+                            name, t->note.cn[0] ? " '" : "", t->note.cn, t->note.cn[0] ? "'" : "", name);
+    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_dns_san && t->note.cn[0])
+        return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                            "certificate verify failed: hostname '%s' does not match the certificate (SAN: %s; "
+                            "its subject CN '%s' is not used for name checks, RFC 9525)",
+                            name, t->note.sans[0] ? t->note.sans : "unknown", t->note.cn);
+    return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                        "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
+                        verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
+                        t->note.sans[0] ? t->note.sans : "unknown");
+}
+
 static redtls_status handshake_failure(tls_transport *t, const char *name, char *err)
 {
     char why[160];
@@ -508,10 +562,7 @@ static redtls_status handshake_failure(tls_transport *t, const char *name, char 
         return redtls__fail(err, REDTLS_E_NOMEM, "out of memory during the TLS handshake");
     if (verr != X509_V_OK) {
         if (verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
-                                "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
-                                verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
-                                t->note.sans[0] ? t->note.sans : "unknown");
+            return hostname_failure(t, verr, name, err);
         return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (depth %d, subject '%s')",
                             X509_verify_cert_error_string(verr), t->note.depth,
                             t->note.subject[0] ? t->note.subject : "unknown");
@@ -682,6 +733,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     t->slot = slot;
     redtls_status st = REDTLS_OK;
     BIO *bio = NULL;
+    char *name = NULL; /* verify_name as verified and sent */
     t->ssl = SSL_new(ctx->ssl_ctx);
     if (t->ssl)
         bio = BIO_new(ctx->bio_method);
@@ -694,22 +746,36 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
 
-    int is_ip = redtls__is_ip_literal(verify_name);
+    /* An absolute name ("cache.example.com.") names the same host: it is
+     * verified and sent as SNI without its dot (RFC 6066 forbids the dot in
+     * SNI; certificates never carry it), as curl and Go do. */
+    size_t name_len = strlen(verify_name);
+    if (name_len > 0 && verify_name[name_len - 1] == '.')
+        name_len--;
+    if (name_len == 0 || verify_name[name_len - 1] == '.') {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' to verify is not a host name (empty label)", verify_name);
+        goto fail;
+    }
+    name = strndup(verify_name, name_len);
+    if (!name) {
+        st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    int is_ip = redtls__is_ip_literal(name);
     if (!ctx->insecure) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, verify_name) : SSL_set1_host(t->ssl, verify_name);
+        /* RFC 9525: the identity is in the subjectAltName only; a subject
+         * CN that happens to equal the host is never a match. */
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) : SSL_set1_host(t->ssl, name);
         if (ok != 1) {
-            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", verify_name);
+            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", name);
             goto fail;
         }
     }
     /* SNI carries DNS names only (RFC 6066 forbids IP literals). */
-    /* SSL_set_tlsext_host_name() casts away const inside a macro; call
-     * the control it expands to directly. */
-    if (!is_ip && SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                           (void *)(uintptr_t)verify_name) != 1) { // NOLINT(performance-no-int-to-ptr): const dropped for OpenSSL's control API, which only reads the name
-        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", verify_name);
+    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, name) != 1) {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", name);
         goto fail;
     }
 
@@ -745,14 +811,16 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
             }
             continue;
         }
-        st = handshake_failure(t, verify_name, err);
+        st = handshake_failure(t, name, err);
         goto fail;
     }
     ERR_clear_error();
+    free(name);
     *out = &t->base;
     return REDTLS_OK;
 fail:
     ERR_clear_error();
+    free(name);
     tls_close(&t->base, 0);
     return st;
 }

@@ -325,6 +325,89 @@ static void test_tls13_required_against_tls12_server(void **state)
     set_get_roundtrip();
 }
 
+/* RFC 9525: the identity is in the subjectAltName only. A certificate
+ * without one is refused even when its subject CN equals the host. */
+static void test_cn_only_certificate_refused(void **state)
+{
+    const char *msg;
+    (void)state;
+    start_sink("cnonly");
+    make_cfg("localhost", t.srv.port);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS_HOSTNAME);
+    msg = redtls_conn_errmsg(t.conn);
+    assert_contains(msg, "'localhost'");
+    assert_contains(msg, "has no subjectAltName");
+    assert_contains(msg, "CN 'localhost' is not used");
+    assert_failed_safely(&t.srv);
+}
+
+/* The sink saw exactly one handshake, whose SNI was `sni` (quoted). */
+static void assert_sni_seen(const char *sni)
+{
+    char quoted[128];
+    redtls_conn_free(t.conn);
+    t.conn = NULL;
+    assert_int_equal(lab_sink_wait_idle(&t.srv, 3000), 0);
+    assert_int_equal(lab_sink_count(&t.srv, "handshake-ok"), 1);
+    snprintf(quoted, sizeof quoted, "sni \"%s\"", sni);
+    assert_int_equal(lab_sink_count(&t.srv, quoted), 1);
+}
+
+/* "localhost." does not resolve on every machine (not here), so an address
+ * override carries the TCP connection; the host as configured, with its
+ * dot, is what is verified and sent as SNI, minus the dot. */
+static void test_trailing_dot_host(void **state)
+{
+    (void)state;
+    start_sink("nameonly");
+    make_cfg("localhost.", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_add_resolve(t.cfg, "localhost.", 0, "127.0.0.1"), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_OK);
+    assert_contains(redtls_conn_peer_sans(t.conn), "DNS:localhost");
+    assert_sni_seen("localhost");
+    assert_int_equal(lab_sink_count(&t.srv, "sni \"localhost.\""), 0);
+}
+
+static void test_trailing_dot_verify_name(void **state)
+{
+    (void)state;
+    start_sink("nameonly");
+    make_cfg("127.0.0.1", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_verify_name(t.cfg, "localhost."), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_OK);
+    assert_sni_seen("localhost");
+
+    /* Still checked: the dot does not make a wrong name match. */
+    lab_stop(&t.srv);
+    start_sink("wrongname");
+    redtls_config_free(t.cfg);
+    make_cfg("127.0.0.1", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_verify_name(t.cfg, "localhost."), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS_HOSTNAME);
+    assert_contains(redtls_conn_errmsg(t.conn), "hostname 'localhost' does not match");
+    assert_failed_safely(&t.srv);
+
+    /* One dot ends an absolute name; two are an empty label. */
+    redtls_config_free(t.cfg);
+    make_cfg("127.0.0.1", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_verify_name(t.cfg, "localhost.."), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_CONFIG);
+    assert_contains(redtls_conn_errmsg(t.conn), "empty label");
+}
+
+static void test_trailing_dot_url_host(void **state)
+{
+    char url[256];
+    (void)state;
+    start_sink("server");
+    make_cfg("127.0.0.1", 1);
+    snprintf(url, sizeof url, "rediss://localhost.:%u", (unsigned)t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_url(t.cfg, url), REDTLS_OK);
+    assert_cfg_status(t.cfg, redtls_config_add_resolve(t.cfg, "localhost.", t.srv.port, "127.0.0.1"), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_OK);
+    assert_sni_seen("localhost");
+}
+
 static void test_tls13_required(void **state)
 {
     (void)state;
@@ -567,6 +650,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_system_store_does_not_trust_test_ca, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls11_only_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls13_required_against_tls12_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cn_only_certificate_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_dot_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_dot_verify_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_dot_url_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls13_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cert_missing_with_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cert_missing_without_token, setup, teardown),
