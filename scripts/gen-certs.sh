@@ -24,6 +24,9 @@
 #   bundle.crt              ca2.crt followed by ca.crt (multi-cert PEM)
 #   cnonly.crt/.key         CN=localhost and no subjectAltName at all (RFC 9525
 #                           clients refuse it: the CN is never matched)
+#   longchain.crt/.key      server.crt followed by 300 copies of ca.crt: a
+#                           chain over OpenSSL's 100 KiB max_cert_list
+#                           (longchain.key is server.key)
 # Cluster (tests/harness/lab_cluster.c; serverAuth+clientAuth, because redis
 # nodes also present them as clients on the cluster bus and replication):
 #   node1.crt/.key .. node6.crt/.key  SAN DNS:nodeN.cluster.test only (no IP
@@ -155,6 +158,13 @@ openssl req -x509 -new -key selfsigned.key -subj "/O=redtls tests/CN=localhost" 
     -out selfsigned.crt
 
 cat ca2.crt ca.crt > bundle.crt
+cp server.crt longchain.crt
+cp server.key longchain.key
+i=0
+while [ $i -lt 300 ]; do
+    cat ca.crt >> longchain.crt
+    i=$((i + 1))
+done
 mkdir capath
 cp ca.crt capath/ca.pem
 openssl rehash capath 2>/dev/null || c_rehash capath >/dev/null
@@ -164,7 +174,7 @@ chmod 600 ./*.key
 chmod 755 capath
 chmod 644 capath/*
 
-for f in ca ca2 server client expired notyet wrongname nameonly wildcard cnonly selfsigned \
+for f in ca ca2 server client expired notyet wrongname nameonly wildcard cnonly longchain selfsigned \
          untrusted client-untrusted weak $NODES cluster-wildcard; do
     mv -f "$f.crt" "$f.key" "$DIR/"
 done

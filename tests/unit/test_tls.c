@@ -70,7 +70,10 @@ enum srv_mode {
     SRV_PONG_ABRUPT,   /* answer, then close the socket without close_notify */
     SRV_PLAIN,         /* not TLS at all: an error line, then close */
     SRV_SILENT,        /* never answer; wait for the client to go away */
-    SRV_ACCEPT_ONLY    /* run the handshake (which may fail), then close */
+    SRV_ACCEPT_ONLY,   /* run the handshake (which may fail), then close */
+    SRV_CLOSE_IN_HANDSHAKE, /* read the ClientHello, then close: end of file */
+    SRV_RESET_IN_HANDSHAKE, /* close with the ClientHello unread: a reset */
+    SRV_RENEGOTIATE    /* TLS 1.2; after one line, ask to renegotiate, read on */
 };
 
 typedef struct srv {
@@ -106,17 +109,32 @@ static void *srv_main(void *arg)
         close(s->fd);
         return NULL;
     }
+    if (s->mode == SRV_CLOSE_IN_HANDSHAKE || s->mode == SRV_RESET_IN_HANDSHAKE) {
+        /* A Unix socket closed with unread data resets its peer. */
+        char hello[16384]; /* the whole ClientHello, written at once */
+        if (s->mode == SRV_CLOSE_IN_HANDSHAKE)
+            recv(s->fd, hello, sizeof hello, 0);
+        else
+            recv(s->fd, buf, 1, MSG_PEEK);
+        close(s->fd);
+        return NULL;
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_use_certificate_chain_file(ctx, s->crt ? s->crt : srv_crt);
     SSL_CTX_use_PrivateKey_file(ctx, srv_key, SSL_FILETYPE_PEM);
-    if (s->max_tls12)
+    if (s->max_tls12 || s->mode == SRV_RENEGOTIATE)
         SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, s->fd);
     s->accepted = SSL_accept(ssl);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     snprintf(s->sni, sizeof s->sni, "%s", sni ? sni : "");
-    if (s->accepted == 1 && s->mode != SRV_ACCEPT_ONLY) {
+    if (s->accepted == 1 && s->mode == SRV_RENEGOTIATE) {
+        /* The client's no_renegotiation warning makes this SSL_read fail
+         * with a fatal handshake_failure alert to the client. */
+        if (SSL_read(ssl, buf, sizeof buf) > 0 && SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
+            SSL_read(ssl, buf, sizeof buf);
+    } else if (s->accepted == 1 && s->mode != SRV_ACCEPT_ONLY) {
         int n = SSL_read(ssl, buf, sizeof buf);
         if (n > 0)
             SSL_write(ssl, "+PONG\r\n", 7);
@@ -312,6 +330,8 @@ static const char *expect_failure_cert(enum srv_mode mode, int max_tls12, const 
                  redtls_strerror(want));
     assert_null(t);
     assert_contains(err, mention);
+    /* errno 0 must never reach a message as "Success". */
+    assert_not_contains(err, "Success");
     return err;
 }
 
@@ -447,6 +467,39 @@ static void test_subject_cn_never_matched(void **state)
     redtls__tls_ctx_free(ctx);
 }
 
+/* A peer that ends the connection in the middle of the handshake: the
+ * message says so (never "Success" from errno 0). */
+static void test_closed_during_handshake(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_CLOSE_IN_HANDSHAKE, 0, ca_crt, 12, "redis.test", REDTLS_E_TLS,
+                             "the server closed the connection during the TLS handshake");
+    expect_handshake_failure(SRV_RESET_IN_HANDSHAKE, 0, ca_crt, 12, "redis.test", REDTLS_E_TLS,
+                             "the server reset the connection during the TLS handshake");
+}
+
+/* The server asks to renegotiate; redtls refuses and says so when the
+ * server then ends the connection. */
+static void test_renegotiation_refused(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_RENEGOTIATE, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    char buf[32];
+    size_t got = 0;
+    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
+    assert_contains(err, "asked to renegotiate the TLS session, which redtls refuses");
+    assert_contains(err, "alert handshake failure");
+    t->ops->close(t, 0);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +517,8 @@ int main(void)
         cmocka_unit_test(test_abrupt_close_is_eof),
         cmocka_unit_test(test_trailing_dot),
         cmocka_unit_test(test_subject_cn_never_matched),
+        cmocka_unit_test(test_closed_during_handshake),
+        cmocka_unit_test(test_renegotiation_refused),
     };
     return cmocka_run_group_tests_name("tls", tests, group_setup, group_teardown);
 }
