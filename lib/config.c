@@ -281,6 +281,10 @@ redtls_status redtls_config_set_unix_path(redtls_config *cfg, const char *path)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "unix socket path must be non-empty");
     if (redtls__str_set(&cfg->unix_path, path))
         return nomem(cfg);
+    /* One address at a time: a host left behind could only ever be used
+     * by mistake (the port stays; redtls_config_set_host sets both). */
+    free(cfg->host);
+    cfg->host = NULL;
     return REDTLS_OK;
 }
 

@@ -163,6 +163,9 @@ redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadl
     if (any_timeout && (last_errno == ETIMEDOUT || last_errno == 0))
         return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to %s port %u timed out%s%s%s", host,
                             (unsigned)port, last_addr[0] ? " (last tried " : "", last_addr, last_addr[0] ? ")" : "");
+    if (last_errno == 0)
+        return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: '%s' resolved to no address to try",
+                            host, (unsigned)port, host);
     return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: %s (last tried %s)", host,
                         (unsigned)port, strerror(last_errno), last_addr);
 }

@@ -16,7 +16,7 @@ const char *redtls_strerror(redtls_status status)
     case REDTLS_E_CONNECT_TIMEOUT: return "connect timed out";
     case REDTLS_E_HANDSHAKE_TIMEOUT: return "TLS handshake timed out";
     case REDTLS_E_COMMAND_TIMEOUT: return "command timed out";
-    case REDTLS_E_TLS: return "TLS handshake failed";
+    case REDTLS_E_TLS: return "TLS failure (handshake or record layer)";
     case REDTLS_E_TLS_VERIFY: return "server certificate not trusted";
     case REDTLS_E_TLS_HOSTNAME: return "server certificate does not match the host name";
     case REDTLS_E_TLS_CLIENT_CERT: return "server requires a client certificate";

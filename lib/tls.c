@@ -33,14 +33,19 @@ struct redtls__tls_ctx {
     int has_client_cert;
     int insecure;
     int resumption;
+    int min_version;     /* 12 or 13, for failure messages */
+    int custom_ciphers;  /* the cipher lists were narrowed by the user */
 };
 
 /* What the verify callback saw first: the reason a chain was refused. */
 typedef struct verify_note {
     int error;
     int depth;
+    int has_san;     /* the refused certificate has a subjectAltName */
+    int has_dns_san; /* ... with at least one DNS name in it */
     char subject[256];
     char sans[384];
+    char cn[128];    /* its subject CN, never used for matching */
 } verify_note;
 
 typedef struct tls_transport {
@@ -50,6 +55,7 @@ typedef struct tls_transport {
     int cert_requested;     /* the server sent a CertificateRequest */
     int has_client_cert;
     int just_wrote;         /* the reply cannot be there yet: wait first */
+    int refused_reneg;      /* we answered a renegotiation request with no_renegotiation */
     SSL *ssl;
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */
@@ -138,6 +144,18 @@ static int cert_cb(SSL *ssl, void *arg)
     return 1;
 }
 
+/* Renegotiation is off (SSL_OP_NO_RENEGOTIATION): a TLS 1.2 server's
+ * HelloRequest is answered with a no_renegotiation warning, which many
+ * servers then treat as fatal. Noting it lets that failure name its cause. */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_ALERT) == 0 || (where & SSL_CB_WRITE) == 0 || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+        return;
+    tls_transport *t = SSL_get_app_data(ssl);
+    if (t)
+        t->refused_reneg = 1;
+}
+
 /* Keeps the newest session (TLS 1.2 session or TLS 1.3 ticket, which
  * arrives after the handshake) as a private copy: OpenSSL marks a session
  * it saw fail as not resumable, and the copy stays out of its reach. */
@@ -160,19 +178,29 @@ void redtls__tls_session_clear(redtls__tls_session *slot)
     slot->session = NULL;
 }
 
-static void format_sans(X509 *cert, char *out, size_t outlen)
+/* The certificate's SANs as "DNS:a, IP:b" (or "none"). *has_san / *dns
+ * (may be NULL) say whether it has the extension and a DNS name in it. */
+static void format_sans_ex(X509 *cert, char *out, size_t outlen, int *has_san, int *dns)
 {
     out[0] = '\0';
+    if (has_san)
+        *has_san = 0;
+    if (dns)
+        *dns = 0;
     GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     if (!names) {
         snprintf(out, outlen, "none");
         return;
     }
+    if (has_san)
+        *has_san = 1;
     size_t used = 0;
     for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
         char item[INET6_ADDRSTRLEN + 8] = "";
         if (gn->type == GEN_DNS) {
+            if (dns)
+                *dns = 1;
             const unsigned char *d = ASN1_STRING_get0_data(gn->d.dNSName);
             int l = ASN1_STRING_length(gn->d.dNSName);
             snprintf(item, sizeof item, "DNS:%.*s", l > 200 ? 200 : l, (const char *)d);
@@ -196,6 +224,27 @@ static void format_sans(X509 *cert, char *out, size_t outlen)
     GENERAL_NAMES_free(names);
     if (!out[0])
         snprintf(out, outlen, "none");
+}
+
+static void format_sans(X509 *cert, char *out, size_t outlen)
+{
+    format_sans_ex(cert, out, outlen, NULL, NULL);
+}
+
+/* The subject's first CN, printable ASCII only (others become '?'). */
+static void format_cn(X509 *cert, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const X509_NAME *subject = X509_get_subject_name(cert);
+    int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (i < 0)
+        return;
+    const ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+    const unsigned char *p = ASN1_STRING_get0_data(d);
+    size_t n = (size_t)ASN1_STRING_length(d), o = 0;
+    for (size_t k = 0; k < n && o + 1 < outlen; k++)
+        out[o++] = (char)(p[k] >= 0x20 && p[k] < 0x7f ? p[k] : (unsigned char)'?');
+    out[o] = '\0';
 }
 
 static void format_subject(X509 *cert, char *out, size_t outlen)
@@ -222,7 +271,8 @@ static int verify_cb(int ok, X509_STORE_CTX *store)
         t->note.depth = X509_STORE_CTX_get_error_depth(store);
         if (cert) {
             format_subject(cert, t->note.subject, sizeof t->note.subject);
-            format_sans(cert, t->note.sans, sizeof t->note.sans);
+            format_sans_ex(cert, t->note.sans, sizeof t->note.sans, &t->note.has_san, &t->note.has_dns_san);
+            format_cn(cert, t->note.cn, sizeof t->note.cn);
         }
     }
     return 0;
@@ -441,6 +491,9 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
         c->has_client_cert = 1;
     }
     SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
+    SSL_CTX_set_info_callback(ctx, info_cb);
+    c->min_version = s->min_version >= 13 ? 13 : 12;
+    c->custom_ciphers = s->tls12_ciphers != NULL || s->tls13_suites != NULL;
     c->resumption = s->resumption;
     if (s->resumption) {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -497,7 +550,58 @@ static redtls_status client_cert_failure(tls_transport *t, const char *why, char
     return redtls__fail(err, REDTLS_E_TLS_CLIENT_CERT, "the server refused our client certificate (%s)", why);
 }
 
-static redtls_status handshake_failure(tls_transport *t, const char *name, char *err)
+/* What redtls offers in a handshake, for the failures a server explains
+ * only with a handshake_failure alert. */
+static void describe_offer(const tls_transport *t, char *out, size_t outlen)
+{
+    snprintf(out, outlen,
+             "redtls offers %s%s, at OpenSSL security level 2 (no SHA-1 signatures, RSA keys of 2048 bits or more)%s",
+             t->ctx->min_version >= 13 ? "TLS 1.3 only (minimum set to 1.3)" : "TLS 1.2 and 1.3",
+             t->ctx->min_version >= 13 ? "" : ", TLS 1.2 only with ECDHE key exchange and AEAD ciphers (AES-GCM, "
+                                              "ChaCha20-Poly1305)",
+             t->ctx->custom_ciphers ? ", narrowed by the configured cipher lists" : "");
+}
+
+static redtls_status hostname_failure(const tls_transport *t, int verr, const char *name, char *err)
+{
+    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_san)
+        return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                            "certificate verify failed: hostname '%s' cannot match: the certificate has no "
+                            "subjectAltName, and its subject CN%s%s%s is not used for name checks (RFC 9525); the "
+                            "server needs a certificate with DNS:%s in its subjectAltName",
+                            name, t->note.cn[0] ? " '" : "", t->note.cn, t->note.cn[0] ? "'" : "", name);
+    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_dns_san && t->note.cn[0])
+        return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                            "certificate verify failed: hostname '%s' does not match the certificate (SAN: %s; "
+                            "its subject CN '%s' is not used for name checks, RFC 9525)",
+                            name, t->note.sans[0] ? t->note.sans : "unknown", t->note.cn);
+    return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
+                        "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
+                        verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
+                        t->note.sans[0] ? t->note.sans : "unknown");
+}
+
+static int is_version_failure(unsigned long e)
+{
+    return is_reason(e, SSL_R_UNSUPPORTED_PROTOCOL) || is_reason(e, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) ||
+           is_reason(e, SSL_R_NO_PROTOCOLS_AVAILABLE) || is_reason(e, SSL_R_WRONG_SSL_VERSION) ||
+           is_reason(e, SSL_R_UNSUPPORTED_SSL_VERSION) || is_reason(e, SSL_R_VERSION_TOO_LOW) ||
+           is_reason(e, SSL_R_VERSION_TOO_HIGH);
+}
+
+/* Failures a server reports with a handshake_failure or
+ * insufficient_security alert, or OpenSSL finds on our side. */
+static int is_cipher_or_sigalg_failure(unsigned long e)
+{
+    return is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE) ||
+           is_reason(e, SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY) || is_reason(e, SSL_R_NO_SHARED_CIPHER) ||
+           is_reason(e, SSL_R_NO_CIPHERS_AVAILABLE) || is_reason(e, SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS) ||
+           is_reason(e, SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM) || is_reason(e, SSL_R_WRONG_SIGNATURE_TYPE) ||
+           is_reason(e, SSL_R_LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED) || is_reason(e, SSL_R_WRONG_CIPHER_RETURNED);
+}
+
+/* sslerr: SSL_get_error()'s answer; sys_errno: errno right after the call. */
+static redtls_status handshake_failure(tls_transport *t, int sslerr, int sys_errno, const char *name, char *err)
 {
     char why[160];
     unsigned long e = ERR_peek_last_error();
@@ -508,10 +612,7 @@ static redtls_status handshake_failure(tls_transport *t, const char *name, char 
         return redtls__fail(err, REDTLS_E_NOMEM, "out of memory during the TLS handshake");
     if (verr != X509_V_OK) {
         if (verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
-                                "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
-                                verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
-                                t->note.sans[0] ? t->note.sans : "unknown");
+            return hostname_failure(t, verr, name, err);
         return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (depth %d, subject '%s')",
                             X509_verify_cert_error_string(verr), t->note.depth,
                             t->note.subject[0] ? t->note.subject : "unknown");
@@ -521,35 +622,79 @@ static redtls_status handshake_failure(tls_transport *t, const char *name, char 
         return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (security level 2)", why);
     if (t->cert_requested && (is_client_cert_alert(e) || is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE)))
         return client_cert_failure(t, why, err);
-    if (is_reason(e, SSL_R_UNSUPPORTED_PROTOCOL) || is_reason(e, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) ||
-        is_reason(e, SSL_R_NO_PROTOCOLS_AVAILABLE) || is_reason(e, SSL_R_WRONG_SSL_VERSION))
-        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: no protocol version in common (%s)", why);
+    if (is_version_failure(e))
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "TLS handshake failed: no protocol version in common: redtls accepts %s and the server "
+                            "does not (it offers only older versions, or refused ours) (%s)",
+                            t->ctx->min_version >= 13 ? "TLS 1.3 only (minimum set to 1.3)" : "TLS 1.2 and 1.3", why);
+    if (is_cipher_or_sigalg_failure(e)) {
+        char offer[320];
+        describe_offer(t, offer, sizeof offer);
+        if (is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE) || is_reason(e, SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY))
+            return redtls__fail(err, REDTLS_E_TLS,
+                                "TLS handshake failed: the server refused the handshake (%s), most likely because it "
+                                "shares no cipher suite or signature algorithm with redtls: %s",
+                                why, offer);
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "TLS handshake failed: no cipher suite or signature algorithm in common (%s): %s", why,
+                            offer);
+    }
+    if (is_reason(e, SSL_R_EXCESSIVE_MESSAGE_SIZE))
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "TLS handshake failed: a handshake message from the server is over the size limit "
+                            "(%s); for the certificate chain that limit is %ld bytes, so the server most likely "
+                            "sends a chain that is too long (it needs only its certificate and the intermediates)",
+                            why, SSL_get_max_cert_list(t->ssl));
+    if (is_reason(e, SSL_R_UNSAFE_LEGACY_RENEGOTIATION_DISABLED))
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "TLS handshake failed: the server does not support secure renegotiation (RFC 5746), "
+                            "which OpenSSL 3 requires of TLS 1.2 servers (%s)",
+                            why);
     if (is_reason(e, SSL_R_WRONG_VERSION_NUMBER) || is_reason(e, SSL_R_PACKET_LENGTH_TOO_LONG) ||
         is_reason(e, SSL_R_RECORD_LENGTH_MISMATCH) || is_reason(e, SSL_R_HTTP_REQUEST))
         return redtls__fail(err, REDTLS_E_TLS, "the server did not answer with TLS (plain-text port?): %s", why);
-    if (t->eof || is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING))
-        return redtls__fail(err, REDTLS_E_TLS, "the server closed the connection during the TLS handshake");
+    /* SSL_ERROR_SYSCALL with errno 0 is an end of file OpenSSL did not see
+     * as one. */
+    if (t->eof || is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
+        (e == 0 && sslerr == SSL_ERROR_SYSCALL && sys_errno == 0))
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "the server closed the connection during the TLS handshake, without a TLS alert");
+    if (e == 0 && sys_errno == ECONNRESET)
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "the server reset the connection during the TLS handshake (%s), without a TLS alert",
+                            strerror(sys_errno));
+    if (e == 0 && sys_errno != 0)
+        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: socket error: %s", strerror(sys_errno));
     if (e == 0)
-        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: %s", strerror(errno));
+        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed without an error from OpenSSL (SSL error %d)",
+                            sslerr);
     return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: %s", why);
 }
 
-/* Maps a failed SSL_read/SSL_write after the handshake. */
-static redtls_status io_failure(tls_transport *t, int rc, const char *what, char *err)
+/* Maps a failed SSL_read/SSL_write after the handshake; sys_errno is errno
+ * right after the call. */
+static redtls_status io_failure(tls_transport *t, int rc, int sys_errno, const char *what, char *err)
 {
     int e = SSL_get_error(t->ssl, rc);
     unsigned long le = ERR_peek_last_error();
     char why[160];
     openssl_reason(why, sizeof why);
+    const char *reneg = t->refused_reneg ? " after redtls refused its request to renegotiate the TLS session" : "";
     if (e == SSL_ERROR_ZERO_RETURN)
-        return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)");
-    if (e == SSL_ERROR_SSL && is_reason(le, SSL_R_UNEXPECTED_EOF_WHILE_READING))
-        return redtls__fail(err, REDTLS_E_EOF, "the server closed the connection without TLS close_notify");
-    if (e == SSL_ERROR_SYSCALL) {
-        if (errno == 0 || t->eof)
-            return redtls__fail(err, REDTLS_E_EOF, "the server closed the connection without TLS close_notify");
-        return redtls__fail(err, REDTLS_E_IO, "%s failed: %s", what, strerror(errno));
-    }
+        return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)%s", reneg);
+    if ((e == SSL_ERROR_SSL && is_reason(le, SSL_R_UNEXPECTED_EOF_WHILE_READING)) ||
+        (e == SSL_ERROR_SYSCALL && (sys_errno == 0 || t->eof)))
+        return redtls__fail(err, REDTLS_E_EOF, "the server closed the connection without TLS close_notify%s", reneg);
+    if (e == SSL_ERROR_SYSCALL)
+        return redtls__fail(err, REDTLS_E_IO, "%s failed: %s%s", what, strerror(sys_errno), reneg);
+    if (t->refused_reneg)
+        return redtls__fail(err, REDTLS_E_TLS,
+                            "the server asked to renegotiate the TLS session, which redtls refuses (renegotiation "
+                            "is disabled: TLS 1.3 has none, and in TLS 1.2 it has been a source of attacks); the "
+                            "server then ended the connection (%s)",
+                            why);
+    if (is_reason(le, SSL_R_NO_RENEGOTIATION))
+        return redtls__fail(err, REDTLS_E_TLS, "TLS %s failed: the server refused to renegotiate (%s)", what, why);
     if (t->cert_requested && is_client_cert_alert(le))
         return client_cert_failure(t, why, err);
     return redtls__fail(err, REDTLS_E_TLS, "TLS %s failed: %s", what, why);
@@ -568,6 +713,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
         ERR_clear_error();
         errno = 0;
         int rc = SSL_write_ex(t->ssl, buf, len, &done);
+        int sys_errno = errno;
         if (rc == 1) {
             buf += done;
             len -= done;
@@ -582,7 +728,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
                 return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
             continue;
         }
-        return io_failure(t, rc, "write", err);
+        return io_failure(t, rc, sys_errno, "write", err);
     }
     t->just_wrote = 1;
     return REDTLS_OK;
@@ -606,6 +752,7 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
         ERR_clear_error();
         errno = 0;
         int rc = SSL_read_ex(t->ssl, buf, cap, got);
+        int sys_errno = errno;
         if (rc == 1)
             return REDTLS_OK;
         int e = SSL_get_error(t->ssl, rc);
@@ -617,7 +764,7 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
                 return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
             continue;
         }
-        return io_failure(t, rc, "read", err);
+        return io_failure(t, rc, sys_errno, "read", err);
     }
 }
 
@@ -651,12 +798,13 @@ static redtls_status tls_idle_check(redtls__transport *base, char *err)
     ERR_clear_error();
     errno = 0;
     int rc = SSL_read_ex(t->ssl, &b, 1, &got);
+    int sys_errno = errno;
     if (rc == 1)
         return redtls__fail(err, REDTLS_E_PROTOCOL, "the server sent data nobody asked for on an idle connection");
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return REDTLS_OK;
-    return io_failure(t, rc, "idle read", err);
+    return io_failure(t, rc, sys_errno, "idle read", err);
 }
 
 static void tls_expect_data(redtls__transport *base)
@@ -688,6 +836,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     t->slot = slot;
     redtls_status st = REDTLS_OK;
     BIO *bio = NULL;
+    char *name = NULL; /* verify_name as verified and sent */
     t->ssl = SSL_new(ctx->ssl_ctx);
     if (t->ssl)
         bio = BIO_new(ctx->bio_method);
@@ -700,22 +849,36 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
 
-    int is_ip = redtls__is_ip_literal(verify_name);
+    /* An absolute name ("cache.example.com.") names the same host: it is
+     * verified and sent as SNI without its dot (RFC 6066 forbids the dot in
+     * SNI; certificates never carry it), as curl and Go do. */
+    size_t name_len = strlen(verify_name);
+    if (name_len > 0 && verify_name[name_len - 1] == '.')
+        name_len--;
+    if (name_len == 0 || verify_name[name_len - 1] == '.') {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' to verify is not a host name (empty label)", verify_name);
+        goto fail;
+    }
+    name = strndup(verify_name, name_len);
+    if (!name) {
+        st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    int is_ip = redtls__is_ip_literal(name);
     if (!ctx->insecure) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, verify_name) : SSL_set1_host(t->ssl, verify_name);
+        /* RFC 9525: the identity is in the subjectAltName only; a subject
+         * CN that happens to equal the host is never a match. */
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) : SSL_set1_host(t->ssl, name);
         if (ok != 1) {
-            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", verify_name);
+            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", name);
             goto fail;
         }
     }
     /* SNI carries DNS names only (RFC 6066 forbids IP literals). */
-    /* SSL_set_tlsext_host_name() casts away const inside a macro; call
-     * the control it expands to directly. */
-    if (!is_ip && SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                           (void *)(uintptr_t)verify_name) != 1) { // NOLINT(performance-no-int-to-ptr): const dropped for OpenSSL's control API, which only reads the name
-        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", verify_name);
+    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, name) != 1) {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", name);
         goto fail;
     }
 
@@ -733,6 +896,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
         ERR_clear_error();
         errno = 0;
         int rc = SSL_connect(t->ssl);
+        int sys_errno = errno;
         if (rc == 1)
             break;
         int e = SSL_get_error(t->ssl, rc);
@@ -751,14 +915,16 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
             }
             continue;
         }
-        st = handshake_failure(t, verify_name, err);
+        st = handshake_failure(t, e, sys_errno, name, err);
         goto fail;
     }
     ERR_clear_error();
+    free(name);
     *out = &t->base;
     return REDTLS_OK;
 fail:
     ERR_clear_error();
+    free(name);
     tls_close(&t->base, 0);
     return st;
 }

@@ -52,7 +52,9 @@ redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err);
 
 /* Runs the TLS handshake on a connected socket (taking ownership of fd, also
  * on failure), verifying the server certificate against verify_name (a DNS
- * name or an IP literal; SNI is sent for names). Timeouts are reported as
+ * name or an IP literal; SNI is sent for names). One trailing dot is dropped
+ * from verify_name first (an absolute name); the subjectAltName alone is
+ * matched, never the subject CN (RFC 9525). Timeouts are reported as
  * REDTLS_E_HANDSHAKE_TIMEOUT. slot (may be NULL): the session offered for
  * resumption and where new ones are kept; it must outlive the transport. */
 redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,

@@ -37,6 +37,10 @@ static redtls_status plain_write(redtls__transport *t, const char *buf, size_t l
                 return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
             continue;
         }
+        /* send() returns 0 only for a zero-length write, so errno says
+         * nothing then. */
+        if (n == 0)
+            return redtls__fail(err, REDTLS_E_IO, "write failed: the socket accepted no bytes");
         return redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
     }
     p->just_wrote = 1;

@@ -22,6 +22,11 @@
 #   weak.crt/.key           full SANs, RSA 1024 (refused at security level 2)
 #   capath/                 ca.crt under its subject hash (openssl rehash)
 #   bundle.crt              ca2.crt followed by ca.crt (multi-cert PEM)
+#   cnonly.crt/.key         CN=localhost and no subjectAltName at all (RFC 9525
+#                           clients refuse it: the CN is never matched)
+#   longchain.crt/.key      server.crt followed by 300 copies of ca.crt: a
+#                           chain over OpenSSL's 100 KiB max_cert_list
+#                           (longchain.key is server.key)
 # Cluster (tests/harness/lab_cluster.c; serverAuth+clientAuth, because redis
 # nodes also present them as clients on the cluster bus and replication):
 #   node1.crt/.key .. node6.crt/.key  SAN DNS:nodeN.cluster.test only (no IP
@@ -35,7 +40,7 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 DIR=$1
-STAMP_VERSION=2
+STAMP_VERSION=3
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
@@ -120,7 +125,7 @@ issue() {
 make_ca ca "redtls test CA"
 make_ca ca2 "redtls untrusted CA"
 
-for n in server expired notyet wrongname nameonly wildcard untrusted client client-untrusted; do
+for n in server expired notyet wrongname nameonly wildcard cnonly untrusted client client-untrusted; do
     ec_key "$n.key"
 done
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out weak.key 2>/dev/null
@@ -136,6 +141,7 @@ issue notyet ca localhost serverAuth "$FULL_SAN" 20990101000000Z 20991231000000Z
 issue wrongname ca wrong.example serverAuth "DNS:wrong.example"
 issue nameonly ca localhost serverAuth "DNS:localhost"
 issue wildcard ca "*.test.example" serverAuth "DNS:*.test.example"
+issue cnonly ca localhost serverAuth ""
 issue untrusted ca2 localhost serverAuth "$FULL_SAN"
 issue client-untrusted ca2 redtls-client clientAuth ""
 issue weak ca localhost serverAuth "$FULL_SAN"
@@ -152,6 +158,13 @@ openssl req -x509 -new -key selfsigned.key -subj "/O=redtls tests/CN=localhost" 
     -out selfsigned.crt
 
 cat ca2.crt ca.crt > bundle.crt
+cp server.crt longchain.crt
+cp server.key longchain.key
+i=0
+while [ $i -lt 300 ]; do
+    cat ca.crt >> longchain.crt
+    i=$((i + 1))
+done
 mkdir capath
 cp ca.crt capath/ca.pem
 openssl rehash capath 2>/dev/null || c_rehash capath >/dev/null
@@ -161,7 +174,7 @@ chmod 600 ./*.key
 chmod 755 capath
 chmod 644 capath/*
 
-for f in ca ca2 server client expired notyet wrongname nameonly wildcard selfsigned \
+for f in ca ca2 server client expired notyet wrongname nameonly wildcard cnonly longchain selfsigned \
          untrusted client-untrusted weak $NODES cluster-wildcard; do
     mv -f "$f.crt" "$f.key" "$DIR/"
 done

@@ -219,7 +219,13 @@ REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
  *   rediss://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]   TLS (port 6379)
  *   redis://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]    plain TCP
  *   unix://[[USER]:TOKEN@]/PATH/TO/SOCKET[?db=N&...]    Unix socket
- * HOST may be a name, an IPv4 address or a bracketed IPv6 address. USER and
+ * HOST may be a name, an IPv4 address or a bracketed IPv6 address; it is
+ * set as with redtls_config_set_host() (which clears a Unix socket path),
+ * and a unix:// path as with redtls_config_set_unix_path() (which clears the
+ * host). unix:// also turns TLS off, as redtls_config_set_tls(cfg, 0) does:
+ * a host set later connects over plain TCP unless TLS is turned on again
+ * (redtls_config_set_tls(cfg, 1) or a rediss:// URL). A HOST with a trailing
+ * dot follows the rule under redtls_config_set_verify_name(). USER and
  * TOKEN are percent-decoded. Query parameters (see README "URL format"):
  *   cacert=FILE capath=DIR cert=FILE key=FILE sni=NAME tls_min=1.2|1.3
  *   connect_timeout=MS handshake_timeout=MS timeout=MS (command)
@@ -229,7 +235,17 @@ REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
  * On failure cfg is unchanged. */
 REDTLS_EXTERN redtls_status redtls_config_set_url(redtls_config *cfg, const char *url);
 
-/* Server address. Setting a host clears a Unix socket path and vice versa. */
+/* Server address: a host and port, or a Unix socket path, never both. The
+ * last of these calls (or of redtls_config_set_url()) decides: setting a
+ * host clears the Unix socket path; setting a Unix socket path clears the
+ * host (a later redtls_config_set_host() names host and port anew). A
+ * failed call changes nothing. A Unix socket never uses TLS (the TLS
+ * settings are kept for a later host), and redtls_cluster_new() refuses a
+ * configuration whose address is a Unix socket (REDTLS_E_INVALID). host may
+ * be a DNS name, an IPv4 address or an IPv6 address, with or without
+ * brackets; a DNS name may end in a dot (see the server identity rules
+ * under redtls_config_set_verify_name()). Errors: REDTLS_E_INVALID (empty
+ * host or path, port 0), REDTLS_E_NOMEM. */
 REDTLS_EXTERN redtls_status redtls_config_set_host(redtls_config *cfg, const char *host, uint16_t port);
 REDTLS_EXTERN redtls_status redtls_config_set_unix_path(redtls_config *cfg, const char *path);
 
@@ -257,7 +273,24 @@ REDTLS_EXTERN redtls_status redtls_config_set_client_cert_pem(redtls_config *cfg
 
 /* The name sent as SNI and checked against the server certificate, when it
  * differs from the host connected to (an IP address, a tunnel endpoint).
- * NULL restores the default: the connect host. */
+ * NULL restores the default: the connect host.
+ *
+ * Server identity (RFC 9525), for every name verified: this one, a host, a
+ * URL host, a mapped name (redtls_config_map_verify_name()) or a name a
+ * cluster announces.
+ *   - The name is matched against the certificate's subjectAltName only:
+ *     DNS names against DNS entries (a wildcard covers one whole left-most
+ *     label), IP literals against IP entries. The subject CN is never used;
+ *     a certificate without a matching subjectAltName is refused with
+ *     REDTLS_E_TLS_HOSTNAME even when its CN equals the name.
+ *   - A trailing dot ends an absolute name ("cache.example.com.") and is
+ *     dropped: the name without it is verified and sent as SNI (which never
+ *     carries the dot), as curl and Go do. Only the TLS side drops it: the
+ *     TCP connection resolves the host as given, and address overrides and
+ *     verify-name mappings are looked up by the host as given (with its
+ *     dot). A name that is empty or still ends in a dot after that ("a..")
+ *     fails the connection with REDTLS_E_CONFIG.
+ *   - SNI is sent for DNS names, never for IP literals. */
 REDTLS_EXTERN redtls_status redtls_config_set_verify_name(redtls_config *cfg, const char *name);
 
 /* Address override, like curl's --resolve: when asked to connect to

@@ -105,7 +105,8 @@ int lab_s_server_start(lab_server *srv, const char *cert, const char *key, const
  * level 0 (so even weak keys are served). Each connection: handshake; on
  * success every decrypted byte is appended to srv->data_path and each
  * complete RESP command is answered with +OK. srv->events_path gets lines
- * "accept", "handshake-ok VERSION", "handshake-fail REASON", "close". */
+ * "accept", "handshake-ok VERSION", "sni \"NAME\"" (or "sni none") after a
+ * handshake, "handshake-fail REASON", "close". */
 int lab_sink_start(lab_server *srv, const char *cert, const char *key);
 
 /* Waits (up to timeout_ms) until every connection the sink accepted has

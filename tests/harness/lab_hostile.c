@@ -74,6 +74,10 @@ static void hostile_serve(SSL_CTX *ctx, int fd, const lab_hostile_opts *o)
     }
     if (o->tls) {
         io.ssl = SSL_new(ctx);
+        /* Renegotiation exists up to TLS 1.2 only. */
+        if (io.ssl != NULL && o->renegotiate) {
+            SSL_set_max_proto_version(io.ssl, TLS1_2_VERSION);
+        }
         if (io.ssl == NULL || SSL_set_fd(io.ssl, fd) != 1 || SSL_accept(io.ssl) != 1) {
             lab__log("hostile: TLS handshake failed");
             goto out;
@@ -81,6 +85,19 @@ static void hostile_serve(SSL_CTX *ctx, int fd, const lab_hostile_opts *o)
     }
     if (hostile_read_command(&io) != 0) {
         goto out;
+    }
+    if (o->renegotiate) {
+        /* A client that refuses answers with a no_renegotiation warning,
+         * which OpenSSL's server then ends with a fatal alert. */
+        if (SSL_renegotiate(io.ssl) != 1 || SSL_do_handshake(io.ssl) != 1) {
+            lab__log("hostile: cannot request a renegotiation");
+            ERR_print_errors_fp(stderr);
+            goto out;
+        }
+        if (hostile_read_command(&io) != 0) {
+            ERR_print_errors_fp(stderr);
+            goto out;
+        }
     }
     if (o->trickle_ms > 0) {
         for (size_t i = 0; i < len; i++) {

@@ -34,6 +34,9 @@ typedef struct lab_hostile_opts {
     unsigned trickle_ms;    /* > 0: one byte of reply every trickle_ms */
     lab_hostile_end end;    /* what follows the reply */
     const char *fill;       /* LAB_HOSTILE_ENDLESS: the bytes repeated */
+    int renegotiate;        /* with tls: TLS 1.2 only; after the first
+                             * command, ask for a renegotiation (HelloRequest)
+                             * and read the client's answer before `reply` */
 } lab_hostile_opts;
 
 /* Starts the fake server (opts are copied into the child). Returns 0 or -1. */

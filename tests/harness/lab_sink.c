@@ -114,6 +114,13 @@ static void sink_serve_one(SSL_CTX *ctx, int c, const lab_server *srv)
         goto out;
     }
     sink_event(srv->events_path, "handshake-ok", SSL_get_version(ssl));
+    {
+        /* Quoted, so a test can tell "localhost" from "localhost." by prefix. */
+        const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        char quoted[300];
+        snprintf(quoted, sizeof quoted, "\"%.280s\"", sni != NULL ? sni : "");
+        sink_event(srv->events_path, "sni", sni != NULL ? quoted : "none");
+    }
     for (;;) {
         char buf[16384];
         int r = SSL_read(ssl, buf, sizeof buf);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -16,6 +17,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_hostile.h"
 
 #define TOKEN "lab-Secret-Token-4d9f21"
 #define TIMEOUT_MS 3000
@@ -296,6 +298,26 @@ static void test_system_store_does_not_trust_test_ca(void **state)
     assert_failed_safely(&t.srv);
 }
 
+/* The server's log names the failure it saw (it may write it just after
+ * its alert reached us). Proves a case tests what it claims to. */
+static void assert_server_log_says(const char *needle)
+{
+    long long end = lab_now_ms() + 3000;
+    for (;;) {
+        char *log = lab_read_file(t.srv.log_path, NULL);
+        int found = log != NULL && strstr(log, needle) != NULL;
+        free(log);
+        if (found) {
+            return;
+        }
+        if (lab_now_ms() >= end) {
+            lab_dump_log(t.srv.log_path);
+            fail_msg("server log %s does not say \"%s\"", t.srv.log_path, needle);
+        }
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+}
+
 static void test_tls11_only_server(void **state)
 {
     static const char *const args[] = {"-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", NULL};
@@ -303,7 +325,11 @@ static void test_tls11_only_server(void **state)
     assert_int_equal(lab_s_server_start(&t.srv, lab_cert("server.crt"), lab_cert("server.key"), args), 0);
     make_cfg("localhost", t.srv.port);
     assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS);
+    assert_contains(redtls_conn_errmsg(t.conn), "no protocol version in common");
+    assert_contains(redtls_conn_errmsg(t.conn), "redtls accepts TLS 1.2 and 1.3");
+    assert_contains(redtls_conn_errmsg(t.conn), "alert protocol version"); /* the server's alert */
     assert_failed_safely(NULL);
+    assert_server_log_says("unsupported protocol");
 }
 
 static void test_tls13_required_against_tls12_server(void **state)
@@ -315,6 +341,8 @@ static void test_tls13_required_against_tls12_server(void **state)
     make_cfg("localhost", t.srv.port);
     assert_cfg_status(t.cfg, redtls_config_set_tls_min_version(t.cfg, REDTLS_TLS_1_3), REDTLS_OK);
     assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS);
+    assert_contains(redtls_conn_errmsg(t.conn), "no protocol version in common");
+    assert_contains(redtls_conn_errmsg(t.conn), "TLS 1.3 only");
     assert_failed_safely(NULL);
 
     /* The same server is fine with the default minimum, TLS 1.2. */
@@ -323,6 +351,163 @@ static void test_tls13_required_against_tls12_server(void **state)
     assert_conn_status(t.conn, connect_now(), REDTLS_OK);
     assert_string_equal(redtls_conn_tls_version(t.conn), "TLSv1.2");
     set_get_roundtrip();
+}
+
+/* RFC 9525: the identity is in the subjectAltName only. A certificate
+ * without one is refused even when its subject CN equals the host. */
+static void test_cn_only_certificate_refused(void **state)
+{
+    const char *msg;
+    (void)state;
+    start_sink("cnonly");
+    make_cfg("localhost", t.srv.port);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS_HOSTNAME);
+    msg = redtls_conn_errmsg(t.conn);
+    assert_contains(msg, "'localhost'");
+    assert_contains(msg, "has no subjectAltName");
+    assert_contains(msg, "CN 'localhost' is not used");
+    assert_failed_safely(&t.srv);
+}
+
+/* The sink saw exactly one handshake, whose SNI was `sni` (quoted). */
+static void assert_sni_seen(const char *sni)
+{
+    char quoted[128];
+    redtls_conn_free(t.conn);
+    t.conn = NULL;
+    assert_int_equal(lab_sink_wait_idle(&t.srv, 3000), 0);
+    assert_int_equal(lab_sink_count(&t.srv, "handshake-ok"), 1);
+    snprintf(quoted, sizeof quoted, "sni \"%s\"", sni);
+    assert_int_equal(lab_sink_count(&t.srv, quoted), 1);
+}
+
+/* "localhost." does not resolve on every machine (not here), so an address
+ * override carries the TCP connection; the host as configured, with its
+ * dot, is what is verified and sent as SNI, minus the dot. */
+static void test_trailing_dot_host(void **state)
+{
+    (void)state;
+    start_sink("nameonly");
+    make_cfg("localhost.", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_add_resolve(t.cfg, "localhost.", 0, "127.0.0.1"), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_OK);
+    assert_contains(redtls_conn_peer_sans(t.conn), "DNS:localhost");
+    assert_sni_seen("localhost");
+    assert_int_equal(lab_sink_count(&t.srv, "sni \"localhost.\""), 0);
+}
+
+static void test_trailing_dot_verify_name(void **state)
+{
+    (void)state;
+    start_sink("nameonly");
+    make_cfg("127.0.0.1", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_verify_name(t.cfg, "localhost."), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_OK);
+    assert_sni_seen("localhost");
+
+    /* Still checked: the dot does not make a wrong name match. */
+    lab_stop(&t.srv);
+    start_sink("wrongname");
+    redtls_config_free(t.cfg);
+    make_cfg("127.0.0.1", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_verify_name(t.cfg, "localhost."), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS_HOSTNAME);
+    assert_contains(redtls_conn_errmsg(t.conn), "hostname 'localhost' does not match");
+    assert_failed_safely(&t.srv);
+
+    /* One dot ends an absolute name; two are an empty label. */
+    redtls_config_free(t.cfg);
+    make_cfg("127.0.0.1", t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_verify_name(t.cfg, "localhost.."), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_CONFIG);
+    assert_contains(redtls_conn_errmsg(t.conn), "empty label");
+}
+
+static void test_trailing_dot_url_host(void **state)
+{
+    char url[256];
+    (void)state;
+    start_sink("server");
+    make_cfg("127.0.0.1", 1);
+    snprintf(url, sizeof url, "rediss://localhost.:%u", (unsigned)t.srv.port);
+    assert_cfg_status(t.cfg, redtls_config_set_url(t.cfg, url), REDTLS_OK);
+    assert_cfg_status(t.cfg, redtls_config_add_resolve(t.cfg, "localhost.", t.srv.port, "127.0.0.1"), REDTLS_OK);
+    assert_conn_status(t.conn, connect_now(), REDTLS_OK);
+    assert_sni_seen("localhost");
+}
+
+/* The phrase every "cipher or signature algorithm" failure carries, and
+ * what redtls offers. */
+static void assert_offer_named(const char *msg)
+{
+    assert_contains(msg, "no cipher suite or signature algorithm");
+    assert_contains(msg, "ECDHE key exchange and AEAD ciphers");
+    assert_contains(msg, "security level 2");
+}
+
+/* A TLS 1.2 server whose only cipher, AES128-SHA256, has neither ECDHE key
+ * exchange nor AEAD, so redtls never offers it. The server knows there is no
+ * shared cipher; the client only gets its handshake_failure alert, so the
+ * message names what redtls offered and the likely causes. */
+static void test_no_shared_cipher(void **state)
+{
+    static const char *const args[] = {"-tls1_2", "-cipher", "AES128-SHA256", NULL};
+    (void)state;
+    assert_int_equal(lab_s_server_start(&t.srv, lab_cert("server.crt"), lab_cert("server.key"), args), 0);
+    make_cfg("localhost", t.srv.port);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS);
+    assert_offer_named(redtls_conn_errmsg(t.conn));
+    assert_contains(redtls_conn_errmsg(t.conn), "handshake failure");
+    assert_failed_safely(NULL);
+    assert_server_log_says("no shared cipher");
+}
+
+/* A server that signs only with SHA-1 (ECDSA+SHA1), which security level 2
+ * never offers: again only a handshake_failure alert reaches the client. */
+static void test_no_shared_signature_algorithm(void **state)
+{
+    static const char *const args[] = {"-sigalgs", "ECDSA+SHA1", NULL};
+    (void)state;
+    assert_int_equal(lab_s_server_start(&t.srv, lab_cert("server.crt"), lab_cert("server.key"), args), 0);
+    make_cfg("localhost", t.srv.port);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS);
+    assert_offer_named(redtls_conn_errmsg(t.conn));
+    assert_failed_safely(NULL);
+    assert_server_log_says("no shared signature algorithms");
+}
+
+/* OpenSSL's max_cert_list (100 KiB, redtls keeps the default) bounds the
+ * certificate chain a server may send; longchain.crt is about 130 KiB. */
+static void test_oversized_certificate_chain(void **state)
+{
+    (void)state;
+    start_sink("longchain");
+    make_cfg("localhost", t.srv.port);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS);
+    assert_contains(redtls_conn_errmsg(t.conn), "excessive message size");
+    assert_contains(redtls_conn_errmsg(t.conn), "102400 bytes");
+    assert_contains(redtls_conn_errmsg(t.conn), "chain that is too long");
+    assert_failed_safely(&t.srv);
+}
+
+/* A TLS 1.2 server that asks to renegotiate after the first command (here
+ * AUTH): redtls refuses, OpenSSL's server ends the connection with a fatal
+ * alert, and the message says why. */
+static void test_renegotiation_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(lab_hostile_start(&t.srv, &(lab_hostile_opts){.tls = 1,
+                                                                   .renegotiate = 1,
+                                                                   .reply = "+OK\r\n",
+                                                                   .end = LAB_HOSTILE_HOLD}),
+                     0);
+    make_cfg("localhost", t.srv.port);
+    assert_conn_status(t.conn, connect_now(), REDTLS_E_TLS);
+    assert_contains(redtls_conn_errmsg(t.conn), "asked to renegotiate the TLS session, which redtls refuses");
+    assert_contains(redtls_conn_errmsg(t.conn), "handshake failure");
+    assert_failed_safely(NULL);
+    /* OpenSSL's server got our no_renegotiation warning and gave up. */
+    assert_server_log_says("no renegotiation");
 }
 
 static void test_tls13_required(void **state)
@@ -567,6 +752,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_system_store_does_not_trust_test_ca, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls11_only_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls13_required_against_tls12_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cn_only_certificate_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_dot_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_dot_verify_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_dot_url_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_shared_cipher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_shared_signature_algorithm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_certificate_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renegotiation_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls13_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cert_missing_with_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cert_missing_without_token, setup, teardown),

@@ -4,6 +4,8 @@
 
 #include <sys/stat.h>
 
+#include <redtls/cluster.h>
+
 #include "conn.h"
 
 static char dir[64];
@@ -167,6 +169,57 @@ static void test_host_and_unix(void **state)
     assert_string_equal(cfg->unix_path, "/run/redis.sock");
     /* Setting a host clears the socket path. */
     assert_status(redtls_config_set_host(cfg, "h", 1), REDTLS_OK);
+    assert_null(cfg->unix_path);
+}
+
+/* One server address at a time, and the last setter (or URL) wins: a Unix
+ * socket path clears the host, a host clears the path. */
+static void test_unix_path_replaces_host(void **state)
+{
+    redtls_config *cfg = *state;
+    assert_status(redtls_config_set_host(cfg, "redis.example.com", 6380), REDTLS_OK);
+    /* A refused path changes nothing. */
+    assert_status(redtls_config_set_unix_path(cfg, ""), REDTLS_E_INVALID);
+    assert_string_equal(cfg->host, "redis.example.com");
+    assert_null(cfg->unix_path);
+
+    assert_status(redtls_config_set_unix_path(cfg, "/run/redis.sock"), REDTLS_OK);
+    assert_string_equal(cfg->unix_path, "/run/redis.sock");
+    assert_null(cfg->host);
+    /* A connection made now has no host to fall back on, and no TLS. */
+    redtls_conn *conn = NULL;
+    assert_status(redtls_conn_new(cfg, &conn), REDTLS_OK);
+    assert_null(conn->cfg.host);
+    assert_string_equal(conn->cfg.unix_path, "/run/redis.sock");
+    assert_null(conn->tls);
+    redtls_conn_free(conn);
+    /* The cluster needs TCP seeds, even given explicitly. */
+    redtls_cluster *cl = (redtls_cluster *)1;
+    assert_status(redtls_cluster_new(cfg, "seed.example:7000", &cl), REDTLS_E_INVALID);
+    assert_null(cl);
+    assert_contains(redtls_config_errmsg(cfg), "not a Unix socket");
+
+    /* A later host replaces the path, with the port given then. */
+    assert_status(redtls_config_set_host(cfg, "other.example", 7000), REDTLS_OK);
+    assert_string_equal(cfg->host, "other.example");
+    assert_int_equal(cfg->port, 7000);
+    assert_null(cfg->unix_path);
+    assert_status(redtls_conn_new(cfg, &conn), REDTLS_OK);
+    assert_non_null(conn->tls);
+    redtls_conn_free(conn);
+
+    /* URLs follow the same rule in both directions. */
+    assert_status(redtls_config_set_url(cfg, "unix:///tmp/r.sock"), REDTLS_OK);
+    assert_string_equal(cfg->unix_path, "/tmp/r.sock");
+    assert_null(cfg->host);
+    assert_status(redtls_config_set_url(cfg, "rediss://h3:7001"), REDTLS_OK);
+    assert_string_equal(cfg->host, "h3");
+    assert_int_equal(cfg->port, 7001);
+    assert_null(cfg->unix_path);
+    assert_status(redtls_config_set_unix_path(cfg, "/tmp/r2.sock"), REDTLS_OK);
+    assert_status(redtls_config_set_url(cfg, "redis://h4"), REDTLS_OK);
+    assert_string_equal(cfg->host, "h4");
+    assert_int_equal(cfg->port, 6379);
     assert_null(cfg->unix_path);
 }
 
@@ -610,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_tls_context_shared),
         cmocka_unit_test(test_null_handles),
         T(test_host_and_unix),
+        T(test_unix_path_replaces_host),
         T(test_tls_flags),
         T(test_ca_file),
         T(test_ca_dir_and_pem),

@@ -17,6 +17,9 @@ static void test_strerror_distinct(void **state)
         seen[i] = s;
     }
     assert_string_equal(redtls_strerror(REDTLS_OK), "success");
+    /* REDTLS_E_TLS also reports failures after the handshake (a record
+     * error, a refused renegotiation): its text must not say otherwise. */
+    assert_string_equal(redtls_strerror(REDTLS_E_TLS), "TLS failure (handshake or record layer)");
 }
 
 static void test_strerror_values_fixed(void **state)

@@ -13,7 +13,7 @@
 #include "tls.h"
 
 static char dir[64];
-static char ca_crt[128], srv_crt[128], srv_key[128], other_ca[128];
+static char ca_crt[128], srv_crt[128], srv_key[128], other_ca[128], iponly_crt[128], cnonly_crt[128];
 
 static int group_setup(void **state)
 {
@@ -35,11 +35,24 @@ static int group_setup(void **state)
                  dir);
     if (rc != 0)
         return -1;
+    /* Same key, other names: SAN IP:127.0.0.1 only, and no SAN at all (both
+     * with CN=redis.test, which must never be matched). */
+    unit_write_file(ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n");
+    rc = unit_sh("cd '%s' && openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                 "-extfile ext.cnf -out iponly.crt && "
+                 "printf 'basicConstraints=CA:FALSE\n' > nosan.cnf && "
+                 "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                 "-extfile nosan.cnf -out cnonly.crt",
+                 dir);
+    if (rc != 0)
+        return -1;
     unit_make_cert(dir, "other");
     snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", dir);
     snprintf(srv_crt, sizeof srv_crt, "%s/srv.crt", dir);
     snprintf(srv_key, sizeof srv_key, "%s/srv.key", dir);
     snprintf(other_ca, sizeof other_ca, "%s/other.crt", dir);
+    snprintf(iponly_crt, sizeof iponly_crt, "%s/iponly.crt", dir);
+    snprintf(cnonly_crt, sizeof cnonly_crt, "%s/cnonly.crt", dir);
     return 0;
 }
 
@@ -57,15 +70,20 @@ enum srv_mode {
     SRV_PONG_ABRUPT,   /* answer, then close the socket without close_notify */
     SRV_PLAIN,         /* not TLS at all: an error line, then close */
     SRV_SILENT,        /* never answer; wait for the client to go away */
-    SRV_ACCEPT_ONLY    /* run the handshake (which may fail), then close */
+    SRV_ACCEPT_ONLY,   /* run the handshake (which may fail), then close */
+    SRV_CLOSE_IN_HANDSHAKE, /* read the ClientHello, then close: end of file */
+    SRV_RESET_IN_HANDSHAKE, /* close with the ClientHello unread: a reset */
+    SRV_RENEGOTIATE    /* TLS 1.2; after one line, ask to renegotiate, read on */
 };
 
 typedef struct srv {
     int fd;
     enum srv_mode mode;
     int max_tls12;
+    const char *crt; /* certificate file (NULL: srv_crt) */
     pthread_t thread;
-    int accepted; /* SSL_accept result */
+    int accepted;  /* SSL_accept result */
+    char sni[256]; /* the SNI the client sent, "" without */
 } srv;
 
 static void *srv_main(void *arg)
@@ -91,15 +109,32 @@ static void *srv_main(void *arg)
         close(s->fd);
         return NULL;
     }
+    if (s->mode == SRV_CLOSE_IN_HANDSHAKE || s->mode == SRV_RESET_IN_HANDSHAKE) {
+        /* A Unix socket closed with unread data resets its peer. */
+        char hello[16384]; /* the whole ClientHello, written at once */
+        if (s->mode == SRV_CLOSE_IN_HANDSHAKE)
+            recv(s->fd, hello, sizeof hello, 0);
+        else
+            recv(s->fd, buf, 1, MSG_PEEK);
+        close(s->fd);
+        return NULL;
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    SSL_CTX_use_certificate_chain_file(ctx, srv_crt);
+    SSL_CTX_use_certificate_chain_file(ctx, s->crt ? s->crt : srv_crt);
     SSL_CTX_use_PrivateKey_file(ctx, srv_key, SSL_FILETYPE_PEM);
-    if (s->max_tls12)
+    if (s->max_tls12 || s->mode == SRV_RENEGOTIATE)
         SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, s->fd);
     s->accepted = SSL_accept(ssl);
-    if (s->accepted == 1 && s->mode != SRV_ACCEPT_ONLY) {
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    snprintf(s->sni, sizeof s->sni, "%s", sni ? sni : "");
+    if (s->accepted == 1 && s->mode == SRV_RENEGOTIATE) {
+        /* The client's no_renegotiation warning makes this SSL_read fail
+         * with a fatal handshake_failure alert to the client. */
+        if (SSL_read(ssl, buf, sizeof buf) > 0 && SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
+            SSL_read(ssl, buf, sizeof buf);
+    } else if (s->accepted == 1 && s->mode != SRV_ACCEPT_ONLY) {
         int n = SSL_read(ssl, buf, sizeof buf);
         if (n > 0)
             SSL_write(ssl, "+PONG\r\n", 7);
@@ -116,7 +151,7 @@ static void *srv_main(void *arg)
 
 /* Starts the server on one end of a socketpair; returns the client end,
  * non-blocking as the library expects. */
-static int srv_start(srv *s, enum srv_mode mode, int max_tls12)
+static int srv_start_cert(srv *s, enum srv_mode mode, int max_tls12, const char *crt)
 {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -124,10 +159,16 @@ static int srv_start(srv *s, enum srv_mode mode, int max_tls12)
     s->fd = sv[1];
     s->mode = mode;
     s->max_tls12 = max_tls12;
+    s->crt = crt;
     assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
     int fl = fcntl(sv[0], F_GETFL);
     assert_int_equal(fcntl(sv[0], F_SETFL, fl | O_NONBLOCK), 0);
     return sv[0];
+}
+
+static int srv_start(srv *s, enum srv_mode mode, int max_tls12)
+{
+    return srv_start_cert(s, mode, max_tls12, NULL);
 }
 
 static void srv_join(srv *s)
@@ -271,14 +312,16 @@ static void test_handshake_ip_name(void **state)
     redtls__tls_ctx_free(ctx);
 }
 
-static void expect_handshake_failure(enum srv_mode mode, int max_tls12, const char *ca, int min_version,
-                                     const char *name, redtls_status want, const char *mention)
+/* Runs a handshake that must fail with want; returns the message. */
+static const char *expect_failure_cert(enum srv_mode mode, int max_tls12, const char *crt, const char *ca,
+                                       int min_version, const char *name, redtls_status want, const char *mention)
 {
+    static char err[REDTLS__ERRMSG_MAX];
     srv s;
-    int fd = srv_start(&s, mode, max_tls12);
+    int fd = srv_start_cert(&s, mode, max_tls12, crt);
     redtls__tls_ctx *ctx = client_ctx(ca, min_version);
     redtls__transport *t = (redtls__transport *)1;
-    char err[REDTLS__ERRMSG_MAX] = "";
+    err[0] = '\0';
     redtls_status st = redtls__tls_connect(ctx, fd, name, NULL, redtls__deadline_after(3000), &t, err);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
@@ -287,6 +330,15 @@ static void expect_handshake_failure(enum srv_mode mode, int max_tls12, const ch
                  redtls_strerror(want));
     assert_null(t);
     assert_contains(err, mention);
+    /* errno 0 must never reach a message as "Success". */
+    assert_not_contains(err, "Success");
+    return err;
+}
+
+static void expect_handshake_failure(enum srv_mode mode, int max_tls12, const char *ca, int min_version,
+                                     const char *name, redtls_status want, const char *mention)
+{
+    expect_failure_cert(mode, max_tls12, NULL, ca, min_version, name, want, mention);
 }
 
 static void test_hostname_mismatch(void **state)
@@ -364,6 +416,90 @@ static void test_abrupt_close_is_eof(void **state)
     redtls__tls_ctx_free(ctx);
 }
 
+/* An absolute name is verified and sent as SNI without its dot. */
+static void test_trailing_dot(void **state)
+{
+    (void)state;
+    const char *names[] = {"redis.test.", "REDIS.test.", "127.0.0.1."};
+    const char *want_sni[] = {"redis.test", "REDIS.test", ""};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        srv s;
+        int fd = srv_start(&s, SRV_ACCEPT_ONLY, 0);
+        redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+        redtls__transport *t = NULL;
+        char err[REDTLS__ERRMSG_MAX] = "";
+        redtls_status st = redtls__tls_connect(ctx, fd, names[i], NULL, redtls__deadline_after(3000), &t, err);
+        if (st != REDTLS_OK)
+            fail_msg("'%s': %s (%s)", names[i], redtls_strerror(st), err);
+        t->ops->close(t, 1);
+        srv_join(&s);
+        redtls__tls_ctx_free(ctx);
+        assert_string_equal(s.sni, want_sni[i]);
+    }
+    /* One dot ends a name; more leave an empty label. */
+    expect_handshake_failure(SRV_SILENT, 0, ca_crt, 12, "redis.test..", REDTLS_E_CONFIG, "empty label");
+    expect_handshake_failure(SRV_SILENT, 0, ca_crt, 12, ".", REDTLS_E_CONFIG, "empty label");
+    /* Verified as "other.test": the dot does not weaken the check. */
+    expect_handshake_failure(SRV_ACCEPT_ONLY, 0, ca_crt, 12, "other.test.", REDTLS_E_TLS_HOSTNAME,
+                             "hostname 'other.test' does not match");
+}
+
+/* RFC 9525: the subject CN is never matched, whether the certificate has
+ * no subjectAltName at all or one without DNS names. */
+static void test_subject_cn_never_matched(void **state)
+{
+    (void)state;
+    const char *msg = expect_failure_cert(SRV_ACCEPT_ONLY, 0, cnonly_crt, ca_crt, 12, "redis.test",
+                                          REDTLS_E_TLS_HOSTNAME, "the certificate has no subjectAltName");
+    assert_contains(msg, "subject CN 'redis.test' is not used");
+    msg = expect_failure_cert(SRV_ACCEPT_ONLY, 0, iponly_crt, ca_crt, 12, "redis.test", REDTLS_E_TLS_HOSTNAME,
+                              "hostname 'redis.test' does not match the certificate (SAN: IP:127.0.0.1;");
+    assert_contains(msg, "subject CN 'redis.test' is not used");
+    /* The IP SAN of the same certificate still matches. */
+    srv s;
+    int fd = srv_start_cert(&s, SRV_ACCEPT_ONLY, 0, iponly_crt);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    t->ops->close(t, 1);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
+/* A peer that ends the connection in the middle of the handshake: the
+ * message says so (never "Success" from errno 0). */
+static void test_closed_during_handshake(void **state)
+{
+    (void)state;
+    expect_handshake_failure(SRV_CLOSE_IN_HANDSHAKE, 0, ca_crt, 12, "redis.test", REDTLS_E_TLS,
+                             "the server closed the connection during the TLS handshake");
+    expect_handshake_failure(SRV_RESET_IN_HANDSHAKE, 0, ca_crt, 12, "redis.test", REDTLS_E_TLS,
+                             "the server reset the connection during the TLS handshake");
+}
+
+/* The server asks to renegotiate; redtls refuses and says so when the
+ * server then ends the connection. */
+static void test_renegotiation_refused(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_RENEGOTIATE, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    char buf[32];
+    size_t got = 0;
+    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
+    assert_contains(err, "asked to renegotiate the TLS session, which redtls refuses");
+    assert_contains(err, "alert handshake failure");
+    t->ops->close(t, 0);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +515,10 @@ int main(void)
         cmocka_unit_test(test_protocol_version_mismatch),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_abrupt_close_is_eof),
+        cmocka_unit_test(test_trailing_dot),
+        cmocka_unit_test(test_subject_cn_never_matched),
+        cmocka_unit_test(test_closed_during_handshake),
+        cmocka_unit_test(test_renegotiation_refused),
     };
     return cmocka_run_group_tests_name("tls", tests, group_setup, group_teardown);
 }
