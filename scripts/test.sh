@@ -2,6 +2,9 @@
 # The whole test suite, in steps:
 #   step_main      unit, integration and packaging tests through ctest, in
 #                  build-test/ with warnings as errors
+#   step_hiredis1  the same against hiredis 1.2.0 built from source into
+#                  build-hiredis1/prefix (scripts/hiredis1.sh), in
+#                  build-hiredis1/build
 #   step_sanitize  unit + integration tests built with ASan + UBSan (clang),
 #                  in build-asan/
 #   step_valgrind  every unit test and a TLS integration subset under
@@ -36,6 +39,61 @@ step_main() {
   # Integration tests start their own servers on random loopback ports, so
   # they run in parallel too.
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
+}
+
+# The system's hiredis is 0.14 (Debian 12); redtls supports 1.x too, whose
+# redisReply, reader and error texts differ. hiredis 1.2.0 is built into a
+# private prefix (test-only, never a dependency of the library) and the whole
+# suite runs against it: pkg-config finds it through PKG_CONFIG_PATH, and
+# the build tree's RPATH makes every test program load it.
+step_hiredis1() {
+  local dir="$ROOT/build-hiredis1"
+  local prefix="$dir/prefix" build="$dir/build"
+  JOBS="$JOBS" "$ROOT/scripts/hiredis1.sh" "$dir"
+  # Local to this step: the steps after it build against the system's hiredis.
+  local -x PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  cmake -S "$ROOT" -B "$build" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DREDTLS_WERROR=ON \
+    -DREDTLS_BUILD_TESTS=ON \
+    -DREDTLS_BUILD_EXAMPLES=ON
+  # pkg-config's answer is cached: a build folder configured against another
+  # hiredis keeps it.
+  local version includes
+  version=$(sed -n 's/^REDTLS_HIREDIS_VERSION:INTERNAL=//p' "$build/CMakeCache.txt")
+  includes=$(sed -n 's/^REDTLS_HIREDIS_INCLUDE_DIRS:INTERNAL=//p' "$build/CMakeCache.txt")
+  if [[ "$version" != 1.2.0 || "$includes" != *"$prefix/include"* ]]; then
+    echo "hiredis1: $build is configured against hiredis '$version' ($includes), not $prefix; remove $build" >&2
+    return 1
+  fi
+  cmake --build "$build" -j"$JOBS"
+  # libredtls.so and every program that loads a libhiredis (a few unit
+  # tests use no hiredis function and do not) must load the 1.2.0 one, not
+  # the system's 0.14.
+  local bin lib deps loading=0 other=0
+  lib=$(ldd "$build/libredtls.so" | awk '$1 ~ /^libhiredis\.so/ { print $3 }')
+  if [[ "$lib" != "$prefix/lib/libhiredis.so.1."* ]]; then
+    echo "hiredis1: libredtls.so loads libhiredis from '$lib', not $prefix/lib" >&2
+    return 1
+  fi
+  for bin in "$build"/tests/unit_* "$build"/tests/integration_* "$build"/examples/*; do
+    [[ -f "$bin" && -x "$bin" ]] || continue
+    deps=$(ldd "$bin" | awk '$1 ~ /^libhiredis\.so/ { print $3 }')
+    if [[ -z "$deps" ]]; then
+      other=$((other + 1))
+      continue
+    fi
+    if [[ "$deps" != "$lib" ]]; then
+      echo "hiredis1: $bin loads another libhiredis than $lib:" >&2
+      ldd "$bin" >&2
+      return 1
+    fi
+    loading=$((loading + 1))
+  done
+  echo "hiredis1: using hiredis $version from $prefix: libredtls.so and $loading test and example" \
+    "programs load $lib ($other programs load no libhiredis)"
+  ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
+  echo "hiredis1: the suite passed against hiredis $version ($prefix)"
 }
 
 # The root CMakeLists adds -fno-sanitize-recover=all, so the first UBSan
@@ -147,7 +205,7 @@ step_analyze() {
   fi
 }
 
-STEPS=(step_main step_sanitize step_valgrind step_fuzz step_analyze)
+STEPS=(step_main step_hiredis1 step_sanitize step_valgrind step_fuzz step_analyze)
 if [[ $# -gt 0 ]]; then
   STEPS=()
   for name in "$@"; do
