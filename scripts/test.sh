@@ -5,8 +5,9 @@
 #   step_hiredis1  the same against hiredis 1.2.0 built from source into
 #                  build-hiredis1/prefix (scripts/hiredis1.sh), in
 #                  build-hiredis1/build
-#   step_sanitize  unit + integration tests built with ASan + UBSan (clang),
-#                  in build-asan/
+#   step_sanitize  unit, integration and packaging tests built with ASan +
+#                  UBSan (clang, flags as a consumer passes them), in
+#                  build-asan/
 #   step_valgrind  every unit test and a TLS integration subset under
 #                  valgrind memcheck, from build-test/
 #   step_fuzz      the libFuzzer targets' short deterministic runs over their
@@ -35,6 +36,12 @@ step_main() {
     -DREDTLS_BUILD_TESTS=ON \
     -DREDTLS_BUILD_EXAMPLES=ON \
     -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+  # The normal build links libredtls.so with -Wl,--no-undefined; the root
+  # CMakeLists drops it only where a probe shows it cannot work (sanitizers).
+  if ! grep -qx 'REDTLS_LINK_NO_UNDEFINED:INTERNAL=TRUE' "$build/CMakeCache.txt"; then
+    echo "main: libredtls.so is not linked with -Wl,--no-undefined (see $build/CMakeFiles/redtls-no-undefined.log)" >&2
+    return 1
+  fi
   cmake --build "$build" -j"$JOBS"
   # Integration tests start their own servers on random loopback ports, so
   # they run in parallel too.
@@ -96,23 +103,26 @@ step_hiredis1() {
   echo "hiredis1: the suite passed against hiredis $version ($prefix)"
 }
 
-# The root CMakeLists adds -fno-sanitize-recover=all, so the first UBSan
-# report fails the test instead of scrolling by. gcc, because clang links
-# shared libraries without the ASan runtime, which -Wl,--no-undefined
-# (rightly) refuses.
+# Built the way a project that vendors redtls builds its ASan job: clang, the
+# sanitizer flags in CMAKE_C_FLAGS and every linker flags variable, not
+# REDTLS_SANITIZE. -fno-sanitize-recover=all makes the first UBSan report
+# fail the test instead of scrolling by.
+SANITIZE_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 step_sanitize() {
   local build="$ROOT/build-asan"
   cmake -S "$ROOT" -B "$build" \
-    -DCMAKE_C_COMPILER=gcc \
+    -DCMAKE_C_COMPILER=clang \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DREDTLS_SANITIZE=ON \
+    -DCMAKE_C_FLAGS="$SANITIZE_FLAGS" \
+    -DCMAKE_EXE_LINKER_FLAGS="$SANITIZE_FLAGS" \
+    -DCMAKE_SHARED_LINKER_FLAGS="$SANITIZE_FLAGS" \
     -DREDTLS_WERROR=ON \
     -DREDTLS_BUILD_TESTS=ON \
     -DREDTLS_BUILD_EXAMPLES=OFF
   cmake --build "$build" -j"$JOBS"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L 'unit|integration'
+    ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L 'unit|integration|packaging'
 }
 
 # Valgrind sees what ASan cannot: uninitialised reads, and leaks in the
