@@ -2,8 +2,12 @@
 # The whole test suite, in steps:
 #   step_main      unit, integration and packaging tests through ctest, in
 #                  build-test/ with warnings as errors
-#   step_sanitize  unit + integration tests built with ASan + UBSan (clang),
-#                  in build-asan/
+#   step_hiredis1  the same against hiredis 1.2.0 built from source into
+#                  build-hiredis1/prefix (scripts/hiredis1.sh), in
+#                  build-hiredis1/build
+#   step_sanitize  unit, integration and packaging tests built with ASan +
+#                  UBSan (clang, flags as a consumer passes them), in
+#                  build-asan/
 #   step_valgrind  every unit test and a TLS integration subset under
 #                  valgrind memcheck, from build-test/
 #   step_fuzz      the libFuzzer targets' short deterministic runs over their
@@ -32,29 +36,93 @@ step_main() {
     -DREDTLS_BUILD_TESTS=ON \
     -DREDTLS_BUILD_EXAMPLES=ON \
     -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+  # The normal build links libredtls.so with -Wl,--no-undefined; the root
+  # CMakeLists drops it only where a probe shows it cannot work (sanitizers).
+  if ! grep -qx 'REDTLS_LINK_NO_UNDEFINED:INTERNAL=TRUE' "$build/CMakeCache.txt"; then
+    echo "main: libredtls.so is not linked with -Wl,--no-undefined (see $build/CMakeFiles/redtls-no-undefined.log)" >&2
+    return 1
+  fi
   cmake --build "$build" -j"$JOBS"
   # Integration tests start their own servers on random loopback ports, so
   # they run in parallel too.
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
 }
 
-# The root CMakeLists adds -fno-sanitize-recover=all, so the first UBSan
-# report fails the test instead of scrolling by. gcc, because clang links
-# shared libraries without the ASan runtime, which -Wl,--no-undefined
-# (rightly) refuses.
+# The system's hiredis is 0.14 (Debian 12); redtls supports 1.x too, whose
+# redisReply, reader and error texts differ. hiredis 1.2.0 is built into a
+# private prefix (test-only, never a dependency of the library) and the whole
+# suite runs against it: pkg-config finds it through PKG_CONFIG_PATH, and
+# the build tree's RPATH makes every test program load it.
+step_hiredis1() {
+  local dir="$ROOT/build-hiredis1"
+  local prefix="$dir/prefix" build="$dir/build"
+  JOBS="$JOBS" "$ROOT/scripts/hiredis1.sh" "$dir"
+  # Local to this step: the steps after it build against the system's hiredis.
+  local -x PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  cmake -S "$ROOT" -B "$build" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DREDTLS_WERROR=ON \
+    -DREDTLS_BUILD_TESTS=ON \
+    -DREDTLS_BUILD_EXAMPLES=ON
+  # pkg-config's answer is cached: a build folder configured against another
+  # hiredis keeps it.
+  local version includes
+  version=$(sed -n 's/^REDTLS_HIREDIS_VERSION:INTERNAL=//p' "$build/CMakeCache.txt")
+  includes=$(sed -n 's/^REDTLS_HIREDIS_INCLUDE_DIRS:INTERNAL=//p' "$build/CMakeCache.txt")
+  if [[ "$version" != 1.2.0 || "$includes" != *"$prefix/include"* ]]; then
+    echo "hiredis1: $build is configured against hiredis '$version' ($includes), not $prefix; remove $build" >&2
+    return 1
+  fi
+  cmake --build "$build" -j"$JOBS"
+  # libredtls.so and every program that loads a libhiredis (a few unit
+  # tests use no hiredis function and do not) must load the 1.2.0 one, not
+  # the system's 0.14.
+  local bin lib deps loading=0 other=0
+  lib=$(ldd "$build/libredtls.so" | awk '$1 ~ /^libhiredis\.so/ { print $3 }')
+  if [[ "$lib" != "$prefix/lib/libhiredis.so.1."* ]]; then
+    echo "hiredis1: libredtls.so loads libhiredis from '$lib', not $prefix/lib" >&2
+    return 1
+  fi
+  for bin in "$build"/tests/unit_* "$build"/tests/integration_* "$build"/examples/*; do
+    [[ -f "$bin" && -x "$bin" ]] || continue
+    deps=$(ldd "$bin" | awk '$1 ~ /^libhiredis\.so/ { print $3 }')
+    if [[ -z "$deps" ]]; then
+      other=$((other + 1))
+      continue
+    fi
+    if [[ "$deps" != "$lib" ]]; then
+      echo "hiredis1: $bin loads another libhiredis than $lib:" >&2
+      ldd "$bin" >&2
+      return 1
+    fi
+    loading=$((loading + 1))
+  done
+  echo "hiredis1: using hiredis $version from $prefix: libredtls.so and $loading test and example" \
+    "programs load $lib ($other programs load no libhiredis)"
+  ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
+  echo "hiredis1: the suite passed against hiredis $version ($prefix)"
+}
+
+# Built the way a project that vendors redtls builds its ASan job: clang, the
+# sanitizer flags in CMAKE_C_FLAGS and every linker flags variable, not
+# REDTLS_SANITIZE. -fno-sanitize-recover=all makes the first UBSan report
+# fail the test instead of scrolling by.
+SANITIZE_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 step_sanitize() {
   local build="$ROOT/build-asan"
   cmake -S "$ROOT" -B "$build" \
-    -DCMAKE_C_COMPILER=gcc \
+    -DCMAKE_C_COMPILER=clang \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DREDTLS_SANITIZE=ON \
+    -DCMAKE_C_FLAGS="$SANITIZE_FLAGS" \
+    -DCMAKE_EXE_LINKER_FLAGS="$SANITIZE_FLAGS" \
+    -DCMAKE_SHARED_LINKER_FLAGS="$SANITIZE_FLAGS" \
     -DREDTLS_WERROR=ON \
     -DREDTLS_BUILD_TESTS=ON \
     -DREDTLS_BUILD_EXAMPLES=OFF
   cmake --build "$build" -j"$JOBS"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L 'unit|integration'
+    ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L 'unit|integration|packaging'
 }
 
 # Valgrind sees what ASan cannot: uninitialised reads, and leaks in the
@@ -147,7 +215,7 @@ step_analyze() {
   fi
 }
 
-STEPS=(step_main step_sanitize step_valgrind step_fuzz step_analyze)
+STEPS=(step_main step_hiredis1 step_sanitize step_valgrind step_fuzz step_analyze)
 if [[ $# -gt 0 ]]; then
   STEPS=()
   for name in "$@"; do

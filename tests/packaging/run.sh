@@ -8,7 +8,11 @@
 #              the find_package and pkg_config modes)
 # Environment: CC, CMAKE_BUILD_TYPE, REDTLS_CONSUMER_CFLAGS (extra flags for
 # the consumer, e.g. the sanitizer flags the library was built with),
-# REDTLS_PACKAGING_URL (passed on to the consumer, which then PINGs it).
+# REDTLS_HIREDIS_VERSION and REDTLS_HIREDIS_LIBRARY (the hiredis the library
+# was built with: the consumer must compile against its headers and load
+# that library file), PKG_CONFIG_PATH (where the consumer's pkg-config looks for
+# hiredis.pc), REDTLS_PACKAGING_URL (passed on to the consumer, which then
+# PINGs it).
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -22,14 +26,38 @@ CONSUMER="$SRC/tests/packaging/consumer"
 WORK="$BUILD/tests/packaging/$MODE"
 CFLAGS_EXTRA=${REDTLS_CONSUMER_CFLAGS:-}
 BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo}
+HIREDIS_VERSION=${REDTLS_HIREDIS_VERSION:?set REDTLS_HIREDIS_VERSION to the hiredis version redtls was built with}
+HIREDIS_LIBRARY=${REDTLS_HIREDIS_LIBRARY:?set REDTLS_HIREDIS_LIBRARY to the libhiredis.so redtls was built with}
+if [[ ! "$HIREDIS_VERSION" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)$ ]]; then
+  echo "run.sh: REDTLS_HIREDIS_VERSION '$HIREDIS_VERSION' is not MAJOR.MINOR.PATCH" >&2
+  exit 2
+fi
+EXPECT_HIREDIS=(-DEXPECT_HIREDIS_MAJOR="${BASH_REMATCH[1]}" -DEXPECT_HIREDIS_MINOR="${BASH_REMATCH[2]}"
+                -DEXPECT_HIREDIS_PATCH="${BASH_REMATCH[3]}")
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
 cmake_consumer() {
   cmake -S "$CONSUMER" -B "$WORK/build" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" \
-    -DCMAKE_C_FLAGS="$CFLAGS_EXTRA" -DCMAKE_EXE_LINKER_FLAGS="$CFLAGS_EXTRA" "$@"
+    -DCMAKE_C_FLAGS="$CFLAGS_EXTRA" -DCMAKE_EXE_LINKER_FLAGS="$CFLAGS_EXTRA" \
+    -DCMAKE_SHARED_LINKER_FLAGS="$CFLAGS_EXTRA" \
+    -DREDTLS_EXPECT_HIREDIS_VERSION="$HIREDIS_VERSION" "$@"
   cmake --build "$WORK/build" -j2
+}
+
+# The consumer must load the libhiredis of the hiredis redtls was built with
+# (resolved as it runs: LD_LIBRARY_PATH as set by the caller).
+check_hiredis_lib() {
+  local bin=$1 got want
+  got=$(ldd "$bin" | awk '$1 ~ /^libhiredis\.so/ { print $3 }')
+  [[ -n "$got" && -f "$got" ]] || { echo "$MODE: $bin does not load libhiredis:" >&2; ldd "$bin" >&2; exit 1; }
+  want=$(realpath "$HIREDIS_LIBRARY")
+  if [[ "$(realpath "$got")" != "$want" ]]; then
+    echo "$MODE: $bin loads $got, not $want ($HIREDIS_LIBRARY), which redtls was built with" >&2
+    exit 1
+  fi
+  echo "$MODE: $(basename "$bin") loads $got"
 }
 
 # Installs the main build into $WORK/stage and checks the installed tree.
@@ -57,6 +85,18 @@ stage_install() {
       bad=1
     fi
   done < <(find "$LIBDIR/cmake" "$PCDIR" "$STAGE/include" -type f -print0)
+  # Nor may its CMake and pkg-config files name hiredis by a path on this
+  # machine (a library file, an include folder): they find hiredis on the
+  # consumer's machine.
+  while IFS= read -r -d '' f; do
+    text=$(<"$f")
+    text=${text//"$STAGE"/}
+    if grep -Eq '/[^[:space:]";]*hiredis' <<<"$text"; then
+      echo "install: $f names hiredis by a path:" >&2
+      grep -Eo '/[^[:space:]";]*hiredis[^[:space:]";]*' <<<"$text" | sort -u | sed 's/^/  /' >&2
+      bad=1
+    fi
+  done < <(find "$LIBDIR/cmake" "$PCDIR" -type f -print0)
   [[ $bad -eq 0 ]] || exit 1
 }
 
@@ -69,24 +109,33 @@ case "$MODE" in
   add_subdirectory)
     cmake_consumer -DREDTLS_CONSUMER_MODE=subdirectory -DREDTLS_SOURCE_DIR="$SRC"
     run_consumer "$WORK/build/consumer"
+    check_hiredis_lib "$WORK/build/consumer"
     ;;
   find_package)
     stage_install
     cmake_consumer -DREDTLS_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH="$STAGE"
     LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" run_consumer "$WORK/build/consumer"
     run_consumer "$WORK/build/consumer_static"
+    LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" check_hiredis_lib "$WORK/build/consumer"
+    check_hiredis_lib "$WORK/build/consumer_static"
     ;;
   pkg_config)
     stage_install
-    # pkg-config must find the staged redtls.pc and nothing else of ours.
-    PKG_FLAGS=$(PKG_CONFIG_PATH="$PCDIR" pkg-config --cflags --libs redtls)
+    # pkg-config must find the staged redtls.pc and nothing else of ours;
+    # hiredis.pc (Requires: of redtls.pc) where PKG_CONFIG_PATH says.
+    export PKG_CONFIG_PATH="$PCDIR${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    PKG_FLAGS=$(pkg-config --cflags --libs redtls)
     echo "pkg-config --cflags --libs redtls: $PKG_FLAGS"
     # shellcheck disable=SC2086 # the flags are meant to be split
-    "${CC:-cc}" -std=c11 -Wall -Wextra -Wpedantic -Werror $CFLAGS_EXTRA \
+    "${CC:-cc}" -std=c11 -Wall -Wextra -Wpedantic -Werror $CFLAGS_EXTRA "${EXPECT_HIREDIS[@]}" \
       -o "$WORK/consumer" "$CONSUMER/main.c" $PKG_FLAGS
-    LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" run_consumer "$WORK/consumer"
-    LD_LIBRARY_PATH="$LIBDIR" ldd "$WORK/consumer" | grep -F "$LIBDIR/libredtls.so" >/dev/null \
+    # Without an rpath, the run-time search path is the consumer's to set:
+    # libredtls from the stage, libhiredis from the libdir pkg-config names.
+    RUN_PATH="$LIBDIR:$(pkg-config --variable=libdir hiredis)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    LD_LIBRARY_PATH="$RUN_PATH" run_consumer "$WORK/consumer"
+    LD_LIBRARY_PATH="$RUN_PATH" ldd "$WORK/consumer" | grep -F "$LIBDIR/libredtls.so" >/dev/null \
       || { echo "pkg_config: consumer is not linked against the staged libredtls.so" >&2; exit 1; }
+    LD_LIBRARY_PATH="$RUN_PATH" check_hiredis_lib "$WORK/consumer"
     ;;
   *)
     echo "run.sh: unknown mode '$MODE'" >&2
