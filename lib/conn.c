@@ -248,14 +248,15 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
     /* The caller polled the socket: skip the transport's wait-first. */
     if (c->tp->ops->expect_data)
         c->tp->ops->expect_data(c->tp);
-    for (;;) {
+    for (int reads = 0;; reads++) {
         if ((st = redtls__reader_get(&c->rd, reply, c->errmsg)) != REDTLS_OK)
             break;
         if (*reply)
             return took_reply(c, *reply);
         /* As in redtls__conn_read: a server that keeps sending one endless
          * reply meets the deadline. */
-        if ((budget && *budget == 0) || (deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline))
+        if ((budget && *budget == 0) ||
+            (reads > 0 && deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline))
             return REDTLS_OK;
         size_t got = 0, cap = budget && *budget < REDTLS__READ_CHUNK ? *budget : REDTLS__READ_CHUNK;
         st = c->tp->ops->read(c->tp, c->rbuf, cap, &got, REDTLS__NO_WAIT, c->errmsg);

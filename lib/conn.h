@@ -71,7 +71,7 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
  * first). *reply stays NULL when more bytes are needed. Reads stop when
  * the socket has nothing more, when *budget bytes have been read (budget
  * NULL: no such bound; it is decreased by what was read), or when
- * deadline has passed with a reply still incomplete. Failures as redtls__conn_read. */
+ * deadline has passed with a reply still incomplete after a read. Failures as redtls__conn_read. */
 redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply);
 
 /* Drops the connection (st: why, for the event) and forgets every reply

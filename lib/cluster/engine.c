@@ -1,4 +1,5 @@
 /* Running a cluster batch (see client.h for the shape of it). */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,11 +431,16 @@ static void await_replies(redtls_cluster *cl, int64_t deadline)
                 continue;
             return;
         }
-        int expired = deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline;
-        int rc = poll(cl->pfd, (nfds_t)np, expired || broken || cl->redirected ? 0 : redtls__poll_timeout(deadline));
+        int timed = deadline != REDTLS__NO_DEADLINE;
+        int64_t left = timed ? deadline - redtls__now_ms() : 0;
+        int expired = timed && left <= 0;
+        int wait_ms = expired || broken || cl->redirected ? 0 : !timed ? -1 : left > INT_MAX ? INT_MAX : (int)left;
+        int rc = poll(cl->pfd, (nfds_t)np, wait_ms);
         if (rc < 0)
             continue; /* EINTR; anything else shows as an error on a socket */
-        if (!expired && deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline)
+        /* Nothing ready: perhaps time is up. (With sockets ready, the next
+         * pass looks at the clock.) */
+        if (rc == 0 && !expired && timed && redtls__now_ms() >= deadline)
             expired = 1;
         for (size_t k = 0; k < np; k++) {
             size_t t = cl->pfd_node[k];
