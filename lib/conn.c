@@ -245,9 +245,6 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
     redtls_status st;
     if (c->olen > 0 && (st = redtls__conn_flush(c, deadline, 0)) != REDTLS_OK)
         return read_failed(c, st, 0);
-    /* The caller polled the socket: skip the transport's wait-first. */
-    if (c->tp->ops->expect_data)
-        c->tp->ops->expect_data(c->tp);
     for (int reads = 0;; reads++) {
         if ((st = redtls__reader_get(&c->rd, reply, c->errmsg)) != REDTLS_OK)
             break;
@@ -258,6 +255,9 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
         if ((budget && *budget == 0) ||
             (reads > 0 && deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline))
             return REDTLS_OK;
+        /* The caller polled the socket: skip the transport's wait-first. */
+        if (reads == 0 && c->tp->ops->expect_data)
+            c->tp->ops->expect_data(c->tp);
         size_t got = 0, cap = budget && *budget < REDTLS__READ_CHUNK ? *budget : REDTLS__READ_CHUNK;
         st = c->tp->ops->read(c->tp, c->rbuf, cap, &got, REDTLS__NO_WAIT, c->errmsg);
         if (st == REDTLS_E_COMMAND_TIMEOUT) {

@@ -3,7 +3,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,7 +14,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "tls.h"
+#include "tls_internal.h"
 
 /* TLS 1.2: forward secrecy (ECDHE) and AEAD only. */
 static const char default_tls12_ciphers[] =
@@ -26,64 +25,10 @@ static const char default_tls12_ciphers[] =
 /* A private BIO type number below OpenSSL's dynamic range. */
 #define REDTLS_BIO_TYPE (BIO_TYPE_SOURCE_SINK | 0x7d)
 
-struct redtls__tls_ctx {
-    atomic_int refs;
-    SSL_CTX *ssl_ctx;
-    BIO_METHOD *bio_method;
-    int has_client_cert;
-    int insecure;
-    int resumption;
-    int min_version;     /* 12 or 13, for failure messages */
-    int custom_ciphers;  /* the cipher lists were narrowed by the user */
-};
-
-/* What the verify callback saw first: the reason a chain was refused. */
-typedef struct verify_note {
-    int error;
-    int depth;
-    int has_san;     /* the refused certificate has a subjectAltName */
-    int has_dns_san; /* ... with at least one DNS name in it */
-    char subject[256];
-    char sans[384];
-    char cn[128];    /* its subject CN, never used for matching */
-} verify_note;
-
-typedef struct tls_transport {
-    redtls__transport base;
-    int fd;
-    int eof;                /* the socket returned end-of-file */
-    int cert_requested;     /* the server sent a CertificateRequest */
-    int has_client_cert;
-    int just_wrote;         /* the reply cannot be there yet: wait first */
-    int refused_reneg;      /* we answered a renegotiation request with no_renegotiation */
-    SSL *ssl;
-    redtls__tls_ctx *ctx;
-    redtls__tls_session *slot; /* the connection's, outlives us */
-    verify_note note;
-} tls_transport;
-
 int redtls__is_ip_literal(const char *s)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* 1 when OpenSSL failed for lack of memory; empties its error queue. */
-static int drained_nomem(void)
-{
-    int nomem = 0;
-    unsigned long e;
-    while ((e = ERR_get_error()) != 0)
-        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
-            nomem = 1;
-    return nomem;
-}
-
-static void openssl_reason(char *out, size_t outlen)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    snprintf(out, outlen, "%s", r ? r : "unknown error");
 }
 
 /* Socket BIO: recv()/send() with MSG_NOSIGNAL, so no SIGPIPE ever reaches
@@ -92,7 +37,7 @@ static void openssl_reason(char *out, size_t outlen)
 
 static int bio_sock_write(BIO *b, const char *buf, int len)
 {
-    tls_transport *t = BIO_get_data(b);
+    redtls__tls_transport *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     ssize_t n = send(t->fd, buf, (size_t)len, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -102,7 +47,7 @@ static int bio_sock_write(BIO *b, const char *buf, int len)
 
 static int bio_sock_read(BIO *b, char *buf, int len)
 {
-    tls_transport *t = BIO_get_data(b);
+    redtls__tls_transport *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     if (!buf || len <= 0)
         return 0;
@@ -118,7 +63,7 @@ static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num;
     (void)ptr;
-    tls_transport *t = BIO_get_data(b);
+    redtls__tls_transport *t = BIO_get_data(b);
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1;
@@ -138,7 +83,7 @@ static int bio_sock_create(BIO *b)
 static int cert_cb(SSL *ssl, void *arg)
 {
     (void)arg;
-    tls_transport *t = SSL_get_app_data(ssl);
+    redtls__tls_transport *t = SSL_get_app_data(ssl);
     if (t)
         t->cert_requested = 1;
     return 1;
@@ -151,7 +96,7 @@ static void info_cb(const SSL *ssl, int where, int ret)
 {
     if ((where & SSL_CB_ALERT) == 0 || (where & SSL_CB_WRITE) == 0 || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
         return;
-    tls_transport *t = SSL_get_app_data(ssl);
+    redtls__tls_transport *t = SSL_get_app_data(ssl);
     if (t)
         t->refused_reneg = 1;
 }
@@ -161,7 +106,7 @@ static void info_cb(const SSL *ssl, int where, int ret)
  * it saw fail as not resumable, and the copy stays out of its reach. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    tls_transport *t = SSL_get_app_data(ssl);
+    redtls__tls_transport *t = SSL_get_app_data(ssl);
     if (!t || !t->ctx->resumption || !t->slot)
         return 0;
     SSL_SESSION *copy = SSL_SESSION_dup(sess);
@@ -264,7 +209,7 @@ static int verify_cb(int ok, X509_STORE_CTX *store)
     if (ok)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
-    tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    redtls__tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
     if (t && t->note.error == 0) {
         X509 *cert = X509_STORE_CTX_get_current_cert(store);
         t->note.error = X509_STORE_CTX_get_error(store);
@@ -301,7 +246,7 @@ redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err)
     int n = load_pem_certs(pem, len, &infos);
     if (infos)
         sk_X509_INFO_pop_free(infos, X509_INFO_free);
-    int nomem = drained_nomem();
+    int nomem = redtls__tls_drained_nomem();
     if (n <= 0)
         return nomem ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory reading the CA PEM")
                      : redtls__fail(err, REDTLS_E_CONFIG, "CA PEM holds no certificate");
@@ -321,7 +266,7 @@ static redtls_status parse_keypair(const char *cert_pem, size_t cert_len, const 
     *leaf = PEM_read_bio_X509(b, NULL, NULL, NULL);
     if (!*leaf) {
         BIO_free(b);
-        if (drained_nomem())
+        if (redtls__tls_drained_nomem())
             return redtls__fail(err, REDTLS_E_NOMEM, "out of memory reading the client certificate");
         return redtls__fail(err, REDTLS_E_CONFIG, "client certificate: no PEM certificate found");
     }
@@ -341,13 +286,13 @@ static redtls_status parse_keypair(const char *cert_pem, size_t cert_len, const 
     *key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
     BIO_free(b);
     if (!*key) {
-        if (drained_nomem())
+        if (redtls__tls_drained_nomem())
             return redtls__fail(err, REDTLS_E_NOMEM, "out of memory reading the client key");
         return redtls__fail(err, REDTLS_E_CONFIG,
                             "client key: no unencrypted PEM private key found (encrypted keys are not supported)");
     }
     if (X509_check_private_key(*leaf, *key) != 1) {
-        if (drained_nomem())
+        if (redtls__tls_drained_nomem())
             return redtls__fail(err, REDTLS_E_NOMEM, "out of memory checking the client key");
         return redtls__fail(err, REDTLS_E_CONFIG, "client key does not match the client certificate");
     }
@@ -391,14 +336,14 @@ static redtls_status load_trust(SSL_CTX *ctx, const redtls__tls_settings *s, cha
 {
     if (!s->ca_file && !s->ca_dir && !s->ca_pem) {
         if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            return drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the system CA store")
+            return redtls__tls_drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the system CA store")
                                    : redtls__fail(err, REDTLS_E_CONFIG, "cannot load the system CA store");
         return REDTLS_OK;
     }
     if ((s->ca_file || s->ca_dir) && SSL_CTX_load_verify_locations(ctx, s->ca_file, s->ca_dir) != 1) {
         char why[128];
-        openssl_reason(why, sizeof why);
-        if (drained_nomem())
+        redtls__tls_reason(why, sizeof why);
+        if (redtls__tls_drained_nomem())
             return redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the CA");
         return redtls__fail(err, REDTLS_E_CONFIG, "cannot load CA %s '%s': %s", s->ca_file ? "file" : "directory",
                             s->ca_file ? s->ca_file : s->ca_dir, why);
@@ -415,7 +360,7 @@ static redtls_status load_trust(SSL_CTX *ctx, const redtls__tls_settings *s, cha
         if (infos)
             sk_X509_INFO_pop_free(infos, X509_INFO_free);
         if (n <= 0)
-            return drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the CA PEM")
+            return redtls__tls_drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory loading the CA PEM")
                                    : redtls__fail(err, REDTLS_E_CONFIG, "CA PEM could not be loaded");
     }
     return REDTLS_OK;
@@ -432,8 +377,8 @@ static redtls_status load_client_cert(SSL_CTX *ctx, const redtls__tls_settings *
         if (SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
             SSL_CTX_set1_chain(ctx, chain) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
             char why[128];
-            openssl_reason(why, sizeof why);
-            st = drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory installing the client certificate")
+            redtls__tls_reason(why, sizeof why);
+            st = redtls__tls_drained_nomem() ? redtls__fail(err, REDTLS_E_NOMEM, "out of memory installing the client certificate")
                                  : redtls__fail(err, REDTLS_E_CONFIG, "client certificate cannot be used: %s", why);
         }
     }
@@ -528,186 +473,14 @@ void redtls__tls_ctx_free(redtls__tls_ctx *c)
     free(c);
 }
 
-static int is_reason(unsigned long e, int reason)
-{
-    return e && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == reason;
-}
-
-static int is_client_cert_alert(unsigned long e)
-{
-    return is_reason(e, SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) || is_reason(e, SSL_R_SSLV3_ALERT_BAD_CERTIFICATE) ||
-           is_reason(e, SSL_R_TLSV1_ALERT_UNKNOWN_CA) || is_reason(e, SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN) ||
-           is_reason(e, SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED) ||
-           is_reason(e, SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE) ||
-           is_reason(e, SSL_R_TLSV1_ALERT_ACCESS_DENIED) || is_reason(e, SSL_R_TLSV1_ALERT_DECRYPT_ERROR);
-}
-
-static redtls_status client_cert_failure(tls_transport *t, const char *why, char *err)
-{
-    if (!t->has_client_cert)
-        return redtls__fail(err, REDTLS_E_TLS_CLIENT_CERT,
-                            "the server requires a client certificate and none is configured (%s)", why);
-    return redtls__fail(err, REDTLS_E_TLS_CLIENT_CERT, "the server refused our client certificate (%s)", why);
-}
-
-/* What redtls offers in a handshake, for the failures a server explains
- * only with a handshake_failure alert. */
-static void describe_offer(const tls_transport *t, char *out, size_t outlen)
-{
-    snprintf(out, outlen,
-             "redtls offers %s%s, at OpenSSL security level 2 (no SHA-1 signatures, RSA keys of 2048 bits or more)%s",
-             t->ctx->min_version >= 13 ? "TLS 1.3 only (minimum set to 1.3)" : "TLS 1.2 and 1.3",
-             t->ctx->min_version >= 13 ? "" : ", TLS 1.2 only with ECDHE key exchange and AEAD ciphers (AES-GCM, "
-                                              "ChaCha20-Poly1305)",
-             t->ctx->custom_ciphers ? ", narrowed by the configured cipher lists" : "");
-}
-
-static redtls_status hostname_failure(const tls_transport *t, int verr, const char *name, char *err)
-{
-    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_san)
-        return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
-                            "certificate verify failed: hostname '%s' cannot match: the certificate has no "
-                            "subjectAltName, and its subject CN%s%s%s is not used for name checks (RFC 9525); the "
-                            "server needs a certificate with DNS:%s in its subjectAltName",
-                            name, t->note.cn[0] ? " '" : "", t->note.cn, t->note.cn[0] ? "'" : "", name);
-    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_dns_san && t->note.cn[0])
-        return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
-                            "certificate verify failed: hostname '%s' does not match the certificate (SAN: %s; "
-                            "its subject CN '%s' is not used for name checks, RFC 9525)",
-                            name, t->note.sans[0] ? t->note.sans : "unknown", t->note.cn);
-    return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
-                        "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
-                        verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
-                        t->note.sans[0] ? t->note.sans : "unknown");
-}
-
-static int is_version_failure(unsigned long e)
-{
-    return is_reason(e, SSL_R_UNSUPPORTED_PROTOCOL) || is_reason(e, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) ||
-           is_reason(e, SSL_R_NO_PROTOCOLS_AVAILABLE) || is_reason(e, SSL_R_WRONG_SSL_VERSION) ||
-           is_reason(e, SSL_R_UNSUPPORTED_SSL_VERSION) || is_reason(e, SSL_R_VERSION_TOO_LOW) ||
-           is_reason(e, SSL_R_VERSION_TOO_HIGH);
-}
-
-/* Failures a server reports with a handshake_failure or
- * insufficient_security alert, or OpenSSL finds on our side. */
-static int is_cipher_or_sigalg_failure(unsigned long e)
-{
-    return is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE) ||
-           is_reason(e, SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY) || is_reason(e, SSL_R_NO_SHARED_CIPHER) ||
-           is_reason(e, SSL_R_NO_CIPHERS_AVAILABLE) || is_reason(e, SSL_R_NO_SHARED_SIGNATURE_ALGORITHMS) ||
-           is_reason(e, SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM) || is_reason(e, SSL_R_WRONG_SIGNATURE_TYPE) ||
-           is_reason(e, SSL_R_LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED) || is_reason(e, SSL_R_WRONG_CIPHER_RETURNED);
-}
-
-/* sslerr: SSL_get_error()'s answer; sys_errno: errno right after the call. */
-static redtls_status handshake_failure(tls_transport *t, int sslerr, int sys_errno, const char *name, char *err)
-{
-    char why[160];
-    unsigned long e = ERR_peek_last_error();
-    openssl_reason(why, sizeof why);
-    long vr = SSL_get_verify_result(t->ssl);
-    int verr = t->note.error ? t->note.error : (int)vr;
-    if (verr == X509_V_ERR_OUT_OF_MEM || drained_nomem())
-        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory during the TLS handshake");
-    if (verr != X509_V_OK) {
-        if (verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            return hostname_failure(t, verr, name, err);
-        return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (depth %d, subject '%s')",
-                            X509_verify_cert_error_string(verr), t->note.depth,
-                            t->note.subject[0] ? t->note.subject : "unknown");
-    }
-    if (is_reason(e, SSL_R_EE_KEY_TOO_SMALL) || is_reason(e, SSL_R_CA_KEY_TOO_SMALL) ||
-        is_reason(e, SSL_R_CA_MD_TOO_WEAK))
-        return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (security level 2)", why);
-    if (t->cert_requested && (is_client_cert_alert(e) || is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE)))
-        return client_cert_failure(t, why, err);
-    if (is_version_failure(e))
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "TLS handshake failed: no protocol version in common: redtls accepts %s and the server "
-                            "does not (it offers only older versions, or refused ours) (%s)",
-                            t->ctx->min_version >= 13 ? "TLS 1.3 only (minimum set to 1.3)" : "TLS 1.2 and 1.3", why);
-    if (is_cipher_or_sigalg_failure(e)) {
-        char offer[320];
-        describe_offer(t, offer, sizeof offer);
-        if (is_reason(e, SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE) || is_reason(e, SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY))
-            return redtls__fail(err, REDTLS_E_TLS,
-                                "TLS handshake failed: the server refused the handshake (%s), most likely because it "
-                                "shares no cipher suite or signature algorithm with redtls: %s",
-                                why, offer);
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "TLS handshake failed: no cipher suite or signature algorithm in common (%s): %s", why,
-                            offer);
-    }
-    if (is_reason(e, SSL_R_EXCESSIVE_MESSAGE_SIZE))
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "TLS handshake failed: a handshake message from the server is over the size limit "
-                            "(%s); for the certificate chain that limit is %ld bytes, so the server most likely "
-                            "sends a chain that is too long (it needs only its certificate and the intermediates)",
-                            why, SSL_get_max_cert_list(t->ssl));
-    if (is_reason(e, SSL_R_UNSAFE_LEGACY_RENEGOTIATION_DISABLED))
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "TLS handshake failed: the server does not support secure renegotiation (RFC 5746), "
-                            "which OpenSSL 3 requires of TLS 1.2 servers (%s)",
-                            why);
-    if (is_reason(e, SSL_R_WRONG_VERSION_NUMBER) || is_reason(e, SSL_R_PACKET_LENGTH_TOO_LONG) ||
-        is_reason(e, SSL_R_RECORD_LENGTH_MISMATCH) || is_reason(e, SSL_R_HTTP_REQUEST))
-        return redtls__fail(err, REDTLS_E_TLS, "the server did not answer with TLS (plain-text port?): %s", why);
-    /* SSL_ERROR_SYSCALL with errno 0 is an end of file OpenSSL did not see
-     * as one. */
-    if (t->eof || is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
-        (e == 0 && sslerr == SSL_ERROR_SYSCALL && sys_errno == 0))
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "the server closed the connection during the TLS handshake, without a TLS alert");
-    if (e == 0 && sys_errno == ECONNRESET)
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "the server reset the connection during the TLS handshake (%s), without a TLS alert",
-                            strerror(sys_errno));
-    if (e == 0 && sys_errno != 0)
-        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: socket error: %s", strerror(sys_errno));
-    if (e == 0)
-        return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed without an error from OpenSSL (SSL error %d)",
-                            sslerr);
-    return redtls__fail(err, REDTLS_E_TLS, "TLS handshake failed: %s", why);
-}
-
-/* Maps a failed SSL_read/SSL_write after the handshake; sys_errno is errno
- * right after the call. */
-static redtls_status io_failure(tls_transport *t, int rc, int sys_errno, const char *what, char *err)
-{
-    int e = SSL_get_error(t->ssl, rc);
-    unsigned long le = ERR_peek_last_error();
-    char why[160];
-    openssl_reason(why, sizeof why);
-    const char *reneg = t->refused_reneg ? " after redtls refused its request to renegotiate the TLS session" : "";
-    if (e == SSL_ERROR_ZERO_RETURN)
-        return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)%s", reneg);
-    if ((e == SSL_ERROR_SSL && is_reason(le, SSL_R_UNEXPECTED_EOF_WHILE_READING)) ||
-        (e == SSL_ERROR_SYSCALL && (sys_errno == 0 || t->eof)))
-        return redtls__fail(err, REDTLS_E_EOF, "the server closed the connection without TLS close_notify%s", reneg);
-    if (e == SSL_ERROR_SYSCALL)
-        return redtls__fail(err, REDTLS_E_IO, "%s failed: %s%s", what, strerror(sys_errno), reneg);
-    if (t->refused_reneg)
-        return redtls__fail(err, REDTLS_E_TLS,
-                            "the server asked to renegotiate the TLS session, which redtls refuses (renegotiation "
-                            "is disabled: TLS 1.3 has none, and in TLS 1.2 it has been a source of attacks); the "
-                            "server then ended the connection (%s)",
-                            why);
-    if (is_reason(le, SSL_R_NO_RENEGOTIATION))
-        return redtls__fail(err, REDTLS_E_TLS, "TLS %s failed: the server refused to renegotiate (%s)", what, why);
-    if (t->cert_requested && is_client_cert_alert(le))
-        return client_cert_failure(t, why, err);
-    return redtls__fail(err, REDTLS_E_TLS, "TLS %s failed: %s", what, why);
-}
-
-static int wait_for(tls_transport *t, int sslerr, int64_t deadline)
+static int wait_for(redtls__tls_transport *t, int sslerr, int64_t deadline)
 {
     return redtls__wait_fd(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
 }
 
 static redtls_status tls_write(redtls__transport *base, const char *buf, size_t len, int64_t deadline, char *err)
 {
-    tls_transport *t = (tls_transport *)base;
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
     while (len > 0) {
         size_t done = 0;
         ERR_clear_error();
@@ -728,7 +501,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
                 return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
             continue;
         }
-        return io_failure(t, rc, sys_errno, "write", err);
+        return redtls__tls_io_failure(t, rc, sys_errno, "write", err);
     }
     t->just_wrote = 1;
     return REDTLS_OK;
@@ -737,7 +510,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
 static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, size_t *got, int64_t deadline,
                               char *err)
 {
-    tls_transport *t = (tls_transport *)base;
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
     /* Right after a request nothing can have arrived yet: waiting first
      * saves a recv() that would only say EAGAIN. */
     if (t->just_wrote && !SSL_has_pending(t->ssl)) {
@@ -764,13 +537,13 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
                 return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
             continue;
         }
-        return io_failure(t, rc, sys_errno, "read", err);
+        return redtls__tls_io_failure(t, rc, sys_errno, "read", err);
     }
 }
 
 static void tls_close(redtls__transport *base, int graceful)
 {
-    tls_transport *t = (tls_transport *)base;
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
     if (t->ssl) {
         /* One non-blocking close_notify; waiting for the server's reply
          * would only delay the caller. */
@@ -785,7 +558,7 @@ static void tls_close(redtls__transport *base, int graceful)
 
 static redtls_status tls_idle_check(redtls__transport *base, char *err)
 {
-    tls_transport *t = (tls_transport *)base;
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
     if (!SSL_has_pending(t->ssl)) {
         struct pollfd p = {.fd = t->fd, .events = POLLIN, .revents = 0};
         if (poll(&p, 1, 0) <= 0)
@@ -804,17 +577,17 @@ static redtls_status tls_idle_check(redtls__transport *base, char *err)
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return REDTLS_OK;
-    return io_failure(t, rc, sys_errno, "idle read", err);
+    return redtls__tls_io_failure(t, rc, sys_errno, "idle read", err);
 }
 
 static void tls_expect_data(redtls__transport *base)
 {
-    ((tls_transport *)base)->just_wrote = 0;
+    ((redtls__tls_transport *)base)->just_wrote = 0;
 }
 
 static int tls_fd(redtls__transport *base)
 {
-    return ((tls_transport *)base)->fd;
+    return ((redtls__tls_transport *)base)->fd;
 }
 
 static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check, tls_expect_data,
@@ -824,7 +597,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
                                   int64_t deadline, redtls__transport **out, char *err)
 {
     *out = NULL;
-    tls_transport *t = calloc(1, sizeof *t);
+    redtls__tls_transport *t = calloc(1, sizeof *t);
     if (!t) {
         close(fd);
         return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
@@ -915,7 +688,7 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
             }
             continue;
         }
-        st = handshake_failure(t, e, sys_errno, name, err);
+        st = redtls__tls_handshake_failure(t, e, sys_errno, name, err);
         goto fail;
     }
     ERR_clear_error();
@@ -931,7 +704,7 @@ fail:
 
 int redtls__tls_verdict_pending(redtls__transport *base)
 {
-    tls_transport *t = (tls_transport *)base;
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
     if (!t->cert_requested || SSL_version(t->ssl) < TLS1_3_VERSION)
         return 0;
     return t->has_client_cert ? 2 : 1;
@@ -939,12 +712,12 @@ int redtls__tls_verdict_pending(redtls__transport *base)
 
 int redtls__tls_resumed(redtls__transport *base)
 {
-    return SSL_session_reused(((tls_transport *)base)->ssl) == 1;
+    return SSL_session_reused(((redtls__tls_transport *)base)->ssl) == 1;
 }
 
 int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen)
 {
-    tls_transport *t = (tls_transport *)base;
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
     out[0] = '\0';
     if (what == REDTLS__TLS_VERSION) {
         snprintf(out, outlen, "%s", SSL_get_version(t->ssl));

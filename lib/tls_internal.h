@@ -1,0 +1,62 @@
+/* The TLS layer's internals, shared by tls.c (contexts, the handshake, the
+ * transport) and tls_failure.c (what a failure says). */
+#ifndef REDTLS_TLS_INTERNAL_H
+#define REDTLS_TLS_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include <openssl/ssl.h>
+
+#include "tls.h"
+
+struct redtls__tls_ctx {
+    atomic_int refs;
+    SSL_CTX *ssl_ctx;
+    BIO_METHOD *bio_method;
+    int has_client_cert;
+    int insecure;
+    int resumption;
+    int min_version;     /* 12 or 13, for failure messages */
+    int custom_ciphers;  /* the cipher lists were narrowed by the user */
+};
+
+/* What the verify callback saw first: the reason a chain was refused. */
+typedef struct verify_note {
+    int error;
+    int depth;
+    int has_san;     /* the refused certificate has a subjectAltName */
+    int has_dns_san; /* ... with at least one DNS name in it */
+    char subject[256];
+    char sans[384];
+    char cn[128];    /* its subject CN, never used for matching */
+} verify_note;
+
+typedef struct redtls__tls_transport {
+    redtls__transport base;
+    int fd;
+    int eof;                /* the socket returned end-of-file */
+    int cert_requested;     /* the server sent a CertificateRequest */
+    int has_client_cert;
+    int just_wrote;         /* the reply cannot be there yet: wait first */
+    int refused_reneg;      /* we answered a renegotiation request with no_renegotiation */
+    SSL *ssl;
+    redtls__tls_ctx *ctx;
+    redtls__tls_session *slot; /* the connection's, outlives us */
+    verify_note note;
+} redtls__tls_transport;
+
+/* 1 when OpenSSL failed for lack of memory; empties its error queue. */
+int redtls__tls_drained_nomem(void);
+/* OpenSSL's reason for its last error, or "unknown error". */
+void redtls__tls_reason(char *out, size_t outlen);
+/* The status and message of a failed handshake: verification, the name,
+ * the client certificate, no common version, cipher or signature
+ * algorithm, an oversized message, a closed or reset connection. sslerr:
+ * SSL_get_error()'s answer; sys_errno: errno right after the call. */
+redtls_status redtls__tls_handshake_failure(redtls__tls_transport *t, int sslerr, int sys_errno, const char *name,
+                                            char *err);
+/* The same for a failed SSL_read/SSL_write after the handshake (rc: its
+ * return value). */
+redtls_status redtls__tls_io_failure(redtls__tls_transport *t, int rc, int sys_errno, const char *what, char *err);
+
+#endif
