@@ -147,7 +147,11 @@ uint64_t redtls__cluster_rand(redtls_cluster *cl);
 /* Room for n elements of elem bytes in v (capacity *cap, doubling from
  * 8): the possibly moved vector, or NULL when out of memory (v still
  * valid, *cap unchanged). */
-void *redtls__cluster_grow(void *v, size_t *cap, size_t n, size_t elem);
+void *redtls__cluster_grow_slow(void *v, size_t *cap, size_t n, size_t elem);
+static inline void *redtls__cluster_grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+    return n <= *cap ? v : redtls__cluster_grow_slow(v, cap, n, elem);
+}
 /* The node for host:port, added when unknown (*added set, may be NULL).
  * extra: the address may not be in the slot map (a redirection, an
  * explicit node), so it counts against MAX_EXTRA_NODES. NO_NODE when out

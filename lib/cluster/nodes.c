@@ -30,10 +30,8 @@ static size_t find_node(const redtls_cluster *cl, const char *host, uint16_t por
 /* Room for n elements of elem bytes in v (capacity *cap, doubling from
  * 8): the possibly moved vector, or NULL when out of memory (v still
  * valid, *cap unchanged). */
-void *redtls__cluster_grow(void *v, size_t *cap, size_t n, size_t elem)
+void *redtls__cluster_grow_slow(void *v, size_t *cap, size_t n, size_t elem)
 {
-    if (n <= *cap)
-        return v;
     size_t c = *cap ? *cap : 8;
     while (c < n) {
         if (c > SIZE_MAX / 2 / elem)
