@@ -124,10 +124,21 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
     return REDTLS_OK;
 }
 
+/* A HELLO asking for RESP3 is refused: the replies of every later command
+ * would be out of step with the pushes in between. */
+static redtls_status resp3_refused(redtls_conn *c)
+{
+    return redtls__fail(c->errmsg, REDTLS_E_INVALID,
+                        "HELLO asking for a protocol other than RESP2 is refused: redtls speaks RESP2, and RESP3 "
+                        "server pushes would be taken for replies (use HELLO 2, or HELLO without a version)");
+}
+
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (argc <= 0 || !argv)
         return redtls__fail(c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
+    if (redtls__argv_asks_resp3(argc, argv, argvlen))
+        return resp3_refused(c);
     redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");
@@ -604,9 +615,8 @@ static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdle
     return st;
 }
 
-/* Takes back the command just queued at obuf[from..olen) when it is a
- * HELLO asking for RESP3: the replies of every later command would be
- * out of step with pushes in between. */
+/* Takes back the command just formatted at obuf[from..olen) when it is
+ * such a HELLO (the printf-style calls). */
 static redtls_status refuse_resp3(redtls_conn *c, size_t from)
 {
     if (!redtls__frame_asks_resp3(c->obuf + from, c->olen - from))
@@ -615,9 +625,7 @@ static redtls_status refuse_resp3(redtls_conn *c, size_t from)
     c->olen = from;
     c->pending--;
     c->unsent--;
-    return redtls__fail(c->errmsg, REDTLS_E_INVALID,
-                        "HELLO asking for a protocol other than RESP2 is refused: redtls speaks RESP2, and RESP3 "
-                        "server pushes would be taken for replies (use HELLO 2, or HELLO without a version)");
+    return resp3_refused(c);
 }
 
 redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int argc, const char **argv,
@@ -630,9 +638,7 @@ redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int ar
         return REDTLS_E_INVALID;
     int64_t deadline;
     redtls_status st = begin_command(c, &deadline);
-    size_t from = c->olen;
-    if (st != REDTLS_OK || (st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK ||
-        (st = refuse_resp3(c, from)) != REDTLS_OK)
+    if (st != REDTLS_OK || (st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK)
         return st;
     return finish_command(c, flags, c->olen, deadline, reply);
 }
@@ -694,9 +700,7 @@ redtls_status redtls_conn_append_argv(redtls_conn *c, int argc, const char **arg
     if (!c)
         return REDTLS_E_INVALID;
     c->errmsg[0] = '\0';
-    size_t from = c->olen;
-    redtls_status st = redtls__conn_append(c, argc, argv, argvlen);
-    return st != REDTLS_OK ? st : refuse_resp3(c, from);
+    return redtls__conn_append(c, argc, argv, argvlen);
 }
 
 redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)

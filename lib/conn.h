@@ -53,7 +53,8 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 
 /* Appends one formatted command to obuf (a secret in it is wiped by the
- * flush that writes it, see redtls__conn_flush). */
+ * flush that writes it, see redtls__conn_flush). A HELLO asking for RESP3
+ * is refused (REDTLS_E_INVALID). */
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* Writes the output buffer. wipe: clear it after the write. */
 redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);

@@ -3,6 +3,9 @@
 #ifndef REDTLS_FORMAT_H
 #define REDTLS_FORMAT_H
 
+#include <string.h>
+#include <strings.h>
+
 #include "common.h"
 
 /* Appends argv as one RESP command ("*N\r\n$len\r\narg\r\n"...) to *buf
@@ -15,6 +18,20 @@ redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc
  * asks for a protocol other than RESP2 (redtls speaks RESP2 only until it
  * has RESP3 support: pushes would arrive in place of replies). */
 int redtls__frame_asks_resp3(const char *frame, size_t len);
+
+/* The same for a command given as arguments (lens may be NULL for C
+ * strings). Inline: it runs for every command, and almost all of them are
+ * told apart by their first letter. */
+static inline int redtls__argv_asks_resp3(int argc, const char *const *argv, const size_t *lens)
+{
+    if (argc < 2 || !argv || !argv[0] || !argv[1] || (lens && lens[0] != 5) || (argv[0][0] | 0x20) != 'h')
+        return 0;
+    size_t n0 = lens ? lens[0] : strlen(argv[0]);
+    if (n0 != 5 || strncasecmp(argv[0], "HELLO", 5) != 0)
+        return 0;
+    size_t n1 = lens ? lens[1] : strlen(argv[1]);
+    return !(n1 == 1 && argv[1][0] == '2');
+}
 
 /* Appends raw bytes to a growable buffer. */
 redtls_status redtls__buf_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n);

@@ -78,6 +78,12 @@ static int asks_resp3(int argc, const char **argv)
     size_t len = 0, cap = 0;
     assert_status(redtls__format_argv(&buf, &len, &cap, argc, argv, NULL), REDTLS_OK);
     int yes = redtls__frame_asks_resp3(buf, len);
+    /* The argv check (C strings, and binary-safe lengths) agrees. */
+    size_t lens[8];
+    for (int i = 0; i < argc && i < 8; i++)
+        lens[i] = strlen(argv[i]);
+    assert_int_equal(redtls__argv_asks_resp3(argc, argv, NULL), yes);
+    assert_int_equal(redtls__argv_asks_resp3(argc, argv, lens), yes);
     /* A cut frame never matches. */
     for (size_t cut = 0; cut + 1 < len && yes; cut++)
         if (cut < 20)
