@@ -56,7 +56,6 @@ typedef struct redtls__cl_node {
     int seed;
     /* Ops written and not answered yet, in the order written. */
     size_t qhead, qtail, inflight;
-    int retire; /* left the map: closed once its replies are in */
 } redtls__cl_node;
 
 enum { OP_TODO, OP_SENT, OP_DONE };

@@ -1,4 +1,5 @@
 /* Running a cluster batch (see client.h for the shape of it). */
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,9 +241,11 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
         size_t t = first->target;
         redtls_conn *c = NULL;
         redtls_status st = redtls__cluster_node_conn(cl, t, &c);
-        if (st == REDTLS_OK && (!c || c->pending != cl->nodes[t].inflight || (!c->tp && c->pending > 0))) {
+        if (st == REDTLS_OK && (!c || (cl->nodes[t].inflight == 0 ? c->pending > 0 : !c->tp))) {
             /* Replies owed outside this batch, or a broken connection whose
-             * lost commands are not reported yet: nothing may go on it. */
+             * lost commands are not reported yet: nothing may go on it.
+             * (With ops of this batch in flight, pending also counts their
+             * ASKINGs.) */
             redtls__fail(cl->errmsg, REDTLS_E_STATE, "node %s has replies pending", cl->nodes[t].name);
             st = REDTLS_E_STATE;
         }
@@ -340,11 +343,15 @@ static void drain(redtls_cluster *cl, size_t t, int64_t deadline, size_t *budget
             r = NULL;
             if (st == REDTLS_OK)
                 continue; /* the command's own reply is next */
-            /* The command behind it shares its fate. */
-            redtls_status cst = redtls__conn_read_now(c, deadline, budget, &r);
+            /* The command behind it shares its fate, with the ASKING's
+             * cause (its own read only says "lost with an earlier
+             * command"). */
+            char cause[REDTLS__ERRMSG_MAX];
+            memcpy(cause, c->errmsg, sizeof cause);
+            (void)redtls__conn_read_now(c, deadline, budget, &r);
             freeReplyObject(r);
             r = NULL;
-            (void)cst;
+            memcpy(c->errmsg, cause, sizeof cause);
         }
         redtls__cl_node *n = &cl->nodes[t];
         n->qhead = o->qnext;
@@ -352,8 +359,6 @@ static void drain(redtls_cluster *cl, size_t t, int64_t deadline, size_t *budget
             n->qtail = NO_OP;
         classify(cl, o, c, st, r); /* may move cl->nodes */
     }
-    if (cl->nodes[t].retire)
-        redtls__cluster_node_close(&cl->nodes[t]);
 }
 
 /* What had arrived on fd when the deadline came, with room for what the
@@ -384,8 +389,6 @@ static void fail_node(redtls_cluster *cl, size_t t, redtls_status st, const char
     redtls__conn_abandon(n->conn, st);
     cl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
     cl->want_refresh = 1;
-    if (n->retire)
-        redtls__cluster_node_close(n);
 }
 
 /* Waits on every node that owes replies at once, taking each node's
@@ -394,8 +397,14 @@ static void fail_node(redtls_cluster *cl, size_t t, redtls_status st, const char
 static void await_replies(redtls_cluster *cl, int64_t deadline)
 {
     for (;;) {
-        if (cl->redirected)
-            dispatch(cl, deadline, 1);
+        if (cl->redirected) {
+            /* Once time is up, a redirected op is not written (it would
+             * only time out): out_of_time() reports it as not sent. */
+            if (deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline)
+                cl->redirected = 0;
+            else
+                dispatch(cl, deadline, 1);
+        }
         size_t np = 0;
         int broken = 0;
         for (size_t i = 0; i < cl->nnodes; i++) {
@@ -436,8 +445,18 @@ static void await_replies(redtls_cluster *cl, int64_t deadline)
         int expired = timed && left <= 0;
         int wait_ms = expired || broken || cl->redirected ? 0 : !timed ? -1 : left > INT_MAX ? INT_MAX : (int)left;
         int rc = poll(cl->pfd, (nfds_t)np, wait_ms);
-        if (rc < 0)
-            continue; /* EINTR; anything else shows as an error on a socket */
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0) {
+            /* poll itself failed (no memory for it): waiting is not
+             * possible, so every node still owing replies fails. */
+            char why[96];
+            snprintf(why, sizeof why, "waiting for the reply failed (poll: %s)", strerror(errno));
+            for (size_t k = 0; k < np; k++)
+                if (cl->nodes[cl->pfd_node[k]].inflight > 0)
+                    fail_node(cl, cl->pfd_node[k], REDTLS_E_IO, why);
+            continue;
+        }
         /* Nothing ready: perhaps time is up. (With sockets ready, the next
          * pass looks at the clock.) */
         if (rc == 0 && !expired && timed && redtls__now_ms() >= deadline)

@@ -164,7 +164,6 @@ void redtls__cluster_node_close(redtls__cl_node *n)
 {
     redtls_conn_free(n->conn);
     n->conn = NULL;
-    n->retire = 0;
 }
 
 /* A node whose connection is down and not due for another attempt. */
@@ -201,15 +200,8 @@ int redtls__cluster_parse_hostport(const char *s, size_t len, char *host, size_t
 /* Topology                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Closes n's connection now, or once the replies owed on it are in. */
-static void node_retire(redtls__cl_node *n)
-{
-    if (n->inflight > 0)
-        n->retire = 1;
-    else
-        redtls__cluster_node_close(n);
-}
-
+/* Installs a new map. It runs between rounds of a batch (or outside any
+ * batch), so no node owes a reply and closing a connection loses nothing. */
 static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
 {
     for (size_t i = 0; i < cl->nnodes; i++)
@@ -226,7 +218,7 @@ static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
                 continue; /* out of memory: keep the old name */
             free(n->announced);
             n->announced = copy;
-            node_retire(n);
+            redtls__cluster_node_close(n);
         }
     }
     for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS; s++)
@@ -238,11 +230,11 @@ static void install(redtls_cluster *cl, redtls__topology *t, size_t *map)
             cl->slot_node[s] = (uint32_t)m;
     }
     /* Connections to nodes outside the map (nodes that left, seeds that
-     * are not nodes, redirection targets) are closed once nothing is owed
-     * on them; the addresses nothing needs are forgotten. */
+     * are not nodes, redirection targets) are closed; the addresses
+     * nothing needs are forgotten. */
     for (size_t i = 0; i < cl->nnodes; i++)
         if (cl->nodes[i].host && !cl->nodes[i].in_map)
-            node_retire(&cl->nodes[i]);
+            redtls__cluster_node_close(&cl->nodes[i]);
     reclaim_extras(cl, 0);
     redtls__topology_free(cl->topo);
     free(cl->topo_node);

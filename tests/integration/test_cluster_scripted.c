@@ -188,6 +188,85 @@ static void test_slow_node_costs_only_its_own(void **state)
     lab_stop(&srv);
 }
 
+/* What had arrived when the deadline came is delivered even when the
+ * client was busy elsewhere: here connecting to C, the target of A's MOVED,
+ * whose AUTH answer comes too late, while A's second reply (after 100 ms)
+ * waits in A's socket. */
+static void test_replies_in_the_socket_at_the_deadline(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[3];
+    assert_int_equal(lab_scripted_start(&srv, 3, p), 0);
+    unsigned a = p[0], b = p[1], c = p[2];
+    char map[512], rules[4096];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "%u | AUTH | 1000 | +OK\\r\\n\n"
+             "* | AUTH | 0 | +OK\\r\\n\n"
+             "%u | GET {a}1 | 1000 | $2\\r\\nvb\\r\\n\n"
+             "%u | GET {b}1 | 0 | -MOVED 3300 127.0.0.1:%u\\r\\n\n"
+             "%u | GET {b}2 | 100 | $3\\r\\nvb2\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map, c, b, a, c, a);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 500, "tok", NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    const char *keys[] = {"{a}1", "{b}1", "{b}2"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *argv[] = {"GET", keys[i]};
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, argv, NULL), REDTLS_OK);
+    }
+    redisReply *r = NULL;
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_HANDSHAKE_TIMEOUT);
+    assert_null(r);
+    assert_contains(redtls_cluster_errmsg(cl), "not sent within the command timeout");
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "vb2");
+    /* A's connection stays; B's went. */
+    assert_int_equal(lab_scripted_open(&srv, (uint16_t)b, 0, 2000), 0);
+    assert_int_equal(lab_scripted_open(&srv, (uint16_t)a, 1, 2000), 1);
+    assert_int_equal(lab_scripted_count(&srv, (uint16_t)a, "close"), 0);
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
+/* An ASK and then a MOVED to the same node within one batch: the MOVED op
+ * goes on behind the ASKING whose reply is still owed (it is not refused
+ * as "replies pending"). */
+static void test_ask_then_moved_to_the_same_node(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[3];
+    assert_int_equal(lab_scripted_start(&srv, 3, p), 0);
+    unsigned a = p[0], c = p[2];
+    char map[512], rules[4096];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "%u | GET {c}1 | 0 | -ASK 7365 127.0.0.1:%u\\r\\n\n"
+             "%u | GET {c}2 | 100 | -MOVED 7365 127.0.0.1:%u\\r\\n\n"
+             "%u | ASKING | 300 | +OK\\r\\n\n"
+             "%u | GET {c}1 | 0 | $2\\r\\nv1\\r\\n\n"
+             "%u | GET {c}2 | 0 | $2\\r\\nv2\\r\\n\n",
+             map, a, c, a, c, c, c, c);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 2000, NULL, NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    const char *get1[] = {"GET", "{c}1"}, *get2[] = {"GET", "{c}2"};
+    assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, get1, NULL), REDTLS_OK);
+    assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, get2, NULL), REDTLS_OK);
+    redisReply *r = NULL;
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "v1");
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "v2");
+    assert_int_equal(redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_NODE_FAILURES), 0);
+    assert_int_equal(lab_scripted_count(&srv, (uint16_t)c, "cmd GET {c}2"), 1);
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
 /* Without a slot map, refreshes keep the minimum gap, and each call says
  * why the last one failed. */
 static void test_refresh_throttle_without_map(void **state)
@@ -408,6 +487,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_null_endpoint),
         cmocka_unit_test(test_slow_node_costs_only_its_own),
+        cmocka_unit_test(test_replies_in_the_socket_at_the_deadline),
+        cmocka_unit_test(test_ask_then_moved_to_the_same_node),
         cmocka_unit_test(test_refresh_throttle_without_map),
         cmocka_unit_test(test_addresses_outside_the_map),
         cmocka_unit_test(test_set_tokens),
