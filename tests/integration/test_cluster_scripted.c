@@ -73,6 +73,15 @@ static void expect_str_reply(redtls_cluster *cl, redtls_status st, redisReply **
     redtls_reply_free(r);
 }
 
+/* Queues GET key for each of n keys. */
+static void queue_gets(redtls_cluster *cl, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[] = {"GET", keys[i]};
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, argv, NULL), REDTLS_OK);
+    }
+}
+
 /* Redis documents a null preferred endpoint as "the endpoint this command
  * was sent to": for masters and replicas alike it is the seed's address. */
 static void test_null_endpoint(void **state)
@@ -139,10 +148,7 @@ static void test_slow_node_costs_only_its_own(void **state)
     assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
     const char *keys[] = {"{a}1", "{b}1", "{c}1", "{c}2"};
     long long t0 = lab_now_ms();
-    for (size_t i = 0; i < 4; i++) {
-        const char *argv[] = {"GET", keys[i]};
-        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, argv, NULL), REDTLS_OK);
-    }
+    queue_gets(cl, keys, 4);
     redisReply *r = NULL;
     assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
     assert_null(r);
@@ -177,10 +183,7 @@ static void test_slow_node_costs_only_its_own(void **state)
              "* | GET | 0 | $1\\r\\nx\\r\\n\n",
              map, b);
     assert_int_equal(lab_scripted_rules(&srv, rules), 0);
-    for (size_t i = 0; i < 2; i++) {
-        const char *argv[] = {"GET", keys[i]};
-        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, argv, NULL), REDTLS_OK);
-    }
+    queue_gets(cl, keys, 2);
     expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "vb");
     expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "x");
     assert_int_equal(lab_scripted_count(&srv, (uint16_t)a, "close"), 0);
@@ -214,10 +217,7 @@ static void test_replies_in_the_socket_at_the_deadline(void **state)
     redtls_cluster *cl = new_cluster(p[0], 500, "tok", NULL);
     assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
     const char *keys[] = {"{a}1", "{b}1", "{b}2"};
-    for (size_t i = 0; i < 3; i++) {
-        const char *argv[] = {"GET", keys[i]};
-        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, argv, NULL), REDTLS_OK);
-    }
+    queue_gets(cl, keys, 3);
     redisReply *r = NULL;
     assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
     assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_HANDSHAKE_TIMEOUT);
