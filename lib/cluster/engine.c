@@ -331,6 +331,8 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
 static void drain(redtls_cluster *cl, size_t t, int64_t deadline, size_t *budget)
 {
     redtls_conn *c = cl->nodes[t].conn;
+    if (!c)
+        return; /* ops are written on a connection, so a node owing replies has one */
     while (cl->nodes[t].inflight > 0) {
         redtls__cl_op *o = &cl->ops[cl->nodes[t].qhead];
         redisReply *r = NULL;
@@ -385,8 +387,10 @@ static void fail_node(redtls_cluster *cl, size_t t, redtls_status st, const char
     }
     n->qhead = n->qtail = NO_OP;
     n->inflight = 0;
-    snprintf(n->conn->errmsg, sizeof n->conn->errmsg, "%s", why);
-    redtls__conn_abandon(n->conn, st);
+    if (n->conn) {
+        snprintf(n->conn->errmsg, sizeof n->conn->errmsg, "%s", why);
+        redtls__conn_abandon(n->conn, st);
+    }
     cl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
     cl->want_refresh = 1;
 }
@@ -422,7 +426,7 @@ static void await_replies(redtls_cluster *cl, int64_t deadline)
                 fail_node(cl, i, REDTLS_E_NOMEM, "out of memory waiting for the replies");
                 continue;
             }
-            int fd = n->conn->tp ? n->conn->tp->ops->fd(n->conn->tp) : -1;
+            int fd = n->conn && n->conn->tp ? n->conn->tp->ops->fd(n->conn->tp) : -1;
             if (fd < 0) {
                 /* The connection broke while writing: each op is reported
                  * lost. */
