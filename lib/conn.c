@@ -254,8 +254,6 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
     if (!c->tp)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
     redtls_status st;
-    if (c->olen > 0 && (st = redtls__conn_flush(c, deadline, 0)) != REDTLS_OK)
-        return read_failed(c, st, 0);
     for (int reads = 0;; reads++) {
         if ((st = redtls__reader_get(&c->rd, reply, c->errmsg)) != REDTLS_OK)
             break;

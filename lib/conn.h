@@ -68,8 +68,9 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply);
 
 /* Takes one reply if it can be had without waiting: already parsed, or
- * completed from what the socket holds now (queued commands are written
- * first). *reply stays NULL when more bytes are needed. Reads stop when
+ * completed from what the socket holds now. The caller has written its
+ * commands (redtls__conn_flush); nothing is written here, so nothing can
+ * wait on a full socket. *reply stays NULL when more bytes are needed. Reads stop when
  * the socket has nothing more, when *budget bytes have been read (budget
  * NULL: no such bound; it is decreased by what was read), or when
  * deadline has passed with a reply still incomplete after a read. Failures as redtls__conn_read. */

@@ -27,8 +27,8 @@ typedef struct redtls__transport_ops {
      * connection must not be used. */
     redtls_status (*idle_check)(redtls__transport *t, char *err);
     /* The next read should try the socket before waiting: a reply is
-     * probably there already (the cluster reads several nodes in turn
-     * after writing to all of them). NULL: nothing to do. */
+     * probably there already (the caller polled the socket itself, as the
+     * cluster does for all its nodes at once). NULL: nothing to do. */
     void (*expect_data)(redtls__transport *t);
     /* The socket to poll for readability, or -1 (memory transport). */
     int (*fd)(redtls__transport *t);

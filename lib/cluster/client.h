@@ -60,7 +60,8 @@ typedef struct redtls__cl_node {
 
 enum { OP_TODO, OP_SENT, OP_DONE };
 enum { MERGE_NONE, MERGE_MGET, MERGE_OK, MERGE_SUM };
-/* Why an op waits for the next round. */
+/* Why an unsent op waits: a redirection (sent on within the round) or a
+ * backoff (the next round). */
 enum { WAIT_NONE, WAIT_REDIRECT, WAIT_BACKOFF };
 
 typedef struct redtls__cl_op {
