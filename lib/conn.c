@@ -21,9 +21,7 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
     redtls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    c->rbuf = malloc(REDTLS__READ_CHUNK);
-    if (!c->rbuf || redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
-        free(c->rbuf);
+    if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
@@ -31,7 +29,6 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
         redtls_status st = redtls__config_tls_ctx(cfg, &c->tls);
         if (st != REDTLS_OK) {
             redtls__config_release(&c->cfg);
-            free(c->rbuf);
             free(c);
             return st;
         }
@@ -178,14 +175,46 @@ static redtls_status report_lost(redtls_conn *c, const char *cause)
                         cause && cause[0] ? cause : "lost with an earlier command");
 }
 
+/* The connection has nothing owed and nothing queued. If its previous
+ * quiet moment is REDTLS__BUSY_MS or more ago it is not in steady use, so
+ * it gives back the memory only a busy connection needs (TLS record
+ * buffers, some 34 KiB); one that is used back to back keeps them, and
+ * saves remaking them for every command. After the set-up round trips
+ * quiet_at is 0, so a connection used once and then left alone is small. */
+#define REDTLS__BUSY_MS 1000
+
+static void went_quiet(redtls_conn *c, int64_t now)
+{
+    if (now - c->quiet_at >= REDTLS__BUSY_MS) {
+        c->tp->ops->release(c->tp);
+        free(c->rbuf);
+        c->rbuf = NULL;
+    }
+    c->quiet_at = now;
+}
+
+/* The read buffer is made on the first read after a quiet moment. */
+static redtls_status need_rbuf(redtls_conn *c)
+{
+    if (!c->rbuf && !(c->rbuf = malloc(REDTLS__READ_CHUNK)))
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory for the read buffer");
+    return REDTLS_OK;
+}
+
 /* Bookkeeping for a reply handed to the caller. */
 static redtls_status took_reply(redtls_conn *c, const redisReply *r)
 {
     c->pending--;
     if (is_noauth(r) && redtls__has_credentials(c))
         c->need_reauth = 1;
-    if (c->cfg.health_check_ms)
-        c->last_io = redtls__now_ms();
+    int quiet = c->pending == 0 && c->olen == 0 && c->tp->ops->release;
+    if (c->cfg.health_check_ms || quiet) {
+        int64_t now = redtls__now_ms();
+        if (c->cfg.health_check_ms)
+            c->last_io = now;
+        if (quiet)
+            went_quiet(c, now);
+    }
     return REDTLS_OK;
 }
 
@@ -239,6 +268,8 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
             break;
         }
         size_t got = 0;
+        if ((st = need_rbuf(c)) != REDTLS_OK)
+            break;
         st = c->tp->ops->read(c->tp, c->rbuf, REDTLS__READ_CHUNK, &got, deadline, c->errmsg);
         if (st == REDTLS_OK)
             st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg);
@@ -268,6 +299,8 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
         if (reads == 0 && c->tp->ops->expect_data)
             c->tp->ops->expect_data(c->tp);
         size_t got = 0, cap = budget && *budget < REDTLS__READ_CHUNK ? *budget : REDTLS__READ_CHUNK;
+        if ((st = need_rbuf(c)) != REDTLS_OK)
+            break;
         st = c->tp->ops->read(c->tp, c->rbuf, cap, &got, REDTLS__NO_WAIT, c->errmsg);
         if (st == REDTLS_E_COMMAND_TIMEOUT) {
             c->errmsg[0] = '\0'; /* nothing more there for now */
@@ -374,6 +407,7 @@ static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
     if (st != REDTLS_OK)
         return st;
     c->last_io = redtls__now_ms();
+    c->quiet_at = 0; /* the set-up round trips are not use */
     c->established = 1;
     redtls__emit(c, REDTLS_EVENT_CONNECTED, "%s",
                  !c->is_tls ? "plain TCP" : redtls__tls_resumed(c->tp) ? "resumed TLS session" : "full handshake");

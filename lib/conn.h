@@ -32,6 +32,7 @@ struct redtls_conn {
     int gave_up;             /* reconnect limits exhausted */
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
+    int64_t quiet_at;        /* when it last had nothing owed (buffers) */
     redtls__tls_session session; /* for resumption on reconnect */
     redtls_status last_status; /* of the last failed attempt */
     int no_time;             /* the last ensure_once made no attempt: the
@@ -39,8 +40,9 @@ struct redtls_conn {
     char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
-    /* Read buffer, malloc'd apart from the handle: only the pages reads
-     * actually fill become resident, so idle connections stay small. */
+    /* Read buffer (REDTLS__READ_CHUNK), made by the first read and, on
+     * TLS connections, given back with the record buffers when the
+     * connection goes quiet (see went_quiet in conn.c). */
     char *rbuf;
 };
 

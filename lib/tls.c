@@ -40,8 +40,11 @@ static int bio_sock_write(BIO *b, const char *buf, int len)
     redtls__tls_transport *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     ssize_t n = send(t->fd, buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    t->io_want = 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         BIO_set_retry_write(b);
+        t->io_want = POLLOUT;
+    }
     return (int)n;
 }
 
@@ -52,10 +55,13 @@ static int bio_sock_read(BIO *b, char *buf, int len)
     if (!buf || len <= 0)
         return 0;
     ssize_t n = recv(t->fd, buf, (size_t)len, 0);
-    if (n == 0)
+    t->io_want = 0;
+    if (n == 0) {
         t->eof = 1;
-    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         BIO_set_retry_read(b);
+        t->io_want = POLLIN;
+    }
     return (int)n;
 }
 
@@ -410,7 +416,7 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     /* Level 2: RSA/DH keys >= 2048 bits, ECC >= 224 bits, no SHA-1 signatures. */
     SSL_CTX_set_security_level(ctx, 2);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Read whole socket buffers, not a record header and then its body:
      * one recv per batch of replies instead of two per record. */
     SSL_CTX_set_read_ahead(ctx, 1);
@@ -473,21 +479,28 @@ void redtls__tls_ctx_free(redtls__tls_ctx *c)
     free(c);
 }
 
-/* SSL_get_error() reads the thread's error queue, so it must be empty
- * before each read or write. Emptying it costs about 800 instructions
- * (ERR_clear_error() resets all 16 slots); looking costs a tenth of that,
- * and it is almost always empty: the library empties it after every failure
- * it reports, so only the application's own OpenSSL calls can leave
- * something there. */
-static inline void clear_stale_errors(void)
-{
-    if (ERR_peek_error() != 0)
-        ERR_clear_error();
-}
-
 static int wait_for(redtls__tls_transport *t, int sslerr, int64_t deadline)
 {
     return redtls__wait_fd(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+}
+
+/* After a read or write that did not succeed: what it waits for (POLLIN,
+ * POLLOUT), or 0 when it failed. The socket BIO records in io_want whether
+ * its last call met EAGAIN, and an SSL call that meets it stops right
+ * there; that is the answer SSL_get_error() would give, without its
+ * dependence on the thread's error queue, which must otherwise be emptied
+ * before every call (ERR_clear_error() costs about 800 instructions, even a
+ * look about 200). So the hot path never touches the queue. Otherwise
+ * SSL_get_error() decides, as before. The library empties the queue after
+ * every failure it reports; a stale entry left by the application's own
+ * OpenSSL calls can only colour the wording of a failure that is fatal
+ * anyway. */
+static short io_wait_for(redtls__tls_transport *t, int rc)
+{
+    if (t->io_want)
+        return t->io_want;
+    int e = SSL_get_error(t->ssl, rc);
+    return e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
 }
 
 static redtls_status tls_write(redtls__transport *base, const char *buf, size_t len, int64_t deadline, char *err)
@@ -495,7 +508,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     while (len > 0) {
         size_t done = 0;
-        clear_stale_errors();
+        t->io_want = 0;
         errno = 0;
         int rc = SSL_write_ex(t->ssl, buf, len, &done);
         int sys_errno = errno;
@@ -504,9 +517,9 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
             len -= done;
             continue;
         }
-        int e = SSL_get_error(t->ssl, rc);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            int w = wait_for(t, e, deadline);
+        short want = io_wait_for(t, rc);
+        if (want) {
+            int w = redtls__wait_fd(t->fd, want, deadline);
             if (w == 0)
                 return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server");
             if (w < 0)
@@ -536,15 +549,15 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
     }
     t->just_wrote = 0;
     for (;;) {
-        clear_stale_errors();
+        t->io_want = 0;
         errno = 0;
         int rc = SSL_read_ex(t->ssl, buf, cap, got);
         int sys_errno = errno;
         if (rc == 1)
             return REDTLS_OK;
-        int e = SSL_get_error(t->ssl, rc);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            int w = wait_for(t, e, deadline);
+        short want = io_wait_for(t, rc);
+        if (want) {
+            int w = redtls__wait_fd(t->fd, want, deadline);
             if (w == 0)
                 return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
             if (w < 0)
@@ -608,8 +621,20 @@ static int tls_fd(redtls__transport *base)
     return ((redtls__tls_transport *)base)->fd;
 }
 
-static const redtls__transport_ops tls_ops = {tls_write, tls_read, tls_close, tls_idle_check, tls_expect_data,
-                                              tls_fd};
+/* OpenSSL's two record buffers (some 34 KiB) are most of an idle TLS
+ * connection's memory. SSL_MODE_RELEASE_BUFFERS would free and remake them
+ * for every record, some 1,400 instructions per command at pipeline depth
+ * 1; the connection layer calls this instead once a connection has gone
+ * quiet. Never while OpenSSL still holds unread bytes. */
+static void tls_release(redtls__transport *base)
+{
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
+    if (!SSL_has_pending(t->ssl))
+        (void)SSL_free_buffers(t->ssl);
+}
+
+static const redtls__transport_ops tls_ops = {tls_write, tls_read,  tls_close, tls_idle_check, tls_expect_data,
+                                              tls_fd,    tls_release};
 
 redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
                                   int64_t deadline, redtls__transport **out, char *err)

@@ -106,7 +106,7 @@ static int plain_fd(redtls__transport *base)
 }
 
 static const redtls__transport_ops plain_ops = {plain_write, plain_read, plain_close, plain_idle_check,
-                                                plain_expect_data, plain_fd};
+                                                plain_expect_data, plain_fd, NULL};
 
 redtls_status redtls__plain_transport(int fd, redtls__transport **out)
 {
@@ -208,7 +208,7 @@ static int mem_fd(redtls__transport *t)
     return -1;
 }
 
-static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check, NULL, mem_fd};
+static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check, NULL, mem_fd, NULL};
 
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end)
 {

@@ -32,6 +32,10 @@ typedef struct redtls__transport_ops {
     void (*expect_data)(redtls__transport *t);
     /* The socket to poll for readability, or -1 (memory transport). */
     int (*fd)(redtls__transport *t);
+    /* Gives back memory only a busy connection needs (TLS record buffers,
+     * made again by the next read or write). Nothing may be buffered.
+     * NULL: nothing to give back. */
+    void (*release)(redtls__transport *t);
 } redtls__transport_ops;
 
 struct redtls__transport {

@@ -7,6 +7,8 @@
 #ifndef REDTLS_TESTS_LAB_ALLOCHOOK_H
 #define REDTLS_TESTS_LAB_ALLOCHOOK_H
 
+#include <stddef.h>
+
 #if defined(__SANITIZE_ADDRESS__)
 #define LAB_ALLOC_HOOK 0
 #elif defined(__has_feature)
@@ -27,5 +29,11 @@ void lab_alloc_disarm(void);
 long lab_alloc_calls(void);
 /* Allocations made minus blocks freed while counting. */
 long lab_alloc_live(void);
+/* Also counts blocks of at least min bytes (0: stops): how many were made
+ * while counting, and how many more were made than freed (negative when
+ * blocks made before counting were freed). */
+void lab_alloc_track_big(size_t min);
+long lab_alloc_big_calls(void);
+long lab_alloc_big_live(void);
 
 #endif

@@ -1,0 +1,194 @@
+/* What a TLS connection holds between commands, against a real TLS
+ * redis-server: OpenSSL's two record buffers and the read buffer (some
+ * 50 KiB together) stay while the connection is used back to back, and are
+ * given back once it goes quiet, so an idle connection is small without a
+ * free and a remake for every command. Counted with the allocation hook
+ * (blocks of 16 KiB and more: only these three are that large).
+ *
+ * Also: an error the application left in OpenSSL's per-thread error queue
+ * neither breaks reads and writes that have to wait for the socket nor is
+ * wiped by them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/err.h>
+
+#include <hiredis/hiredis.h>
+#include <redtls/redtls.h>
+
+#include "lab.h"
+#include "lab_allochook.h"
+#include "lab_assert.h"
+#include "lab_proxy.h"
+
+#define TOKEN "lab-Buffers-Token-77c1"
+#define BIG 16384
+
+static lab_server redis;
+static redtls_config *cfg;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (lab_init(120) != 0 || lab_certs(NULL) == NULL)
+        return -1;
+    if (lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = TOKEN}) != 0)
+        return -1;
+    if (redtls_config_new(&cfg) != REDTLS_OK || redtls_config_set_host(cfg, "localhost", redis.port) != REDTLS_OK ||
+        redtls_config_set_ca_file(cfg, lab_cert("ca.crt")) != REDTLS_OK ||
+        redtls_config_set_token(cfg, TOKEN) != REDTLS_OK)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redtls_config_free(cfg);
+    lab_stop(&redis);
+    return 0;
+}
+
+static redtls_conn *connected(void)
+{
+    redtls_conn *c = NULL;
+    assert_cfg_status(cfg, redtls_conn_new(cfg, &c), REDTLS_OK);
+    assert_conn_status(c, redtls_conn_connect(c), REDTLS_OK);
+    return c;
+}
+
+static void ping(redtls_conn *c)
+{
+    redisReply *r = NULL;
+    assert_conn_status(c, redtls_conn_command(c, &r, "PING"), REDTLS_OK);
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_STATUS);
+    redtls_reply_free(r);
+}
+
+static void count_big(void)
+{
+    lab_alloc_track_big(BIG);
+    lab_alloc_arm(0);
+}
+
+static void stop_counting(void)
+{
+    lab_alloc_disarm();
+    lab_alloc_track_big(0);
+}
+
+/* Set-up (TLS handshake, AUTH) makes the buffers; a connection that is
+ * connected and not yet used has given them back. */
+static void test_connected_holds_no_buffers(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    count_big();
+    redtls_conn *c = connected();
+    long made = lab_alloc_big_calls(), held = lab_alloc_big_live();
+    stop_counting();
+    print_message("connect: %ld blocks of >= %d bytes made, %ld still held\n", made, BIG, held);
+    assert_true(made >= 2);
+    assert_int_equal(held, 0);
+    redtls_conn_free(c);
+}
+
+/* A command after a quiet moment (here: the first one) makes the buffers
+ * and gives them back when its reply is read; one that follows another
+ * closely keeps them, and so do all the ones after it. */
+static void test_busy_keeps_quiet_gives_back(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    redtls_conn *c = connected();
+    count_big();
+    ping(c);
+    long made = lab_alloc_big_calls(), held = lab_alloc_big_live();
+    print_message("first PING: %ld made, %ld held after it\n", made, held);
+    assert_true(made >= 3);
+    assert_int_equal(held, 0);
+
+    ping(c); /* right after the first: busy, so it keeps them */
+    held = lab_alloc_big_live();
+    print_message("second PING: %ld held after it\n", held);
+    assert_true(held >= 3);
+
+    count_big();
+    for (int i = 0; i < 200; i++)
+        ping(c);
+    made = lab_alloc_big_calls();
+    print_message("200 PINGs back to back: %ld blocks of >= %d bytes made\n", made, BIG);
+    assert_int_equal(made, 0);
+
+    /* Pipelined: the same. */
+    for (int i = 0; i < 128; i++)
+        assert_conn_status(c, redtls_conn_append(c, "PING"), REDTLS_OK);
+    for (int i = 0; i < 128; i++) {
+        redisReply *r = NULL;
+        assert_conn_status(c, redtls_conn_get_reply(c, &r), REDTLS_OK);
+        redtls_reply_free(r);
+    }
+    assert_int_equal(lab_alloc_big_calls(), 0);
+
+    /* Quiet for over a second: the next command gives them back at its
+     * end, so the connection is small while it waits again. */
+    lab_sleep_ms(1100);
+    count_big();
+    ping(c);
+    made = lab_alloc_big_calls();
+    held = lab_alloc_big_live();
+    stop_counting();
+    print_message("PING after 1.1 s quiet: %ld made, %ld given back\n", made, -held);
+    assert_int_equal(made, 0);
+    assert_true(held <= -3);
+    redtls_conn_free(c);
+}
+
+/* The application's own OpenSSL call failed and left an error in the
+ * thread's queue. Reads and writes that must wait for the socket still
+ * work (they do not take the stale entry for their own failure), and the
+ * entry is still there for the application afterwards. */
+static void test_stale_error_in_queue(void **state)
+{
+    (void)state;
+    redtls_conn *c = connected();
+    ERR_clear_error();
+    ERR_raise(ERR_LIB_USER, 77);
+    unsigned long mine = ERR_peek_error();
+    assert_true(mine != 0);
+    for (int i = 0; i < 50; i++)
+        ping(c);
+    for (int i = 0; i < 500; i++)
+        assert_conn_status(c, redtls_conn_append(c, "SET stale:%d %d", i, i), REDTLS_OK);
+    for (int i = 0; i < 500; i++) {
+        redisReply *r = NULL;
+        assert_conn_status(c, redtls_conn_get_reply(c, &r), REDTLS_OK);
+        assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_STATUS);
+        redtls_reply_free(r);
+    }
+    redisReply *r = NULL;
+    assert_conn_status(c, redtls_conn_command(c, &r, "GET stale:499"), REDTLS_OK);
+    assert_string_equal(redtls_reply_str(r, NULL), "499");
+    redtls_reply_free(r);
+    assert_int_equal(ERR_peek_error(), mine);
+    ERR_clear_error();
+    redtls_conn_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connected_holds_no_buffers),
+        cmocka_unit_test(test_busy_keeps_quiet_gives_back),
+        cmocka_unit_test(test_stale_error_in_queue),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
