@@ -1,11 +1,29 @@
+#include <stdlib.h>
+
 #include <hiredis/hiredis.h>
 
 #include "common.h"
 
+/* The same as freeReplyObject() (which stays valid for every reply), with
+ * the common leaves freed here rather than through a call into hiredis. */
 void redtls_reply_free(struct redisReply *reply)
 {
-    if (reply)
+    if (!reply)
+        return;
+    switch (reply->type) {
+    case REDIS_REPLY_INTEGER:
+    case REDIS_REPLY_NIL:
+        break;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        free(reply->str);
+        break;
+    default:
         freeReplyObject(reply);
+        return;
+    }
+    free(reply);
 }
 
 int redtls_reply_type(const struct redisReply *reply)
