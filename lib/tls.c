@@ -65,16 +65,19 @@ static int bio_sock_read(BIO *b, char *buf, int len)
     return (int)n;
 }
 
+/* OpenSSL asks this some ten times per record (mostly whether the BIO does
+ * kernel TLS): the answer is found before anything else is looked up. */
 static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num;
     (void)ptr;
-    redtls__tls_transport *t = BIO_get_data(b);
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1;
-    case BIO_CTRL_EOF:
+    case BIO_CTRL_EOF: {
+        redtls__tls_transport *t = BIO_get_data(b);
         return t ? t->eof : 1;
+    }
     default:
         return 0;
     }
