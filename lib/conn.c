@@ -256,14 +256,15 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
     }
     if (st == REDTLS_OK && c->olen > 0)
         st = redtls__conn_flush(c, deadline, 0);
-    while (st == REDTLS_OK) {
+    for (int reads = 0; st == REDTLS_OK; reads++) {
         if ((st = redtls__reader_get(&c->rd, reply, c->errmsg)) != REDTLS_OK)
             break;
         if (*reply)
             return took_reply(c, *reply);
         /* Reads that find data never wait, so a server that keeps sending
-         * (an endless array) must meet the deadline here. */
-        if (deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline) {
+         * (an endless array) must meet the deadline here; before the first
+         * read the transport's own wait checks it. */
+        if (reads > 0 && deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline) {
             st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "the reply did not complete within the command timeout");
             break;
         }
