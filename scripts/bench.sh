@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # redtls-bench against redis-benchmark (redis-tools, a C client on hiredis
-# with TLS): same machine, same throwaway redis-server, same workload (GET on
+# with TLS). Section "timed": same machine, same throwaway redis-server, same workload (GET on
 # a 100000-key keyspace, one connection, pipeline 1/16/128, TLS and plain),
 # run back to back in alternating order for ROUNDS rounds. Prints per-case
 # medians of throughput and client CPU per operation for both tools, the
@@ -9,15 +9,18 @@
 # 3-master TLS cluster next to the standalone client's against the standalone
 # server. Not part of the test suite: it measures, it does not judge.
 #
-# Usage: scripts/bench.sh
+# Usage: scripts/bench.sh [SECTION...]
+#   Sections, run in this order: timed (above), ir; default all of them.
 # Environment:
+#   SECTIONS  the sections, when none is given as an argument (e.g. SECTIONS=ir)
 #   ROUNDS    rounds per case (default 3)
 #   N         requests per run at P=1; P=16 runs 8*N, P=128 runs 20*N
-#             (default 50000: the whole script takes 2-4 minutes on 2 cores)
+#             (default 50000: the timed section takes 2-4 minutes on 2 cores)
 #   CONNECTS  connects per series in connect mode (default 200)
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
-# Output: a table on stdout; build-bench/bench-results.csv (medians, one
-# value per line) and build-bench/bench-raw.csv (every run).
+# Output: tables on stdout; timed: build-bench/bench-results.csv (medians,
+# one value per line) and build-bench/bench-raw.csv (every run).
+# Builds run under nice with at most 2 jobs (the machine is a shared 2-core box).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +31,13 @@ N=${N:-50000}
 CONNECTS=${CONNECTS:-200}
 PIPELINES=(1 16 128)
 KEYSPACE=100000
+JOBS=$(( $(nproc) < 2 ? $(nproc) : 2 ))
+ALL_SECTIONS="timed"
+SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
+for s in $SECTIONS; do
+  [[ " $ALL_SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' (sections: $ALL_SECTIONS)" >&2; exit 2; }
+done
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: ROUNDS must be a positive number" >&2; exit 2; }
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "bench: N must be a positive number" >&2; exit 2; }
@@ -57,7 +67,7 @@ say "building redtls-bench (Release) in build-bench/"
 mkdir -p "$BUILD"
 if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
          -DREDTLS_BUILD_EXAMPLES=ON -DREDTLS_BUILD_TESTS=OFF &&
-       cmake --build "$BUILD" -j"$(nproc)" --target redtls-bench; } >"$BUILD/bench-build.log" 2>&1; then
+       nice cmake --build "$BUILD" -j"$JOBS" --target redtls-bench; } >"$BUILD/bench-build.log" 2>&1; then
   tail -n 30 "$BUILD/bench-build.log" >&2
   echo "bench: build failed (full log: $BUILD/bench-build.log)" >&2
   exit 1
@@ -107,85 +117,88 @@ requests_for() { # pipeline
   case $1 in 1) echo "$N" ;; 16) echo $((N * 8)) ;; *) echo $((N * 20)) ;; esac
 }
 
-say "filling the keyspace ($KEYSPACE keys, 3-byte values) so GETs find values"
-"$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((KEYSPACE * 5)) -r "$KEYSPACE" --csv >/dev/null
+# The timed section: throughput and client CPU against redis-benchmark,
+# connect cost, syscalls per batch, idle memory, cluster mode.
+section_timed() {
+  say "filling the keyspace ($KEYSPACE keys, 3-byte values) so GETs find values"
+  "$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((KEYSPACE * 5)) -r "$KEYSPACE" --csv >/dev/null
 
-RAW="$BUILD/bench-raw.csv"
-echo "round,transport,pipeline,tool,requests,ops_per_sec,proc_cpu_us_per_op,loop_cpu_us_per_op,p50_us,p99_us" >"$RAW"
+  RAW="$BUILD/bench-raw.csv"
+  echo "round,transport,pipeline,tool,requests,ops_per_sec,proc_cpu_us_per_op,loop_cpu_us_per_op,p50_us,p99_us" >"$RAW"
 
-run_redtls() { # round transport pipeline
-  local n out cpu
-  n=$(requests_for "$3")
-  out=$(timed "$WORK/cpu" "$BENCH" -u "$(url_for "$2")" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-        -r "$KEYSPACE" --csv | tail -n 1)
-  read -r u s _ <"$WORK/cpu"
-  # kind,test,transport,connections,pipeline,requests,value_size,seconds,ops_per_sec,p50_us,p99_us,p999_us,cpu_us_per_op,errors
-  IFS=, read -r _ _ _ _ _ _ _ _ ops p50 p99 _ loopcpu errs <<<"$out"
-  [[ "$errs" == 0 ]] || { echo "bench: redtls-bench had error replies: $out" >&2; exit 1; }
-  cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
-  echo "$1,$2,$3,redtls,$n,$ops,$cpu,$loopcpu,$p50,$p99" >>"$RAW"
-}
-
-run_rb() { # round transport pipeline
-  local n out cpu
-  n=$(requests_for "$3")
-  # shellcheck disable=SC2046
-  out=$(timed "$WORK/cpu" redis-benchmark -h 127.0.0.1 $(rb_tls_args "$2") -a "$TOKEN" -c 1 -P "$3" -t get \
-        -n "$n" -r "$KEYSPACE" -q --csv 2>/dev/null | grep '^"GET"')
-  read -r u s _ <"$WORK/cpu"
-  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-  out=${out//\"/}
-  IFS=, read -r _ ops _ _ p50 _ p99 _ <<<"$out"
-  cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
-  p50=$(python3 -c "print('%.1f' % ($p50 * 1000))")
-  p99=$(python3 -c "print('%.1f' % ($p99 * 1000))")
-  echo "$1,$2,$3,redis-benchmark,$n,$ops,$cpu,,$p50,$p99" >>"$RAW"
-}
-
-CONN_RAW="$WORK/connect.csv"
-: >"$CONN_RAW"
-for round in $(seq "$ROUNDS"); do
-  say "round $round/$ROUNDS"
-  for p in "${PIPELINES[@]}"; do
-    for tr in tls plain; do
-      # Alternate who goes first, so a slow patch of a noisy machine does
-      # not always land on the same tool.
-      if (( (round + p) % 2 )); then
-        run_redtls "$round" "$tr" "$p"; run_rb "$round" "$tr" "$p"
-      else
-        run_rb "$round" "$tr" "$p"; run_redtls "$round" "$tr" "$p"
-      fi
-    done
-  done
-  "$BENCH" -u "$(url_for tls)" --cacert "$CA" --connect "$CONNECTS" --csv | tail -n +2 >>"$CONN_RAW"
-done
-
-# Syscalls per pipelined batch at P=16 over TLS. Two run lengths, so the
-# start-up and handshake syscalls cancel out in the difference.
-SYSCALLS="$WORK/syscalls.txt"
-: >"$SYSCALLS"
-if command -v strace >/dev/null; then
-  say "strace: syscalls per batch at P=16 over TLS"
-  strace_counts() { # tool requests outfile
-    if [[ $1 == redtls ]]; then
-      strace -c -f -o "$3" "$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P 16 -t get -n "$2" -r "$KEYSPACE" \
-        --csv >/dev/null
-    else
-      # shellcheck disable=SC2046
-      strace -c -f -o "$3" redis-benchmark -h 127.0.0.1 $(rb_tls_args tls) -a "$TOKEN" -c 1 -P 16 -t get \
-        -n "$2" -r "$KEYSPACE" -q --csv >/dev/null 2>&1
-    fi
+  run_redtls() { # round transport pipeline
+    local n out cpu
+    n=$(requests_for "$3")
+    out=$(timed "$WORK/cpu" "$BENCH" -u "$(url_for "$2")" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+          -r "$KEYSPACE" --csv | tail -n 1)
+    read -r u s _ <"$WORK/cpu"
+    # kind,test,transport,connections,pipeline,requests,value_size,seconds,ops_per_sec,p50_us,p99_us,p999_us,cpu_us_per_op,errors
+    IFS=, read -r _ _ _ _ _ _ _ _ ops p50 p99 _ loopcpu errs <<<"$out"
+    [[ "$errs" == 0 ]] || { echo "bench: redtls-bench had error replies: $out" >&2; exit 1; }
+    cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
+    echo "$1,$2,$3,redtls,$n,$ops,$cpu,$loopcpu,$p50,$p99" >>"$RAW"
   }
-  for tool in redtls redis-benchmark; do
-    strace_counts "$tool" 16000 "$WORK/strace-$tool-1"
-    strace_counts "$tool" 48000 "$WORK/strace-$tool-2"
-    echo "$tool $WORK/strace-$tool-1 $WORK/strace-$tool-2 $(( (48000 - 16000) / 16 ))" >>"$SYSCALLS"
-  done
-else
-  say "strace not installed: no syscall counts"
-fi
 
-python3 - "$RAW" "$CONN_RAW" "$SYSCALLS" "$BUILD/bench-results.csv" "$ROUNDS" <<'PY'
+  run_rb() { # round transport pipeline
+    local n out cpu
+    n=$(requests_for "$3")
+    # shellcheck disable=SC2046
+    out=$(timed "$WORK/cpu" redis-benchmark -h 127.0.0.1 $(rb_tls_args "$2") -a "$TOKEN" -c 1 -P "$3" -t get \
+          -n "$n" -r "$KEYSPACE" -q --csv 2>/dev/null | grep '^"GET"')
+    read -r u s _ <"$WORK/cpu"
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    out=${out//\"/}
+    IFS=, read -r _ ops _ _ p50 _ p99 _ <<<"$out"
+    cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
+    p50=$(python3 -c "print('%.1f' % ($p50 * 1000))")
+    p99=$(python3 -c "print('%.1f' % ($p99 * 1000))")
+    echo "$1,$2,$3,redis-benchmark,$n,$ops,$cpu,,$p50,$p99" >>"$RAW"
+  }
+
+  CONN_RAW="$WORK/connect.csv"
+  : >"$CONN_RAW"
+  for round in $(seq "$ROUNDS"); do
+    say "round $round/$ROUNDS"
+    for p in "${PIPELINES[@]}"; do
+      for tr in tls plain; do
+        # Alternate who goes first, so a slow patch of a noisy machine does
+        # not always land on the same tool.
+        if (( (round + p) % 2 )); then
+          run_redtls "$round" "$tr" "$p"; run_rb "$round" "$tr" "$p"
+        else
+          run_rb "$round" "$tr" "$p"; run_redtls "$round" "$tr" "$p"
+        fi
+      done
+    done
+    "$BENCH" -u "$(url_for tls)" --cacert "$CA" --connect "$CONNECTS" --csv | tail -n +2 >>"$CONN_RAW"
+  done
+
+  # Syscalls per pipelined batch at P=16 over TLS. Two run lengths, so the
+  # start-up and handshake syscalls cancel out in the difference.
+  SYSCALLS="$WORK/syscalls.txt"
+  : >"$SYSCALLS"
+  if command -v strace >/dev/null; then
+    say "strace: syscalls per batch at P=16 over TLS"
+    strace_counts() { # tool requests outfile
+      if [[ $1 == redtls ]]; then
+        strace -c -f -o "$3" "$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P 16 -t get -n "$2" -r "$KEYSPACE" \
+          --csv >/dev/null
+      else
+        # shellcheck disable=SC2046
+        strace -c -f -o "$3" redis-benchmark -h 127.0.0.1 $(rb_tls_args tls) -a "$TOKEN" -c 1 -P 16 -t get \
+          -n "$2" -r "$KEYSPACE" -q --csv >/dev/null 2>&1
+      fi
+    }
+    for tool in redtls redis-benchmark; do
+      strace_counts "$tool" 16000 "$WORK/strace-$tool-1"
+      strace_counts "$tool" 48000 "$WORK/strace-$tool-2"
+      echo "$tool $WORK/strace-$tool-1 $WORK/strace-$tool-2 $(( (48000 - 16000) / 16 ))" >>"$SYSCALLS"
+    done
+  else
+    say "strace not installed: no syscall counts"
+  fi
+
+  python3 - "$RAW" "$CONN_RAW" "$SYSCALLS" "$BUILD/bench-results.csv" "$ROUNDS" <<'PY'
 import csv, re, statistics, sys
 
 raw, conn_raw, syscalls, out_csv, rounds = sys.argv[1:6]
@@ -288,52 +301,52 @@ print()
 print("Written: %s (medians), %s (every run)" % (out_csv, raw))
 PY
 
-# Resident memory per idle TLS connection (200 connections, each used for
-# one PING, then held open).
-say "idle TLS connections: resident memory"
-"$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
+  # Resident memory per idle TLS connection (200 connections, each used for
+  # one PING, then held open).
+  say "idle TLS connections: resident memory"
+  "$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
 
-# Cluster mode: client CPU per GET of a cluster handle against a 3-master TLS
-# cluster (nodes verified by host name, reached through --resolve) next to a
-# standalone connection against the standalone TLS server, same tool, same
-# workload, alternating order, ROUNDS rounds.
-say "cluster: starting a throwaway 3-master TLS cluster"
-if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
-  RESOLVE=()
-  for i in 1 2 3; do RESOLVE+=(--resolve "node$i.cluster.test:127.0.0.1"); done
-  CURL="rediss://node1.cluster.test:${CLUSTER_PORTS[0]}"
-  "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
-    -r "$KEYSPACE" --csv >/dev/null
-  CL_RAW="$BUILD/bench-cluster-raw.csv"
-  echo "round,mode,pipeline,ops_per_sec,loop_cpu_us_per_op" >"$CL_RAW"
-  run_mode() { # round mode pipeline
-    local n out ops cpu errs
-    n=$(requests_for "$3")
-    if [[ $2 == cluster ]]; then
-      out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-            -r "$KEYSPACE" --csv | tail -n 1)
-    elif [[ $2 == cluster-1slot ]]; then
-      out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-            -r "$KEYSPACE" --hash-tag t --csv | tail -n 1)
-    else
-      out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
-    fi
-    IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ cpu errs <<<"$out"
-    [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
-    echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
-  }
-  "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
-    -r "$KEYSPACE" --hash-tag t --csv >/dev/null
-  for round in $(seq "$ROUNDS"); do
-    for p in 1 16 128; do
-      if (( (round + p) % 2 )); then
-        run_mode "$round" cluster "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" standalone "$p"
+  # Cluster mode: client CPU per GET of a cluster handle against a 3-master TLS
+  # cluster (nodes verified by host name, reached through --resolve) next to a
+  # standalone connection against the standalone TLS server, same tool, same
+  # workload, alternating order, ROUNDS rounds.
+  say "cluster: starting a throwaway 3-master TLS cluster"
+  if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
+    RESOLVE=()
+    for i in 1 2 3; do RESOLVE+=(--resolve "node$i.cluster.test:127.0.0.1"); done
+    CURL="rediss://node1.cluster.test:${CLUSTER_PORTS[0]}"
+    "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
+      -r "$KEYSPACE" --csv >/dev/null
+    CL_RAW="$BUILD/bench-cluster-raw.csv"
+    echo "round,mode,pipeline,ops_per_sec,loop_cpu_us_per_op" >"$CL_RAW"
+    run_mode() { # round mode pipeline
+      local n out ops cpu errs
+      n=$(requests_for "$3")
+      if [[ $2 == cluster ]]; then
+        out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+              -r "$KEYSPACE" --csv | tail -n 1)
+      elif [[ $2 == cluster-1slot ]]; then
+        out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+              -r "$KEYSPACE" --hash-tag t --csv | tail -n 1)
       else
-        run_mode "$round" standalone "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" cluster "$p"
+        out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
       fi
+      IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ cpu errs <<<"$out"
+      [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
+      echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
+    }
+    "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
+      -r "$KEYSPACE" --hash-tag t --csv >/dev/null
+    for round in $(seq "$ROUNDS"); do
+      for p in 1 16 128; do
+        if (( (round + p) % 2 )); then
+          run_mode "$round" cluster "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" standalone "$p"
+        else
+          run_mode "$round" standalone "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" cluster "$p"
+        fi
+      done
     done
-  done
-  python3 - "$CL_RAW" "$ROUNDS" <<'PY'
+    python3 - "$CL_RAW" "$ROUNDS" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 med = lambda m, p, f: statistics.median(float(r[f]) for r in rows if r["mode"] == m and r["pipeline"] == p)
@@ -347,7 +360,12 @@ for p in ("1", "16", "128"):
     print("%-6s %12.0f %12.0f %12.0f | %10.3f %10.3f %10.3f | %7.2f %7.2f" % ("P=" + p, med("cluster", p, "ops_per_sec"),
           med("cluster-1slot", p, "ops_per_sec"), med("standalone", p, "ops_per_sec"), c, o, s, c / s, o / s))
 PY
-  throwaway_cluster_stop
-else
-  say "cluster: could not start the throwaway cluster; no cluster figures"
+    throwaway_cluster_stop
+  else
+    say "cluster: could not start the throwaway cluster; no cluster figures"
+  fi
+}
+
+if want timed; then
+  section_timed
 fi
