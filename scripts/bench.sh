@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
 # redtls-bench against redis-benchmark (redis-tools, a C client on hiredis
-# with TLS): same machine, same throwaway redis-server, same workload (GET on
-# a 100000-key keyspace, one connection, pipeline 1/16/128, TLS and plain),
-# run back to back in alternating order for ROUNDS rounds. Prints per-case
+# with TLS).
+# Section "timed": same machine, same throwaway redis-server, same workload
+# (GET on a 100000-key keyspace, one connection, pipeline 1/16/128, TLS and
+# plain), run back to back in alternating order for ROUNDS rounds. Prints per-case
 # medians of throughput and client CPU per operation for both tools, the
 # TLS/plain ratio, full vs resumed connect cost, and syscalls per pipelined
 # batch (strace), and the cluster client's CPU per operation against a
 # 3-master TLS cluster next to the standalone client's against the standalone
-# server. Not part of the test suite: it measures, it does not judge.
+# server.
+# Section "ir": client instructions per GET counted by callgrind (the
+# figure to trust on a shared, noisy machine), for redtls-bench,
+# redis-benchmark and a plain hiredis 1.2.0 client (scripts/bench/
+# hiredis-bench.c, built here with hiredis_ssl): one connection, TLS 1.3 and
+# plain TCP, pipeline 1/16/128, every key of a 5000-key keyspace set. Each
+# case runs the client alone under callgrind twice, with n and 2n requests;
+# (Ir(2n) - Ir(n)) / n leaves out start-up, connect and handshake. Also the
+# functions costing redtls the most per GET (TLS, P=1 and P=128) and a
+# picture, build-bench/ir.svg, when gnuplot is installed.
+# Not part of the test suite: it measures, it does not judge.
 #
-# Usage: scripts/bench.sh
+# Usage: scripts/bench.sh [SECTION...]
+#   Sections, run in this order: timed, ir; default all of them.
 # Environment:
+#   SECTIONS  the sections, when none is given as an argument (e.g. SECTIONS=ir)
 #   ROUNDS    rounds per case (default 3)
 #   N         requests per run at P=1; P=16 runs 8*N, P=128 runs 20*N
-#             (default 50000: the whole script takes 2-4 minutes on 2 cores)
+#             (default 50000: the timed section takes 2-4 minutes on 2 cores)
 #   CONNECTS  connects per series in connect mode (default 200)
+#   IR_N_P1   ir: the shorter run's requests at P=1 (default 2000; the
+#             longer run makes twice as many)
+#   IR_N_PIPELINED  ir: the same at P=16 and P=128 (default 16000, a
+#             multiple of 128 so every client sends only full batches)
+#   IR_KEYSPACE  ir: keys (default 5000)
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
-# Output: a table on stdout; build-bench/bench-results.csv (medians, one
-# value per line) and build-bench/bench-raw.csv (every run).
+# Output: tables on stdout; timed: build-bench/bench-results.csv (medians,
+# one value per line) and build-bench/bench-raw.csv (every run); ir:
+# build-bench/ir-results.csv (instructions per GET and ratios),
+# build-bench/ir-raw.csv (every callgrind total), build-bench/ir-callgrind/
+# (the four redtls profiles behind the function lists), build-bench/ir.svg.
+# The ir section takes about a minute (45-50 s on this 2-core machine,
+# hiredis already built; building it adds a few seconds).
+# Builds run under nice with at most 2 jobs (the machine is a shared 2-core box).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,11 +52,29 @@ N=${N:-50000}
 CONNECTS=${CONNECTS:-200}
 PIPELINES=(1 16 128)
 KEYSPACE=100000
+JOBS=$(( $(nproc) < 2 ? $(nproc) : 2 ))
+IR_N_P1=${IR_N_P1:-2000}
+IR_N_PIPELINED=${IR_N_PIPELINED:-16000}
+IR_KEYSPACE=${IR_KEYSPACE:-5000}
+ALL_SECTIONS="timed ir"
+SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
+for s in $SECTIONS; do
+  [[ " $ALL_SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' (sections: $ALL_SECTIONS)" >&2; exit 2; }
+done
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: ROUNDS must be a positive number" >&2; exit 2; }
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "bench: N must be a positive number" >&2; exit 2; }
 [[ "$CONNECTS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: CONNECTS must be a positive number" >&2; exit 2; }
-for tool in cmake redis-server redis-benchmark python3 openssl; do
+[[ "$IR_N_P1" =~ ^[1-9][0-9]*$ ]] || { echo "bench: IR_N_P1 must be a positive number" >&2; exit 2; }
+if ! [[ "$IR_N_PIPELINED" =~ ^[1-9][0-9]*$ ]] || (( IR_N_PIPELINED % 128 != 0 )); then
+  echo "bench: IR_N_PIPELINED must be a positive multiple of 128" >&2
+  exit 2
+fi
+[[ "$IR_KEYSPACE" =~ ^[1-9][0-9]*$ ]] || { echo "bench: IR_KEYSPACE must be a positive number" >&2; exit 2; }
+tools=(cmake redis-server redis-benchmark python3 openssl)
+want ir && tools+=(valgrind redis-cli "${CC:-cc}" make)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
 done
 
@@ -57,7 +99,7 @@ say "building redtls-bench (Release) in build-bench/"
 mkdir -p "$BUILD"
 if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
          -DREDTLS_BUILD_EXAMPLES=ON -DREDTLS_BUILD_TESTS=OFF &&
-       cmake --build "$BUILD" -j"$(nproc)" --target redtls-bench; } >"$BUILD/bench-build.log" 2>&1; then
+       nice cmake --build "$BUILD" -j"$JOBS" --target redtls-bench; } >"$BUILD/bench-build.log" 2>&1; then
   tail -n 30 "$BUILD/bench-build.log" >&2
   echo "bench: build failed (full log: $BUILD/bench-build.log)" >&2
   exit 1
@@ -107,85 +149,88 @@ requests_for() { # pipeline
   case $1 in 1) echo "$N" ;; 16) echo $((N * 8)) ;; *) echo $((N * 20)) ;; esac
 }
 
-say "filling the keyspace ($KEYSPACE keys, 3-byte values) so GETs find values"
-"$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((KEYSPACE * 5)) -r "$KEYSPACE" --csv >/dev/null
+# The timed section: throughput and client CPU against redis-benchmark,
+# connect cost, syscalls per batch, idle memory, cluster mode.
+section_timed() {
+  say "filling the keyspace ($KEYSPACE keys, 3-byte values) so GETs find values"
+  "$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((KEYSPACE * 5)) -r "$KEYSPACE" --csv >/dev/null
 
-RAW="$BUILD/bench-raw.csv"
-echo "round,transport,pipeline,tool,requests,ops_per_sec,proc_cpu_us_per_op,loop_cpu_us_per_op,p50_us,p99_us" >"$RAW"
+  RAW="$BUILD/bench-raw.csv"
+  echo "round,transport,pipeline,tool,requests,ops_per_sec,proc_cpu_us_per_op,loop_cpu_us_per_op,p50_us,p99_us" >"$RAW"
 
-run_redtls() { # round transport pipeline
-  local n out cpu
-  n=$(requests_for "$3")
-  out=$(timed "$WORK/cpu" "$BENCH" -u "$(url_for "$2")" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-        -r "$KEYSPACE" --csv | tail -n 1)
-  read -r u s _ <"$WORK/cpu"
-  # kind,test,transport,connections,pipeline,requests,value_size,seconds,ops_per_sec,p50_us,p99_us,p999_us,cpu_us_per_op,errors
-  IFS=, read -r _ _ _ _ _ _ _ _ ops p50 p99 _ loopcpu errs <<<"$out"
-  [[ "$errs" == 0 ]] || { echo "bench: redtls-bench had error replies: $out" >&2; exit 1; }
-  cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
-  echo "$1,$2,$3,redtls,$n,$ops,$cpu,$loopcpu,$p50,$p99" >>"$RAW"
-}
-
-run_rb() { # round transport pipeline
-  local n out cpu
-  n=$(requests_for "$3")
-  # shellcheck disable=SC2046
-  out=$(timed "$WORK/cpu" redis-benchmark -h 127.0.0.1 $(rb_tls_args "$2") -a "$TOKEN" -c 1 -P "$3" -t get \
-        -n "$n" -r "$KEYSPACE" -q --csv 2>/dev/null | grep '^"GET"')
-  read -r u s _ <"$WORK/cpu"
-  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-  out=${out//\"/}
-  IFS=, read -r _ ops _ _ p50 _ p99 _ <<<"$out"
-  cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
-  p50=$(python3 -c "print('%.1f' % ($p50 * 1000))")
-  p99=$(python3 -c "print('%.1f' % ($p99 * 1000))")
-  echo "$1,$2,$3,redis-benchmark,$n,$ops,$cpu,,$p50,$p99" >>"$RAW"
-}
-
-CONN_RAW="$WORK/connect.csv"
-: >"$CONN_RAW"
-for round in $(seq "$ROUNDS"); do
-  say "round $round/$ROUNDS"
-  for p in "${PIPELINES[@]}"; do
-    for tr in tls plain; do
-      # Alternate who goes first, so a slow patch of a noisy machine does
-      # not always land on the same tool.
-      if (( (round + p) % 2 )); then
-        run_redtls "$round" "$tr" "$p"; run_rb "$round" "$tr" "$p"
-      else
-        run_rb "$round" "$tr" "$p"; run_redtls "$round" "$tr" "$p"
-      fi
-    done
-  done
-  "$BENCH" -u "$(url_for tls)" --cacert "$CA" --connect "$CONNECTS" --csv | tail -n +2 >>"$CONN_RAW"
-done
-
-# Syscalls per pipelined batch at P=16 over TLS. Two run lengths, so the
-# start-up and handshake syscalls cancel out in the difference.
-SYSCALLS="$WORK/syscalls.txt"
-: >"$SYSCALLS"
-if command -v strace >/dev/null; then
-  say "strace: syscalls per batch at P=16 over TLS"
-  strace_counts() { # tool requests outfile
-    if [[ $1 == redtls ]]; then
-      strace -c -f -o "$3" "$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P 16 -t get -n "$2" -r "$KEYSPACE" \
-        --csv >/dev/null
-    else
-      # shellcheck disable=SC2046
-      strace -c -f -o "$3" redis-benchmark -h 127.0.0.1 $(rb_tls_args tls) -a "$TOKEN" -c 1 -P 16 -t get \
-        -n "$2" -r "$KEYSPACE" -q --csv >/dev/null 2>&1
-    fi
+  run_redtls() { # round transport pipeline
+    local n out cpu
+    n=$(requests_for "$3")
+    out=$(timed "$WORK/cpu" "$BENCH" -u "$(url_for "$2")" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+          -r "$KEYSPACE" --csv | tail -n 1)
+    read -r u s _ <"$WORK/cpu"
+    # kind,test,transport,connections,pipeline,requests,value_size,seconds,ops_per_sec,p50_us,p99_us,p999_us,cpu_us_per_op,errors
+    IFS=, read -r _ _ _ _ _ _ _ _ ops p50 p99 _ loopcpu errs <<<"$out"
+    [[ "$errs" == 0 ]] || { echo "bench: redtls-bench had error replies: $out" >&2; exit 1; }
+    cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
+    echo "$1,$2,$3,redtls,$n,$ops,$cpu,$loopcpu,$p50,$p99" >>"$RAW"
   }
-  for tool in redtls redis-benchmark; do
-    strace_counts "$tool" 16000 "$WORK/strace-$tool-1"
-    strace_counts "$tool" 48000 "$WORK/strace-$tool-2"
-    echo "$tool $WORK/strace-$tool-1 $WORK/strace-$tool-2 $(( (48000 - 16000) / 16 ))" >>"$SYSCALLS"
-  done
-else
-  say "strace not installed: no syscall counts"
-fi
 
-python3 - "$RAW" "$CONN_RAW" "$SYSCALLS" "$BUILD/bench-results.csv" "$ROUNDS" <<'PY'
+  run_rb() { # round transport pipeline
+    local n out cpu
+    n=$(requests_for "$3")
+    # shellcheck disable=SC2046
+    out=$(timed "$WORK/cpu" redis-benchmark -h 127.0.0.1 $(rb_tls_args "$2") -a "$TOKEN" -c 1 -P "$3" -t get \
+          -n "$n" -r "$KEYSPACE" -q --csv 2>/dev/null | grep '^"GET"')
+    read -r u s _ <"$WORK/cpu"
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    out=${out//\"/}
+    IFS=, read -r _ ops _ _ p50 _ p99 _ <<<"$out"
+    cpu=$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")
+    p50=$(python3 -c "print('%.1f' % ($p50 * 1000))")
+    p99=$(python3 -c "print('%.1f' % ($p99 * 1000))")
+    echo "$1,$2,$3,redis-benchmark,$n,$ops,$cpu,,$p50,$p99" >>"$RAW"
+  }
+
+  CONN_RAW="$WORK/connect.csv"
+  : >"$CONN_RAW"
+  for round in $(seq "$ROUNDS"); do
+    say "round $round/$ROUNDS"
+    for p in "${PIPELINES[@]}"; do
+      for tr in tls plain; do
+        # Alternate who goes first, so a slow patch of a noisy machine does
+        # not always land on the same tool.
+        if (( (round + p) % 2 )); then
+          run_redtls "$round" "$tr" "$p"; run_rb "$round" "$tr" "$p"
+        else
+          run_rb "$round" "$tr" "$p"; run_redtls "$round" "$tr" "$p"
+        fi
+      done
+    done
+    "$BENCH" -u "$(url_for tls)" --cacert "$CA" --connect "$CONNECTS" --csv | tail -n +2 >>"$CONN_RAW"
+  done
+
+  # Syscalls per pipelined batch at P=16 over TLS. Two run lengths, so the
+  # start-up and handshake syscalls cancel out in the difference.
+  SYSCALLS="$WORK/syscalls.txt"
+  : >"$SYSCALLS"
+  if command -v strace >/dev/null; then
+    say "strace: syscalls per batch at P=16 over TLS"
+    strace_counts() { # tool requests outfile
+      if [[ $1 == redtls ]]; then
+        strace -c -f -o "$3" "$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P 16 -t get -n "$2" -r "$KEYSPACE" \
+          --csv >/dev/null
+      else
+        # shellcheck disable=SC2046
+        strace -c -f -o "$3" redis-benchmark -h 127.0.0.1 $(rb_tls_args tls) -a "$TOKEN" -c 1 -P 16 -t get \
+          -n "$2" -r "$KEYSPACE" -q --csv >/dev/null 2>&1
+      fi
+    }
+    for tool in redtls redis-benchmark; do
+      strace_counts "$tool" 16000 "$WORK/strace-$tool-1"
+      strace_counts "$tool" 48000 "$WORK/strace-$tool-2"
+      echo "$tool $WORK/strace-$tool-1 $WORK/strace-$tool-2 $(( (48000 - 16000) / 16 ))" >>"$SYSCALLS"
+    done
+  else
+    say "strace not installed: no syscall counts"
+  fi
+
+  python3 - "$RAW" "$CONN_RAW" "$SYSCALLS" "$BUILD/bench-results.csv" "$ROUNDS" <<'PY'
 import csv, re, statistics, sys
 
 raw, conn_raw, syscalls, out_csv, rounds = sys.argv[1:6]
@@ -288,52 +333,52 @@ print()
 print("Written: %s (medians), %s (every run)" % (out_csv, raw))
 PY
 
-# Resident memory per idle TLS connection (200 connections, each used for
-# one PING, then held open).
-say "idle TLS connections: resident memory"
-"$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
+  # Resident memory per idle TLS connection (200 connections, each used for
+  # one PING, then held open).
+  say "idle TLS connections: resident memory"
+  "$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
 
-# Cluster mode: client CPU per GET of a cluster handle against a 3-master TLS
-# cluster (nodes verified by host name, reached through --resolve) next to a
-# standalone connection against the standalone TLS server, same tool, same
-# workload, alternating order, ROUNDS rounds.
-say "cluster: starting a throwaway 3-master TLS cluster"
-if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
-  RESOLVE=()
-  for i in 1 2 3; do RESOLVE+=(--resolve "node$i.cluster.test:127.0.0.1"); done
-  CURL="rediss://node1.cluster.test:${CLUSTER_PORTS[0]}"
-  "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
-    -r "$KEYSPACE" --csv >/dev/null
-  CL_RAW="$BUILD/bench-cluster-raw.csv"
-  echo "round,mode,pipeline,ops_per_sec,loop_cpu_us_per_op" >"$CL_RAW"
-  run_mode() { # round mode pipeline
-    local n out ops cpu errs
-    n=$(requests_for "$3")
-    if [[ $2 == cluster ]]; then
-      out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-            -r "$KEYSPACE" --csv | tail -n 1)
-    elif [[ $2 == cluster-1slot ]]; then
-      out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-            -r "$KEYSPACE" --hash-tag t --csv | tail -n 1)
-    else
-      out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
-    fi
-    IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ cpu errs <<<"$out"
-    [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
-    echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
-  }
-  "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
-    -r "$KEYSPACE" --hash-tag t --csv >/dev/null
-  for round in $(seq "$ROUNDS"); do
-    for p in 1 16 128; do
-      if (( (round + p) % 2 )); then
-        run_mode "$round" cluster "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" standalone "$p"
+  # Cluster mode: client CPU per GET of a cluster handle against a 3-master TLS
+  # cluster (nodes verified by host name, reached through --resolve) next to a
+  # standalone connection against the standalone TLS server, same tool, same
+  # workload, alternating order, ROUNDS rounds.
+  say "cluster: starting a throwaway 3-master TLS cluster"
+  if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
+    RESOLVE=()
+    for i in 1 2 3; do RESOLVE+=(--resolve "node$i.cluster.test:127.0.0.1"); done
+    CURL="rediss://node1.cluster.test:${CLUSTER_PORTS[0]}"
+    "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
+      -r "$KEYSPACE" --csv >/dev/null
+    CL_RAW="$BUILD/bench-cluster-raw.csv"
+    echo "round,mode,pipeline,ops_per_sec,loop_cpu_us_per_op" >"$CL_RAW"
+    run_mode() { # round mode pipeline
+      local n out ops cpu errs
+      n=$(requests_for "$3")
+      if [[ $2 == cluster ]]; then
+        out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+              -r "$KEYSPACE" --csv | tail -n 1)
+      elif [[ $2 == cluster-1slot ]]; then
+        out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
+              -r "$KEYSPACE" --hash-tag t --csv | tail -n 1)
       else
-        run_mode "$round" standalone "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" cluster "$p"
+        out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
       fi
+      IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ cpu errs <<<"$out"
+      [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
+      echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
+    }
+    "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
+      -r "$KEYSPACE" --hash-tag t --csv >/dev/null
+    for round in $(seq "$ROUNDS"); do
+      for p in 1 16 128; do
+        if (( (round + p) % 2 )); then
+          run_mode "$round" cluster "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" standalone "$p"
+        else
+          run_mode "$round" standalone "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" cluster "$p"
+        fi
+      done
     done
-  done
-  python3 - "$CL_RAW" "$ROUNDS" <<'PY'
+    python3 - "$CL_RAW" "$ROUNDS" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 med = lambda m, p, f: statistics.median(float(r[f]) for r in rows if r["mode"] == m and r["pipeline"] == p)
@@ -347,7 +392,311 @@ for p in ("1", "16", "128"):
     print("%-6s %12.0f %12.0f %12.0f | %10.3f %10.3f %10.3f | %7.2f %7.2f" % ("P=" + p, med("cluster", p, "ops_per_sec"),
           med("cluster-1slot", p, "ops_per_sec"), med("standalone", p, "ops_per_sec"), c, o, s, c / s, o / s))
 PY
-  throwaway_cluster_stop
-else
-  say "cluster: could not start the throwaway cluster; no cluster figures"
+    throwaway_cluster_stop
+  else
+    say "cluster: could not start the throwaway cluster; no cluster figures"
+  fi
+}
+
+# The instruction-count section (see the top of this file).
+section_ir() {
+  local start=$SECONDS h1 log ssl_line
+  say "ir: hiredis 1.2.0 with hiredis_ssl (scripts/hiredis1.sh, HIREDIS1_SSL=1) in build-bench/hiredis1-ssl/"
+  log="$BUILD/hiredis1-ssl.log"
+  if ! HIREDIS1_SSL=1 JOBS=$JOBS nice "$ROOT/scripts/hiredis1.sh" "$BUILD/hiredis1-ssl" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "bench: building hiredis 1.2.0 with SSL failed (log: $log)" >&2
+    exit 1
+  fi
+  h1=$(tail -n 1 "$log")
+  HBENCH="$BUILD/hiredis-bench"
+  # Static hiredis, so the system's hiredis 0.14 is never loaded instead.
+  if ! nice "${CC:-cc}" -O2 -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -I"$h1/include" -o "$HBENCH" \
+       "$ROOT/scripts/bench/hiredis-bench.c" "$h1/lib/libhiredis_ssl.a" "$h1/lib/libhiredis.a" -lssl -lcrypto; then
+    echo "bench: building scripts/bench/hiredis-bench.c failed" >&2
+    exit 1
+  fi
+
+  ssl_line=$(openssl s_client -connect "127.0.0.1:$TLS_PORT" -CAfile "$CA" -servername localhost -brief \
+             </dev/null 2>&1 | sed -n 's/^\(Protocol version\|Ciphersuite\): //p' | paste -sd ' ' -)
+  say "ir: the server's TLS port negotiates ${ssl_line:-(openssl s_client could not tell)}"
+
+  say "ir: setting every key of a $IR_KEYSPACE-key keyspace (3-byte values)"
+  # Random keys: n = keyspace would leave about 37% of them unset, 20 draws
+  # per key leave none (checked below, EXISTS in chunks of 1000 keys).
+  "$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((IR_KEYSPACE * 20)) -r "$IR_KEYSPACE" --csv >/dev/null
+  local i present
+  present=$(for ((i = 0; i < IR_KEYSPACE; i += 1000)); do
+              printf 'EXISTS %s\n' "$(seq -f 'key:%012.0f' "$i" $((i + 999 < IR_KEYSPACE - 1 ? i + 999 : IR_KEYSPACE - 1)) |
+                                      paste -sd ' ' -)"
+            done | REDISCLI_AUTH=$TOKEN redis-cli -h 127.0.0.1 -p "$PLAIN_PORT" | awk '{ s += $1 } END { print s + 0 }')
+  [[ "$present" == "$IR_KEYSPACE" ]] ||
+    { echo "bench: only $present of the $IR_KEYSPACE keys are set; GETs would miss" >&2; exit 1; }
+
+  rm -f "$BUILD/ir.svg"
+  IR_RAW="$BUILD/ir-raw.csv"
+  IR_KEEP="$BUILD/ir-callgrind"
+  rm -rf "$IR_KEEP"
+  mkdir -p "$IR_KEEP" "$WORK/ir"
+  echo "transport,pipeline,client,requests,ir_total,nil_replies" >"$IR_RAW"
+  local transport p client n req out cmd port total nils errs
+  for transport in tls plain; do
+    if [[ $transport == tls ]]; then port=$TLS_PORT; else port=$PLAIN_PORT; fi
+    for p in "${PIPELINES[@]}"; do
+      if [[ $p == 1 ]]; then n=$IR_N_P1; else n=$IR_N_PIPELINED; fi
+      for client in redtls redis-benchmark hiredis; do
+        say "ir: $transport P=$p $client: $n and $((2 * n)) GETs under callgrind"
+        for req in "$n" $((2 * n)); do
+          case $client in
+            redtls)
+              # The TLS URL names localhost (SNI and the name verified, as
+              # for the other two) and --resolve spares the lookup.
+              if [[ $transport == tls ]]; then
+                cmd=("$BENCH" -u "rediss://localhost:$port" --resolve localhost:127.0.0.1 --cacert "$CA")
+              else
+                cmd=("$BENCH" -u "redis://127.0.0.1:$port")
+              fi
+              cmd+=(-c 1 -P "$p" -t get -n "$req" -r "$IR_KEYSPACE" --csv) ;;
+            redis-benchmark)
+              # --csv: without it a 250 ms timer prints progress and walks
+              # the latency histogram (hdr_mean) each time, a cost that
+              # grows with wall time, which callgrind stretches: ~1,750
+              # instructions per GET at P=1 that a native run hardly pays.
+              cmd=(redis-benchmark -h 127.0.0.1 -p "$port")
+              [[ $transport == tls ]] && cmd+=(--tls --cacert "$CA" --sni localhost)
+              cmd+=(-a "$TOKEN" -c 1 -P "$p" -t get -n "$req" -r "$IR_KEYSPACE" -q --csv) ;;
+            hiredis)
+              cmd=("$HBENCH" -h 127.0.0.1 -p "$port")
+              [[ $transport == tls ]] && cmd+=(--tls --cacert "$CA" --sni localhost)
+              cmd+=(-P "$p" -n "$req" -r "$IR_KEYSPACE") ;;
+          esac
+          out="$WORK/ir/$client-$transport-P$p-$req"
+          # The client binary itself under valgrind (no wrapper, children
+          # not followed), so only its instructions are counted.
+          if ! nice valgrind --tool=callgrind --callgrind-out-file="$out.cg" "${cmd[@]}" \
+               >"$out.stdout" 2>"$out.stderr"; then
+            tail -n 20 "$out.stderr" >&2
+            echo "bench: $client failed under callgrind ($transport P=$p, $req GETs)" >&2
+            exit 1
+          fi
+          nils=""
+          case $client in
+            redtls)
+              IFS=, read -r _ _ _ _ _ _ _ _ _ _ _ _ _ errs < <(tail -n 1 "$out.stdout")
+              [[ "$errs" == 0 ]] || { echo "bench: redtls-bench had error replies: $(tail -n 1 "$out.stdout")" >&2; exit 1; } ;;
+            redis-benchmark)
+              if ! grep -q '^"GET",' "$out.stdout" ||
+                 grep -v '^==' "$out.stderr" | grep -qi 'error'; then
+                grep -v '^==' "$out.stderr" | tail -n 5 >&2
+                echo "bench: redis-benchmark did not finish its GETs cleanly ($transport P=$p)" >&2
+                exit 1
+              fi ;;
+            hiredis)
+              nils=$(sed -n 's/.* found a value, \([0-9]*\) nil$/\1/p' "$out.stdout")
+              [[ "$nils" == 0 ]] || say "ir: WARNING: hiredis-bench found ${nils:-?} keys missing ($transport P=$p)" ;;
+          esac
+          total=$(sed -n 's/^totals: *//p' "$out.cg")
+          [[ "$total" =~ ^[0-9]+$ ]] || { echo "bench: no 'totals:' line in $out.cg" >&2; exit 1; }
+          echo "$transport,$p,$client,$req,$total,$nils" >>"$IR_RAW"
+          if [[ $client == redtls && $transport == tls && ( $p == 1 || $p == 128 ) ]]; then
+            mv "$out.cg" "$IR_KEEP/redtls-tls-P$p-$req.callgrind"
+          fi
+          rm -f "$out.cg" "$out.stdout" "$out.stderr"
+        done
+      done
+    done
+  done
+
+  local ops=""
+  if want timed && [[ -f "$BUILD/bench-results.csv" ]]; then ops="$BUILD/bench-results.csv"; fi
+  python3 - "$IR_RAW" "$BUILD/ir-results.csv" "$IR_KEEP" "$WORK/ir" "$ops" "$IR_KEYSPACE" <<'PY'
+import csv, os, re, sys
+
+raw, out_csv, keep, plot_dir, ops_csv, keyspace = sys.argv[1:7]
+rows = list(csv.DictReader(open(raw)))
+CLIENTS = ("redtls", "redis-benchmark", "hiredis")
+per_get, nreq = {}, {}
+for tr in ("tls", "plain"):
+    for p in (1, 16, 128):
+        for c in CLIENTS:
+            runs = sorted((int(r["requests"]), int(r["ir_total"])) for r in rows
+                          if r["transport"] == tr and r["pipeline"] == str(p) and r["client"] == c)
+            (n1, ir1), (n2, ir2) = runs
+            per_get[tr, p, c] = (ir2 - ir1) / (n2 - n1)
+            nreq[tr, p] = n1
+
+print()
+print("Client instructions per GET (callgrind Ir of the client process alone, (Ir(2n) - Ir(n)) / n:")
+print("start-up, connect, TLS handshake and AUTH cancel out). GET, 1 connection, keyspace %s," % keyspace)
+print("every key set (3-byte values), loopback; TLS 1.3. r-b = redis-benchmark 7.0 (its own hiredis")
+print("and TLS); hiredis = hiredis 1.2.0 + hiredis_ssl, redisAppendCommandArgv x P then redisGetReply")
+print("x P (scripts/bench/hiredis-bench.c; its --format, the printf-style call, costs ~2,400 more per GET).")
+print()
+hdr = "%-6s %4s %7s | %10s %10s %10s | %9s %13s"
+print(hdr % ("", "P", "n", "redtls", "r-b", "hiredis", "redtls/r-b", "redtls/hiredis"))
+results = []
+for tr in ("tls", "plain"):
+    for p in (1, 16, 128):
+        r, b, h = (per_get[tr, p, c] for c in CLIENTS)
+        print("%-6s %4d %7d | %10s %10s %10s | %9.2f %13.2f"
+              % ("TLS" if tr == "tls" else "plain", p, nreq[tr, p], format(round(r), ","),
+                 format(round(b), ","), format(round(h), ","), r / b, r / h))
+        results.append((tr, p, nreq[tr, p], r, b, h, r / b, r / h))
+    print()
+with open(out_csv, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["transport", "pipeline", "n", "redtls_ir_per_get", "redis_benchmark_ir_per_get",
+                "hiredis_ir_per_get", "ratio_redtls_vs_rb", "ratio_redtls_vs_hiredis"])
+    for tr, p, n, r, b, h, rb, rh in results:
+        w.writerow([tr, p, n, round(r), round(b), round(h), "%.3f" % rb, "%.3f" % rh])
+
+# Per function: the same difference of the two runs. Read from the callgrind
+# files directly: callgrind_annotate splits a function into one row per
+# source file its code came from (inlined header code) and repeats inclusive
+# rows, which would make a top list of duplicates.
+def profile(path):
+    """Self and inclusive Ir per (object, function); calls of a function to
+    itself are not added to its inclusive cost."""
+    space = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl", "cfl": "fl",
+             "fn": "fn", "cfn": "fn"}
+    names = {"ob": {}, "fl": {}, "fn": {}}
+    self_ir, calls_ir = {}, {}
+    ob = fn = cob = cfn = None
+    in_call = False
+    for line in open(path):
+        if line[0].isdigit() or line[0] in "+-*":
+            parts = line.split()
+            ir = int(parts[1]) if len(parts) > 1 else 0
+            if in_call:
+                if (cob or ob, cfn) != (ob, fn):
+                    calls_ir[ob, fn] = calls_ir.get((ob, fn), 0) + ir
+                in_call, cob = False, None
+            else:
+                self_ir[ob, fn] = self_ir.get((ob, fn), 0) + ir
+            continue
+        key, eq, val = line.rstrip("\n").partition("=")
+        if eq and key in space:
+            m = re.match(r"\((\d+)\)(?: (.*))?$", val)
+            if m:
+                table = names[space[key]]
+                if m.group(2) is not None:
+                    table[m.group(1)] = m.group(2)
+                val = table[m.group(1)]
+            if key == "ob":
+                ob = val
+            elif key == "fn":
+                fn = val
+            elif key == "cob":
+                cob = val
+            elif key == "cfn":
+                cfn = val
+        elif eq and key == "calls":
+            in_call = True
+    incl = {k: self_ir.get(k, 0) + calls_ir.get(k, 0) for k in set(self_ir) | set(calls_ir)}
+    return self_ir, incl
+def label(k):
+    ob, fn = k
+    if re.match(r"0x[0-9a-f]+$", fn):
+        fn = "%#x" % int(fn, 16)
+    return "%s  (%s)" % (fn, os.path.basename(ob or "?"))
+for p in (1, 128):
+    n = nreq["tls", p]
+    files = [os.path.join(keep, "redtls-tls-P%d-%d.callgrind" % (p, k)) for k in (n, 2 * n)]
+    (self1, inc1), (self2, inc2) = profile(files[0]), profile(files[1])
+    keys = set(inc1) | set(inc2)
+    incl = {k: (inc2.get(k, 0) - inc1.get(k, 0)) / n for k in keys}
+    own = {k: (self2.get(k, 0) - self1.get(k, 0)) / n for k in keys}
+    # The start-up frames above main cost what main costs; leave them out.
+    mains = [k for k in keys if k[1] == "main" and os.path.basename(k[0] or "") == "redtls-bench"]
+    top = max((incl[k] for k in mains), default=float("inf"))
+    shown = [k for k in keys if k in mains or incl[k] < top - 0.5]
+    print("redtls, TLS, P=%d: top 15 functions by inclusive instructions per GET" % p)
+    print("(per function (Ir(%d GETs) - Ir(%d GETs)) / %d; self = its own instructions; the" % (2 * n, n, n))
+    print("frames above main left out; addresses: libssl/libcrypto have no symbols here)")
+    print("%10s %10s  %s" % ("incl/GET", "self/GET", "function  (object)"))
+    for k in sorted(shown, key=lambda k: (-incl[k], label(k)))[:15]:
+        print("%10s %10s  %s" % (format(round(incl[k]), ","), format(round(own[k]), ","), label(k)))
+    print()
+print("Profiles (callgrind_annotate --inclusive=yes FILE reads them): %s" % keep)
+
+# Data for the picture: instructions per GET by depth, and ops/s from the
+# timed section of this run when there is one.
+with open(os.path.join(plot_dir, "ir.dat"), "w") as f:
+    f.write("# P redtls_tls rb_tls hiredis_tls redtls_plain rb_plain hiredis_plain\n")
+    for p in (1, 16, 128):
+        f.write("%d %s\n" % (p, " ".join("%.1f" % per_get[tr, p, c] for tr in ("tls", "plain") for c in CLIENTS)))
+if ops_csv:
+    vals = {(r["case"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(ops_csv))
+            if r["section"] == "throughput"}
+    with open(os.path.join(plot_dir, "ops.dat"), "w") as f:
+        f.write("# P redtls_tls rb_tls redtls_plain rb_plain (ops/s, medians)\n")
+        for p in (1, 16, 128):
+            f.write("%d %s\n" % (p, " ".join("%.0f" % vals["%s-P%d" % (tr, p), m]
+                                           for tr in ("tls", "plain")
+                                           for m in ("redtls_ops_per_sec", "redis_benchmark_ops_per_sec"))))
+print("Written: %s (instructions per GET), %s (every callgrind total)" % (out_csv, raw))
+PY
+
+  ir_plot "$WORK/ir/ir.dat" "$WORK/ir/ops.dat" "$BUILD/ir.svg"
+  say "ir: section took $((SECONDS - start)) s"
+}
+
+# ir_plot IR_DAT OPS_DAT SVG: instructions per GET by depth, and ops/s by
+# depth beside it when OPS_DAT exists, as one SVG.
+ir_plot() {
+  local ir_dat=$1 ops_dat=$2 svg=$3 gp="$WORK/ir/plot.gp" layout size
+  if ! command -v gnuplot >/dev/null; then
+    say "ir: gnuplot is not installed, so no picture (apt-get install gnuplot-nox)"
+    return 0
+  fi
+  if [[ -f "$ops_dat" ]]; then layout="1,2"; size="1280,560"; else layout="1,1"; size="680,560"; fi
+  cat >"$gp" <<GP
+set terminal svg size $size dynamic noenhanced font "sans,12" background rgb "white"
+set output "$svg"
+set multiplot layout $layout title "GET, 1 connection, loopback: redtls vs redis-benchmark 7.0 vs hiredis 1.2.0"
+set logscale x 2
+set xrange [0.7:180]
+set xtics ("1" 1, "16" 16, "128" 128)
+set logscale y
+set autoscale yfix
+set offsets 0, 0, graph 0.08, graph 0.08
+set grid
+set key outside below center horizontal maxrows 3 height 1
+set xlabel offset 0, 0.5
+set xlabel "pipeline depth"
+set ylabel "client instructions per GET"
+set ytics ("500" 500, "1,000" 1000, "2,000" 2000, "5,000" 5000, "10,000" 10000, "20,000" 20000, "50,000" 50000)
+set title "Instructions per GET (callgrind, client only)\nsolid: TLS 1.3, dashed: plain TCP"
+plot "$ir_dat" u 1:2 w lp lw 2 pt 7 lc rgb "#d95f02" t "redtls (TLS)", \\
+     "$ir_dat" u 1:3 w lp lw 2 pt 5 lc rgb "#1b9e77" t "redis-benchmark (TLS)", \\
+     "$ir_dat" u 1:4 w lp lw 2 pt 9 lc rgb "#7570b3" t "hiredis (TLS)", \\
+     "$ir_dat" u 1:5 w lp lw 1 dt 2 pt 6 lc rgb "#d95f02" t "redtls (plain)", \\
+     "$ir_dat" u 1:6 w lp lw 1 dt 2 pt 4 lc rgb "#1b9e77" t "redis-benchmark (plain)", \\
+     "$ir_dat" u 1:7 w lp lw 1 dt 2 pt 8 lc rgb "#7570b3" t "hiredis (plain)"
+GP
+  if [[ -f "$ops_dat" ]]; then
+    cat >>"$gp" <<GP
+set ylabel "GET/s (median of $ROUNDS rounds)"
+set ytics ("10k" 1e4, "20k" 2e4, "50k" 5e4, "100k" 1e5, "200k" 2e5, "500k" 5e5, "1M" 1e6, "2M" 2e6, "5M" 5e6)
+set title "Throughput (timed section; hiredis not in it)\nsolid: TLS 1.3, dashed: plain TCP"
+plot "$ops_dat" u 1:2 w lp lw 2 pt 7 lc rgb "#d95f02" t "redtls (TLS)", \\
+     "$ops_dat" u 1:3 w lp lw 2 pt 5 lc rgb "#1b9e77" t "redis-benchmark (TLS)", \\
+     "$ops_dat" u 1:4 w lp lw 1 dt 2 pt 6 lc rgb "#d95f02" t "redtls (plain)", \\
+     "$ops_dat" u 1:5 w lp lw 1 dt 2 pt 4 lc rgb "#1b9e77" t "redis-benchmark (plain)"
+GP
+  fi
+  echo "unset multiplot" >>"$gp"
+  if gnuplot "$gp" 2>"$WORK/ir/plot.err"; then
+    say "ir: picture in $svg"
+  else
+    cat "$WORK/ir/plot.err" >&2
+    say "ir: gnuplot failed; no picture"
+  fi
+}
+
+if want timed; then
+  section_timed
+fi
+if want ir; then
+  section_ir
 fi

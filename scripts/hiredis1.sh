@@ -9,6 +9,9 @@
 #   DIR/prefix/   the install: include/hiredis/, lib/libhiredis.so.1.1.0,
 #                 lib/pkgconfig/hiredis.pc
 # Environment: JOBS (default 2), CC.
+#   HIREDIS1_SSL=1 also builds hiredis_ssl (lib/libhiredis_ssl.a, .so,
+#                 include/hiredis/hiredis_ssl.h), for scripts/bench.sh's
+#                 hiredis client; give it its own DIR. Default 0: no SSL.
 # Prints the prefix on its last line. A second run reuses a finished install.
 #
 # Debian 12 has no hiredis 1.x package and this machine reaches only Debian
@@ -20,6 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=${1:-$ROOT/build-hiredis1}
 JOBS=${JOBS:-2}
+SSL=${HIREDIS1_SSL:-0}
 
 PACKAGE=redis-fast-driver@2.2.6
 TARBALL=redis-fast-driver-2.2.6.tgz
@@ -34,13 +38,17 @@ die() {
   exit 1
 }
 
+[[ "$SSL" == 0 || "$SSL" == 1 ]] || die "HIREDIS1_SSL must be 0 or 1, not '$SSL'"
+
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 CACHE=$DIR/cache
 SRC=$DIR/src
 PREFIX=$DIR/prefix
-# Written last, so an interrupted build is redone rather than reused.
+# Written last, so an interrupted build is redone rather than reused. It
+# names the SSL choice, so a prefix built one way is never taken for the other.
 STAMP=$PREFIX/.redtls-hiredis-$WANT_VERSION-$SHA256
+[[ "$SSL" == 1 ]] && STAMP=$STAMP-ssl
 
 if [[ -f "$STAMP" ]]; then
   echo "hiredis1: hiredis $WANT_VERSION already installed"
@@ -84,13 +92,16 @@ fi
 echo "hiredis1: deps/hiredis/hiredis.h is hiredis $major.$minor.$patch"
 
 # hiredis's Makefile takes LIBRARY_PATH (the compiler's search path, set on
-# some machines) as its own install sub-directory; USE_SSL stays 0 (redtls
-# does its own TLS).
-echo "hiredis1: building into $PREFIX"
-env -u LIBRARY_PATH make -C "$HIREDIS_SRC" -j"$JOBS" PREFIX="$PREFIX" USE_SSL=0 ${CC:+CC="$CC"} install >"$DIR/build.log" 2>&1 \
+# some machines) as its own install sub-directory; USE_SSL stays 0 unless
+# asked for (redtls does its own TLS; only the benchmark's hiredis client
+# needs hiredis_ssl).
+echo "hiredis1: building into $PREFIX (USE_SSL=$SSL)"
+env -u LIBRARY_PATH make -C "$HIREDIS_SRC" -j"$JOBS" PREFIX="$PREFIX" USE_SSL="$SSL" ${CC:+CC="$CC"} install >"$DIR/build.log" 2>&1 \
   || { tail -n 40 "$DIR/build.log" >&2; die "hiredis build failed (log: $DIR/build.log)"; }
 
-for f in include/hiredis/hiredis.h lib/pkgconfig/hiredis.pc; do
+want_files=(include/hiredis/hiredis.h lib/pkgconfig/hiredis.pc)
+[[ "$SSL" == 1 ]] && want_files+=(include/hiredis/hiredis_ssl.h lib/libhiredis_ssl.a)
+for f in "${want_files[@]}"; do
   [[ -f "$PREFIX/$f" ]] || die "install: $PREFIX/$f missing"
 done
 pc_version=$(PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" PKG_CONFIG_LIBDIR="$PREFIX/lib/pkgconfig" pkg-config --modversion hiredis)
