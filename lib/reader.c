@@ -297,10 +297,102 @@ static redtls_status check_pending(redtls__reader *rd, char *err)
     return REDTLS_OK;
 }
 
+/* Where hiredis stops being able to skip a consumed prefix cheaply: it
+ * drops the consumed bytes once 1 KiB is behind its cursor, after a reply
+ * it parsed itself. Past that mark the next reply is left to hiredis. */
+#define REDTLS__FAST_POS_MAX 1024
+
+/* Reads "<digits>\r\n" at p (before end): 1 to 18 digits, no leading
+ * zero (hiredis 1.x refuses those, 0.14 takes them: either way hiredis
+ * decides). *v and the end of the line, or NULL. */
+static char *clean_number(char *p, const char *end, long long *v)
+{
+    long long n = 0;
+    const char *start = p;
+    while (p < end && *p >= '0' && *p <= '9' && p - start < 18)
+        n = n * 10 + (*p++ - '0');
+    if (p == start || (*start == '0' && p - start > 1) || end - p < 2 || p[0] != '\r' || p[1] != '\n')
+        return NULL;
+    *v = n;
+    return p + 2;
+}
+
+/* The top-level reply at the cursor when it is complete and plain (see
+ * reader.h), made by the same callbacks hiredis would call, with the cursor
+ * where hiredis has it at that moment (the limits count unparsed bytes);
+ * NULL leaves everything as it was for hiredis. */
+static redisReply *take_simple(redtls__reader *rd)
+{
+    redisReader *r = rd->r;
+    if (r->err || r->ridx != -1 || r->pos >= REDTLS__FAST_POS_MAX || r->len - r->pos < 4)
+        return NULL;
+    char *start = r->buf + r->pos, *p = start + 1;
+    const char *end = r->buf + r->len;
+    redisReadTask task = {.type = REDIS_REPLY_STRING, .idx = -1, .privdata = r->privdata};
+    redisReply *obj = NULL;
+    size_t was = r->pos, next;
+    long long v;
+    switch (*start) {
+    case '$': {
+        if (p[0] == '-' && p[1] == '1' && end - p >= 4 && p[2] == '\r' && p[3] == '\n') {
+            r->pos = was + 1;
+            obj = create_nil(&task);
+            next = was + 5;
+            break;
+        }
+        char *body = clean_number(p, end, &v);
+        if (!body || (size_t)(end - body) < (size_t)v + 2 || body[v] != '\r' || body[v + 1] != '\n')
+            return NULL;
+        r->pos = was + 1;
+        obj = create_string(&task, body, (size_t)v);
+        next = (size_t)(body + v + 2 - r->buf);
+        break;
+    }
+    case ':': {
+        int neg = p < end && *p == '-';
+        const char *after = clean_number(p + neg, end, &v);
+        if (!after || (neg && v == 0))
+            return NULL;
+        next = r->pos = (size_t)(after - r->buf);
+        obj = create_integer(&task, neg ? -v : v);
+        break;
+    }
+    case '+':
+    case '-': {
+        char *q = p;
+        while (q < end && *q != '\r' && *q != '\n')
+            q++;
+        if (end - q < 2 || q[0] != '\r' || q[1] != '\n')
+            return NULL;
+        task.type = *start == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
+        next = r->pos = (size_t)(q + 2 - r->buf);
+        obj = create_string(&task, p, (size_t)(q - p));
+        break;
+    }
+    default:
+        return NULL;
+    }
+    /* A refusal or a failed allocation: hiredis makes the same call again
+     * and ends the stream its own way. */
+    r->pos = obj ? next : was;
+    return obj;
+}
+
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err)
 {
     void *obj = NULL;
     *reply = NULL;
+    if (!rd->slow_only) {
+        if ((*reply = take_simple(rd)) != NULL) {
+            rd->held = 0;
+            return REDTLS_OK;
+        }
+        /* Nothing buffered: hiredis would only set up a task for the next
+         * reply, which keeps the next one off the fast path. */
+        redisReader *r = rd->r;
+        if (!r->err && r->ridx == -1 && r->pos == r->len)
+            return REDTLS_OK;
+    }
     int rc = redisReaderGetReply(rd->r, &obj);
 #if REDTLS_HIREDIS_1
     /* A RESP3 push is not the reply to any command: until redtls has a

@@ -21,6 +21,7 @@ typedef struct redtls__reader {
     redtls_status refused;
     char refused_msg[160];
     size_t held; /* bytes of objects in the reply being built */
+    int slow_only; /* tests: every reply through hiredis's parser */
 } redtls__reader;
 
 redtls_status redtls__reader_init(redtls__reader *rd, const redtls__limits *limits);
@@ -31,7 +32,12 @@ void redtls__reader_free(redtls__reader *rd);
 redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t len, char *err);
 
 /* Takes the next complete reply: *reply is NULL when more bytes are
- * needed. RESP3 pushes (hiredis 1.x parses them) are dropped: they answer
+ * needed. A complete bulk string, nil, integer, status or error at the top
+ * level is taken without hiredis's general parser (its task stack costs
+ * more than the reply); everything else, and anything unusual about those
+ * (signs, long numbers, stray CR or LF, a short buffer), goes through
+ * hiredis, so both give the same replies and errors for every input
+ * (tests/fuzz/fuzz_reply.c compares them). RESP3 pushes (hiredis 1.x parses them) are dropped: they answer
  * no command. REDTLS_E_PROTOCOL / REDTLS_E_LIMIT / REDTLS_E_NOMEM are final:
  * the stream cannot be resynchronised and the connection must be closed. */
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err);

@@ -330,6 +330,92 @@ static void test_reader_bad_type_byte(void **state)
     assert_contains(err, "invalid reply from the server");
 }
 
+/* Everything a reader returns for s, fed whole, as text: each reply's type
+ * and value, then the final status and message. */
+static void describe_all(const redtls__limits *l, const char *s, size_t n, int slow_only, char *out, size_t cap)
+{
+    redtls__reader rd;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    size_t used = 0;
+    assert_status(redtls__reader_init(&rd, l), REDTLS_OK);
+    rd.slow_only = slow_only;
+    redtls_status st = redtls__reader_feed(&rd, s, n, err);
+    for (int i = 0; st == REDTLS_OK && i < 16; i++) {
+        redisReply *r = NULL;
+        st = redtls__reader_get(&rd, &r, err);
+        if (st != REDTLS_OK || !r)
+            break;
+        used += (size_t)snprintf(out + used, cap - used, "[%d %lld %zu '%s']", r->type, r->integer, r->len,
+                                 r->str ? r->str : "-");
+        redtls_reply_free(r);
+    }
+    snprintf(out + used, cap - used, " -> %d %s", (int)st, err);
+    redtls__reader_free(&rd);
+}
+
+/* Plain top-level replies skip hiredis's general parser; anything odd
+ * about them goes to hiredis. Both routes give the same replies and the
+ * same errors, for well-formed input, for the edge cases hiredis 0.14 and
+ * 1.x judge differently (leading zeros, "-0", bare LF, lone CR), and at
+ * the limits. */
+static void test_reader_fast_path_agrees(void **state)
+{
+    (void)state;
+    static const char *const inputs[] = {
+        "$3\r\nabc\r\n", "$0\r\n\r\n", "$-1\r\n", ":0\r\n", ":-42\r\n", ":123456789012345678\r\n",
+        ":1234567890123456789\r\n", "+OK\r\n", "-ERR wrong\r\n", "+\r\n", "$03\r\nabc\r\n", ":007\r\n",
+        ":-0\r\n", ":+5\r\n", "$+3\r\nabc\r\n", "+a\nb\r\n", "+a\rb\r\n", "-E\rx\r\n", "$3\r\nabcXY",
+        "$3\r\nab", "$-2\r\n", "$-1\r\n$2\r\nhi\r\n:7\r\n+PONG\r\n*2\r\n:1\r\n$1\r\nx\r\n",
+        ":12", "$2\r\nhi\r", "$5\r\nabcdefgh\r\n", "$17\r\n12345678901234567\r\n", "$3\r\nabc\r\n$3\r\nd",
+        "+OK\r\n-ERR\r\n:1\r\n$1\r\nz\r\n", "$4\r\n\r\n\r\n\r\n", "?x\r\n", ":-\r\n", "$\r\n",
+    };
+    const redtls__limits lims[] = {default_limits(), small_limits(4, 4, 24)};
+    char fast[2048], slow[2048];
+    for (size_t k = 0; k < sizeof lims / sizeof lims[0]; k++) {
+        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+            describe_all(&lims[k], inputs[i], strlen(inputs[i]), 0, fast, sizeof fast);
+            describe_all(&lims[k], inputs[i], strlen(inputs[i]), 1, slow, sizeof slow);
+            if (strcmp(fast, slow) != 0)
+                fail_msg("input %zu, limits %zu:\n fast: %s\n slow: %s", i, k, fast, slow);
+        }
+    }
+    /* Many replies in one buffer: the fast path hands over to hiredis
+     * each time 1 KiB is consumed (hiredis then drops the consumed part),
+     * and the order holds throughout. */
+    char many[8192];
+    size_t n = 0;
+    for (int i = 0; i < 400; i++) {
+        char num[16];
+        int digits = snprintf(num, sizeof num, "%d", i);
+        if (i % 3)
+            n += (size_t)snprintf(many + n, sizeof many - n, ":%s\r\n", num);
+        else
+            n += (size_t)snprintf(many + n, sizeof many - n, "$%d\r\n%s\r\n", digits, num);
+    }
+    redtls__reader rd;
+    char err[REDTLS__ERRMSG_MAX];
+    redtls__limits l = default_limits();
+    assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
+    assert_status(redtls__reader_feed(&rd, many, n, err), REDTLS_OK);
+    for (int i = 0; i < 400; i++) {
+        redisReply *r = NULL;
+        assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+        assert_non_null(r);
+        if (i % 3) {
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            assert_int_equal(r->integer, i);
+        } else {
+            assert_int_equal(r->type, REDIS_REPLY_STRING);
+            assert_int_equal(atoi(r->str), i);
+        }
+        redtls_reply_free(r);
+    }
+    redisReply *r = NULL;
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+    assert_null(r);
+    redtls__reader_free(&rd);
+}
+
 static char *nested(int depth, const char *leaf)
 {
     char *s = malloc((size_t)depth * 4 + strlen(leaf) + 1);
@@ -1117,6 +1203,7 @@ int main(void)
         cmocka_unit_test(test_reader_max_buffer),
         cmocka_unit_test(test_reader_non_digit_lengths),
         cmocka_unit_test(test_reader_bad_type_byte),
+        cmocka_unit_test(test_reader_fast_path_agrees),
         cmocka_unit_test(test_reader_depth),
         cmocka_unit_test(test_format_argv_binary),
         cmocka_unit_test(test_buf_append_growth),
