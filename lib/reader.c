@@ -359,14 +359,15 @@ static redisReply *take_simple(redtls__reader *rd)
     }
     case '+':
     case '-': {
-        char *q = p;
-        while (q < end && *q != '\r' && *q != '\n')
-            q++;
-        if (end - q < 2 || q[0] != '\r' || q[1] != '\n')
+        /* The line ends at its first CR, which LF must follow; an LF
+         * before it is hiredis's to judge. */
+        const char *cr = memchr(p, '\r', (size_t)(end - p));
+        if (!cr || end - cr < 2 || cr[1] != '\n' || memchr(p, '\n', (size_t)(cr - p)))
             return NULL;
+        size_t n = (size_t)(cr - p);
         task.type = *start == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
-        next = r->pos = (size_t)(q + 2 - r->buf);
-        obj = create_string(&task, p, (size_t)(q - p));
+        next = r->pos = (size_t)(p + n + 2 - r->buf);
+        obj = create_string(&task, p, n);
         break;
     }
     default:

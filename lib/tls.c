@@ -498,7 +498,7 @@ static int wait_for(redtls__tls_transport *t, int sslerr, int64_t deadline)
  * every failure it reports; a stale entry left by the application's own
  * OpenSSL calls can only colour the wording of a failure that is fatal
  * anyway. */
-static short io_wait_for(redtls__tls_transport *t, int rc)
+static int io_wait_for(redtls__tls_transport *t, int rc)
 {
     if (t->io_want)
         return t->io_want;
@@ -520,9 +520,9 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
             len -= done;
             continue;
         }
-        short want = io_wait_for(t, rc);
+        int want = io_wait_for(t, rc);
         if (want) {
-            int w = redtls__wait_fd(t->fd, want, deadline);
+            int w = redtls__wait_fd(t->fd, want == POLLOUT ? POLLOUT : POLLIN, deadline);
             if (w == 0)
                 return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server");
             if (w < 0)
@@ -558,9 +558,9 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
         int sys_errno = errno;
         if (rc == 1)
             return REDTLS_OK;
-        short want = io_wait_for(t, rc);
+        int want = io_wait_for(t, rc);
         if (want) {
-            int w = redtls__wait_fd(t->fd, want, deadline);
+            int w = redtls__wait_fd(t->fd, want == POLLOUT ? POLLOUT : POLLIN, deadline);
             if (w == 0)
                 return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
             if (w < 0)

@@ -39,7 +39,7 @@ typedef struct redtls__tls_transport {
     int has_client_cert;
     int just_wrote;         /* the reply cannot be there yet: wait first */
     int refused_reneg;      /* we answered a renegotiation request with no_renegotiation */
-    short io_want;          /* POLLIN/POLLOUT: the socket's last answer was "try again" */
+    int io_want;            /* POLLIN/POLLOUT: the socket's last answer was "try again" */
     SSL *ssl;
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */
