@@ -58,7 +58,7 @@ void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...)
 
 int redtls__has_credentials(const redtls_conn *c)
 {
-    return c->cfg.cred_cb != NULL || c->cfg.token.data != NULL;
+    return redtls__iam_on(&c->cfg.iam) || c->cfg.cred_cb != NULL || c->cfg.token.data != NULL;
 }
 
 /* Server answers that mean "these credentials are wrong", as opposed to
@@ -176,10 +176,56 @@ static redtls_status auth_with_callback(redtls_conn *c, int64_t deadline)
     return st;
 }
 
+/* IAM: the handle's token while it is young enough, else a new one; when
+ * the server refuses it, one fresh token and one more try. */
+static redtls_status auth_with_iam(redtls_conn *c, int64_t deadline)
+{
+    const redtls__iam_cfg *iam = &c->cfg.iam;
+    char answer[2][200];
+    redtls_status st = REDTLS_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int64_t now = redtls__iam_now_ms(iam);
+        int64_t age = now - c->iam.made_ms;
+        if (attempt > 0 || !c->iam.token.data || age >= REDTLS__IAM_REUSE_MS || age < 0) {
+            st = redtls__iam_make(iam, now, &c->iam.token, c->errmsg);
+            if (st != REDTLS_OK) {
+                redtls__secret_clear(&c->iam.token);
+                char cause[REDTLS__ERRMSG_MAX];
+                memcpy(cause, c->errmsg, sizeof cause);
+                return redtls__fail(c->errmsg, st == REDTLS_E_NOMEM ? st : REDTLS_E_AUTH,
+                                    "cannot make an IAM token: %.400s", cause);
+            }
+            c->iam.made_ms = now;
+        }
+        int verdict;
+        st = auth_once(c, iam->user_id, &c->iam.token, deadline, &verdict, answer[attempt], sizeof answer[attempt]);
+        if (st != REDTLS_OK)
+            return st;
+        if (verdict == AUTH_ACCEPTED) {
+            c->iam.authed_ms = now;
+            return REDTLS_OK;
+        }
+        /* Whatever it was, this token is not used again. */
+        redtls__secret_clear(&c->iam.token);
+        if (verdict == AUTH_ERROR)
+            return redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH with the IAM token for user '%s' failed: %s",
+                                iam->user_id, answer[attempt]);
+    }
+    return redtls__fail(c->errmsg, REDTLS_E_AUTH,
+                        "the server refused the IAM token for user '%s' twice, the second made afresh (%.100s). "
+                        "Likely causes: the user is not an IAM user in the cache's user group; the IAM policy "
+                        "lacks %s:Connect for it; expired or rotated AWS credentials; a clock minutes off; not "
+                        "the cache's own name or region (signed for '%s' in %s%s)",
+                        iam->user_id, answer[1], iam->service ? iam->service : "elasticache", iam->cache_name,
+                        iam->region, iam->serverless ? ", serverless" : "");
+}
+
 redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline)
 {
     redtls_status st;
-    if (c->cfg.cred_cb)
+    if (redtls__iam_on(&c->cfg.iam))
+        st = auth_with_iam(c, deadline);
+    else if (c->cfg.cred_cb)
         st = auth_with_callback(c, deadline);
     else if (c->cfg.user && !c->cfg.token.data)
         st = redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", c->cfg.user);
@@ -226,7 +272,7 @@ redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const ch
     if (st != REDTLS_OK)
         return st;
     c->preferred = 0;
-    if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb)
+    if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam))
         return REDTLS_OK;
     st = redtls__authenticate(c, redtls__deadline_after(c->cfg.command_timeout_ms));
     if (st == REDTLS_OK)
@@ -237,7 +283,7 @@ redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const ch
 
 int redtls_conn_preferred_token(const redtls_conn *c)
 {
-    if (!c || c->cfg.cred_cb || !c->cfg.token.data)
+    if (!c || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam) || !c->cfg.token.data)
         return 0;
     return c->cfg.token_alt.data ? c->preferred + 1 : 1;
 }

@@ -21,6 +21,12 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
     redtls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    if (redtls__iam_on(&cfg->iam) && (!cfg->use_tls || cfg->unix_path)) {
+        free(c);
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
+                            "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
+                            "rediss:// or turn TLS on");
+    }
     if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
@@ -50,6 +56,7 @@ void redtls_conn_free(redtls_conn *c)
         free(c->obuf);
     }
     redtls__config_release(&c->cfg);
+    redtls__secret_clear(&c->iam.token);
     free(c->rbuf);
     free(c);
 }
@@ -462,10 +469,13 @@ redtls_status redtls_conn_connect(redtls_conn *c)
 /* Re-authenticates after a NOAUTH reply, on the same connection. */
 static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
 {
+    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
     c->need_reauth = 0;
     redtls_status st = redtls__authenticate(c, deadline);
     if (st == REDTLS_OK)
-        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "re-authenticated after a NOAUTH reply");
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
+                     scheduled ? "re-authenticated with IAM before the server's connection limit"
+                               : "re-authenticated after a NOAUTH reply");
     return st;
 }
 
@@ -480,6 +490,8 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
         redtls__conn_drop(c, st);
         return;
     }
+    if (!c->need_reauth && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
+        c->need_reauth = REDTLS__REAUTH_IAM_DUE;
     int ping = c->cfg.health_check_ms && redtls__now_ms() - c->last_io >= (int64_t)c->cfg.health_check_ms;
     if (!ping && !c->need_reauth)
         return;
