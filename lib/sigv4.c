@@ -199,11 +199,11 @@ redtls_status redtls__sigv4_signing_key(const char *secret_access_key, const cha
     if (slen > REDTLS__SIGV4_SECRET_MAX)
         return redtls__fail(err, REDTLS_E_INVALID, "sigv4: secret_access_key is longer than %d bytes",
                             REDTLS__SIGV4_SECRET_MAX);
-    unsigned char k_secret[4 + REDTLS__SIGV4_SECRET_MAX];
+    unsigned char k_secret[4 + REDTLS__SIGV4_SECRET_MAX + 1];
     unsigned char a[32], b[32];
     unsigned int n = 0;
-    memcpy(k_secret, "AWS4", 4);
-    memcpy(k_secret + 4, secret_access_key, slen);
+    memcpy(k_secret, "AWS4", sizeof "AWS4");
+    memcpy(k_secret + 4, secret_access_key, slen + 1);
     /* kDate, kRegion, kService, kSigning: each keyed by the one before. */
     int ok = HMAC(EVP_sha256(), k_secret, (int)(4 + slen), (const unsigned char *)date8, strlen(date8), a, &n) &&
              HMAC(EVP_sha256(), a, 32, (const unsigned char *)region, strlen(region), b, &n) &&
@@ -384,7 +384,6 @@ redtls_status redtls__sigv4_presign(const redtls__sigv4_request *req, redtls__si
         return redtls__fail(err, REDTLS_E_NOMEM, "sigv4: out of memory for a digest context");
     }
     unsigned char hash[32];
-    char hash_hex[REDTLS__SIGV4_HEX_LEN + 1];
     sink c = {res->canonical_request, res->canonical_request ? res->canonical_request_cap : 0, 0, md, 0};
     if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         c.md_failed = 1;
@@ -406,6 +405,7 @@ redtls_status redtls__sigv4_presign(const redtls__sigv4_request *req, redtls__si
         st = redtls__fail(err, REDTLS_E_LIMIT, "sigv4: the canonical request needs %zu bytes, the buffer has %zu",
                           c.len + 1, c.cap);
     if (st == REDTLS_OK) {
+        char hash_hex[REDTLS__SIGV4_HEX_LEN + 1];
         to_hex(hash, 32, hash_hex);
         st = sign_hash(hash_hex, amz_date, date8, req->region, req->service, req->secret_access_key,
                        res->string_to_sign, res->string_to_sign_cap, res->signature, err);
@@ -417,8 +417,8 @@ redtls_status redtls__sigv4_presign(const redtls__sigv4_request *req, redtls__si
         return st;
     }
     char *tail = res->query + query_len;
-    memcpy(tail, SIGV4_SIGNATURE_PARAM, strlen(SIGV4_SIGNATURE_PARAM));
-    memcpy(tail + strlen(SIGV4_SIGNATURE_PARAM), res->signature, REDTLS__SIGV4_HEX_LEN + 1);
+    memcpy(tail, SIGV4_SIGNATURE_PARAM, sizeof SIGV4_SIGNATURE_PARAM);
+    memcpy(tail + sizeof SIGV4_SIGNATURE_PARAM - 1, res->signature, REDTLS__SIGV4_HEX_LEN + 1);
     return REDTLS_OK;
 }
 
@@ -525,24 +525,23 @@ redtls_status redtls__iam_token(const redtls__iam_request *req, char *out, size_
         .payload_hash = SIGV4_EMPTY_SHA256,
     };
 
-    /* The token is "<cache_name>/?" and the presigned query string. */
+    /* The token is "<cache_name>/?" and the presigned query string. A
+     * first call with no room only measures the query (it ends in
+     * REDTLS_E_LIMIT before any hashing, or in an error). */
     const size_t prefix = strlen(req->cache_name) + 2;
     redtls__sigv4_result res;
     memset(&res, 0, sizeof res);
-    if (cap > prefix) {
-        res.query = out + prefix;
-        res.query_cap = cap - prefix;
-    }
     st = redtls__sigv4_presign(&sreq, &res, err);
-    if (st == REDTLS_E_LIMIT && res.query_needed > 0) {
-        if (out && cap > 0)
-            out[0] = '\0';
+    if (st != REDTLS_E_LIMIT)
+        return st;
+    if (!out || cap < prefix + res.query_needed)
         return redtls__fail(err, REDTLS_E_LIMIT, "IAM auth: the token needs %zu bytes, the buffer has %zu",
                             prefix + res.query_needed, cap);
-    }
+    res.query = out + prefix;
+    res.query_cap = cap - prefix;
+    st = redtls__sigv4_presign(&sreq, &res, err);
     if (st != REDTLS_OK) {
-        if (out && cap > 0)
-            out[0] = '\0';
+        out[0] = '\0';
         return st;
     }
     memcpy(out, req->cache_name, prefix - 2);
