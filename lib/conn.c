@@ -204,7 +204,9 @@ static void went_quiet(redtls_conn *c, int64_t now)
 static redtls_status need_rbuf(redtls_conn *c)
 {
     if (!c->rbuf && !(c->rbuf = malloc(REDTLS__READ_CHUNK)))
-        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory for the read buffer");
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM,
+                            "out of memory for the 16 KiB read buffer: the connection is closed, and a command "
+                            "already sent may or may not have run");
     return REDTLS_OK;
 }
 

@@ -44,6 +44,8 @@ static int bio_sock_write(BIO *b, const char *buf, int len)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         BIO_set_retry_write(b);
         t->io_want = POLLOUT;
+    } else if (n < 0) {
+        t->io_errno = errno;
     }
     return (int)n;
 }
@@ -61,6 +63,8 @@ static int bio_sock_read(BIO *b, char *buf, int len)
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         BIO_set_retry_read(b);
         t->io_want = POLLIN;
+    } else if (n < 0) {
+        t->io_errno = errno;
     }
     return (int)n;
 }
@@ -101,13 +105,19 @@ static int cert_cb(SSL *ssl, void *arg)
 /* Renegotiation is off (SSL_OP_NO_RENEGOTIATION): a TLS 1.2 server's
  * HelloRequest is answered with a no_renegotiation warning, which many
  * servers then treat as fatal. Noting it lets that failure name its cause. */
+/* A close_notify from the server is noted too: a failure is then told to
+ * be a clean close without asking the thread's error queue. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-    if ((where & SSL_CB_ALERT) == 0 || (where & SSL_CB_WRITE) == 0 || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+    if ((where & SSL_CB_ALERT) == 0)
         return;
     redtls__tls_transport *t = SSL_get_app_data(ssl);
-    if (t)
+    if (!t)
+        return;
+    if ((where & SSL_CB_WRITE) && (ret & 0xff) == SSL_AD_NO_RENEGOTIATION)
         t->refused_reneg = 1;
+    if ((where & SSL_CB_READ) && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
+        t->peer_close_notify = 1;
 }
 
 /* Keeps the newest session (TLS 1.2 session or TLS 1.3 ticket, which
@@ -489,19 +499,18 @@ static int wait_for(redtls__tls_transport *t, int sslerr, int64_t deadline)
 
 /* After a read or write that did not succeed: what it waits for (POLLIN,
  * POLLOUT), or 0 when it failed. The socket BIO records in io_want whether
- * its last call met EAGAIN, and an SSL call that meets it stops right
- * there; that is the answer SSL_get_error() would give, without its
- * dependence on the thread's error queue, which must otherwise be emptied
- * before every call (ERR_clear_error() costs about 800 instructions, even a
- * look about 200). So the hot path never touches the queue. Otherwise
- * SSL_get_error() decides, as before. The library empties the queue after
- * every failure it reports; a stale entry left by the application's own
- * OpenSSL calls can only colour the wording of a failure that is fatal
- * anyway. */
-static int io_wait_for(redtls__tls_transport *t, int rc)
+ * its last call met EAGAIN; when that is the direction the operation
+ * itself uses (a read waiting to read, a write waiting to write), the call
+ * stopped for that reason alone, which is what SSL_get_error() would say,
+ * without its dependence on the thread's error queue (which must otherwise
+ * be emptied before every call: ERR_clear_error() costs about 800
+ * instructions, even a look about 200). So the hot path never touches the
+ * queue. Anything else (a read that met EAGAIN sending an alert, a write
+ * that has to read) is rare and SSL_get_error() decides. */
+static int io_wait_for(redtls__tls_transport *t, int rc, int usual)
 {
-    if (t->io_want)
-        return t->io_want;
+    if (t->io_want == usual)
+        return usual;
     int e = SSL_get_error(t->ssl, rc);
     return e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
 }
@@ -512,6 +521,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
     while (len > 0) {
         size_t done = 0;
         t->io_want = 0;
+        t->io_errno = 0;
         errno = 0;
         int rc = SSL_write_ex(t->ssl, buf, len, &done);
         int sys_errno = errno;
@@ -520,7 +530,7 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
             len -= done;
             continue;
         }
-        int want = io_wait_for(t, rc);
+        int want = io_wait_for(t, rc, POLLOUT);
         if (want) {
             int w = redtls__wait_fd(t->fd, want == POLLOUT ? POLLOUT : POLLIN, deadline);
             if (w == 0)
@@ -553,12 +563,13 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
     t->just_wrote = 0;
     for (;;) {
         t->io_want = 0;
+        t->io_errno = 0;
         errno = 0;
         int rc = SSL_read_ex(t->ssl, buf, cap, got);
         int sys_errno = errno;
         if (rc == 1)
             return REDTLS_OK;
-        int want = io_wait_for(t, rc);
+        int want = io_wait_for(t, rc, POLLIN);
         if (want) {
             int w = redtls__wait_fd(t->fd, want == POLLOUT ? POLLOUT : POLLIN, deadline);
             if (w == 0)
@@ -600,14 +611,14 @@ static redtls_status tls_idle_check(redtls__transport *base, char *err)
      * consumed here; anything else means the connection is over. */
     char b;
     size_t got = 0;
-    ERR_clear_error();
+    t->io_want = 0;
+    t->io_errno = 0;
     errno = 0;
     int rc = SSL_read_ex(t->ssl, &b, 1, &got);
     int sys_errno = errno;
     if (rc == 1)
         return redtls__fail(err, REDTLS_E_PROTOCOL, "the server sent data nobody asked for on an idle connection");
-    int e = SSL_get_error(t->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    if (io_wait_for(t, rc, POLLIN))
         return REDTLS_OK;
     redtls_status st = redtls__tls_io_failure(t, rc, sys_errno, "idle read", err);
     ERR_clear_error();

@@ -40,6 +40,8 @@ typedef struct redtls__tls_transport {
     int just_wrote;         /* the reply cannot be there yet: wait first */
     int refused_reneg;      /* we answered a renegotiation request with no_renegotiation */
     int io_want;            /* POLLIN/POLLOUT: the socket's last answer was "try again" */
+    int io_errno;           /* a socket error met by the current read or write, or 0 */
+    int peer_close_notify;  /* the server sent close_notify */
     SSL *ssl;
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */

@@ -60,24 +60,30 @@ extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void __libc_free(void *);
 
-static void made(void *p, size_t n)
+/* Blocks are classed by the size the allocator gave them (at least what
+ * was asked for, a few words more at most), the same way when made and
+ * when freed. */
+static int is_big(void *p)
+{
+    return p && big_min && malloc_usable_size(p) >= big_min;
+}
+
+static void made(void *p)
 {
     if (!p || !counting)
         return;
     live++;
-    if (big_min && n >= big_min) {
+    if (is_big(p)) {
         big_calls++;
         big_live++;
     }
 }
 
-/* A block's size is known again from the allocator; it is at least what
- * was asked for, and at most a few words more. */
 static void unmade(void *p)
 {
     if (!p || !counting)
         return;
-    if (big_min && malloc_usable_size(p) >= big_min)
+    if (is_big(p))
         big_live--;
 }
 
@@ -94,7 +100,7 @@ void *malloc(size_t n)
     if (should_fail())
         return NULL;
     void *p = __libc_malloc(n);
-    made(p, n);
+    made(p);
     return p;
 }
 
@@ -103,7 +109,7 @@ void *calloc(size_t a, size_t b)
     if (should_fail())
         return NULL;
     void *p = __libc_calloc(a, b);
-    made(p, b && a > (size_t)-1 / b ? 0 : a * b);
+    made(p);
     return p;
 }
 
@@ -111,17 +117,15 @@ void *realloc(void *old, size_t n)
 {
     if (should_fail())
         return NULL;
-    size_t was = old && counting && big_min ? malloc_usable_size(old) : 0;
+    int was_big = counting && is_big(old);
     void *p = __libc_realloc(old, n);
     if (p && !old && counting)
         live++;
-    if (p && counting && big_min) {
-        if (was >= big_min)
-            big_live--;
-        if (n >= big_min) {
+    if (p && counting) {
+        int now_big = is_big(p);
+        big_live += now_big - was_big;
+        if (now_big && (p != old || !was_big))
             big_calls++;
-            big_live++;
-        }
     }
     return p;
 }

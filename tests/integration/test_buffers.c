@@ -153,33 +153,58 @@ static void test_busy_keeps_quiet_gives_back(void **state)
 }
 
 /* The application's own OpenSSL call failed and left an error in the
- * thread's queue. Reads and writes that must wait for the socket still
- * work (they do not take the stale entry for their own failure), and the
- * entry is still there for the application afterwards. */
+ * thread's queue. Reads that must wait for the socket still work (a BLPOP
+ * answered 200 ms later makes sure one waits), they do not take the stale
+ * entry for their own failure, the entry is still there afterwards, and a
+ * server that ends the session is reported for what it did
+ * (close_notify), not with the stale entry's reason. */
 static void test_stale_error_in_queue(void **state)
 {
     (void)state;
     redtls_conn *c = connected();
+    redtls_conn *admin = connected();
+    redisReply *r = NULL;
+    assert_conn_status(c, redtls_conn_command(c, &r, "CLIENT ID"), REDTLS_OK);
+    long long id = redtls_reply_integer(r);
+    redtls_reply_free(r);
     ERR_clear_error();
     ERR_raise(ERR_LIB_USER, 77);
     unsigned long mine = ERR_peek_error();
     assert_true(mine != 0);
-    for (int i = 0; i < 50; i++)
-        ping(c);
+    for (int i = 0; i < 5; i++) {
+        assert_conn_status(c, redtls_conn_append(c, "PING"), REDTLS_OK);
+        assert_conn_status(c, redtls_conn_append(c, "BLPOP stale:never 0.2"), REDTLS_OK);
+        long long t0 = lab_now_ms();
+        assert_conn_status(c, redtls_conn_get_reply(c, &r), REDTLS_OK);
+        assert_string_equal(redtls_reply_str(r, NULL), "PONG");
+        redtls_reply_free(r);
+        assert_conn_status(c, redtls_conn_get_reply(c, &r), REDTLS_OK);
+        assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_NIL);
+        redtls_reply_free(r);
+        assert_true(lab_now_ms() - t0 >= 150);
+    }
     for (int i = 0; i < 500; i++)
         assert_conn_status(c, redtls_conn_append(c, "SET stale:%d %d", i, i), REDTLS_OK);
     for (int i = 0; i < 500; i++) {
-        redisReply *r = NULL;
         assert_conn_status(c, redtls_conn_get_reply(c, &r), REDTLS_OK);
         assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_STATUS);
         redtls_reply_free(r);
     }
-    redisReply *r = NULL;
-    assert_conn_status(c, redtls_conn_command(c, &r, "GET stale:499"), REDTLS_OK);
-    assert_string_equal(redtls_reply_str(r, NULL), "499");
-    redtls_reply_free(r);
     assert_int_equal(ERR_peek_error(), mine);
+
+    /* The server ends the session while a command waits for its reply. */
+    assert_conn_status(c, redtls_conn_append(c, "BLPOP stale:never 5"), REDTLS_OK);
+    assert_conn_status(c, redtls_conn_flush(c), REDTLS_OK);
     ERR_clear_error();
+    assert_conn_status(admin, redtls_conn_command(admin, &r, "CLIENT KILL ID %lld", id), REDTLS_OK);
+    assert_int_equal(redtls_reply_integer(r), 1);
+    redtls_reply_free(r);
+    ERR_raise(ERR_LIB_USER, 77);
+    assert_conn_status(c, redtls_conn_get_reply(c, &r), REDTLS_E_OUTCOME_UNKNOWN);
+    print_message("killed while waiting, with a stale error queued: %s\n", redtls_conn_errmsg(c));
+    assert_contains(redtls_conn_errmsg(c), "close_notify");
+    ERR_clear_error();
+    redtls_conn_free(admin);
     redtls_conn_free(c);
 }
 
