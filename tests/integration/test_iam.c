@@ -19,6 +19,7 @@
 #include <redtls/redtls.h>
 
 #include "lab.h"
+#include "lab_allochook.h"
 #include "lab_assert.h"
 #include "lab_proxy.h"
 
@@ -237,6 +238,29 @@ static void test_tls_required(void **state)
     redtls_config_free(cfg);
 }
 
+/* What a token costs: time and allocations per token, printed once (a
+ * figure, not a check: time on this machine is noisy). */
+static void test_token_cost(void **state)
+{
+    (void)state;
+    redtls_config *cfg = iam_config();
+    static char tok[8192];
+    enum { N = 2000 };
+    long long t0 = lab_now_ms();
+    lab_alloc_arm(0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(redtls_iam_token(cfg, 1772366400 + i, tok, sizeof tok), REDTLS_OK);
+    long calls = lab_alloc_calls(), live = lab_alloc_live();
+    lab_alloc_disarm();
+    long long ms = lab_now_ms() - t0;
+    print_message("IAM token: %zu bytes, %.1f us and %.1f allocations per token (%d tokens; %ld blocks left)\n",
+                  strlen(tok), 1000.0 * (double)ms / N, LAB_ALLOC_HOOK ? (double)calls / N : -1.0, N, live);
+    if (LAB_ALLOC_HOOK)
+        assert_int_equal(live, 0);
+    memset(tok, 0, sizeof tok);
+    redtls_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_reauth_while_commands_flow),
         cmocka_unit_test(test_refused_token),
         cmocka_unit_test(test_tls_required),
+        cmocka_unit_test(test_token_cost),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
