@@ -187,7 +187,10 @@ static int parse_iam_time(const char *s, long long *out)
             f[i] = f[i] * 10 + (*p - '0');
         }
     }
-    if (f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 || f[3] > 23 || f[4] > 59 || f[5] > 60 || f[0] < 1970)
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (f[0] % 4 == 0 && f[0] % 100 != 0) || f[0] % 400 == 0;
+    if (f[0] < 1971 || f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > mdays[f[1] - 1] ||
+        (f[1] == 2 && f[2] == 29 && !leap) || f[3] > 23 || f[4] > 59 || f[5] > 59)
         return -1;
     /* Days since the epoch, proleptic Gregorian (no timegm: not POSIX). */
     int y = f[0], m = f[1];
@@ -296,6 +299,8 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
         return usage_error("--region, --serverless, --iam-service, --iam-token and --iam-time go with --iam");
     if (o->iam != NULL && (o->region == NULL || o->user == NULL))
         return usage_error("--iam needs --region and --user (the IAM user id)");
+    if (o->iam_time && !o->iam_token)
+        return usage_error("--iam-time goes with --iam-token (a connection signs with the clock)");
     if (o->iam_token && optind < argc)
         return usage_error("--iam-token prints the token; it takes no command");
     if (optind >= argc && !o->iam_token)

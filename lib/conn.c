@@ -512,8 +512,19 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
         else if (c->tp)
             redtls__conn_drop(c, REDTLS_E_IO);
     }
-    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp)
-        redtls__conn_drop(c, REDTLS_E_AUTH);
+    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
+    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp) {
+        if (scheduled) {
+            /* The server still honours the earlier AUTH (until its own
+             * limit): keep the connection, say why, try again later. */
+            c->iam.retry_ms = redtls__iam_now_ms(&c->cfg.iam) + REDTLS__IAM_RETRY_MS;
+            redtls__emit(c, REDTLS_EVENT_AUTH_REFRESH_FAILED, "%.200s; the connection stays, retry in %d s",
+                         c->errmsg, (int)(REDTLS__IAM_RETRY_MS / 1000));
+            c->errmsg[0] = '\0';
+        } else {
+            redtls__conn_drop(c, REDTLS_E_AUTH);
+        }
+    }
     restore(c, &saved);
 }
 

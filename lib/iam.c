@@ -18,7 +18,7 @@
 #define REDTLS__AWS_SESSION_MAX 8192
 /* A token: the cache name, the user, the fixed parameters, the signature
  * and the URL-encoded session token (which may triple in length). */
-#define REDTLS__IAM_TOKEN_MAX (3 * REDTLS__AWS_SESSION_MAX + 2048)
+#define REDTLS__IAM_TOKEN_MAX ((size_t)3 * REDTLS__AWS_SESSION_MAX + 2048)
 
 void redtls__iam_cfg_init(redtls__iam_cfg *iam)
 {
@@ -68,7 +68,9 @@ int redtls__iam_reauth_due(const redtls__iam_cfg *iam, const redtls__iam_state *
 {
     if (!redtls__iam_on(iam) || iam->reauth_ms == 0 || st->authed_ms == 0)
         return 0;
-    int64_t age = redtls__iam_now_ms(iam) - st->authed_ms;
+    int64_t now = redtls__iam_now_ms(iam), age = now - st->authed_ms;
+    if (st->retry_ms && now < st->retry_ms && now >= st->retry_ms - REDTLS__IAM_RETRY_MS)
+        return 0;
     /* A clock set back also counts: the server's clock did not move. */
     return age >= (int64_t)iam->reauth_ms || age < 0;
 }
@@ -271,12 +273,17 @@ redtls_status redtls_config_set_aws_credentials(redtls_config *cfg, const char *
                                                 const char *secret_access_key, const char *session_token)
 {
     CHECK_CFG(cfg);
-    if (!access_key_id || !access_key_id[0] || strlen(access_key_id) >= REDTLS__AWS_ID_MAX)
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS access key id must be 1 to %d characters",
-                            REDTLS__AWS_ID_MAX - 1);
-    if (!secret_access_key || !secret_access_key[0] || strlen(secret_access_key) >= REDTLS__AWS_SECRET_MAX)
+    size_t idlen = access_key_id ? strlen(access_key_id) : 0;
+    int alnum = idlen > 0 && idlen <= 128;
+    for (size_t i = 0; alnum && i < idlen; i++) {
+        char ch = access_key_id[i];
+        alnum = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+    }
+    if (!alnum)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS access key id must be 1 to 128 letters and digits");
+    if (!secret_access_key || !secret_access_key[0] || strlen(secret_access_key) > REDTLS__SIGV4_SECRET_MAX)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS secret access key must be 1 to %d characters",
-                            REDTLS__AWS_SECRET_MAX - 1);
+                            REDTLS__SIGV4_SECRET_MAX);
     if (session_token && strlen(session_token) >= REDTLS__AWS_SESSION_MAX)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS session token must be at most %d characters",
                             REDTLS__AWS_SESSION_MAX - 1);
@@ -324,10 +331,14 @@ redtls_status redtls_iam_token(redtls_config *cfg, int64_t unix_time, char *out,
     if (!out || cap == 0)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "no output buffer");
     out[0] = '\0';
+    /* Up to the year 5138: far beyond any real signing time. */
+    if (unix_time < 0 || unix_time > 100000000000LL)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "signing time %lld is out of range (0: now)",
+                            (long long)unix_time);
     int64_t ms = unix_time > 0 ? unix_time * 1000 : redtls__iam_now_ms(&cfg->iam);
     redtls__secret t = {NULL, 0};
     redtls_status st = redtls__iam_make(&cfg->iam, ms, &t, cfg->errmsg);
-    if (st == REDTLS_OK) {
+    if (st == REDTLS_OK && t.data) {
         if (t.len >= cap)
             st = redtls__fail(cfg->errmsg, REDTLS_E_LIMIT, "the token has %zu bytes; the buffer holds %zu", t.len + 1,
                               cap);

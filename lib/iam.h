@@ -11,7 +11,7 @@ enum { REDTLS__AWS_CREDS_NONE, REDTLS__AWS_CREDS_EXPLICIT, REDTLS__AWS_CREDS_ENV
 /* A token is reused for (re)connections while younger than this; it is
  * valid for 15 minutes, the rest is a margin for clock skew and slow
  * set-ups. */
-#define REDTLS__IAM_REUSE_MS (10 * 60 * 1000)
+#define REDTLS__IAM_REUSE_MS ((int64_t)10 * 60 * 1000)
 /* The presigned request's lifetime (X-Amz-Expires). */
 #define REDTLS__IAM_EXPIRES_S 900
 
@@ -38,7 +38,12 @@ typedef struct redtls__iam_state {
     redtls__secret token; /* the last token made, or unset */
     int64_t made_ms;      /* when it was signed (wall clock) */
     int64_t authed_ms;    /* the last accepted AUTH; 0: none yet */
+    int64_t retry_ms;     /* a failed scheduled re-authentication: not before */
 } redtls__iam_state;
+
+/* A scheduled re-authentication that failed is tried again this much
+ * later (the connection stays). */
+#define REDTLS__IAM_RETRY_MS ((int64_t)60 * 1000)
 
 void redtls__iam_cfg_init(redtls__iam_cfg *iam);
 void redtls__iam_cfg_release(redtls__iam_cfg *iam);

@@ -394,7 +394,11 @@ REDTLS_EXTERN redtls_status redtls_config_set_credential_callback(redtls_config 
  * a new one), makes a fresh one and retries once when the server refuses
  * it (clock skew, rotated keys), and re-authenticates an open connection
  * before the server's 12-hour limit (see redtls_config_set_iam_reauth_ms).
- * A cluster handle's node connections each keep their own token.
+ * A cluster handle's node connections each keep their own token. On
+ * connect, a failure to make a token (no credentials, the source failed) is
+ * REDTLS_E_AUTH with the cause in the message. A scheduled
+ * re-authentication that fails keeps the connection and reports
+ * REDTLS_EVENT_AUTH_REFRESH_FAILED.
  *
  * cache_name: the replication group id or serverless cache name, in lower
  * case as AWS requires; user_id: the ElastiCache user id (authentication
@@ -410,9 +414,10 @@ REDTLS_EXTERN redtls_status redtls_config_set_iam(redtls_config *cfg, const char
 /* The signing service: "elasticache" (the default) or "memorydb". */
 REDTLS_EXTERN redtls_status redtls_config_set_iam_service(redtls_config *cfg, const char *service);
 /* How long an open connection keeps its authentication before it sends a
- * fresh AUTH: default REDTLS_DEFAULT_IAM_REAUTH_MS (11 hours; the server
- * closes a connection 12 hours after it authenticated). It happens at the
- * start of a call while the connection owes no replies; 0: never. */
+ * fresh AUTH: default REDTLS_DEFAULT_IAM_REAUTH_MS (11 hours; ElastiCache
+ * closes a connection 12 hours after it authenticated, so more than that
+ * only makes sense for a server without the limit). It happens at the start
+ * of a call while the connection owes no replies; 0: never. */
 #define REDTLS_DEFAULT_IAM_REAUTH_MS (11u * 3600u * 1000u)
 REDTLS_EXTERN redtls_status redtls_config_set_iam_reauth_ms(redtls_config *cfg, uint32_t ms);
 
@@ -439,7 +444,8 @@ REDTLS_EXTERN redtls_status redtls_config_set_aws_credentials_callback(redtls_co
                                                                        void *userdata);
 
 /* Makes the IAM token cfg's connections would send, signed at unix_time
- * (seconds; 0: now), into out (cap bytes, NUL-terminated). For scripts and
+ * (seconds since the epoch, at most 1e11; 0: now), into out (cap bytes,
+ * NUL-terminated). For scripts and
  * checks (redtls-cli --iam-token); it is a credential: wipe it after use.
  * Errors (details in redtls_config_errmsg(cfg), never a secret):
  * REDTLS_E_CONFIG (IAM not set, no credentials), REDTLS_E_AUTH (the
@@ -461,7 +467,12 @@ typedef enum redtls_event_type {
     /* An established connection was lost or closed; detail: the cause. */
     REDTLS_EVENT_DISCONNECTED = 4,
     /* A reconnect attempt failed; detail: "next attempt in N ms: cause". */
-    REDTLS_EVENT_RECONNECT_SCHEDULED = 5
+    REDTLS_EVENT_RECONNECT_SCHEDULED = 5,
+    /* A scheduled IAM re-authentication failed (the credential source, a
+     * refusal, the deadline). The connection stays: the server honours its
+     * earlier AUTH until its own limit; another try comes a minute later.
+     * detail: the cause. */
+    REDTLS_EVENT_AUTH_REFRESH_FAILED = 6
 } redtls_event_type;
 
 typedef void (*redtls_event_cb)(void *userdata, redtls_event_type type, const char *detail);

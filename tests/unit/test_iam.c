@@ -348,6 +348,108 @@ static void test_credential_source_failure(void **state)
     redtls_config_free(cfg);
 }
 
+/* Explicit credentials: a freshly made token that is refused is not sent
+ * again (a new one would be the same); the server's answer, which echoes
+ * the token, is masked. */
+static void test_refused_fresh_token_not_resent(void **state)
+{
+    (void)state;
+    fake_clock clk = {T0_MS};
+    redtls_config *cfg = iam_config(&clk, NULL);
+    char a[4096], echo[8192];
+    token_at(cfg, T0_MS, a, sizeof a);
+    snprintf(echo, sizeof echo, "-WRONGPASS no such token %s\r\n", a);
+    redtls__transport *t;
+    redtls_conn *c = mem_conn(cfg, &t);
+    unit_push(t, echo);
+    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    const char *msg = redtls_conn_errmsg(c);
+    print_message("%s\n", msg);
+    assert_null(strstr(msg, "twice"));
+    assert_contains(msg, "refused the IAM token");
+    assert_null(strstr(msg, a));
+    no_secret_in(msg);
+    size_t len;
+    const char *w = redtls__mem_written(t, &len);
+    char frame[8192];
+    auth_frame("iam-user-1", a, frame, sizeof frame);
+    assert_int_equal(len, strlen(frame));
+    assert_memory_equal(w, frame, len);
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+}
+
+typedef struct flaky {
+    int fail;
+} flaky;
+
+static int flaky_creds(void *ud, char *id, size_t id_cap, char *secret, size_t secret_cap, char *session,
+                       size_t session_cap, char *errbuf, size_t errbuf_cap)
+{
+    flaky *f = ud;
+    (void)session;
+    (void)session_cap;
+    if (f->fail) {
+        snprintf(errbuf, errbuf_cap, "metadata service timed out");
+        return 1;
+    }
+    snprintf(id, id_cap, "%s", KEY_ID);
+    snprintf(secret, secret_cap, "%s", SECRET);
+    return 0;
+}
+
+/* A scheduled re-authentication whose credential source fails keeps the
+ * connection (the command goes out on it), reports why, and is tried again
+ * a minute later, not before. */
+static void test_failed_reauth_keeps_connection(void **state)
+{
+    (void)state;
+    fake_clock clk = {T0_MS};
+    events ev = {0};
+    flaky fl = {0};
+    redtls_config *cfg = iam_config(&clk, &ev);
+    assert_status(redtls_config_set_aws_credentials_callback(cfg, flaky_creds, &fl), REDTLS_OK);
+    assert_status(redtls_config_set_iam_reauth_ms(cfg, 3600 * 1000), REDTLS_OK);
+    redtls__transport *t;
+    redtls_conn *c = mem_conn(cfg, &t);
+    unit_push(t, "+OK\r\n");
+    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    size_t after_setup;
+    redtls__mem_written(t, &after_setup);
+
+    clk.now_ms += 3600 * 1000 + 11 * 60 * 1000; /* due, and the token too old to reuse */
+    fl.fail = 1;
+    unit_push(t, "+PONG\r\n");
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(c, &r, "PING"), REDTLS_OK);
+    assert_string_equal(r->str, "PONG");
+    redtls_reply_free(r);
+    assert_true(redtls_conn_is_connected(c));
+    assert_contains(ev.all, "6:");
+    assert_contains(ev.all, "metadata service timed out");
+    size_t len;
+    const char *w = redtls__mem_written(t, &len);
+    assert_int_equal(len - after_setup, strlen("*1\r\n$4\r\nPING\r\n"));
+    assert_memory_equal(w + after_setup, "*1\r\n$4\r\nPING\r\n", len - after_setup);
+
+    /* 30 s later: no new try. */
+    clk.now_ms += 30 * 1000;
+    assert_false(redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
+    /* A minute after the failure: tried again, and it works now. */
+    clk.now_ms += 31 * 1000;
+    assert_true(redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
+    fl.fail = 0;
+    unit_push(t, "+OK\r\n");
+    unit_push(t, "+PONG\r\n");
+    assert_status(redtls_conn_command(c, &r, "PING"), REDTLS_OK);
+    redtls_reply_free(r);
+    assert_int_equal(ev.refreshed, 1);
+    assert_false(redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
+    no_secret_in(ev.all);
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +459,8 @@ int main(void)
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_refusal_one_fresh_retry),
         cmocka_unit_test(test_credential_source_failure),
+        cmocka_unit_test(test_refused_fresh_token_not_resent),
+        cmocka_unit_test(test_failed_reauth_keeps_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
