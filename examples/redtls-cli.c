@@ -36,6 +36,12 @@ enum {
     OPT_INSECURE,
     OPT_RESOLVE,
     OPT_CLUSTER,
+    OPT_IAM,
+    OPT_REGION,
+    OPT_SERVERLESS,
+    OPT_IAM_SERVICE,
+    OPT_IAM_TOKEN,
+    OPT_IAM_TIME,
     OPT_HELP
 };
 
@@ -57,6 +63,12 @@ static const struct option long_options[] = {
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"resolve", required_argument, NULL, OPT_RESOLVE},
     {"cluster", no_argument, NULL, OPT_CLUSTER},
+    {"iam", required_argument, NULL, OPT_IAM},
+    {"region", required_argument, NULL, OPT_REGION},
+    {"serverless", no_argument, NULL, OPT_SERVERLESS},
+    {"iam-service", required_argument, NULL, OPT_IAM_SERVICE},
+    {"iam-token", no_argument, NULL, OPT_IAM_TOKEN},
+    {"iam-time", required_argument, NULL, OPT_IAM_TIME},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -87,6 +99,12 @@ struct cli_options {
     int cluster;
     int nresolve;
     const char *resolve[MAX_RESOLVE]; /* HOST:PORT:ADDR */
+    const char *iam;         /* cache name */
+    const char *region;
+    int serverless;
+    const char *iam_service;
+    int iam_token;           /* print the token and exit */
+    long long iam_time;      /* signing time (unix seconds), 0: now */
     int argc; /* the command and its arguments */
     const char **argv;
 };
@@ -122,6 +140,17 @@ static void usage(FILE *out)
           "                     repeatable ([::1] style brackets for IPv6)\n"
           "      --cluster      cluster mode: -h/-p (or the URL) is a seed node; the\n"
           "                     command is routed by its keys, redirects followed\n"
+          "      --iam CACHE    ElastiCache/MemoryDB IAM authentication for the cache\n"
+          "                     (replication group or serverless cache name, lower\n"
+          "                     case); needs --region and --user USER-ID; AWS\n"
+          "                     credentials from AWS_ACCESS_KEY_ID,\n"
+          "                     AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN\n"
+          "      --region R     the cache's AWS region (e.g. us-east-1)\n"
+          "      --serverless   the cache is serverless\n"
+          "      --iam-service S  elasticache (default) or memorydb\n"
+          "      --iam-token    print the IAM token on one line and exit (it is a\n"
+          "                     credential, valid for 15 minutes); no command\n"
+          "      --iam-time T   sign at T (YYYYMMDDTHHMMSSZ) instead of now\n"
           "  -v, --verbose      print TLS version, cipher and server certificate\n"
           "                     to stderr (never the token)\n"
           "      --help         print this help and exit\n"
@@ -139,6 +168,41 @@ static void usage(FILE *out)
 }
 
 static int usage_error(const char *fmt, ...) REDTLS_PRINTF(1, 2);
+
+/* YYYYMMDDTHHMMSSZ (UTC) to seconds since the epoch. */
+static int parse_iam_time(const char *s, long long *out)
+{
+    int f[6];
+    static const int width[6] = {4, 2, 2, 2, 2, 2};
+    const char *p = s;
+    if (strlen(s) != 16 || s[8] != 'T' || s[15] != 'Z')
+        return -1;
+    for (int i = 0; i < 6; i++) {
+        if (i == 3)
+            p++; /* the T */
+        f[i] = 0;
+        for (int k = 0; k < width[i]; k++, p++) {
+            if (*p < '0' || *p > '9')
+                return -1;
+            f[i] = f[i] * 10 + (*p - '0');
+        }
+    }
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (f[0] % 4 == 0 && f[0] % 100 != 0) || f[0] % 400 == 0;
+    if (f[0] < 1971 || f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > mdays[f[1] - 1] ||
+        (f[1] == 2 && f[2] == 29 && !leap) || f[3] > 23 || f[4] > 59 || f[5] > 59)
+        return -1;
+    /* Days since the epoch, proleptic Gregorian (no timegm: not POSIX). */
+    int y = f[0], m = f[1];
+    if (m <= 2)
+        y--;
+    long long era = y / 400, yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + f[2] - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long long days = era * 146097 + doe - 719468;
+    *out = days * 86400 + f[3] * 3600 + f[4] * 60 + f[5];
+    return 0;
+}
 
 static int usage_error(const char *fmt, ...)
 {
@@ -208,6 +272,15 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
         case OPT_PLAIN: o->plain = 1; break;
         case OPT_INSECURE: o->insecure = 1; break;
         case OPT_CLUSTER: o->cluster = 1; break;
+        case OPT_IAM: o->iam = optarg; break;
+        case OPT_REGION: o->region = optarg; break;
+        case OPT_SERVERLESS: o->serverless = 1; break;
+        case OPT_IAM_SERVICE: o->iam_service = optarg; break;
+        case OPT_IAM_TOKEN: o->iam_token = 1; break;
+        case OPT_IAM_TIME:
+            if (parse_iam_time(optarg, &o->iam_time) != 0)
+                return usage_error("--iam-time '%s' is not YYYYMMDDTHHMMSSZ", optarg);
+            break;
         case OPT_RESOLVE:
             if (o->nresolve == MAX_RESOLVE)
                 return usage_error("at most %d --resolve options", MAX_RESOLVE);
@@ -222,7 +295,15 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
 
     if ((o->cert == NULL) != (o->key == NULL))
         return usage_error("--cert and --key go together");
-    if (optind >= argc)
+    if ((o->iam_token || o->iam_time || o->region || o->serverless || o->iam_service) && o->iam == NULL)
+        return usage_error("--region, --serverless, --iam-service, --iam-token and --iam-time go with --iam");
+    if (o->iam != NULL && (o->region == NULL || o->user == NULL))
+        return usage_error("--iam needs --region and --user (the IAM user id)");
+    if (o->iam_time && !o->iam_token)
+        return usage_error("--iam-time goes with --iam-token (a connection signs with the clock)");
+    if (o->iam_token && optind < argc)
+        return usage_error("--iam-token prints the token; it takes no command");
+    if (optind >= argc && !o->iam_token)
         return usage_error("no command given");
     if (o->token == NULL) {
         const char *env = getenv("REDTLS_TOKEN");
@@ -334,6 +415,12 @@ static int apply_options(const struct cli_options *o, redtls_config *cfg)
         APPLY("--token", redtls_config_set_token(cfg, o->token));
     if (o->token_alt != NULL)
         APPLY("--token-alt", redtls_config_set_token_alt(cfg, o->token_alt));
+    if (o->iam != NULL) {
+        APPLY("--iam", redtls_config_set_iam(cfg, o->iam, o->user, o->region, o->serverless ? REDTLS_IAM_SERVERLESS : 0));
+        if (o->iam_service != NULL)
+            APPLY("--iam-service", redtls_config_set_iam_service(cfg, o->iam_service));
+        APPLY("--iam", redtls_config_set_aws_credentials_from_env(cfg));
+    }
     if (o->timeout_ms != -1) {
         unsigned ms = (unsigned)o->timeout_ms;
         APPLY("--timeout", redtls_config_set_connect_timeout_ms(cfg, ms));
@@ -471,6 +558,20 @@ static int run(const struct cli_options *o, redtls_config *cfg)
     return print_reply(reply);
 }
 
+/* --iam-token: the token on one line, nothing sent anywhere. */
+static int print_iam_token(const struct cli_options *o, redtls_config *cfg)
+{
+    static char token[32768];
+    redtls_status st = redtls_iam_token(cfg, o->iam_time, token, sizeof token);
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "redtls-cli: --iam-token: %s\n", redtls_config_errmsg(cfg));
+        return st == REDTLS_E_CONFIG ? EXIT_USAGE : EXIT_CONNECT;
+    }
+    int rc = puts(token) < 0 || fflush(stdout) != 0 ? EXIT_CONNECT : EXIT_REPLY;
+    memset(token, 0, sizeof token);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_options opts;
@@ -489,7 +590,9 @@ int main(int argc, char **argv)
     } else {
         rc = apply_options(&opts, cfg);
     }
-    if (rc == EXIT_CONTINUE)
+    if (rc == EXIT_CONTINUE && opts.iam_token)
+        rc = print_iam_token(&opts, cfg);
+    else if (rc == EXIT_CONTINUE)
         rc = opts.cluster ? run_cluster(&opts, cfg) : run(&opts, cfg);
     redtls_config_free(cfg);
     free(opts.argv);

@@ -58,7 +58,7 @@ void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...)
 
 int redtls__has_credentials(const redtls_conn *c)
 {
-    return c->cfg.cred_cb != NULL || c->cfg.token.data != NULL;
+    return redtls__iam_on(&c->cfg.iam) || c->cfg.cred_cb != NULL || c->cfg.token.data != NULL;
 }
 
 /* Server answers that mean "these credentials are wrong", as opposed to
@@ -176,10 +176,72 @@ static redtls_status auth_with_callback(redtls_conn *c, int64_t deadline)
     return st;
 }
 
+/* IAM: the handle's token while it is young enough, else a new one. When
+ * the server refuses it, one more try with a fresh token if that can
+ * differ: the cached one was refused, or the credentials come from a source
+ * that may have changed (the environment, a callback); a token signed again
+ * from the same fixed credentials in the same second would be the same. */
+static redtls_status auth_with_iam(redtls_conn *c, int64_t deadline)
+{
+    const redtls__iam_cfg *iam = &c->cfg.iam;
+    char answer[2][200];
+    answer[0][0] = '\0';
+    int tries = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int64_t now = redtls__iam_now_ms(iam);
+        int64_t age = now - c->iam.made_ms;
+        int reused = 1;
+        if (attempt > 0 || !c->iam.token.data || age >= REDTLS__IAM_REUSE_MS || age < 0) {
+            redtls_status st = redtls__iam_make(iam, now, &c->iam.token, c->errmsg);
+            if (st != REDTLS_OK) {
+                redtls__secret_clear(&c->iam.token);
+                char cause[REDTLS__ERRMSG_MAX];
+                memcpy(cause, c->errmsg, sizeof cause);
+                if (attempt > 0)
+                    return redtls__fail(c->errmsg, st == REDTLS_E_NOMEM ? st : REDTLS_E_AUTH,
+                                        "the server refused the IAM token (%.100s), and a new one cannot be made: "
+                                        "%.300s",
+                                        answer[0], cause);
+                return redtls__fail(c->errmsg, st == REDTLS_E_NOMEM ? st : REDTLS_E_AUTH,
+                                    "cannot make an IAM token: %.400s", cause);
+            }
+            c->iam.made_ms = now;
+            reused = 0;
+        }
+        int verdict;
+        tries++;
+        redtls_status st =
+            auth_once(c, iam->user_id, &c->iam.token, deadline, &verdict, answer[attempt], sizeof answer[attempt]);
+        if (st != REDTLS_OK)
+            return st;
+        if (verdict == AUTH_ACCEPTED) {
+            c->iam.authed_ms = now;
+            return REDTLS_OK;
+        }
+        /* Whatever it was, this token is not used again. */
+        redtls__secret_clear(&c->iam.token);
+        if (verdict == AUTH_ERROR)
+            return redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH with the IAM token for user '%.64s' failed: %s",
+                                iam->user_id, answer[attempt]);
+        if (!reused && iam->creds == REDTLS__AWS_CREDS_EXPLICIT)
+            break;
+    }
+    return redtls__fail(c->errmsg, REDTLS_E_AUTH,
+                        "the server refused the IAM token for user '%.64s'%s (%.100s). Likely causes: the user is "
+                        "not an IAM user in the cache's user group; the IAM policy lacks %s:Connect for it; expired "
+                        "or rotated AWS credentials; a clock minutes off; not the cache's own name or region "
+                        "(signed for '%.64s' in %.32s%s)",
+                        iam->user_id, tries > 1 ? " twice, the second made afresh" : "", answer[tries - 1],
+                        iam->service ? iam->service : "elasticache", iam->cache_name, iam->region,
+                        iam->serverless ? ", serverless" : "");
+}
+
 redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline)
 {
     redtls_status st;
-    if (c->cfg.cred_cb)
+    if (redtls__iam_on(&c->cfg.iam))
+        st = auth_with_iam(c, deadline);
+    else if (c->cfg.cred_cb)
         st = auth_with_callback(c, deadline);
     else if (c->cfg.user && !c->cfg.token.data)
         st = redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", c->cfg.user);
@@ -226,7 +288,7 @@ redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const ch
     if (st != REDTLS_OK)
         return st;
     c->preferred = 0;
-    if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb)
+    if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam))
         return REDTLS_OK;
     st = redtls__authenticate(c, redtls__deadline_after(c->cfg.command_timeout_ms));
     if (st == REDTLS_OK)
@@ -237,7 +299,7 @@ redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const ch
 
 int redtls_conn_preferred_token(const redtls_conn *c)
 {
-    if (!c || c->cfg.cred_cb || !c->cfg.token.data)
+    if (!c || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam) || !c->cfg.token.data)
         return 0;
     return c->cfg.token_alt.data ? c->preferred + 1 : 1;
 }

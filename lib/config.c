@@ -29,6 +29,7 @@ redtls_status redtls__config_init(redtls_config *cfg)
     cfg->backoff_cap_ms = REDTLS_DEFAULT_BACKOFF_CAP_MS;
     cfg->tcp_user_timeout_ms = REDTLS_DEFAULT_TCP_USER_TIMEOUT_MS;
     cfg->tls.resumption = 1;
+    redtls__iam_cfg_init(&cfg->iam);
     return redtls__str_set(&cfg->host, "127.0.0.1");
 }
 
@@ -108,6 +109,7 @@ void redtls__config_release(redtls_config *cfg)
     redtls__secret_clear(&cfg->token);
     redtls__secret_clear(&cfg->token_alt);
     free(cfg->client_name);
+    redtls__iam_cfg_release(&cfg->iam);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -139,6 +141,11 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
     dst->tls_cache = NULL;
     dst->resolve.v = dst->verify_names.v = NULL;
     dst->resolve.n = dst->verify_names.n = 0;
+    if (redtls__iam_cfg_copy(&dst->iam, &src->iam) != REDTLS_OK) {
+        redtls__iam_cfg_init(&dst->iam);
+        redtls__config_release(dst);
+        return REDTLS_E_NOMEM;
+    }
     if (aliases_copy(&dst->resolve, &src->resolve) || aliases_copy(&dst->verify_names, &src->verify_names) ||
         redtls__str_set(&dst->host, src->host) || redtls__str_set(&dst->unix_path, src->unix_path) ||
         redtls__str_set(&dst->verify_name, src->verify_name) || redtls__str_set(&dst->user, src->user) ||

@@ -2,6 +2,7 @@
 #ifndef REDTLS_CONFIG_H
 #define REDTLS_CONFIG_H
 
+#include "iam.h"
 #include "reader.h"
 #include "tls.h"
 
@@ -35,6 +36,7 @@ struct redtls_config {
     int strict_elasticache;
     redtls_credential_cb cred_cb;
     void *cred_ud;
+    redtls__iam_cfg iam;
     redtls_event_cb event_cb;
     void *event_ud;
     int db;

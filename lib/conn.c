@@ -21,6 +21,12 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
     redtls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    if (redtls__iam_on(&cfg->iam) && (!cfg->use_tls || cfg->unix_path)) {
+        free(c);
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
+                            "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
+                            "rediss:// or turn TLS on");
+    }
     if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
@@ -50,6 +56,7 @@ void redtls_conn_free(redtls_conn *c)
         free(c->obuf);
     }
     redtls__config_release(&c->cfg);
+    redtls__secret_clear(&c->iam.token);
     free(c->rbuf);
     free(c);
 }
@@ -464,10 +471,13 @@ redtls_status redtls_conn_connect(redtls_conn *c)
 /* Re-authenticates after a NOAUTH reply, on the same connection. */
 static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
 {
+    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
     c->need_reauth = 0;
     redtls_status st = redtls__authenticate(c, deadline);
     if (st == REDTLS_OK)
-        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "re-authenticated after a NOAUTH reply");
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
+                     scheduled ? "re-authenticated with IAM before the server's connection limit"
+                               : "re-authenticated after a NOAUTH reply");
     return st;
 }
 
@@ -482,6 +492,8 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
         redtls__conn_drop(c, st);
         return;
     }
+    if (!c->need_reauth && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
+        c->need_reauth = REDTLS__REAUTH_IAM_DUE;
     int ping = c->cfg.health_check_ms && redtls__now_ms() - c->last_io >= (int64_t)c->cfg.health_check_ms;
     if (!ping && !c->need_reauth)
         return;
@@ -500,8 +512,19 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
         else if (c->tp)
             redtls__conn_drop(c, REDTLS_E_IO);
     }
-    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp)
-        redtls__conn_drop(c, REDTLS_E_AUTH);
+    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
+    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp) {
+        if (scheduled) {
+            /* The server still honours the earlier AUTH (until its own
+             * limit): keep the connection, say why, try again later. */
+            c->iam.retry_ms = redtls__iam_now_ms(&c->cfg.iam) + REDTLS__IAM_RETRY_MS;
+            redtls__emit(c, REDTLS_EVENT_AUTH_REFRESH_FAILED, "%.200s; the connection stays, retry in %d s",
+                         c->errmsg, (int)(REDTLS__IAM_RETRY_MS / 1000));
+            c->errmsg[0] = '\0';
+        } else {
+            redtls__conn_drop(c, REDTLS_E_AUTH);
+        }
+    }
     restore(c, &saved);
 }
 

@@ -9,6 +9,8 @@
 #include "format.h"
 
 #define REDTLS__READ_CHUNK 16384
+/* need_reauth: the IAM schedule (not a NOAUTH reply) asks for a new AUTH. */
+#define REDTLS__REAUTH_IAM_DUE 2
 
 struct redtls_conn {
     redtls_config cfg;       /* private copy */
@@ -23,7 +25,7 @@ struct redtls_conn {
     size_t unsent;           /* commands in obuf, not written yet */
     size_t lost;             /* written on a connection that broke */
     int preferred;           /* token tried first: 0 = token, 1 = token_alt */
-    int need_reauth;         /* a reply said NOAUTH */
+    int need_reauth;         /* a reply said NOAUTH, or REDTLS__REAUTH_IAM_DUE */
     /* Reconnection. */
     redtls__backoff backoff;
     unsigned attempts;       /* failed attempts in the current outage */
@@ -33,6 +35,7 @@ struct redtls_conn {
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
     int64_t quiet_at;        /* when it last had nothing owed (buffers) */
+    redtls__iam_state iam;   /* IAM: the token in use, when it was made and accepted */
     redtls__tls_session session; /* for resumption on reconnect */
     redtls_status last_status; /* of the last failed attempt */
     int no_time;             /* the last ensure_once made no attempt: the

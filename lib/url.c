@@ -146,9 +146,91 @@ static redtls_status apply_param(redtls_config *tmp, const char *key, size_t kle
 #undef KEY_IS
 }
 
+/* The IAM parameters are taken together once the query is read (the user
+ * id is the URL's user). */
+typedef struct url_iam {
+    char *cache, *region, *service;
+    int serverless; /* -1: not given */
+} url_iam;
+
+static int take_iam_param(url_iam *iam, const char *key, size_t klen, char *val, int *taken)
+{
+#define KEY_IS(k) (klen == sizeof(k) - 1 && memcmp(key, k, klen) == 0)
+    char **slot = KEY_IS("iam") ? &iam->cache : KEY_IS("region") ? &iam->region : KEY_IS("iam_service") ? &iam->service : NULL;
+    *taken = 1;
+    if (slot) {
+        free(*slot);
+        *slot = val;
+        return 0;
+    }
+    if (KEY_IS("serverless")) {
+        int ok = strcmp(val, "1") == 0 || strcmp(val, "0") == 0 || strcmp(val, "true") == 0 || strcmp(val, "false") == 0;
+        iam->serverless = val[0] == '1' || val[0] == 't';
+        free(val);
+        return ok ? 0 : -1;
+    }
+    *taken = 0;
+    return 0;
+#undef KEY_IS
+}
+
+static redtls_status apply_iam(redtls_config *tmp, url_iam *iam)
+{
+    redtls_status st = REDTLS_OK;
+    if (!iam->cache) {
+        if (iam->region || iam->service || iam->serverless >= 0)
+            st = redtls__fail(tmp->errmsg, REDTLS_E_URL,
+                              "URL parameters region, serverless and iam_service only go with iam=CACHE-NAME");
+    } else if (!tmp->user) {
+        st = redtls__fail(tmp->errmsg, REDTLS_E_URL, "an IAM URL needs the IAM user id as its user (rediss://USER-ID@host?iam=...)");
+    } else if (!iam->region) {
+        st = redtls__fail(tmp->errmsg, REDTLS_E_URL, "an IAM URL needs region=REGION");
+    } else if ((st = redtls_config_set_iam(tmp, iam->cache, tmp->user, iam->region,
+                                           iam->serverless > 0 ? REDTLS_IAM_SERVERLESS : 0)) == REDTLS_OK &&
+               (st = redtls_config_set_iam_service(tmp, iam->service)) == REDTLS_OK) {
+        /* A URL never carries AWS secrets: they come from the environment
+         * unless the application chose a source already. */
+        if (tmp->iam.creds == REDTLS__AWS_CREDS_NONE)
+            st = redtls_config_set_aws_credentials_from_env(tmp);
+    } else if (st == REDTLS_E_INVALID) {
+        char cause[REDTLS__ERRMSG_MAX];
+        memcpy(cause, tmp->errmsg, sizeof cause);
+        st = redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL IAM parameters: %.400s", cause);
+    }
+    free(iam->cache);
+    free(iam->region);
+    free(iam->service);
+    return st;
+}
+
+static redtls_status apply_query_item(redtls_config *tmp, const char **qp, char **cert, char **key, url_iam *iam);
+
 static redtls_status apply_query(redtls_config *tmp, const char *q, char **cert, char **key)
 {
-    while (*q) {
+    url_iam iam = {NULL, NULL, NULL, -1};
+    redtls_status st = REDTLS_OK;
+    while (*q && st == REDTLS_OK)
+        st = apply_query_item(tmp, &q, cert, key, &iam);
+    if (st != REDTLS_OK) {
+        free(iam.cache);
+        free(iam.region);
+        free(iam.service);
+        return st;
+    }
+    if ((st = apply_iam(tmp, &iam)) != REDTLS_OK)
+        return st;
+    if ((*cert == NULL) != (*key == NULL))
+        return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameters cert and key must be given together");
+    if (*cert)
+        return redtls_config_set_client_cert_file(tmp, *cert, *key);
+    return REDTLS_OK;
+}
+
+/* One key=value item at *q; moves *q past it. */
+static redtls_status apply_query_item(redtls_config *tmp, const char **qp, char **cert, char **key, url_iam *iam)
+{
+    const char *q = *qp;
+    {
         const char *amp = strchr(q, '&');
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         const char *eq = memchr(q, '=', len);
@@ -162,7 +244,12 @@ static redtls_status apply_query(redtls_config *tmp, const char *q, char **cert,
                 return nomem ? REDTLS_E_NOMEM
                              : redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL query parameter '%s' has an invalid percent escape", show(q, klen).text);
             redtls_status st;
-            if (klen == 4 && memcmp(q, "cert", 4) == 0) {
+            int taken = 0;
+            if (take_iam_param(iam, q, klen, val, &taken) != 0)
+                return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter serverless must be 1, 0, true or false");
+            if (taken) {
+                st = REDTLS_OK;
+            } else if (klen == 4 && memcmp(q, "cert", 4) == 0) {
                 free(*cert);
                 *cert = val;
                 st = REDTLS_OK;
@@ -184,12 +271,8 @@ static redtls_status apply_query(redtls_config *tmp, const char *q, char **cert,
             if (st)
                 return st;
         }
-        q += len + (amp ? 1 : 0);
+        *qp = q + len + (amp ? 1 : 0);
     }
-    if ((*cert == NULL) != (*key == NULL))
-        return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameters cert and key must be given together");
-    if (*cert)
-        return redtls_config_set_client_cert_file(tmp, *cert, *key);
     return REDTLS_OK;
 }
 

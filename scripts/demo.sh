@@ -111,6 +111,10 @@ expect() {
     echo "    UNEXPECTED: the password appears in the output"
     ok=0
   fi
+  if [[ -n "${IAM_SECRET:-}" && "$out" == *"$IAM_SECRET"* ]]; then
+    echo "    UNEXPECTED: the AWS secret appears in the output"
+    ok=0
+  fi
   if [[ $ok -eq 1 ]]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
 }
 
@@ -151,6 +155,28 @@ expect 0 'PONG' -- "$CLI" -u "rediss://localhost:$PORT" --cacert "$CERTS/ca.crt"
 
 step "AUTH token rotation: old -> old+new -> new while a client keeps working"
 expect 0 'token 2 accepted, token 1 refused' -- "$BUILD/examples/auth_rotation" "$URL"
+
+step "IAM (as ElastiCache does it): redtls-cli --iam-token signs a token; an ACL user takes the tokens of these seconds; an IAM URL connects"
+# Demo credentials only: the signature is checked by this throwaway server's
+# ACL, not by AWS.
+export AWS_ACCESS_KEY_ID=AKIDDEMO00000000001
+export AWS_SECRET_ACCESS_KEY=demo/Secret+Key=0000000000000000000000
+IAM_SECRET=$AWS_SECRET_ACCESS_KEY
+IAM_OPTS=(--iam demo-cache --region us-east-1 --user demo-iam-user)
+expect 0 '^demo-cache/\?Action=connect&User=demo-iam-user&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDDEMO00000000001%2F20260301%2Fus-east-1%2Felasticache%2Faws4_request&X-Amz-Date=20260301T120000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=[0-9a-f]{64}$' \
+  -- "$CLI" "${IAM_OPTS[@]}" --iam-token --iam-time 20260301T120000Z
+"$CLI" -u "$URL" ACL SETUSER demo-iam-user reset on '~*' '+@all' >/dev/null
+now=$(date -u +%s)
+for s in $(seq $((now - 2)) $((now + 30))); do
+  tok=$("$CLI" "${IAM_OPTS[@]}" --iam-token --iam-time "$(date -u -d "@$s" +%Y%m%dT%H%M%SZ)")
+  "$CLI" -u "$URL" ACL SETUSER demo-iam-user ">$tok" >/dev/null
+done
+expect 0 '^demo-iam-user$' -- "$CLI" -u "rediss://demo-iam-user@localhost:$PORT?cacert=$CERTS/ca.crt&iam=demo-cache&region=us-east-1" ACL WHOAMI
+expect 0 '^demo-iam-user$' -- "$CLI" -u "rediss://localhost:$PORT?cacert=$CERTS/ca.crt" "${IAM_OPTS[@]}" ACL WHOAMI
+step "IAM refused: another region signs another token (exit 3, causes named, no secret)"
+expect 3 'twice' -- "$CLI" -u "rediss://localhost:$PORT?cacert=$CERTS/ca.crt" --iam demo-cache --region eu-west-1 \
+  --user demo-iam-user ACL WHOAMI
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
 step "throwaway Redis Cluster: 3 TLS masters announcing nodeN.cluster.test"
 throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"

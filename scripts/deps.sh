@@ -27,6 +27,9 @@ PACKAGES=(
   valgrind
   clang-tidy
   cppcheck
+  # integration.sigv4_smithy runs the AWS SDK's SigV4 signer (npm packages
+  # pinned in tests/sigv4/package-lock.json; scripts/test.sh installs them).
+  nodejs
 )
 
 missing=()
@@ -36,6 +39,13 @@ for pkg in "${PACKAGES[@]}"; do
     missing+=("$pkg")
   fi
 done
+
+# npm comes with some nodejs builds (NodeSource's, which conflict with
+# Debian's npm package) and separately with Debian's: asked for only when
+# there is no npm command.
+if ! command -v npm >/dev/null 2>&1 && [[ " ${missing[*]} " != *" npm "* ]]; then
+  missing+=(npm)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "deps: all ${#PACKAGES[@]} packages already installed"

@@ -25,6 +25,21 @@ JOBS=${JOBS:-2}
 
 "$ROOT/scripts/deps.sh"
 
+# tests/sigv4/node_modules: the AWS SDK's SigV4 signer at the versions
+# pinned (with integrity hashes) in tests/sigv4/package-lock.json, for
+# integration.sigv4_smithy. Every step that runs the integration tests calls
+# this first; it installs once per run. npm's cache (~/.npm) makes a repeat
+# quick and lets it work offline once filled. A failed install fails the step.
+SIGV4_MODULES_READY=0
+sigv4_node_modules() {
+  if [[ $SIGV4_MODULES_READY -eq 1 ]]; then
+    return 0
+  fi
+  echo "-- npm ci --prefix tests/sigv4"
+  npm ci --prefix "$ROOT/tests/sigv4" --no-audit --no-fund --prefer-offline --loglevel=error
+  SIGV4_MODULES_READY=1
+}
+
 # Each step is a function; they run in order and the first failure stops
 # the run. Later steps (a sanitizer build, the fuzz targets' corpus
 # replay, valgrind) are added as functions and listed in STEPS.
@@ -43,6 +58,7 @@ step_main() {
     return 1
   fi
   cmake --build "$build" -j"$JOBS"
+  sigv4_node_modules
   # Integration tests start their own servers on random loopback ports, so
   # they run in parallel too.
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
@@ -99,6 +115,7 @@ step_hiredis1() {
   done
   echo "hiredis1: using hiredis $version from $prefix: libredtls.so and $loading test and example" \
     "programs load $lib ($other programs load no libhiredis)"
+  sigv4_node_modules
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
   echo "hiredis1: the suite passed against hiredis $version ($prefix)"
 }
@@ -120,6 +137,7 @@ step_sanitize() {
     -DREDTLS_BUILD_TESTS=ON \
     -DREDTLS_BUILD_EXAMPLES=OFF
   cmake --build "$build" -j"$JOBS"
+  sigv4_node_modules
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error -L 'unit|integration|packaging'

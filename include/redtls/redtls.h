@@ -384,6 +384,74 @@ typedef int (*redtls_credential_cb)(void *userdata, int attempt, char *user, siz
 REDTLS_EXTERN redtls_status redtls_config_set_credential_callback(redtls_config *cfg, redtls_credential_cb cb,
                                                                   void *userdata);
 
+/* ElastiCache / MemoryDB IAM authentication.
+ *
+ * With IAM the password is a SigV4 presigned request made in the library:
+ * `<cache_name>/?Action=connect&User=<user_id>[&ResourceType=ServerlessCache]`
+ * signed for `service` in `region` with the AWS credentials, valid for 15
+ * minutes. redtls sends it as "AUTH <user_id> <token>", reuses it for the
+ * handle's (re)connections while it is younger than 10 minutes (then makes
+ * a new one), makes a fresh one and retries once when the server refuses
+ * it (clock skew, rotated keys), and re-authenticates an open connection
+ * before the server's 12-hour limit (see redtls_config_set_iam_reauth_ms).
+ * A cluster handle's node connections each keep their own token. On
+ * connect, a failure to make a token (no credentials, the source failed) is
+ * REDTLS_E_AUTH with the cause in the message. A scheduled
+ * re-authentication that fails keeps the connection and reports
+ * REDTLS_EVENT_AUTH_REFRESH_FAILED.
+ *
+ * cache_name: the replication group id or serverless cache name, in lower
+ * case as AWS requires; user_id: the ElastiCache user id (authentication
+ * mode IAM), sent as the ACL user; region: e.g. "us-east-1"; flags:
+ * REDTLS_IAM_SERVERLESS for a serverless cache. NULL cache_name turns IAM
+ * off. IAM replaces the token setters and the credential callback. TLS is
+ * required: redtls_conn_new() and redtls_cluster_new() refuse an IAM
+ * configuration without it (REDTLS_E_CONFIG). Errors: REDTLS_E_INVALID
+ * (names the field), REDTLS_E_NOMEM. */
+#define REDTLS_IAM_SERVERLESS 1u
+REDTLS_EXTERN redtls_status redtls_config_set_iam(redtls_config *cfg, const char *cache_name, const char *user_id,
+                                                  const char *region, unsigned flags);
+/* The signing service: "elasticache" (the default) or "memorydb". */
+REDTLS_EXTERN redtls_status redtls_config_set_iam_service(redtls_config *cfg, const char *service);
+/* How long an open connection keeps its authentication before it sends a
+ * fresh AUTH: default REDTLS_DEFAULT_IAM_REAUTH_MS (11 hours; ElastiCache
+ * closes a connection 12 hours after it authenticated, so more than that
+ * only makes sense for a server without the limit). It happens at the start
+ * of a call while the connection owes no replies; 0: never. */
+#define REDTLS_DEFAULT_IAM_REAUTH_MS (11u * 3600u * 1000u)
+REDTLS_EXTERN redtls_status redtls_config_set_iam_reauth_ms(redtls_config *cfg, uint32_t ms);
+
+/* AWS credentials for IAM, from one of three sources (the last call wins):
+ * - explicit: access key id, secret access key, optional session token
+ *   (NULL or ""), held in wiped memory;
+ * - the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+ *   AWS_SESSION_TOKEN (optional), read each time a token is made;
+ * - a callback, for instance metadata, STS, a vault: it writes
+ *   NUL-terminated values into the buffers (redtls wipes them after use;
+ *   an empty session token means none) and returns 0, or returns non-zero
+ *   with a reason in errbuf. Called on the thread using the connection,
+ *   each time a token is made.
+ * The library itself never goes to the network for credentials. */
+REDTLS_EXTERN redtls_status redtls_config_set_aws_credentials(redtls_config *cfg, const char *access_key_id,
+                                                              const char *secret_access_key,
+                                                              const char *session_token);
+REDTLS_EXTERN redtls_status redtls_config_set_aws_credentials_from_env(redtls_config *cfg);
+typedef int (*redtls_aws_credentials_cb)(void *userdata, char *access_key_id, size_t id_cap, char *secret_key,
+                                         size_t secret_cap, char *session_token, size_t session_cap, char *errbuf,
+                                         size_t errbuf_cap);
+REDTLS_EXTERN redtls_status redtls_config_set_aws_credentials_callback(redtls_config *cfg,
+                                                                       redtls_aws_credentials_cb cb,
+                                                                       void *userdata);
+
+/* Makes the IAM token cfg's connections would send, signed at unix_time
+ * (seconds since the epoch, at most 1e11; 0: now), into out (cap bytes,
+ * NUL-terminated). For scripts and
+ * checks (redtls-cli --iam-token); it is a credential: wipe it after use.
+ * Errors (details in redtls_config_errmsg(cfg), never a secret):
+ * REDTLS_E_CONFIG (IAM not set, no credentials), REDTLS_E_AUTH (the
+ * credential source failed), REDTLS_E_LIMIT (cap too small). */
+REDTLS_EXTERN redtls_status redtls_iam_token(redtls_config *cfg, int64_t unix_time, char *out, size_t cap);
+
 /* Events reported to the optional event callback. Details never contain a
  * secret. */
 typedef enum redtls_event_type {
@@ -399,7 +467,12 @@ typedef enum redtls_event_type {
     /* An established connection was lost or closed; detail: the cause. */
     REDTLS_EVENT_DISCONNECTED = 4,
     /* A reconnect attempt failed; detail: "next attempt in N ms: cause". */
-    REDTLS_EVENT_RECONNECT_SCHEDULED = 5
+    REDTLS_EVENT_RECONNECT_SCHEDULED = 5,
+    /* A scheduled IAM re-authentication failed (the credential source, a
+     * refusal, the deadline). The connection stays: the server honours its
+     * earlier AUTH until its own limit; another try comes a minute later.
+     * detail: the cause. */
+    REDTLS_EVENT_AUTH_REFRESH_FAILED = 6
 } redtls_event_type;
 
 typedef void (*redtls_event_cb)(void *userdata, redtls_event_type type, const char *detail);

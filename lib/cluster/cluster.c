@@ -18,6 +18,10 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
     cfg->errmsg[0] = '\0';
     if (cfg->unix_path)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "cluster mode needs TCP seeds, not a Unix socket");
+    if (redtls__iam_on(&cfg->iam) && !cfg->use_tls)
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
+                            "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
+                            "rediss:// or turn TLS on");
     if (cfg->db != 0)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "a cluster has database 0 only (the configuration selects %d)",
                             cfg->db);

@@ -1,0 +1,350 @@
+/* ElastiCache / MemoryDB IAM authentication: configuration, credentials,
+ * tokens. The AUTH exchange itself is in auth.c, the re-authentication
+ * schedule in conn.c. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "config.h"
+#include "iam.h"
+#include "sigv4.h"
+
+/* Buffers for what a credential source hands over. STS session tokens run
+ * to a few KiB. */
+#define REDTLS__AWS_ID_MAX 256
+#define REDTLS__AWS_SECRET_MAX 256
+#define REDTLS__AWS_SESSION_MAX 8192
+/* A token: the cache name, the user, the fixed parameters, the signature
+ * and the URL-encoded session token (which may triple in length). */
+#define REDTLS__IAM_TOKEN_MAX ((size_t)3 * REDTLS__AWS_SESSION_MAX + 2048)
+
+void redtls__iam_cfg_init(redtls__iam_cfg *iam)
+{
+    memset(iam, 0, sizeof *iam);
+    iam->reauth_ms = REDTLS_DEFAULT_IAM_REAUTH_MS;
+}
+
+void redtls__iam_cfg_release(redtls__iam_cfg *iam)
+{
+    free(iam->cache_name);
+    free(iam->user_id);
+    free(iam->region);
+    free(iam->service);
+    free(iam->access_key_id);
+    redtls__secret_clear(&iam->secret_key);
+    redtls__secret_clear(&iam->session_token);
+    redtls__iam_cfg_init(iam);
+}
+
+redtls_status redtls__iam_cfg_copy(redtls__iam_cfg *dst, const redtls__iam_cfg *src)
+{
+    *dst = *src;
+    dst->cache_name = dst->user_id = dst->region = dst->service = dst->access_key_id = NULL;
+    dst->secret_key = (redtls__secret){NULL, 0};
+    dst->session_token = (redtls__secret){NULL, 0};
+    if (redtls__str_set(&dst->cache_name, src->cache_name) || redtls__str_set(&dst->user_id, src->user_id) ||
+        redtls__str_set(&dst->region, src->region) || redtls__str_set(&dst->service, src->service) ||
+        redtls__str_set(&dst->access_key_id, src->access_key_id) ||
+        redtls__secret_copy(&dst->secret_key, &src->secret_key) ||
+        redtls__secret_copy(&dst->session_token, &src->session_token)) {
+        redtls__iam_cfg_release(dst);
+        return REDTLS_E_NOMEM;
+    }
+    return REDTLS_OK;
+}
+
+int64_t redtls__iam_now_ms(const redtls__iam_cfg *iam)
+{
+    if (iam->clock)
+        return iam->clock(iam->clock_ud);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int redtls__iam_reauth_due(const redtls__iam_cfg *iam, const redtls__iam_state *st)
+{
+    if (!redtls__iam_on(iam) || iam->reauth_ms == 0 || st->authed_ms == 0)
+        return 0;
+    int64_t now = redtls__iam_now_ms(iam), age = now - st->authed_ms;
+    if (st->retry_ms && now < st->retry_ms && now >= st->retry_ms - REDTLS__IAM_RETRY_MS)
+        return 0;
+    /* A clock set back also counts: the server's clock did not move. */
+    return age >= (int64_t)iam->reauth_ms || age < 0;
+}
+
+/* Copies src into dst (cap bytes) or says which value did not fit. */
+static redtls_status put(char *dst, size_t cap, const char *src, const char *what, char *err)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        return redtls__fail(err, REDTLS_E_AUTH, "the AWS %s is longer than %zu bytes", what, cap - 1);
+    memcpy(dst, src ? src : "", n + 1);
+    return REDTLS_OK;
+}
+
+static redtls_status credentials(const redtls__iam_cfg *iam, char *id, char *secret, char *session, char *err)
+{
+    redtls_status st;
+    id[0] = secret[0] = session[0] = '\0';
+    switch (iam->creds) {
+    case REDTLS__AWS_CREDS_EXPLICIT:
+        if ((st = put(id, REDTLS__AWS_ID_MAX, iam->access_key_id, "access key id", err)) ||
+            (st = put(secret, REDTLS__AWS_SECRET_MAX, iam->secret_key.data, "secret access key", err)) ||
+            (st = put(session, REDTLS__AWS_SESSION_MAX, iam->session_token.data, "session token", err)))
+            return st;
+        return REDTLS_OK;
+    case REDTLS__AWS_CREDS_ENV: {
+        const char *v_id = getenv("AWS_ACCESS_KEY_ID"), *v_secret = getenv("AWS_SECRET_ACCESS_KEY");
+        if (!v_id || !v_id[0])
+            return redtls__fail(err, REDTLS_E_AUTH, "AWS_ACCESS_KEY_ID is not set in the environment (IAM credentials "
+                                                    "are read from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+                                                    "AWS_SESSION_TOKEN)");
+        if (!v_secret || !v_secret[0])
+            return redtls__fail(err, REDTLS_E_AUTH, "AWS_SECRET_ACCESS_KEY is not set in the environment");
+        if ((st = put(id, REDTLS__AWS_ID_MAX, v_id, "access key id", err)) ||
+            (st = put(secret, REDTLS__AWS_SECRET_MAX, v_secret, "secret access key", err)) ||
+            (st = put(session, REDTLS__AWS_SESSION_MAX, getenv("AWS_SESSION_TOKEN"), "session token", err)))
+            return st;
+        return REDTLS_OK;
+    }
+    case REDTLS__AWS_CREDS_CALLBACK: {
+        char why[200] = "";
+        int rc = iam->cb(iam->cb_ud, id, REDTLS__AWS_ID_MAX, secret, REDTLS__AWS_SECRET_MAX, session,
+                         REDTLS__AWS_SESSION_MAX, why, sizeof why);
+        id[REDTLS__AWS_ID_MAX - 1] = secret[REDTLS__AWS_SECRET_MAX - 1] = session[REDTLS__AWS_SESSION_MAX - 1] = '\0';
+        why[sizeof why - 1] = '\0';
+        if (rc != 0)
+            return redtls__fail(err, REDTLS_E_AUTH, "the AWS credentials callback failed: %s",
+                                why[0] ? why : "no reason given");
+        if (!id[0] || !secret[0])
+            return redtls__fail(err, REDTLS_E_AUTH, "the AWS credentials callback returned no %s",
+                                id[0] ? "secret access key" : "access key id");
+        return REDTLS_OK;
+    }
+    default:
+        return redtls__fail(err, REDTLS_E_CONFIG,
+                            "IAM authentication needs AWS credentials: set them explicitly, from the environment or "
+                            "with a callback (redtls_config_set_aws_credentials*)");
+    }
+}
+
+redtls_status redtls__iam_make(const redtls__iam_cfg *iam, int64_t unix_ms, redtls__secret *out, char *err)
+{
+    if (!redtls__iam_on(iam))
+        return redtls__fail(err, REDTLS_E_CONFIG, "IAM authentication is not configured");
+    char *id = malloc(REDTLS__AWS_ID_MAX), *secret = malloc(REDTLS__AWS_SECRET_MAX);
+    char *session = malloc(REDTLS__AWS_SESSION_MAX), *token = malloc(REDTLS__IAM_TOKEN_MAX);
+    redtls_status st;
+    if (!id || !secret || !session || !token) {
+        st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    } else if ((st = credentials(iam, id, secret, session, err)) == REDTLS_OK) {
+        redtls__iam_request req = {
+            .cache_name = iam->cache_name,
+            .user_id = iam->user_id,
+            .region = iam->region,
+            .service = iam->service,
+            .serverless = iam->serverless,
+            .access_key_id = id,
+            .secret_access_key = secret,
+            .session_token = session[0] ? session : NULL,
+            .when = (time_t)(unix_ms / 1000),
+            .expires_s = REDTLS__IAM_EXPIRES_S,
+        };
+        st = redtls__iam_token(&req, token, REDTLS__IAM_TOKEN_MAX, err);
+        if (st == REDTLS_OK && redtls__secret_set(out, token, strlen(token)) != REDTLS_OK)
+            st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
+    }
+    if (id)
+        OPENSSL_cleanse(id, REDTLS__AWS_ID_MAX);
+    if (secret)
+        OPENSSL_cleanse(secret, REDTLS__AWS_SECRET_MAX);
+    if (session)
+        OPENSSL_cleanse(session, REDTLS__AWS_SESSION_MAX);
+    if (token)
+        OPENSSL_cleanse(token, REDTLS__IAM_TOKEN_MAX);
+    free(id);
+    free(secret);
+    free(session);
+    free(token);
+    return st;
+}
+
+/* ---- public setters ----------------------------------------------------- */
+
+#define CHECK_CFG(cfg)                                                                                           \
+    do {                                                                                                         \
+        if (!(cfg))                                                                                              \
+            return REDTLS_E_INVALID;                                                                             \
+        (cfg)->errmsg[0] = '\0';                                                                                 \
+    } while (0)
+
+/* A DNS label's characters: what AWS allows in cache names (lower case). */
+static const char *cache_name_problem(const char *s)
+{
+    if (!s[0] || strlen(s) > 255)
+        return "must be 1 to 255 characters";
+    for (const char *p = s; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            return "must be in lower case (AWS signs and compares the lower-case name)";
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+            return "may only hold lower-case letters, digits, '-' and '.'";
+    }
+    return NULL;
+}
+
+static const char *region_problem(const char *s)
+{
+    if (!s[0] || strlen(s) > 64)
+        return "must be 1 to 64 characters";
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return "may only hold lower-case letters, digits and '-' (like us-east-1)";
+    return NULL;
+}
+
+redtls_status redtls_config_set_iam(redtls_config *cfg, const char *cache_name, const char *user_id,
+                                    const char *region, unsigned flags)
+{
+    CHECK_CFG(cfg);
+    if (!cache_name) {
+        free(cfg->iam.cache_name);
+        cfg->iam.cache_name = NULL;
+        return REDTLS_OK;
+    }
+    const char *why;
+    if ((why = cache_name_problem(cache_name)) != NULL)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "IAM cache name '%.100s' %s", cache_name, why);
+    if (!user_id || !user_id[0] || strpbrk(user_id, " \r\n") || strlen(user_id) > 255)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID,
+                            "IAM user id must be 1 to 255 characters without spaces (the ElastiCache user id)");
+    if (!region || (why = region_problem(region)) != NULL)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "IAM region %s", region ? why : "is NULL");
+    if (flags & ~REDTLS_IAM_SERVERLESS)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "unknown IAM flags 0x%x", flags & ~REDTLS_IAM_SERVERLESS);
+    char *c = NULL, *u = NULL, *r = NULL;
+    if (redtls__str_set(&c, cache_name) || redtls__str_set(&u, user_id) || redtls__str_set(&r, region)) {
+        free(c);
+        free(u);
+        free(r);
+        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    }
+    free(cfg->iam.cache_name);
+    free(cfg->iam.user_id);
+    free(cfg->iam.region);
+    cfg->iam.cache_name = c;
+    cfg->iam.user_id = u;
+    cfg->iam.region = r;
+    cfg->iam.serverless = (flags & REDTLS_IAM_SERVERLESS) != 0;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_iam_service(redtls_config *cfg, const char *service)
+{
+    CHECK_CFG(cfg);
+    if (service && strcmp(service, "elasticache") != 0 && strcmp(service, "memorydb") != 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "IAM service must be \"elasticache\" or \"memorydb\"");
+    if (redtls__str_set(&cfg->iam.service, service))
+        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_iam_reauth_ms(redtls_config *cfg, uint32_t ms)
+{
+    CHECK_CFG(cfg);
+    cfg->iam.reauth_ms = ms;
+    return REDTLS_OK;
+}
+
+static void creds_clear(redtls__iam_cfg *iam)
+{
+    free(iam->access_key_id);
+    iam->access_key_id = NULL;
+    redtls__secret_clear(&iam->secret_key);
+    redtls__secret_clear(&iam->session_token);
+    iam->cb = NULL;
+    iam->cb_ud = NULL;
+    iam->creds = REDTLS__AWS_CREDS_NONE;
+}
+
+redtls_status redtls_config_set_aws_credentials(redtls_config *cfg, const char *access_key_id,
+                                                const char *secret_access_key, const char *session_token)
+{
+    CHECK_CFG(cfg);
+    size_t idlen = access_key_id ? strlen(access_key_id) : 0;
+    int alnum = idlen > 0 && idlen <= 128;
+    for (size_t i = 0; alnum && i < idlen; i++) {
+        char ch = access_key_id[i];
+        alnum = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+    }
+    if (!alnum)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS access key id must be 1 to 128 letters and digits");
+    if (!secret_access_key || !secret_access_key[0] || strlen(secret_access_key) > REDTLS__SIGV4_SECRET_MAX)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS secret access key must be 1 to %d characters",
+                            REDTLS__SIGV4_SECRET_MAX);
+    if (session_token && strlen(session_token) >= REDTLS__AWS_SESSION_MAX)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS session token must be at most %d characters",
+                            REDTLS__AWS_SESSION_MAX - 1);
+    char *id = NULL;
+    redtls__secret secret = {NULL, 0}, session = {NULL, 0};
+    if (redtls__str_set(&id, access_key_id) ||
+        redtls__secret_set(&secret, secret_access_key, strlen(secret_access_key)) ||
+        (session_token && session_token[0] && redtls__secret_set(&session, session_token, strlen(session_token)))) {
+        free(id);
+        redtls__secret_clear(&secret);
+        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    }
+    creds_clear(&cfg->iam);
+    cfg->iam.access_key_id = id;
+    cfg->iam.secret_key = secret;
+    cfg->iam.session_token = session;
+    cfg->iam.creds = REDTLS__AWS_CREDS_EXPLICIT;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_aws_credentials_from_env(redtls_config *cfg)
+{
+    CHECK_CFG(cfg);
+    creds_clear(&cfg->iam);
+    cfg->iam.creds = REDTLS__AWS_CREDS_ENV;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_aws_credentials_callback(redtls_config *cfg, redtls_aws_credentials_cb cb,
+                                                         void *userdata)
+{
+    CHECK_CFG(cfg);
+    if (!cb)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS credentials callback is NULL");
+    creds_clear(&cfg->iam);
+    cfg->iam.cb = cb;
+    cfg->iam.cb_ud = userdata;
+    cfg->iam.creds = REDTLS__AWS_CREDS_CALLBACK;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_iam_token(redtls_config *cfg, int64_t unix_time, char *out, size_t cap)
+{
+    CHECK_CFG(cfg);
+    if (!out || cap == 0)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "no output buffer");
+    out[0] = '\0';
+    /* Up to the year 5138: far beyond any real signing time. */
+    if (unix_time < 0 || unix_time > 100000000000LL)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "signing time %lld is out of range (0: now)",
+                            (long long)unix_time);
+    int64_t ms = unix_time > 0 ? unix_time * 1000 : redtls__iam_now_ms(&cfg->iam);
+    redtls__secret t = {NULL, 0};
+    redtls_status st = redtls__iam_make(&cfg->iam, ms, &t, cfg->errmsg);
+    if (st == REDTLS_OK && t.data) {
+        if (t.len >= cap)
+            st = redtls__fail(cfg->errmsg, REDTLS_E_LIMIT, "the token has %zu bytes; the buffer holds %zu", t.len + 1,
+                              cap);
+        else
+            memcpy(out, t.data, t.len + 1);
+    }
+    redtls__secret_clear(&t);
+    return st;
+}
