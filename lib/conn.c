@@ -492,7 +492,7 @@ static void check_idle_connection(redtls_conn *c, int64_t deadline)
         redtls__conn_drop(c, st);
         return;
     }
-    if (!c->need_reauth && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
+    if (!c->need_reauth && redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
         c->need_reauth = REDTLS__REAUTH_IAM_DUE;
     int ping = c->cfg.health_check_ms && redtls__now_ms() - c->last_io >= (int64_t)c->cfg.health_check_ms;
     if (!ping && !c->need_reauth)
