@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -579,6 +580,50 @@ static void test_edges(void **state)
     redtls_config_free(cfg);
 }
 
+/* IAM on a cluster: every node connection makes and sends its own token
+ * (each node's ACL accepts only the tokens of these seconds, the default
+ * user's password is not configured), so a write and a read in every slot
+ * work only if every master authenticated the IAM user. */
+static void test_iam_every_node(void **state)
+{
+    (void)state;
+    static char tok[8192];
+    redtls_config *cfg = lab_cluster_client_config(&lc, NULL, NULL, 5000);
+    assert_cfg_status(cfg, redtls_config_set_iam(cfg, "lab-cluster", "lab-iam-user", "us-east-1", 0), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_aws_credentials(cfg, "AKIDLABCLUSTER0001", "lab/cluster+Secret=0", NULL),
+                      REDTLS_OK);
+    assert_int_equal(lab_cluster_admin_all(&lc, "ACL SETUSER lab-iam-user reset on ~* &* +@all"), 0);
+    int64_t now = (int64_t)time(NULL);
+    for (int64_t s = now - 2; s <= now + 20; s++) {
+        assert_cfg_status(cfg, redtls_iam_token(cfg, s, tok, sizeof tok), REDTLS_OK);
+        assert_int_equal(lab_cluster_admin_all(&lc, "ACL SETUSER lab-iam-user >%s", tok), 0);
+    }
+    memset(tok, 0, sizeof tok);
+    redtls_cluster *cl = NULL;
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, seed_of(&lc, 0), &cl), REDTLS_OK);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s += 97) {
+        const char *set[] = {"SET", slot_key[s], "iam"};
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 3, set, NULL), REDTLS_OK);
+    }
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s += 97) {
+        redisReply *r = NULL;
+        assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_OK);
+        expect_str(r, "OK");
+        redtls_reply_free(r);
+    }
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s += 97) {
+        redisReply *r = NULL;
+        const char *get[] = {"GET", slot_key[s]};
+        assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), REDTLS_OK);
+        expect_str(r, "iam");
+        redtls_reply_free(r);
+    }
+    redtls_cluster_free(cl);
+    redtls_config_free(cfg);
+    assert_int_equal(lab_cluster_admin_all(&lc, "ACL DELUSER lab-iam-user"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_multi_key),     cmocka_unit_test(test_admin_calls),
         cmocka_unit_test(test_replica_reads), cmocka_unit_test(test_token_rotation),
         cmocka_unit_test(test_bad_topology),  cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_iam_every_node),
     };
     return cmocka_run_group_tests_name("cluster_routing", tests, group_setup, group_teardown);
 }
