@@ -181,30 +181,6 @@ redtls_status redtls__iam_make(const redtls__iam_cfg *iam, int64_t unix_ms, redt
         (cfg)->errmsg[0] = '\0';                                                                                 \
     } while (0)
 
-/* A DNS label's characters: what AWS allows in cache names (lower case). */
-static const char *cache_name_problem(const char *s)
-{
-    if (!s[0] || strlen(s) > 255)
-        return "must be 1 to 255 characters";
-    for (const char *p = s; *p; p++) {
-        if (*p >= 'A' && *p <= 'Z')
-            return "must be in lower case (AWS signs and compares the lower-case name)";
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
-            return "may only hold lower-case letters, digits, '-' and '.'";
-    }
-    return NULL;
-}
-
-static const char *region_problem(const char *s)
-{
-    if (!s[0] || strlen(s) > 64)
-        return "must be 1 to 64 characters";
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
-            return "may only hold lower-case letters, digits and '-' (like us-east-1)";
-    return NULL;
-}
-
 redtls_status redtls_config_set_iam(redtls_config *cfg, const char *cache_name, const char *user_id,
                                     const char *region, unsigned flags)
 {
@@ -214,14 +190,14 @@ redtls_status redtls_config_set_iam(redtls_config *cfg, const char *cache_name, 
         cfg->iam.cache_name = NULL;
         return REDTLS_OK;
     }
-    const char *why;
-    if ((why = cache_name_problem(cache_name)) != NULL)
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "IAM cache name '%.100s' %s", cache_name, why);
+    if (!region || strlen(region) > 64)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "IAM region must be given, at most 64 characters");
+    redtls_status st = redtls__iam_check_fields(cache_name, region, NULL, cfg->errmsg);
+    if (st != REDTLS_OK)
+        return st;
     if (!user_id || !user_id[0] || strpbrk(user_id, " \r\n") || strlen(user_id) > 255)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID,
                             "IAM user id must be 1 to 255 characters without spaces (the ElastiCache user id)");
-    if (!region || (why = region_problem(region)) != NULL)
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "IAM region %s", region ? why : "is NULL");
     if (flags & ~REDTLS_IAM_SERVERLESS)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "unknown IAM flags 0x%x", flags & ~REDTLS_IAM_SERVERLESS);
     char *c = NULL, *u = NULL, *r = NULL;
@@ -273,14 +249,12 @@ redtls_status redtls_config_set_aws_credentials(redtls_config *cfg, const char *
                                                 const char *secret_access_key, const char *session_token)
 {
     CHECK_CFG(cfg);
-    size_t idlen = access_key_id ? strlen(access_key_id) : 0;
-    int alnum = idlen > 0 && idlen <= 128;
-    for (size_t i = 0; alnum && i < idlen; i++) {
-        char ch = access_key_id[i];
-        alnum = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-    }
-    if (!alnum)
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS access key id must be 1 to 128 letters and digits");
+    if (!access_key_id || strlen(access_key_id) >= REDTLS__AWS_ID_MAX)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS access key id must be 1 to %d letters and digits",
+                            REDTLS__AWS_ID_MAX - 1);
+    redtls_status st = redtls__iam_check_fields(NULL, NULL, access_key_id, cfg->errmsg);
+    if (st != REDTLS_OK)
+        return st;
     if (!secret_access_key || !secret_access_key[0] || strlen(secret_access_key) > REDTLS__SIGV4_SECRET_MAX)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "AWS secret access key must be 1 to %d characters",
                             REDTLS__SIGV4_SECRET_MAX);

@@ -458,33 +458,42 @@ static int has_any(const char *s, int (*pred)(unsigned char))
     return 0;
 }
 
+redtls_status redtls__iam_check_fields(const char *cache_name, const char *region, const char *access_key_id,
+                                       char *err)
+{
+    if (cache_name && has_any(cache_name, is_upper))
+        return redtls__fail(err, REDTLS_E_INVALID,
+                            "IAM auth: cache_name has upper-case letters; AWS wants the cache name in lower case");
+    if (cache_name && (!*cache_name || !only_chars(cache_name, is_host_char) || strlen(cache_name) > IAM_CACHE_NAME_MAX))
+        return redtls__fail(err, REDTLS_E_INVALID,
+                            "IAM auth: cache_name must be a host name: 1 to %d of a-z, 0-9, '-' and '.'",
+                            IAM_CACHE_NAME_MAX);
+    if (region && (!*region || !only_chars(region, is_lower_digit_hyphen)))
+        return redtls__fail(err, REDTLS_E_INVALID,
+                            "IAM auth: region must be lower-case letters, digits and '-' (like us-east-1)");
+    if (access_key_id && (!*access_key_id || !only_chars(access_key_id, is_alnum)))
+        return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: access_key_id must be letters and digits only");
+    return REDTLS_OK;
+}
+
 static redtls_status check_iam(const redtls__iam_request *req, char *err)
 {
     if (!req)
         return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: no request");
     if (!req->cache_name || !*req->cache_name)
         return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: cache_name is missing");
-    if (has_any(req->cache_name, is_upper))
-        return redtls__fail(err, REDTLS_E_INVALID,
-                            "IAM auth: cache_name has upper-case letters; AWS wants the cache name in lower case");
-    if (!only_chars(req->cache_name, is_host_char) || strlen(req->cache_name) > IAM_CACHE_NAME_MAX)
-        return redtls__fail(err, REDTLS_E_INVALID,
-                            "IAM auth: cache_name must be a host name: at most %d of a-z, 0-9, '-' and '.'",
-                            IAM_CACHE_NAME_MAX);
     if (!req->user_id || !*req->user_id)
         return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: user_id is missing");
     if (!req->region || !*req->region)
         return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: region is missing");
-    if (!only_chars(req->region, is_lower_digit_hyphen))
-        return redtls__fail(err, REDTLS_E_INVALID,
-                            "IAM auth: region must be lower-case letters, digits and '-' (like us-east-1)");
     if (req->service && (!*req->service || !only_chars(req->service, is_lower_digit_hyphen)))
         return redtls__fail(err, REDTLS_E_INVALID,
                             "IAM auth: service must be lower-case letters, digits and '-' (elasticache, memorydb)");
     if (!req->access_key_id || !*req->access_key_id)
         return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: access_key_id is missing");
-    if (!only_chars(req->access_key_id, is_alnum))
-        return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: access_key_id must be letters and digits only");
+    redtls_status st = redtls__iam_check_fields(req->cache_name, req->region, req->access_key_id, err);
+    if (st != REDTLS_OK)
+        return st;
     if (!req->secret_access_key || !*req->secret_access_key)
         return redtls__fail(err, REDTLS_E_INVALID, "IAM auth: secret_access_key is missing");
     if (req->expires_s > REDTLS__SIGV4_EXPIRES_MAX)

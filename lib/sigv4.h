@@ -157,4 +157,10 @@ typedef struct redtls__iam_request {
 
 redtls_status redtls__iam_token(const redtls__iam_request *req, char *out, size_t cap, char *err);
 
+/* The rules redtls__iam_token applies to these fields, for checking them
+ * where they are configured; NULL skips a field. REDTLS_E_INVALID names
+ * the field and the rule, never a secret. */
+redtls_status redtls__iam_check_fields(const char *cache_name, const char *region, const char *access_key_id,
+                                       char *err);
+
 #endif

@@ -173,21 +173,20 @@ redtls_status redtls__tls_handshake_failure(redtls__tls_transport *t, int sslerr
  * right after the call. */
 redtls_status redtls__tls_io_failure(redtls__tls_transport *t, int rc, int sys_errno, const char *what, char *err)
 {
-    const char *reneg0 = t->refused_reneg ? " after redtls refused its request to renegotiate the TLS session" : "";
+    const char *reneg = t->refused_reneg ? " after redtls refused its request to renegotiate the TLS session" : "";
     /* What the socket and the TLS state say is decided first: the error
      * queue may hold what the application's own OpenSSL calls left there
      * (reads and writes no longer empty it beforehand). */
     if (t->peer_close_notify)
-        return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)%s", reneg0);
+        return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)%s", reneg);
     /* A socket error before any end of file (after one, a failed alert
      * send says nothing new). */
     if (t->io_errno && !t->eof)
-        return redtls__fail(err, REDTLS_E_IO, "%s failed: %s%s", what, strerror(t->io_errno), reneg0);
+        return redtls__fail(err, REDTLS_E_IO, "%s failed: %s%s", what, strerror(t->io_errno), reneg);
     int e = SSL_get_error(t->ssl, rc);
     unsigned long le = ERR_peek_last_error();
     char why[160];
     redtls__tls_reason(why, sizeof why);
-    const char *reneg = t->refused_reneg ? " after redtls refused its request to renegotiate the TLS session" : "";
     if (e == SSL_ERROR_ZERO_RETURN)
         return redtls__fail(err, REDTLS_E_CLOSED, "the server closed the TLS session (close_notify)%s", reneg);
     if ((e == SSL_ERROR_SSL && is_reason(le, SSL_R_UNEXPECTED_EOF_WHILE_READING)) ||
