@@ -1,6 +1,7 @@
-/* AUTH with two tokens valid at once (rotation), the credential callback,
- * and ElastiCache's token rules. */
-#include <stdarg.h>
+/* AUTH as a state machine: two tokens valid at once (rotation), the
+ * credential callback (which may answer later), and IAM tokens. Which
+ * token to send and what an answer means are decided here; the bytes go
+ * through the connection's own-request exchange (conn.c). */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -13,53 +14,13 @@
 /* Large enough for IAM-style signed tokens. */
 #define REDTLS__CB_TOKEN_MAX 4096
 #define REDTLS__CB_USER_MAX 256
+/* A callback answering "pending" is asked again after 5 ms, then at
+ * doubling intervals of at most 100 ms. */
+#define REDTLS__ASK_FIRST_MS 5u
+#define REDTLS__ASK_MAX_MS 100u
 
-redtls_status redtls_token_check_elasticache(const char *token, const char **reason)
-{
-    const char *why = NULL;
-    size_t n = token ? strlen(token) : 0;
-    if (!token)
-        why = "token is NULL";
-    else if (n < 16)
-        why = "ElastiCache tokens have at least 16 characters";
-    else if (n > 128)
-        why = "ElastiCache tokens have at most 128 characters";
-    for (size_t i = 0; !why && i < n; i++) {
-        unsigned char ch = (unsigned char)token[i];
-        if (ch <= 0x20 || ch >= 0x7f)
-            why = "ElastiCache tokens hold printable ASCII characters only (no spaces)";
-        else if (ch == '/' || ch == '"' || ch == '@')
-            why = "ElastiCache tokens must not contain '/', '\"' or '@'";
-    }
-    if (reason)
-        *reason = why ? why : "";
-    return why ? REDTLS_E_INVALID : REDTLS_OK;
-}
-
-redtls_status redtls__check_token_policy(const redtls_config *cfg, const char *token, char *err)
-{
-    const char *why;
-    if (cfg->strict_elasticache && redtls_token_check_elasticache(token, &why) != REDTLS_OK)
-        return redtls__fail(err, REDTLS_E_INVALID, "token refused by strict ElastiCache mode: %s", why);
-    return REDTLS_OK;
-}
-
-void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...)
-{
-    if (!c->cfg.event_cb)
-        return;
-    char detail[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    c->cfg.event_cb(c->cfg.event_ud, type, detail);
-}
-
-int redtls__has_credentials(const redtls_conn *c)
-{
-    return redtls__iam_on(&c->cfg.iam) || c->cfg.cred_cb != NULL || c->cfg.token.data != NULL;
-}
+enum { AUTH_NONE, AUTH_TOKENS, AUTH_CALLBACK, AUTH_IAM };
+enum { AUTH_ACCEPTED, AUTH_REFUSED, AUTH_ERROR };
 
 /* Server answers that mean "these credentials are wrong", as opposed to
  * "this server has no password" or any other error. Covers Redis 6+
@@ -73,233 +34,283 @@ static int is_credential_refusal(const redisReply *r)
            strncasecmp(r->str, "ERR invalid username-password pair", 34) == 0;
 }
 
-enum { AUTH_ACCEPTED, AUTH_REFUSED, AUTH_ERROR };
+void redtls__auth_reset(redtls_conn *c)
+{
+    redtls__secret_clear(&c->au.token);
+    c->au.awaiting = 0;
+    c->au.kind = AUTH_NONE;
+}
 
-/* Sends AUTH [user] token once. *verdict says how the server answered;
- * answer gets its error text with the token masked. */
-static redtls_status auth_once(redtls_conn *c, const char *user, const redtls__secret *token, int64_t deadline,
-                               int *verdict, char *answer, size_t answer_len)
+static redtls_status send_auth(redtls_conn *c, const char *user, const redtls__secret *token)
 {
     const char *argv[3];
     int argc = 0;
-    redisReply *r = NULL;
     argv[argc++] = "AUTH";
     if (user && user[0])
         argv[argc++] = user;
     argv[argc++] = token->data;
-    redtls_status st = redtls__conn_roundtrip(c, argc, argv, 1, deadline, &r);
-    if (st != REDTLS_OK)
-        return st;
+    redtls_status st = redtls__exch_send(c, argc, argv, 1);
+    if (st == REDTLS_OK) {
+        c->au.awaiting = 1;
+        c->au.tries++;
+    }
+    return st;
+}
+
+/* How the server answered; the answer's text, with every token masked,
+ * goes into au.answer[attempt]. */
+static int judge(redtls_conn *c, redisReply *r, const redtls__secret *token)
+{
+    char *answer = c->au.answer[c->au.attempt];
+    size_t cap = sizeof c->au.answer[0];
     answer[0] = '\0';
-    if (r->type != REDIS_REPLY_ERROR) {
-        *verdict = AUTH_ACCEPTED;
-    } else {
-        *verdict = is_credential_refusal(r) ? AUTH_REFUSED : AUTH_ERROR;
+    int verdict = AUTH_ACCEPTED;
+    if (r->type == REDIS_REPLY_ERROR) {
+        verdict = is_credential_refusal(r) ? AUTH_REFUSED : AUTH_ERROR;
         /* Mask the whole answer before cutting it, so a token straddling
          * the cut cannot leave its first characters behind. */
         redtls__redact(r->str, r->len, token);
         redtls__redact(r->str, r->len, &c->cfg.token);
         redtls__redact(r->str, r->len, &c->cfg.token_alt);
-        size_t n = r->len < answer_len - 1 ? r->len : answer_len - 1;
+        size_t n = r->len < cap - 1 ? r->len : cap - 1;
         memcpy(answer, r->str, n);
         answer[n] = '\0';
     }
     freeReplyObject(r);
-    return REDTLS_OK;
+    return verdict;
 }
 
-static redtls_status auth_with_tokens(redtls_conn *c, int64_t deadline)
+static const redtls__secret *pair_token(redtls_conn *c, int index)
 {
-    const redtls_config *cfg = &c->cfg;
-    const redtls__secret *tokens[2] = {&cfg->token, &cfg->token_alt};
-    int first = tokens[c->preferred]->data ? c->preferred : 0;
-    int other = 1 - first;
-    char answer[2][200];
-    int verdict;
-    redtls_status st = auth_once(c, cfg->user, tokens[first], deadline, &verdict, answer[0], sizeof answer[0]);
-    if (st != REDTLS_OK || verdict == AUTH_ACCEPTED)
-        return st;
-    if (verdict == AUTH_ERROR || !tokens[other]->data)
-        return redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH refused by the server: %s", answer[0]);
-    st = auth_once(c, cfg->user, tokens[other], deadline, &verdict, answer[1], sizeof answer[1]);
-    if (st != REDTLS_OK)
-        return st;
-    if (verdict != AUTH_ACCEPTED)
-        return redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH refused by the server for both tokens (token %d: %s; token %d: %s)",
-                            first + 1, answer[0], other + 1, answer[1]);
-    c->preferred = other;
-    redtls__emit(c, REDTLS_EVENT_AUTH_TOKEN_SWITCHED, "token %d accepted, token %d refused", other + 1, first + 1);
-    return REDTLS_OK;
+    return index == 0 ? &c->cfg.token : &c->cfg.token_alt;
 }
 
-static redtls_status auth_with_callback(redtls_conn *c, int64_t deadline)
+/* Asks the credential callback; *sent when its answer went out as AUTH,
+ * not when it said "pending". */
+static redtls_status ask_callback(redtls_conn *c, int *sent)
 {
-    char user[REDTLS__CB_USER_MAX], errbuf[200], answer[200];
-    redtls__secret token = {NULL, 0};
+    redtls__auth *au = &c->au;
+    char user[REDTLS__CB_USER_MAX], buf[REDTLS__CB_TOKEN_MAX], errbuf[200];
+    *sent = 0;
+    user[0] = buf[0] = errbuf[0] = '\0';
+    int rc = c->cfg.cred_cb(c->cfg.cred_ud, au->attempt, user, sizeof user, buf, sizeof buf, errbuf, sizeof errbuf);
+    user[sizeof user - 1] = buf[sizeof buf - 1] = errbuf[sizeof errbuf - 1] = '\0';
+    redtls__secret_clear(&au->token);
+    int copied = rc != 0 || !buf[0] || redtls__secret_set(&au->token, buf, strlen(buf)) == REDTLS_OK;
+    OPENSSL_cleanse(buf, sizeof buf);
     redtls_status st = REDTLS_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        char buf[REDTLS__CB_TOKEN_MAX];
-        user[0] = buf[0] = errbuf[0] = '\0';
-        int rc = c->cfg.cred_cb(c->cfg.cred_ud, attempt, user, sizeof user, buf, sizeof buf, errbuf, sizeof errbuf);
-        user[sizeof user - 1] = buf[sizeof buf - 1] = errbuf[sizeof errbuf - 1] = '\0';
-        int copied = rc != 0 || !buf[0] || redtls__secret_set(&token, buf, strlen(buf)) == REDTLS_OK;
-        OPENSSL_cleanse(buf, sizeof buf);
-        if (!copied) {
-            st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
-            break;
-        }
-        if (rc != 0) {
-            st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "credential callback failed: %s",
-                              errbuf[0] ? errbuf : "no reason given");
-            break;
-        }
-        if (!token.data) {
-            st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "credential callback returned an empty token");
-            break;
-        }
-        if (redtls__check_token_policy(&c->cfg, token.data, c->errmsg) != REDTLS_OK) {
-            st = REDTLS_E_AUTH;
-            break;
-        }
-        int verdict;
-        st = auth_once(c, user, &token, deadline, &verdict, answer, sizeof answer);
-        redtls__secret_clear(&token);
-        if (st != REDTLS_OK || verdict == AUTH_ACCEPTED)
-            break;
-        st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH refused by the server for the callback's credentials%s: %s",
-                          attempt ? " (asked twice)" : "", answer);
-        if (verdict == AUTH_ERROR)
-            break;
-    }
-    redtls__secret_clear(&token);
+    if (rc == REDTLS_CREDENTIAL_PENDING)
+        st = REDTLS_OK;
+    else if (!copied)
+        st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+    else if (rc != 0)
+        st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "credential callback failed: %s",
+                          errbuf[0] ? errbuf : "no reason given");
+    else if (!au->token.data)
+        st = redtls__fail(c->errmsg, REDTLS_E_AUTH, "credential callback returned an empty token");
+    else if (redtls__check_token_policy(&c->cfg, au->token.data, c->errmsg) != REDTLS_OK)
+        st = REDTLS_E_AUTH;
+    else if ((st = send_auth(c, user, &au->token)) == REDTLS_OK)
+        *sent = 1;
     OPENSSL_cleanse(user, sizeof user);
     return st;
 }
 
-/* IAM: the handle's token while it is young enough, else a new one. When
- * the server refuses it, one more try with a fresh token if that can
- * differ: the cached one was refused, or the credentials come from a source
- * that may have changed (the environment, a callback); a token signed again
- * from the same fixed credentials in the same second would be the same. */
-static redtls_status auth_with_iam(redtls_conn *c, int64_t deadline)
+/* IAM: the handle's token while it is young enough, else a new one (and
+ * always a new one for the second try). */
+static redtls_status send_iam(redtls_conn *c)
+{
+    redtls__auth *au = &c->au;
+    const redtls__iam_cfg *iam = &c->cfg.iam;
+    int64_t now = redtls__iam_now_ms(iam);
+    int64_t age = now - c->iam.made_ms;
+    au->iam_now = now;
+    au->reused = 1;
+    if (au->attempt > 0 || !c->iam.token.data || age >= REDTLS__IAM_REUSE_MS || age < 0) {
+        redtls_status st = redtls__iam_make(iam, now, &c->iam.token, c->errmsg);
+        if (st != REDTLS_OK) {
+            redtls__secret_clear(&c->iam.token);
+            st = st == REDTLS_E_NOMEM ? st : REDTLS_E_AUTH;
+            if (au->attempt > 0)
+                return redtls__fail_more(c->errmsg, st, "",
+                                         "the server refused the IAM token (%.100s), and a new one cannot be made: ",
+                                         au->answer[0]);
+            return redtls__fail_more(c->errmsg, st, "", "cannot make an IAM token: ");
+        }
+        c->iam.made_ms = now;
+        au->reused = 0;
+    }
+    return send_auth(c, iam->user_id, &c->iam.token);
+}
+
+redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, int *done)
+{
+    redtls__auth *au = &c->au;
+    const redtls_config *cfg = &c->cfg;
+    redtls__auth_reset(c);
+    au->deadline = deadline;
+    au->attempt = au->tries = 0;
+    au->answer[0][0] = au->answer[1][0] = '\0';
+    *done = 0;
+    if (redtls__iam_on(&cfg->iam)) {
+        au->kind = AUTH_IAM;
+        return send_iam(c);
+    }
+    if (cfg->cred_cb) {
+        au->kind = AUTH_CALLBACK;
+        au->ask_at = now;
+        au->ask_ms = REDTLS__ASK_FIRST_MS;
+        return REDTLS_OK; /* asked by the first step */
+    }
+    if (cfg->user && !cfg->token.data)
+        return redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", cfg->user);
+    if (!cfg->token.data) {
+        /* A NOAUTH seen before (the TLS 1.3 client-certificate probe) has
+         * nothing to answer it with. */
+        c->need_reauth = 0;
+        *done = 1;
+        return REDTLS_OK;
+    }
+    au->kind = AUTH_TOKENS;
+    au->first = pair_token(c, c->preferred)->data ? c->preferred : 0;
+    return send_auth(c, cfg->user, pair_token(c, au->first));
+}
+
+/* The callback's turn: ask it now, or wait until it is due. */
+static redtls_status callback_turn(redtls_conn *c, int64_t now, int *sent, redtls__wait *w)
+{
+    redtls__auth *au = &c->au;
+    *sent = 0;
+    if (now >= au->ask_at) {
+        redtls_status st = ask_callback(c, sent);
+        if (st != REDTLS_OK || *sent)
+            return st;
+        au->ask_at = now + au->ask_ms;
+        au->ask_ms = au->ask_ms * 2 > REDTLS__ASK_MAX_MS ? REDTLS__ASK_MAX_MS : au->ask_ms * 2;
+    }
+    if (now >= au->deadline)
+        return redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                            "the credential callback was still answering REDTLS_CREDENTIAL_PENDING when the time "
+                            "allowed ran out");
+    w->fd = -1;
+    w->events = 0;
+    w->at = redtls__deadline_min(au->ask_at, au->deadline);
+    return REDTLS_OK;
+}
+
+static redtls_status iam_refused(redtls_conn *c)
 {
     const redtls__iam_cfg *iam = &c->cfg.iam;
-    char answer[2][200];
-    answer[0][0] = '\0';
-    int tries = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int64_t now = redtls__iam_now_ms(iam);
-        int64_t age = now - c->iam.made_ms;
-        int reused = 1;
-        if (attempt > 0 || !c->iam.token.data || age >= REDTLS__IAM_REUSE_MS || age < 0) {
-            redtls_status st = redtls__iam_make(iam, now, &c->iam.token, c->errmsg);
-            if (st != REDTLS_OK) {
-                redtls__secret_clear(&c->iam.token);
-                char cause[REDTLS__ERRMSG_MAX];
-                memcpy(cause, c->errmsg, sizeof cause);
-                if (attempt > 0)
-                    return redtls__fail(c->errmsg, st == REDTLS_E_NOMEM ? st : REDTLS_E_AUTH,
-                                        "the server refused the IAM token (%.100s), and a new one cannot be made: "
-                                        "%.300s",
-                                        answer[0], cause);
-                return redtls__fail(c->errmsg, st == REDTLS_E_NOMEM ? st : REDTLS_E_AUTH,
-                                    "cannot make an IAM token: %.400s", cause);
-            }
-            c->iam.made_ms = now;
-            reused = 0;
-        }
-        int verdict;
-        tries++;
-        redtls_status st =
-            auth_once(c, iam->user_id, &c->iam.token, deadline, &verdict, answer[attempt], sizeof answer[attempt]);
-        if (st != REDTLS_OK)
-            return st;
+    redtls__auth *au = &c->au;
+    return redtls__fail(c->errmsg, REDTLS_E_AUTH,
+                        "the server refused the IAM token for user '%.64s'%s (%.100s). Likely causes: the user is "
+                        "not an IAM user in the cache's user group; the IAM policy lacks %s:Connect for it; expired "
+                        "or rotated AWS credentials; a clock minutes off; not the cache's own name or region "
+                        "(signed for '%.64s' in %.32s%s)",
+                        iam->user_id, au->tries > 1 ? " twice, the second made afresh" : "",
+                        au->answer[au->tries - 1], iam->service ? iam->service : "elasticache", iam->cache_name,
+                        iam->region, iam->serverless ? ", serverless" : "");
+}
+
+/* An answer to the AUTH just sent: *done, a next AUTH sent, or a failure. */
+static redtls_status answered(redtls_conn *c, redisReply *r, int *done)
+{
+    redtls__auth *au = &c->au;
+    const redtls_config *cfg = &c->cfg;
+    au->awaiting = 0;
+    switch (au->kind) {
+    case AUTH_TOKENS: {
+        int verdict = judge(c, r, pair_token(c, au->attempt == 0 ? au->first : 1 - au->first));
+        int other = 1 - au->first;
         if (verdict == AUTH_ACCEPTED) {
-            c->iam.authed_ms = now;
+            if (au->attempt == 1) {
+                c->preferred = other;
+                redtls__emit(c, REDTLS_EVENT_AUTH_TOKEN_SWITCHED, "token %d accepted, token %d refused", other + 1,
+                             au->first + 1);
+            }
+            *done = 1;
+            return REDTLS_OK;
+        }
+        if (au->attempt == 0 && (verdict == AUTH_ERROR || !pair_token(c, other)->data))
+            return redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH refused by the server: %s", au->answer[0]);
+        if (au->attempt == 1)
+            return redtls__fail(c->errmsg, REDTLS_E_AUTH,
+                                "AUTH refused by the server for both tokens (token %d: %s; token %d: %s)",
+                                au->first + 1, au->answer[0], other + 1, au->answer[1]);
+        au->attempt = 1;
+        return send_auth(c, cfg->user, pair_token(c, other));
+    }
+    case AUTH_CALLBACK: {
+        int verdict = judge(c, r, &au->token);
+        redtls__secret_clear(&au->token);
+        if (verdict == AUTH_ACCEPTED) {
+            *done = 1;
+            return REDTLS_OK;
+        }
+        if (verdict == AUTH_ERROR || au->attempt == 1)
+            return redtls__fail(c->errmsg, REDTLS_E_AUTH,
+                                "AUTH refused by the server for the callback's credentials%s: %s",
+                                au->attempt ? " (asked twice)" : "", au->answer[au->attempt]);
+        au->attempt = 1;
+        au->ask_at = c->now;
+        au->ask_ms = REDTLS__ASK_FIRST_MS;
+        return REDTLS_OK;
+    }
+    case AUTH_IAM: {
+        int verdict = judge(c, r, &c->iam.token);
+        if (verdict == AUTH_ACCEPTED) {
+            c->iam.authed_ms = au->iam_now;
+            *done = 1;
             return REDTLS_OK;
         }
         /* Whatever it was, this token is not used again. */
         redtls__secret_clear(&c->iam.token);
         if (verdict == AUTH_ERROR)
             return redtls__fail(c->errmsg, REDTLS_E_AUTH, "AUTH with the IAM token for user '%.64s' failed: %s",
-                                iam->user_id, answer[attempt]);
-        if (!reused && iam->creds == REDTLS__AWS_CREDS_EXPLICIT)
+                                cfg->iam.user_id, au->answer[au->attempt]);
+        /* One more try with a fresh token if that can differ: the cached
+         * one was refused, or the credentials come from a source that may
+         * have changed (the environment, a callback); a token signed again
+         * from the same fixed credentials in the same second would be the
+         * same. */
+        if (au->attempt == 1 || (!au->reused && cfg->iam.creds == REDTLS__AWS_CREDS_EXPLICIT))
+            return iam_refused(c);
+        au->attempt = 1;
+        return send_iam(c);
+    }
+    default:
+        freeReplyObject(r);
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "no AUTH under way");
+    }
+}
+
+redtls_status redtls__auth_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w)
+{
+    redtls__auth *au = &c->au;
+    redtls_status st = REDTLS_OK;
+    *done = 0;
+    c->now = now;
+    while (st == REDTLS_OK && !*done) {
+        if (!au->awaiting) {
+            int sent = 0;
+            if (au->kind != AUTH_CALLBACK) {
+                st = redtls__fail(c->errmsg, REDTLS_E_STATE, "no AUTH under way");
+                break;
+            }
+            if ((st = callback_turn(c, now, &sent, w)) != REDTLS_OK || !sent)
+                break;
+        }
+        redisReply *r = NULL;
+        if ((st = redtls__exch_poll(c, now, au->deadline, &r, w)) != REDTLS_OK || !r)
             break;
+        st = answered(c, r, done);
     }
-    return redtls__fail(c->errmsg, REDTLS_E_AUTH,
-                        "the server refused the IAM token for user '%.64s'%s (%.100s). Likely causes: the user is "
-                        "not an IAM user in the cache's user group; the IAM policy lacks %s:Connect for it; expired "
-                        "or rotated AWS credentials; a clock minutes off; not the cache's own name or region "
-                        "(signed for '%.64s' in %.32s%s)",
-                        iam->user_id, tries > 1 ? " twice, the second made afresh" : "", answer[tries - 1],
-                        iam->service ? iam->service : "elasticache", iam->cache_name, iam->region,
-                        iam->serverless ? ", serverless" : "");
-}
-
-redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline)
-{
-    redtls_status st;
-    if (redtls__iam_on(&c->cfg.iam))
-        st = auth_with_iam(c, deadline);
-    else if (c->cfg.cred_cb)
-        st = auth_with_callback(c, deadline);
-    else if (c->cfg.user && !c->cfg.token.data)
-        st = redtls__fail(c->errmsg, REDTLS_E_CONFIG, "user '%s' is set but no token", c->cfg.user);
-    else
-        st = c->cfg.token.data ? auth_with_tokens(c, deadline) : REDTLS_OK;
-    /* A NOAUTH seen before this AUTH (the TLS 1.3 client-certificate probe
-     * gets one from a password-protected server) is answered now. */
-    if (st == REDTLS_OK)
-        c->need_reauth = 0;
-    return st;
-}
-
-redtls_status redtls__set_token_pair(redtls_config *cfg, const char *token, const char *token_alt, char *err)
-{
-    if (!token || !token[0] || (token_alt && !token_alt[0]))
-        return redtls__fail(err, REDTLS_E_INVALID, "token must be non-empty; token_alt NULL or non-empty");
-    redtls_status st = redtls__check_token_policy(cfg, token, err);
-    if (st == REDTLS_OK && token_alt)
-        st = redtls__check_token_policy(cfg, token_alt, err);
-    if (st != REDTLS_OK)
-        return st;
-    /* Both copies first: a failure leaves the old pair in place. */
-    redtls__secret t = {NULL, 0}, alt = {NULL, 0};
-    if (redtls__secret_set(&t, token, strlen(token)) != REDTLS_OK ||
-        (token_alt && redtls__secret_set(&alt, token_alt, strlen(token_alt)) != REDTLS_OK)) {
-        redtls__secret_clear(&t);
-        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory; the previous tokens stay in use");
+    if (st != REDTLS_OK || *done) {
+        int awaiting = au->awaiting;
+        redtls__auth_reset(c);
+        au->awaiting = st != REDTLS_OK && awaiting; /* for the caller's timeout message */
+        if (st == REDTLS_OK)
+            c->need_reauth = 0; /* a NOAUTH seen before this AUTH is answered now */
     }
-    redtls__secret_clear(&cfg->token);
-    redtls__secret_clear(&cfg->token_alt);
-    cfg->token = t;
-    cfg->token_alt = alt;
-    return REDTLS_OK;
-}
-
-redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const char *token_alt, int flags)
-{
-    if (!c)
-        return REDTLS_E_INVALID;
-    c->errmsg[0] = '\0';
-    if ((flags & REDTLS_REAUTH_NOW) && c->tp && c->pending > 0)
-        return redtls__fail(c->errmsg, REDTLS_E_STATE, "cannot re-authenticate while pipelined replies are pending");
-    redtls_status st = redtls__set_token_pair(&c->cfg, token, token_alt, c->errmsg);
-    if (st != REDTLS_OK)
-        return st;
-    c->preferred = 0;
-    if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam))
-        return REDTLS_OK;
-    st = redtls__authenticate(c, redtls__deadline_after(c->cfg.command_timeout_ms));
-    if (st == REDTLS_OK)
-        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "re-authenticated the open connection with token %d",
-                     c->preferred + 1);
     return st;
-}
-
-int redtls_conn_preferred_token(const redtls_conn *c)
-{
-    if (!c || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam) || !c->cfg.token.data)
-        return 0;
-    return c->cfg.token_alt.data ? c->preferred + 1 : 1;
 }

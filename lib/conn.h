@@ -1,16 +1,74 @@
-/* The connection object, shared by conn.c (commands, pipelines) and
- * handshake.c (AUTH, SELECT, SETNAME). Also the library-internal interface
- * that tests and, later, the cluster layer build on. */
+/* The session: the connection object and its state machines (connect,
+ * set-up, AUTH, the library's own requests), fed with the time and with
+ * "readable" / "writable" / "timer due", answering what they wait for next.
+ * Nothing here waits or reads the clock; drivers do (blocking.c).
+ *
+ * Files: conn.c (the object, its queue, reads and writes), connect.c (the
+ * attempt: dial, TLS, set-up; backoff bookkeeping), setup.c (probe, AUTH,
+ * SELECT, SETNAME, READONLY), auth.c (which credentials, what a refusal
+ * means). */
 #ifndef REDTLS_CONN_H
 #define REDTLS_CONN_H
 
 #include "backoff.h"
 #include "config.h"
+#include "conn_view.h"
 #include "format.h"
+#include "sock.h"
 
-#define REDTLS__READ_CHUNK 16384
 /* need_reauth: the IAM schedule (not a NOAUTH reply) asks for a new AUTH. */
 #define REDTLS__REAUTH_IAM_DUE 2
+
+/* What a state machine waits for next: fd ready for events (POLLIN,
+ * POLLOUT; events 0: no socket), or the time at (REDTLS__NO_DEADLINE:
+ * none). at <= now means "call again at once". */
+typedef struct redtls__wait {
+    int fd;
+    int events;
+    int64_t at;
+} redtls__wait;
+
+/* The caller's queued commands, set aside while the library talks to the
+ * server on its own (set-up, health check, re-authentication), so the two
+ * never mix on the wire. */
+typedef struct redtls__saved_io {
+    char *obuf;
+    size_t olen, ocap, pending, unsent, lost;
+    int active;
+} redtls__saved_io;
+
+/* AUTH in progress (auth.c). */
+typedef struct redtls__auth {
+    int kind;        /* what the credentials come from, see auth.c */
+    int attempt;     /* 0, then 1 for the second token / a fresh one */
+    int first;       /* token pair: the index tried first */
+    int tries;       /* AUTH commands sent */
+    int reused;      /* IAM: the token sent was made earlier */
+    int awaiting;    /* an AUTH is on the wire */
+    int64_t deadline;
+    int64_t iam_now; /* IAM: the wall-clock time the token is judged by */
+    int64_t ask_at;  /* credential callback: when to ask again (pending) */
+    unsigned ask_ms; /* ... and the interval after that */
+    redtls__secret token; /* the callback's token, for masking the answer */
+    char answer[2][200];
+} redtls__auth;
+
+/* Set-up after TLS (setup.c). */
+typedef struct redtls__setup {
+    int step;
+    int verdict;      /* what the TLS 1.3 probe is for, see setup.c */
+    const char *what; /* the command awaited, for a timeout message */
+} redtls__setup;
+
+/* One connection attempt (connect.c). */
+typedef struct redtls__attempt {
+    int phase;
+    int want;              /* TLS: what the handshake waits for */
+    int64_t call_deadline; /* no phase runs past it */
+    int64_t hs_deadline;   /* TLS and set-up */
+    redtls__dialer dial;
+    redtls__transport *tp; /* during the TLS handshake */
+} redtls__attempt;
 
 struct redtls_conn {
     redtls_config cfg;       /* private copy */
@@ -20,6 +78,8 @@ struct redtls_conn {
     redtls__reader rd;
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
+    size_t ooff;             /* bytes of obuf already written */
+    int owipe;               /* wipe obuf once written (a secret) */
     /* Replies owed to the caller: lost + in flight + unsent. */
     size_t pending;
     size_t unsent;           /* commands in obuf, not written yet */
@@ -35,11 +95,16 @@ struct redtls_conn {
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
     int64_t quiet_at;        /* when it last had nothing owed (buffers) */
+    int64_t now;             /* the time the driver last passed in */
     redtls__iam_state iam;   /* IAM: the token in use, when it was made and accepted */
     redtls__tls_session session; /* for resumption on reconnect */
     redtls_status last_status; /* of the last failed attempt */
     int no_time;             /* the last ensure_once made no attempt: the
                               * deadline had passed */
+    redtls__attempt at;
+    redtls__setup su;
+    redtls__auth au;
+    redtls__saved_io saved;
     char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
     char info[5][384];       /* backing store for the borrowed TLS details */
@@ -49,65 +114,101 @@ struct redtls_conn {
     char *rbuf;
 };
 
+/* ---- the object and its queue (conn.c) ---- */
+
 /* Installs an already connected transport (TCP, TLS or the memory
  * transport in tests) with a fresh reader; the conn owns it from now. */
 redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_tls);
 
 /* Drops the transport without ceremony (the stream can no longer be
- * trusted), forgets pending replies, and returns st. */
+ * trusted); what was in flight becomes lost. Returns st. */
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
-
-/* Appends one formatted command to obuf (a secret in it is wiped by the
- * flush that writes it, see redtls__conn_flush). A HELLO asking for RESP3
- * is refused (REDTLS_E_INVALID). */
-redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
-/* Writes the output buffer. wipe: clear it after the write. */
-redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
-/* For redtls__conn_read: the command timeout, counted from the moment a
- * wait first becomes necessary. */
-#define REDTLS__DEADLINE_LAZY 0
-
-/* Reads one reply (flushing first). Failures drop the connection. raw:
- * report transport failures as they are (handshake); otherwise a command
- * whose reply was lost after it was written is REDTLS_E_OUTCOME_UNKNOWN. */
-redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply);
-
-/* Takes one reply if it can be had without waiting: already parsed, or
- * completed from what the socket holds now. The caller has written its
- * commands (redtls__conn_flush); nothing is written here, so nothing can
- * wait on a full socket. *reply stays NULL when more bytes are needed. Reads stop when
- * the socket has nothing more, when *budget bytes have been read (budget
- * NULL: no such bound; it is decreased by what was read), or when
- * deadline has passed with a reply still incomplete after a read. Failures as redtls__conn_read. */
-redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply);
 
 /* Drops the connection (st: why, for the event) and forgets every reply
  * owed on it: the caller has told each command's owner already. */
 void redtls__conn_abandon(redtls_conn *c, redtls_status st);
 
-/* One request and its reply within deadline; secret: wipe what held the
- * command. Transport failures drop the connection. */
-redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
-                                     struct redisReply **reply);
-
-/* AUTH / SELECT / CLIENT SETNAME on a freshly attached transport. */
-redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline);
-
-/* AUTH with the rotation rules (auth.c). REDTLS_OK also when no
- * credentials are configured. A refusal leaves the connection open. */
-redtls_status redtls__authenticate(redtls_conn *c, int64_t deadline);
-/* 1 when the handle has credentials to send. */
-int redtls__has_credentials(const redtls_conn *c);
-
-/* For the cluster layer. ensure_once: make sure the connection is usable
- * (idle check, pending re-AUTH) with at most one connect attempt and no
- * waiting for the backoff: REDTLS_E_UNAVAILABLE when the next attempt is
- * not due yet, or when the deadline had passed (then c->no_time is set, so
- * the caller can keep an earlier, more telling cause). append_raw: queue one already framed command. */
-redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline);
+/* Appends one formatted command to obuf. A HELLO asking for RESP3 is
+ * refused (REDTLS_E_INVALID). append_raw: one already framed command. */
+redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t len);
+/* The text of a HELLO that asks for RESP3 being refused. */
+redtls_status redtls__conn_resp3_refused(redtls_conn *c);
+
+/* Writes what the socket takes now of obuf. REDTLS_OK with *want 0: all
+ * written (commands in flight from the first byte); with *want: wait for
+ * it. Failures drop the connection. */
+redtls_status redtls__conn_write_step(redtls_conn *c, int *want);
+
+/* Takes one reply: already parsed, or completed by one read of what the
+ * transport has now. *reply, or NULL with *want (wait for it), or NULL
+ * with *want 0 (bytes came but no whole reply yet: call again). Failures
+ * drop the connection and are returned as the transport said them. now:
+ * for the health check and buffer bookkeeping. read_some: at most cap
+ * bytes read, *got says how many. */
+redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, size_t *got,
+                                     struct redisReply **reply, int *want);
+static inline redtls_status redtls__conn_read_step(redtls_conn *c, int64_t now, struct redisReply **reply, int *want)
+{
+    size_t got;
+    return redtls__conn_read_some(c, now, REDTLS__READ_CHUNK, &got, reply, want);
+}
+
+/* The library's own requests: set the caller's queue aside, send, take
+ * the answer, put the queue back (the set-aside buffer is wiped). */
+void redtls__conn_set_aside(redtls_conn *c);
+void redtls__conn_restore(redtls_conn *c);
+/* Queues one request of the library's own; secret: wipe it once written. */
+redtls_status redtls__exch_send(redtls_conn *c, int argc, const char **argv, int secret);
+/* Moves it on: *reply once the answer is in, else *w says what for. By
+ * the deadline: REDTLS_E_COMMAND_TIMEOUT. Failures drop the connection
+ * and are returned as they are. */
+redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, struct redisReply **reply,
+                                redtls__wait *w);
+
+/* Commands written on the current connection whose replies are due. */
+static inline size_t redtls__conn_in_flight(const redtls_conn *c)
+{
+    return c->pending - c->unsent - c->lost;
+}
 
 /* Reports an event to the configured callback, if any. */
 void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...) REDTLS_PRINTF(3, 4);
+
+/* 1 when the handle has credentials to send. */
+int redtls__has_credentials(const redtls_conn *c);
+
+/* ---- the attempt (connect.c) ---- */
+
+/* Starts one connection attempt at now (TCP or Unix, TLS, set-up); no
+ * phase may run past call_deadline. The caller's queued commands wait. */
+redtls_status redtls__attempt_start(redtls_conn *c, int64_t now, int64_t call_deadline);
+/* Moves it on. REDTLS_OK with *done: connected and announced. REDTLS_OK
+ * without: wait as *w says. A failure ends the attempt (nothing is left
+ * open; the message names the cause). */
+redtls_status redtls__attempt_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w);
+/* Abandons an attempt under way. */
+void redtls__attempt_cancel(redtls_conn *c);
+/* Backoff bookkeeping after an attempt. */
+void redtls__attempt_succeeded(redtls_conn *c);
+void redtls__attempt_failed(redtls_conn *c, int64_t now);
+
+/* ---- set-up on a fresh transport (setup.c) ---- */
+
+/* Starts the set-up (probe, AUTH, SELECT, SETNAME, READONLY) by the
+ * deadline; see redtls__setup_step. */
+redtls_status redtls__setup_start(redtls_conn *c, int64_t now, int64_t deadline);
+/* Timeouts here are REDTLS_E_HANDSHAKE_TIMEOUT naming the command. */
+redtls_status redtls__setup_step(redtls_conn *c, int64_t now, int64_t deadline, int *done, redtls__wait *w);
+
+/* ---- AUTH (auth.c) ---- */
+
+/* Starts AUTH with the rotation rules, by the deadline (timeouts are
+ * REDTLS_E_COMMAND_TIMEOUT). *done at once when no credentials are
+ * configured. A refusal leaves the connection open. */
+redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, int *done);
+redtls_status redtls__auth_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w);
+/* Wipes what an unfinished AUTH holds. */
+void redtls__auth_reset(redtls_conn *c);
 
 #endif

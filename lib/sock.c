@@ -9,26 +9,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
+#include "sock.h"
 #include "transport.h"
-
-int redtls__wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = events, .revents = 0};
-        int ms = redtls__poll_timeout(deadline);
-        int rc = poll(&p, 1, ms);
-        if (rc > 0)
-            return 1;
-        if (rc == 0) {
-            if (ms == 0 || redtls__poll_timeout(deadline) == 0)
-                return 0;
-            continue;
-        }
-        if (errno != EINTR)
-            return -1;
-    }
-}
 
 static void tune_tcp(int fd, unsigned user_timeout_ms)
 {
@@ -73,24 +57,10 @@ redtls_status redtls__fd_idle_check(int fd, char *err)
     return redtls__fail(err, REDTLS_E_PROTOCOL, "the server sent data nobody asked for on an idle connection");
 }
 
-/* Starts a non-blocking connect and waits for it: 0 connected, else errno
- * (ETIMEDOUT when the deadline passed). */
-static int connect_one(int fd, const struct sockaddr *sa, socklen_t salen, int64_t deadline)
+int redtls__is_ip_literal(const char *s)
 {
-    if (connect(fd, sa, salen) == 0)
-        return 0;
-    if (errno != EINPROGRESS && errno != EINTR)
-        return errno;
-    int rc = redtls__wait_fd(fd, POLLOUT, deadline);
-    if (rc == 0)
-        return ETIMEDOUT;
-    if (rc < 0)
-        return errno;
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        return errno;
-    return soerr;
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
 static void describe_addr(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen)
@@ -103,93 +73,201 @@ static void describe_addr(const struct sockaddr *sa, socklen_t salen, char *out,
     snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, s);
 }
 
-redtls_status redtls__tcp_connect(const char *host, uint16_t port, int64_t deadline, unsigned user_timeout_ms,
-                                  int *fd_out, char *err)
+/* Starts a non-blocking connect: 0 (connected or under way), else errno. */
+static int connect_start(int fd, const struct sockaddr *sa, socklen_t salen)
 {
-    struct addrinfo hints, *res = NULL;
-    char portstr[8];
-    *fd_out = -1;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
-    /* getaddrinfo() cannot be bounded by the deadline; it follows the
-     * resolver's own timeouts (resolv.conf). */
-    int grc = getaddrinfo(host, portstr, &hints, &res);
-    if (grc != 0) {
-        if (grc == EAI_MEMORY)
-            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory resolving '%s'", host);
-        return redtls__fail(err, REDTLS_E_RESOLVE, "cannot resolve '%s': %s", host, gai_strerror(grc));
-    }
-
-    size_t total = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        total++;
-
-    int last_errno = 0, any_timeout = 0;
-    char last_addr[NI_MAXHOST + 16] = "";
-    size_t index = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next, index++) {
-        if (deadline != REDTLS__NO_DEADLINE && redtls__now_ms() >= deadline) {
-            any_timeout = 1;
-            break;
-        }
-        /* Share the remaining time between the addresses still to try, so
-         * one black-holed address cannot eat the whole connect timeout. */
-        int64_t attempt_deadline = deadline;
-        size_t left = total - index;
-        if (deadline != REDTLS__NO_DEADLINE && left > 1)
-            attempt_deadline = redtls__now_ms() + (deadline - redtls__now_ms()) / (int64_t)left;
-
-        describe_addr(ai->ai_addr, ai->ai_addrlen, last_addr, sizeof last_addr);
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last_errno = errno;
-            continue;
-        }
-        int e = connect_one(fd, ai->ai_addr, ai->ai_addrlen, attempt_deadline);
-        if (e == 0) {
-            tune_tcp(fd, user_timeout_ms);
-            freeaddrinfo(res);
-            *fd_out = fd;
-            return REDTLS_OK;
-        }
-        close(fd);
-        if (e == ETIMEDOUT)
-            any_timeout = 1;
-        last_errno = e;
-    }
-    freeaddrinfo(res);
-    if (any_timeout && (last_errno == ETIMEDOUT || last_errno == 0))
-        return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to %s port %u timed out%s%s%s", host,
-                            (unsigned)port, last_addr[0] ? " (last tried " : "", last_addr, last_addr[0] ? ")" : "");
-    if (last_errno == 0)
-        return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: '%s' resolved to no address to try",
-                            host, (unsigned)port, host);
-    return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: %s (last tried %s)", host,
-                        (unsigned)port, strerror(last_errno), last_addr);
+    if (connect(fd, sa, salen) == 0 || errno == EINPROGRESS || errno == EINTR)
+        return 0;
+    return errno;
 }
 
-redtls_status redtls__unix_connect(const char *path, int64_t deadline, int *fd_out, char *err)
+/* Where a connect under way stands, without waiting: 0 connected,
+ * EINPROGRESS still under way, or the errno it failed with. */
+static int connect_check(int fd)
 {
-    struct sockaddr_un sa;
-    *fd_out = -1;
-    if (strlen(path) >= sizeof sa.sun_path)
-        return redtls__fail(err, REDTLS_E_CONFIG, "unix socket path too long (%zu bytes, limit %zu)", strlen(path),
-                            sizeof sa.sun_path - 1);
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return redtls__fail(err, REDTLS_E_CONNECT, "socket(): %s", strerror(errno));
-    int e = connect_one(fd, (const struct sockaddr *)&sa, sizeof sa, deadline);
-    if (e != 0) {
-        close(fd);
-        if (e == ETIMEDOUT)
-            return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to unix socket %s timed out", path);
-        return redtls__fail(err, REDTLS_E_CONNECT, "connect to unix socket %s failed: %s", path, strerror(e));
+    struct pollfd p = {.fd = fd, .events = POLLOUT, .revents = 0};
+    int rc = poll(&p, 1, 0);
+    if (rc == 0 || (rc < 0 && errno == EINTR))
+        return EINPROGRESS;
+    if (rc < 0)
+        return errno;
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        return errno;
+    return soerr;
+}
+
+redtls_status redtls__dial_start(redtls__dialer *d, const char *host, uint16_t port, const char *unix_path,
+                                 redtls__getaddrinfo_fn resolver, unsigned user_timeout_ms, int64_t deadline,
+                                 char *err)
+{
+    memset(d, 0, sizeof *d);
+    d->fd = -1;
+    d->host = host;
+    d->port = port;
+    d->unix_path = unix_path;
+    d->user_timeout_ms = user_timeout_ms;
+    d->deadline = deadline;
+    if (unix_path) {
+        struct sockaddr_un sa;
+        size_t n = strlen(unix_path);
+        if (n >= sizeof sa.sun_path)
+            return redtls__fail(err, REDTLS_E_CONFIG, "unix socket path too long (%zu bytes, limit %zu)", n,
+                                sizeof sa.sun_path - 1);
+        memset(&sa, 0, sizeof sa);
+        sa.sun_family = AF_UNIX;
+        memcpy(sa.sun_path, unix_path, n + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return redtls__fail(err, REDTLS_E_CONNECT, "socket(): %s", strerror(errno));
+        int e = connect_start(fd, (const struct sockaddr *)&sa, sizeof sa);
+        if (e != 0) {
+            close(fd);
+            return redtls__fail(err, REDTLS_E_CONNECT, "connect to unix socket %s failed: %s", unix_path,
+                                strerror(e));
+        }
+        d->fd = fd;
+        d->addr_deadline = deadline;
+        return REDTLS_OK;
     }
-    *fd_out = fd;
-    return REDTLS_OK;
+    return redtls__resolve_start(host, port, resolver, &d->job, err);
+}
+
+void redtls__dial_cancel(redtls__dialer *d)
+{
+    redtls__resolve_free(d->job);
+    d->job = NULL;
+    if (d->list)
+        freeaddrinfo(d->list);
+    d->list = d->next = NULL;
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+}
+
+static redtls_status dial_failed(redtls__dialer *d, char *err)
+{
+    redtls__dial_cancel(d);
+    const char *host = d->host;
+    unsigned port = d->port;
+    if (d->any_timeout && (d->last_errno == ETIMEDOUT || d->last_errno == 0))
+        return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to %s port %u timed out%s%s%s", host, port,
+                            d->last_addr[0] ? " (last tried " : "", d->last_addr, d->last_addr[0] ? ")" : "");
+    if (d->last_errno == 0)
+        return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: '%s' resolved to no address to try",
+                            host, port, host);
+    return redtls__fail(err, REDTLS_E_CONNECT, "connect to %s port %u failed: %s (last tried %s)", host, port,
+                        strerror(d->last_errno), d->last_addr);
+}
+
+/* A Unix socket has one address: connected, under way, or failed. */
+static redtls_status unix_step(redtls__dialer *d, int64_t now, int *fd_out, int *want, int64_t *wake_at, char *err)
+{
+    int e = connect_check(d->fd);
+    if (e == 0) {
+        *fd_out = d->fd;
+        d->fd = -1;
+        return REDTLS_OK;
+    }
+    if (e == EINPROGRESS && now < d->deadline) {
+        *want = POLLOUT;
+        *wake_at = d->deadline;
+        return REDTLS_OK;
+    }
+    redtls__dial_cancel(d);
+    if (e == EINPROGRESS)
+        return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT, "connect to unix socket %s timed out", d->unix_path);
+    return redtls__fail(err, REDTLS_E_CONNECT, "connect to unix socket %s failed: %s", d->unix_path, strerror(e));
+}
+
+redtls_status redtls__dial_step(redtls__dialer *d, int64_t now, int *fd_out, int *wait_fd, int *want,
+                                int64_t *wake_at, char *err)
+{
+    *fd_out = -1;
+    *want = 0;
+    *wake_at = REDTLS__NO_DEADLINE;
+    *wait_fd = d->fd;
+    if (d->unix_path)
+        return d->fd >= 0 ? unix_step(d, now, fd_out, want, wake_at, err)
+                          : redtls__fail(err, REDTLS_E_STATE, "no connect under way");
+    if (d->job) {
+        struct addrinfo *res = NULL;
+        redtls_status st = redtls__resolve_take(d->job, &res, err);
+        if (st != REDTLS_OK) {
+            redtls__dial_cancel(d);
+            return st;
+        }
+        if (!res) {
+            if (now >= d->deadline) {
+                redtls__dial_cancel(d);
+                return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT,
+                                    "resolving '%s' did not finish within the connect timeout (the DNS server is "
+                                    "slow or unreachable; see /etc/resolv.conf)",
+                                    d->host);
+            }
+            *wait_fd = redtls__resolve_fd(d->job);
+            *want = POLLIN;
+            *wake_at = d->deadline;
+            return REDTLS_OK;
+        }
+        redtls__resolve_free(d->job);
+        d->job = NULL;
+        d->list = d->next = res;
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+            d->total++;
+    }
+    for (;;) {
+        if (d->fd >= 0) {
+            int e = connect_check(d->fd);
+            if (e == 0) {
+                tune_tcp(d->fd, d->user_timeout_ms);
+                *fd_out = d->fd;
+                d->fd = -1;
+                redtls__dial_cancel(d);
+                return REDTLS_OK;
+            }
+            if (e == EINPROGRESS) {
+                if (now < d->addr_deadline) {
+                    *wait_fd = d->fd;
+                    *want = POLLOUT;
+                    *wake_at = d->addr_deadline;
+                    return REDTLS_OK;
+                }
+                e = ETIMEDOUT;
+            }
+            close(d->fd);
+            d->fd = -1;
+            if (e == ETIMEDOUT)
+                d->any_timeout = 1;
+            d->last_errno = e;
+        }
+        if (!d->next)
+            return dial_failed(d, err);
+        if (d->deadline != REDTLS__NO_DEADLINE && now >= d->deadline) {
+            d->any_timeout = 1;
+            return dial_failed(d, err);
+        }
+        struct addrinfo *ai = d->next;
+        d->next = ai->ai_next;
+        /* Share the remaining time between the addresses still to try, so
+         * one black-holed address cannot eat the whole connect timeout. */
+        size_t left = d->total - d->index++;
+        d->addr_deadline = d->deadline;
+        if (d->deadline != REDTLS__NO_DEADLINE && left > 1)
+            d->addr_deadline = now + (d->deadline - now) / (int64_t)left;
+        describe_addr(ai->ai_addr, ai->ai_addrlen, d->last_addr, sizeof d->last_addr);
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            d->last_errno = errno;
+            continue;
+        }
+        int e = connect_start(fd, ai->ai_addr, ai->ai_addrlen);
+        if (e != 0) {
+            close(fd);
+            d->last_errno = e;
+            continue;
+        }
+        d->fd = fd;
+    }
 }

@@ -25,12 +25,6 @@ static const char default_tls12_ciphers[] =
 /* A private BIO type number below OpenSSL's dynamic range. */
 #define REDTLS_BIO_TYPE (BIO_TYPE_SOURCE_SINK | 0x7d)
 
-int redtls__is_ip_literal(const char *s)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
 /* Socket BIO: recv()/send() with MSG_NOSIGNAL, so no SIGPIPE ever reaches
  * the host process, and the EOF flag that OpenSSL needs to tell a truncated
  * stream from a clean close. */
@@ -39,7 +33,13 @@ static int bio_sock_write(BIO *b, const char *buf, int len)
 {
     redtls__tls_transport *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n = send(t->fd, buf, (size_t)len, MSG_NOSIGNAL);
+    size_t n_try = redtls__io_clip(&t->base, (size_t)len);
+    if (n_try == 0) {
+        BIO_set_retry_write(b);
+        t->io_want = POLLOUT;
+        return -1;
+    }
+    ssize_t n = send(t->fd, buf, n_try, MSG_NOSIGNAL);
     t->io_want = 0;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         BIO_set_retry_write(b);
@@ -56,7 +56,13 @@ static int bio_sock_read(BIO *b, char *buf, int len)
     BIO_clear_retry_flags(b);
     if (!buf || len <= 0)
         return 0;
-    ssize_t n = recv(t->fd, buf, (size_t)len, 0);
+    size_t n_try = redtls__io_clip(&t->base, (size_t)len);
+    if (n_try == 0) {
+        BIO_set_retry_read(b);
+        t->io_want = POLLIN;
+        return -1;
+    }
+    ssize_t n = recv(t->fd, buf, n_try, 0);
     t->io_want = 0;
     if (n == 0) {
         t->eof = 1;
@@ -492,11 +498,6 @@ void redtls__tls_ctx_free(redtls__tls_ctx *c)
     free(c);
 }
 
-static int wait_for(redtls__tls_transport *t, int sslerr, int64_t deadline)
-{
-    return redtls__wait_fd(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
-}
-
 /* After a read or write that did not succeed: what it waits for (POLLIN,
  * POLLOUT), or 0 when it failed. The socket BIO records in io_want whether
  * its last call met EAGAIN; when that is the direction the operation
@@ -515,30 +516,25 @@ static int io_wait_for(redtls__tls_transport *t, int rc, int usual)
     return e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
 }
 
-static redtls_status tls_write(redtls__transport *base, const char *buf, size_t len, int64_t deadline, char *err)
+static redtls_status tls_write(redtls__transport *base, const char *buf, size_t len, size_t *done, int *want,
+                               char *err)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
-    while (len > 0) {
-        size_t done = 0;
+    *done = 0;
+    *want = 0;
+    while (*done < len) {
+        size_t n = 0;
         t->io_want = 0;
         t->io_errno = 0;
         errno = 0;
-        int rc = SSL_write_ex(t->ssl, buf, len, &done);
+        int rc = SSL_write_ex(t->ssl, buf + *done, len - *done, &n);
         int sys_errno = errno;
         if (rc == 1) {
-            buf += done;
-            len -= done;
+            *done += n;
             continue;
         }
-        int want = io_wait_for(t, rc, POLLOUT);
-        if (want) {
-            int w = redtls__wait_fd(t->fd, want == POLLOUT ? POLLOUT : POLLIN, deadline);
-            if (w == 0)
-                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server");
-            if (w < 0)
-                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
-            continue;
-        }
+        if ((*want = io_wait_for(t, rc, POLLOUT)) != 0)
+            return REDTLS_OK;
         redtls_status st = redtls__tls_io_failure(t, rc, sys_errno, "write", err);
         ERR_clear_error();
         return st;
@@ -547,41 +543,32 @@ static redtls_status tls_write(redtls__transport *base, const char *buf, size_t 
     return REDTLS_OK;
 }
 
-static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, size_t *got, int64_t deadline,
-                              char *err)
+static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, size_t *got, int *want, char *err)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
+    *got = 0;
+    *want = 0;
     /* Right after a request nothing can have arrived yet: waiting first
      * saves a recv() that would only say EAGAIN. */
     if (t->just_wrote && !SSL_has_pending(t->ssl)) {
-        int w = redtls__wait_fd(t->fd, POLLIN, deadline);
-        if (w == 0)
-            return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
-        if (w < 0)
-            return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
+        t->just_wrote = 0;
+        *want = POLLIN;
+        return REDTLS_OK;
     }
     t->just_wrote = 0;
-    for (;;) {
-        t->io_want = 0;
-        t->io_errno = 0;
-        errno = 0;
-        int rc = SSL_read_ex(t->ssl, buf, cap, got);
-        int sys_errno = errno;
-        if (rc == 1)
-            return REDTLS_OK;
-        int want = io_wait_for(t, rc, POLLIN);
-        if (want) {
-            int w = redtls__wait_fd(t->fd, want == POLLOUT ? POLLOUT : POLLIN, deadline);
-            if (w == 0)
-                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
-            if (w < 0)
-                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
-            continue;
-        }
-        redtls_status st = redtls__tls_io_failure(t, rc, sys_errno, "read", err);
-        ERR_clear_error();
-        return st;
-    }
+    t->io_want = 0;
+    t->io_errno = 0;
+    errno = 0;
+    int rc = SSL_read_ex(t->ssl, buf, cap, got);
+    int sys_errno = errno;
+    if (rc == 1)
+        return REDTLS_OK;
+    *got = 0;
+    if ((*want = io_wait_for(t, rc, POLLIN)) != 0)
+        return REDTLS_OK;
+    redtls_status st = redtls__tls_io_failure(t, rc, sys_errno, "read", err);
+    ERR_clear_error();
+    return st;
 }
 
 static void tls_close(redtls__transport *base, int graceful)
@@ -596,6 +583,7 @@ static void tls_close(redtls__transport *base, int graceful)
     }
     ERR_clear_error();
     close(t->fd);
+    free(t->name);
     free(t);
 }
 
@@ -647,11 +635,67 @@ static void tls_release(redtls__transport *base)
         (void)SSL_free_buffers(t->ssl);
 }
 
-static const redtls__transport_ops tls_ops = {tls_write, tls_read,  tls_close, tls_idle_check, tls_expect_data,
-                                              tls_fd,    tls_release};
+static redtls_status tls_handshake(redtls__transport *base, int *want, char *err)
+{
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
+    *want = 0;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_connect(t->ssl);
+    int sys_errno = errno;
+    if (rc == 1) {
+        ERR_clear_error();
+        return REDTLS_OK;
+    }
+    int e = SSL_get_error(t->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+        return REDTLS_OK;
+    }
+    redtls_status st = redtls__tls_handshake_failure(t, e, sys_errno, t->name, err);
+    ERR_clear_error();
+    return st;
+}
 
-redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
-                                  int64_t deadline, redtls__transport **out, char *err)
+static int tls_verdict_pending(redtls__transport *base)
+{
+    redtls__tls_transport *t = (redtls__tls_transport *)base;
+    if (!t->cert_requested || SSL_version(t->ssl) < TLS1_3_VERSION)
+        return 0;
+    return t->has_client_cert ? 2 : 1;
+}
+
+static int tls_resumed(redtls__transport *base)
+{
+    return SSL_session_reused(((redtls__tls_transport *)base)->ssl) == 1;
+}
+
+static int tls_describe(redtls__transport *base, int what, char *out, size_t outlen);
+
+static const redtls__transport_ops tls_ops = {
+    .write = tls_write,
+    .read = tls_read,
+    .handshake = tls_handshake,
+    .close = tls_close,
+    .idle_check = tls_idle_check,
+    .expect_data = tls_expect_data,
+    .fd = tls_fd,
+    .release = tls_release,
+    .resumed = tls_resumed,
+    .verdict_pending = tls_verdict_pending,
+    .describe = tls_describe,
+};
+
+redtls_status redtls__tls_handshake_timeout(int want, char *err)
+{
+    return redtls__fail(err, REDTLS_E_HANDSHAKE_TIMEOUT,
+                        "TLS handshake not completed within the handshake timeout (%s; is this a plain-text port or "
+                        "an unresponsive server?)",
+                        want == POLLOUT ? "cannot send" : "no answer from the server");
+}
+
+redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
+                                redtls__transport **out, char *err)
 {
     *out = NULL;
     redtls__tls_transport *t = calloc(1, sizeof *t);
@@ -666,7 +710,6 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
     t->slot = slot;
     redtls_status st = REDTLS_OK;
     BIO *bio = NULL;
-    char *name = NULL; /* verify_name as verified and sent */
     t->ssl = SSL_new(ctx->ssl_ctx);
     if (t->ssl)
         bio = BIO_new(ctx->bio_method);
@@ -689,26 +732,26 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
         st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' to verify is not a host name (empty label)", verify_name);
         goto fail;
     }
-    name = strndup(verify_name, name_len);
-    if (!name) {
+    t->name = strndup(verify_name, name_len);
+    if (!t->name) {
         st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
         goto fail;
     }
-    int is_ip = redtls__is_ip_literal(name);
+    int is_ip = redtls__is_ip_literal(t->name);
     if (!ctx->insecure) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
         /* RFC 9525: the identity is in the subjectAltName only; a subject
          * CN that happens to equal the host is never a match. */
         X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) : SSL_set1_host(t->ssl, name);
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, t->name) : SSL_set1_host(t->ssl, t->name);
         if (ok != 1) {
-            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", name);
+            st = redtls__fail(err, REDTLS_E_CONFIG, "cannot verify against name '%s'", t->name);
             goto fail;
         }
     }
     /* SNI carries DNS names only (RFC 6066 forbids IP literals). */
-    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, name) != 1) {
-        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", name);
+    if (!is_ip && SSL_set_tlsext_host_name(t->ssl, t->name) != 1) {
+        st = redtls__fail(err, REDTLS_E_CONFIG, "name '%s' cannot be sent as SNI", t->name);
         goto fail;
     }
 
@@ -721,58 +764,16 @@ redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *veri
             SSL_SESSION_free(copy);
         }
     }
-
-    for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        int rc = SSL_connect(t->ssl);
-        int sys_errno = errno;
-        if (rc == 1)
-            break;
-        int e = SSL_get_error(t->ssl, rc);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            int w = wait_for(t, e, deadline);
-            if (w == 0) {
-                st = redtls__fail(err, REDTLS_E_HANDSHAKE_TIMEOUT,
-                                  "TLS handshake not completed within the handshake timeout (%s; is this a "
-                                  "plain-text port or an unresponsive server?)",
-                                  e == SSL_ERROR_WANT_READ ? "no answer from the server" : "cannot send");
-                goto fail;
-            }
-            if (w < 0) {
-                st = redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
-                goto fail;
-            }
-            continue;
-        }
-        st = redtls__tls_handshake_failure(t, e, sys_errno, name, err);
-        goto fail;
-    }
     ERR_clear_error();
-    free(name);
     *out = &t->base;
     return REDTLS_OK;
 fail:
     ERR_clear_error();
-    free(name);
     tls_close(&t->base, 0);
     return st;
 }
 
-int redtls__tls_verdict_pending(redtls__transport *base)
-{
-    redtls__tls_transport *t = (redtls__tls_transport *)base;
-    if (!t->cert_requested || SSL_version(t->ssl) < TLS1_3_VERSION)
-        return 0;
-    return t->has_client_cert ? 2 : 1;
-}
-
-int redtls__tls_resumed(redtls__transport *base)
-{
-    return SSL_session_reused(((redtls__tls_transport *)base)->ssl) == 1;
-}
-
-int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen)
+static int tls_describe(redtls__transport *base, int what, char *out, size_t outlen)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     out[0] = '\0';

@@ -7,6 +7,7 @@
 
 #include <openssl/ssl.h>
 
+#include "sock.h"
 #include "tls.h"
 
 struct redtls__tls_ctx {
@@ -43,6 +44,7 @@ typedef struct redtls__tls_transport {
     int io_errno;           /* a socket error met by the current read or write, or 0 */
     int peer_close_notify;  /* the server sent close_notify */
     SSL *ssl;
+    char *name;             /* the name verified and sent as SNI */
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */
     verify_note note;

@@ -375,10 +375,19 @@ REDTLS_EXTERN redtls_status redtls_config_set_strict_elasticache_tokens(redtls_c
  * attempt 1 when the server refused the credentials it returned. Write a
  * NUL-terminated user (leave it empty for the default user) and token into
  * the buffers (user_cap and token_cap bytes; redtls wipes them after use)
- * and return 0; return non-zero to fail the connection with REDTLS_E_AUTH
- * and the message written into errbuf. When set, it replaces the tokens
+ * and return 0; return REDTLS_CREDENTIAL_PENDING (below) to be asked again
+ * shortly; return any other non-zero value to fail the connection with
+ * REDTLS_E_AUTH and the message written into errbuf. When set, it replaces the tokens
  * configured with the setters. Called on the thread using the
  * connection. */
+/* What a credential callback returns when its answer is not ready yet (a
+ * token service is being asked): redtls asks again with the same attempt
+ * number, first after 5 ms and then at doubling intervals of at most
+ * 100 ms, until the answer comes or the handshake timeout passes
+ * (REDTLS_E_HANDSHAKE_TIMEOUT; on an open connection being re-authenticated,
+ * the command timeout). The blocking API waits in between; nothing else
+ * waits. */
+#define REDTLS_CREDENTIAL_PENDING 0x50454e44 /* 'PEND' */
 typedef int (*redtls_credential_cb)(void *userdata, int attempt, char *user, size_t user_cap, char *token,
                                     size_t token_cap, char *errbuf, size_t errbuf_cap);
 REDTLS_EXTERN redtls_status redtls_config_set_credential_callback(redtls_config *cfg, redtls_credential_cb cb,

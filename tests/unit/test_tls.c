@@ -271,27 +271,27 @@ static void test_handshake_ok(void **state)
     assert_non_null(t);
 
     char info[384];
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_VERSION, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_VERSION, info, sizeof info), 0);
     assert_string_equal(info, "TLSv1.3");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_CIPHER, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_CIPHER, info, sizeof info), 0);
     assert_contains(info, "TLS_");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_SUBJECT, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_SUBJECT, info, sizeof info), 0);
     assert_string_equal(info, "CN=redis.test");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_SANS, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_SANS, info, sizeof info), 0);
     assert_string_equal(info, "DNS:redis.test, IP:127.0.0.1");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_NOT_AFTER, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_NOT_AFTER, info, sizeof info), 0);
     assert_int_equal(strlen(info), strlen("YYYY-MM-DD HH:MM:SS UTC"));
     assert_contains(info, " UTC");
-    assert_int_equal(redtls__tls_verdict_pending(t), 0);
+    assert_int_equal(redtls__transport_verdict_pending(t), 0);
 
-    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(redtls__io_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     assert_memory_equal(buf, "+PONG\r\n", 7);
     /* close_notify: a clean end. */
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
+    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
     assert_contains(err, "close_notify");
     t->ops->close(t, 1);
     srv_join(&s);
@@ -403,13 +403,13 @@ static void test_abrupt_close_is_eof(void **state)
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
     assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
-    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(redtls__io_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     /* Truncation without close_notify is never a clean end. */
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
+    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
     assert_contains(err, "without TLS close_notify");
     t->ops->close(t, 0);
     srv_join(&s);
@@ -489,10 +489,10 @@ static void test_renegotiation_refused(void **state)
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
     assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
-    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(redtls__io_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
+    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
     assert_contains(err, "asked to renegotiate the TLS session, which redtls refuses");
     assert_contains(err, "alert handshake failure");
     t->ops->close(t, 0);

@@ -26,7 +26,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "conn.h"
+#include "blocking.h"
 
 #define assert_status(actual, expected)                                                                          \
     do {                                                                                                         \

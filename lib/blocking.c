@@ -1,0 +1,627 @@
+/* The blocking API: a driver that runs the session's state machines
+ * (conn.h) to completion, reading the clock and waiting in poll() in
+ * between, like curl's easy interface over its multi interface. The
+ * policies a caller sees (reconnect within the command timeout, the
+ * idempotent resend, the NOAUTH resend) are sequenced here from the
+ * session's steps. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+
+#include "blocking.h"
+
+/* Reads the clock for the session (the core never does). */
+static int64_t clock_now(redtls_conn *c)
+{
+    return c->now = redtls__now_ms();
+}
+
+/* Waits as a state machine asked. Nothing arrives on the memory transport
+ * (fd -1) while we wait, so such a wait ends at its time at once: the
+ * returned time is then that time. */
+static int64_t wait_then_now(redtls_conn *c, const redtls__wait *w)
+{
+    int64_t now = clock_now(c);
+    if (w->at <= now)
+        return now;
+    if (w->events && w->fd >= 0)
+        (void)redtls__wait_fd(w->fd, (short)w->events, w->at);
+    else if (w->events || w->at == REDTLS__NO_DEADLINE)
+        return c->now = w->at; /* the memory transport: nothing can come */
+    else
+        redtls__sleep_until(w->at);
+    return clock_now(c);
+}
+
+/* ---- own requests, run to completion ---- */
+
+static redtls_status drive_exchange(redtls_conn *c, int64_t deadline, redisReply **reply)
+{
+    int64_t now = clock_now(c);
+    for (;;) {
+        redtls__wait w;
+        redtls_status st = redtls__exch_poll(c, now, deadline, reply, &w);
+        if (st != REDTLS_OK || *reply)
+            return st;
+        now = wait_then_now(c, &w);
+    }
+}
+
+redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
+                                     struct redisReply **reply)
+{
+    *reply = NULL;
+    redtls_status st = redtls__exch_send(c, argc, argv, secret);
+    return st == REDTLS_OK ? drive_exchange(c, deadline, reply) : st;
+}
+
+redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
+{
+    int64_t now = clock_now(c);
+    redtls_status st = redtls__setup_start(c, now, deadline);
+    for (int done = 0; st == REDTLS_OK;) {
+        redtls__wait w;
+        if ((st = redtls__setup_step(c, now, deadline, &done, &w)) != REDTLS_OK || done)
+            break;
+        now = wait_then_now(c, &w);
+    }
+    redtls__auth_reset(c);
+    return st;
+}
+
+/* AUTH on the open connection, by the deadline. */
+static redtls_status drive_auth(redtls_conn *c, int64_t deadline)
+{
+    int64_t now = clock_now(c);
+    int done = 0;
+    redtls_status st = redtls__auth_start(c, now, deadline, &done);
+    while (st == REDTLS_OK && !done) {
+        redtls__wait w;
+        if ((st = redtls__auth_step(c, now, &done, &w)) != REDTLS_OK || done)
+            break;
+        now = wait_then_now(c, &w);
+    }
+    if (st == REDTLS_OK)
+        c->need_reauth = 0;
+    redtls__auth_reset(c);
+    return st;
+}
+
+/* ---- commands: writes and reads ---- */
+
+/* A write that cannot finish: what is left of obuf goes with the
+ * connection (its commands count as in flight already). */
+static redtls_status write_failed(redtls_conn *c, redtls_status st)
+{
+    if (c->owipe)
+        OPENSSL_cleanse(c->obuf, c->olen);
+    c->owipe = 0;
+    c->olen = c->ooff = 0;
+    c->unsent = 0;
+    return redtls__conn_drop(c, st);
+}
+
+redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe)
+{
+    if (c->olen == 0)
+        return REDTLS_OK;
+    if (wipe)
+        c->owipe = 1;
+    for (;;) {
+        int want = 0;
+        redtls_status st = redtls__conn_write_step(c, &want);
+        if (st != REDTLS_OK || !want)
+            return st;
+        int w = redtls__wait_fd(c->tp->ops->fd(c->tp), (short)want, deadline);
+        if (w == 0)
+            return write_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server"));
+        if (w < 0)
+            return write_failed(c, redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno)));
+    }
+}
+
+/* The oldest owed reply belongs to a command lost with its connection. */
+static redtls_status report_lost(redtls_conn *c)
+{
+    c->lost--;
+    c->pending--;
+    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
+                        "lost with an earlier command");
+}
+
+/* A read failed: the connection is dropped and the command whose reply
+ * was awaited is reported (raw: as the transport said; otherwise as lost
+ * when the connection broke after it was written). */
+static redtls_status read_failed(redtls_conn *c, redtls_status st, int raw)
+{
+    if (c->tp)
+        redtls__conn_drop(c, st);
+    /* The connection is gone and this command was in flight. */
+    if (c->lost > 0) {
+        c->lost--;
+        c->pending--;
+    }
+    if (raw || (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS))
+        return st;
+    return redtls__fail_more(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN, ")",
+                             "the connection broke after the command was sent, so it may or may not have run (");
+}
+
+redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply)
+{
+    *reply = NULL;
+    if (c->lost > 0)
+        return report_lost(c);
+    if (!c->tp)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
+    redtls_status st = REDTLS_OK;
+    int want = 0;
+    /* Deep pipelines mostly find the reply already parsed: the clock is
+     * only read once waiting becomes possible. */
+    if (deadline == REDTLS__DEADLINE_LAZY) {
+        if (c->olen == 0 && (st = redtls__conn_read_step(c, c->now, reply, &want)) == REDTLS_OK && *reply)
+            return REDTLS_OK;
+        if (st != REDTLS_OK)
+            return read_failed(c, st, raw);
+        deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);
+    }
+    if (c->olen > 0)
+        st = redtls__conn_flush(c, deadline, 0);
+    while (st == REDTLS_OK) {
+        if ((st = redtls__conn_read_step(c, c->now, reply, &want)) != REDTLS_OK || *reply)
+            break;
+        if (want) {
+            int w = redtls__wait_fd(c->tp->ops->fd(c->tp), (short)want, deadline);
+            if (w == 0)
+                st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
+            else if (w < 0)
+                st = redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno));
+        } else if (deadline != REDTLS__NO_DEADLINE && clock_now(c) >= deadline) {
+            /* Reads that find data never wait, so a server that keeps
+             * sending (an endless array) must meet the deadline here. */
+            st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "the reply did not complete within the command timeout");
+        }
+    }
+    if (st == REDTLS_OK)
+        return REDTLS_OK;
+    return read_failed(c, st, raw);
+}
+
+redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply)
+{
+    *reply = NULL;
+    if (c->lost > 0)
+        return report_lost(c);
+    if (!c->tp)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
+    /* The caller polled the socket: skip the transport's wait-first. */
+    if (c->tp->ops->expect_data)
+        c->tp->ops->expect_data(c->tp);
+    redtls_status st;
+    for (int reads = 0;; reads++) {
+        /* As in redtls__conn_read: a server that keeps sending one endless
+         * reply meets the deadline. */
+        if (reads > 0 && ((budget && *budget == 0) ||
+                          (deadline != REDTLS__NO_DEADLINE && clock_now(c) >= deadline)))
+            return REDTLS_OK;
+        int want = 0;
+        size_t got = 0, cap = budget && *budget < REDTLS__READ_CHUNK ? *budget : REDTLS__READ_CHUNK;
+        if ((st = redtls__conn_read_some(c, c->now, cap, &got, reply, &want)) != REDTLS_OK)
+            break;
+        if (budget)
+            *budget -= got;
+        if (*reply || want)
+            return REDTLS_OK;
+    }
+    return read_failed(c, st, 0);
+}
+
+/* ---- connecting ---- */
+
+/* One connection attempt (TCP, TLS, AUTH, SELECT, SETNAME); no attempt
+ * phase may run past call_deadline. */
+static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
+{
+    int64_t now = clock_now(c);
+    redtls_status st = redtls__attempt_start(c, now, call_deadline);
+    for (int done = 0; st == REDTLS_OK;) {
+        redtls__wait w;
+        if ((st = redtls__attempt_step(c, now, &done, &w)) != REDTLS_OK || done)
+            break;
+        now = wait_then_now(c, &w);
+    }
+    return st;
+}
+
+redtls_status redtls_conn_connect(redtls_conn *c)
+{
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    redtls_conn_close(c);
+    redtls__attempt_succeeded(c); /* an explicit connect starts afresh */
+    redtls_status st = connect_once(c, REDTLS__NO_DEADLINE);
+    if (st == REDTLS_OK) {
+        redtls__attempt_succeeded(c);
+    } else {
+        c->last_status = st;
+        redtls__attempt_failed(c, clock_now(c));
+    }
+    return st;
+}
+
+/* Re-authenticates on the same connection (a NOAUTH reply, the IAM
+ * schedule). */
+static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
+{
+    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
+    c->need_reauth = 0;
+    redtls_status st = drive_auth(c, deadline);
+    if (st == REDTLS_OK)
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
+                     scheduled ? "re-authenticated with IAM before the server's connection limit"
+                               : "re-authenticated after a NOAUTH reply");
+    return st;
+}
+
+/* Checks an idle connection before new commands go out on it: has the
+ * server closed it, is it due for a PING, does it owe an AUTH? */
+static void check_idle_connection(redtls_conn *c, int64_t deadline)
+{
+    if (!c->tp || redtls__conn_in_flight(c) > 0 || c->lost > 0)
+        return;
+    redtls_status st = c->tp->ops->idle_check(c->tp, c->errmsg);
+    if (st != REDTLS_OK) {
+        redtls__conn_drop(c, st);
+        return;
+    }
+    if (!c->need_reauth && redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
+        c->need_reauth = REDTLS__REAUTH_IAM_DUE;
+    int ping = c->cfg.health_check_ms && c->now - c->last_io >= (int64_t)c->cfg.health_check_ms;
+    if (!ping && !c->need_reauth)
+        return;
+    redtls__conn_set_aside(c);
+    if (ping) {
+        const char *argv[] = {"PING"};
+        redisReply *r = NULL;
+        /* Any reply, even an error, proves the server is there. Half the
+         * command timeout at most, so a failed check leaves time to
+         * reconnect. */
+        int64_t check_deadline =
+            redtls__deadline_min(deadline, redtls__deadline_from(c->now, c->cfg.command_timeout_ms / 2));
+        if (redtls__conn_roundtrip(c, 1, argv, 0, check_deadline, &r) == REDTLS_OK)
+            freeReplyObject(r);
+        else if (c->tp)
+            redtls__conn_drop(c, REDTLS_E_IO);
+    }
+    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
+    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp) {
+        if (scheduled) {
+            /* The server still honours the earlier AUTH (until its own
+             * limit): keep the connection, say why, try again later. */
+            c->iam.retry_ms = redtls__iam_now_ms(&c->cfg.iam) + REDTLS__IAM_RETRY_MS;
+            redtls__emit(c, REDTLS_EVENT_AUTH_REFRESH_FAILED, "%.200s; the connection stays, retry in %d s",
+                         c->errmsg, (int)(REDTLS__IAM_RETRY_MS / 1000));
+            c->errmsg[0] = '\0';
+        } else {
+            redtls__conn_drop(c, REDTLS_E_AUTH);
+        }
+    }
+    redtls__conn_restore(c);
+}
+
+/* Makes sure there is a usable connection before commands are written,
+ * reconnecting within the call's deadline as the backoff allows. once: at
+ * most one attempt, and no waiting for the backoff (the cluster layer
+ * decides where to go instead). */
+static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int once)
+{
+    int was_connected = c->tp != NULL;
+    check_idle_connection(c, deadline);
+    if (c->tp)
+        return REDTLS_OK;
+    if (!c->cfg.reconnect) {
+        if (!was_connected)
+            return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected (call redtls_conn_connect)");
+        return redtls__fail_more(c->errmsg, REDTLS_E_STATE, " (call redtls_conn_connect)", "not connected: ");
+    }
+    if (c->gave_up)
+        return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
+                            "gave up reconnecting after %u attempts; call redtls_conn_connect to start again "
+                            "(last failure: %.300s)",
+                            c->attempts, c->last_cause);
+    redtls_status last = REDTLS_OK;
+    for (;;) {
+        int64_t now = clock_now(c);
+        if (c->next_attempt > now) {
+            if (once || c->next_attempt >= deadline)
+                break;
+            redtls__sleep_until(c->next_attempt);
+        }
+        /* A spent deadline is no attempt: it must not feed the backoff or
+         * count against the limits. */
+        if (clock_now(c) >= deadline) {
+            c->no_time = last == REDTLS_OK;
+            break;
+        }
+        redtls_status st = connect_once(c, deadline);
+        if (st == REDTLS_OK) {
+            redtls__attempt_succeeded(c);
+            return REDTLS_OK;
+        }
+        last = st;
+        c->last_status = st;
+        redtls__attempt_failed(c, clock_now(c));
+        if (once || c->gave_up || c->now >= deadline)
+            break;
+    }
+    int64_t wait = c->next_attempt - clock_now(c);
+    if (last != REDTLS_OK)
+        return redtls__fail(c->errmsg, last, "%.380s (reconnect attempt %u; %s)", c->last_cause, c->attempts,
+                            c->gave_up ? "giving up" : "will retry");
+    return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
+                        "not connected; next reconnect attempt in %lld ms, after the command deadline (last "
+                        "failure: %.300s)",
+                        (long long)(wait > 0 ? wait : 0), c->last_cause);
+}
+
+static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)
+{
+    return ensure_connected_n(c, deadline, 0);
+}
+
+redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline)
+{
+    c->errmsg[0] = '\0';
+    c->no_time = 0;
+    clock_now(c);
+    return ensure_connected_n(c, deadline, 1);
+}
+
+/* ---- the public calls ---- */
+
+/* Common start of a single command: no pipeline in progress, and a usable
+ * connection within the command's deadline. */
+static redtls_status begin_command(redtls_conn *c, int64_t *deadline)
+{
+    c->errmsg[0] = '\0';
+    *deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);
+    if (c->pending > 0)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE,
+                            "%zu pipelined replies are pending; read them with redtls_conn_get_reply first",
+                            c->pending);
+    return ensure_connected(c, *deadline);
+}
+
+/* Sends the single command in obuf[0..cmdlen) and reads its reply, with
+ * the NOAUTH and idempotent-retry rules. */
+static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdlen, int64_t deadline,
+                                    struct redisReply **reply)
+{
+    /* Kept aside for a resend: obuf is reused by re-authentication. */
+    char *copy = NULL;
+    if (flags & REDTLS_CMD_IDEMPOTENT) {
+        copy = malloc(cmdlen);
+        if (!copy) {
+            c->olen = 0;
+            c->pending = c->unsent = 0;
+            return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        }
+        memcpy(copy, c->obuf, cmdlen);
+    }
+    redtls_status st = redtls__conn_read(c, deadline, 0, reply);
+    int resend = 0;
+    if (st == REDTLS_OK && c->need_reauth) {
+        /* NOAUTH: the server did not run it, so it is safe to resend. */
+        if (!copy && (copy = malloc(cmdlen)) != NULL)
+            memcpy(copy, c->obuf, cmdlen);
+        if (copy) {
+            freeReplyObject(*reply);
+            *reply = NULL;
+            st = reauthenticate(c, deadline);
+            if (st != REDTLS_OK)
+                redtls__fail_more(c->errmsg, st, "", "command not executed: the server answered NOAUTH and ");
+            resend = st == REDTLS_OK;
+        }
+    } else if (st == REDTLS_E_OUTCOME_UNKNOWN && (flags & REDTLS_CMD_IDEMPOTENT)) {
+        st = ensure_connected(c, deadline);
+        resend = st == REDTLS_OK;
+    }
+    if (resend) {
+        st = redtls__buf_append(&c->obuf, &c->olen, &c->ocap, copy, cmdlen);
+        if (st == REDTLS_OK) {
+            c->pending++;
+            c->unsent++;
+            st = redtls__conn_read(c, deadline, 0, reply);
+        } else {
+            redtls__fail(c->errmsg, st, "out of memory");
+        }
+    }
+    free(copy);
+    return st;
+}
+
+/* Takes back the command just formatted at obuf[from..olen) when it is
+ * such a HELLO (the printf-style calls). */
+static redtls_status refuse_resp3(redtls_conn *c, size_t from)
+{
+    if (!redtls__frame_asks_resp3(c->obuf + from, c->olen - from))
+        return REDTLS_OK;
+    OPENSSL_cleanse(c->obuf + from, c->olen - from); /* HELLO may carry AUTH */
+    c->olen = from;
+    c->pending--;
+    c->unsent--;
+    return redtls__conn_resp3_refused(c);
+}
+
+redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int argc, const char **argv,
+                                          const size_t *argvlen, struct redisReply **reply)
+{
+    if (!reply)
+        return REDTLS_E_INVALID;
+    *reply = NULL;
+    if (!c)
+        return REDTLS_E_INVALID;
+    int64_t deadline;
+    redtls_status st = begin_command(c, &deadline);
+    if (st != REDTLS_OK || (st = redtls__conn_append(c, argc, argv, argvlen)) != REDTLS_OK)
+        return st;
+    return finish_command(c, flags, c->olen, deadline, reply);
+}
+
+redtls_status redtls_conn_command_argv(redtls_conn *c, int argc, const char **argv, const size_t *argvlen,
+                                       struct redisReply **reply)
+{
+    return redtls_conn_command_argv_ex(c, 0, argc, argv, argvlen, reply);
+}
+
+/* Formats with hiredis's printf-like syntax straight into the output
+ * buffer. */
+static redtls_status vappend(redtls_conn *c, const char *fmt, va_list ap)
+{
+    char *cmd = NULL;
+    if (!fmt)
+        return redtls__fail(c->errmsg, REDTLS_E_INVALID, "format is NULL");
+    int n = redisvFormatCommand(&cmd, fmt, ap);
+    if (n == -2)
+        return redtls__fail(c->errmsg, REDTLS_E_INVALID, "invalid format string");
+    if (n <= 0 || !cmd)
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
+    redtls_status st = redtls__buf_append(&c->obuf, &c->olen, &c->ocap, cmd, (size_t)n);
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+    redisFreeCommand(cmd);
+#else
+    free(cmd);
+#endif
+    if (st != REDTLS_OK)
+        return redtls__fail(c->errmsg, st, "out of memory");
+    c->pending++;
+    c->unsent++;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_conn_command(redtls_conn *c, struct redisReply **reply, const char *fmt, ...)
+{
+    if (!reply)
+        return REDTLS_E_INVALID;
+    *reply = NULL;
+    if (!c)
+        return REDTLS_E_INVALID;
+    int64_t deadline;
+    redtls_status st = begin_command(c, &deadline);
+    if (st != REDTLS_OK)
+        return st;
+    size_t from = c->olen;
+    va_list ap;
+    va_start(ap, fmt);
+    st = vappend(c, fmt, ap);
+    va_end(ap);
+    if (st != REDTLS_OK || (st = refuse_resp3(c, from)) != REDTLS_OK)
+        return st;
+    return finish_command(c, 0, c->olen, deadline, reply);
+}
+
+redtls_status redtls_conn_append_argv(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    return redtls__conn_append(c, argc, argv, argvlen);
+}
+
+redtls_status redtls_conn_append(redtls_conn *c, const char *fmt, ...)
+{
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    size_t from = c->olen;
+    va_list ap;
+    va_start(ap, fmt);
+    redtls_status st = vappend(c, fmt, ap);
+    va_end(ap);
+    return st != REDTLS_OK ? st : refuse_resp3(c, from);
+}
+
+/* Before queued commands are written: a connection, idle-checked when
+ * nothing is owed on it (with replies owed it is in use, not idle). */
+static redtls_status prepare_write(redtls_conn *c, int64_t deadline)
+{
+    if (c->unsent == 0 || (c->tp && (redtls__conn_in_flight(c) > 0 || c->lost > 0)))
+        return REDTLS_OK;
+    return ensure_connected(c, deadline);
+}
+
+redtls_status redtls_conn_flush(redtls_conn *c)
+{
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    int64_t deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);
+    redtls_status st = prepare_write(c, deadline);
+    if (st == REDTLS_OK && c->tp)
+        st = redtls__conn_flush(c, deadline, 0);
+    return st;
+}
+
+redtls_status redtls_conn_get_reply(redtls_conn *c, struct redisReply **reply)
+{
+    if (!reply)
+        return REDTLS_E_INVALID;
+    *reply = NULL;
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    if (c->pending == 0)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "no reply is pending");
+    if (c->lost > 0)
+        return report_lost(c);
+    if (c->unsent == 0 && c->tp)
+        return redtls__conn_read(c, REDTLS__DEADLINE_LAZY, 0, reply);
+    int64_t deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);
+    redtls_status st = prepare_write(c, deadline);
+    if (st != REDTLS_OK)
+        return st;
+    return redtls__conn_read(c, deadline, 0, reply);
+}
+
+uint32_t redtls_conn_next_attempt_ms(const redtls_conn *c)
+{
+    if (!c || c->tp)
+        return 0;
+    if (c->gave_up)
+        return UINT32_MAX;
+    int64_t left = c->next_attempt - redtls__now_ms();
+    return left <= 0 ? 0 : left > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+}
+
+redtls_status redtls_conn_set_tokens(redtls_conn *c, const char *token, const char *token_alt, int flags)
+{
+    if (!c)
+        return REDTLS_E_INVALID;
+    c->errmsg[0] = '\0';
+    if ((flags & REDTLS_REAUTH_NOW) && c->tp && c->pending > 0)
+        return redtls__fail(c->errmsg, REDTLS_E_STATE, "cannot re-authenticate while pipelined replies are pending");
+    redtls_status st = redtls__set_token_pair(&c->cfg, token, token_alt, c->errmsg);
+    if (st != REDTLS_OK)
+        return st;
+    c->preferred = 0;
+    if (!(flags & REDTLS_REAUTH_NOW) || !c->tp || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam))
+        return REDTLS_OK;
+    st = drive_auth(c, redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms));
+    if (st == REDTLS_OK)
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "re-authenticated the open connection with token %d",
+                     c->preferred + 1);
+    return st;
+}
+
+int redtls_conn_preferred_token(const redtls_conn *c)
+{
+    if (!c || c->cfg.cred_cb || redtls__iam_on(&c->cfg.iam) || !c->cfg.token.data)
+        return 0;
+    return c->cfg.token_alt.data ? c->preferred + 1 : 1;
+}
