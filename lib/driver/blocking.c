@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "blocking.h"
+#include "conn.h"
 
 /* Reads the clock for the session (the core never does). */
 static int64_t clock_now(redtls_conn *c)

@@ -3,10 +3,11 @@
  * "readable" / "writable" / "timer due", answering what they wait for next.
  * Nothing here waits or reads the clock; drivers do (blocking.c).
  *
- * Files: conn.c (the object, its queue, reads and writes), connect.c (the
- * attempt: dial, TLS, set-up; backoff bookkeeping), setup.c (probe, AUTH,
- * SELECT, SETNAME, READONLY), auth.c (which credentials, what a refusal
- * means). */
+ * Files, each calling only those before it: conn_io.c (the transport,
+ * the queue, reads and writes, the own-request exchange), auth.c (which
+ * credentials, what an answer means), setup.c (probe, AUTH, SELECT,
+ * SETNAME, READONLY), connect.c (the attempt: dial, TLS, set-up; backoff
+ * bookkeeping), conn.c (the object: making, closing, accessors). */
 #ifndef REDTLS_CONN_H
 #define REDTLS_CONN_H
 
@@ -114,11 +115,11 @@ struct redtls_conn {
     char info[5][384];       /* backing store for the borrowed TLS details */
     /* Read buffer (REDTLS__READ_CHUNK), made by the first read and, on
      * TLS connections, given back with the record buffers when the
-     * connection goes quiet (see went_quiet in conn.c). */
+     * connection goes quiet (see redtls__conn_went_quiet in conn_io.c). */
     char *rbuf;
 };
 
-/* ---- the object and its queue (conn.c) ---- */
+/* ---- the transport, the queue, the replies (conn_io.c) ---- */
 
 /* Installs an already connected transport (TCP, TLS or the memory
  * transport in tests) with a fresh reader; the conn owns it from now. */
