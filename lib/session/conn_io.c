@@ -214,24 +214,44 @@ redtls_status redtls__exch_send(redtls_conn *c, int argc, const char **argv, int
     return st;
 }
 
+/* An own request failed with its connection: nothing of it may stay
+ * queued for the next connection (a secret is wiped), and nobody is owed
+ * its reply. */
+static redtls_status exch_failed(redtls_conn *c, redtls_status st)
+{
+    if (c->tp)
+        redtls__conn_drop(c, st);
+    if (c->owipe)
+        OPENSSL_cleanse(c->obuf, c->olen);
+    c->owipe = 0;
+    c->olen = c->ooff = 0;
+    if (c->lost > 0)
+        c->lost--;
+    else if (c->unsent > 0)
+        c->unsent--;
+    if (c->pending > 0)
+        c->pending--;
+    return st;
+}
+
 redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, struct redisReply **reply,
                                 redtls__wait *w)
 {
     int want = 0;
     *reply = NULL;
     if (!c->tp)
-        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
+        return exch_failed(c, redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected"));
     redtls_status st = redtls__conn_write_step(c, &want);
     int writing = want != 0;
     if (st == REDTLS_OK && !writing)
         st = redtls__conn_read_step(c, now, reply, &want);
-    if (st != REDTLS_OK || *reply)
-        return st;
-    if (now >= deadline) {
-        st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
-                          writing ? "writing to" : "waiting for");
-        return redtls__conn_drop(c, st);
-    }
+    if (st != REDTLS_OK)
+        return exch_failed(c, st);
+    if (*reply)
+        return REDTLS_OK;
+    if (now >= deadline)
+        return exch_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
+                                           writing ? "writing to" : "waiting for"));
     w->fd = c->tp->ops->fd(c->tp);
     w->events = want;
     /* Bytes came but no whole reply yet: straight back, so a server that
