@@ -433,7 +433,7 @@ redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify
     t->has_client_cert = ctx->has_client_cert;
     t->ctx = ctx;
     t->slot = slot;
-    redtls_status st = REDTLS_OK;
+    redtls_status st;
     BIO *bio = NULL;
     t->ssl = SSL_new(ctx->ssl_ctx);
     if (t->ssl)

@@ -56,8 +56,8 @@ static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, siz
     *got = 0;
     *want = 0;
     for (;;) {
-        size_t n_try = cap;
-        if ((t->io_max | (size_t)t->io_alternate) != 0 && (n_try = redtls__io_clip(t, cap)) == 0) {
+        size_t n_try = (t->io_max | (size_t)t->io_alternate) != 0 ? redtls__io_clip(t, cap) : cap;
+        if (n_try == 0) {
             *want = POLLIN;
             return REDTLS_OK;
         }

@@ -129,14 +129,11 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
  * trusted); what was in flight becomes lost. Returns st. */
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 
-/* Drops the connection (st: why, for the event) and forgets every reply
- * owed on it: the caller has told each command's owner already. */
-void redtls__conn_abandon(redtls_conn *c, redtls_status st);
+/* redtls__conn_abandon and redtls__conn_append_raw: see conn_view.h. */
 
 /* Appends one formatted command to obuf. A HELLO asking for RESP3 is
- * refused (REDTLS_E_INVALID). append_raw: one already framed command. */
+ * refused (REDTLS_E_INVALID). */
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
-redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t len);
 /* The text of a HELLO that asks for RESP3 being refused. */
 redtls_status redtls__conn_resp3_refused(redtls_conn *c);
 

@@ -101,7 +101,7 @@ static void established(redtls_conn *c, int64_t now)
 redtls_status redtls__attempt_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w)
 {
     redtls__attempt *at = &c->at;
-    redtls_status st = REDTLS_OK;
+    redtls_status st;
     *done = 0;
     w->fd = -1;
     w->events = 0;
