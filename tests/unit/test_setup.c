@@ -210,11 +210,12 @@ static void test_callback_pending_forever(void **state)
 }
 
 /* Refused (WRONGPASS): the callback is asked again, now with attempt 1,
- * at once, and its "pending" restarts the intervals at 5 ms. */
+ * at once, and its "pending" starts the intervals again at 5 ms (attempt
+ * 0's "pending" answers had stretched them to 20). */
 static void test_callback_refused_then_attempt_one(void **state)
 {
     (void)state;
-    cb_script s = {{0, 1}, {"cb-token-one", "cb-token-two"}, 0, {0}};
+    cb_script s = {{2, 1}, {"cb-token-one", "cb-token-two"}, 0, {0}};
     redtls_config *cfg;
     redtls__transport *t;
     redtls_conn *c = callback_conn(&cfg, &s, &t);
@@ -223,19 +224,24 @@ static void test_callback_refused_then_attempt_one(void **state)
     redtls__wait w;
     assert_status(redtls__setup_start(c, T0, deadline), REDTLS_OK);
     assert_status(redtls__setup_step(c, T0, deadline, &done, &w), REDTLS_OK);
-    assert_int_equal(s.calls, 1);
+    assert_true(w.at == T0 + 5);
+    assert_status(redtls__setup_step(c, T0 + 5, deadline, &done, &w), REDTLS_OK);
+    assert_true(w.at == T0 + 15);
+    assert_status(redtls__setup_step(c, T0 + 15, deadline, &done, &w), REDTLS_OK);
+    assert_int_equal(s.calls, 3);
     assert_int_equal(w.events, POLLIN);
 
     unit_push(t, WRONGPASS);
     assert_status(redtls__setup_step(c, T0 + 50, deadline, &done, &w), REDTLS_OK);
-    assert_int_equal(s.calls, 2);
-    assert_int_equal(s.attempts[1], 1);
+    assert_int_equal(s.calls, 4);
+    assert_int_equal(s.attempts[3], 1);
+    assert_int_equal(w.fd, -1);
     assert_int_equal(w.events, 0);
     assert_true(w.at == T0 + 55);
 
     assert_status(redtls__setup_step(c, T0 + 55, deadline, &done, &w), REDTLS_OK);
-    assert_int_equal(s.calls, 3);
-    assert_int_equal(s.attempts[2], 1);
+    assert_int_equal(s.calls, 5);
+    assert_int_equal(s.attempts[4], 1);
     assert_int_equal(w.events, POLLIN);
     assert_written(t, "*3\r\n$4\r\nAUTH\r\n$3\r\nsvc\r\n$12\r\ncb-token-one\r\n"
                       "*3\r\n$4\r\nAUTH\r\n$3\r\nsvc\r\n$12\r\ncb-token-two\r\n");
@@ -243,7 +249,9 @@ static void test_callback_refused_then_attempt_one(void **state)
     unit_push(t, "+OK\r\n");
     assert_status(redtls__setup_step(c, T0 + 56, deadline, &done, &w), REDTLS_OK);
     assert_true(done);
-    assert_int_equal(s.calls, 3);
+    assert_int_equal(s.calls, 5);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s.attempts[i], 0);
     redtls_conn_free(c);
     redtls_config_free(cfg);
 }
