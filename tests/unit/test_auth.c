@@ -305,6 +305,39 @@ static void test_callback_user_and_retry(void **state)
     redtls_config_free(cfg);
 }
 
+/* A re-authentication whose connection breaks mid-AUTH owes nobody a
+ * reply: the next command must neither be told it was "lost with an
+ * earlier command" nor find the AUTH's bytes still queued. */
+static void test_reauth_now_broken_owes_nothing(void **state)
+{
+    (void)state;
+    seen ev = {0};
+    redtls_config *cfg = two_token_config(&ev);
+    redtls__transport *t;
+    redtls_conn *c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
+    assert_status(redtls_conn_set_tokens(c, T2, NULL, REDTLS_REAUTH_NOW), REDTLS_E_EOF);
+    assert_false(redtls_conn_is_connected(c));
+    assert_int_equal(redtls_conn_pending(c), 0);
+    assert_int_equal(c->lost, 0);
+    assert_int_equal(c->olen, 0);
+    assert_int_equal(ev.refreshed, 0);
+    /* On the next connection a command goes out alone and gets its reply. */
+    redtls__transport *t2;
+    assert_status(redtls__mem_transport(&t2, REDTLS_E_EOF), REDTLS_OK);
+    assert_status(redtls__conn_attach(c, t2, 0), REDTLS_OK);
+    unit_push(t2, "+PONG\r\n");
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(c, &r, "PING"), REDTLS_OK);
+    assert_string_equal(r->str, "PONG");
+    freeReplyObject(r);
+    size_t len;
+    const char *w = redtls__mem_written(t2, &len);
+    assert_int_equal(len, 14);
+    assert_memory_equal(w, "*1\r\n$4\r\nPING\r\n", 14);
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_noauth_resent_once_only),
         cmocka_unit_test(test_noauth_without_credentials_is_plain_reply),
         cmocka_unit_test(test_callback_user_and_retry),
+        cmocka_unit_test(test_reauth_now_broken_owes_nothing),
     };
     return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }

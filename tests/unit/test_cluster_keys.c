@@ -6,7 +6,7 @@
 
 #include <time.h>
 
-#include "cluster/keys.h"
+#include "keys.h"
 
 #define K REDTLS__CMD_KNOWN
 #define KR (REDTLS__CMD_KNOWN | REDTLS__CMD_READONLY)

@@ -27,6 +27,7 @@
 #include <hiredis/hiredis.h>
 
 #include "blocking.h"
+#include "conn.h"
 
 #define assert_status(actual, expected)                                                                          \
     do {                                                                                                         \

@@ -1,15 +1,16 @@
 /* The blocking driver's internal interface: the session's state machines
  * run to completion with poll() in between, for the blocking API
- * (blocking.c), the cluster engine and the tests. */
+ * (blocking.c), the cluster engine and the tests. The connection is seen
+ * through conn_view.h only. */
 #ifndef REDTLS_BLOCKING_H
 #define REDTLS_BLOCKING_H
 
-#include "conn.h"
 #include "conn_view.h"
 #include "wait.h"
 
-/* REDTLS__DEADLINE_LAZY (conn_view.h), for redtls__conn_read: the
- * command timeout, counted from the moment a wait first becomes necessary. */
+/* For redtls__conn_read: the command timeout, counted from the moment a
+ * wait first becomes necessary. */
+#define REDTLS__DEADLINE_LAZY 0
 
 /* Writes the output buffer by the deadline. wipe: clear it once written.
  * Failures drop the connection. */

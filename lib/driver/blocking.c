@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "blocking.h"
+#include "conn.h"
 
 /* Reads the clock for the session (the core never does). */
 static int64_t clock_now(redtls_conn *c)
@@ -164,28 +165,35 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
     /* Deep pipelines mostly find the reply already parsed: the clock is
      * only read once waiting becomes possible. */
     if (deadline == REDTLS__DEADLINE_LAZY) {
-        if (c->olen == 0 && (st = redtls__conn_read_step(c, c->now, reply, &want)) == REDTLS_OK && *reply)
+        /* Right after redtls_conn_flush: straight to the wait. */
+        want = redtls__conn_read_want(c);
+        if (!want && c->olen == 0 && (st = redtls__conn_read_step(c, c->now, reply, &want)) == REDTLS_OK &&
+            *reply)
             return REDTLS_OK;
         if (st != REDTLS_OK)
             return read_failed(c, st, raw);
         deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);
     }
-    if (c->olen > 0)
-        st = redtls__conn_flush(c, deadline, 0);
+    if (c->olen > 0 && (st = redtls__conn_flush(c, deadline, 0)) == REDTLS_OK)
+        want = redtls__conn_read_want(c);
     while (st == REDTLS_OK) {
-        if ((st = redtls__conn_read_step(c, c->now, reply, &want)) != REDTLS_OK || *reply)
-            break;
         if (want) {
             int w = redtls__wait_fd(c->tp->ops->fd(c->tp), (short)want, deadline);
-            if (w == 0)
+            if (w == 0) {
                 st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
-            else if (w < 0)
+                break;
+            }
+            if (w < 0) {
                 st = redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno));
-        } else if (deadline != REDTLS__NO_DEADLINE && clock_now(c) >= deadline) {
-            /* Reads that find data never wait, so a server that keeps
-             * sending (an endless array) must meet the deadline here. */
-            st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "the reply did not complete within the command timeout");
+                break;
+            }
         }
+        if ((st = redtls__conn_read_step(c, c->now, reply, &want)) != REDTLS_OK || *reply)
+            break;
+        /* Reads that find data never wait, so a server that keeps sending
+         * (an endless array) must meet the deadline here. */
+        if (!want && deadline != REDTLS__NO_DEADLINE && clock_now(c) >= deadline)
+            st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "the reply did not complete within the command timeout");
     }
     if (st == REDTLS_OK)
         return REDTLS_OK;
@@ -199,9 +207,8 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
         return report_lost(c);
     if (!c->tp)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
-    /* The caller polled the socket: skip the transport's wait-first. */
-    if (c->tp->ops->expect_data)
-        c->tp->ops->expect_data(c->tp);
+    /* The caller polled the socket: no wait-first. */
+    c->just_wrote = 0;
     redtls_status st;
     for (int reads = 0;; reads++) {
         /* As in redtls__conn_read: a server that keeps sending one endless

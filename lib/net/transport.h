@@ -34,11 +34,10 @@ typedef struct redtls__transport_ops {
      * otherwise the peer closed it or sent something unasked, and the
      * connection must not be used. */
     redtls_status (*idle_check)(redtls__transport *t, char *err);
-    /* The next read should try the socket at once: the caller has seen it
-     * readable (the cluster polls all its nodes together). Otherwise a read
-     * right after a write answers POLLIN without a recv() that could only
-     * say EAGAIN. NULL: nothing to do. */
-    void (*expect_data)(redtls__transport *t);
+    /* 1 when a read can answer without the socket becoming readable:
+     * bytes already taken from the socket wait (TLS records read ahead),
+     * or the memory transport has its script. NULL: never. */
+    int (*buffered)(redtls__transport *t);
     /* The socket to poll, or -1 (memory transport). */
     int (*fd)(redtls__transport *t);
     /* Gives back memory only a busy connection needs (TLS record buffers,

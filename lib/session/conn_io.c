@@ -1,79 +1,16 @@
+/* The session's bottom layer: the transport a connection owns, its
+ * command queue (obuf), the replies it reads, the bookkeeping of what is
+ * owed, and the library's own request exchange. Steps only: nothing here
+ * waits or reads the clock. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 
 #include "conn.h"
-
-redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
-{
-    if (!out)
-        return REDTLS_E_INVALID;
-    *out = NULL;
-    if (!cfg)
-        return REDTLS_E_INVALID;
-    cfg->errmsg[0] = '\0';
-    redtls_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__iam_on(&cfg->iam) && (!cfg->use_tls || cfg->unix_path)) {
-        free(c);
-        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
-                            "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
-                            "rediss:// or turn TLS on");
-    }
-    if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
-        free(c);
-        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    }
-    if (c->cfg.use_tls && !c->cfg.unix_path) {
-        redtls_status st = redtls__config_tls_ctx(cfg, &c->tls);
-        if (st != REDTLS_OK) {
-            redtls__config_release(&c->cfg);
-            free(c);
-            return st;
-        }
-    }
-    redtls__backoff_init(&c->backoff, c->cfg.backoff_base_ms, c->cfg.backoff_cap_ms, 0);
-    *out = c;
-    return REDTLS_OK;
-}
-
-void redtls_conn_free(redtls_conn *c)
-{
-    if (!c)
-        return;
-    redtls_conn_close(c);
-    redtls__auth_reset(c);
-    redtls__tls_session_clear(&c->session);
-    redtls__tls_ctx_free(c->tls);
-    if (c->obuf) {
-        OPENSSL_cleanse(c->obuf, c->ocap);
-        free(c->obuf);
-    }
-    redtls__config_release(&c->cfg);
-    redtls__secret_clear(&c->iam.token);
-    free(c->rbuf);
-    free(c);
-}
-
-const char *redtls_conn_errmsg(const redtls_conn *c)
-{
-    return c ? c->errmsg : "";
-}
-
-int redtls_conn_is_connected(const redtls_conn *c)
-{
-    return c && c->tp != NULL;
-}
-
-size_t redtls_conn_pending(const redtls_conn *c)
-{
-    return c ? c->pending : 0;
-}
 
 redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
 {
@@ -89,24 +26,6 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
     redtls__reader_free(&c->rd);
     c->need_reauth = 0;
     return st;
-}
-
-void redtls_conn_close(redtls_conn *c)
-{
-    if (!c)
-        return;
-    redtls__attempt_cancel(c);
-    if (c->tp) {
-        c->tp->ops->close(c->tp, 1);
-        c->tp = NULL;
-        if (c->established)
-            redtls__emit(c, REDTLS_EVENT_DISCONNECTED, "closed by the application");
-        c->established = 0;
-    }
-    redtls__reader_free(&c->rd);
-    c->need_reauth = 0;
-    c->pending = c->unsent = c->lost = 0;
-    c->olen = c->ooff = 0;
 }
 
 redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_tls)
@@ -155,18 +74,8 @@ redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t 
     return REDTLS_OK;
 }
 
-redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
+redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want)
 {
-    *want = 0;
-    if (c->olen == 0)
-        return REDTLS_OK;
-    /* From the first byte on, every queued command may run. */
-    c->unsent = 0;
-    size_t done = 0;
-    redtls_status st = c->tp->ops->write(c->tp, c->obuf + c->ooff, c->olen - c->ooff, &done, want, c->errmsg);
-    c->ooff += done;
-    if (st == REDTLS_OK && c->ooff < c->olen)
-        return REDTLS_OK;
     if (c->owipe)
         OPENSSL_cleanse(c->obuf, c->olen);
     c->owipe = 0;
@@ -175,13 +84,10 @@ redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
     *want = 0;
     if (st != REDTLS_OK)
         return redtls__conn_drop(c, st);
+    c->just_wrote = 1;
     return REDTLS_OK;
 }
 
-static int is_noauth(const redisReply *r)
-{
-    return r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOAUTH", 6) == 0;
-}
 
 /* The connection has nothing owed and nothing queued. If its previous
  * quiet moment is REDTLS__BUSY_MS or more ago it is not in steady use, so
@@ -191,7 +97,7 @@ static int is_noauth(const redisReply *r)
  * quiet_at is 0, so a connection used once and then left alone is small. */
 #define REDTLS__BUSY_MS 1000
 
-static void went_quiet(redtls_conn *c, int64_t now)
+void redtls__conn_went_quiet(redtls_conn *c, int64_t now)
 {
     if (now - c->quiet_at >= REDTLS__BUSY_MS) {
         c->tp->ops->release(c->tp);
@@ -211,42 +117,57 @@ static redtls_status need_rbuf(redtls_conn *c)
     return REDTLS_OK;
 }
 
-/* Bookkeeping for a reply handed to the caller. */
-static void took_reply(redtls_conn *c, const redisReply *r, int64_t now)
+void redtls__conn_noauth_seen(redtls_conn *c, const redisReply *r)
 {
-    c->pending--;
-    if (is_noauth(r) && redtls__has_credentials(c))
+    if (r->str && strncmp(r->str, "NOAUTH", 6) == 0 && redtls__has_credentials(c))
         c->need_reauth = 1;
-    if (c->cfg.health_check_ms)
-        c->last_io = now;
-    if (c->pending == 0 && c->olen == 0 && c->tp->ops->release)
-        went_quiet(c, now);
 }
 
-redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, size_t *got,
-                                     struct redisReply **reply, int *want)
+redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, size_t *got, struct redisReply **reply,
+                                     int *want)
 {
+    redtls_status st;
     *reply = NULL;
     *want = 0;
     *got = 0;
-    redtls_status st = redtls__reader_get(&c->rd, reply, c->errmsg);
-    if (st == REDTLS_OK && *reply) {
-        took_reply(c, *reply, now);
-        return REDTLS_OK;
+    if (c->just_wrote) {
+        c->just_wrote = 0;
+        if (!c->tp->ops->buffered || !c->tp->ops->buffered(c->tp)) {
+            *want = POLLIN;
+            return REDTLS_OK;
+        }
     }
-    if (st == REDTLS_OK && (st = need_rbuf(c)) == REDTLS_OK &&
+    if ((st = need_rbuf(c)) == REDTLS_OK &&
         (st = c->tp->ops->read(c->tp, c->rbuf, cap, got, want, c->errmsg)) == REDTLS_OK) {
         if (*got == 0)
             return REDTLS_OK;
         if ((st = redtls__reader_feed(&c->rd, c->rbuf, *got, c->errmsg)) == REDTLS_OK &&
             (st = redtls__reader_get(&c->rd, reply, c->errmsg)) == REDTLS_OK) {
             if (*reply)
-                took_reply(c, *reply, now);
+                redtls__conn_took_reply(c, *reply, now);
             return REDTLS_OK;
         }
     }
     *want = 0;
     return redtls__conn_drop(c, st);
+}
+
+redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, size_t *got,
+                                     struct redisReply **reply, int *want)
+{
+    redtls_status st = redtls__reader_get(&c->rd, reply, c->errmsg);
+    if (st != REDTLS_OK) {
+        *want = 0;
+        *got = 0;
+        return redtls__conn_drop(c, st);
+    }
+    if (*reply) {
+        *want = 0;
+        *got = 0;
+        redtls__conn_took_reply(c, *reply, now);
+        return REDTLS_OK;
+    }
+    return redtls__conn_read_more(c, now, cap, got, reply, want);
 }
 
 void redtls__conn_abandon(redtls_conn *c, redtls_status st)
@@ -293,24 +214,44 @@ redtls_status redtls__exch_send(redtls_conn *c, int argc, const char **argv, int
     return st;
 }
 
+/* An own request failed with its connection: nothing of it may stay
+ * queued for the next connection (a secret is wiped), and nobody is owed
+ * its reply. */
+static redtls_status exch_failed(redtls_conn *c, redtls_status st)
+{
+    if (c->tp)
+        redtls__conn_drop(c, st);
+    if (c->owipe)
+        OPENSSL_cleanse(c->obuf, c->olen);
+    c->owipe = 0;
+    c->olen = c->ooff = 0;
+    if (c->lost > 0)
+        c->lost--;
+    else if (c->unsent > 0)
+        c->unsent--;
+    if (c->pending > 0)
+        c->pending--;
+    return st;
+}
+
 redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, struct redisReply **reply,
                                 redtls__wait *w)
 {
     int want = 0;
     *reply = NULL;
     if (!c->tp)
-        return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
+        return exch_failed(c, redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected"));
     redtls_status st = redtls__conn_write_step(c, &want);
     int writing = want != 0;
     if (st == REDTLS_OK && !writing)
         st = redtls__conn_read_step(c, now, reply, &want);
-    if (st != REDTLS_OK || *reply)
-        return st;
-    if (now >= deadline) {
-        st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
-                          writing ? "writing to" : "waiting for");
-        return redtls__conn_drop(c, st);
-    }
+    if (st != REDTLS_OK)
+        return exch_failed(c, st);
+    if (*reply)
+        return REDTLS_OK;
+    if (now >= deadline)
+        return exch_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
+                                           writing ? "writing to" : "waiting for"));
     w->fd = c->tp->ops->fd(c->tp);
     w->events = want;
     /* Bytes came but no whole reply yet: straight back, so a server that
@@ -320,23 +261,6 @@ redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, s
 }
 
 /* Borrowed TLS details (the public accessors). */
-static const char *describe(redtls_conn *c, int what)
-{
-    if (!c || !c->tp || !c->is_tls)
-        return NULL;
-    return redtls__transport_describe(c->tp, what, c->info[what], sizeof c->info[what]) == 0 ? c->info[what] : NULL;
-}
-
-const char *redtls_conn_tls_version(redtls_conn *c) { return describe(c, REDTLS__TLS_VERSION); }
-const char *redtls_conn_tls_cipher(redtls_conn *c) { return describe(c, REDTLS__TLS_CIPHER); }
-const char *redtls_conn_peer_subject(redtls_conn *c) { return describe(c, REDTLS__TLS_SUBJECT); }
-const char *redtls_conn_peer_sans(redtls_conn *c) { return describe(c, REDTLS__TLS_SANS); }
-const char *redtls_conn_peer_not_after(redtls_conn *c) { return describe(c, REDTLS__TLS_NOT_AFTER); }
-
-int redtls_conn_tls_resumed(const redtls_conn *c)
-{
-    return c && c->tp && c->is_tls && redtls__transport_resumed(c->tp);
-}
 
 void redtls__emit(redtls_conn *c, redtls_event_type type, const char *fmt, ...)
 {
@@ -356,30 +280,3 @@ int redtls__has_credentials(const redtls_conn *c)
 }
 
 /* The cluster engine's view (conn_view.h). */
-int redtls__conn_up(const redtls_conn *c) { return c->tp != NULL; }
-size_t redtls__conn_owed(const redtls_conn *c) { return c->pending; }
-int redtls__conn_has_queued(const redtls_conn *c) { return c->olen > 0; }
-int redtls__conn_fd(const redtls_conn *c) { return c->tp ? c->tp->ops->fd(c->tp) : -1; }
-int redtls__conn_no_time(const redtls_conn *c) { return c->no_time; }
-redtls_status redtls__conn_last_status(const redtls_conn *c) { return c->last_status; }
-int redtls__conn_preferred(const redtls_conn *c) { return c->preferred; }
-void redtls__conn_set_preferred(redtls_conn *c, int preferred) { c->preferred = preferred; }
-char *redtls__conn_msg(redtls_conn *c) { return c->errmsg; }
-int redtls__conn_has_credentials(const redtls_conn *c) { return redtls__has_credentials(c); }
-
-int redtls__conn_backing_off(const redtls_conn *c, int64_t now)
-{
-    return !c->tp && (c->gave_up || c->next_attempt > now);
-}
-
-redtls__conn_mark redtls__conn_mark_queue(const redtls_conn *c)
-{
-    return (redtls__conn_mark){c->olen, c->pending, c->unsent};
-}
-
-void redtls__conn_rewind_queue(redtls_conn *c, redtls__conn_mark m)
-{
-    c->olen = m.olen;
-    c->pending = m.pending;
-    c->unsent = m.unsent;
-}

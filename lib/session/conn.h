@@ -3,12 +3,15 @@
  * "readable" / "writable" / "timer due", answering what they wait for next.
  * Nothing here waits or reads the clock; drivers do (blocking.c).
  *
- * Files: conn.c (the object, its queue, reads and writes), connect.c (the
- * attempt: dial, TLS, set-up; backoff bookkeeping), setup.c (probe, AUTH,
- * SELECT, SETNAME, READONLY), auth.c (which credentials, what a refusal
- * means). */
+ * Files, each calling only those before it: conn_io.c (the transport,
+ * the queue, reads and writes, the own-request exchange), auth.c (which
+ * credentials, what an answer means), setup.c (probe, AUTH, SELECT,
+ * SETNAME, READONLY), connect.c (the attempt: dial, TLS, set-up; backoff
+ * bookkeeping), conn.c (the object: making, closing, accessors). */
 #ifndef REDTLS_CONN_H
 #define REDTLS_CONN_H
+
+#include <hiredis/hiredis.h>
 
 #include "backoff.h"
 #include "config.h"
@@ -80,6 +83,8 @@ struct redtls_conn {
     size_t olen, ocap;
     size_t ooff;             /* bytes of obuf already written */
     int owipe;               /* wipe obuf once written (a secret) */
+    int just_wrote;          /* a request went out: its answer cannot be
+                              * there yet, so a read waits first */
     /* Replies owed to the caller: lost + in flight + unsent. */
     size_t pending;
     size_t unsent;           /* commands in obuf, not written yet */
@@ -110,11 +115,11 @@ struct redtls_conn {
     char info[5][384];       /* backing store for the borrowed TLS details */
     /* Read buffer (REDTLS__READ_CHUNK), made by the first read and, on
      * TLS connections, given back with the record buffers when the
-     * connection goes quiet (see went_quiet in conn.c). */
+     * connection goes quiet (see redtls__conn_went_quiet in conn_io.c). */
     char *rbuf;
 };
 
-/* ---- the object and its queue (conn.c) ---- */
+/* ---- the transport, the queue, the replies (conn_io.c) ---- */
 
 /* Installs an already connected transport (TCP, TLS or the memory
  * transport in tests) with a fresh reader; the conn owns it from now. */
@@ -138,20 +143,84 @@ redtls_status redtls__conn_resp3_refused(redtls_conn *c);
 /* Writes what the socket takes now of obuf. REDTLS_OK with *want 0: all
  * written (commands in flight from the first byte); with *want: wait for
  * it. Failures drop the connection. */
-redtls_status redtls__conn_write_step(redtls_conn *c, int *want);
+redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want);
+static inline redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
+{
+    *want = 0;
+    if (c->olen == 0)
+        return REDTLS_OK;
+    /* From the first byte on, every queued command may run. */
+    c->unsent = 0;
+    size_t done = 0;
+    redtls_status st = c->tp->ops->write(c->tp, c->obuf + c->ooff, c->olen - c->ooff, &done, want, c->errmsg);
+    c->ooff += done;
+    if (st == REDTLS_OK && c->ooff < c->olen)
+        return REDTLS_OK;
+    if (st == REDTLS_OK && !c->owipe) {
+        c->olen = c->ooff = 0;
+        c->just_wrote = 1;
+        return REDTLS_OK;
+    }
+    return redtls__conn_write_end(c, st, want);
+}
 
 /* Takes one reply: already parsed, or completed by one read of what the
  * transport has now. *reply, or NULL with *want (wait for it), or NULL
  * with *want 0 (bytes came but no whole reply yet: call again). Failures
  * drop the connection and are returned as the transport said them. now:
  * for the health check and buffer bookkeeping. read_some: at most cap
- * bytes read, *got says how many. */
+ * bytes read, *got says how many. read_more: the same without looking
+ * for a parsed reply first. */
 redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, size_t *got,
                                      struct redisReply **reply, int *want);
+redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, size_t *got, struct redisReply **reply,
+                                     int *want);
+
+/* The rare parts of the bookkeeping below. */
+void redtls__conn_noauth_seen(redtls_conn *c, const struct redisReply *r);
+void redtls__conn_went_quiet(redtls_conn *c, int64_t now);
+
+/* Bookkeeping for a reply handed to the caller: a NOAUTH asks for a new
+ * AUTH; the health check's clock; a connection with nothing owed may give
+ * back its buffers (see redtls__conn_went_quiet). Inline: deep pipelines
+ * take most replies through here. */
+static inline void redtls__conn_took_reply(redtls_conn *c, const struct redisReply *r, int64_t now)
+{
+    c->pending--;
+    if (r->type == REDIS_REPLY_ERROR)
+        redtls__conn_noauth_seen(c, r);
+    if (c->cfg.health_check_ms)
+        c->last_io = now;
+    if (c->pending == 0 && c->olen == 0 && c->tp->ops->release)
+        redtls__conn_went_quiet(c, now);
+}
+
 static inline redtls_status redtls__conn_read_step(redtls_conn *c, int64_t now, struct redisReply **reply, int *want)
 {
     size_t got;
-    return redtls__conn_read_some(c, now, REDTLS__READ_CHUNK, &got, reply, want);
+    redtls_status st = redtls__reader_get(&c->rd, reply, c->errmsg);
+    if (st == REDTLS_OK && *reply) {
+        *want = 0;
+        redtls__conn_took_reply(c, *reply, now);
+        return REDTLS_OK;
+    }
+    if (st != REDTLS_OK) {
+        *want = 0;
+        return redtls__conn_drop(c, st);
+    }
+    return redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, reply, want);
+}
+
+/* Right after a request nothing can have arrived yet: POLLIN when a read
+ * can only find something once the socket is readable (nothing parsed or
+ * buffered), so the caller waits before reading (and the flag is spent),
+ * saving a read that would only say "try again"; else 0. */
+static inline int redtls__conn_read_want(redtls_conn *c)
+{
+    if (!c->just_wrote)
+        return 0;
+    c->just_wrote = 0;
+    return redtls__reader_idle(&c->rd) && !(c->tp->ops->buffered && c->tp->ops->buffered(c->tp)) ? POLLIN : 0;
 }
 
 /* The library's own requests: set the caller's queue aside, send, take

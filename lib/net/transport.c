@@ -12,26 +12,26 @@
 typedef struct plain_transport {
     redtls__transport base;
     int fd;
-    int just_wrote; /* the reply cannot be there yet: wait first */
 } plain_transport;
 
 static redtls_status plain_write(redtls__transport *t, const char *buf, size_t len, size_t *done, int *want,
                                  char *err)
 {
     plain_transport *p = (plain_transport *)t;
-    *done = 0;
+    size_t off = 0;
+    redtls_status st = REDTLS_OK;
     *want = 0;
-    while (*done < len) {
-        size_t n_try = redtls__io_clip(t, len - *done);
-        if (n_try == 0) {
+    while (off < len) {
+        size_t n_try = len - off;
+        if ((t->io_max | (size_t)t->io_alternate) != 0 && (n_try = redtls__io_clip(t, n_try)) == 0) {
             *want = POLLOUT;
             break;
         }
         /* MSG_NOSIGNAL: a peer that went away must not raise SIGPIPE in the
          * host process, and we never touch its signal handlers. */
-        ssize_t n = send(p->fd, buf + *done, n_try, MSG_NOSIGNAL);
+        ssize_t n = send(p->fd, buf + off, n_try, MSG_NOSIGNAL);
         if (n > 0) {
-            *done += (size_t)n;
+            off += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -42,12 +42,12 @@ static redtls_status plain_write(redtls__transport *t, const char *buf, size_t l
         }
         /* send() returns 0 only for a zero-length write, so errno says
          * nothing then. */
-        if (n == 0)
-            return redtls__fail(err, REDTLS_E_IO, "write failed: the socket accepted no bytes");
-        return redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
+        st = n == 0 ? redtls__fail(err, REDTLS_E_IO, "write failed: the socket accepted no bytes")
+                    : redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
+        break;
     }
-    p->just_wrote = 1;
-    return REDTLS_OK;
+    *done = off;
+    return st;
 }
 
 static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err)
@@ -55,16 +55,9 @@ static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, siz
     plain_transport *p = (plain_transport *)t;
     *got = 0;
     *want = 0;
-    /* Right after a request nothing can have arrived yet: waiting first
-     * saves a recv() that would only say EAGAIN. */
-    if (p->just_wrote) {
-        p->just_wrote = 0;
-        *want = POLLIN;
-        return REDTLS_OK;
-    }
     for (;;) {
-        size_t n_try = redtls__io_clip(t, cap);
-        if (n_try == 0) {
+        size_t n_try = cap;
+        if ((t->io_max | (size_t)t->io_alternate) != 0 && (n_try = redtls__io_clip(t, cap)) == 0) {
             *want = POLLIN;
             return REDTLS_OK;
         }
@@ -98,11 +91,6 @@ static redtls_status plain_idle_check(redtls__transport *t, char *err)
     return redtls__fd_idle_check(((plain_transport *)t)->fd, err);
 }
 
-static void plain_expect_data(redtls__transport *base)
-{
-    ((plain_transport *)base)->just_wrote = 0;
-}
-
 static int plain_fd(redtls__transport *base)
 {
     return ((plain_transport *)base)->fd;
@@ -113,7 +101,6 @@ static const redtls__transport_ops plain_ops = {
     .read = plain_read,
     .close = plain_close,
     .idle_check = plain_idle_check,
-    .expect_data = plain_expect_data,
     .fd = plain_fd,
 };
 
@@ -226,6 +213,13 @@ static redtls_status mem_idle_check(redtls__transport *t, char *err)
     return REDTLS_OK;
 }
 
+/* A read answers at once with data or with the scripted end. */
+static int mem_buffered(redtls__transport *t)
+{
+    mem_transport *m = (mem_transport *)t;
+    return m->head != NULL || m->at_end != REDTLS_E_COMMAND_TIMEOUT;
+}
+
 static int mem_fd(redtls__transport *t)
 {
     (void)t;
@@ -237,6 +231,7 @@ static const redtls__transport_ops mem_ops = {
     .read = mem_read,
     .close = mem_close,
     .idle_check = mem_idle_check,
+    .buffered = mem_buffered,
     .fd = mem_fd,
 };
 

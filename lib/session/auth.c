@@ -1,7 +1,7 @@
 /* AUTH as a state machine: two tokens valid at once (rotation), the
  * credential callback (which may answer later), and IAM tokens. Which
  * token to send and what an answer means are decided here; the bytes go
- * through the connection's own-request exchange (conn.c). */
+ * through the connection's own-request exchange (conn_io.c). */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>

@@ -1,7 +1,7 @@
-/* The narrow view of a connection that the cluster engine has: whether it
- * is up, what it owes, its socket, and the blocking driver's calls it
- * sequences (blocking.h). The connection's fields stay private to the
- * session (conn.h). */
+/* The narrow view of a connection that the cluster engine has (with the
+ * blocking driver's calls, blocking.h): whether it is up, what it owes,
+ * its socket, its queue's length. The connection's fields stay private to
+ * the session (conn.h). */
 #ifndef REDTLS_CONN_VIEW_H
 #define REDTLS_CONN_VIEW_H
 
@@ -50,14 +50,5 @@ redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t 
 /* Drops the connection (st: why, for the event) and forgets every reply
  * owed on it: the caller has told each command's owner already. */
 void redtls__conn_abandon(redtls_conn *c, redtls_status st);
-
-/* The blocking driver's calls (see blocking.h). */
-#define REDTLS__DEADLINE_LAZY 0
-redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe);
-redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply);
-redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply);
-redtls_status redtls__conn_ensure_once(redtls_conn *c, int64_t deadline);
-/* Waits until when (the cluster's backoff). */
-void redtls__sleep_until(int64_t when);
 
 #endif
