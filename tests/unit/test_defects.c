@@ -4,17 +4,19 @@
  * the suites around them stay green meanwhile. Once fixed, move each test
  * next to its subject and delete this file.
  *
- * Defect 1, lib/conn.c redtls__conn_write_step: transport.h lets a write
- * step take part of the buffer and answer *want 0 ("progress was made;
- * call again"), and the memory transport with io_max does exactly that.
- * redtls__conn_write_step then returns REDTLS_OK with *want 0 although
- * bytes are left, which conn.h documents as "all written". Its caller
- * redtls__exch_poll takes that for a finished write, goes on to read, and
- * answers a wait for POLLIN (the reply) while the request is still half
- * in the output buffer: a driver that obeys that wait stalls until the
- * deadline. Fix: in redtls__conn_write_step, call the transport again
- * while it makes progress without asking to wait and bytes are left (or
- * answer *want POLLOUT), so that *want 0 always means all written. */
+ * Defect 1, lib/session/conn.h redtls__conn_write_step (line 157: "if
+ * (st == REDTLS_OK && c->ooff < c->olen) return REDTLS_OK;"): transport.h
+ * lets a write step take part of the buffer and answer *want 0 ("progress
+ * was made; call again"), and the memory transport with io_max does
+ * exactly that. redtls__conn_write_step then returns REDTLS_OK with *want
+ * 0 although bytes are left, which its comment documents as "all
+ * written". Its caller redtls__exch_poll (lib/session/conn_io.c:244) takes
+ * that for a finished write, goes on to read, and answers a wait for
+ * POLLIN (the reply) while the request is still half in the output
+ * buffer: a driver that obeys that wait stalls until the deadline. Fix: in
+ * redtls__conn_write_step, call the transport again while it makes
+ * progress without asking to wait and bytes are left (or answer *want
+ * POLLOUT), so that *want 0 always means all written. */
 #include "unit_util.h"
 
 #include <poll.h>
@@ -47,7 +49,7 @@ static void test_half_written_request_never_waits_for_the_reply(void **state)
     redtls_conn_free(c);
     redtls_config_free(cfg);
     if (waits_for_reply)
-        fail_msg("DEFECT 1 (conn.c redtls__conn_write_step): %zu of %zu bytes of the request written, and the "
+        fail_msg("DEFECT 1 (session/conn.h redtls__conn_write_step): %zu of %zu bytes of the request written, and the "
                  "machine waits for the reply (POLLIN)",
                  len, sizeof ping - 1);
 }
@@ -76,8 +78,8 @@ static void test_setup_done_only_once_auth_is_written(void **state)
     redtls_conn_free(c);
     redtls_config_free(cfg);
     if (len != sizeof auth - 1)
-        fail_msg("DEFECT 1 (conn.c redtls__conn_write_step): the set-up is done with %zu of the %zu bytes of AUTH "
-                 "written",
+        fail_msg("DEFECT 1 (session/conn.h redtls__conn_write_step): the set-up is done with %zu of the %zu "
+                 "bytes of AUTH written",
                  len, sizeof auth - 1);
 }
 
