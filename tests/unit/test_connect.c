@@ -2,24 +2,58 @@
  * hand with a fake clock, against listeners on 127.0.0.1 made by the test
  * (no other network). A TCP listener whose accept queue is full drops new
  * SYNs, so a connect to it stays in progress: that is how the connect
- * timeouts are reached without waiting for them. */
+ * timeouts are reached without waiting for them. Host names go through
+ * cfg->resolver on the resolver's thread; a resolver that blocks until the
+ * test lets it go shows DNS bounded by the connect timeout. */
 #include "unit_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 
 #define T0 1000000
 
 static char dir[64];
 static char ca_crt[128];
+static int base_threads;
+
+/* Threads of this process, from /proc/self/status. */
+static int thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    fclose(f);
+    assert_true(n > 0);
+    return n;
+}
+
+/* Resolver threads are detached and cannot be joined: a test that started
+ * one waits (bounded) until /proc shows it gone, so none outlives it. */
+static void wait_threads_gone(void)
+{
+    int64_t give_up = redtls__now_ms() + 5000;
+    while (thread_count() > base_threads) {
+        if (redtls__now_ms() > give_up)
+            fail_msg("%d resolver threads still running after 5 s", thread_count() - base_threads);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
 
 static int group_setup(void **state)
 {
     (void)state;
+    base_threads = thread_count();
     unit_tmpdir(dir, sizeof dir);
     unit_make_cert(dir, "ca");
     snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", dir);
@@ -112,7 +146,7 @@ static redtls_config *resolver_config(int n, const uint16_t *ports, unsigned con
     cfg->resolver = fake_resolver;
     n_addrs = n;
     memcpy(addr_ports, ports, (size_t)n * sizeof *ports);
-    resolver_calls = 0;
+    __atomic_store_n(&resolver_calls, 0, __ATOMIC_SEQ_CST);
     return cfg;
 }
 
@@ -159,7 +193,7 @@ static void test_connect_timeout(void **state)
     assert_status(redtls__attempt_start(c, T0, REDTLS__NO_DEADLINE), REDTLS_OK);
     assert_status(step_resolved(c, T0, &done, &w), REDTLS_OK);
     assert_false(done);
-    assert_int_equal(resolver_calls, 1);
+    assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 1);
     int fd = w.fd;
     assert_true(fd >= 0);
     assert_int_equal(w.events, POLLOUT);
@@ -176,10 +210,11 @@ static void test_connect_timeout(void **state)
     snprintf(want, sizeof want, "connect to db.test port 6379 timed out (last tried 127.0.0.1:%u)", (unsigned)port);
     assert_string_equal(redtls_conn_errmsg(c), want);
     assert_false(redtls_conn_is_connected(c));
-    assert_int_equal(resolver_calls, 1);
+    assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 1);
 
     redtls_conn_free(c);
     redtls_config_free(cfg);
+    wait_threads_gone();
     close(filler);
     close(l);
 }
@@ -204,6 +239,7 @@ static void test_connect_ends_at_call_deadline(void **state)
     assert_contains(redtls_conn_errmsg(c), "timed out");
     redtls_conn_free(c);
     redtls_config_free(cfg);
+    wait_threads_gone();
     close(filler);
     close(l);
 }
@@ -245,10 +281,11 @@ static void test_address_time_share(void **state)
     assert_true(redtls_conn_is_connected(c));
     int server = accept(good, NULL, NULL);
     assert_true(server >= 0);
-    assert_int_equal(resolver_calls, 1);
+    assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 1);
 
     redtls_conn_free(c);
     redtls_config_free(cfg);
+    wait_threads_gone();
     close(server);
     close(good);
     close(filler);
@@ -284,6 +321,7 @@ static void test_address_time_share_all_dead(void **state)
     assert_string_equal(redtls_conn_errmsg(c), want);
     redtls_conn_free(c);
     redtls_config_free(cfg);
+    wait_threads_gone();
     for (int i = 0; i < 2; i++)
         close(fillers[i]);
     close(l0);
@@ -321,6 +359,247 @@ static void test_unix_full_backlog_fails_at_once(void **state)
     close(filler);
     close(l);
     unlink(path);
+}
+
+/* ---- DNS bounded by the connect timeout ---- */
+
+/* A resolver that blocks until the test opens the gate, then answers like
+ * fake_resolver. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open, gate_entered, gate_returned;
+
+static int gated_resolver(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_entered++;
+    pthread_cond_broadcast(&gate_cv);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+    int rc = fake_resolver(node, service, hints, res);
+    pthread_mutex_lock(&gate_mu);
+    gate_returned++;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    return rc;
+}
+
+static void gate_reset(void)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = gate_entered = gate_returned = 0;
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void gate_release(void)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+/* Waits (at most 5 s) until *counter reaches n. */
+static void gate_wait(const int *counter, int n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&gate_mu);
+    int rc = 0;
+    while (*counter < n && rc == 0)
+        rc = pthread_cond_timedwait(&gate_cv, &gate_mu, &until);
+    int reached = *counter >= n;
+    pthread_mutex_unlock(&gate_mu);
+    if (!reached)
+        fail_msg("the resolver thread did not get there within 5 s");
+}
+
+/* Lets the blocked lookup answer and waits until its thread has ended. */
+static void gate_finish(void)
+{
+    gate_release();
+    gate_wait(&gate_returned, 1);
+    wait_threads_gone();
+}
+
+static redtls_config *gated_config(uint16_t port)
+{
+    redtls_config *cfg = resolver_config(1, &port, 300);
+    assert_status(redtls_config_set_host(cfg, "slow.test", 6379), REDTLS_OK);
+    cfg->resolver = gated_resolver;
+    gate_reset();
+    return cfg;
+}
+
+/* The lookup never answers: the attempt waits on the resolver's descriptor
+ * until the connect timeout, then fails naming the host. */
+static void test_dns_bounded_by_connect_timeout(void **state)
+{
+    (void)state;
+    redtls_config *cfg = gated_config(1);
+    redtls_conn *c = NULL;
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    int done = 0;
+    redtls__wait w;
+    assert_status(redtls__attempt_start(c, T0, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(redtls__attempt_step(c, T0, &done, &w), REDTLS_OK);
+    assert_false(done);
+    assert_non_null(c->at.dial.job);
+    int fd = redtls__resolve_fd(c->at.dial.job);
+    assert_true(fd >= 0);
+    assert_int_equal(w.fd, fd);
+    assert_int_equal(w.events, POLLIN);
+    assert_true(w.at == T0 + 300);
+    gate_wait(&gate_entered, 1); /* the lookup is under way, and stuck */
+
+    assert_status(redtls__attempt_step(c, T0 + 299, &done, &w), REDTLS_OK);
+    assert_false(done);
+    assert_int_equal(w.fd, fd);
+    assert_int_equal(w.events, POLLIN);
+    assert_true(w.at == T0 + 300);
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    assert_int_equal(poll(&p, 1, 0), 0);
+
+    assert_status(redtls__attempt_step(c, T0 + 300, &done, &w), REDTLS_E_CONNECT_TIMEOUT);
+    assert_contains(redtls_conn_errmsg(c), "resolving 'slow.test' did not finish within the connect timeout");
+    assert_null(c->at.dial.job);
+    assert_false(redtls_conn_is_connected(c));
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+    gate_finish();
+    assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 1);
+}
+
+/* The time the lookup took comes out of the connect timeout: an answer at
+ * +200 ms leaves the connect until +300, not +500. */
+static void test_dns_time_counts_against_connect_timeout(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int filler;
+    int l = full_listener(&port, &filler);
+    redtls_config *cfg = gated_config(port);
+    redtls_conn *c = NULL;
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    int done = 0;
+    redtls__wait w;
+    assert_status(redtls__attempt_start(c, T0, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(redtls__attempt_step(c, T0, &done, &w), REDTLS_OK);
+    assert_int_equal(w.events, POLLIN);
+    gate_release();
+    wait_ready(&w);
+    assert_status(redtls__attempt_step(c, T0 + 200, &done, &w), REDTLS_OK);
+    assert_false(done);
+    assert_null(c->at.dial.job);
+    assert_int_equal(w.events, POLLOUT);
+    assert_true(w.at == T0 + 300);
+    assert_status(redtls__attempt_step(c, T0 + 300, &done, &w), REDTLS_E_CONNECT_TIMEOUT);
+    char want[96];
+    snprintf(want, sizeof want, "connect to slow.test port 6379 timed out (last tried 127.0.0.1:%u)", (unsigned)port);
+    assert_string_equal(redtls_conn_errmsg(c), want);
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+    gate_finish();
+    close(filler);
+    close(l);
+}
+
+/* redtls_conn_connect on a thread of its own, so that a connect stuck in
+ * the lookup fails the test instead of hanging it. */
+typedef struct connect_call {
+    redtls_conn *c;
+    redtls_status st;
+    int64_t took;
+    int finished;
+} connect_call;
+
+static void *connect_thread(void *arg)
+{
+    connect_call *call = arg;
+    int64_t started = redtls__now_ms();
+    redtls_status st = redtls_conn_connect(call->c);
+    pthread_mutex_lock(&gate_mu);
+    call->st = st;
+    call->took = redtls__now_ms() - started;
+    call->finished = 1;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    return NULL;
+}
+
+/* The blocking API waits for DNS no longer than the connect timeout. The
+ * one test here that takes real time (about 300 ms). */
+static void test_dns_bounded_blocking_api(void **state)
+{
+    (void)state;
+    redtls_config *cfg = gated_config(1);
+    connect_call call = {NULL, REDTLS_OK, 0, 0};
+    assert_status(redtls_conn_new(cfg, &call.c), REDTLS_OK);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, connect_thread, &call), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 3;
+    pthread_mutex_lock(&gate_mu);
+    int rc = 0;
+    while (!call.finished && rc == 0)
+        rc = pthread_cond_timedwait(&gate_cv, &gate_mu, &until);
+    int finished = call.finished;
+    pthread_mutex_unlock(&gate_mu);
+    /* Stuck: the lookup's answer (port 1, refused) ends the call. */
+    if (!finished)
+        gate_release();
+    pthread_join(th, NULL);
+    if (!finished)
+        fail_msg("redtls_conn_connect was still waiting for DNS after 3 s with a 300 ms connect timeout");
+    assert_status(call.st, REDTLS_E_CONNECT_TIMEOUT);
+    assert_contains(redtls_conn_errmsg(call.c), "resolving 'slow.test' did not finish within the connect timeout");
+    assert_false(redtls_conn_is_connected(call.c));
+    /* Not before the timeout either. */
+    if (call.took < 299)
+        fail_msg("redtls_conn_connect gave up after %lld ms with a 300 ms connect timeout", (long long)call.took);
+    gate_wait(&gate_entered, 1);
+    redtls_conn_free(call.c);
+    redtls_config_free(cfg);
+    gate_finish();
+}
+
+/* An IP literal, given or as an address override, is connected to without
+ * asking the resolver. */
+static void test_ip_literal_skips_resolver(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int l = tcp_listener(4, &port);
+    redtls_config *cfg = resolver_config(1, &port, 2000);
+    redtls_conn *c = NULL;
+
+    assert_status(redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    assert_status(redtls_conn_connect(c), REDTLS_OK);
+    assert_true(redtls_conn_is_connected(c));
+    redtls_conn_free(c);
+
+    assert_status(redtls_config_set_host(cfg, "db.test", port), REDTLS_OK);
+    assert_status(redtls_config_add_resolve(cfg, "db.test", 0, "127.0.0.1"), REDTLS_OK);
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    assert_status(redtls_conn_connect(c), REDTLS_OK);
+    redtls_conn_free(c);
+
+    /* Nothing listens on ::1 here (and there may be no IPv6 at all): only
+     * the resolver's silence counts. */
+    assert_status(redtls_config_clear_host_maps(cfg), REDTLS_OK);
+    assert_status(redtls_config_set_host(cfg, "::1", port), REDTLS_OK);
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    redtls_status st = redtls_conn_connect(c);
+    assert_true(st == REDTLS_OK || st == REDTLS_E_CONNECT);
+    redtls_conn_free(c);
+
+    assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 0);
+    redtls_config_free(cfg);
+    close(l);
 }
 
 /* ---- the TLS phase ---- */
@@ -405,6 +684,10 @@ int main(void)
         cmocka_unit_test(test_address_time_share),
         cmocka_unit_test(test_address_time_share_all_dead),
         cmocka_unit_test(test_unix_full_backlog_fails_at_once),
+        cmocka_unit_test(test_dns_bounded_by_connect_timeout),
+        cmocka_unit_test(test_dns_time_counts_against_connect_timeout),
+        cmocka_unit_test(test_dns_bounded_blocking_api),
+        cmocka_unit_test(test_ip_literal_skips_resolver),
         cmocka_unit_test(test_tls_handshake_timeout),
     };
     return cmocka_run_group_tests_name("connect", tests, group_setup, group_teardown);
