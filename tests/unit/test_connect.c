@@ -109,6 +109,8 @@ static uint16_t addr_ports[2];
 static int n_addrs;
 static int resolver_calls;
 
+/* One numeric lookup per address, the lists chained: glibc's freeaddrinfo()
+ * frees node by node, so the library can free the chain as one answer. */
 static int fake_resolver(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
     (void)node;
