@@ -181,7 +181,9 @@ static redtls_status callback_turn(redtls_conn *c, int64_t now, int *sent, redtl
 {
     redtls__auth *au = &c->au;
     *sent = 0;
-    if (now >= au->ask_at) {
+    /* The deadline first: a token asked for at the deadline would go out on
+     * a connection about to be dropped. */
+    if (now < au->deadline && now >= au->ask_at) {
         redtls_status st = ask_callback(c, sent);
         if (st != REDTLS_OK || *sent)
             return st;

@@ -148,11 +148,22 @@ static inline redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
         return REDTLS_OK;
     /* From the first byte on, every queued command may run. */
     c->unsent = 0;
-    size_t done = 0;
-    redtls_status st = c->tp->ops->write(c->tp, c->obuf + c->ooff, c->olen - c->ooff, &done, want, c->errmsg);
-    c->ooff += done;
-    if (st == REDTLS_OK && c->ooff < c->olen)
-        return REDTLS_OK;
+    redtls_status st;
+    /* A transport may take part of the bytes without asking to wait: it
+     * is called again, so *want 0 means all written. */
+    for (;;) {
+        size_t done = 0;
+        st = c->tp->ops->write(c->tp, c->obuf + c->ooff, c->olen - c->ooff, &done, want, c->errmsg);
+        c->ooff += done;
+        if (st != REDTLS_OK || c->ooff >= c->olen)
+            break;
+        if (*want)
+            return REDTLS_OK;
+        if (done == 0) {
+            *want = POLLOUT;
+            return REDTLS_OK;
+        }
+    }
     if (st == REDTLS_OK && !c->owipe) {
         c->olen = c->ooff = 0;
         c->just_wrote = 1;

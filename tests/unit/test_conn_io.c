@@ -1,22 +1,9 @@
-/* KNOWN LIBRARY DEFECTS, found while testing the session's state machines
- * (test_session.c). Each test here FAILS until the fix named above it
- * lands in lib/; they are kept in their own binary (unit.defects) so that
- * the suites around them stay green meanwhile. Once fixed, move each test
- * next to its subject and delete this file.
- *
- * Defect 1, lib/session/conn.h redtls__conn_write_step (line 157: "if
- * (st == REDTLS_OK && c->ooff < c->olen) return REDTLS_OK;"): transport.h
- * lets a write step take part of the buffer and answer *want 0 ("progress
- * was made; call again"), and the memory transport with io_max does
- * exactly that. redtls__conn_write_step then returns REDTLS_OK with *want
- * 0 although bytes are left, which its comment documents as "all
- * written". Its caller redtls__exch_poll (lib/session/conn_io.c:244) takes
- * that for a finished write, goes on to read, and answers a wait for
- * POLLIN (the reply) while the request is still half in the output
- * buffer: a driver that obeys that wait stalls until the deadline. Fix: in
- * redtls__conn_write_step, call the transport again while it makes
- * progress without asking to wait and bytes are left (or answer *want
- * POLLOUT), so that *want 0 always means all written. */
+/* lib/session/conn_io.c: the write step against a transport that takes
+ * part of the bytes without asking to wait (the memory transport with
+ * io_max). Once found as a defect: the step took such a partial write for
+ * a finished one, so the exchange waited for the reply (POLLIN) with the
+ * request half written, and a set-up could report done with AUTH still
+ * queued. *want 0 from the write step must mean "all written". */
 #include "unit_util.h"
 
 #include <poll.h>
@@ -49,7 +36,7 @@ static void test_half_written_request_never_waits_for_the_reply(void **state)
     redtls_conn_free(c);
     redtls_config_free(cfg);
     if (waits_for_reply)
-        fail_msg("DEFECT 1 (session/conn.h redtls__conn_write_step): %zu of %zu bytes of the request written, and the "
+        fail_msg("%zu of %zu bytes of the request written, and the "
                  "machine waits for the reply (POLLIN)",
                  len, sizeof ping - 1);
 }
@@ -78,7 +65,7 @@ static void test_setup_done_only_once_auth_is_written(void **state)
     redtls_conn_free(c);
     redtls_config_free(cfg);
     if (len != sizeof auth - 1)
-        fail_msg("DEFECT 1 (session/conn.h redtls__conn_write_step): the set-up is done with %zu of the %zu "
+        fail_msg("the set-up is done with %zu of the %zu "
                  "bytes of AUTH written",
                  len, sizeof auth - 1);
 }
@@ -89,5 +76,5 @@ int main(void)
         cmocka_unit_test(test_half_written_request_never_waits_for_the_reply),
         cmocka_unit_test(test_setup_done_only_once_auth_is_written),
     };
-    return cmocka_run_group_tests_name("defects", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("conn_io", tests, NULL, NULL);
 }
