@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,6 +41,38 @@ static void lookup_hints(struct addrinfo *hints, int flags)
     hints->ai_family = AF_UNSPEC;
     hints->ai_socktype = SOCK_STREAM;
     hints->ai_flags = AI_NUMERICSERV | flags;
+}
+
+/* "localhost" or a name under it ("x.localhost"), any case, with or
+ * without one trailing dot. */
+static int is_localhost(const char *host)
+{
+    size_t n = strlen(host);
+    if (n > 0 && host[n - 1] == '.')
+        n--;
+    static const char name[] = "localhost";
+    size_t k = sizeof name - 1;
+    if (n < k || strncasecmp(host + n - k, name, k) != 0)
+        return 0;
+    return n == k || host[n - k - 1] == '.';
+}
+
+/* 127.0.0.1 then ::1, as one list freeaddrinfo() can free (glibc frees
+ * the entries one by one). IPv4 first: Redis's default bind answers it. */
+static int loopback(const char *port, const struct addrinfo *hints, struct addrinfo **res)
+{
+    struct addrinfo *v4 = NULL, *v6 = NULL;
+    int rc = getaddrinfo("127.0.0.1", port, hints, &v4);
+    if (rc != 0)
+        return rc;
+    if (getaddrinfo("::1", port, hints, &v6) == 0) {
+        struct addrinfo *last = v4;
+        while (last->ai_next)
+            last = last->ai_next;
+        last->ai_next = v6;
+    }
+    *res = v4;
+    return 0;
 }
 
 static void job_destroy(redtls__resolve *r)
@@ -144,10 +177,13 @@ redtls_status redtls__resolve_start(const char *host, uint16_t port, redtls__get
     }
 
     /* An address needs no lookup (AI_NUMERICHOST never consults NSS), so
-     * it costs neither a thread nor a descriptor. */
+     * it costs neither a thread nor a descriptor. Nor does "localhost":
+     * RFC 6761 lets applications answer it with the loopback addresses
+     * themselves (curl does), and a process that never starts a thread
+     * keeps glibc's cheaper single-threaded system calls. */
     struct addrinfo hints, *res = NULL;
     lookup_hints(&hints, AI_NUMERICHOST);
-    int rc = getaddrinfo(host, r->port, &hints, &res);
+    int rc = is_localhost(host) ? loopback(r->port, &hints, &res) : getaddrinfo(host, r->port, &hints, &res);
     if (rc == 0) {
         r->res = res;
         r->done = 1;
