@@ -60,20 +60,6 @@ redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv
     return st == REDTLS_OK ? drive_exchange(c, deadline, reply) : st;
 }
 
-redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline)
-{
-    int64_t now = clock_now(c);
-    redtls_status st = redtls__setup_start(c, now, deadline);
-    for (int done = 0; st == REDTLS_OK;) {
-        redtls__wait w;
-        if ((st = redtls__setup_step(c, now, deadline, &done, &w)) != REDTLS_OK || done)
-            break;
-        now = wait_then_now(c, &w);
-    }
-    redtls__auth_reset(c);
-    return st;
-}
-
 /* AUTH on the open connection, by the deadline. */
 static redtls_status drive_auth(redtls_conn *c, int64_t deadline)
 {

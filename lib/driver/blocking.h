@@ -35,10 +35,6 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
 redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
                                      struct redisReply **reply);
 
-/* The set-up (probe, AUTH, SELECT, SETNAME) on a freshly attached
- * transport, run to completion. */
-redtls_status redtls__conn_setup(redtls_conn *c, int64_t deadline);
-
 /* For the cluster layer: make sure the connection is usable (idle check,
  * pending re-AUTH) with at most one connect attempt and no waiting for the
  * backoff: REDTLS_E_UNAVAILABLE when the next attempt is not due yet, or

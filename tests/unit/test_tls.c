@@ -267,7 +267,7 @@ static void test_handshake_ok(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     assert_non_null(t);
 
     char info[384];
@@ -284,14 +284,14 @@ static void test_handshake_ok(void **state)
     assert_contains(info, " UTC");
     assert_int_equal(redtls__transport_verdict_pending(t), 0);
 
-    assert_status(redtls__io_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     assert_memory_equal(buf, "+PONG\r\n", 7);
     /* close_notify: a clean end. */
-    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
     assert_contains(err, "close_notify");
     t->ops->close(t, 1);
     srv_join(&s);
@@ -306,7 +306,7 @@ static void test_handshake_ip_name(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     t->ops->close(t, 1);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
@@ -322,7 +322,7 @@ static const char *expect_failure_cert(enum srv_mode mode, int max_tls12, const 
     redtls__tls_ctx *ctx = client_ctx(ca, min_version);
     redtls__transport *t = (redtls__transport *)1;
     err[0] = '\0';
-    redtls_status st = redtls__tls_connect(ctx, fd, name, NULL, redtls__deadline_after(3000), &t, err);
+    redtls_status st = unit_tls_connect(ctx, fd, name, NULL, redtls__deadline_after(3000), &t, err);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
     if (st != want)
@@ -385,7 +385,7 @@ static void test_handshake_timeout(void **state)
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
     int64_t t0 = redtls__now_ms();
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(80), &t, err),
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(80), &t, err),
                   REDTLS_E_HANDSHAKE_TIMEOUT);
     int64_t took = redtls__now_ms() - t0;
     assert_true(took >= 75 && took < 2000);
@@ -402,14 +402,14 @@ static void test_abrupt_close_is_eof(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
-    assert_status(redtls__io_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     /* Truncation without close_notify is never a clean end. */
-    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
     assert_contains(err, "without TLS close_notify");
     t->ops->close(t, 0);
     srv_join(&s);
@@ -428,7 +428,7 @@ static void test_trailing_dot(void **state)
         redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
         redtls__transport *t = NULL;
         char err[REDTLS__ERRMSG_MAX] = "";
-        redtls_status st = redtls__tls_connect(ctx, fd, names[i], NULL, redtls__deadline_after(3000), &t, err);
+        redtls_status st = unit_tls_connect(ctx, fd, names[i], NULL, redtls__deadline_after(3000), &t, err);
         if (st != REDTLS_OK)
             fail_msg("'%s': %s (%s)", names[i], redtls_strerror(st), err);
         t->ops->close(t, 1);
@@ -461,7 +461,7 @@ static void test_subject_cn_never_matched(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     t->ops->close(t, 1);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
@@ -488,11 +488,11 @@ static void test_renegotiation_refused(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
-    assert_status(redtls__io_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(redtls__io_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
     assert_contains(err, "asked to renegotiate the TLS session, which redtls refuses");
     assert_contains(err, "alert handshake failure");
     t->ops->close(t, 0);

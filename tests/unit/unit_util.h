@@ -28,6 +28,7 @@
 
 #include "blocking.h"
 #include "conn.h"
+#include "unit_wait.h"
 
 #define assert_status(actual, expected)                                                                          \
     do {                                                                                                         \
