@@ -30,6 +30,16 @@
  *   - There is no global state and no initialisation call. A handle may be
  *     used by one thread at a time; different handles may be used from
  *     different threads in parallel.
+ *   - A host name that needs a lookup is resolved on a short-lived thread
+ *     the library starts (all signals blocked on it), so the lookup can be
+ *     bounded by the connect timeout. A lookup given up on keeps its thread
+ *     until the system resolver answers; a connection keeps at most one
+ *     such lookup and takes it up again on its next attempt. IP literals,
+ *     "localhost" (answered with 127.0.0.1 and ::1, RFC 6761) and address
+ *     overrides to a literal start no thread. Once a process has started a
+ *     thread, glibc runs its system calls in their multi-threaded form for
+ *     good, and a fork() while a lookup runs leaves the child's resolver
+ *     as glibc documents for fork in threaded processes.
  * Side effects
  *   - The library never prints, never exits or aborts, and never changes
  *     signal handlers. Writes use MSG_NOSIGNAL, so a closed peer never raises
@@ -497,7 +507,14 @@ REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
 /* CLIENT SETNAME after AUTH/SELECT. NULL clears. No spaces allowed. */
 REDTLS_EXTERN redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name);
 
-/* Timeouts in milliseconds; 0 means no limit (not recommended). */
+/* Timeouts in milliseconds; 0 means no limit (not recommended). The
+ * connect timeout covers resolving the host name (on a short-lived thread
+ * of the library's, see "Threads" above; IP literals, "localhost" and
+ * address overrides to a literal need none) and the TCP connect, shared
+ * between the resolved addresses; the handshake timeout starts when TCP is
+ * up and covers TLS, AUTH (with the credential callback's "pending"
+ * answers), SELECT, CLIENT SETNAME; the command timeout covers one command,
+ * write and reply. */
 REDTLS_EXTERN redtls_status redtls_config_set_connect_timeout_ms(redtls_config *cfg, unsigned ms);
 REDTLS_EXTERN redtls_status redtls_config_set_handshake_timeout_ms(redtls_config *cfg, unsigned ms);
 REDTLS_EXTERN redtls_status redtls_config_set_command_timeout_ms(redtls_config *cfg, unsigned ms);

@@ -21,21 +21,43 @@ static int64_t clock_now(redtls_conn *c)
     return c->now = redtls__now_ms();
 }
 
-/* Waits as a state machine asked. Nothing arrives on the memory transport
- * (fd -1) while we wait, so such a wait ends at its time at once: the
- * returned time is then that time. */
-static int64_t wait_then_now(redtls_conn *c, const redtls__wait *w)
+/* Waits as a state machine asked; *now: the time after. Nothing arrives
+ * on the memory transport (fd -1, the tests' seam) while we wait, so such a
+ * wait ends at its time at once. 0, or -1 when poll() failed (errno), -2
+ * when there was nothing to wait for. */
+static int wait_for(redtls_conn *c, const redtls__wait *w, int64_t *now)
 {
-    int64_t now = clock_now(c);
-    if (w->at <= now)
-        return now;
-    if (w->events && w->fd >= 0)
-        (void)redtls__wait_fd(w->fd, (short)w->events, w->at);
-    else if (w->events || w->at == REDTLS__NO_DEADLINE)
-        return c->now = w->at; /* the memory transport: nothing can come */
-    else
+    *now = clock_now(c);
+    if (w->at <= *now)
+        return 0;
+    if (w->events && w->fd >= 0) {
+        if (redtls__wait_fd(w->fd, (short)w->events, w->at) < 0)
+            return -1;
+    } else if (w->events && w->at != REDTLS__NO_DEADLINE) {
+        *now = c->now = w->at;
+        return 0;
+    } else if (!w->events && w->at != REDTLS__NO_DEADLINE) {
         redtls__sleep_until(w->at);
-    return clock_now(c);
+    } else {
+        return -2;
+    }
+    *now = clock_now(c);
+    return 0;
+}
+
+static redtls_status wait_failed(redtls_conn *c, int rc)
+{
+    if (rc == -1)
+        return redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno));
+    return redtls__fail(c->errmsg, REDTLS_E_STATE, "nothing to wait for: no socket and no time (a defect of redtls)");
+}
+
+/* After a wait, the time a reply is taken at, when the health check or the
+ * buffer bookkeeping will look at it (see redtls__conn_took_reply). */
+static void waited(redtls_conn *c)
+{
+    if (c->cfg.health_check_ms || (c->tp && c->tp->ops->release))
+        clock_now(c);
 }
 
 /* ---- own requests, run to completion ---- */
@@ -48,7 +70,9 @@ static redtls_status drive_exchange(redtls_conn *c, int64_t deadline, redisReply
         redtls_status st = redtls__exch_poll(c, now, deadline, reply, &w);
         if (st != REDTLS_OK || *reply)
             return st;
-        now = wait_then_now(c, &w);
+        int rc = wait_for(c, &w, &now);
+        if (rc < 0)
+            return redtls__exch_abort(c, wait_failed(c, rc));
     }
 }
 
@@ -70,7 +94,9 @@ static redtls_status drive_auth(redtls_conn *c, int64_t deadline)
         redtls__wait w;
         if ((st = redtls__auth_step(c, now, &done, &w)) != REDTLS_OK || done)
             break;
-        now = wait_then_now(c, &w);
+        int rc = wait_for(c, &w, &now);
+        if (rc < 0)
+            st = redtls__exch_abort(c, wait_failed(c, rc));
     }
     if (st == REDTLS_OK)
         c->need_reauth = 0;
@@ -173,6 +199,7 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
                 st = redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno));
                 break;
             }
+            waited(c);
         }
         if ((st = redtls__conn_read_step(c, c->now, reply, &want)) != REDTLS_OK || *reply)
             break;
@@ -195,16 +222,21 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
     /* The caller polled the socket: no wait-first. */
     c->just_wrote = 0;
+    waited(c);
     redtls_status st;
     for (int reads = 0;; reads++) {
+        if ((st = redtls__conn_take_parsed(c, c->now, reply)) != REDTLS_OK)
+            break;
+        if (*reply)
+            return REDTLS_OK;
         /* As in redtls__conn_read: a server that keeps sending one endless
          * reply meets the deadline. */
-        if (reads > 0 && ((budget && *budget == 0) ||
-                          (deadline != REDTLS__NO_DEADLINE && clock_now(c) >= deadline)))
+        if ((budget && *budget == 0) ||
+            (reads > 0 && deadline != REDTLS__NO_DEADLINE && clock_now(c) >= deadline))
             return REDTLS_OK;
         int want = 0;
         size_t got = 0, cap = budget && *budget < REDTLS__READ_CHUNK ? *budget : REDTLS__READ_CHUNK;
-        if ((st = redtls__conn_read_some(c, c->now, cap, &got, reply, &want)) != REDTLS_OK)
+        if ((st = redtls__conn_read_more(c, c->now, cap, &got, reply, &want)) != REDTLS_OK)
             break;
         if (budget)
             *budget -= got;
@@ -226,7 +258,11 @@ static redtls_status connect_once(redtls_conn *c, int64_t call_deadline)
         redtls__wait w;
         if ((st = redtls__attempt_step(c, now, &done, &w)) != REDTLS_OK || done)
             break;
-        now = wait_then_now(c, &w);
+        int rc = wait_for(c, &w, &now);
+        if (rc < 0) {
+            st = wait_failed(c, rc);
+            redtls__attempt_cancel(c);
+        }
     }
     return st;
 }

@@ -256,3 +256,15 @@ void redtls__resolve_free(redtls__resolve *r)
     if (r)
         job_release(r);
 }
+
+int redtls__resolve_running_for(redtls__resolve *r, const char *host, uint16_t port)
+{
+    char p[sizeof r->port];
+    snprintf(p, sizeof p, "%u", (unsigned)port);
+    if (!r || r->reported || strcmp(r->host, host) != 0 || strcmp(r->port, p) != 0)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    int done = r->done;
+    pthread_mutex_unlock(&r->mu);
+    return !done;
+}

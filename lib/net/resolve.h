@@ -67,5 +67,8 @@ redtls_status redtls__resolve_take(redtls__resolve *r, struct addrinfo **res, ch
 /* Forgets the job; a thread still running frees it when it ends. Accepts
  * NULL. Never waits. */
 void redtls__resolve_free(redtls__resolve *r);
+/* 1 when r is a lookup of host:port whose answer is not in yet (a
+ * connection takes such a lookup up again instead of starting another). */
+int redtls__resolve_running_for(redtls__resolve *r, const char *host, uint16_t port);
 
 #endif

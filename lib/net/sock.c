@@ -100,8 +100,11 @@ static int connect_check(int fd)
 
 redtls_status redtls__dial_start(redtls__dialer *d, const char *host, uint16_t port, const char *unix_path,
                                  redtls__getaddrinfo_fn resolver, unsigned user_timeout_ms, int64_t deadline,
-                                 char *err)
+                                 redtls__resolve **kept, char *err)
 {
+    redtls__resolve *old = kept ? *kept : NULL;
+    if (kept)
+        *kept = NULL;
     memset(d, 0, sizeof *d);
     d->fd = -1;
     d->host = host;
@@ -110,6 +113,7 @@ redtls_status redtls__dial_start(redtls__dialer *d, const char *host, uint16_t p
     d->user_timeout_ms = user_timeout_ms;
     d->deadline = deadline;
     if (unix_path) {
+        redtls__resolve_free(old);
         struct sockaddr_un sa;
         size_t n = strlen(unix_path);
         if (n >= sizeof sa.sun_path)
@@ -131,7 +135,22 @@ redtls_status redtls__dial_start(redtls__dialer *d, const char *host, uint16_t p
         d->addr_deadline = deadline;
         return REDTLS_OK;
     }
+    if (old && redtls__resolve_running_for(old, host, port)) {
+        d->job = old;
+        return REDTLS_OK;
+    }
+    redtls__resolve_free(old);
     return redtls__resolve_start(host, port, resolver, &d->job, err);
+}
+
+void redtls__dial_cancel_keep(redtls__dialer *d, redtls__resolve **keep)
+{
+    if (d->job && d->host && redtls__resolve_running_for(d->job, d->host, d->port)) {
+        redtls__resolve_free(*keep);
+        *keep = d->job;
+        d->job = NULL;
+    }
+    redtls__dial_cancel(d);
 }
 
 void redtls__dial_cancel(redtls__dialer *d)
@@ -200,7 +219,8 @@ redtls_status redtls__dial_step(redtls__dialer *d, int64_t now, int *fd_out, int
         }
         if (!res) {
             if (now >= d->deadline) {
-                redtls__dial_cancel(d);
+                /* The lookup stays with the dialer: the caller may keep it
+                 * for its next attempt (redtls__dial_cancel_keep). */
                 return redtls__fail(err, REDTLS_E_CONNECT_TIMEOUT,
                                     "resolving '%s' did not finish within the connect timeout (the DNS server is "
                                     "slow or unreachable; see /etc/resolv.conf)",

@@ -281,6 +281,9 @@ static redtls_status tls_read(redtls__transport *base, char *buf, size_t cap, si
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     *got = 0;
     *want = 0;
+    /* SSL_read_ex with no room says "error", which would read as an end. */
+    if (cap == 0)
+        return REDTLS_OK;
     t->io_want = 0;
     t->io_errno = 0;
     errno = 0;

@@ -55,6 +55,8 @@ static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, siz
     plain_transport *p = (plain_transport *)t;
     *got = 0;
     *want = 0;
+    if (cap == 0)
+        return REDTLS_OK;
     for (;;) {
         size_t n_try = (t->io_max | (size_t)t->io_alternate) != 0 ? redtls__io_clip(t, cap) : cap;
         if (n_try == 0) {
@@ -166,6 +168,8 @@ static redtls_status mem_read(redtls__transport *t, char *buf, size_t cap, size_
     mem_transport *m = (mem_transport *)t;
     *got = 0;
     *want = 0;
+    if (cap == 0)
+        return REDTLS_OK;
     mem_chunk *c = m->head;
     if (!c) {
         if (m->at_end == REDTLS_E_COMMAND_TIMEOUT) {

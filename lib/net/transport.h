@@ -21,8 +21,8 @@ typedef struct redtls__transport_ops {
      * retried with the same bytes still at the front (TLS records). */
     redtls_status (*write)(redtls__transport *t, const char *buf, size_t len, size_t *done, int *want, char *err);
     /* Reads what has arrived (up to cap): *got > 0, or *got == 0 with
-     * *want set. A clean end is REDTLS_E_CLOSED, an abrupt one
-     * REDTLS_E_EOF. */
+     * *want set (cap 0: nothing done, *want 0). A clean end is
+     * REDTLS_E_CLOSED, an abrupt one REDTLS_E_EOF. */
     redtls_status (*read)(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err);
     /* Moves the handshake on (TLS): REDTLS_OK with *want 0 once it is
      * complete and verified. NULL: nothing to negotiate. */

@@ -160,6 +160,7 @@ redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, 
         au->kind = AUTH_CALLBACK;
         au->ask_at = now;
         au->ask_ms = REDTLS__ASK_FIRST_MS;
+        au->pending_seen = 0;
         return REDTLS_OK; /* asked by the first step */
     }
     if (cfg->user && !cfg->token.data)
@@ -187,13 +188,15 @@ static redtls_status callback_turn(redtls_conn *c, int64_t now, int *sent, redtl
         redtls_status st = ask_callback(c, sent);
         if (st != REDTLS_OK || *sent)
             return st;
+        au->pending_seen = 1;
         au->ask_at = now + au->ask_ms;
         au->ask_ms = au->ask_ms * 2 > REDTLS__ASK_MAX_MS ? REDTLS__ASK_MAX_MS : au->ask_ms * 2;
     }
     if (now >= au->deadline)
-        return redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
-                            "the credential callback was still answering REDTLS_CREDENTIAL_PENDING when the time "
-                            "allowed ran out");
+        return redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "%s",
+                            au->pending_seen ? "the credential callback was still answering "
+                                               "REDTLS_CREDENTIAL_PENDING when the time allowed ran out"
+                                             : "no time was left to ask the credential callback for credentials");
     w->fd = -1;
     w->events = 0;
     w->at = redtls__deadline_min(au->ask_at, au->deadline);
@@ -256,6 +259,7 @@ static redtls_status answered(redtls_conn *c, redisReply *r, int *done)
         au->attempt = 1;
         au->ask_at = c->now;
         au->ask_ms = REDTLS__ASK_FIRST_MS;
+        au->pending_seen = 0;
         return REDTLS_OK;
     }
     case AUTH_IAM: {

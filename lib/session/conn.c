@@ -47,6 +47,7 @@ void redtls_conn_free(redtls_conn *c)
         return;
     redtls_conn_close(c);
     redtls__auth_reset(c);
+    redtls__resolve_free(c->dns_kept);
     redtls__tls_session_clear(&c->session);
     redtls__tls_ctx_free(c->tls);
     if (c->obuf) {

@@ -52,6 +52,7 @@ typedef struct redtls__auth {
     int64_t iam_now; /* IAM: the wall-clock time the token is judged by */
     int64_t ask_at;  /* credential callback: when to ask again (pending) */
     unsigned ask_ms; /* ... and the interval after that */
+    int pending_seen; /* the callback answered "pending" this attempt */
     redtls__secret token; /* the callback's token, for masking the answer */
     char answer[2][200];
 } redtls__auth;
@@ -107,6 +108,7 @@ struct redtls_conn {
     int no_time;             /* the last ensure_once made no attempt: the
                               * deadline had passed */
     redtls__attempt at;
+    redtls__resolve *dns_kept; /* a lookup an attempt gave up on, still running */
     redtls__setup su;
     redtls__auth au;
     redtls__saved_io saved;
@@ -203,18 +205,25 @@ static inline void redtls__conn_took_reply(redtls_conn *c, const struct redisRep
         redtls__conn_went_quiet(c, now);
 }
 
+/* A reply the reader has whole already, without reading; *reply NULL
+ * when there is none. A reader failure drops the connection. */
+static inline redtls_status redtls__conn_take_parsed(redtls_conn *c, int64_t now, struct redisReply **reply)
+{
+    redtls_status st = redtls__reader_get(&c->rd, reply, c->errmsg);
+    if (st != REDTLS_OK)
+        return redtls__conn_drop(c, st);
+    if (*reply)
+        redtls__conn_took_reply(c, *reply, now);
+    return REDTLS_OK;
+}
+
 static inline redtls_status redtls__conn_read_step(redtls_conn *c, int64_t now, struct redisReply **reply, int *want)
 {
     size_t got;
-    redtls_status st = redtls__reader_get(&c->rd, reply, c->errmsg);
-    if (st == REDTLS_OK && *reply) {
+    redtls_status st = redtls__conn_take_parsed(c, now, reply);
+    if (st != REDTLS_OK || *reply) {
         *want = 0;
-        redtls__conn_took_reply(c, *reply, now);
-        return REDTLS_OK;
-    }
-    if (st != REDTLS_OK) {
-        *want = 0;
-        return redtls__conn_drop(c, st);
+        return st;
     }
     return redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, reply, want);
 }
@@ -242,6 +251,10 @@ redtls_status redtls__exch_send(redtls_conn *c, int argc, const char **argv, int
  * and are returned as they are. */
 redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, struct redisReply **reply,
                                 redtls__wait *w);
+/* Gives up an own request (a driver's wait failed): the connection is
+ * dropped, nothing of the request stays queued, nobody is owed its reply.
+ * Returns st. */
+redtls_status redtls__exch_abort(redtls_conn *c, redtls_status st);
 
 /* Commands written on the current connection whose replies are due. */
 static inline size_t redtls__conn_in_flight(const redtls_conn *c)

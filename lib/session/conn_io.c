@@ -217,7 +217,7 @@ redtls_status redtls__exch_send(redtls_conn *c, int argc, const char **argv, int
 /* An own request failed with its connection: nothing of it may stay
  * queued for the next connection (a secret is wiped), and nobody is owed
  * its reply. */
-static redtls_status exch_failed(redtls_conn *c, redtls_status st)
+redtls_status redtls__exch_abort(redtls_conn *c, redtls_status st)
 {
     if (c->tp)
         redtls__conn_drop(c, st);
@@ -240,17 +240,17 @@ redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, s
     int want = 0;
     *reply = NULL;
     if (!c->tp)
-        return exch_failed(c, redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected"));
+        return redtls__exch_abort(c, redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected"));
     redtls_status st = redtls__conn_write_step(c, &want);
     int writing = want != 0;
     if (st == REDTLS_OK && !writing)
         st = redtls__conn_read_step(c, now, reply, &want);
     if (st != REDTLS_OK)
-        return exch_failed(c, st);
+        return redtls__exch_abort(c, st);
     if (*reply)
         return REDTLS_OK;
     if (now >= deadline)
-        return exch_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
+        return redtls__exch_abort(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
                                            writing ? "writing to" : "waiting for"));
     w->fd = c->tp->ops->fd(c->tp);
     w->events = want;

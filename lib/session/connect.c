@@ -17,7 +17,7 @@ redtls_status redtls__attempt_start(redtls_conn *c, int64_t now, int64_t call_de
     int64_t deadline = redtls__deadline_min(redtls__deadline_from(now, cfg->connect_timeout_ms), call_deadline);
     redtls_status st = redtls__dial_start(&at->dial, redtls__config_connect_addr(cfg, cfg->host, cfg->port), cfg->port,
                                           cfg->unix_path, cfg->resolver, cfg->tcp_user_timeout_ms, deadline,
-                                          c->errmsg);
+                                          &c->dns_kept, c->errmsg);
     if (st == REDTLS_OK)
         at->phase = AT_DIAL;
     return st;
@@ -28,7 +28,7 @@ void redtls__attempt_cancel(redtls_conn *c)
     redtls__attempt *at = &c->at;
     if (at->phase == AT_IDLE)
         return;
-    redtls__dial_cancel(&at->dial);
+    redtls__dial_cancel_keep(&at->dial, &c->dns_kept);
     if (at->tp)
         at->tp->ops->close(at->tp, 0);
     at->tp = NULL;

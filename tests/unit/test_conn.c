@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 
 static char dir[64];
 
@@ -122,6 +124,46 @@ static void test_connect_command_close(void **state)
     assert_int_equal(recv(f->server, buf, sizeof buf, 0), 0);
     assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_E_STATE);
     redtls_conn_close(f->conn); /* twice is harmless */
+}
+
+/* A reply taken after a long wait counts as activity when it arrives, not
+ * when the command went out: the next command on the connection, sent
+ * straight after, needs no health-check PING (the connection was never
+ * idle for the health-check interval). */
+static void test_slow_reply_is_recent_activity(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_config_set_health_check_ms(f->cfg, 200), REDTLS_OK);
+    assert_status(redtls_config_set_command_timeout_ms(f->cfg, 2000), REDTLS_OK);
+    connect_and_accept(f);
+    assert_status(redtls_conn_append(f->conn, "GET a"), REDTLS_OK);
+    assert_status(redtls_conn_flush(f->conn), REDTLS_OK);
+    char buf[128];
+    assert_int_equal(server_read(f, buf, sizeof buf, 20), 20);
+    /* The answer comes 400 ms later, while the client waits for it. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct timespec slow = {0, 400 * 1000 * 1000};
+        nanosleep(&slow, NULL);
+        _exit(send(f->server, "$-1\r\n", 5, 0) == 5 ? 0 : 1);
+    }
+    redisReply *r = NULL;
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_OK);
+    redtls_reply_free(r);
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    /* At once: a PING here would wait for an answer this server never
+     * gives, and the flush would fail. */
+    assert_status(redtls_conn_append(f->conn, "GET b"), REDTLS_OK);
+    assert_status(redtls_conn_flush(f->conn), REDTLS_OK);
+    size_t n = server_read(f, buf, sizeof buf, 20);
+    assert_int_equal(n, 20);
+    assert_memory_equal(buf, "*2\r\n$3\r\nGET\r\n$1\r\nb\r\n", 20);
+    assert_int_equal(send(f->server, "$-1\r\n", 5, 0), 5);
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_OK);
+    redtls_reply_free(r);
 }
 
 static void test_reconnect(void **state)
@@ -268,6 +310,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_connect_command_close),
+        T(test_slow_reply_is_recent_activity),
         T(test_reconnect),
         T(test_connect_missing_socket),
         T(test_flush_and_close_drop_pending),

@@ -474,6 +474,36 @@ static void test_dns_bounded_by_connect_timeout(void **state)
     assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 1);
 }
 
+/* A name whose DNS hangs costs one thread per connection, not one per
+ * attempt: the lookup the first attempt gave up on is taken up again by
+ * the next, for the same host; its answer, once in, is used. */
+static void test_dns_lookup_kept_across_attempts(void **state)
+{
+    (void)state;
+    redtls_config *cfg = gated_config(1);
+    redtls_conn *c = NULL;
+    assert_status(redtls_conn_new(cfg, &c), REDTLS_OK);
+    int done = 0;
+    redtls__wait w;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int64_t t0 = T0 + attempt * 1000;
+        assert_status(redtls__attempt_start(c, t0, REDTLS__NO_DEADLINE), REDTLS_OK);
+        assert_status(redtls__attempt_step(c, t0, &done, &w), REDTLS_OK);
+        assert_int_equal(w.events, POLLIN);
+        gate_wait(&gate_entered, 1);
+        assert_status(redtls__attempt_step(c, t0 + 300, &done, &w), REDTLS_E_CONNECT_TIMEOUT);
+        assert_non_null(c->dns_kept);
+    }
+    pthread_mutex_lock(&gate_mu);
+    int entered = gate_entered;
+    pthread_mutex_unlock(&gate_mu);
+    assert_int_equal(entered, 1); /* one lookup, one thread, for three attempts */
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+    gate_finish();
+    assert_int_equal(__atomic_load_n(&resolver_calls, __ATOMIC_SEQ_CST), 1);
+}
+
 /* The time the lookup took comes out of the connect timeout: an answer at
  * +200 ms leaves the connect until +300, not +500. */
 static void test_dns_time_counts_against_connect_timeout(void **state)
@@ -687,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_address_time_share_all_dead),
         cmocka_unit_test(test_unix_full_backlog_fails_at_once),
         cmocka_unit_test(test_dns_bounded_by_connect_timeout),
+        cmocka_unit_test(test_dns_lookup_kept_across_attempts),
         cmocka_unit_test(test_dns_time_counts_against_connect_timeout),
         cmocka_unit_test(test_dns_bounded_blocking_api),
         cmocka_unit_test(test_ip_literal_skips_resolver),

@@ -500,9 +500,41 @@ static void test_renegotiation_refused(void **state)
     redtls__tls_ctx_free(ctx);
 }
 
+/* A read with no room, while OpenSSL still holds part of a record, does
+ * nothing: SSL_read_ex would answer "error", which must not read as the
+ * server closing the connection (the cluster reads with a byte budget). */
+static void test_read_without_room(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_PONG_SHUTDOWN, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_non_null(t);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    char buf[32];
+    size_t got = 0;
+    assert_status(unit_read(t, buf, 3, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_int_equal(got, 3);
+    int want = -1;
+    got = 99;
+    assert_status(t->ops->read(t, buf, 0, &got, &want, err), REDTLS_OK);
+    assert_int_equal(got, 0);
+    assert_int_equal(want, 0);
+    assert_status(unit_read(t, buf + 3, sizeof buf - 3, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_int_equal(got, 4);
+    assert_memory_equal(buf, "+PONG\r\n", 7);
+    t->ops->close(t, 1);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_without_room),
         cmocka_unit_test(test_is_ip_literal),
         cmocka_unit_test(test_check_pems),
         cmocka_unit_test(test_ctx_new),

@@ -81,6 +81,8 @@ static inline redtls_status unit_dial(redtls__dialer *d, int *fd_out, char *err)
         int wait_fd, want;
         int64_t wake_at;
         redtls_status st = redtls__dial_step(d, redtls__now_ms(), fd_out, &wait_fd, &want, &wake_at, err);
+        if (st != REDTLS_OK)
+            redtls__dial_cancel(d);
         if (st != REDTLS_OK || *fd_out >= 0)
             return st;
         if (redtls__wait_fd(wait_fd, (short)want, wake_at) < 0 && errno != EINTR) {
@@ -95,7 +97,7 @@ static inline redtls_status unit_tcp_connect(const char *host, uint16_t port, in
 {
     redtls__dialer d;
     *fd_out = -1;
-    redtls_status st = redtls__dial_start(&d, host, port, NULL, NULL, user_timeout_ms, deadline, err);
+    redtls_status st = redtls__dial_start(&d, host, port, NULL, NULL, user_timeout_ms, deadline, NULL, err);
     return st == REDTLS_OK ? unit_dial(&d, fd_out, err) : st;
 }
 
@@ -103,7 +105,7 @@ static inline redtls_status unit_unix_connect(const char *path, int64_t deadline
 {
     redtls__dialer d;
     *fd_out = -1;
-    redtls_status st = redtls__dial_start(&d, NULL, 0, path, NULL, 0, deadline, err);
+    redtls_status st = redtls__dial_start(&d, NULL, 0, path, NULL, 0, deadline, NULL, err);
     return st == REDTLS_OK ? unit_dial(&d, fd_out, err) : st;
 }
 
