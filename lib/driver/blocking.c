@@ -56,7 +56,7 @@ static redtls_status wait_failed(redtls_conn *c, int rc)
  * buffer bookkeeping will look at it (see redtls__conn_took_reply). */
 static void waited(redtls_conn *c)
 {
-    if (c->cfg.health_check_ms || (c->tp && c->tp->ops->release))
+    if (c->stamps)
         clock_now(c);
 }
 
@@ -129,7 +129,7 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe)
         redtls_status st = redtls__conn_write_step(c, &want);
         if (st != REDTLS_OK || !want)
             return st;
-        int w = redtls__wait_fd(c->tp->ops->fd(c->tp), (short)want, deadline);
+        int w = redtls__wait_fd(c->fd, (short)want, deadline);
         if (w == 0)
             return write_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server"));
         if (w < 0)
@@ -190,7 +190,7 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
         want = redtls__conn_read_want(c);
     while (st == REDTLS_OK) {
         if (want) {
-            int w = redtls__wait_fd(c->tp->ops->fd(c->tp), (short)want, deadline);
+            int w = redtls__wait_fd(c->fd, (short)want, deadline);
             if (w == 0) {
                 st = redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
                 break;
@@ -284,119 +284,36 @@ redtls_status redtls_conn_connect(redtls_conn *c)
     return st;
 }
 
-/* Re-authenticates on the same connection (a NOAUTH reply, the IAM
- * schedule). */
+/* Re-authenticates on the same connection after a NOAUTH reply. */
 static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
 {
-    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
     c->need_reauth = 0;
     redtls_status st = drive_auth(c, deadline);
     if (st == REDTLS_OK)
-        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
-                     scheduled ? "re-authenticated with IAM before the server's connection limit"
-                               : "re-authenticated after a NOAUTH reply");
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s", "re-authenticated after a NOAUTH reply");
     return st;
 }
 
-/* Checks an idle connection before new commands go out on it: has the
- * server closed it, is it due for a PING, does it owe an AUTH? */
-static void check_idle_connection(redtls_conn *c, int64_t deadline)
-{
-    if (!c->tp || redtls__conn_in_flight(c) > 0 || c->lost > 0)
-        return;
-    redtls_status st = c->tp->ops->idle_check(c->tp, c->errmsg);
-    if (st != REDTLS_OK) {
-        redtls__conn_drop(c, st);
-        return;
-    }
-    if (!c->need_reauth && redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
-        c->need_reauth = REDTLS__REAUTH_IAM_DUE;
-    int ping = c->cfg.health_check_ms && c->now - c->last_io >= (int64_t)c->cfg.health_check_ms;
-    if (!ping && !c->need_reauth)
-        return;
-    redtls__conn_set_aside(c);
-    if (ping) {
-        const char *argv[] = {"PING"};
-        redisReply *r = NULL;
-        /* Any reply, even an error, proves the server is there. Half the
-         * command timeout at most, so a failed check leaves time to
-         * reconnect. */
-        int64_t check_deadline =
-            redtls__deadline_min(deadline, redtls__deadline_from(c->now, c->cfg.command_timeout_ms / 2));
-        if (redtls__conn_roundtrip(c, 1, argv, 0, check_deadline, &r) == REDTLS_OK)
-            freeReplyObject(r);
-        else if (c->tp)
-            redtls__conn_drop(c, REDTLS_E_IO);
-    }
-    int scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
-    if (c->tp && c->need_reauth && reauthenticate(c, deadline) != REDTLS_OK && c->tp) {
-        if (scheduled) {
-            /* The server still honours the earlier AUTH (until its own
-             * limit): keep the connection, say why, try again later. */
-            c->iam.retry_ms = redtls__iam_now_ms(&c->cfg.iam) + REDTLS__IAM_RETRY_MS;
-            redtls__emit(c, REDTLS_EVENT_AUTH_REFRESH_FAILED, "%.200s; the connection stays, retry in %d s",
-                         c->errmsg, (int)(REDTLS__IAM_RETRY_MS / 1000));
-            c->errmsg[0] = '\0';
-        } else {
-            redtls__conn_drop(c, REDTLS_E_AUTH);
-        }
-    }
-    redtls__conn_restore(c);
-}
-
-/* Makes sure there is a usable connection before commands are written,
- * reconnecting within the call's deadline as the backoff allows. once: at
- * most one attempt, and no waiting for the backoff (the cluster layer
- * decides where to go instead). */
+/* Makes sure there is a usable connection before commands are written
+ * (the session's ready machine, run to completion). */
 static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int once)
 {
-    int was_connected = c->tp != NULL;
-    check_idle_connection(c, deadline);
-    if (c->tp)
+    int64_t now = c->now;
+    redtls_status idle;
+    if (!redtls__ready_needed(c, now, &idle))
         return REDTLS_OK;
-    if (!c->cfg.reconnect) {
-        if (!was_connected)
-            return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected (call redtls_conn_connect)");
-        return redtls__fail_more(c->errmsg, REDTLS_E_STATE, " (call redtls_conn_connect)", "not connected: ");
-    }
-    if (c->gave_up)
-        return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
-                            "gave up reconnecting after %u attempts; call redtls_conn_connect to start again "
-                            "(last failure: %.300s)",
-                            c->attempts, c->last_cause);
-    redtls_status last = REDTLS_OK;
-    for (;;) {
-        int64_t now = clock_now(c);
-        if (c->next_attempt > now) {
-            if (once || c->next_attempt >= deadline)
-                break;
-            redtls__sleep_until(c->next_attempt);
-        }
-        /* A spent deadline is no attempt: it must not feed the backoff or
-         * count against the limits. */
-        if (clock_now(c) >= deadline) {
-            c->no_time = last == REDTLS_OK;
+    redtls_status st = redtls__ready_start(c, now, deadline, once, idle);
+    for (int done = 0; st == REDTLS_OK;) {
+        redtls__wait w;
+        if ((st = redtls__ready_step(c, now, &done, &w)) != REDTLS_OK || done)
             break;
+        int rc = wait_for(c, &w, &now);
+        if (rc < 0) {
+            st = wait_failed(c, rc);
+            redtls__ready_cancel(c);
         }
-        redtls_status st = connect_once(c, deadline);
-        if (st == REDTLS_OK) {
-            redtls__attempt_succeeded(c);
-            return REDTLS_OK;
-        }
-        last = st;
-        c->last_status = st;
-        redtls__attempt_failed(c, clock_now(c));
-        if (once || c->gave_up || c->now >= deadline)
-            break;
     }
-    int64_t wait = c->next_attempt - clock_now(c);
-    if (last != REDTLS_OK)
-        return redtls__fail(c->errmsg, last, "%.380s (reconnect attempt %u; %s)", c->last_cause, c->attempts,
-                            c->gave_up ? "giving up" : "will retry");
-    return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
-                        "not connected; next reconnect attempt in %lld ms, after the command deadline (last "
-                        "failure: %.300s)",
-                        (long long)(wait > 0 ? wait : 0), c->last_cause);
+    return st;
 }
 
 static redtls_status ensure_connected(redtls_conn *c, int64_t deadline)

@@ -19,11 +19,11 @@ static redtls_status plain_write(redtls__transport *t, const char *buf, size_t l
 {
     plain_transport *p = (plain_transport *)t;
     size_t off = 0;
-    redtls_status st = REDTLS_OK;
+    int clip = (t->io_max | (size_t)t->io_alternate) != 0;
     *want = 0;
     while (off < len) {
-        size_t n_try = len - off;
-        if ((t->io_max | (size_t)t->io_alternate) != 0 && (n_try = redtls__io_clip(t, n_try)) == 0) {
+        size_t n_try = clip ? redtls__io_clip(t, len - off) : len - off;
+        if (n_try == 0) {
             *want = POLLOUT;
             break;
         }
@@ -40,14 +40,15 @@ static redtls_status plain_write(redtls__transport *t, const char *buf, size_t l
             *want = POLLOUT;
             break;
         }
+        *done = off;
         /* send() returns 0 only for a zero-length write, so errno says
          * nothing then. */
-        st = n == 0 ? redtls__fail(err, REDTLS_E_IO, "write failed: the socket accepted no bytes")
-                    : redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
-        break;
+        if (n == 0)
+            return redtls__fail(err, REDTLS_E_IO, "write failed: the socket accepted no bytes");
+        return redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
     }
     *done = off;
-    return st;
+    return REDTLS_OK;
 }
 
 static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err)

@@ -114,7 +114,7 @@ int redtls_conn_tls_resumed(const redtls_conn *c)
 int redtls__conn_up(const redtls_conn *c) { return c->tp != NULL; }
 size_t redtls__conn_owed(const redtls_conn *c) { return c->pending; }
 int redtls__conn_has_queued(const redtls_conn *c) { return c->olen > 0; }
-int redtls__conn_fd(const redtls_conn *c) { return c->tp ? c->tp->ops->fd(c->tp) : -1; }
+int redtls__conn_fd(const redtls_conn *c) { return c->tp ? c->fd : -1; }
 int redtls__conn_no_time(const redtls_conn *c) { return c->no_time; }
 redtls_status redtls__conn_last_status(const redtls_conn *c) { return c->last_status; }
 int redtls__conn_preferred(const redtls_conn *c) { return c->preferred; }

@@ -64,6 +64,18 @@ typedef struct redtls__setup {
     const char *what; /* the command awaited, for a timeout message */
 } redtls__setup;
 
+/* Making the connection usable before commands (ready.c). */
+typedef struct redtls__ready {
+    int phase;
+    int once;            /* at most one attempt, no waiting for the backoff */
+    int was_connected;   /* when the preparation started */
+    redtls_status idle;  /* the idle check's verdict */
+    int scheduled;       /* the re-AUTH under way is the IAM schedule's */
+    int64_t deadline;    /* the call's */
+    int64_t ping_deadline;
+    redtls_status last;  /* the last attempt's failure */
+} redtls__ready;
+
 /* One connection attempt (connect.c). */
 typedef struct redtls__attempt {
     int phase;
@@ -78,6 +90,9 @@ struct redtls_conn {
     redtls_config cfg;       /* private copy */
     redtls__tls_ctx *tls;    /* NULL without TLS */
     redtls__transport *tp;   /* NULL when not connected */
+    int fd;                  /* tp's socket to poll (-1: none) */
+    int stamps;              /* replies are stamped with the time (health
+                              * check, buffers): see took_reply */
     int is_tls;
     redtls__reader rd;
     char *obuf;              /* formatted commands not yet written */
@@ -108,6 +123,7 @@ struct redtls_conn {
     int no_time;             /* the last ensure_once made no attempt: the
                               * deadline had passed */
     redtls__attempt at;
+    redtls__ready ready;
     redtls__resolve *dns_kept; /* a lookup an attempt gave up on, still running */
     redtls__setup su;
     redtls__auth au;
@@ -282,6 +298,42 @@ void redtls__attempt_cancel(redtls_conn *c);
 /* Backoff bookkeeping after an attempt. */
 void redtls__attempt_succeeded(redtls_conn *c);
 void redtls__attempt_failed(redtls_conn *c, int64_t now);
+
+/* ---- a usable connection before commands (ready.c) ---- */
+
+/* Starts making the connection usable by the deadline: the idle check
+ * (a closed connection is dropped), the health-check PING, an owed
+ * re-authentication (NOAUTH, the IAM schedule), then, when not connected,
+ * attempts as the backoff and the limits allow. once: at most one attempt
+ * and no waiting for the backoff (REDTLS_E_UNAVAILABLE instead; c->no_time
+ * when the deadline had passed before any attempt). idle: the verdict of
+ * the idle check redtls__ready_needed made (the machine does not check
+ * again). */
+redtls_status redtls__ready_start(redtls_conn *c, int64_t now, int64_t deadline, int once, redtls_status idle);
+/* REDTLS_OK with *done: usable. Failures name the cause (the last
+ * attempt's, the backoff, the limits, "not connected"). */
+redtls_status redtls__ready_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w);
+/* Abandons a preparation under way (a driver's wait failed). */
+void redtls__ready_cancel(redtls_conn *c);
+/* The common case first, for every command: 0 when the connection is
+ * usable as it is (connected; in use, or idle and its idle check clean
+ * with nothing due); 1 when the ready machine has something to do.
+ * *idle: the idle check's verdict (REDTLS_OK also when none was made), to
+ * hand to redtls__ready_start: a check that consumed what the server sent
+ * cannot be made twice. */
+static inline int redtls__ready_needed(redtls_conn *c, int64_t now, redtls_status *idle)
+{
+    *idle = REDTLS_OK;
+    if (!c->tp)
+        return 1;
+    if (redtls__conn_in_flight(c) > 0 || c->lost > 0)
+        return 0;
+    if ((*idle = c->tp->ops->idle_check(c->tp, c->errmsg)) != REDTLS_OK || c->need_reauth)
+        return 1;
+    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
+        return 1;
+    return redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam);
+}
 
 /* ---- set-up on a fresh transport (setup.c) ---- */
 

@@ -38,6 +38,8 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
     }
     c->tp = tp;
     c->is_tls = is_tls;
+    c->fd = tp->ops->fd(tp);
+    c->stamps = c->cfg.health_check_ms != 0 || tp->ops->release != NULL;
     return REDTLS_OK;
 }
 
@@ -252,7 +254,7 @@ redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, s
     if (now >= deadline)
         return redtls__exch_abort(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out %s the server",
                                            writing ? "writing to" : "waiting for"));
-    w->fd = c->tp->ops->fd(c->tp);
+    w->fd = c->fd;
     w->events = want;
     /* Bytes came but no whole reply yet: straight back, so a server that
      * keeps sending still meets the deadline. */
