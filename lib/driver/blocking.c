@@ -361,9 +361,8 @@ static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdle
         memcpy(copy, c->obuf, cmdlen);
     }
     redtls_status st = redtls__conn_read(c, deadline, 0, reply);
-    int resend = 0;
-    if (st == REDTLS_OK && c->need_reauth) {
-        /* NOAUTH: the server did not run it, so it is safe to resend. */
+    int resend = 0, next = redtls__cmd_next(c, st, flags);
+    if (next == REDTLS__CMD_REAUTH_RESEND) {
         if (!copy && (copy = malloc(cmdlen)) != NULL)
             memcpy(copy, c->obuf, cmdlen);
         if (copy) {
@@ -374,7 +373,7 @@ static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdle
                 redtls__fail_more(c->errmsg, st, "", "command not executed: the server answered NOAUTH and ");
             resend = st == REDTLS_OK;
         }
-    } else if (st == REDTLS_E_OUTCOME_UNKNOWN && (flags & REDTLS_CMD_IDEMPOTENT)) {
+    } else if (next == REDTLS__CMD_RECONNECT_RESEND) {
         st = ensure_connected(c, deadline);
         resend = st == REDTLS_OK;
     }

@@ -335,6 +335,21 @@ static inline int redtls__ready_needed(redtls_conn *c, int64_t now, redtls_statu
     return redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam);
 }
 
+/* What a single command's outcome asks for next (the driver sequences it
+ * with the machines above): its reply was NOAUTH, so the server did not
+ * run it and it is resent once after re-authenticating; or its outcome is
+ * unknown and its caller marked it idempotent (REDTLS_CMD_IDEMPOTENT), so
+ * it is resent once on a usable connection; or nothing. */
+enum { REDTLS__CMD_DONE, REDTLS__CMD_REAUTH_RESEND, REDTLS__CMD_RECONNECT_RESEND };
+static inline int redtls__cmd_next(const redtls_conn *c, redtls_status st, unsigned flags)
+{
+    if (st == REDTLS_OK && c->need_reauth)
+        return REDTLS__CMD_REAUTH_RESEND;
+    if (st == REDTLS_E_OUTCOME_UNKNOWN && (flags & REDTLS_CMD_IDEMPOTENT))
+        return REDTLS__CMD_RECONNECT_RESEND;
+    return REDTLS__CMD_DONE;
+}
+
 /* ---- set-up on a fresh transport (setup.c) ---- */
 
 /* Starts the set-up (probe, AUTH, SELECT, SETNAME, READONLY) by the
