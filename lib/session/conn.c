@@ -80,6 +80,9 @@ void redtls_conn_close(redtls_conn *c)
     if (!c)
         return;
     redtls__attempt_cancel(c);
+    /* A preparation under way (a PING, a re-AUTH) set the queue aside. */
+    redtls__auth_reset(c);
+    redtls__conn_restore(c);
     if (c->tp) {
         c->tp->ops->close(c->tp, 1);
         c->tp = NULL;

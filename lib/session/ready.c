@@ -103,10 +103,13 @@ static redtls_status not_ready(redtls_conn *c, int64_t now)
     if (rd->last != REDTLS_OK)
         return redtls__fail(c->errmsg, rd->last, "%.380s (reconnect attempt %u; %s)", c->last_cause, c->attempts,
                             c->gave_up ? "giving up" : "will retry");
-    return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
-                        "not connected; next reconnect attempt in %lld ms, after the command deadline (last "
-                        "failure: %.300s)",
-                        (long long)(wait > 0 ? wait : 0), c->last_cause);
+    /* A call allowed one attempt (the cluster's) does not wait even for a
+     * next attempt due before its deadline. */
+    int after = c->next_attempt >= rd->deadline || now >= rd->deadline;
+    return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE, "not connected; next reconnect attempt in %lld ms, %s%s%.300s%s",
+                        (long long)(wait > 0 ? wait : 0),
+                        after ? "after the command deadline" : "not waited for (one attempt per call)",
+                        c->last_cause[0] ? " (last failure: " : "", c->last_cause, c->last_cause[0] ? ")" : "");
 }
 
 redtls_status redtls__ready_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w)

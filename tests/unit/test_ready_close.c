@@ -1,19 +1,11 @@
-/* DEFECT (fails until fixed): redtls_conn_close() and redtls_conn_free()
- * while the ready machine (lib/session/ready.c) has the caller's queue set
- * aside for its own request (the health-check PING, a re-authentication)
- * leave that queue set aside: close does not drop it (a later restore
- * brings back commands close said were dropped) and free leaks it, never
- * wiped. Only drivers that step the machine themselves (not the blocking
- * one, which runs it to completion or cancels it) can close in between.
- *
- * Cause: lib/session/conn.c:82, redtls_conn_close() ends an attempt under
- * way (redtls__attempt_cancel, which restores the queue the attempt set
- * aside) but not the ready machine's set-aside (ready.c:59,
- * redtls__conn_set_aside in check_idle).
- * Proposed fix: in redtls_conn_close(), after redtls__attempt_cancel(c),
- * call redtls__conn_restore(c) (a no-op when nothing is set aside), so the
- * counters and obuf zeroed below are the caller's and redtls_conn_free()
- * wipes and frees the caller's buffer. */
+/* redtls_conn_close() and redtls_conn_free() while the ready machine
+ * (lib/session/ready.c) has the caller's queue set aside for its own
+ * request (a health-check PING, a re-authentication): close drops the
+ * caller's queue for good (a later cancel brings nothing back), free wipes
+ * and frees it. Once a defect: the set-aside queue was left behind (a
+ * restore brought back commands close had dropped; free leaked it
+ * unwiped). Only drivers that step the machine themselves can close in
+ * between. */
 #include "unit_util.h"
 
 #include <poll.h>
@@ -82,5 +74,5 @@ int main(void)
         cmocka_unit_test(test_close_mid_ping_drops_the_set_aside_queue),
         cmocka_unit_test(test_free_mid_ping_releases_the_set_aside_queue),
     };
-    return cmocka_run_group_tests_name("ready_defect_close_mid_preparation", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("ready_close", tests, NULL, NULL);
 }

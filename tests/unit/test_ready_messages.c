@@ -1,19 +1,7 @@
-/* DEFECT (fails until fixed; minor, the wording only, older than ready.c:
- * the blocking driver's ensure_connected_n said the same): two texts of
- * lib/session/ready.c not_ready() (ready.c:106-109) are wrong.
- *
- * 1. once (redtls__conn_ensure_once, the cluster's CLUSTER SLOTS fetch)
- *    never waits for the backoff, so with the next attempt due *before*
- *    the deadline the call still ends with "next reconnect attempt in
- *    N ms, after the command deadline", which is false (the cluster
- *    passes the text on as "node X: ...").
- * 2. A call whose deadline had passed before any attempt, on a connection
- *    that never failed, ends with "(last failure: )": there is none.
- *
- * Proposed fix, in not_ready(): say "after the command deadline" only when
- * c->next_attempt >= rd->deadline, else e.g. "not waited for (one attempt
- * per call)"; and add the "(last failure: ...)" clause only when
- * c->last_cause[0] != '\0'. */
+/* Two texts of lib/session/ready.c not_ready(): a call allowed one
+ * attempt (the cluster's) whose next attempt is due before its deadline
+ * is not told "after the command deadline"; a connection that never failed
+ * gets no empty "(last failure: )". */
 #include "unit_util.h"
 
 #define T0 1000000
@@ -94,5 +82,5 @@ int main(void)
         cmocka_unit_test(test_once_before_deadline_does_not_say_after),
         cmocka_unit_test(test_no_empty_last_failure),
     };
-    return cmocka_run_group_tests_name("ready_defect_messages", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("ready_messages", tests, group_setup, group_teardown);
 }
