@@ -298,20 +298,20 @@ static redtls_status reauthenticate(redtls_conn *c, int64_t deadline)
  * (the session's ready machine, run to completion). */
 static redtls_status ensure_connected_n(redtls_conn *c, int64_t deadline, int once)
 {
-    int64_t now = c->now;
     redtls_status idle;
-    if (!redtls__ready_needed(c, now, &idle))
+    if (!redtls__ready_needed(c, c->now, &idle))
         return REDTLS_OK;
+    /* Attempts, backoff and limits count from now, not from the start of
+     * the command (an idempotent resend comes here after a long read). */
+    int64_t now = clock_now(c);
     redtls_status st = redtls__ready_start(c, now, deadline, once, idle);
     for (int done = 0; st == REDTLS_OK;) {
         redtls__wait w;
         if ((st = redtls__ready_step(c, now, &done, &w)) != REDTLS_OK || done)
             break;
         int rc = wait_for(c, &w, &now);
-        if (rc < 0) {
-            st = wait_failed(c, rc);
-            redtls__ready_cancel(c);
-        }
+        if (rc < 0)
+            st = redtls__ready_wait_failed(c, now, wait_failed(c, rc));
     }
     return st;
 }

@@ -18,6 +18,7 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
     redtls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    c->fd = -1;
     if (redtls__iam_on(&cfg->iam) && (!cfg->use_tls || cfg->unix_path)) {
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
@@ -86,6 +87,7 @@ void redtls_conn_close(redtls_conn *c)
     if (c->tp) {
         c->tp->ops->close(c->tp, 1);
         c->tp = NULL;
+        c->fd = -1;
         if (c->established)
             redtls__emit(c, REDTLS_EVENT_DISCONNECTED, "closed by the application");
         c->established = 0;

@@ -313,8 +313,13 @@ redtls_status redtls__ready_start(redtls_conn *c, int64_t now, int64_t deadline,
 /* REDTLS_OK with *done: usable. Failures name the cause (the last
  * attempt's, the backoff, the limits, "not connected"). */
 redtls_status redtls__ready_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w);
-/* Abandons a preparation under way (a driver's wait failed). */
+/* Abandons a preparation under way (closing, or a driver giving up). */
 void redtls__ready_cancel(redtls_conn *c);
+/* A driver's wait for the machine failed (st, its message in errmsg): the
+ * step under way fails as its transport would have (an attempt is booked
+ * as failed, a PING or re-AUTH drops the connection) and the machine goes
+ * on: REDTLS_OK to keep stepping, or the call's end. */
+redtls_status redtls__ready_wait_failed(redtls_conn *c, int64_t now, redtls_status st);
 /* The common case first, for every command: 0 when the connection is
  * usable as it is (connected; in use, or idle and its idle check clean
  * with nothing due); 1 when the ready machine has something to do.

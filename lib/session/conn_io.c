@@ -17,6 +17,7 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
     if (c->tp) {
         c->tp->ops->close(c->tp, 0);
         c->tp = NULL;
+        c->fd = -1;
         /* What was written may have run; the caller hears of each one. */
         c->lost += redtls__conn_in_flight(c);
         if (c->established)

@@ -36,6 +36,7 @@ void redtls__attempt_cancel(redtls_conn *c)
         /* Not a lost connection: it never was usable. */
         c->tp->ops->close(c->tp, 0);
         c->tp = NULL;
+        c->fd = -1;
         redtls__reader_free(&c->rd);
     }
     redtls__auth_reset(c);

@@ -40,6 +40,37 @@ void redtls__ready_cancel(redtls_conn *c)
     rd->phase = R_CONNECT;
 }
 
+static redtls_status not_ready(redtls_conn *c, int64_t now);
+static void reauth_done(redtls_conn *c, redtls_status st);
+
+redtls_status redtls__ready_wait_failed(redtls_conn *c, int64_t now, redtls_status st)
+{
+    redtls__ready *rd = &c->ready;
+    switch (rd->phase) {
+    case R_PING:
+        redtls__exch_abort(c, st);
+        rd->phase = R_REAUTH_START;
+        return REDTLS_OK;
+    case R_REAUTH:
+        redtls__exch_abort(c, st);
+        reauth_done(c, st);
+        rd->phase = R_RESTORE;
+        return REDTLS_OK;
+    case R_ATTEMPT:
+        redtls__attempt_cancel(c);
+        rd->last = st;
+        c->last_status = st;
+        redtls__attempt_failed(c, now);
+        if (rd->once || c->gave_up || now >= rd->deadline)
+            return not_ready(c, now);
+        rd->phase = R_BACKOFF;
+        return REDTLS_OK;
+    default:
+        redtls__ready_cancel(c);
+        return st;
+    }
+}
+
 /* What the connection is to do before commands: R_PING, R_REAUTH_START
  * (with the caller's queue set aside) or R_CONNECT. */
 static int check_idle(redtls_conn *c, int64_t now)
@@ -76,6 +107,7 @@ static int check_idle(redtls_conn *c, int64_t now)
 static void reauth_done(redtls_conn *c, redtls_status st)
 {
     redtls__ready *rd = &c->ready;
+    redtls__auth_reset(c);
     if (st == REDTLS_OK) {
         redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
                      rd->scheduled ? "re-authenticated with IAM before the server's connection limit"
