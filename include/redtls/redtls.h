@@ -52,7 +52,7 @@
  *     buffer (about 50 KiB) while it is used back to back. When a connection
  *     has nothing owed and its previous such quiet moment is a second or
  *     more ago (or it was just set up), it gives them back, so a connection
- *     used now and then, or connected and idle, holds about 32 KiB. One
+ *     used now and then, or connected and idle, holds about 33 KiB. One
  *     that stops right after a busy spell keeps them until its next call.
  */
 #ifndef REDTLS_REDTLS_H
