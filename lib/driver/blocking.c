@@ -1,9 +1,9 @@
 /* The blocking API: a driver that runs the session's state machines
  * (conn.h) to completion, reading the clock and waiting in poll() in
- * between, like curl's easy interface over its multi interface. The
- * policies a caller sees (reconnect within the command timeout, the
- * idempotent resend, the NOAUTH resend) are sequenced here from the
- * session's steps. */
+ * between, like curl's easy interface over its multi interface. It decides
+ * nothing about the protocol: the ready machine makes a connection usable
+ * (reconnecting included), and the resend a command's outcome asks for
+ * comes from redtls__cmd_next. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -62,28 +62,6 @@ static void waited(redtls_conn *c)
 
 /* ---- own requests, run to completion ---- */
 
-static redtls_status drive_exchange(redtls_conn *c, int64_t deadline, redisReply **reply)
-{
-    int64_t now = clock_now(c);
-    for (;;) {
-        redtls__wait w;
-        redtls_status st = redtls__exch_poll(c, now, deadline, reply, &w);
-        if (st != REDTLS_OK || *reply)
-            return st;
-        int rc = wait_for(c, &w, &now);
-        if (rc < 0)
-            return redtls__exch_abort(c, wait_failed(c, rc));
-    }
-}
-
-redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
-                                     struct redisReply **reply)
-{
-    *reply = NULL;
-    redtls_status st = redtls__exch_send(c, argc, argv, secret);
-    return st == REDTLS_OK ? drive_exchange(c, deadline, reply) : st;
-}
-
 /* AUTH on the open connection, by the deadline. */
 static redtls_status drive_auth(redtls_conn *c, int64_t deadline)
 {
@@ -106,18 +84,6 @@ static redtls_status drive_auth(redtls_conn *c, int64_t deadline)
 
 /* ---- commands: writes and reads ---- */
 
-/* A write that cannot finish: what is left of obuf goes with the
- * connection (its commands count as in flight already). */
-static redtls_status write_failed(redtls_conn *c, redtls_status st)
-{
-    if (c->owipe)
-        OPENSSL_cleanse(c->obuf, c->olen);
-    c->owipe = 0;
-    c->olen = c->ooff = 0;
-    c->unsent = 0;
-    return redtls__conn_drop(c, st);
-}
-
 redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe)
 {
     if (c->olen == 0)
@@ -131,45 +97,17 @@ redtls_status redtls__conn_flush(redtls_conn *c, int64_t deadline, int wipe)
             return st;
         int w = redtls__wait_fd(c->fd, (short)want, deadline);
         if (w == 0)
-            return write_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server"));
+            return redtls__conn_write_failed(c, redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server"));
         if (w < 0)
-            return write_failed(c, redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno)));
+            return redtls__conn_write_failed(c, redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno)));
     }
-}
-
-/* The oldest owed reply belongs to a command lost with its connection. */
-static redtls_status report_lost(redtls_conn *c)
-{
-    c->lost--;
-    c->pending--;
-    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
-                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
-                        "lost with an earlier command");
-}
-
-/* A read failed: the connection is dropped and the command whose reply
- * was awaited is reported (raw: as the transport said; otherwise as lost
- * when the connection broke after it was written). */
-static redtls_status read_failed(redtls_conn *c, redtls_status st, int raw)
-{
-    if (c->tp)
-        redtls__conn_drop(c, st);
-    /* The connection is gone and this command was in flight. */
-    if (c->lost > 0) {
-        c->lost--;
-        c->pending--;
-    }
-    if (raw || (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS))
-        return st;
-    return redtls__fail_more(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN, ")",
-                             "the connection broke after the command was sent, so it may or may not have run (");
 }
 
 redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struct redisReply **reply)
 {
     *reply = NULL;
     if (c->lost > 0)
-        return report_lost(c);
+        return redtls__conn_report_lost(c);
     if (!c->tp)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
     redtls_status st = REDTLS_OK;
@@ -183,7 +121,7 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
             *reply)
             return REDTLS_OK;
         if (st != REDTLS_OK)
-            return read_failed(c, st, raw);
+            return redtls__conn_read_failed(c, st, raw);
         deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);
     }
     if (c->olen > 0 && (st = redtls__conn_flush(c, deadline, 0)) == REDTLS_OK)
@@ -210,14 +148,14 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
     }
     if (st == REDTLS_OK)
         return REDTLS_OK;
-    return read_failed(c, st, raw);
+    return redtls__conn_read_failed(c, st, raw);
 }
 
 redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply)
 {
     *reply = NULL;
     if (c->lost > 0)
-        return report_lost(c);
+        return redtls__conn_report_lost(c);
     if (!c->tp)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected");
     /* The caller polled the socket: no wait-first. */
@@ -243,7 +181,7 @@ redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *bu
         if (*reply || want)
             return REDTLS_OK;
     }
-    return read_failed(c, st, 0);
+    return redtls__conn_read_failed(c, st, 0);
 }
 
 /* ---- connecting ---- */
@@ -524,7 +462,7 @@ redtls_status redtls_conn_get_reply(redtls_conn *c, struct redisReply **reply)
     if (c->pending == 0)
         return redtls__fail(c->errmsg, REDTLS_E_STATE, "no reply is pending");
     if (c->lost > 0)
-        return report_lost(c);
+        return redtls__conn_report_lost(c);
     if (c->unsent == 0 && c->tp)
         return redtls__conn_read(c, REDTLS__DEADLINE_LAZY, 0, reply);
     int64_t deadline = redtls__deadline_from(clock_now(c), c->cfg.command_timeout_ms);

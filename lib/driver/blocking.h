@@ -30,11 +30,6 @@ redtls_status redtls__conn_read(redtls_conn *c, int64_t deadline, int raw, struc
  * still incomplete after a read. Failures as redtls__conn_read. */
 redtls_status redtls__conn_read_now(redtls_conn *c, int64_t deadline, size_t *budget, struct redisReply **reply);
 
-/* One request and its reply within deadline; secret: wipe what held the
- * command. Transport failures drop the connection. */
-redtls_status redtls__conn_roundtrip(redtls_conn *c, int argc, const char **argv, int secret, int64_t deadline,
-                                     struct redisReply **reply);
-
 /* For the cluster layer: make sure the connection is usable (idle check,
  * pending re-AUTH) with at most one connect attempt and no waiting for the
  * backoff: REDTLS_E_UNAVAILABLE when the next attempt is not due yet, or

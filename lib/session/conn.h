@@ -159,6 +159,10 @@ redtls_status redtls__conn_resp3_refused(redtls_conn *c);
  * written (commands in flight from the first byte); with *want: wait for
  * it. Failures drop the connection. */
 redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want);
+/* A write that cannot finish (a driver's wait timed out or failed): what
+ * is left of obuf goes with the connection, wiped when secret (its
+ * commands count as in flight already). Returns st. */
+redtls_status redtls__conn_write_failed(redtls_conn *c, redtls_status st);
 static inline redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
 {
     *want = 0;
@@ -201,6 +205,15 @@ redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, si
                                      struct redisReply **reply, int *want);
 redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, size_t *got, struct redisReply **reply,
                                      int *want);
+
+/* What a caller hears about replies a broken connection owed: the oldest
+ * owed reply belongs to a command lost with its connection
+ * (report_lost: REDTLS_E_OUTCOME_UNKNOWN); a read that failed drops the
+ * connection and reports the awaited command (read_failed; raw: the
+ * transport's status as it is; otherwise, when the connection broke after
+ * the command was written, REDTLS_E_OUTCOME_UNKNOWN). */
+redtls_status redtls__conn_report_lost(redtls_conn *c);
+redtls_status redtls__conn_read_failed(redtls_conn *c, redtls_status st, int raw);
 
 /* The rare parts of the bookkeeping below. */
 void redtls__conn_noauth_seen(redtls_conn *c, const struct redisReply *r);

@@ -77,16 +77,26 @@ redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t 
     return REDTLS_OK;
 }
 
+redtls_status redtls__conn_write_failed(redtls_conn *c, redtls_status st)
+{
+    if (c->owipe)
+        OPENSSL_cleanse(c->obuf, c->olen);
+    c->owipe = 0;
+    c->olen = c->ooff = 0;
+    c->unsent = 0;
+    return redtls__conn_drop(c, st);
+}
+
 redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want)
 {
+    *want = 0;
+    if (st != REDTLS_OK)
+        return redtls__conn_write_failed(c, st);
     if (c->owipe)
         OPENSSL_cleanse(c->obuf, c->olen);
     c->owipe = 0;
     /* The bytes stay in obuf (unless wiped) until the next append. */
     c->olen = c->ooff = 0;
-    *want = 0;
-    if (st != REDTLS_OK)
-        return redtls__conn_drop(c, st);
     c->just_wrote = 1;
     return REDTLS_OK;
 }
@@ -171,6 +181,34 @@ redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, si
         return REDTLS_OK;
     }
     return redtls__conn_read_more(c, now, cap, got, reply, want);
+}
+
+/* The oldest owed reply belongs to a command lost with its connection. */
+redtls_status redtls__conn_report_lost(redtls_conn *c)
+{
+    c->lost--;
+    c->pending--;
+    return redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                        "the connection broke after the command was sent, so it may or may not have run (%.400s)",
+                        "lost with an earlier command");
+}
+
+/* A read failed: the connection is dropped and the command whose reply
+ * was awaited is reported (raw: as the transport said; otherwise as lost
+ * when the connection broke after it was written). */
+redtls_status redtls__conn_read_failed(redtls_conn *c, redtls_status st, int raw)
+{
+    if (c->tp)
+        redtls__conn_drop(c, st);
+    /* The connection is gone and this command was in flight. */
+    if (c->lost > 0) {
+        c->lost--;
+        c->pending--;
+    }
+    if (raw || (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS))
+        return st;
+    return redtls__fail_more(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN, ")",
+                             "the connection broke after the command was sent, so it may or may not have run (");
 }
 
 void redtls__conn_abandon(redtls_conn *c, redtls_status st)
