@@ -222,7 +222,7 @@ step_analyze() {
   echo "-- cppcheck"
   cppcheck --std=c11 --enable=warning,style,performance,portability --inline-suppr --quiet \
     --error-exitcode=1 --suppressions-list="$ROOT/tests/cppcheck-suppressions.txt" \
-    -I "$ROOT/include" -I "$db/include" -I "$ROOT/lib" \
+    -I "$ROOT/include" -I "$db/include" $(find "$ROOT/lib" -mindepth 1 -type d -printf '-I %p ') \
     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DREDTLS_BUILDING \
     --template='{file}:{line}: {severity}: {message} [{id}]' "$ROOT/lib"
   rc_cppcheck=$?

@@ -30,6 +30,16 @@
  *   - There is no global state and no initialisation call. A handle may be
  *     used by one thread at a time; different handles may be used from
  *     different threads in parallel.
+ *   - A host name that needs a lookup is resolved on a short-lived thread
+ *     the library starts (all signals blocked on it), so the lookup can be
+ *     bounded by the connect timeout. A lookup given up on keeps its thread
+ *     until the system resolver answers; a connection keeps at most one
+ *     such lookup and takes it up again on its next attempt. IP literals,
+ *     "localhost" (answered with 127.0.0.1 and ::1, RFC 6761) and address
+ *     overrides to a literal start no thread. Once a process has started a
+ *     thread, glibc runs its system calls in their multi-threaded form for
+ *     good, and a fork() while a lookup runs leaves the child's resolver
+ *     as glibc documents for fork in threaded processes.
  * Side effects
  *   - The library never prints, never exits or aborts, and never changes
  *     signal handlers. Writes use MSG_NOSIGNAL, so a closed peer never raises
@@ -42,7 +52,7 @@
  *     buffer (about 50 KiB) while it is used back to back. When a connection
  *     has nothing owed and its previous such quiet moment is a second or
  *     more ago (or it was just set up), it gives them back, so a connection
- *     used now and then, or connected and idle, holds about 32 KiB. One
+ *     used now and then, or connected and idle, holds about 33 KiB. One
  *     that stops right after a busy spell keeps them until its next call.
  */
 #ifndef REDTLS_REDTLS_H
@@ -375,10 +385,19 @@ REDTLS_EXTERN redtls_status redtls_config_set_strict_elasticache_tokens(redtls_c
  * attempt 1 when the server refused the credentials it returned. Write a
  * NUL-terminated user (leave it empty for the default user) and token into
  * the buffers (user_cap and token_cap bytes; redtls wipes them after use)
- * and return 0; return non-zero to fail the connection with REDTLS_E_AUTH
- * and the message written into errbuf. When set, it replaces the tokens
+ * and return 0; return REDTLS_CREDENTIAL_PENDING (below) to be asked again
+ * shortly; return any other non-zero value to fail the connection with
+ * REDTLS_E_AUTH and the message written into errbuf. When set, it replaces the tokens
  * configured with the setters. Called on the thread using the
  * connection. */
+/* What a credential callback returns when its answer is not ready yet (a
+ * token service is being asked): redtls asks again with the same attempt
+ * number, first after 5 ms and then at doubling intervals of at most
+ * 100 ms, until the answer comes or the handshake timeout passes
+ * (REDTLS_E_HANDSHAKE_TIMEOUT; on an open connection being re-authenticated,
+ * the command timeout). The blocking API waits in between; nothing else
+ * waits. */
+#define REDTLS_CREDENTIAL_PENDING 0x50454e44 /* 'PEND' */
 typedef int (*redtls_credential_cb)(void *userdata, int attempt, char *user, size_t user_cap, char *token,
                                     size_t token_cap, char *errbuf, size_t errbuf_cap);
 REDTLS_EXTERN redtls_status redtls_config_set_credential_callback(redtls_config *cfg, redtls_credential_cb cb,
@@ -488,7 +507,14 @@ REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
 /* CLIENT SETNAME after AUTH/SELECT. NULL clears. No spaces allowed. */
 REDTLS_EXTERN redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name);
 
-/* Timeouts in milliseconds; 0 means no limit (not recommended). */
+/* Timeouts in milliseconds; 0 means no limit (not recommended). The
+ * connect timeout covers resolving the host name (on a short-lived thread
+ * of the library's, see "Threads" above; IP literals, "localhost" and
+ * address overrides to a literal need none) and the TCP connect, shared
+ * between the resolved addresses; the handshake timeout starts when TCP is
+ * up and covers TLS, AUTH (with the credential callback's "pending"
+ * answers), SELECT, CLIENT SETNAME; the command timeout covers one command,
+ * write and reply. */
 REDTLS_EXTERN redtls_status redtls_config_set_connect_timeout_ms(redtls_config *cfg, unsigned ms);
 REDTLS_EXTERN redtls_status redtls_config_set_handshake_timeout_ms(redtls_config *cfg, unsigned ms);
 REDTLS_EXTERN redtls_status redtls_config_set_command_timeout_ms(redtls_config *cfg, unsigned ms);

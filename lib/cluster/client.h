@@ -29,7 +29,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "../conn.h"
+#include "blocking.h"
 #include "keys.h"
 #include "topology.h"
 

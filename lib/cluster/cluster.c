@@ -369,7 +369,7 @@ redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, c
         redtls_conn *c = cl->nodes[i].conn;
         if (!c)
             continue;
-        int f = c->tp ? flags : 0;
+        int f = redtls__conn_up(c) ? flags : 0;
         st = redtls_conn_set_tokens(c, token, token_alt, f);
         if (st == REDTLS_E_NOMEM) {
             /* Remade from the handle's new tokens when next needed. */
@@ -378,7 +378,7 @@ redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, c
         }
         if (st != REDTLS_OK && first == REDTLS_OK) {
             first = st;
-            redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[i].name, c->errmsg);
+            redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[i].name, redtls__conn_msg(c));
         }
     }
     return first;

@@ -114,11 +114,11 @@ static void classify(redtls_cluster *cl, redtls__cl_op *o, redtls_conn *c, redtl
         if (st == REDTLS_E_OUTCOME_UNKNOWN && (o->flags & REDTLS_CMD_IDEMPOTENT) && !o->resent) {
             o->resent = 1;
             o->ask = NO_NODE; /* back to the slot's owner, which will say again */
-            op_retry(cl, o, WAIT_BACKOFF, st, c->errmsg);
+            op_retry(cl, o, WAIT_BACKOFF, st, redtls__conn_msg(c));
             return;
         }
         char msg[REDTLS__ERRMSG_MAX];
-        snprintf(msg, sizeof msg, "node %.200s: %.290s", n->name, c->errmsg);
+        snprintf(msg, sizeof msg, "node %.200s: %.290s", n->name, redtls__conn_msg(c));
         op_fail(o, st, msg);
         return;
     }
@@ -185,7 +185,7 @@ static void classify(redtls_cluster *cl, redtls__cl_op *o, redtls_conn *c, redtl
         cl->want_refresh = 1;
         o->to_master = 1;
         retry = 1;
-    } else if (error_is(r, "NOAUTH") && !o->noauth && redtls__has_credentials(c)) {
+    } else if (error_is(r, "NOAUTH") && !o->noauth && redtls__conn_has_credentials(c)) {
         o->noauth = 1; /* the connection re-authenticates before the next write */
         retry = 1;
     }
@@ -241,7 +241,7 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
         size_t t = first->target;
         redtls_conn *c = NULL;
         redtls_status st = redtls__cluster_node_conn(cl, t, &c);
-        if (st == REDTLS_OK && (!c || (cl->nodes[t].inflight == 0 ? c->pending > 0 : !c->tp))) {
+        if (st == REDTLS_OK && (!c || (cl->nodes[t].inflight == 0 ? redtls__conn_owed(c) > 0 : !redtls__conn_up(c)))) {
             /* Replies owed outside this batch, or a broken connection whose
              * lost commands are not reported yet: nothing may go on it.
              * (With ops of this batch in flight, pending also counts their
@@ -252,9 +252,9 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
         if (st == REDTLS_OK && c) {
             st = redtls__conn_ensure_once(c, deadline);
             if (st == REDTLS_OK)
-                cl->preferred = c->preferred;
+                cl->preferred = redtls__conn_preferred(c);
             else
-                redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[t].name, c->errmsg);
+                redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[t].name, redtls__conn_msg(c));
         }
         if (st != REDTLS_OK && c)
             st = redtls__cluster_connect_status(c, st);
@@ -280,7 +280,7 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
                  * changes; an importing node that is gone is replaced by the
                  * slot's owner. When only time ran out (no attempt made), an
                  * earlier cause says more. */
-                if (c && c->no_time && o->st != REDTLS_OK)
+                if (c && redtls__conn_no_time(c) && o->st != REDTLS_OK)
                     op_retry(cl, o, WAIT_BACKOFF, o->st, NULL);
                 else
                     op_retry(cl, o, WAIT_BACKOFF, st, cl->errmsg);
@@ -289,7 +289,7 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
                 continue;
             }
             o->asking = o->ask != NO_NODE;
-            size_t olen0 = c->olen, pending0 = c->pending, unsent0 = c->unsent;
+            redtls__conn_mark mark = redtls__conn_mark_queue(c);
             redtls_status ast = REDTLS_OK;
             if (o->asking)
                 ast = redtls__conn_append_raw(c, asking_cmd, sizeof asking_cmd - 1);
@@ -298,9 +298,7 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
             if (ast != REDTLS_OK) {
                 /* Nothing of this op may stay queued (an ASKING alone would
                  * answer for the next command). */
-                c->olen = olen0;
-                c->pending = pending0;
-                c->unsent = unsent0;
+                redtls__conn_rewind_queue(c, mark);
                 o->asking = 0;
                 op_fail(o, ast, "out of memory");
                 continue;
@@ -318,7 +316,7 @@ static void dispatch(redtls_cluster *cl, int64_t deadline, int redirects_only)
         if (st != REDTLS_OK) {
             cl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
             cl->want_refresh = 1;
-        } else if (c->olen > 0) {
+        } else if (redtls__conn_has_queued(c)) {
             /* A failed write drops the connection: reading reports each
              * op as lost. */
             (void)redtls__conn_flush(c, deadline, 0);
@@ -349,11 +347,11 @@ static void drain(redtls_cluster *cl, size_t t, int64_t deadline, size_t *budget
              * cause (its own read only says "lost with an earlier
              * command"). */
             char cause[REDTLS__ERRMSG_MAX];
-            memcpy(cause, c->errmsg, sizeof cause);
+            memcpy(cause, redtls__conn_msg(c), sizeof cause);
             (void)redtls__conn_read_now(c, deadline, budget, &r);
             freeReplyObject(r);
             r = NULL;
-            memcpy(c->errmsg, cause, sizeof cause);
+            memcpy(redtls__conn_msg(c), cause, sizeof cause);
         }
         redtls__cl_node *n = &cl->nodes[t];
         n->qhead = o->qnext;
@@ -388,7 +386,7 @@ static void fail_node(redtls_cluster *cl, size_t t, redtls_status st, const char
     n->qhead = n->qtail = NO_OP;
     n->inflight = 0;
     if (n->conn) {
-        snprintf(n->conn->errmsg, sizeof n->conn->errmsg, "%s", why);
+        snprintf(redtls__conn_msg(n->conn), REDTLS__ERRMSG_MAX, "%s", why);
         redtls__conn_abandon(n->conn, st);
     }
     cl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
@@ -426,7 +424,7 @@ static void await_replies(redtls_cluster *cl, int64_t deadline)
                 fail_node(cl, i, REDTLS_E_NOMEM, "out of memory waiting for the replies");
                 continue;
             }
-            int fd = n->conn && n->conn->tp ? n->conn->tp->ops->fd(n->conn->tp) : -1;
+            int fd = n->conn ? redtls__conn_fd(n->conn) : -1;
             if (fd < 0) {
                 /* The connection broke while writing: each op is reported
                  * lost. */

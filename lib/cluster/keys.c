@@ -54,7 +54,7 @@
 #include <string.h>
 
 #include "keys.h"
-#include "../common.h"
+#include "common.h"
 
 enum {
     LAYOUT_NOKEYS,

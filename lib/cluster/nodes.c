@@ -154,8 +154,8 @@ redtls_status redtls__cluster_node_conn(redtls_cluster *cl, size_t i, redtls_con
         if (st != REDTLS_OK)
             return redtls__fail(cl->errmsg, st, "node %s: %s", n->name, cl->base.errmsg);
     }
-    if (!n->conn->tp)
-        n->conn->preferred = cl->preferred;
+    if (!redtls__conn_up(n->conn))
+        redtls__conn_set_preferred(n->conn, cl->preferred);
     *out = n->conn;
     return REDTLS_OK;
 }
@@ -169,7 +169,7 @@ void redtls__cluster_node_close(redtls__cl_node *n)
 /* A node whose connection is down and not due for another attempt. */
 int redtls__cluster_backing_off(const redtls__cl_node *n)
 {
-    return n->conn && !n->conn->tp && (n->conn->gave_up || n->conn->next_attempt > redtls__now_ms());
+    return n->conn && redtls__conn_backing_off(n->conn, redtls__now_ms());
 }
 
 /* Failures that waiting will not cure: a node that fails verification or
@@ -185,8 +185,8 @@ int redtls__cluster_hard_failure(redtls_status st)
  * one was a hard failure. */
 redtls_status redtls__cluster_connect_status(const redtls_conn *c, redtls_status st)
 {
-    if (st == REDTLS_E_UNAVAILABLE && redtls__cluster_hard_failure(c->last_status))
-        return c->last_status;
+    if (st == REDTLS_E_UNAVAILABLE && redtls__cluster_hard_failure(redtls__conn_last_status(c)))
+        return redtls__conn_last_status(c);
     return st;
 }
 
@@ -255,27 +255,27 @@ static redtls_status fetch_slots(redtls_cluster *cl, size_t i, int64_t deadline,
     redtls_status st = redtls__cluster_node_conn(cl, i, &c);
     if (st != REDTLS_OK || !c)
         return st != REDTLS_OK ? st : REDTLS_E_NOMEM;
-    if (c->pending > 0)
+    if (redtls__conn_owed(c) > 0)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "node %s is busy", cl->nodes[i].name);
     /* CLUSTER SLOTS is safe to repeat: a connection found broken when it
      * was reused gets one more try on a fresh one. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        int reused = c->tp != NULL;
+        int reused = redtls__conn_up(c);
         if ((st = redtls__conn_ensure_once(c, deadline)) == REDTLS_OK) {
-            cl->preferred = c->preferred;
+            cl->preferred = redtls__conn_preferred(c);
             static const char cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
             st = redtls__conn_append_raw(c, cmd, sizeof cmd - 1);
             if (st == REDTLS_OK)
                 st = redtls__conn_read(c, deadline, 0, reply);
         } else {
-            *no_time = c->no_time;
+            *no_time = redtls__conn_no_time(c);
             st = redtls__cluster_connect_status(c, st);
         }
         if (st != REDTLS_E_OUTCOME_UNKNOWN || !reused)
             break;
     }
     if (st != REDTLS_OK)
-        redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[i].name, c->errmsg);
+        redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[i].name, redtls__conn_msg(c));
     return st;
 }
 

@@ -4,7 +4,7 @@
 #ifndef REDTLS_CLUSTER_REDIRECT_H
 #define REDTLS_CLUSTER_REDIRECT_H
 
-#include "../common.h"
+#include "common.h"
 
 typedef enum { REDTLS__NOT_REDIRECT = 0, REDTLS__MOVED = 1, REDTLS__ASK = 2 } redtls__redirect_kind;
 

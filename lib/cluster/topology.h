@@ -5,7 +5,7 @@
 #ifndef REDTLS_CLUSTER_TOPOLOGY_H
 #define REDTLS_CLUSTER_TOPOLOGY_H
 
-#include "../common.h"
+#include "common.h"
 
 struct redisReply;
 

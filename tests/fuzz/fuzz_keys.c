@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/keys.h"
+#include "keys.h"
 
 #define CHECK(cond)                                                                                              \
     do {                                                                                                         \

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/redirect.h"
+#include "redirect.h"
 
 #define CHECK(cond)                                                                                              \
     do {                                                                                                         \

@@ -13,7 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "cluster/topology.h"
+#include "topology.h"
 #include "reader.h"
 
 #define CHECK(cond)                                                                                              \

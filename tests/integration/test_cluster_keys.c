@@ -19,7 +19,7 @@
 
 #include <redtls/redtls.h>
 
-#include "cluster/keys.h"
+#include "keys.h"
 #include "lab.h"
 #include "lab_assert.h"
 

@@ -46,7 +46,7 @@ static void test_fallback_writes_both_tokens_in_order(void **state)
     redtls_conn *c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
     unit_push(t, WRONGPASS);
     unit_push(t, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     char a[128], b[128], both[256];
     snprintf(both, sizeof both, "%s%s", auth_cmd(T1, a, sizeof a), auth_cmd(T2, b, sizeof b));
     size_t len;
@@ -62,7 +62,7 @@ static void test_fallback_writes_both_tokens_in_order(void **state)
     assert_status(redtls__mem_transport(&t2, REDTLS_E_EOF), REDTLS_OK);
     assert_status(redtls__conn_attach(c, t2, 0), REDTLS_OK);
     unit_push(t2, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     w = redtls__mem_written(t2, &len);
     assert_int_equal(len, strlen(b));
     assert_memory_equal(w, b, len);
@@ -81,7 +81,7 @@ static void test_both_refused(void **state)
     /* A server that echoes what it got must not make us repeat it. */
     unit_push(t, "-WRONGPASS bad password " T1 "\r\n");
     unit_push(t, "-WRONGPASS bad password " T2 "\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
     assert_contains(redtls_conn_errmsg(c), "both tokens");
     assert_not_contains(redtls_conn_errmsg(c), T1);
     assert_not_contains(redtls_conn_errmsg(c), T2);
@@ -100,7 +100,7 @@ static void test_other_error_does_not_try_second_token(void **state)
     redtls__transport *t;
     redtls_conn *c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
     unit_push(t, "-ERR AUTH <password> called without any password configured for the default user.\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
     assert_contains(redtls_conn_errmsg(c), "without any password configured");
     size_t len;
     char a[128];
@@ -121,7 +121,7 @@ static void test_legacy_refusals_count(void **state)
         redtls_conn *c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
         unit_push(t, answers[i]);
         unit_push(t, "+OK\r\n");
-        assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+        assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
         assert_int_equal(ev.switched, 1);
         redtls_conn_free(c);
         redtls_config_free(cfg);
@@ -286,7 +286,7 @@ static void test_callback_user_and_retry(void **state)
     redtls__transport *t;
     redtls_conn *c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
     unit_push(t, WRONGPASS "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     assert_int_equal(s.calls, 2);
     size_t len;
     const char *w = redtls__mem_written(t, &len);
@@ -299,8 +299,41 @@ static void test_callback_user_and_retry(void **state)
 
     s = (cb_state){0, {NULL, NULL}};
     c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
     assert_contains(redtls_conn_errmsg(c), "empty token");
+    redtls_conn_free(c);
+    redtls_config_free(cfg);
+}
+
+/* A re-authentication whose connection breaks mid-AUTH owes nobody a
+ * reply: the next command must neither be told it was "lost with an
+ * earlier command" nor find the AUTH's bytes still queued. */
+static void test_reauth_now_broken_owes_nothing(void **state)
+{
+    (void)state;
+    seen ev = {0};
+    redtls_config *cfg = two_token_config(&ev);
+    redtls__transport *t;
+    redtls_conn *c = unit_mem_conn(cfg, REDTLS_E_EOF, &t);
+    assert_status(redtls_conn_set_tokens(c, T2, NULL, REDTLS_REAUTH_NOW), REDTLS_E_EOF);
+    assert_false(redtls_conn_is_connected(c));
+    assert_int_equal(redtls_conn_pending(c), 0);
+    assert_int_equal(c->lost, 0);
+    assert_int_equal(c->olen, 0);
+    assert_int_equal(ev.refreshed, 0);
+    /* On the next connection a command goes out alone and gets its reply. */
+    redtls__transport *t2;
+    assert_status(redtls__mem_transport(&t2, REDTLS_E_EOF), REDTLS_OK);
+    assert_status(redtls__conn_attach(c, t2, 0), REDTLS_OK);
+    unit_push(t2, "+PONG\r\n");
+    redisReply *r = NULL;
+    assert_status(redtls_conn_command(c, &r, "PING"), REDTLS_OK);
+    assert_string_equal(r->str, "PONG");
+    freeReplyObject(r);
+    size_t len;
+    const char *w = redtls__mem_written(t2, &len);
+    assert_int_equal(len, 14);
+    assert_memory_equal(w, "*1\r\n$4\r\nPING\r\n", 14);
     redtls_conn_free(c);
     redtls_config_free(cfg);
 }
@@ -318,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_noauth_resent_once_only),
         cmocka_unit_test(test_noauth_without_credentials_is_plain_reply),
         cmocka_unit_test(test_callback_user_and_retry),
+        cmocka_unit_test(test_reauth_now_broken_owes_nothing),
     };
     return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }

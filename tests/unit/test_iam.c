@@ -200,7 +200,7 @@ static void test_lifecycle(void **state)
     redtls__transport *t;
     redtls_conn *c = mem_conn(cfg, &t);
     unit_push(t, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     size_t len;
     const char *w = redtls__mem_written(t, &len);
     auth_frame("iam-user-1", a, frame, sizeof frame);
@@ -214,7 +214,7 @@ static void test_lifecycle(void **state)
     assert_status(redtls__mem_transport(&t2, REDTLS_E_EOF), REDTLS_OK);
     assert_status(redtls__conn_attach(c, t2, 0), REDTLS_OK);
     unit_push(t2, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     w = redtls__mem_written(t2, &len);
     assert_int_equal(len, strlen(frame));
     assert_memory_equal(w, frame, len);
@@ -225,7 +225,7 @@ static void test_lifecycle(void **state)
     assert_status(redtls__mem_transport(&t3, REDTLS_E_EOF), REDTLS_OK);
     assert_status(redtls__conn_attach(c, t3, 0), REDTLS_OK);
     unit_push(t3, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     w = redtls__mem_written(t3, &len);
     auth_frame("iam-user-1", b, frame, sizeof frame);
     assert_int_equal(len, strlen(frame));
@@ -290,7 +290,7 @@ static void test_refusal_one_fresh_retry(void **state)
     redtls_conn *c = mem_conn(cfg, &t);
     unit_push(t, WRONGPASS);
     unit_push(t, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     assert_int_equal(rot.calls, 2);
     size_t len;
     const char *w = redtls__mem_written(t, &len);
@@ -304,7 +304,7 @@ static void test_refusal_one_fresh_retry(void **state)
     /* A server that echoes what it got must not make us repeat it. */
     unit_push(t2, WRONGPASS);
     unit_push(t2, WRONGPASS);
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
     const char *msg = redtls_conn_errmsg(c);
     print_message("%s\n", msg);
     assert_contains(msg, "twice");
@@ -339,7 +339,7 @@ static void test_credential_source_failure(void **state)
     assert_status(redtls_config_set_aws_credentials_callback(cfg, failing_creds, NULL), REDTLS_OK);
     redtls__transport *t;
     redtls_conn *c = mem_conn(cfg, &t);
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
     assert_contains(redtls_conn_errmsg(c), "the vault is sealed");
     size_t len;
     redtls__mem_written(t, &len);
@@ -362,7 +362,7 @@ static void test_refused_fresh_token_not_resent(void **state)
     redtls__transport *t;
     redtls_conn *c = mem_conn(cfg, &t);
     unit_push(t, echo);
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_E_AUTH);
     const char *msg = redtls_conn_errmsg(c);
     print_message("%s\n", msg);
     assert_null(strstr(msg, "twice"));
@@ -413,7 +413,7 @@ static void test_failed_reauth_keeps_connection(void **state)
     redtls__transport *t;
     redtls_conn *c = mem_conn(cfg, &t);
     unit_push(t, "+OK\r\n");
-    assert_status(redtls__conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
+    assert_status(unit_conn_setup(c, REDTLS__NO_DEADLINE), REDTLS_OK);
     size_t after_setup;
     redtls__mem_written(t, &after_setup);
 

@@ -1,7 +1,7 @@
 /* lib/cluster/redirect.c: MOVED and ASK error replies. */
 #include "unit_util.h"
 
-#include "cluster/redirect.h"
+#include "redirect.h"
 
 static redtls__redirect_kind parse(const char *text, redtls__redirect *r, char *err)
 {

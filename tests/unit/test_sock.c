@@ -74,7 +74,7 @@ static void test_unix_connect(void **state)
     snprintf(path, sizeof path, "%s/ok.sock", dir);
     int l = unix_listener(path);
     int fd = -1;
-    assert_status(redtls__unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_OK);
+    assert_status(unit_unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_OK);
     assert_true(fd >= 0);
     /* Non-blocking (the transports rely on it) and close-on-exec. */
     assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
@@ -95,7 +95,7 @@ static void test_unix_connect_errors(void **state)
     char path[256], err[REDTLS__ERRMSG_MAX] = "";
     int fd = 123;
     snprintf(path, sizeof path, "%s/missing.sock", dir);
-    assert_status(redtls__unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONNECT);
+    assert_status(unit_unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONNECT);
     assert_int_equal(fd, -1);
     assert_contains(err, path);
     assert_contains(err, strerror(ENOENT));
@@ -103,13 +103,13 @@ static void test_unix_connect_errors(void **state)
     /* A file that is not a socket. */
     snprintf(path, sizeof path, "%s/plain-file", dir);
     unit_write_file(path, "x");
-    assert_status(redtls__unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONNECT);
+    assert_status(unit_unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONNECT);
     assert_contains(err, strerror(ECONNREFUSED));
 
     /* A socket nobody listens on any more. */
     snprintf(path, sizeof path, "%s/stale.sock", dir);
     close(unix_listener(path));
-    assert_status(redtls__unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONNECT);
+    assert_status(unit_unix_connect(path, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONNECT);
     assert_contains(err, strerror(ECONNREFUSED));
 
     /* Longer than sun_path. */
@@ -117,7 +117,7 @@ static void test_unix_connect_errors(void **state)
     memset(longpath, 'p', sizeof longpath - 1);
     longpath[0] = '/';
     longpath[sizeof longpath - 1] = '\0';
-    assert_status(redtls__unix_connect(longpath, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONFIG);
+    assert_status(unit_unix_connect(longpath, redtls__deadline_after(1000), &fd, err), REDTLS_E_CONFIG);
     assert_contains(err, "too long");
     assert_int_equal(fd, -1);
 }
@@ -145,7 +145,7 @@ static void test_tcp_connect_loopback(void **state)
     int l = tcp_listener(&port);
     int fd = -1;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), 0, &fd, err), REDTLS_OK);
+    assert_status(unit_tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), 0, &fd, err), REDTLS_OK);
     assert_true(fd >= 0);
     assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
     int one = 0;
@@ -163,7 +163,7 @@ static void test_tcp_connect_refused(void **state)
     close(tcp_listener(&port)); /* a port that was just free */
     int fd = 5;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), 0, &fd, err), REDTLS_E_CONNECT);
+    assert_status(unit_tcp_connect("127.0.0.1", port, redtls__deadline_after(2000), 0, &fd, err), REDTLS_E_CONNECT);
     assert_int_equal(fd, -1);
     char want[64];
     snprintf(want, sizeof want, "127.0.0.1:%u", (unsigned)port);
@@ -178,7 +178,7 @@ static void test_tcp_connect_deadline_passed(void **state)
     int l = tcp_listener(&port);
     int fd = 5;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tcp_connect("127.0.0.1", port, redtls__now_ms() - 1, 0, &fd, err), REDTLS_E_CONNECT_TIMEOUT);
+    assert_status(unit_tcp_connect("127.0.0.1", port, redtls__now_ms() - 1, 0, &fd, err), REDTLS_E_CONNECT_TIMEOUT);
     assert_int_equal(fd, -1);
     assert_contains(err, "timed out");
     close(l);

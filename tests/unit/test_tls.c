@@ -267,31 +267,31 @@ static void test_handshake_ok(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     assert_non_null(t);
 
     char info[384];
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_VERSION, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_VERSION, info, sizeof info), 0);
     assert_string_equal(info, "TLSv1.3");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_CIPHER, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_CIPHER, info, sizeof info), 0);
     assert_contains(info, "TLS_");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_SUBJECT, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_SUBJECT, info, sizeof info), 0);
     assert_string_equal(info, "CN=redis.test");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_SANS, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_SANS, info, sizeof info), 0);
     assert_string_equal(info, "DNS:redis.test, IP:127.0.0.1");
-    assert_int_equal(redtls__tls_describe(t, REDTLS__TLS_NOT_AFTER, info, sizeof info), 0);
+    assert_int_equal(redtls__transport_describe(t, REDTLS__TLS_NOT_AFTER, info, sizeof info), 0);
     assert_int_equal(strlen(info), strlen("YYYY-MM-DD HH:MM:SS UTC"));
     assert_contains(info, " UTC");
-    assert_int_equal(redtls__tls_verdict_pending(t), 0);
+    assert_int_equal(redtls__transport_verdict_pending(t), 0);
 
-    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     assert_memory_equal(buf, "+PONG\r\n", 7);
     /* close_notify: a clean end. */
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_CLOSED);
     assert_contains(err, "close_notify");
     t->ops->close(t, 1);
     srv_join(&s);
@@ -306,7 +306,7 @@ static void test_handshake_ip_name(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     t->ops->close(t, 1);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
@@ -322,7 +322,7 @@ static const char *expect_failure_cert(enum srv_mode mode, int max_tls12, const 
     redtls__tls_ctx *ctx = client_ctx(ca, min_version);
     redtls__transport *t = (redtls__transport *)1;
     err[0] = '\0';
-    redtls_status st = redtls__tls_connect(ctx, fd, name, NULL, redtls__deadline_after(3000), &t, err);
+    redtls_status st = unit_tls_connect(ctx, fd, name, NULL, redtls__deadline_after(3000), &t, err);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
     if (st != want)
@@ -385,7 +385,7 @@ static void test_handshake_timeout(void **state)
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
     int64_t t0 = redtls__now_ms();
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(80), &t, err),
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(80), &t, err),
                   REDTLS_E_HANDSHAKE_TIMEOUT);
     int64_t took = redtls__now_ms() - t0;
     assert_true(took >= 75 && took < 2000);
@@ -402,14 +402,14 @@ static void test_abrupt_close_is_eof(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
-    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     /* Truncation without close_notify is never a clean end. */
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_EOF);
     assert_contains(err, "without TLS close_notify");
     t->ops->close(t, 0);
     srv_join(&s);
@@ -428,7 +428,7 @@ static void test_trailing_dot(void **state)
         redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
         redtls__transport *t = NULL;
         char err[REDTLS__ERRMSG_MAX] = "";
-        redtls_status st = redtls__tls_connect(ctx, fd, names[i], NULL, redtls__deadline_after(3000), &t, err);
+        redtls_status st = unit_tls_connect(ctx, fd, names[i], NULL, redtls__deadline_after(3000), &t, err);
         if (st != REDTLS_OK)
             fail_msg("'%s': %s (%s)", names[i], redtls_strerror(st), err);
         t->ops->close(t, 1);
@@ -461,7 +461,7 @@ static void test_subject_cn_never_matched(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "127.0.0.1", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
     t->ops->close(t, 1);
     srv_join(&s);
     redtls__tls_ctx_free(ctx);
@@ -488,11 +488,11 @@ static void test_renegotiation_refused(void **state)
     redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
     redtls__transport *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(redtls__tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
-    assert_status(t->ops->write(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
     char buf[32];
     size_t got = 0;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
+    assert_status(unit_read(t, buf, sizeof buf, &got, redtls__deadline_after(3000), err), REDTLS_E_TLS);
     assert_contains(err, "asked to renegotiate the TLS session, which redtls refuses");
     assert_contains(err, "alert handshake failure");
     t->ops->close(t, 0);
@@ -500,9 +500,41 @@ static void test_renegotiation_refused(void **state)
     redtls__tls_ctx_free(ctx);
 }
 
+/* A read with no room, while OpenSSL still holds part of a record, does
+ * nothing: SSL_read_ex would answer "error", which must not read as the
+ * server closing the connection (the cluster reads with a byte budget). */
+static void test_read_without_room(void **state)
+{
+    (void)state;
+    srv s;
+    int fd = srv_start(&s, SRV_PONG_SHUTDOWN, 0);
+    redtls__tls_ctx *ctx = client_ctx(ca_crt, 12);
+    redtls__transport *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(unit_tls_connect(ctx, fd, "redis.test", NULL, redtls__deadline_after(3000), &t, err), REDTLS_OK);
+    assert_non_null(t);
+    assert_status(unit_write_all(t, "PING\r\n", 6, redtls__deadline_after(3000), err), REDTLS_OK);
+    char buf[32];
+    size_t got = 0;
+    assert_status(unit_read(t, buf, 3, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_int_equal(got, 3);
+    int want = -1;
+    got = 99;
+    assert_status(t->ops->read(t, buf, 0, &got, &want, err), REDTLS_OK);
+    assert_int_equal(got, 0);
+    assert_int_equal(want, 0);
+    assert_status(unit_read(t, buf + 3, sizeof buf - 3, &got, redtls__deadline_after(3000), err), REDTLS_OK);
+    assert_int_equal(got, 4);
+    assert_memory_equal(buf, "+PONG\r\n", 7);
+    t->ops->close(t, 1);
+    srv_join(&s);
+    redtls__tls_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_without_room),
         cmocka_unit_test(test_is_ip_literal),
         cmocka_unit_test(test_check_pems),
         cmocka_unit_test(test_ctx_new),

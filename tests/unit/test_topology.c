@@ -2,7 +2,7 @@
  * as RESP text and parsed by the limited reader. */
 #include "unit_util.h"
 
-#include "cluster/topology.h"
+#include "topology.h"
 
 static redisReply *resp(const char *text)
 {

@@ -22,27 +22,27 @@ static void test_mem_reads_chunks_in_order(void **state)
     char buf[64], err[REDTLS__ERRMSG_MAX] = "";
     size_t got = 0;
     /* One chunk per read, even when more would fit. */
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     assert_int_equal(got, 5);
     assert_memory_equal(buf, "hello", 5);
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     assert_int_equal(got, 3);
     assert_memory_equal(buf, "a\0b", 3);
     /* A chunk larger than the buffer is handed out in pieces. */
-    assert_status(t->ops->read(t, buf, 4, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_read(t, buf, 4, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     assert_int_equal(got, 4);
     assert_memory_equal(buf, "worl", 4);
-    assert_status(t->ops->read(t, buf, 4, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_read(t, buf, 4, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     assert_int_equal(got, 2);
     assert_memory_equal(buf, "d!", 2);
     /* Then the scripted end, every time. */
     got = 77;
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_E_EOF);
+    assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_E_EOF);
     assert_string_equal(err, "server closed the connection");
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_E_EOF);
+    assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_E_EOF);
     /* Pushing after the end works. */
     unit_push(t, "more");
-    assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     assert_int_equal(got, 4);
     t->ops->close(t, 1);
 }
@@ -58,10 +58,10 @@ static void test_mem_at_end_kinds(void **state)
         assert_status(redtls__mem_transport(&t, ends[i]), REDTLS_OK);
         char buf[8], err[REDTLS__ERRMSG_MAX] = "";
         size_t got = 0;
-        assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), ends[i]);
+        assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, err), ends[i]);
         assert_string_equal(err, msgs[i]);
         /* A NULL message buffer is allowed. */
-        assert_status(t->ops->read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, NULL), ends[i]);
+        assert_status(unit_read(t, buf, sizeof buf, &got, REDTLS__NO_DEADLINE, NULL), ends[i]);
         t->ops->close(t, 0);
     }
 }
@@ -76,11 +76,11 @@ static void test_mem_records_writes(void **state)
     assert_int_equal(len, 0);
     assert_int_equal(redtls__mem_write_calls(t), 0);
     char err[REDTLS__ERRMSG_MAX];
-    assert_status(t->ops->write(t, "abc", 3, REDTLS__NO_DEADLINE, err), REDTLS_OK);
-    assert_status(t->ops->write(t, "\0\r\n", 3, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_write_all(t, "abc", 3, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_write_all(t, "\0\r\n", 3, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     char big[1000];
     memset(big, 'z', sizeof big);
-    assert_status(t->ops->write(t, big, sizeof big, REDTLS__NO_DEADLINE, err), REDTLS_OK);
+    assert_status(unit_write_all(t, big, sizeof big, REDTLS__NO_DEADLINE, err), REDTLS_OK);
     const char *w = redtls__mem_written(t, &len);
     assert_int_equal(len, 1006);
     assert_memory_equal(w, "abc\0\r\n", 6);
@@ -137,7 +137,7 @@ static void test_plain_write_and_read(void **state)
 {
     pair *p = *state;
     char err[REDTLS__ERRMSG_MAX] = "";
-    assert_status(p->t->ops->write(p->t, "*1\r\n$4\r\nPING\r\n", 14, redtls__deadline_after(1000), err), REDTLS_OK);
+    assert_status(unit_write_all(p->t, "*1\r\n$4\r\nPING\r\n", 14, redtls__deadline_after(1000), err), REDTLS_OK);
     char buf[64];
     ssize_t n = recv(p->peer, buf, sizeof buf, 0);
     assert_int_equal(n, 14);
@@ -145,13 +145,13 @@ static void test_plain_write_and_read(void **state)
 
     assert_int_equal(send(p->peer, "+PONG\r\n", 7, 0), 7);
     size_t got = 0;
-    assert_status(p->t->ops->read(p->t, buf, sizeof buf, &got, redtls__deadline_after(1000), err), REDTLS_OK);
+    assert_status(unit_read(p->t, buf, sizeof buf, &got, redtls__deadline_after(1000), err), REDTLS_OK);
     assert_int_equal(got, 7);
     assert_memory_equal(buf, "+PONG\r\n", 7);
 
     /* A read waits for data that arrives later (within the deadline). */
     assert_int_equal(send(p->peer, "x", 1, 0), 1);
-    assert_status(p->t->ops->read(p->t, buf, 1, &got, redtls__deadline_after(1000), err), REDTLS_OK);
+    assert_status(unit_read(p->t, buf, 1, &got, redtls__deadline_after(1000), err), REDTLS_OK);
     assert_int_equal(got, 1);
 }
 
@@ -164,9 +164,9 @@ static void test_plain_eof(void **state)
     char buf[64], err[REDTLS__ERRMSG_MAX] = "";
     size_t got = 0;
     /* Data sent before the close is delivered first. */
-    assert_status(p->t->ops->read(p->t, buf, sizeof buf, &got, redtls__deadline_after(1000), err), REDTLS_OK);
+    assert_status(unit_read(p->t, buf, sizeof buf, &got, redtls__deadline_after(1000), err), REDTLS_OK);
     assert_int_equal(got, 4);
-    assert_status(p->t->ops->read(p->t, buf, sizeof buf, &got, redtls__deadline_after(1000), err), REDTLS_E_EOF);
+    assert_status(unit_read(p->t, buf, sizeof buf, &got, redtls__deadline_after(1000), err), REDTLS_E_EOF);
     assert_string_equal(err, "server closed the connection");
 }
 
@@ -189,12 +189,12 @@ static void test_plain_write_after_peer_closed_no_sigpipe(void **state)
     close(p->peer);
     p->peer = -1;
     char err[REDTLS__ERRMSG_MAX] = "";
-    redtls_status st = p->t->ops->write(p->t, "PING\r\n", 6, redtls__deadline_after(1000), err);
+    redtls_status st = unit_write_all(p->t, "PING\r\n", 6, redtls__deadline_after(1000), err);
     assert_status(st, REDTLS_E_IO);
     assert_contains(err, "write failed");
     assert_contains(err, strerror(EPIPE));
     /* And again: still no signal. */
-    assert_status(p->t->ops->write(p->t, "PING\r\n", 6, redtls__deadline_after(1000), err), REDTLS_E_IO);
+    assert_status(unit_write_all(p->t, "PING\r\n", 6, redtls__deadline_after(1000), err), REDTLS_E_IO);
 }
 
 static void test_plain_read_timeout(void **state)
@@ -203,14 +203,14 @@ static void test_plain_read_timeout(void **state)
     char buf[8], err[REDTLS__ERRMSG_MAX] = "";
     size_t got = 0;
     int64_t t0 = redtls__now_ms();
-    assert_status(p->t->ops->read(p->t, buf, sizeof buf, &got, redtls__deadline_after(60), err),
+    assert_status(unit_read(p->t, buf, sizeof buf, &got, redtls__deadline_after(60), err),
                   REDTLS_E_COMMAND_TIMEOUT);
     int64_t took = redtls__now_ms() - t0;
     assert_true(took >= 55 && took < 1000);
     assert_string_equal(err, "timed out waiting for the server");
     /* A deadline already passed fails at once. */
     t0 = redtls__now_ms();
-    assert_status(p->t->ops->read(p->t, buf, sizeof buf, &got, redtls__now_ms() - 1, err), REDTLS_E_COMMAND_TIMEOUT);
+    assert_status(unit_read(p->t, buf, sizeof buf, &got, redtls__now_ms() - 1, err), REDTLS_E_COMMAND_TIMEOUT);
     assert_true(redtls__now_ms() - t0 < 50);
 }
 
@@ -224,7 +224,7 @@ static void test_plain_write_timeout(void **state)
     memset(big, 'w', n);
     char err[REDTLS__ERRMSG_MAX] = "";
     int64_t t0 = redtls__now_ms();
-    assert_status(p->t->ops->write(p->t, big, n, redtls__deadline_after(80), err), REDTLS_E_COMMAND_TIMEOUT);
+    assert_status(unit_write_all(p->t, big, n, redtls__deadline_after(80), err), REDTLS_E_COMMAND_TIMEOUT);
     int64_t took = redtls__now_ms() - t0;
     assert_true(took >= 75 && took < 1500);
     assert_string_equal(err, "timed out writing to the server");

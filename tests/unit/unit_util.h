@@ -26,7 +26,9 @@
 
 #include <hiredis/hiredis.h>
 
+#include "blocking.h"
 #include "conn.h"
+#include "unit_wait.h"
 
 #define assert_status(actual, expected)                                                                          \
     do {                                                                                                         \

@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -44,6 +45,28 @@ redtls_status redtls__fail(char *err, redtls_status st, const char *fmt, ...)
         vsnprintf(err, REDTLS__ERRMSG_MAX, fmt, ap);
         va_end(ap);
     }
+    return st;
+}
+
+redtls_status redtls__fail_more(char *err, redtls_status st, const char *tail, const char *fmt, ...)
+{
+    if (!err)
+        return st;
+    char cause[REDTLS__ERRMSG_MAX];
+    memcpy(cause, err, sizeof cause);
+    cause[sizeof cause - 1] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err, REDTLS__ERRMSG_MAX, fmt, ap);
+    va_end(ap);
+    size_t used = n < 0 ? 0 : (size_t)n < REDTLS__ERRMSG_MAX ? (size_t)n : REDTLS__ERRMSG_MAX - 1;
+    size_t tail_len = strlen(tail);
+    size_t room = REDTLS__ERRMSG_MAX - 1 - used;
+    /* The cause is cut, never the tail that closes it. */
+    size_t keep = strlen(cause);
+    if (keep + tail_len > room)
+        keep = room > tail_len ? room - tail_len : 0;
+    snprintf(err + used, REDTLS__ERRMSG_MAX - used, "%.*s%s", (int)keep, cause[0] ? cause : "", tail);
     return st;
 }
 

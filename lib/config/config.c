@@ -702,3 +702,59 @@ redtls_status redtls_config_set_tls_session_resumption(redtls_config *cfg, int e
     cfg->tls.resumption = enabled != 0;
     return REDTLS_OK;
 }
+
+/* Token rules and the token pair (used by the setters, the URL parser
+ * and live updates of a connection). */
+
+redtls_status redtls_token_check_elasticache(const char *token, const char **reason)
+{
+    const char *why = NULL;
+    size_t n = token ? strlen(token) : 0;
+    if (!token)
+        why = "token is NULL";
+    else if (n < 16)
+        why = "ElastiCache tokens have at least 16 characters";
+    else if (n > 128)
+        why = "ElastiCache tokens have at most 128 characters";
+    for (size_t i = 0; !why && i < n; i++) {
+        unsigned char ch = (unsigned char)token[i];
+        if (ch <= 0x20 || ch >= 0x7f)
+            why = "ElastiCache tokens hold printable ASCII characters only (no spaces)";
+        else if (ch == '/' || ch == '"' || ch == '@')
+            why = "ElastiCache tokens must not contain '/', '\"' or '@'";
+    }
+    if (reason)
+        *reason = why ? why : "";
+    return why ? REDTLS_E_INVALID : REDTLS_OK;
+}
+
+redtls_status redtls__check_token_policy(const redtls_config *cfg, const char *token, char *err)
+{
+    const char *why;
+    if (cfg->strict_elasticache && redtls_token_check_elasticache(token, &why) != REDTLS_OK)
+        return redtls__fail(err, REDTLS_E_INVALID, "token refused by strict ElastiCache mode: %s", why);
+    return REDTLS_OK;
+}
+
+redtls_status redtls__set_token_pair(redtls_config *cfg, const char *token, const char *token_alt, char *err)
+{
+    if (!token || !token[0] || (token_alt && !token_alt[0]))
+        return redtls__fail(err, REDTLS_E_INVALID, "token must be non-empty; token_alt NULL or non-empty");
+    redtls_status st = redtls__check_token_policy(cfg, token, err);
+    if (st == REDTLS_OK && token_alt)
+        st = redtls__check_token_policy(cfg, token_alt, err);
+    if (st != REDTLS_OK)
+        return st;
+    /* Both copies first: a failure leaves the old pair in place. */
+    redtls__secret t = {NULL, 0}, alt = {NULL, 0};
+    if (redtls__secret_set(&t, token, strlen(token)) != REDTLS_OK ||
+        (token_alt && redtls__secret_set(&alt, token_alt, strlen(token_alt)) != REDTLS_OK)) {
+        redtls__secret_clear(&t);
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory; the previous tokens stay in use");
+    }
+    redtls__secret_clear(&cfg->token);
+    redtls__secret_clear(&cfg->token_alt);
+    cfg->token = t;
+    cfg->token_alt = alt;
+    return REDTLS_OK;
+}

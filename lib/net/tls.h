@@ -50,32 +50,19 @@ redtls_status redtls__tls_check_keypair(const char *cert_pem, size_t cert_len, c
 /* Checks that a PEM holds at least one certificate. */
 redtls_status redtls__tls_check_ca_pem(const char *pem, size_t len, char *err);
 
-/* Runs the TLS handshake on a connected socket (taking ownership of fd, also
- * on failure), verifying the server certificate against verify_name (a DNS
- * name or an IP literal; SNI is sent for names). One trailing dot is dropped
- * from verify_name first (an absolute name); the subjectAltName alone is
- * matched, never the subject CN (RFC 9525). Timeouts are reported as
- * REDTLS_E_HANDSHAKE_TIMEOUT. slot (may be NULL): the session offered for
- * resumption and where new ones are kept; it must outlive the transport. */
-redtls_status redtls__tls_connect(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
-                                  int64_t deadline, redtls__transport **out, char *err);
+/* Sets up a TLS client session on a connected socket (taking ownership of
+ * fd, also on failure) that will verify the server certificate against
+ * verify_name (a DNS name or an IP literal; SNI is sent for names). One
+ * trailing dot is dropped from verify_name first (an absolute name); the
+ * subjectAltName alone is matched, never the subject CN (RFC 9525). slot
+ * (may be NULL): the session offered for resumption and where new ones are
+ * kept; it must outlive the transport. Nothing is sent yet: the
+ * transport's handshake step does that. */
+redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify_name, redtls__tls_session *slot,
+                                redtls__transport **out, char *err);
 
-/* 1 when the handshake resumed a cached session. */
-int redtls__tls_resumed(redtls__transport *base);
-
-/* Under TLS 1.3 the server judges our client certificate only after our
- * side of the handshake is done, so its verdict (an alert, often followed
- * by a reset) arrives later; a harmless probe must precede any credential.
- * Returns 0 when no certificate was requested (or TLS 1.2), 1 when one was
- * requested and none configured, 2 when ours was sent. */
-int redtls__tls_verdict_pending(redtls__transport *base);
-
-/* Details of an established TLS transport, written into out (always
- * NUL-terminated). Return 0 on success, -1 when unavailable. */
-int redtls__tls_describe(redtls__transport *base, int what, char *out, size_t outlen);
-enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER };
-
-/* 1 when s is an IPv4 or IPv6 literal (without brackets). */
-int redtls__is_ip_literal(const char *s);
+/* The failure of a handshake that ran out of time while waiting for want
+ * (POLLIN: the server's answer; POLLOUT: room to send). */
+redtls_status redtls__tls_handshake_timeout(int want, char *err);
 
 #endif

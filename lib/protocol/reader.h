@@ -3,6 +3,8 @@
 #ifndef REDTLS_READER_H
 #define REDTLS_READER_H
 
+#include <hiredis/read.h>
+
 #include "common.h"
 
 struct redisReply;
@@ -26,6 +28,13 @@ typedef struct redtls__reader {
 
 redtls_status redtls__reader_init(redtls__reader *rd, const redtls__limits *limits);
 void redtls__reader_free(redtls__reader *rd);
+
+/* 1 when no unparsed byte is held (no reply can be taken without more). */
+static inline int redtls__reader_idle(const redtls__reader *rd)
+{
+    const redisReader *r = rd->r;
+    return !r || r->pos >= r->len;
+}
 
 /* Hands len bytes to the parser. REDTLS_E_LIMIT when they would push the
  * unparsed data past max_buffer. */

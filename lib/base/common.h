@@ -15,6 +15,11 @@
  * and returns st, so failures read as `return redtls__fail(err, st, ...)`. */
 redtls_status redtls__fail(char *err, redtls_status st, const char *fmt, ...) REDTLS_PRINTF(3, 4);
 
+/* Fails with more context: err becomes the text fmt makes, then err's
+ * previous message (the cause, cut to fit), then tail. */
+redtls_status redtls__fail_more(char *err, redtls_status st, const char *tail, const char *fmt, ...)
+    REDTLS_PRINTF(4, 5);
+
 /* Secrets: heap copies that are wiped before they are freed. */
 typedef struct redtls__secret {
     char *data; /* NUL-terminated; NULL when unset */
@@ -52,17 +57,21 @@ static inline int redtls__parse_decimal(const char *s, size_t len, unsigned long
     return 0;
 }
 
-/* Monotonic milliseconds. */
+/* Monotonic milliseconds: read by drivers only, which pass the time to
+ * the core. */
 int64_t redtls__now_ms(void);
 /* Absolute deadline timeout_ms from now; 0 means none (INT64_MAX). */
 int64_t redtls__deadline_after(unsigned timeout_ms);
 /* Milliseconds left until deadline as a poll() timeout: -1 for no deadline,
  * 0 when it has passed, otherwise clamped to INT_MAX. */
 int redtls__poll_timeout(int64_t deadline);
+/* The deadline timeout_ms after now; 0 means none. */
+static inline int64_t redtls__deadline_from(int64_t now, unsigned timeout_ms)
+{
+    return timeout_ms ? now + (int64_t)timeout_ms : INT64_MAX;
+}
 /* The earlier of two deadlines. */
 int64_t redtls__deadline_min(int64_t a, int64_t b);
-/* Waits until when (a signal does not cut the wait short). */
-void redtls__sleep_until(int64_t when);
 
 #define REDTLS__NO_DEADLINE INT64_MAX
 

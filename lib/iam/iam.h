@@ -11,6 +11,14 @@ enum { REDTLS__AWS_CREDS_NONE, REDTLS__AWS_CREDS_EXPLICIT, REDTLS__AWS_CREDS_ENV
 /* A token is reused for (re)connections while younger than this; it is
  * valid for 15 minutes, the rest is a margin for clock skew and slow
  * set-ups. */
+/* Buffers for what a credential source hands over. STS session tokens run
+ * to a few KiB. */
+#define REDTLS__AWS_ID_MAX 256
+#define REDTLS__AWS_SECRET_MAX 256
+#define REDTLS__AWS_SESSION_MAX 8192
+/* A token: the cache name, the user, the fixed parameters, the signature
+ * and the URL-encoded session token (which may triple in length). */
+#define REDTLS__IAM_TOKEN_MAX ((size_t)3 * REDTLS__AWS_SESSION_MAX + 2048)
 #define REDTLS__IAM_REUSE_MS ((int64_t)10 * 60 * 1000)
 /* The presigned request's lifetime (X-Amz-Expires). */
 #define REDTLS__IAM_EXPIRES_S 900

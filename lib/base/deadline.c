@@ -1,5 +1,4 @@
 #include <limits.h>
-#include <poll.h>
 #include <time.h>
 
 #include "common.h"
@@ -31,13 +30,4 @@ int redtls__poll_timeout(int64_t deadline)
 int64_t redtls__deadline_min(int64_t a, int64_t b)
 {
     return a < b ? a : b;
-}
-
-void redtls__sleep_until(int64_t when)
-{
-    for (;;) {
-        int ms = redtls__poll_timeout(when);
-        if (ms <= 0 || poll(NULL, 0, ms) == 0)
-            return;
-    }
 }

@@ -12,56 +12,59 @@
 typedef struct plain_transport {
     redtls__transport base;
     int fd;
-    int just_wrote; /* the reply cannot be there yet: wait first */
 } plain_transport;
 
-static redtls_status plain_write(redtls__transport *t, const char *buf, size_t len, int64_t deadline, char *err)
+static redtls_status plain_write(redtls__transport *t, const char *buf, size_t len, size_t *done, int *want,
+                                 char *err)
 {
     plain_transport *p = (plain_transport *)t;
-    while (len > 0) {
+    size_t off = 0;
+    int clip = (t->io_max | (size_t)t->io_alternate) != 0;
+    *want = 0;
+    while (off < len) {
+        size_t n_try = clip ? redtls__io_clip(t, len - off) : len - off;
+        if (n_try == 0) {
+            *want = POLLOUT;
+            break;
+        }
         /* MSG_NOSIGNAL: a peer that went away must not raise SIGPIPE in the
          * host process, and we never touch its signal handlers. */
-        ssize_t n = send(p->fd, buf, len, MSG_NOSIGNAL);
+        ssize_t n = send(p->fd, buf + off, n_try, MSG_NOSIGNAL);
         if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
+            off += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = redtls__wait_fd(p->fd, POLLOUT, deadline);
-            if (rc == 0)
-                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out writing to the server");
-            if (rc < 0)
-                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
-            continue;
+            *want = POLLOUT;
+            break;
         }
+        *done = off;
         /* send() returns 0 only for a zero-length write, so errno says
          * nothing then. */
         if (n == 0)
             return redtls__fail(err, REDTLS_E_IO, "write failed: the socket accepted no bytes");
         return redtls__fail(err, REDTLS_E_IO, "write failed: %s", strerror(errno));
     }
-    p->just_wrote = 1;
+    *done = off;
     return REDTLS_OK;
 }
 
-static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int64_t deadline, char *err)
+static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err)
 {
     plain_transport *p = (plain_transport *)t;
-    /* Right after a request nothing can have arrived yet: waiting first
-     * saves a recv() that would only say EAGAIN. */
-    if (p->just_wrote) {
-        p->just_wrote = 0;
-        int rc = redtls__wait_fd(p->fd, POLLIN, deadline);
-        if (rc == 0)
-            return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
-        if (rc < 0)
-            return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
-    }
+    *got = 0;
+    *want = 0;
+    if (cap == 0)
+        return REDTLS_OK;
     for (;;) {
-        ssize_t n = recv(p->fd, buf, cap, 0);
+        size_t n_try = (t->io_max | (size_t)t->io_alternate) != 0 ? redtls__io_clip(t, cap) : cap;
+        if (n_try == 0) {
+            *want = POLLIN;
+            return REDTLS_OK;
+        }
+        ssize_t n = recv(p->fd, buf, n_try, 0);
         if (n > 0) {
             *got = (size_t)n;
             return REDTLS_OK;
@@ -71,12 +74,8 @@ static redtls_status plain_read(redtls__transport *t, char *buf, size_t cap, siz
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rc = redtls__wait_fd(p->fd, POLLIN, deadline);
-            if (rc == 0)
-                return redtls__fail(err, REDTLS_E_COMMAND_TIMEOUT, "timed out waiting for the server");
-            if (rc < 0)
-                return redtls__fail(err, REDTLS_E_IO, "poll: %s", strerror(errno));
-            continue;
+            *want = POLLIN;
+            return REDTLS_OK;
         }
         return redtls__fail(err, REDTLS_E_IO, "read failed: %s", strerror(errno));
     }
@@ -95,18 +94,18 @@ static redtls_status plain_idle_check(redtls__transport *t, char *err)
     return redtls__fd_idle_check(((plain_transport *)t)->fd, err);
 }
 
-static void plain_expect_data(redtls__transport *base)
-{
-    ((plain_transport *)base)->just_wrote = 0;
-}
-
 static int plain_fd(redtls__transport *base)
 {
     return ((plain_transport *)base)->fd;
 }
 
-static const redtls__transport_ops plain_ops = {plain_write, plain_read, plain_close, plain_idle_check,
-                                                plain_expect_data, plain_fd, NULL};
+static const redtls__transport_ops plain_ops = {
+    .write = plain_write,
+    .read = plain_read,
+    .close = plain_close,
+    .idle_check = plain_idle_check,
+    .fd = plain_fd,
+};
 
 redtls_status redtls__plain_transport(int fd, redtls__transport **out)
 {
@@ -136,38 +135,55 @@ typedef struct mem_transport {
     size_t out_len, out_cap, write_calls;
 } mem_transport;
 
-static redtls_status mem_write(redtls__transport *t, const char *buf, size_t len, int64_t deadline, char *err)
+static redtls_status mem_write(redtls__transport *t, const char *buf, size_t len, size_t *done, int *want,
+                               char *err)
 {
     mem_transport *m = (mem_transport *)t;
-    (void)deadline;
+    *done = 0;
+    *want = 0;
     m->write_calls++;
-    if (m->out_len + len + 1 > m->out_cap) {
+    size_t n = redtls__io_clip(t, len);
+    if (n == 0) {
+        *want = POLLOUT;
+        return REDTLS_OK;
+    }
+    if (m->out_len + n + 1 > m->out_cap) {
         size_t cap = m->out_cap ? m->out_cap : 256;
-        while (cap < m->out_len + len + 1)
+        while (cap < m->out_len + n + 1)
             cap *= 2;
-        char *n = realloc(m->out, cap);
-        if (!n)
+        char *grown = realloc(m->out, cap);
+        if (!grown)
             return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
-        m->out = n;
+        m->out = grown;
         m->out_cap = cap;
     }
-    memcpy(m->out + m->out_len, buf, len);
-    m->out_len += len;
+    memcpy(m->out + m->out_len, buf, n);
+    m->out_len += n;
     m->out[m->out_len] = '\0';
+    *done = n;
     return REDTLS_OK;
 }
 
-static redtls_status mem_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int64_t deadline, char *err)
+static redtls_status mem_read(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err)
 {
     mem_transport *m = (mem_transport *)t;
-    (void)deadline;
+    *got = 0;
+    *want = 0;
+    if (cap == 0)
+        return REDTLS_OK;
     mem_chunk *c = m->head;
     if (!c) {
-        if (m->at_end == REDTLS_E_COMMAND_TIMEOUT)
-            return redtls__fail(err, m->at_end, "timed out waiting for the server");
+        if (m->at_end == REDTLS_E_COMMAND_TIMEOUT) {
+            *want = POLLIN;
+            return REDTLS_OK;
+        }
         return redtls__fail(err, m->at_end, "server closed the connection");
     }
-    size_t n = c->len - c->off < cap ? c->len - c->off : cap;
+    size_t n = redtls__io_clip(t, c->len - c->off < cap ? c->len - c->off : cap);
+    if (n == 0) {
+        *want = POLLIN;
+        return REDTLS_OK;
+    }
     memcpy(buf, c->data + c->off, n);
     c->off += n;
     if (c->off == c->len) {
@@ -202,13 +218,44 @@ static redtls_status mem_idle_check(redtls__transport *t, char *err)
     return REDTLS_OK;
 }
 
+/* A read answers at once with data or with the scripted end. */
+static int mem_buffered(redtls__transport *t)
+{
+    mem_transport *m = (mem_transport *)t;
+    return m->head != NULL || m->at_end != REDTLS_E_COMMAND_TIMEOUT;
+}
+
 static int mem_fd(redtls__transport *t)
 {
     (void)t;
     return -1;
 }
 
-static const redtls__transport_ops mem_ops = {mem_write, mem_read, mem_close, mem_idle_check, NULL, mem_fd, NULL};
+static const redtls__transport_ops mem_ops = {
+    .write = mem_write,
+    .read = mem_read,
+    .close = mem_close,
+    .idle_check = mem_idle_check,
+    .buffered = mem_buffered,
+    .fd = mem_fd,
+};
+
+int redtls__transport_resumed(redtls__transport *t)
+{
+    return t->ops->resumed ? t->ops->resumed(t) : 0;
+}
+
+int redtls__transport_verdict_pending(redtls__transport *t)
+{
+    return t->ops->verdict_pending ? t->ops->verdict_pending(t) : 0;
+}
+
+int redtls__transport_describe(redtls__transport *t, int what, char *out, size_t outlen)
+{
+    if (outlen)
+        out[0] = '\0';
+    return t->ops->describe ? t->ops->describe(t, what, out, outlen) : -1;
+}
 
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end)
 {

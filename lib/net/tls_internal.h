@@ -7,6 +7,7 @@
 
 #include <openssl/ssl.h>
 
+#include "sock.h"
 #include "tls.h"
 
 struct redtls__tls_ctx {
@@ -37,16 +38,28 @@ typedef struct redtls__tls_transport {
     int eof;                /* the socket returned end-of-file */
     int cert_requested;     /* the server sent a CertificateRequest */
     int has_client_cert;
-    int just_wrote;         /* the reply cannot be there yet: wait first */
     int refused_reneg;      /* we answered a renegotiation request with no_renegotiation */
     int io_want;            /* POLLIN/POLLOUT: the socket's last answer was "try again" */
     int io_errno;           /* a socket error met by the current read or write, or 0 */
     int peer_close_notify;  /* the server sent close_notify */
     SSL *ssl;
+    char *name;             /* the name verified and sent as SNI */
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */
     verify_note note;
 } redtls__tls_transport;
+
+/* The hooks a context installs (tls.c): the socket BIO's methods and
+ * OpenSSL's callbacks, which find the transport through the SSL's app
+ * data. */
+int redtls__tls_bio_write(BIO *b, const char *buf, int len);
+int redtls__tls_bio_read(BIO *b, char *buf, int len);
+long redtls__tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+int redtls__tls_bio_create(BIO *b);
+int redtls__tls_cert_cb(SSL *ssl, void *arg);
+void redtls__tls_info_cb(const SSL *ssl, int where, int ret);
+int redtls__tls_new_session_cb(SSL *ssl, SSL_SESSION *sess);
+int redtls__tls_verify_cb(int ok, X509_STORE_CTX *store);
 
 /* 1 when OpenSSL failed for lack of memory; empties its error queue. */
 int redtls__tls_drained_nomem(void);

@@ -4,6 +4,7 @@
 
 #include "iam.h"
 #include "reader.h"
+#include "resolve.h"
 #include "tls.h"
 
 /* One address override or verify-name mapping. */
@@ -54,6 +55,7 @@ struct redtls_config {
     unsigned health_check_ms;
     unsigned tcp_user_timeout_ms;
     int cluster_readonly; /* internal: send READONLY after setup (replica reads) */
+    redtls__getaddrinfo_fn resolver; /* internal: NULL = getaddrinfo; tests plug in slow ones */
     char errmsg[REDTLS__ERRMSG_MAX];
 };
 
