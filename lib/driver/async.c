@@ -1,0 +1,702 @@
+/* The asynchronous API: a driver that steps the session's machines when an
+ * event loop says the socket is ready or a time has come, and keeps its
+ * own record of the commands issued (callbacks, deadlines, the order the
+ * replies come back in). See include/redtls/async.h for the rules. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+
+#include "async_internal.h"
+#include "wait.h"
+
+size_t redtls_async_default_max_pending(void)
+{
+    return REDTLS_ASYNC_DEFAULT_MAX_PENDING;
+}
+
+static int64_t real_clock(void *ud)
+{
+    (void)ud;
+    return redtls__now_ms();
+}
+
+static int64_t clock_now(redtls_async *ac)
+{
+    return ac->now = ac->c->now = ac->clock(ac->clock_ud);
+}
+
+redtls_status redtls_async_new(redtls_config *cfg, redtls_async **out)
+{
+    if (!out)
+        return REDTLS_E_INVALID;
+    *out = NULL;
+    if (!cfg)
+        return REDTLS_E_INVALID;
+    redtls_async *ac = calloc(1, sizeof *ac);
+    if (!ac)
+        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    redtls_status st = redtls_conn_new(cfg, &ac->c);
+    if (st != REDTLS_OK) {
+        free(ac);
+        return st;
+    }
+    ac->clock = real_clock;
+    ac->max_pending = REDTLS_ASYNC_DEFAULT_MAX_PENDING;
+    *out = ac;
+    return REDTLS_OK;
+}
+
+const char *redtls_async_errmsg(const redtls_async *ac)
+{
+    return ac ? ac->c->errmsg : "";
+}
+
+int redtls_async_is_connected(const redtls_async *ac)
+{
+    return ac && ac->up;
+}
+
+size_t redtls_async_pending(const redtls_async *ac)
+{
+    return ac ? ac->n_alive : 0;
+}
+
+redtls_status redtls_async_set_max_pending(redtls_async *ac, size_t max)
+{
+    if (!ac)
+        return REDTLS_E_INVALID;
+    ac->max_pending = max ? max : REDTLS_ASYNC_DEFAULT_MAX_PENDING;
+    return REDTLS_OK;
+}
+
+/* ---- the command records ---- */
+
+static void list_push(redtls__acmd **head, redtls__acmd **tail, redtls__acmd *m)
+{
+    m->next = NULL;
+    if (*tail)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
+}
+
+static redtls__acmd *list_pop(redtls__acmd **head, redtls__acmd **tail)
+{
+    redtls__acmd *m = *head;
+    if (m) {
+        *head = m->next;
+        if (!*head)
+            *tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+static void acmd_free(redtls__acmd *m)
+{
+    free(m->frame);
+    free(m);
+}
+
+/* Calls a command's callback (once: the record no longer has one after). */
+static void finish(redtls_async *ac, redtls__acmd *m, redtls_status st, redisReply *reply)
+{
+    redtls_async_reply_cb cb = m->cb;
+    void *ud = m->ud;
+    m->cb = NULL;
+    ac->n_alive--;
+    if (cb)
+        cb(ac, st, reply, ud);
+    else
+        freeReplyObject(reply);
+}
+
+/* Ends every command of a list with st and the handle's message (for
+ * those that are still owed a callback); the records are freed. The list
+ * is taken first, so a callback may issue new commands. */
+static void finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail, redtls_status st)
+{
+    redtls__acmd *m = *head;
+    *head = *tail = NULL;
+    while (m) {
+        redtls__acmd *next = m->next;
+        if (m->cb)
+            finish(ac, m, st, NULL);
+        acmd_free(m);
+        m = next;
+    }
+}
+
+static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t len, redtls_async_reply_cb cb,
+                           void *ud)
+{
+    redtls__acmd *m = calloc(1, sizeof *m);
+    if (!m) {
+        free(frame);
+        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
+    }
+    m->cb = cb;
+    m->ud = ud;
+    m->flags = flags;
+    m->frame = frame;
+    m->len = len;
+    m->deadline = redtls__deadline_from(clock_now(ac), ac->c->cfg.command_timeout_ms);
+    list_push(&ac->q_head, &ac->q_tail, m);
+    ac->n_alive++;
+    ac->wanted = 1;
+    redtls__async_kick(ac);
+    return REDTLS_OK;
+}
+
+static redtls_status check_issue(redtls_async *ac)
+{
+    ac->c->errmsg[0] = '\0';
+    if (ac->n_alive >= ac->max_pending)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_LIMIT,
+                            "%zu commands are queued or in flight, the limit (redtls_async_set_max_pending): wait for "
+                            "replies before issuing more",
+                            ac->n_alive);
+    if (ac->gave_up)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_UNAVAILABLE,
+                            "gave up reconnecting (last failure: %.300s); call redtls_async_connect to start again",
+                            ac->c->last_cause);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,
+                                        const size_t *argvlen, redtls_async_reply_cb cb, void *userdata)
+{
+    if (!ac || ac->freeing)
+        return REDTLS_E_INVALID;
+    redtls_status st = check_issue(ac);
+    if (st != REDTLS_OK)
+        return st;
+    if (argc <= 0 || !argv)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
+    if (redtls__argv_asks_resp3(argc, argv, argvlen))
+        return redtls__conn_resp3_refused(ac->c);
+    char *frame = NULL;
+    size_t len = 0, cap = 0;
+    if ((st = redtls__format_argv(&frame, &len, &cap, argc, argv, argvlen)) != REDTLS_OK) {
+        free(frame);
+        return redtls__fail(ac->c->errmsg, st, "out of memory formatting the command");
+    }
+    return issue(ac, flags, frame, len, cb, userdata);
+}
+
+redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, void *userdata, const char *fmt, ...)
+{
+    if (!ac || ac->freeing)
+        return REDTLS_E_INVALID;
+    redtls_status st = check_issue(ac);
+    if (st != REDTLS_OK)
+        return st;
+    if (!fmt)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "format is NULL");
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (n == -2)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "invalid format string");
+    if (n <= 0 || !cmd)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
+    char *frame = malloc((size_t)n);
+    if (frame)
+        memcpy(frame, cmd, (size_t)n);
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+    redisFreeCommand(cmd);
+#else
+    free(cmd);
+#endif
+    if (!frame)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
+    if (redtls__frame_asks_resp3(frame, (size_t)n)) {
+        OPENSSL_cleanse(frame, (size_t)n);
+        free(frame);
+        return redtls__conn_resp3_refused(ac->c);
+    }
+    return issue(ac, 0, frame, (size_t)n, cb, userdata);
+}
+
+/* ---- connecting ---- */
+
+static void connect_done(redtls_async *ac, redtls_status st)
+{
+    redtls_async_connect_cb cb = ac->ccb;
+    void *ud = ac->cud;
+    ac->ccb = NULL;
+    ac->connect_asked = 0;
+    if (cb)
+        cb(ac, st, ud);
+}
+
+redtls_status redtls_async_connect(redtls_async *ac, redtls_async_connect_cb cb, void *userdata)
+{
+    if (!ac || ac->freeing)
+        return REDTLS_E_INVALID;
+    ac->c->errmsg[0] = '\0';
+    if (ac->up || ac->attempting || ac->connect_asked)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_STATE, "already connected or connecting");
+    ac->ccb = cb;
+    ac->cud = userdata;
+    ac->connect_asked = 1;
+    ac->gave_up = 0;
+    redtls__attempt_succeeded(ac->c); /* an explicit connect starts afresh */
+    ac->wanted = 1;
+    redtls__async_kick(ac);
+    return REDTLS_OK;
+}
+
+/* The connection is gone (st, the message in errmsg): commands in flight
+ * are lost (resent once when idempotent), the timed-out ones' replies will
+ * never come, and the connection is made again when commands wait. */
+static void connection_lost(redtls_async *ac, redtls_status st)
+{
+    redtls_conn *c = ac->c;
+    int was_up = ac->up;
+    ac->up = 0;
+    redtls__conn_abandon(c, st);
+    if (!was_up && !ac->s_head)
+        return;
+    redtls__acmd *m = ac->s_head, *resend_head = NULL, *resend_tail = NULL, *lost_head = NULL, *lost_tail = NULL;
+    ac->s_head = ac->s_tail = NULL;
+    while (m) {
+        redtls__acmd *next = m->next;
+        if (!m->cb)
+            acmd_free(m);
+        else if ((m->flags & REDTLS_CMD_IDEMPOTENT) && !m->resent && m->frame)
+            list_push(&resend_head, &resend_tail, m);
+        else
+            list_push(&lost_head, &lost_tail, m);
+        m = next;
+    }
+    /* Resends go first, in their order, before what was never written. */
+    if (resend_head) {
+        for (redtls__acmd *r = resend_head; r; r = r->next)
+            r->resent = 1;
+        resend_tail->next = ac->q_head;
+        ac->q_head = resend_head;
+        if (!ac->q_tail)
+            ac->q_tail = resend_tail;
+    }
+    if (lost_head) {
+        char cause[REDTLS__ERRMSG_MAX];
+        memcpy(cause, c->errmsg, sizeof cause);
+        redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                     "the connection broke after the command was sent, so it may or may not have run (%.400s)", cause);
+        finish_all(ac, &lost_head, &lost_tail, REDTLS_E_OUTCOME_UNKNOWN);
+        memcpy(c->errmsg, cause, sizeof cause);
+    }
+}
+
+/* Not connected, with work waiting: an attempt when the backoff allows. */
+static void step_connect(redtls_async *ac, int64_t now)
+{
+    redtls_conn *c = ac->c;
+    if (!ac->attempting) {
+        if (!ac->q_head && !ac->connect_asked)
+            return;
+        if (ac->tried && !c->cfg.reconnect && !ac->connect_asked) {
+            redtls__fail(c->errmsg, REDTLS_E_STATE,
+                         "not connected, and reconnection is off (last failure: %.300s): call redtls_async_connect",
+                         c->last_cause);
+            finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_STATE);
+            return;
+        }
+        if (c->next_attempt > now) {
+            ac->wake_at = c->next_attempt;
+            return;
+        }
+        redtls_status st = redtls__attempt_start(c, now, REDTLS__NO_DEADLINE);
+        ac->tried = 1;
+        if (st != REDTLS_OK) {
+            ac->attempt_st = st;
+            goto failed;
+        }
+        ac->attempting = 1;
+    }
+    int done = 0;
+    redtls_status st = redtls__attempt_step(c, now, &done, &ac->w);
+    if (st == REDTLS_OK && !done)
+        return;
+    ac->attempting = 0;
+    ac->w = (redtls__wait){-1, 0, REDTLS__NO_DEADLINE};
+    if (st == REDTLS_OK) {
+        redtls__attempt_succeeded(c);
+        ac->up = 1;
+        ac->last_read = now;
+        connect_done(ac, REDTLS_OK);
+        return;
+    }
+    ac->attempt_st = st;
+failed:
+    c->last_status = ac->attempt_st;
+    redtls__attempt_failed(c, now);
+    connect_done(ac, ac->attempt_st);
+    if (c->gave_up) {
+        ac->gave_up = 1;
+        redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
+                     "gave up reconnecting after %u attempts (last failure: %.300s); call redtls_async_connect to start "
+                     "again",
+                     c->attempts, c->last_cause);
+        finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_UNAVAILABLE);
+    } else if (!c->cfg.reconnect) {
+        finish_all(ac, &ac->q_head, &ac->q_tail, ac->attempt_st);
+    }
+}
+
+/* ---- deadlines ---- */
+
+/* Commands past their deadline end alone: those not written yet leave the
+ * queue; those in flight keep their place (their reply, when it comes, is
+ * dropped) but their callback is called now. */
+static void expire(redtls_async *ac, int64_t now)
+{
+    redtls__acmd *late_head = NULL, *late_tail = NULL, *keep_head = NULL, *keep_tail = NULL;
+    for (redtls__acmd *m = ac->q_head, *next; m; m = next) {
+        next = m->next;
+        if (m->deadline <= now)
+            list_push(&late_head, &late_tail, m);
+        else
+            list_push(&keep_head, &keep_tail, m);
+    }
+    ac->q_head = keep_head;
+    ac->q_tail = keep_tail;
+    if (late_head) {
+        redtls_conn *c = ac->c;
+        char cause[REDTLS__ERRMSG_MAX];
+        memcpy(cause, c->errmsg, sizeof cause);
+        if (ac->up)
+            redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT, "the command could not be written within the command timeout");
+        else
+            redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                         "not connected within the command timeout; the command was not sent (last failure: %.300s)",
+                         c->last_cause[0] ? c->last_cause : "none yet");
+        finish_all(ac, &late_head, &late_tail, REDTLS_E_COMMAND_TIMEOUT);
+        memcpy(c->errmsg, cause, sizeof cause);
+    }
+    for (redtls__acmd *m = ac->s_head; m && !ac->freeing; m = m->next) {
+        if (m->cb && m->deadline <= now) {
+            redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                         "no reply within the command timeout (the command may have run; its reply, if it comes, "
+                         "is dropped)");
+            finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
+        }
+    }
+}
+
+/* ---- connected: writes and reads ---- */
+
+static void step_up(redtls_async *ac, int64_t now)
+{
+    redtls_conn *c = ac->c;
+    /* Everything issued since the last pass goes out in one write; not
+     * while a re-authentication is owed (NOAUTH: it waits until the
+     * replies owed are in). */
+    if (ac->q_head && !c->need_reauth) {
+        while (ac->q_head) {
+            redtls__acmd *m = ac->q_head;
+            if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK)
+                break;
+            list_pop(&ac->q_head, &ac->q_tail);
+            if (!(m->flags & REDTLS_CMD_IDEMPOTENT) || m->resent) {
+                free(m->frame);
+                m->frame = NULL;
+            }
+            list_push(&ac->s_head, &ac->s_tail, m);
+        }
+    }
+    int want = 0;
+    redtls_status st = redtls__conn_write_step(c, &want);
+    if (st != REDTLS_OK) {
+        connection_lost(ac, st);
+        return;
+    }
+    ac->write_want = want;
+    /* Replies, in order, as far as they have come. */
+    for (int reads = 0; c->tp && ac->s_head && !ac->freeing; reads++) {
+        redisReply *r = NULL;
+        int rwant = 0;
+        size_t got = 0;
+        if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
+            if (reads > 64)
+                break; /* back to the loop; the socket is still readable */
+            c->just_wrote = 0;
+            st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
+            if (got)
+                ac->last_read = now;
+        }
+        if (st != REDTLS_OK) {
+            connection_lost(ac, st);
+            return;
+        }
+        if (!r) {
+            if (rwant)
+                break;
+            continue;
+        }
+        ac->last_read = now;
+        redtls__acmd *m = list_pop(&ac->s_head, &ac->s_tail);
+        if (m->cb)
+            finish(ac, m, REDTLS_OK, r);
+        else
+            freeReplyObject(r);
+        acmd_free(m);
+    }
+    if (ac->freeing || !c->tp)
+        return;
+    /* Replies owed and nothing at all from the server for a whole command
+     * timeout: the connection is dead, whatever TCP says. */
+    if (ac->s_head && c->cfg.command_timeout_ms && now - ac->last_read >= (int64_t)c->cfg.command_timeout_ms) {
+        redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                     "the server sent nothing for %u ms while replies were owed: the connection is closed",
+                     c->cfg.command_timeout_ms);
+        connection_lost(ac, REDTLS_E_COMMAND_TIMEOUT);
+        return;
+    }
+    /* An idle connection: the health check, an owed re-AUTH, the server
+     * gone (the ready machine, allowed no attempt: reconnecting is ours). */
+    redtls_status idle;
+    if (!ac->s_head && !ac->readying && (ac->q_head || c->need_reauth) && redtls__ready_needed(c, now, &idle)) {
+        int64_t deadline = ac->q_head ? ac->q_head->deadline : redtls__deadline_from(now, c->cfg.command_timeout_ms);
+        redtls__ready_start(c, now, deadline, 1, idle);
+        ac->readying = 1;
+    }
+}
+
+static void step_ready(redtls_async *ac, int64_t now)
+{
+    int done = 0;
+    redtls_status st = redtls__ready_step(ac->c, now, &done, &ac->w);
+    if (st == REDTLS_OK && !done)
+        return;
+    ac->readying = 0;
+    ac->w = (redtls__wait){-1, 0, REDTLS__NO_DEADLINE};
+    if (!ac->c->tp) {
+        ac->up = 0;
+        connection_lost(ac, st != REDTLS_OK ? st : REDTLS_E_IO);
+    }
+}
+
+/* One pass: deadlines, then whatever the state allows, until nothing more
+ * can be done now. */
+static void pass(redtls_async *ac)
+{
+    int64_t now = clock_now(ac);
+    ac->wake_at = REDTLS__NO_DEADLINE;
+    for (int round = 0; round < 8 && !ac->freeing; round++) {
+        int was_up = ac->up, was_ready = ac->readying, was_attempting = ac->attempting;
+        expire(ac, now);
+        if (ac->freeing)
+            break;
+        if (ac->readying)
+            step_ready(ac, now);
+        else if (ac->up)
+            step_up(ac, now);
+        else
+            step_connect(ac, now);
+        if (ac->up == was_up && ac->readying == was_ready && ac->attempting == was_attempting)
+            break;
+    }
+}
+
+/* ---- what the loop is to watch ---- */
+
+int redtls_async_fd(const redtls_async *ac)
+{
+    if (!ac)
+        return -1;
+    if (ac->readying || ac->attempting)
+        return ac->w.events ? ac->w.fd : -1;
+    return ac->up && ac->c->tp ? ac->c->fd : -1;
+}
+
+int redtls_async_events(const redtls_async *ac)
+{
+    if (!ac)
+        return 0;
+    int w = ac->readying || ac->attempting ? ac->w.events : ac->up ? POLLIN | ac->write_want : 0;
+    return (w & POLLIN ? REDTLS_ASYNC_READ : 0) | (w & POLLOUT ? REDTLS_ASYNC_WRITE : 0);
+}
+
+/* The earliest time process must run: a machine's time, the first
+ * deadline, the silence limit, the next attempt. */
+static int64_t next_time(const redtls_async *ac)
+{
+    int64_t t = ac->wake_at;
+    if (ac->readying || ac->attempting)
+        t = redtls__deadline_min(t, ac->w.at);
+    for (const redtls__acmd *m = ac->q_head; m; m = m->next)
+        t = redtls__deadline_min(t, m->deadline);
+    for (const redtls__acmd *m = ac->s_head; m; m = m->next)
+        if (m->cb)
+            t = redtls__deadline_min(t, m->deadline);
+    if (ac->up && ac->s_head && ac->c->cfg.command_timeout_ms)
+        t = redtls__deadline_min(t, ac->last_read + (int64_t)ac->c->cfg.command_timeout_ms);
+    if (ac->wanted)
+        t = redtls__deadline_min(t, ac->now);
+    return t;
+}
+
+int redtls_async_timeout_ms(const redtls_async *ac)
+{
+    if (!ac)
+        return -1;
+    int64_t t = next_time(ac);
+    if (t == REDTLS__NO_DEADLINE)
+        return -1;
+    int64_t left = t - ac->clock(ac->clock_ud);
+    return left <= 0 ? 0 : left > 86400000 ? 86400000 : (int)left;
+}
+
+/* Tells the adapter what is wanted now. */
+void redtls__async_kick(redtls_async *ac)
+{
+    if (!ac->has_hooks || ac->in_process)
+        return;
+    int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
+    if (fd != ac->hooked_fd || ev != ac->hooked_events) {
+        ac->hooks.watch(ac->hooks.data, fd, ev);
+        ac->hooked_fd = fd;
+        ac->hooked_events = ev;
+    }
+    int ms = redtls_async_timeout_ms(ac);
+    if (ms != ac->hooked_ms || ms >= 0) {
+        ac->hooks.timer(ac->hooks.data, ms);
+        ac->hooked_ms = ms;
+    }
+}
+
+static void really_free(redtls_async *ac);
+
+redtls_status redtls_async_process(redtls_async *ac, int events)
+{
+    (void)events;
+    if (!ac)
+        return REDTLS_E_INVALID;
+    if (ac->in_process || ac->freeing)
+        return REDTLS_OK;
+    ac->in_process = 1;
+    ac->wanted = 0;
+    pass(ac);
+    ac->in_process = 0;
+    if (ac->freeing) {
+        really_free(ac);
+        return REDTLS_OK;
+    }
+    redtls__async_kick(ac);
+    return REDTLS_OK;
+}
+
+redtls_status redtls_async_attach(redtls_async *ac, const redtls_async_hooks *hooks)
+{
+    if (!ac || (hooks && (!hooks->watch || !hooks->timer)))
+        return REDTLS_E_INVALID;
+    if (ac->has_hooks && ac->hooks.detach)
+        ac->hooks.detach(ac->hooks.data);
+    ac->has_hooks = hooks != NULL;
+    if (hooks)
+        ac->hooks = *hooks;
+    ac->hooked_fd = -2;
+    ac->hooked_events = -1;
+    ac->hooked_ms = -2;
+    redtls__async_kick(ac);
+    return REDTLS_OK;
+}
+
+/* ---- closing ---- */
+
+static void end_everything(redtls_async *ac, redtls_status st, const char *why)
+{
+    redtls_conn *c = ac->c;
+    redtls__fail(c->errmsg, st, "%s", why);
+    if (ac->attempting)
+        redtls__attempt_cancel(c);
+    if (ac->readying)
+        redtls__ready_cancel(c);
+    ac->attempting = ac->readying = 0;
+    ac->w = (redtls__wait){-1, 0, REDTLS__NO_DEADLINE};
+    redtls_conn_close(c);
+    ac->up = 0;
+    connect_done(ac, st);
+    redtls__acmd *sh = ac->s_head, *st_ = ac->s_tail;
+    ac->s_head = ac->s_tail = NULL;
+    finish_all(ac, &sh, &st_, st);
+    finish_all(ac, &ac->q_head, &ac->q_tail, st);
+}
+
+void redtls_async_close(redtls_async *ac)
+{
+    if (!ac || ac->freeing)
+        return;
+    end_everything(ac, REDTLS_E_CLOSED, "closed by the application");
+    redtls__async_kick(ac);
+}
+
+static void really_free(redtls_async *ac)
+{
+    if (ac->has_hooks && ac->hooks.detach)
+        ac->hooks.detach(ac->hooks.data);
+    redtls_conn_free(ac->c);
+    free(ac);
+}
+
+void redtls_async_free(redtls_async *ac)
+{
+    if (!ac || ac->freeing)
+        return;
+    ac->freeing = 1;
+    end_everything(ac, REDTLS_E_CLOSED, "the handle was freed");
+    /* Commands issued from those callbacks are refused (freeing). */
+    if (!ac->in_process)
+        really_free(ac);
+}
+
+/* ---- the built-in loop ---- */
+
+redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
+{
+    if ((!handles && n) || n > 4096)
+        return REDTLS_E_INVALID;
+    int64_t end = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
+    struct pollfd pfd[64];
+    for (;;) {
+        int busy = 0;
+        for (size_t i = 0; i < n; i++)
+            if (handles[i]) {
+                redtls_async_process(handles[i], 0);
+                busy |= redtls_async_pending(handles[i]) > 0 || handles[i]->connect_asked || handles[i]->attempting;
+            }
+        if (!busy)
+            return REDTLS_OK;
+        int64_t now = redtls__now_ms();
+        if (now >= end)
+            return REDTLS_E_COMMAND_TIMEOUT;
+        int64_t wake = end;
+        nfds_t np = 0;
+        for (size_t i = 0; i < n && np < 64; i++) {
+            redtls_async *ac = handles[i];
+            if (!ac)
+                continue;
+            int ms = redtls_async_timeout_ms(ac);
+            if (ms >= 0)
+                wake = redtls__deadline_min(wake, now + ms);
+            int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
+            if (fd >= 0 && ev)
+                pfd[np++] = (struct pollfd){fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) |
+                                                        (ev & REDTLS_ASYNC_WRITE ? POLLOUT : 0)),
+                                            0};
+        }
+        int ms = redtls__poll_timeout(wake);
+        if (poll(pfd, np, ms) < 0 && errno != EINTR)
+            return REDTLS_E_IO;
+    }
+}

@@ -1,0 +1,385 @@
+/* lib/driver/async.c under the memory transport and a fake clock (and one
+ * Unix socket served by the test): one write per pass, replies in order,
+ * each command's own deadline with late replies dropped, the silent-server
+ * rule, backpressure, callbacks that issue commands or free the handle,
+ * commands issued before the connection exists, a broken connection. Every
+ * test checks that every callback ran exactly once. */
+#include "unit_util.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "async_internal.h"
+
+#define T0 1000000
+
+static int64_t fake_now;
+static int64_t fake_clock(void *ud)
+{
+    (void)ud;
+    return fake_now;
+}
+
+/* What the callbacks saw, per command (by its index as userdata). */
+#define MAXC 16
+typedef struct seen {
+    int calls[MAXC];
+    redtls_status st[MAXC];
+    char reply[MAXC][32];
+    redtls_async *ac;
+    int free_in; /* index whose callback frees the handle (-1: none) */
+    int issue_in; /* index whose callback issues command issue_as */
+    int issue_as;
+} seen;
+
+static seen *S;
+
+static void on_reply(redtls_async *ac, redtls_status st, struct redisReply *r, void *ud)
+{
+    int i = (int)(intptr_t)ud;
+    S->calls[i]++;
+    S->st[i] = st;
+    S->reply[i][0] = '\0';
+    if (r) {
+        snprintf(S->reply[i], sizeof S->reply[i], "%s", r->str ? r->str : "");
+        freeReplyObject(r);
+    } else {
+        assert_int_not_equal(st, REDTLS_OK);
+    }
+    if (i == S->issue_in)
+        assert_status(redtls_async_command(ac, on_reply, (void *)(intptr_t)S->issue_as, "GET k%d", S->issue_as),
+                      REDTLS_OK);
+    if (i == S->free_in)
+        redtls_async_free(ac);
+}
+
+static void get(redtls_async *ac, int i)
+{
+    assert_status(redtls_async_command(ac, on_reply, (void *)(intptr_t)i, "GET k%d", i), REDTLS_OK);
+}
+
+static void once_each(const seen *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (s->calls[i] != 1)
+            fail_msg("command %d: callback called %d times", i, s->calls[i]);
+}
+
+/* A handle whose connection is a memory transport, as if connected at
+ * T0; command timeout 100 ms. */
+static redtls_async *mem_async(redtls__transport **tp, redtls_config **cfgp)
+{
+    redtls_config *cfg = unit_plain_config();
+    assert_status(redtls_config_set_command_timeout_ms(cfg, 100), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
+    ac->clock = fake_clock;
+    fake_now = T0;
+    assert_status(redtls__mem_transport(tp, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
+    assert_status(redtls__conn_attach(ac->c, *tp, 0), REDTLS_OK);
+    ac->up = 1;
+    ac->last_read = T0;
+    *cfgp = cfg;
+    return ac;
+}
+
+static void test_one_write_replies_in_order(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    for (int i = 0; i < 3; i++)
+        get(ac, i);
+    assert_int_equal(redtls_async_pending(ac), 3);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(redtls__mem_write_calls(t), 1);
+    size_t len;
+    const char *w = redtls__mem_written(t, &len);
+    assert_int_equal(len, 3 * 21);
+    assert_memory_equal(w, "*2\r\n$3\r\nGET\r\n$2\r\nk0\r\n", 21);
+    unit_push(t, "$2\r\nv0\r\n$2\r\nv1\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[0], 1);
+    assert_int_equal(s.calls[1], 1);
+    assert_int_equal(s.calls[2], 0);
+    assert_string_equal(s.reply[0], "v0");
+    assert_string_equal(s.reply[1], "v1");
+    assert_int_equal(redtls_async_events(ac), REDTLS_ASYNC_READ);
+    unit_push(t, "$2\r\nv2\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_string_equal(s.reply[2], "v2");
+    once_each(&s, 3);
+    assert_int_equal(redtls_async_pending(ac), 0);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+/* B and C time out in the middle of a pipeline; their replies come late
+ * and are dropped; D, issued after, gets its own reply, never theirs. */
+static void test_timeout_mid_pipeline(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    for (int i = 0; i < 3; i++)
+        get(ac, i);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    fake_now = T0 + 50;
+    unit_push(t, "$1\r\na\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_string_equal(s.reply[0], "a");
+    fake_now = T0 + 60;
+    get(ac, 3);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(redtls_async_timeout_ms(ac), 40); /* B and C's deadline */
+    fake_now = T0 + 100;
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(s.calls[1], 1);
+    assert_int_equal(s.calls[2], 1);
+    assert_status(s.st[1], REDTLS_E_COMMAND_TIMEOUT);
+    assert_status(s.st[2], REDTLS_E_COMMAND_TIMEOUT);
+    assert_int_equal(s.calls[3], 0);
+    assert_true(redtls_async_is_connected(ac)); /* the server spoke 50 ms ago */
+    unit_push(t, "$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n");
+    fake_now = T0 + 110;
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[3], 1);
+    assert_status(s.st[3], REDTLS_OK);
+    assert_string_equal(s.reply[3], "d");
+    once_each(&s, 4);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+/* Replies owed and nothing from the server for a whole command timeout:
+ * the command times out and the connection is closed. */
+static void test_silent_server_closes(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    fake_now = T0 + 99;
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(s.calls[0], 0);
+    assert_true(redtls_async_is_connected(ac));
+    fake_now = T0 + 100;
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(s.calls[0], 1);
+    assert_status(s.st[0], REDTLS_E_COMMAND_TIMEOUT);
+    assert_false(redtls_async_is_connected(ac));
+    assert_contains(redtls_async_errmsg(ac), "sent nothing for 100 ms");
+    once_each(&s, 1);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+static void test_backpressure(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    assert_status(redtls_async_set_max_pending(ac, 2), REDTLS_OK);
+    get(ac, 0);
+    get(ac, 1);
+    assert_status(redtls_async_command(ac, on_reply, (void *)(intptr_t)2, "GET x"), REDTLS_E_LIMIT);
+    assert_contains(redtls_async_errmsg(ac), "2 commands are queued or in flight");
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    unit_push(t, "+OK\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    get(ac, 2); /* room again */
+    redtls_async_free(ac);
+    assert_int_equal(s.calls[2], 1);
+    assert_status(s.st[1], REDTLS_E_CLOSED);
+    assert_status(s.st[2], REDTLS_E_CLOSED);
+    once_each(&s, 3);
+    redtls_config_free(cfg);
+}
+
+/* A callback issues a command; a later callback frees the handle: every
+ * other command still owed is told REDTLS_E_CLOSED, once. */
+static void test_reentrant_callbacks(void **state)
+{
+    (void)state;
+    seen s = {.free_in = 3, .issue_in = 0, .issue_as = 3};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    for (int i = 0; i < 3; i++)
+        get(ac, i);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    unit_push(t, "$1\r\na\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[0], 1);
+    assert_int_equal(redtls_async_pending(ac), 3); /* 1, 2 and the new 3 */
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK); /* 3 goes out */
+    unit_push(t, "$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n");
+    /* 3's callback frees the handle in the middle of this pass. */
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_string_equal(s.reply[1], "b");
+    assert_string_equal(s.reply[2], "c");
+    assert_string_equal(s.reply[3], "d");
+    once_each(&s, 4);
+    redtls_config_free(cfg);
+}
+
+/* Freeing with commands queued and in flight: each callback once, with
+ * REDTLS_E_CLOSED; a command issued from such a callback is refused. */
+static void test_free_ends_everything(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    get(ac, 1);
+    redtls_async_free(ac);
+    assert_status(s.st[0], REDTLS_E_CLOSED);
+    assert_status(s.st[1], REDTLS_E_CLOSED);
+    once_each(&s, 2);
+    redtls_config_free(cfg);
+}
+
+/* ---- with a real (Unix socket) server run by the test ---- */
+
+static char dir[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    unit_tmpdir(dir, sizeof dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    unit_rmtree(dir);
+    return 0;
+}
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(l, 4), 0);
+    return l;
+}
+
+/* Reads one command's worth (n bytes) from the server side. */
+static void server_expect(int fd, size_t n)
+{
+    char buf[512];
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+        assert_int_equal(poll(&p, 1, 2000), 1);
+        ssize_t k = recv(fd, buf + got, sizeof buf - got, 0);
+        assert_true(k > 0);
+        got += (size_t)k;
+    }
+    assert_int_equal(got, n);
+}
+
+/* Commands issued before the connection exists wait for it, then go out
+ * together; a broken connection loses the one in flight (OUTCOME_UNKNOWN)
+ * and resends the idempotent one once on a new connection. */
+static void test_queued_before_connect_and_lost(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    char path[128];
+    snprintf(path, sizeof path, "%s/a.sock", dir);
+    int l = listen_unix(path);
+    redtls_config *cfg = unit_plain_config();
+    assert_status(redtls_config_set_unix_path(cfg, path), REDTLS_OK);
+    assert_status(redtls_config_set_reconnect(cfg, 1), REDTLS_OK);
+    assert_status(redtls_config_set_backoff(cfg, 10, 10), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
+    get(ac, 0);
+    const char *argv[] = {"GET", "k1"};
+    assert_status(redtls_async_command_argv(ac, REDTLS_CMD_IDEMPOTENT, 2, argv, NULL, on_reply, (void *)(intptr_t)1),
+                  REDTLS_OK);
+    assert_false(redtls_async_is_connected(ac));
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    int srv = accept(l, NULL, NULL);
+    assert_true(srv >= 0);
+    for (int i = 0; i < 20 && !redtls_async_is_connected(ac); i++)
+        assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_true(redtls_async_is_connected(ac));
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    server_expect(srv, 42); /* both GETs, one write */
+    close(srv);             /* the server goes away with both in flight */
+    for (int i = 0; i < 50 && s.calls[0] == 0; i++) {
+        struct pollfd p = {.fd = redtls_async_fd(ac), .events = POLLIN, .revents = 0};
+        (void)poll(&p, p.fd >= 0 ? 1 : 0, 50);
+        assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    }
+    assert_int_equal(s.calls[0], 1);
+    assert_status(s.st[0], REDTLS_E_OUTCOME_UNKNOWN);
+    assert_int_equal(s.calls[1], 0); /* resent on the next connection */
+    srv = -1;
+    for (int i = 0; i < 100 && srv < 0; i++) {
+        assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+        struct pollfd p = {.fd = l, .events = POLLIN, .revents = 0};
+        if (poll(&p, 1, 20) == 1)
+            srv = accept(l, NULL, NULL);
+    }
+    assert_true(srv >= 0);
+    for (int i = 0; i < 20 && !redtls_async_is_connected(ac); i++)
+        assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    server_expect(srv, 21);
+    assert_int_equal(send(srv, "$2\r\nv1\r\n", 8, 0), 8);
+    for (int i = 0; i < 50 && s.calls[1] == 0; i++) {
+        struct pollfd p = {.fd = redtls_async_fd(ac), .events = POLLIN, .revents = 0};
+        (void)poll(&p, 1, 50);
+        assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    }
+    assert_status(s.st[1], REDTLS_OK);
+    assert_string_equal(s.reply[1], "v1");
+    once_each(&s, 2);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+    close(srv);
+    close(l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_write_replies_in_order),
+        cmocka_unit_test(test_timeout_mid_pipeline),
+        cmocka_unit_test(test_silent_server_closes),
+        cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_reentrant_callbacks),
+        cmocka_unit_test(test_free_ends_everything),
+        cmocka_unit_test(test_queued_before_connect_and_lost),
+    };
+    return cmocka_run_group_tests_name("async", tests, group_setup, group_teardown);
+}
