@@ -427,8 +427,12 @@ static void step_up(redtls_async *ac, int64_t now)
         int rwant = 0;
         size_t got = 0;
         if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
-            if (reads > 64)
-                break; /* back to the loop; the socket is still readable */
+            if (reads > 64) {
+                /* Back to the loop for fairness; come back at once (what
+                 * is left may sit in the TLS layer, with the socket quiet). */
+                ac->wanted = 1;
+                break;
+            }
             c->just_wrote = 0;
             st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
             if (got)

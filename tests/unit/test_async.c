@@ -54,6 +54,14 @@ static void on_reply(redtls_async *ac, redtls_status st, struct redisReply *r, v
         redtls_async_free(ac);
 }
 
+static void count_reply(redtls_async *ac, redtls_status st, struct redisReply *r, void *ud)
+{
+    (void)ac;
+    assert_status(st, REDTLS_OK);
+    freeReplyObject(r);
+    (*(int *)ud)++;
+}
+
 static void get(redtls_async *ac, int i)
 {
     assert_status(redtls_async_command(ac, on_reply, (void *)(intptr_t)i, "GET k%d", i), REDTLS_OK);
@@ -114,6 +122,37 @@ static void test_one_write_replies_in_order(void **state)
     assert_string_equal(s.reply[2], "v2");
     once_each(&s, 3);
     assert_int_equal(redtls_async_pending(ac), 0);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+/* A pass takes a bounded number of replies (the loop stays fair to other
+ * handles) and asks to be called again at once: the rest may sit in the
+ * TLS layer with the socket quiet, so waiting for readability could wait
+ * for ever. */
+static void test_many_replies_come_back_at_once(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    int counts[200] = {0};
+    for (int i = 0; i < 200; i++)
+        assert_status(redtls_async_command(ac, count_reply, &counts[i], "PING"), REDTLS_OK);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    for (int i = 0; i < 200; i++)
+        unit_push(t, "+PONG\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    size_t left = redtls_async_pending(ac);
+    assert_true(left > 0 && left < 200);
+    assert_int_equal(redtls_async_timeout_ms(ac), 0);
+    for (int i = 0; i < 10 && redtls_async_pending(ac); i++)
+        assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(redtls_async_pending(ac), 0);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(counts[i], 1);
     redtls_async_free(ac);
     redtls_config_free(cfg);
 }
@@ -374,6 +413,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_write_replies_in_order),
+        cmocka_unit_test(test_many_replies_come_back_at_once),
         cmocka_unit_test(test_timeout_mid_pipeline),
         cmocka_unit_test(test_silent_server_closes),
         cmocka_unit_test(test_backpressure),
