@@ -140,8 +140,17 @@ typedef struct redtls_async_hooks {
     void (*detach)(void *data);
 } redtls_async_hooks;
 
-/* Installs hooks (copied); the handle tells them what it wants after every
- * call that changes it. NULL detaches. */
+/* Installs hooks (copied); the handle tells them what it wants at once,
+ * then after every call that changes it. NULL detaches. The contract the
+ * adapters rely on: a failed attach calls no hook; attaching again calls
+ * the old hooks' detach first; detach (may be NULL) is the last call to a
+ * set of hooks, and may come from inside redtls_async_process() when a
+ * callback frees the handle; when a descriptor number is reused for a new
+ * socket, watch(-1, 0) comes before the new socket's watch, so a loop
+ * never keeps a registration that belonged to a closed socket. A loop
+ * driven by hand must likewise drop its registration when
+ * redtls_async_fd() changes, and re-register after a pass in which the
+ * handle reconnected. */
 REDTLS_EXTERN redtls_status redtls_async_attach(redtls_async *ac, const redtls_async_hooks *hooks);
 
 /* ---- built-in loop ---- */

@@ -567,6 +567,19 @@ void redtls__async_kick(redtls_async *ac)
     if (!ac->has_hooks || ac->in_process)
         return;
     int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
+    const redtls_conn *c = ac->c;
+    size_t dial = (c->at.dial.index + (c->at.dial.fd >= 0 ? 1u : 0u)) ^ ((size_t)c->attempts << 16);
+    int same_socket = c->tp == ac->hooked_tp && c->at.tp == ac->hooked_at_tp && dial == ac->hooked_dial;
+    if (!same_socket && ac->hooked_fd >= 0 && fd == ac->hooked_fd) {
+        /* The number came back for another socket: the loop's registration
+         * belonged to the closed one. */
+        ac->hooks.watch(ac->hooks.data, -1, 0);
+        ac->hooked_fd = -1;
+        ac->hooked_events = 0;
+    }
+    ac->hooked_tp = c->tp;
+    ac->hooked_at_tp = c->at.tp;
+    ac->hooked_dial = dial;
     if (fd != ac->hooked_fd || ev != ac->hooked_events) {
         ac->hooks.watch(ac->hooks.data, fd, ev);
         ac->hooked_fd = fd;

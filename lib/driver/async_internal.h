@@ -48,6 +48,10 @@ struct redtls_async {
     int has_hooks;
     redtls_async_hooks hooks;
     int hooked_fd, hooked_events, hooked_ms;
+    /* Which socket the hooks were told about: a socket closed inside a
+     * pass and a new one given the same number are different sockets. */
+    const void *hooked_tp, *hooked_at_tp;
+    size_t hooked_dial;
 };
 
 /* Tells the adapter (if any) what is wanted now. */
