@@ -383,11 +383,14 @@ static void expire(redtls_async *ac, int64_t now)
         finish_all(ac, &late_head, &late_tail, REDTLS_E_COMMAND_TIMEOUT);
         memcpy(c->errmsg, cause, sizeof cause);
     }
-    for (redtls__acmd *m = ac->s_head; m && !ac->freeing; m = m->next) {
+    unsigned epoch = ac->epoch;
+    for (redtls__acmd *m = ac->s_head; m && ac->epoch == epoch; m = m->next) {
         if (m->cb && m->deadline <= now) {
             redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                          "no reply within the command timeout (the command may have run; its reply, if it comes, "
                          "is dropped)");
+            /* The record stays in the list (its reply is still to come):
+             * a callback that closes the handle frees it, hence the epoch. */
             finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
         }
     }
@@ -422,7 +425,8 @@ static void step_up(redtls_async *ac, int64_t now)
     }
     ac->write_want = want;
     /* Replies, in order, as far as they have come. */
-    for (int reads = 0; c->tp && ac->s_head && !ac->freeing; reads++) {
+    unsigned epoch = ac->epoch;
+    for (int reads = 0; c->tp && ac->s_head && ac->epoch == epoch; reads++) {
         redisReply *r = NULL;
         int rwant = 0;
         size_t got = 0;
@@ -455,7 +459,7 @@ static void step_up(redtls_async *ac, int64_t now)
             freeReplyObject(r);
         acmd_free(m);
     }
-    if (ac->freeing || !c->tp)
+    if (ac->epoch != epoch || !c->tp)
         return;
     /* Replies owed and nothing at all from the server for a whole command
      * timeout: the connection is dead, whatever TCP says. */
@@ -496,10 +500,11 @@ static void pass(redtls_async *ac)
 {
     int64_t now = clock_now(ac);
     ac->wake_at = REDTLS__NO_DEADLINE;
-    for (int round = 0; round < 8 && !ac->freeing; round++) {
+    unsigned epoch = ac->epoch;
+    for (int round = 0; round < 8 && ac->epoch == epoch; round++) {
         int was_up = ac->up, was_ready = ac->readying, was_attempting = ac->attempting;
         expire(ac, now);
-        if (ac->freeing)
+        if (ac->epoch != epoch)
             break;
         if (ac->readying)
             step_ready(ac, now);
@@ -602,10 +607,11 @@ redtls_status redtls_async_process(redtls_async *ac, int events)
     if (ac->in_process || ac->freeing)
         return REDTLS_OK;
     ac->in_process = 1;
+    ac->busy++;
     ac->wanted = 0;
     pass(ac);
     ac->in_process = 0;
-    if (ac->freeing) {
+    if (--ac->busy == 0 && ac->freeing) {
         really_free(ac);
         return REDTLS_OK;
     }
@@ -634,6 +640,7 @@ redtls_status redtls_async_attach(redtls_async *ac, const redtls_async_hooks *ho
 static void end_everything(redtls_async *ac, redtls_status st, const char *why)
 {
     redtls_conn *c = ac->c;
+    ac->epoch++;
     redtls__fail(c->errmsg, st, "%s", why);
     if (ac->attempting)
         redtls__attempt_cancel(c);
@@ -654,7 +661,12 @@ void redtls_async_close(redtls_async *ac)
 {
     if (!ac || ac->freeing)
         return;
+    ac->busy++;
     end_everything(ac, REDTLS_E_CLOSED, "closed by the application");
+    if (--ac->busy == 0 && ac->freeing) {
+        really_free(ac);
+        return;
+    }
     redtls__async_kick(ac);
 }
 
@@ -671,9 +683,12 @@ void redtls_async_free(redtls_async *ac)
     if (!ac || ac->freeing)
         return;
     ac->freeing = 1;
-    end_everything(ac, REDTLS_E_CLOSED, "the handle was freed");
+    ac->busy++;
     /* Commands issued from those callbacks are refused (freeing). */
-    if (!ac->in_process)
+    end_everything(ac, REDTLS_E_CLOSED, "the handle was freed");
+    /* Freed by the outermost call that runs callbacks (this one, or the
+     * process or close a callback of which called us). */
+    if (--ac->busy == 0)
         really_free(ac);
 }
 

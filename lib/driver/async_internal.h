@@ -45,6 +45,9 @@ struct redtls_async {
     int64_t (*clock)(void *ud); /* monotonic ms; tests plug in a fake */
     void *clock_ud;
     int in_process, freeing;
+    int busy;                  /* public calls under way that run callbacks */
+    unsigned epoch;            /* bumped when everything is ended (close,
+                                * free): a loop over the records stops */
     int has_hooks;
     redtls_async_hooks hooks;
     int hooked_fd, hooked_events, hooked_ms;

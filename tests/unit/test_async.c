@@ -297,6 +297,52 @@ static void test_free_ends_everything(void **state)
     redtls_config_free(cfg);
 }
 
+/* A callback that closes the handle while deadlines are being handed out
+ * (three in flight time out in the same pass), and one that frees it from
+ * a callback run by close: each callback once, nothing touched after it
+ * is gone (ASan and valgrind watch this test). */
+static int closer_calls, freer_calls;
+static void closer(redtls_async *ac, redtls_status st, struct redisReply *r, void *ud)
+{
+    (void)st;
+    (void)ud;
+    freeReplyObject(r);
+    if (closer_calls++ == 0)
+        redtls_async_close(ac);
+}
+static void freer(redtls_async *ac, redtls_status st, struct redisReply *r, void *ud)
+{
+    (void)ud;
+    freeReplyObject(r);
+    assert_status(st, REDTLS_E_CLOSED);
+    if (freer_calls++ == 0)
+        redtls_async_free(ac);
+}
+
+static void test_close_and_free_from_callbacks(void **state)
+{
+    (void)state;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    closer_calls = freer_calls = 0;
+    for (int i = 0; i < 3; i++)
+        assert_status(redtls_async_command(ac, closer, NULL, "GET a"), REDTLS_OK);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    fake_now = T0 + 100;
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(closer_calls, 3); /* one timed out, two closed */
+    assert_false(redtls_async_is_connected(ac));
+    assert_int_equal(redtls_async_pending(ac), 0);
+    /* Usable again after close: new commands wait for a connection (none
+     * can be made here: reconnection is off and nothing was asked). */
+    for (int i = 0; i < 3; i++)
+        assert_status(redtls_async_command(ac, freer, NULL, "GET b"), REDTLS_OK);
+    redtls_async_close(ac); /* the first callback frees the handle */
+    assert_int_equal(freer_calls, 3);
+    redtls_config_free(cfg);
+}
+
 /* ---- with a real (Unix socket) server run by the test ---- */
 
 static char dir[64];
@@ -419,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_reentrant_callbacks),
         cmocka_unit_test(test_free_ends_everything),
+        cmocka_unit_test(test_close_and_free_from_callbacks),
         cmocka_unit_test(test_queued_before_connect_and_lost),
     };
     return cmocka_run_group_tests_name("async", tests, group_setup, group_teardown);
