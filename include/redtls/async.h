@@ -129,13 +129,15 @@ REDTLS_EXTERN redtls_status redtls_async_process(redtls_async *ac, int events);
 
 /* What an event loop provides. watch: set the interest in fd to events
  * (REDTLS_ASYNC_READ|WRITE; 0: none; fd may change between calls, -1: no
- * descriptor). timer: call redtls_async_process() after ms (-1: cancel).
+ * descriptor); 0, or -1 when the loop could not take it (out of memory):
+ * the handle then ends what waits on that socket with REDTLS_E_NOMEM and
+ * asks again. timer: call redtls_async_process() after ms (-1: cancel).
  * detach: the handle is freed or detached; release what was made for it.
  * When the loop reports readiness or the timer fires, it calls
  * redtls_async_process(ac, events). */
 typedef struct redtls_async_hooks {
     void *data;
-    void (*watch)(void *data, int fd, int events);
+    int (*watch)(void *data, int fd, int events);
     void (*timer)(void *data, int ms);
     void (*detach)(void *data);
 } redtls_async_hooks;

@@ -85,17 +85,17 @@ static inline void redtls__libevent_on_timer(evutil_socket_t fd, short what, voi
     redtls__libevent_process((struct redtls__libevent *)arg, 0);
 }
 
-static inline void redtls__libevent_watch(void *data, int fd, int events)
+static inline int redtls__libevent_watch(void *data, int fd, int events)
 {
     struct redtls__libevent *a = (struct redtls__libevent *)data;
     short what = EV_PERSIST;
 
     if (a->ac == NULL)
-        return;
+        return 0;
     if (fd < 0)
         events = 0;
     if (fd == a->fd && events == a->events)
-        return;
+        return 0;
     /* Deleted while the descriptor is still open, so the loop's backend
      * drops it cleanly; event_assign needs the event not added. */
     if (a->events != 0)
@@ -103,17 +103,16 @@ static inline void redtls__libevent_watch(void *data, int fd, int events)
     a->fd = -1;
     a->events = 0;
     if (events == 0)
-        return;
+        return 0;
     if (events & REDTLS_ASYNC_READ)
         what |= EV_READ;
     if (events & REDTLS_ASYNC_WRITE)
         what |= EV_WRITE;
-    /* The hook cannot report a failure: left unwatched, the next call
-     * tries again, and the handle's deadlines still come by the timer. */
     if (event_assign(a->io, a->base, fd, what, redtls__libevent_on_io, a) != 0 || event_add(a->io, NULL) != 0)
-        return;
+        return -1;
     a->fd = fd;
     a->events = events;
+    return 0;
 }
 
 static inline void redtls__libevent_timer(void *data, int ms)

@@ -71,7 +71,7 @@ static inline void redtls__libuv_close_poll(struct redtls__libuv *a)
     a->events = 0;
 }
 
-static inline void redtls__libuv_watch(void *data, int fd, int events);
+static inline int redtls__libuv_watch(void *data, int fd, int events);
 
 /* A callback may free the handle during redtls_async_process(), and with it
  * detach this adapter: after the call, the handle is not used unless the
@@ -113,13 +113,13 @@ static inline void redtls__libuv_on_timer(uv_timer_t *t)
         (void)redtls_async_process(a->ac, 0);
 }
 
-static inline void redtls__libuv_watch(void *data, int fd, int events)
+static inline int redtls__libuv_watch(void *data, int fd, int events)
 {
     struct redtls__libuv *a = (struct redtls__libuv *)data;
     int uvevents = 0;
 
     if (a->ac == NULL)
-        return;
+        return 0;
     a->watches++;
     if (fd < 0)
         events = 0;
@@ -128,33 +128,33 @@ static inline void redtls__libuv_watch(void *data, int fd, int events)
          * same descriptor number is allowed right after. */
         redtls__libuv_close_poll(a);
         if (fd < 0)
-            return;
+            return 0;
         a->poll = (uv_poll_t *)malloc(sizeof(*a->poll));
-        /* The hook cannot report a failure: left unwatched, the next call
-         * tries again, and the handle's deadlines still come by the timer. */
         if (a->poll == NULL)
-            return;
+            return -1;
         if (uv_poll_init(a->loop, a->poll, fd) != 0) {
             free(a->poll);
             a->poll = NULL;
-            return;
+            return -1;
         }
         a->poll->data = a;
         a->fd = fd;
     }
     if (events == a->events)
-        return;
+        return 0;
     if (events == 0) {
         uv_poll_stop(a->poll);
         a->events = 0;
-        return;
+        return 0;
     }
     if (events & REDTLS_ASYNC_READ)
         uvevents |= UV_READABLE;
     if (events & REDTLS_ASYNC_WRITE)
         uvevents |= UV_WRITABLE;
-    if (uv_poll_start(a->poll, uvevents, redtls__libuv_on_poll) == 0)
-        a->events = events;
+    if (uv_poll_start(a->poll, uvevents, redtls__libuv_on_poll) != 0)
+        return -1;
+    a->events = events;
+    return 0;
 }
 
 static inline void redtls__libuv_timer(void *data, int ms)

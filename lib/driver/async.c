@@ -384,14 +384,18 @@ static void expire(redtls_async *ac, int64_t now)
         memcpy(c->errmsg, cause, sizeof cause);
     }
     unsigned epoch = ac->epoch;
-    for (redtls__acmd *m = ac->s_head; m && ac->epoch == epoch; m = m->next) {
+    for (redtls__acmd *m = ac->s_head, *next; m; m = next) {
+        next = m->next;
         if (m->cb && m->deadline <= now) {
             redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                          "no reply within the command timeout (the command may have run; its reply, if it comes, "
                          "is dropped)");
             /* The record stays in the list (its reply is still to come):
-             * a callback that closes the handle frees it, hence the epoch. */
+             * a callback that closes the handle frees them all, hence the
+             * epoch. */
             finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
+            if (ac->epoch != epoch)
+                break;
         }
     }
 }
@@ -494,12 +498,38 @@ static void step_ready(redtls_async *ac, int64_t now)
     }
 }
 
+/* The loop could not watch the socket: what waits on it ends (an attempt
+ * fails and is booked; a connection is lost). */
+static void watch_failed(redtls_async *ac, int64_t now)
+{
+    redtls_conn *c = ac->c;
+    ac->watch_failed = 0;
+    redtls__fail(c->errmsg, REDTLS_E_NOMEM, "the event loop could not watch the connection's socket (out of memory)");
+    if (ac->attempting) {
+        redtls__attempt_cancel(c);
+        ac->attempting = 0;
+        ac->w = (redtls__wait){-1, 0, REDTLS__NO_DEADLINE};
+        ac->attempt_st = c->last_status = REDTLS_E_NOMEM;
+        redtls__attempt_failed(c, now);
+        connect_done(ac, REDTLS_E_NOMEM);
+    } else if (ac->readying) {
+        redtls__ready_cancel(c);
+        ac->readying = 0;
+        ac->w = (redtls__wait){-1, 0, REDTLS__NO_DEADLINE};
+        connection_lost(ac, REDTLS_E_NOMEM);
+    } else if (ac->up) {
+        connection_lost(ac, REDTLS_E_NOMEM);
+    }
+}
+
 /* One pass: deadlines, then whatever the state allows, until nothing more
  * can be done now. */
 static void pass(redtls_async *ac)
 {
     int64_t now = clock_now(ac);
     ac->wake_at = REDTLS__NO_DEADLINE;
+    if (ac->watch_failed)
+        watch_failed(ac, now);
     unsigned epoch = ac->epoch;
     for (int round = 0; round < 8 && ac->epoch == epoch; round++) {
         int was_up = ac->up, was_ready = ac->readying, was_attempting = ac->attempting;
@@ -578,7 +608,7 @@ void redtls__async_kick(redtls_async *ac)
     if (!same_socket && ac->hooked_fd >= 0 && fd == ac->hooked_fd) {
         /* The number came back for another socket: the loop's registration
          * belonged to the closed one. */
-        ac->hooks.watch(ac->hooks.data, -1, 0);
+        (void)ac->hooks.watch(ac->hooks.data, -1, 0);
         ac->hooked_fd = -1;
         ac->hooked_events = 0;
     }
@@ -586,9 +616,15 @@ void redtls__async_kick(redtls_async *ac)
     ac->hooked_at_tp = c->at.tp;
     ac->hooked_dial = dial;
     if (fd != ac->hooked_fd || ev != ac->hooked_events) {
-        ac->hooks.watch(ac->hooks.data, fd, ev);
-        ac->hooked_fd = fd;
-        ac->hooked_events = ev;
+        if (ac->hooks.watch(ac->hooks.data, fd, ev) != 0) {
+            /* Ended in the next pass, which the timer brings at once. */
+            ac->watch_failed = 1;
+            ac->wanted = 1;
+            ac->hooked_fd = -2;
+        } else {
+            ac->hooked_fd = fd;
+            ac->hooked_events = ev;
+        }
     }
     int ms = redtls_async_timeout_ms(ac);
     if (ms != ac->hooked_ms || ms >= 0) {

@@ -51,6 +51,7 @@ struct redtls_async {
     int has_hooks;
     redtls_async_hooks hooks;
     int hooked_fd, hooked_events, hooked_ms;
+    int watch_failed;          /* the loop could not take the interest */
     /* Which socket the hooks were told about: a socket closed inside a
      * pass and a new one given the same number are different sockets. */
     const void *hooked_tp, *hooked_at_tp;

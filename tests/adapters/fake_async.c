@@ -36,10 +36,9 @@ void fake_async_fail_attach(redtls_async *ac, redtls_status st)
     ac->fail_attach = st;
 }
 
-void fake_async_watch(redtls_async *ac, int fd, int events)
+int fake_async_watch(redtls_async *ac, int fd, int events)
 {
-    if (ac->attached)
-        ac->hooks.watch(ac->hooks.data, fd, events);
+    return ac->attached ? ac->hooks.watch(ac->hooks.data, fd, events) : 0;
 }
 
 void fake_async_timer(redtls_async *ac, int ms)

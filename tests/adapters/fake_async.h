@@ -18,7 +18,7 @@ void fake_async_on_process(redtls_async *ac, fake_process_fn fn, void *arg);
 /* The next redtls_async_attach fails with st (REDTLS_OK: none fails). */
 void fake_async_fail_attach(redtls_async *ac, redtls_status st);
 /* Tells the attached hooks, as the core does when its wants change. */
-void fake_async_watch(redtls_async *ac, int fd, int events);
+int fake_async_watch(redtls_async *ac, int fd, int events);
 void fake_async_timer(redtls_async *ac, int ms);
 int fake_async_attached(const redtls_async *ac);
 

@@ -27,6 +27,7 @@ typedef struct seen {
     int calls[MAXC];
     redtls_status st[MAXC];
     char reply[MAXC][32];
+    char msg[MAXC][200]; /* the handle's message when the callback ran */
     redtls_async *ac;
     int free_in; /* index whose callback frees the handle (-1: none) */
     int issue_in; /* index whose callback issues command issue_as */
@@ -40,6 +41,7 @@ static void on_reply(redtls_async *ac, redtls_status st, struct redisReply *r, v
     int i = (int)(intptr_t)ud;
     S->calls[i]++;
     S->st[i] = st;
+    snprintf(S->msg[i], sizeof S->msg[i], "%s", redtls_async_errmsg(ac));
     S->reply[i][0] = '\0';
     if (r) {
         snprintf(S->reply[i], sizeof S->reply[i], "%s", r->str ? r->str : "");
@@ -87,6 +89,7 @@ static redtls_async *mem_async(redtls__transport **tp, redtls_config **cfgp)
     assert_status(redtls__mem_transport(tp, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
     assert_status(redtls__conn_attach(ac->c, *tp, 0), REDTLS_OK);
     ac->up = 1;
+    ac->tried = 1; /* as if connected by an attempt: reconnection is off */
     ac->last_read = T0;
     *cfgp = cfg;
     return ac;
@@ -343,6 +346,63 @@ static void test_close_and_free_from_callbacks(void **state)
     redtls_config_free(cfg);
 }
 
+/* Hooks whose loop cannot take the interest (out of memory): what waits
+ * on the socket ends with REDTLS_E_NOMEM instead of waiting for its
+ * deadline; the hooks are asked again. */
+static int watch_calls, watch_fail, timer_ms, detached;
+static int h_watch(void *d, int fd, int ev)
+{
+    (void)d;
+    (void)fd;
+    (void)ev;
+    watch_calls++;
+    return watch_fail ? -1 : 0;
+}
+static void h_timer(void *d, int ms)
+{
+    (void)d;
+    timer_ms = ms;
+}
+static void h_detach(void *d)
+{
+    (void)d;
+    detached++;
+}
+
+static void test_hooks_watch_failure(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    watch_calls = watch_fail = detached = 0;
+    timer_ms = -2;
+    redtls_async_hooks hooks = {NULL, h_watch, h_timer, h_detach};
+    assert_status(redtls_async_attach(ac, &hooks), REDTLS_OK);
+    assert_true(watch_calls >= 1); /* told at once */
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    get(ac, 1); /* queued, not written yet */
+    watch_fail = 1;
+    /* Attached again (the old hooks' detach first): the new watch fails. */
+    assert_status(redtls_async_attach(ac, &hooks), REDTLS_OK);
+    assert_int_equal(detached, 1);
+    assert_int_equal(timer_ms, 0); /* come back at once */
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(s.calls[0], 1);
+    assert_status(s.st[0], REDTLS_E_OUTCOME_UNKNOWN);
+    assert_contains(s.msg[0], "could not watch");
+    assert_false(redtls_async_is_connected(ac));
+    /* Reconnection is off: the queued command ends too. */
+    assert_status(s.st[1], REDTLS_E_STATE);
+    redtls_async_free(ac);
+    assert_int_equal(detached, 2);
+    once_each(&s, 2);
+    redtls_config_free(cfg);
+}
+
 /* ---- with a real (Unix socket) server run by the test ---- */
 
 static char dir[64];
@@ -466,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_reentrant_callbacks),
         cmocka_unit_test(test_free_ends_everything),
         cmocka_unit_test(test_close_and_free_from_callbacks),
+        cmocka_unit_test(test_hooks_watch_failure),
         cmocka_unit_test(test_queued_before_connect_and_lost),
     };
     return cmocka_run_group_tests_name("async", tests, group_setup, group_teardown);
