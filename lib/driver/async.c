@@ -409,6 +409,10 @@ static void step_up(redtls_async *ac, int64_t now)
      * while a re-authentication is owed (NOAUTH: it waits until the
      * replies owed are in). */
     if (ac->q_head && !c->need_reauth) {
+        /* The silence rule counts from when replies start being owed, not
+         * from the last reply of an earlier busy spell. */
+        if (!ac->s_head)
+            ac->last_read = now;
         while (ac->q_head) {
             redtls__acmd *m = ac->q_head;
             if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK)

@@ -200,6 +200,30 @@ static void test_timeout_mid_pipeline(void **state)
     redtls_config_free(cfg);
 }
 
+/* A command after a long idle spell: the silence rule counts from when
+ * its reply became owed, so the connection is not taken for dead. */
+static void test_idle_then_command(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    fake_now = T0 + 10000;
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_true(redtls_async_is_connected(ac));
+    fake_now = T0 + 10050;
+    unit_push(t, "$1\r\nx\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_status(s.st[0], REDTLS_OK);
+    assert_string_equal(s.reply[0], "x");
+    once_each(&s, 1);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
 /* Replies owed and nothing from the server for a whole command timeout:
  * the command times out and the connection is closed. */
 static void test_silent_server_closes(void **state)
@@ -522,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_many_replies_come_back_at_once),
         cmocka_unit_test(test_timeout_mid_pipeline),
         cmocka_unit_test(test_silent_server_closes),
+        cmocka_unit_test(test_idle_then_command),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_reentrant_callbacks),
         cmocka_unit_test(test_free_ends_everything),
