@@ -201,9 +201,14 @@ case "$MODE" in
     stage_install
     check_staged_adapters
     cmake_adapters_consumer -DREDTLS_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH="$STAGE"
+    # The adapter targets reach hiredis through redtls::redtls, not by a
+    # path of their own, so the consumer has no run path to it: a hiredis
+    # outside the system's (the hiredis 1.x step) is found through
+    # LD_LIBRARY_PATH, as in the pkg-config mode.
+    RUN_PATH="$LIBDIR:$(pkg-config --variable=libdir hiredis)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     for adapter in "${ADAPTERS[@]}"; do
-      LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" run_consumer "$WORK/build/consumer_$adapter"
-      LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" check_loop_lib "$WORK/build/consumer_$adapter" "$adapter"
+      LD_LIBRARY_PATH="$RUN_PATH" run_consumer "$WORK/build/consumer_$adapter"
+      LD_LIBRARY_PATH="$RUN_PATH" check_loop_lib "$WORK/build/consumer_$adapter" "$adapter"
     done
     # On a machine whose pkg-config finds hiredis but no loop library, the
     # package is still found and offers no adapter.
