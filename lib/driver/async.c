@@ -405,6 +405,27 @@ static void expire(redtls_async *ac, int64_t now)
 static void step_up(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
+    unsigned epoch = ac->epoch;
+    if (!ac->s_head) {
+        redtls_status idle = REDTLS_OK;
+        if (ac->q_head) {
+            /* Before commands go out on a connection with nothing owed, as
+             * the blocking API does: has the server closed it, is a
+             * health-check PING due, is an AUTH owed (the ready machine,
+             * allowed one attempt: reconnecting is ours). */
+            if (redtls__ready_needed(c, now, &idle)) {
+                redtls__ready_start(c, now, ac->q_head->deadline, 1, idle);
+                ac->readying = 1;
+                return;
+            }
+        } else if ((idle = c->tp->ops->idle_check(c->tp, c->errmsg)) != REDTLS_OK) {
+            /* Nothing owed and the server closed the connection (or sent
+             * something unasked): noticed now, not at the next command,
+             * so the loop does not watch a socket that stays readable. */
+            connection_lost(ac, idle);
+            return;
+        }
+    }
     /* Everything issued since the last pass goes out in one write; not
      * while a re-authentication is owed (NOAUTH: it waits until the
      * replies owed are in). */
@@ -415,8 +436,16 @@ static void step_up(redtls_async *ac, int64_t now)
             ac->last_read = now;
         while (ac->q_head) {
             redtls__acmd *m = ac->q_head;
-            if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK)
-                break;
+            if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK) {
+                /* Never written: it ends now with the cause, not at its
+                 * deadline with a time-out. */
+                list_pop(&ac->q_head, &ac->q_tail);
+                finish(ac, m, REDTLS_E_NOMEM, NULL);
+                acmd_free(m);
+                if (ac->epoch != epoch)
+                    return;
+                continue;
+            }
             list_pop(&ac->q_head, &ac->q_tail);
             if (!(m->flags & REDTLS_CMD_IDEMPOTENT) || m->resent) {
                 free(m->frame);
@@ -433,7 +462,6 @@ static void step_up(redtls_async *ac, int64_t now)
     }
     ac->write_want = want;
     /* Replies, in order, as far as they have come. */
-    unsigned epoch = ac->epoch;
     for (int reads = 0; c->tp && ac->s_head && ac->epoch == epoch; reads++) {
         redisReply *r = NULL;
         int rwant = 0;
@@ -477,14 +505,6 @@ static void step_up(redtls_async *ac, int64_t now)
                      c->cfg.command_timeout_ms);
         connection_lost(ac, REDTLS_E_COMMAND_TIMEOUT);
         return;
-    }
-    /* An idle connection: the health check, an owed re-AUTH, the server
-     * gone (the ready machine, allowed no attempt: reconnecting is ours). */
-    redtls_status idle;
-    if (!ac->s_head && !ac->readying && (ac->q_head || c->need_reauth) && redtls__ready_needed(c, now, &idle)) {
-        int64_t deadline = ac->q_head ? ac->q_head->deadline : redtls__deadline_from(now, c->cfg.command_timeout_ms);
-        redtls__ready_start(c, now, deadline, 1, idle);
-        ac->readying = 1;
     }
 }
 
