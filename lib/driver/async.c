@@ -124,10 +124,16 @@ static void finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tai
 {
     redtls__acmd *m = *head;
     *head = *tail = NULL;
+    /* Each callback reads the same message, whatever the ones before it
+     * did (a command issued from a callback clears it). */
+    char msg[REDTLS__ERRMSG_MAX];
+    memcpy(msg, ac->c->errmsg, sizeof msg);
     while (m) {
         redtls__acmd *next = m->next;
-        if (m->cb)
+        if (m->cb) {
+            memcpy(ac->c->errmsg, msg, sizeof msg);
             finish(ac, m, st, NULL);
+        }
         acmd_free(m);
         m = next;
     }
@@ -479,6 +485,18 @@ static void step_up(redtls_async *ac, int64_t now)
                 ac->last_read = now;
         }
         if (st != REDTLS_OK) {
+            /* A reply that breaks a limit or the protocol was the first
+             * owed one's: that command ends with it, as in the blocking
+             * API; those behind it lose their connection. */
+            if (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
+                redtls__acmd *first = list_pop(&ac->s_head, &ac->s_tail);
+                if (first && first->cb)
+                    finish(ac, first, st, NULL);
+                if (first)
+                    acmd_free(first);
+                if (ac->epoch != epoch)
+                    return;
+            }
             connection_lost(ac, st);
             return;
         }
