@@ -31,7 +31,7 @@
 #include "lab_assert.h"
 
 #define TOKEN "allocfail-Async-Token-61b0e2"
-#define COMMAND_MS 2000
+#define COMMAND_MS 1000
 /* A run that has not finished by then hangs. */
 #define RUN_LIMIT_MS 8000
 #define N_INCR 6
