@@ -311,9 +311,9 @@ static void step_connect(redtls_async *ac, int64_t now)
         if (!ac->q_head && !ac->connect_asked)
             return;
         if (ac->tried && !c->cfg.reconnect && !ac->connect_asked) {
-            redtls__fail(c->errmsg, REDTLS_E_STATE,
-                         "not connected, and reconnection is off (last failure: %.300s): call redtls_async_connect",
-                         c->last_cause);
+            redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected, and reconnection is off%s%.300s%s: call "
+                         "redtls_async_connect",
+                         c->last_cause[0] ? " (last failure: " : "", c->last_cause, c->last_cause[0] ? ")" : "");
             finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_STATE);
             return;
         }

@@ -1,51 +1,10 @@
-/* KNOWN DEFECTS, failing on purpose until lib/driver/async.c is fixed:
- * the asynchronous handle mishandles a connection that was idle.
- *
- * 1. Silence counted from before the command (async.c:466, step_up). The
- *    rule "replies owed and nothing from the server for a whole command
- *    timeout" measures from ac->last_read, the last reply, which is not
- *    moved when replies become owed again. After an idle spell longer than
- *    the command timeout, the first pass that writes a command finds
- *    now - last_read >= timeout at once, closes a healthy connection and
- *    ends the command REDTLS_E_OUTCOME_UNKNOWN a few microseconds after
- *    writing it; the server runs it all the same. Every command issued
- *    after a pause longer than the command timeout is lost this way.
- *    Fix: when a command goes into a flight list that was empty (the
- *    list_push onto ac->s_head in step_up's write loop, async.c:417),
- *    set ac->last_read = now; silence then counts from when replies are
- *    owed, as async.h says.
- *
- * 2. No idle check before writing. The blocking API checks a connection
- *    with nothing owed before it writes (has the server closed it? the
- *    health-check PING of redtls_config_set_health_check_ms), so a command
- *    after the server dropped an idle connection runs once on a new one
- *    (test_resilience.c: test_client_kill_idle, test_health_check_frozen),
- *    and async.h promises outcomes "as in the blocking API". In step_up the
- *    queue is written first (async.c:407) and the ready machine
- *    (redtls__ready_needed / redtls__ready_start, async.c:473-480) is only
- *    reached when commands are still queued afterwards, i.e. only while a
- *    re-AUTH is owed. So the command is written to the dead connection and
- *    ends REDTLS_E_OUTCOME_UNKNOWN although it certainly never ran, and the
- *    health check is never made.
- *    Fix: in step_up, when ac->s_head is empty and commands are queued, run
- *    redtls__ready_needed first and, when it asks, start the ready machine
- *    (as the blocking driver's prepare_write does) before writing.
- *
- * 3. A close of an idle connection is never noticed (async.c:429 reads
- *    only while replies are owed; async.c:535 keeps asking for READ). The
- *    handle stays "connected" and asks the loop to watch a descriptor that
- *    is readable at once, forever: a loop driven by hand or by an adapter
- *    spins at full CPU until the next command.
- *    Fix: when nothing is owed and the descriptor is readable, make the
- *    transport's idle check (c->tp->ops->idle_check); on a close, drop the
- *    connection (connection_lost, nothing in flight) so the descriptor is
- *    no longer watched and the next command reconnects.
- *
- * The three fixes together (about twenty lines at the top of step_up and
- * in its write loop) make every test here pass, and unit.async,
- * unit.adapter_*, integration.async, integration.async_resilience and
- * integration.resilience still pass with them.
- */
+/* The asynchronous handle and an idle connection, against a real TLS
+ * redis-server, as the blocking API behaves: after an idle spell longer
+ * than the command timeout the next command is not taken for a silent
+ * server's; a connection the server closed while idle is noticed at once
+ * (the loop does not spin on it) and the next command runs once on a new
+ * one; the health check PINGs an idle connection before commands go out.
+ * Once defects of lib/driver/async.c, fixed with these tests. */
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -269,5 +228,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_close_then_incr_runs_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_check_frozen, setup, teardown),
     };
-    return cmocka_run_group_tests_name("integration.async_defect_idle", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("integration.async_idle", tests, group_setup, group_teardown);
 }
