@@ -777,7 +777,10 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
     if ((!handles && n) || n > 4096)
         return REDTLS_E_INVALID;
     int64_t end = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
-    struct pollfd pfd[64];
+    struct pollfd *pfd = n ? calloc(n, sizeof *pfd) : NULL;
+    if (n && !pfd)
+        return REDTLS_E_NOMEM;
+    redtls_status st = REDTLS_OK;
     for (;;) {
         int busy = 0;
         for (size_t i = 0; i < n; i++)
@@ -786,13 +789,16 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
                 busy |= redtls_async_pending(handles[i]) > 0 || handles[i]->connect_asked || handles[i]->attempting;
             }
         if (!busy)
-            return REDTLS_OK;
+            break;
         int64_t now = redtls__now_ms();
-        if (now >= end)
-            return REDTLS_E_COMMAND_TIMEOUT;
+        if (now >= end) {
+            st = REDTLS_E_COMMAND_TIMEOUT;
+            break;
+        }
+        /* Every handle's socket and time: none is left out of the wait. */
         int64_t wake = end;
         nfds_t np = 0;
-        for (size_t i = 0; i < n && np < 64; i++) {
+        for (size_t i = 0; i < n; i++) {
             redtls_async *ac = handles[i];
             if (!ac)
                 continue;
@@ -805,8 +811,11 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
                                                         (ev & REDTLS_ASYNC_WRITE ? POLLOUT : 0)),
                                             0};
         }
-        int ms = redtls__poll_timeout(wake);
-        if (poll(pfd, np, ms) < 0 && errno != EINTR)
-            return REDTLS_E_IO;
+        if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
+            st = REDTLS_E_IO;
+            break;
+        }
     }
+    free(pfd);
+    return st;
 }
