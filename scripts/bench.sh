@@ -729,7 +729,7 @@ section_async() {
       redtls | redtls-libevent)
         CMD=("$BENCH" -u "rediss://localhost:$TLS_PORT" --resolve localhost:127.0.0.1 --cacert "$CA" --async
              --inflight "$2" -t get -n "$3" -r "$IR_KEYSPACE" --csv)
-        [[ $1 == redtls-libevent ]] && CMD+=(--loop libevent) ;;
+        if [[ $1 == redtls-libevent ]]; then CMD+=(--loop libevent); fi ;;
       hiredis-async)
         CMD=("$HABENCH" -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" --sni localhost --inflight "$2" -n "$3"
              -r "$IR_KEYSPACE" --csv) ;;
