@@ -25,7 +25,8 @@
 # hiredis-async-bench.c, built here) and redis-benchmark -P N. Client
 # instructions per GET under callgrind as in "ir", then ops/s and process
 # CPU per GET in ASYNC_ROUNDS alternating rounds (medians), the issue's
-# targets checked, and redtls's costliest functions at 1 and 128 in flight.
+# targets checked, syscalls per GET (strace) at 1 and 128 in flight, and
+# redtls's costliest functions at 1 and 128 in flight.
 # Section "async-load": many asynchronous handles on redtls-bench's epoll
 # loop: the longest single call into redtls while STALL_N TLS handshakes
 # start at once, memory per idle handle (IDLE_N), ACONNECTS connects at
@@ -818,10 +819,31 @@ section_async() {
     done
   done
 
-  python3 - "$raw_ir" "$raw_t" "$BUILD/async-results.csv" "$ASYNC_ROUNDS" "$IR_KEYSPACE" "${clients[*]}" <<'PY'
-import csv, statistics, sys
+  # Syscalls per GET (kernel work, which callgrind does not count), at 1
+  # and 128 in flight: two run lengths, the difference over the extra GETs.
+  local sys_raw="$WORK/async/syscalls.txt" f1 f2
+  : >"$sys_raw"
+  if command -v strace >/dev/null; then
+    for d in 1 128; do
+      if [[ $d == 1 ]]; then n=5000; else n=65536; fi
+      for client in "${clients[@]}"; do
+        say "async: strace, $client, $d in flight"
+        f1="$WORK/async/strace-$client-$d-1" f2="$WORK/async/strace-$client-$d-2"
+        async_cmd "$client" "$d" "$n"
+        strace -c -f -o "$f1" "${CMD[@]}" >/dev/null 2>&1
+        async_cmd "$client" "$d" $((2 * n))
+        strace -c -f -o "$f2" "${CMD[@]}" >/dev/null 2>&1
+        echo "$d $client $f1 $f2 $n" >>"$sys_raw"
+      done
+    done
+  else
+    say "async: strace not installed: no syscall counts"
+  fi
 
-raw_ir, raw_t, out_csv, rounds, keyspace, clients = sys.argv[1:7]
+  python3 - "$raw_ir" "$raw_t" "$BUILD/async-results.csv" "$ASYNC_ROUNDS" "$IR_KEYSPACE" "${clients[*]}" "$sys_raw" <<'PY'
+import csv, re, statistics, sys
+
+raw_ir, raw_t, out_csv, rounds, keyspace, clients, sys_raw = sys.argv[1:8]
 clients = clients.split()
 ir_rows = list(csv.DictReader(open(raw_ir)))
 t_rows = list(csv.DictReader(open(raw_t)))
@@ -866,6 +888,31 @@ for d in depths:
     for c, o, u in zip(clients, ops, cpu):
         results.append(("ops_per_sec", d, c, o))
         results.append(("proc_cpu_us_per_op", d, c, u))
+print("The spread of those rounds (ops/s, lowest-highest), for judging the medians above:")
+for d in depths:
+    print("%6s | %s" % (d, "  ".join("%s %s" % (short[c], "%.0f-%.0f" % (
+        min(float(r["ops_per_sec"]) for r in t_rows if int(r["depth"]) == d and r["client"] == c),
+        max(float(r["ops_per_sec"]) for r in t_rows if int(r["depth"]) == d and r["client"] == c)))
+        for c in clients)))
+def strace_calls(path):
+    calls = {}
+    for line in open(path):
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+        if m and m.group(2) != "total":
+            calls[m.group(2)] = int(m.group(1))
+    return calls
+sys_lines = [l.split() for l in open(sys_raw) if l.strip()]
+if sys_lines:
+    print()
+    print("Syscalls per GET (strace -c, two run lengths, the difference over the extra GETs):")
+    for d, c, f1, f2, n in sys_lines:
+        a, b = strace_calls(f1), strace_calls(f2)
+        diff = {k: (b.get(k, 0) - a.get(k, 0)) / int(n) for k in set(a) | set(b)}
+        diff = {k: v for k, v in diff.items() if v > 0.0005}
+        total = sum(diff.values())
+        print("  %4s in flight  %-8s total %6.3f  (%s)" % (d, short[c], total,
+              ", ".join("%s %.3f" % kv for kv in sorted(diff.items()))))
+        results.append(("syscalls_per_get", int(d), c, total))
 print()
 print("Targets (redtls = the built-in loop):")
 for d in depths:
