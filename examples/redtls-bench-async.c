@@ -1076,8 +1076,12 @@ int run_async_stall(const struct bench_options *o, redtls_config *cfg, redtls_co
     }
     for (i = 0; i < S_COUNT; i++)
         st[i].name = names[i];
-    if (redtls_config_set_tls_session_resumption(cfg_handshakes, 0) != REDTLS_OK)
-        return config_failed(cfg_handshakes, "session resumption", REDTLS_E_INVALID);
+    redtls_status rs = redtls_config_set_tls_session_resumption(cfg_handshakes, 0);
+    if (rs != REDTLS_OK) {
+        free(st);
+        free(fl);
+        return config_failed(cfg_handshakes, "session resumption", rs);
+    }
     while (ring < (unsigned long)o->inflight)
         ring <<= 1;
     b->el.ep = -1;
