@@ -11,8 +11,8 @@
  * when built with them), or "epoll": a loop written here on the hooks of
  * redtls_async_attach, which calls redtls_async_process itself and so can
  * time every call (the stall mode) and holds a thousand handles cheaply
- * (--connect, --idle). Its epoll_ctl calls are made after each process
- * call, outside the timed part.
+ * (--connect, --idle). Its epoll_ctl calls are made by the watch hook,
+ * inside the process call that changed the interest, as an adapter's are.
  */
 #include <errno.h>
 #include <limits.h>
@@ -74,12 +74,9 @@ struct eloop;
 /* One handle as the loop sees it. */
 struct slot {
     struct eloop *loop;
-    redtls_async *ac;       /* NULL once detached */
-    int fd, events;         /* wanted, from the watch hook */
-    int reg_fd, reg_events; /* registered with epoll (reg_fd -1: none) */
-    int reset;              /* watch(-1) came: the registration is stale */
-    int dirty;              /* on the loop's dirty list */
-    int64_t due;            /* from the timer hook (ns), or NO_DUE */
+    redtls_async *ac;         /* NULL once detached */
+    int fd, events;           /* registered with epoll (fd -1: none) */
+    int64_t due;              /* from the timer hook (ns), or NO_DUE */
     struct call_stats *stats; /* time its process calls here, or NULL */
 };
 
@@ -87,30 +84,40 @@ struct eloop {
     int ep;
     struct slot **slots;
     size_t n, cap;
-    struct slot **dirty;
-    size_t ndirty;
     int64_t next_due; /* no timer is due before this (ns) */
     int stop;
     struct call_stats *iter; /* time each wake's work here, or NULL */
 };
 
-static void slot_dirty(struct slot *s)
-{
-    if (!s->dirty) {
-        s->dirty = 1;
-        s->loop->dirty[s->loop->ndirty++] = s;
-    }
-}
-
-static void hook_watch(void *data, int fd, int events)
+/* The watch hook: epoll is told at once (a failure is the hook's answer).
+ * The handle says watch(-1, 0) before a new socket that has the number of
+ * a closed one, so a registration never outlives its socket; a closed
+ * descriptor has left epoll by itself, hence the ignored DEL errors. */
+static int hook_watch(void *data, int fd, int events)
 {
     struct slot *s = data;
+    struct eloop *l = s->loop;
 
-    if (fd < 0 || fd != s->fd)
-        s->reset = 1;
+    if (fd < 0)
+        events = 0;
+    if (s->fd >= 0 && (fd != s->fd || events == 0)) {
+        (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
+        s->fd = -1;
+        s->events = 0;
+    }
+    if (events == 0 || (fd == s->fd && events == s->events))
+        return 0;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = (events & REDTLS_ASYNC_READ ? EPOLLIN : 0u) | (events & REDTLS_ASYNC_WRITE ? EPOLLOUT : 0u);
+    ev.data.ptr = s;
+    int op = s->fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(l->ep, op, fd, &ev) != 0 &&
+        (op != EPOLL_CTL_ADD || errno != EEXIST || epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0))
+        return -1;
     s->fd = fd;
-    s->events = fd < 0 ? 0 : events;
-    slot_dirty(s);
+    s->events = events;
+    return 0;
 }
 
 static void hook_timer(void *data, int ms)
@@ -130,40 +137,9 @@ static void hook_detach(void *data)
 {
     struct slot *s = data;
 
+    (void)hook_watch(s, -1, 0);
     s->ac = NULL;
-    s->fd = -1;
-    s->events = 0;
     s->due = NO_DUE;
-    slot_dirty(s);
-}
-
-/* Makes epoll watch what the dirty slots want. A closed descriptor leaves
- * epoll by itself, and its number may be back for a new socket: a failed
- * MOD is retried as ADD and a failed ADD as MOD. */
-static void eloop_apply(struct eloop *l)
-{
-    for (size_t i = 0; i < l->ndirty; i++) {
-        struct slot *s = l->dirty[i];
-        s->dirty = 0;
-        if (s->reg_fd >= 0 && (s->reset || s->reg_fd != s->fd || s->events == 0)) {
-            (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s->reg_fd, NULL);
-            s->reg_fd = -1;
-            s->reg_events = 0;
-        }
-        s->reset = 0;
-        if (s->fd < 0 || s->events == 0 || (s->reg_fd == s->fd && s->reg_events == s->events))
-            continue;
-        struct epoll_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.events = (s->events & REDTLS_ASYNC_READ ? EPOLLIN : 0u) | (s->events & REDTLS_ASYNC_WRITE ? EPOLLOUT : 0u);
-        ev.data.ptr = s;
-        int op = s->reg_fd == s->fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-        if (epoll_ctl(l->ep, op, s->fd, &ev) != 0)
-            (void)epoll_ctl(l->ep, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s->fd, &ev);
-        s->reg_fd = s->fd;
-        s->reg_events = s->events;
-    }
-    l->ndirty = 0;
 }
 
 static int eloop_init(struct eloop *l, size_t cap)
@@ -171,10 +147,9 @@ static int eloop_init(struct eloop *l, size_t cap)
     memset(l, 0, sizeof *l);
     l->ep = epoll_create1(0);
     l->slots = calloc(cap, sizeof *l->slots);
-    l->dirty = calloc(cap, sizeof *l->dirty);
     l->cap = cap;
     l->next_due = NO_DUE;
-    return l->ep >= 0 && l->slots && l->dirty ? 0 : -1;
+    return l->ep >= 0 && l->slots ? 0 : -1;
 }
 
 /* Frees the loop (its handles freed first); a second call does nothing. */
@@ -183,7 +158,6 @@ static void eloop_free(struct eloop *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->slots[i]);
     free(l->slots);
-    free(l->dirty);
     if (l->ep >= 0)
         close(l->ep);
     memset(l, 0, sizeof *l);
@@ -200,7 +174,7 @@ static struct slot *eloop_add(struct eloop *l, redtls_async *ac, struct call_sta
     }
     s->loop = l;
     s->ac = ac;
-    s->fd = s->reg_fd = -1;
+    s->fd = -1;
     s->due = NO_DUE;
     s->stats = stats;
     l->slots[l->n++] = s;
@@ -217,7 +191,6 @@ static struct slot *eloop_add(struct eloop *l, redtls_async *ac, struct call_sta
 static void eloop_compact(struct eloop *l)
 {
     size_t k = 0;
-    eloop_apply(l);
     for (size_t i = 0; i < l->n; i++) {
         if (l->slots[i]->ac)
             l->slots[k++] = l->slots[i];
@@ -248,7 +221,6 @@ static int eloop_run(struct eloop *l, uint64_t deadline)
 
     l->stop = 0;
     while (!l->stop) {
-        eloop_apply(l);
         int64_t now = (int64_t)now_ns();
         if ((uint64_t)now >= deadline)
             return -1;
@@ -266,7 +238,6 @@ static int eloop_run(struct eloop *l, uint64_t deadline)
             int events = (e & (EPOLLIN | EPOLLERR | EPOLLHUP) ? REDTLS_ASYNC_READ : 0) |
                          (e & (EPOLLOUT | EPOLLERR | EPOLLHUP) ? REDTLS_ASYNC_WRITE : 0);
             slot_process(s, events);
-            eloop_apply(l);
         }
         now = (int64_t)now_ns();
         if (l->next_due <= now) {
@@ -277,7 +248,6 @@ static int eloop_run(struct eloop *l, uint64_t deadline)
                 if (s->due <= now) {
                     s->due = NO_DUE;
                     slot_process(s, 0);
-                    eloop_apply(l);
                 }
                 if (s->due < next)
                     next = s->due;
