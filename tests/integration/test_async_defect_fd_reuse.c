@@ -19,7 +19,9 @@
  * (those in flight at a kill are sent again once), none with a time-out.
  * Each kill is likely, not certain, to hit the defect (the new transport
  * must land on the freed one's address): sixty kills on up to three
- * handles make it all but sure.
+ * handles make it all but sure. Under AddressSanitizer the test passes:
+ * its quarantine keeps a freed block's address from coming back at once,
+ * which is the mechanism.
  *
  * Proposed fix: give each socket the handle opens a generation number
  * (bumped where a transport or dial socket is made, or at every close in
@@ -98,17 +100,24 @@ static void start(unsigned command_ms)
     assert_cfg_status(t.cfg, redtls_config_set_command_timeout_ms(t.cfg, command_ms), REDTLS_OK);
     assert_cfg_status(t.cfg, redtls_conn_new(t.cfg, &t.admin), REDTLS_OK);
     assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
-    t.tally = lab_tally_new(60000);
+    t.tally = lab_tally_new(100000);
     assert_non_null(t.tally);
 }
 
-/* Each command that ends issues the next: DEPTH stay in flight. */
+/* Each command that ends issues the next: DEPTH stay in flight (until
+ * the tally is full). */
 static void stream_next(lab_tally *tl, redtls_async *ac, lab_acmd *c, const redisReply *reply)
 {
     (void)c;
     (void)reply;
     if (tl->issued + 1 < tl->cap)
         lab_issue(tl, ac, REDTLS_CMD_IDEMPOTENT, "GET fdreuse:k", NULL);
+}
+
+/* Room left for a round of kills (a fast stream overshoots its goals). */
+static int room(void)
+{
+    return t.tally->issued < t.tally->cap / 2;
 }
 
 /* The server kills the handle's connection (found by its address). */
@@ -171,7 +180,7 @@ static void one_handle(lab_loop_kind kind)
     t.tally->after = stream_next;
     for (int i = 0; i < DEPTH; i++)
         assert_int_equal(lab_issue(t.tally, ac, REDTLS_CMD_IDEMPOTENT, "GET fdreuse:k", NULL), REDTLS_OK);
-    for (int k = 0; k < KILLS && t.tally->by_status[REDTLS_E_COMMAND_TIMEOUT] == 0; k++) {
+    for (int k = 0; k < KILLS && t.tally->by_status[REDTLS_E_COMMAND_TIMEOUT] == 0 && room(); k++) {
         size_t want = t.tally->done + 50;
         /* More than a command timeout to make progress. */
         if (!lab_loop_run_until(t.loop, progressed, &want, 1500))
@@ -179,7 +188,7 @@ static void one_handle(lab_loop_kind kind)
         kill_handle(ac);
     }
     size_t want = t.tally->done + 50;
-    if (!lab_loop_run_until(t.loop, progressed, &want, 1500)) {
+    if (room() && !lab_loop_run_until(t.loop, progressed, &want, 1500)) {
         int fd = redtls_async_fd(ac);
         print_message("    %s: stalled with %zu commands owed; the handle's socket (fd %d) is %sin the loop's epoll set\n",
                       lab_loop_name(kind), lab_tally_owed(t.tally), fd, fd_in_epoll(fd) ? "" : "NOT ");
@@ -197,7 +206,7 @@ static void stream_with_kills(lab_loop_kind kind)
     assert_non_null(t.loop);
     long long t0 = lab_now_ms();
     /* A fresh handle lays the heap out anew, for another chance. */
-    for (int round = 0; round < 3 && t.tally->by_status[REDTLS_E_COMMAND_TIMEOUT] == 0; round++)
+    for (int round = 0; round < 3 && t.tally->by_status[REDTLS_E_COMMAND_TIMEOUT] == 0 && room(); round++)
         one_handle(kind);
     print_message("    %s: %zu commands in %lld ms: %zu ok, %zu timed out\n", lab_loop_name(kind), t.tally->issued,
                   lab_now_ms() - t0, t.tally->by_status[REDTLS_OK], t.tally->by_status[REDTLS_E_COMMAND_TIMEOUT]);

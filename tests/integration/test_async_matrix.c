@@ -241,7 +241,7 @@ static const tls_case tls_cases[] = {
 /* A failed case's commands wait for a connection this long (reconnection
  * on), counted from when they were issued: well past the first attempt's
  * failure even when every case connects at once on a loaded machine. */
-#define WAIT_MS 3000
+#define WAIT_MS 5000
 
 typedef struct tls_run {
     redtls_async *ac;
