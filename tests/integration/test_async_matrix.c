@@ -63,6 +63,11 @@ static struct {
     lab_proxy proxy;
     lab_server hostile;
     events ev; /* outlives the handles, which may report on being freed */
+    /* Connect callbacks' records, here (not on a test's stack) because
+     * freeing a handle in teardown may still call one. */
+    lab_aconn conns[64];
+    int armed[64]; /* its redtls_async_connect() was accepted: one call owed */
+    size_t nconns;
 } t;
 
 static int group_setup(void **state)
@@ -121,6 +126,12 @@ static int teardown(void **state)
     int rc = lab_loop_free(t.loop);
     if (t.tally != NULL && lab_tally_check(t.tally, "teardown") != 0)
         rc = -1;
+    for (size_t i = 0; i < t.nconns; i++)
+        if (t.conns[i].calls != t.armed[i]) {
+            fprintf(stderr, "teardown: connect %zu: callback called %d times, expected %d\n", i, t.conns[i].calls,
+                    t.armed[i]);
+            rc = -1;
+        }
     lab_tally_free(t.tally);
     for (size_t i = 0; i < t.ncfg; i++)
         redtls_config_free(t.cfg[i]);
@@ -175,6 +186,20 @@ static void issue_ok(redtls_async *ac, unsigned flags, const char *line, size_t 
     redtls_status st = lab_issue(t.tally, ac, flags, line, id);
     if (st != REDTLS_OK)
         fail_msg("issuing %s: %s (%s)", line, redtls_strerror(st), redtls_async_errmsg(ac));
+}
+
+/* redtls_async_connect(ac) with a fresh record for its callback; want:
+ * what the call returns (REDTLS_OK: the callback is owed, once). */
+static lab_aconn *connect_as(redtls_async *ac, redtls_status want)
+{
+    assert_true(t.nconns < sizeof t.conns / sizeof t.conns[0]);
+    size_t i = t.nconns++;
+    redtls_status st = redtls_async_connect(ac, lab_on_connect, &t.conns[i]);
+    if (st != want)
+        fail_msg("redtls_async_connect: %s, expected %s (%s)", redtls_strerror(st), redtls_strerror(want),
+                 redtls_async_errmsg(ac));
+    t.armed[i] = st == REDTLS_OK;
+    return &t.conns[i];
 }
 
 static int all_called(void *ud)
@@ -245,14 +270,14 @@ static const tls_case tls_cases[] = {
 
 typedef struct tls_run {
     redtls_async *ac;
-    lab_aconn conn;
+    lab_aconn *conn;
     size_t cmd[2];
     int ncmd;
 } tls_run;
 
 /* One handle for case c: reconnect off (variant 0) or on (variant 1), a
  * connect, and its commands issued before it is connected. */
-static void tls_start(const tls_case *c, int variant, tls_run *r)
+static void tls_start(const tls_case *c, int variant, tls_run *r, size_t n)
 {
     uint16_t port = c->plain_port ? c->srv->plain_port : c->srv->port;
     redtls_config *cfg = make_cfg("localhost", port);
@@ -270,14 +295,15 @@ static void tls_start(const tls_case *c, int variant, tls_run *r)
     if (c->want != REDTLS_OK && variant == 1)
         assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, SCALED(WAIT_MS)), REDTLS_OK);
     r->ac = new_handle(cfg);
-    assert_int_equal(redtls_async_connect(r->ac, lab_on_connect, &r->conn), REDTLS_OK);
-    /* Connecting already: a second connect is refused at once. */
-    assert_int_equal(redtls_async_connect(r->ac, lab_on_connect, &r->conn), REDTLS_E_STATE);
+    r->conn = connect_as(r->ac, REDTLS_OK);
+    /* Connecting already: a second connect is refused at once (and its
+     * callback never called, which teardown checks). */
+    connect_as(r->ac, REDTLS_E_STATE);
     char line[160];
     if (c->want == REDTLS_OK) {
-        snprintf(line, sizeof line, "SET amatrix:tls:%d:%p v-%s", (int)t.kind, (void *)r, lab_loop_name(t.kind));
+        snprintf(line, sizeof line, "SET amatrix:tls:%d:%zu v-%s", (int)t.kind, n, lab_loop_name(t.kind));
         issue_ok(r->ac, 0, line, &r->cmd[0]);
-        snprintf(line, sizeof line, "GET amatrix:tls:%d:%p", (int)t.kind, (void *)r);
+        snprintf(line, sizeof line, "GET amatrix:tls:%d:%zu", (int)t.kind, n);
         issue_ok(r->ac, 0, line, &r->cmd[1]);
         r->ncmd = 2;
     } else {
@@ -290,7 +316,7 @@ static int tls_all_done(void *ud)
 {
     const tls_run *runs = ud;
     for (size_t i = 0; i < 2 * N_TLS; i++)
-        if (runs[i].conn.calls == 0)
+        if (runs[i].conn->calls == 0)
             return 0;
     return all_called(NULL);
 }
@@ -309,12 +335,12 @@ static void tls_check(const tls_case *c, int variant, const tls_run *r)
 {
     char what[160];
     snprintf(what, sizeof what, "%s, %s, reconnect %s", lab_loop_name(t.kind), c->name, variant ? "on" : "off");
-    if (lab_aconn_check(&r->conn, what) != 0)
+    if (lab_aconn_check(r->conn, what) != 0)
         fail_msg("%s: connect callback not called once", what);
-    if (r->conn.st != c->want)
-        fail_msg("%s: connect: %s, expected %s (%s)", what, redtls_strerror(r->conn.st), redtls_strerror(c->want),
-                 r->conn.msg);
-    assert_says(what, r->conn.msg, c->says);
+    if (r->conn->st != c->want)
+        fail_msg("%s: connect: %s, expected %s (%s)", what, redtls_strerror(r->conn->st), redtls_strerror(c->want),
+                 r->conn->msg);
+    assert_says(what, r->conn->msg, c->says);
     const lab_acmd *cmd = &t.tally->cmd[r->cmd[0]];
     if (c->want == REDTLS_OK) {
         const lab_acmd *get = &t.tally->cmd[r->cmd[1]];
@@ -365,7 +391,7 @@ static void test_tls_matrix(void **state)
     long long t0 = lab_now_ms();
     for (size_t i = 0; i < N_TLS; i++)
         for (int v = 0; v < 2; v++)
-            tls_start(&tls_cases[i], v, &runs[2 * i + (size_t)v]);
+            tls_start(&tls_cases[i], v, &runs[2 * i + (size_t)v], 2 * i + (size_t)v);
     if (!lab_loop_run_until(t.loop, tls_all_done, runs, HANG_MS))
         fail_msg("callbacks still owed after %d ms", HANG_MS);
     print_message("    %s: %zu handles done in %lld ms\n", lab_loop_name(t.kind), 2 * N_TLS, lab_now_ms() - t0);
@@ -379,7 +405,7 @@ static void test_tls_matrix(void **state)
         lab_loop_free_handle(t.loop, runs[i].ac);
     assert_int_equal(t.tally->done, done);
     for (size_t i = 0; i < 2 * N_TLS; i++)
-        assert_int_equal(runs[i].conn.calls, 1);
+        assert_int_equal(runs[i].conn->calls, 1);
     assert_once("tls matrix, freed");
     assert_sink_safe(&sink_untrusted);
     assert_sink_safe(&sink_wrongname);
@@ -422,8 +448,7 @@ static void test_close_and_free(void **state)
     run_all();
     assert_cmd(id[0], REDTLS_OK);
     assert_int_equal(redtls_async_is_connected(ac), 1);
-    lab_aconn again = {0};
-    assert_int_equal(redtls_async_connect(ac, lab_on_connect, &again), REDTLS_E_STATE);
+    lab_aconn *again = connect_as(ac, REDTLS_E_STATE);
 
     /* Closed with commands not written yet: each ends at once. */
     snprintf(line, sizeof line, "INCR %s:n", key);
@@ -434,10 +459,15 @@ static void test_close_and_free(void **state)
         assert_cmd(id[i], REDTLS_E_CLOSED);
     assert_int_equal(redtls_async_pending(ac), 0);
 
-    /* Closed with a command in flight (the server holds BLPOP). */
+    /* Closed with a command in flight (the server holds BLPOP): once
+     * connected again (PING), one pass writes it. */
+    size_t ping;
+    issue_ok(ac, 0, "PING", &ping);
+    run_all();
+    assert_cmd(ping, REDTLS_OK);
     snprintf(line, sizeof line, "BLPOP %s:empty 20", key);
     issue_ok(ac, 0, line, &id[4]);
-    lab_loop_run_until(t.loop, NULL, NULL, 300);
+    lab_loop_run_until(t.loop, NULL, NULL, 200);
     assert_int_equal(t.tally->cmd[id[4]].calls, 0);
     assert_int_equal(redtls_async_is_connected(ac), 1);
     redtls_async_close(ac);
@@ -454,16 +484,15 @@ static void test_close_and_free(void **state)
     /* Freed while connecting with commands waiting: the connect callback
      * and each command's end with REDTLS_E_CLOSED, from inside the free. */
     redtls_async_close(ac);
-    lab_aconn conn = {0};
-    assert_int_equal(redtls_async_connect(ac, lab_on_connect, &conn), REDTLS_OK);
+    lab_aconn *conn = connect_as(ac, REDTLS_OK);
     issue_ok(ac, 0, line, &id[6]);
     issue_ok(ac, 0, line, &id[7]);
     lab_loop_free_handle(t.loop, ac);
-    assert_int_equal(conn.calls, 1);
-    assert_int_equal(conn.st, REDTLS_E_CLOSED);
+    assert_int_equal(conn->calls, 1);
+    assert_int_equal(conn->st, REDTLS_E_CLOSED);
     assert_cmd(id[6], REDTLS_E_CLOSED);
     assert_cmd(id[7], REDTLS_E_CLOSED);
-    assert_int_equal(again.calls, 0); /* refused at once: never called */
+    assert_int_equal(again->calls, 0); /* refused at once: never called */
 
     /* A callback ends its own handle with replies still owed after it. */
     ac = new_handle(cfg);
@@ -529,9 +558,10 @@ static redtls_conn *admin_open(const lab_server *srv)
     return t.admin;
 }
 
-/* One admin command (space-separated words); returns its integer reply,
- * or 0 for any other non-error reply. */
-static long long admin_do(const char *line)
+/* One admin command (space-separated words): 0 and its integer reply in
+ * *v (0 for any other reply), or -1 and why in err. Asserts nothing, so
+ * callbacks may use it (a failed assertion must not jump out of one). */
+static int admin_try(const char *line, long long *v, char *err, size_t errlen)
 {
     char words[8][128];
     const char *argv[8];
@@ -545,11 +575,27 @@ static long long admin_do(const char *line)
         p += strspn(p, " ");
     }
     redisReply *r = NULL;
-    assert_conn_status(t.admin, redtls_conn_command_argv(t.admin, argc, argv, NULL, &r), REDTLS_OK);
-    if (r->type == REDIS_REPLY_ERROR)
-        fail_msg("admin: %s: %s", line, r->str);
-    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    redtls_status st = redtls_conn_command_argv(t.admin, argc, argv, NULL, &r);
+    if (st != REDTLS_OK) {
+        snprintf(err, errlen, "%s: %s (%s)", line, redtls_strerror(st), redtls_conn_errmsg(t.admin));
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "%s: %s", line, r->str);
+        redtls_reply_free(r);
+        return -1;
+    }
+    *v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     redtls_reply_free(r);
+    return 0;
+}
+
+static long long admin_do(const char *line)
+{
+    char err[512];
+    long long v = 0;
+    if (admin_try(line, &v, err, sizeof err) != 0)
+        fail_msg("admin: %s", err);
     return v;
 }
 
@@ -596,10 +642,13 @@ static void test_incr_accounting(void **state)
     redtls_config_set_event_callback(cfg, on_event, ev);
     redtls_async *ac = incr.ac = new_handle(cfg);
     assert_int_equal(redtls_async_set_max_pending(ac, IN_FLIGHT), REDTLS_OK);
+    lab_aconn *conn = connect_as(ac, REDTLS_OK);
     size_t id_cmd;
     issue_ok(ac, 0, "CLIENT ID", &id_cmd);
     run_all();
     assert_cmd(id_cmd, REDTLS_OK);
+    assert_int_equal(conn->calls, 1);
+    assert_int_equal(conn->st, REDTLS_OK);
     long long client = t.tally->cmd[id_cmd].integer;
     incr.first = t.tally->issued;
 
@@ -682,6 +731,7 @@ static struct {
     size_t next_break; /* at this many callbacks (t.tally->done) */
     int draining;     /* the stream stopped for a client-side close */
     int phase_done;   /* the stream stopped for the phase to change */
+    char error[512];  /* what went wrong in a callback (the stream stops) */
 } rot;
 
 static void rot_issue(lab_tally *tl, redtls_async *ac)
@@ -689,8 +739,9 @@ static void rot_issue(lab_tally *tl, redtls_async *ac)
     char member[32];
     snprintf(member, sizeof member, "m%zu", tl->issued);
     const char *argv[] = {"SADD", rot.key, member};
-    if (lab_issue_argv(tl, ac, REDTLS_CMD_IDEMPOTENT, 3, argv, NULL) != REDTLS_OK)
-        fail_msg("SADD refused: %s", redtls_async_errmsg(ac));
+    redtls_status st = lab_issue_argv(tl, ac, REDTLS_CMD_IDEMPOTENT, 3, argv, NULL);
+    if (st != REDTLS_OK && rot.error[0] == '\0')
+        snprintf(rot.error, sizeof rot.error, "SADD refused: %s (%s)", redtls_strerror(st), redtls_async_errmsg(ac));
 }
 
 /* The stream: each SADD that ends issues another, with a member of its
@@ -703,7 +754,7 @@ static void rot_next(lab_tally *tl, redtls_async *ac, lab_acmd *c, const redisRe
 {
     (void)c;
     (void)reply;
-    if (rot.phase_done || rot.draining)
+    if (rot.phase_done || rot.draining || rot.error[0] != '\0')
         return;
     if (tl->done >= rot.next_break) {
         if (rot.breaks_left == 0) {
@@ -716,8 +767,13 @@ static void rot_next(lab_tally *tl, redtls_async *ac, lab_acmd *c, const redisRe
             rot.draining = 1;
             return;
         }
-        if (admin_do("CLIENT KILL USER default") != 1)
-            fail_msg("CLIENT KILL USER default killed no connection");
+        long long killed = 0;
+        if (admin_try("CLIENT KILL USER default", &killed, rot.error, sizeof rot.error) != 0)
+            return;
+        if (killed != 1) {
+            snprintf(rot.error, sizeof rot.error, "CLIENT KILL USER default killed %lld connections", killed);
+            return;
+        }
     }
     rot_issue(tl, ac);
 }
@@ -725,7 +781,7 @@ static void rot_next(lab_tally *tl, redtls_async *ac, lab_acmd *c, const redisRe
 static int rot_settled(void *ud)
 {
     (void)ud;
-    return (rot.phase_done || rot.draining) && lab_tally_owed(t.tally) == 0;
+    return (rot.phase_done || rot.draining || rot.error[0] != '\0') && lab_tally_owed(t.tally) == 0;
 }
 
 /* The blocking test's walk: old -> old+new -> new on the server, with
@@ -751,6 +807,7 @@ static void rotation_walk(const char *first, const char *second, int switched[3]
     assert_cfg_status(cfg, redtls_config_set_token_alt(cfg, second), REDTLS_OK);
     redtls_config_set_event_callback(cfg, on_event, ev);
     redtls_async *ac = new_handle(cfg);
+    lab_aconn *conn = connect_as(ac, REDTLS_OK);
     t.tally->after = rot_next;
 
     int before = 0;
@@ -772,6 +829,8 @@ static void rotation_walk(const char *first, const char *second, int switched[3]
             if (!lab_loop_run_until(t.loop, rot_settled, NULL, HANG_MS))
                 fail_msg("phase %d: %d breaks left, %zu callbacks owed after %d ms", phase + 1, rot.breaks_left,
                          lab_tally_owed(t.tally), HANG_MS);
+            if (rot.error[0] != '\0')
+                fail_msg("phase %d: %s", phase + 1, rot.error);
         } while (!rot.phase_done);
         switched[phase] = ev->switched - before;
         before = ev->switched;
@@ -788,11 +847,15 @@ static void rotation_walk(const char *first, const char *second, int switched[3]
     char scard[128];
     snprintf(scard, sizeof scard, "SCARD %s", rot.key);
     assert_int_equal(admin_do(scard), (long long)t.tally->issued);
-    print_message("    %s: %zu commands, %d connections (%s), switches %d/%d/%d\n", lab_loop_name(t.kind),
-                  t.tally->issued, ev->connected, rot.server_kills ? "server kills" : "client closes", switched[0],
-                  switched[1], switched[2]);
-    /* One connection, then one more per break. */
+    print_message("    %s: %zu commands, %d connections (%s), switches %d/%d/%d, the last: \"%s\"\n",
+                  lab_loop_name(t.kind), t.tally->issued, ev->connected,
+                  rot.server_kills ? "server kills" : "client closes", switched[0], switched[1], switched[2],
+                  ev->last_auth);
+    /* One connection, then one more per break; the connect callback was
+     * about the first only. */
     assert_int_equal(ev->connected, 1 + 3 * ROT_BREAKS);
+    assert_int_equal(conn->calls, 1);
+    assert_int_equal(conn->st, REDTLS_OK);
     assert_int_equal(ev->secret_seen, 0);
     assert_int_equal(ev->refreshed, 0);
     assert_once("rotation walk");
@@ -809,6 +872,8 @@ static void test_rotation_old_then_new(void **state)
     assert_int_equal(switched[0], 0);
     assert_int_equal(switched[1], 0);
     assert_int_equal(switched[2], 1);
+    /* Events name token numbers, never tokens. */
+    assert_string_equal(t.ev.last_auth, "token 2 accepted, token 1 refused");
 }
 
 static void test_rotation_new_then_old(void **state)
@@ -822,6 +887,7 @@ static void test_rotation_new_then_old(void **state)
     assert_int_equal(switched[0], 1);
     assert_int_equal(switched[1], 0);
     assert_int_equal(switched[2], 1);
+    assert_string_equal(t.ev.last_auth, "token 1 accepted, token 2 refused");
 }
 
 /* ----- hostile replies ----------------------------------------------------------- */
@@ -891,8 +957,7 @@ static void hostile_run(const hostile_case *hc)
     if (hc->command_ms)
         assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, SCALED(hc->command_ms)), REDTLS_OK);
     redtls_async *ac = new_handle(cfg);
-    lab_aconn conn = {0};
-    assert_int_equal(redtls_async_connect(ac, lab_on_connect, &conn), REDTLS_OK);
+    lab_aconn *conn = connect_as(ac, REDTLS_OK);
     size_t id[3];
     /* Three in flight: the server answers the first with the case's bytes. */
     issue_ok(ac, 0, "GET hostile", &id[0]);
@@ -903,8 +968,8 @@ static void hostile_run(const hostile_case *hc)
     long long ms = lab_now_ms() - t0;
     const lab_acmd *head = &t.tally->cmd[id[0]];
     print_message("    hostile: %-24s %-26s %5lld ms  (%s)\n", what, redtls_strerror(head->st), ms, head->msg);
-    if (lab_aconn_check(&conn, what) != 0 || conn.st != REDTLS_OK)
-        fail_msg("%s: connect %s (%s)", what, redtls_strerror(conn.st), conn.msg);
+    if (lab_aconn_check(conn, what) != 0 || conn->st != REDTLS_OK)
+        fail_msg("%s: connect %s (%s)", what, redtls_strerror(conn->st), conn->msg);
     if (hc->says != NULL && strstr(head->msg, hc->says) == NULL)
         fail_msg("%s: message \"%s\" does not name \"%s\"", what, head->msg, hc->says);
     /* KNOWN DEFECT (test_async_defect_reply_status.c): the command whose
@@ -958,15 +1023,15 @@ static void test_hostile_handshake(void **state)
     assert_cfg_status(cfg, redtls_config_set_token(cfg, NULL), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_reconnect(cfg, 0), REDTLS_OK);
     redtls_async *ac = new_handle(cfg);
-    lab_aconn conn = {0};
-    assert_int_equal(redtls_async_connect(ac, lab_on_connect, &conn), REDTLS_OK);
+    lab_aconn *conn = connect_as(ac, REDTLS_OK);
     size_t id[2];
     issue_ok(ac, 0, "GET a", &id[0]);
     issue_ok(ac, 0, "GET b", &id[1]);
     run_all();
-    print_message("    %s: garbage handshake: %s (%s)\n", lab_loop_name(t.kind), redtls_strerror(conn.st), conn.msg);
-    assert_int_equal(lab_aconn_check(&conn, "garbage handshake"), 0);
-    assert_int_equal(conn.st, REDTLS_E_TLS);
+    print_message("    %s: garbage handshake: %s (%s)\n", lab_loop_name(t.kind), redtls_strerror(conn->st),
+                  conn->msg);
+    assert_int_equal(lab_aconn_check(conn, "garbage handshake"), 0);
+    assert_int_equal(conn->st, REDTLS_E_TLS);
     assert_cmd(id[0], REDTLS_E_TLS);
     assert_cmd(id[1], REDTLS_E_TLS);
     /* Reconnection is off: a command alone does not connect again. */
@@ -975,24 +1040,22 @@ static void test_hostile_handshake(void **state)
     assert_cmd(id[0], REDTLS_E_STATE);
     assert_contains(t.tally->cmd[id[0]].msg, "reconnection is off");
     lab_proxy_retarget(&t.proxy, redis_open.port);
-    lab_aconn again = {0};
-    assert_int_equal(redtls_async_connect(ac, lab_on_connect, &again), REDTLS_OK);
+    lab_aconn *again = connect_as(ac, REDTLS_OK);
     issue_ok(ac, 0, "PING", &id[1]);
     run_all();
-    assert_int_equal(lab_aconn_check(&again, "connect again"), 0);
-    assert_int_equal(again.st, REDTLS_OK);
+    assert_int_equal(lab_aconn_check(again, "connect again"), 0);
+    assert_int_equal(again->st, REDTLS_OK);
     assert_cmd(id[1], REDTLS_OK);
     assert_once("garbage handshake");
 }
 
 static lab_loop_kind kinds[LAB_LOOP_KINDS] = {LAB_LOOP_BUILTIN, LAB_LOOP_LIBUV, LAB_LOOP_LIBEVENT};
 
-#define ON_EACH_LOOP(name, fn)                                                                  \
-    {name "/built-in", fn, setup, teardown, (void *)&kinds[LAB_LOOP_BUILTIN]},                   \
-    {name "/libuv", fn, setup, teardown, (void *)&kinds[LAB_LOOP_LIBUV]},                        \
-    {                                                                                           \
-        name "/libevent", fn, setup, teardown, (void *)&kinds[LAB_LOOP_LIBEVENT]                \
-    }
+/* One test per loop, named scenario/loop. */
+#define ON_EACH_LOOP(name, fn)                                                \
+    {name "/built-in", fn, setup, teardown, &kinds[LAB_LOOP_BUILTIN]},        \
+        {name "/libuv", fn, setup, teardown, &kinds[LAB_LOOP_LIBUV]},         \
+        {name "/libevent", fn, setup, teardown, &kinds[LAB_LOOP_LIBEVENT]}
 
 int main(void)
 {
