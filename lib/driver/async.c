@@ -267,6 +267,7 @@ redtls_status redtls_async_connect(redtls_async *ac, redtls_async_connect_cb cb,
 static void connection_lost(redtls_async *ac, redtls_status st)
 {
     redtls_conn *c = ac->c;
+    ac->sock_gen++;
     int was_up = ac->up;
     ac->up = 0;
     redtls__conn_abandon(c, st);
@@ -323,6 +324,7 @@ static void step_connect(redtls_async *ac, int64_t now)
         }
         redtls_status st = redtls__attempt_start(c, now, REDTLS__NO_DEADLINE);
         ac->tried = 1;
+        ac->sock_gen++;
         if (st != REDTLS_OK) {
             ac->attempt_st = st;
             goto failed;
@@ -334,6 +336,7 @@ static void step_connect(redtls_async *ac, int64_t now)
     if (st == REDTLS_OK && !done)
         return;
     ac->attempting = 0;
+    ac->sock_gen++;
     ac->w = (redtls__wait){-1, 0, REDTLS__NO_DEADLINE};
     if (st == REDTLS_OK) {
         redtls__attempt_succeeded(c);
@@ -529,7 +532,10 @@ static void step_up(redtls_async *ac, int64_t now)
 static void step_ready(redtls_async *ac, int64_t now)
 {
     int done = 0;
+    const void *tp = ac->c->tp;
     redtls_status st = redtls__ready_step(ac->c, now, &done, &ac->w);
+    if (ac->c->tp != tp || ac->c->at.phase)
+        ac->sock_gen++; /* the machine dropped or remade the connection */
     if (st == REDTLS_OK && !done)
         return;
     ac->readying = 0;
@@ -645,17 +651,18 @@ void redtls__async_kick(redtls_async *ac)
         return;
     int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
     const redtls_conn *c = ac->c;
-    size_t dial = (c->at.dial.index + (c->at.dial.fd >= 0 ? 1u : 0u)) ^ ((size_t)c->attempts << 16);
-    int same_socket = c->tp == ac->hooked_tp && c->at.tp == ac->hooked_at_tp && dial == ac->hooked_dial;
-    if (!same_socket && ac->hooked_fd >= 0 && fd == ac->hooked_fd) {
-        /* The number came back for another socket: the loop's registration
-         * belonged to the closed one. */
+    /* Sockets are told apart by a generation, not by their number or the
+     * address of their transport: both come back for the next socket. */
+    size_t dial = c->at.dial.index + (c->at.dial.fd >= 0 ? 1u : 0u);
+    int same_socket = ac->sock_gen == ac->hooked_gen && dial == ac->hooked_dial;
+    if (!same_socket && ac->hooked_fd >= 0) {
+        /* Whatever the number now, the loop's registration belonged to a
+         * socket that may be closed. */
         (void)ac->hooks.watch(ac->hooks.data, -1, 0);
         ac->hooked_fd = -1;
         ac->hooked_events = 0;
     }
-    ac->hooked_tp = c->tp;
-    ac->hooked_at_tp = c->at.tp;
+    ac->hooked_gen = ac->sock_gen;
     ac->hooked_dial = dial;
     if (fd != ac->hooked_fd || ev != ac->hooked_events) {
         if (ac->hooks.watch(ac->hooks.data, fd, ev) != 0) {
@@ -719,6 +726,7 @@ static void end_everything(redtls_async *ac, redtls_status st, const char *why)
 {
     redtls_conn *c = ac->c;
     ac->epoch++;
+    ac->sock_gen++;
     redtls__fail(c->errmsg, st, "%s", why);
     if (ac->attempting)
         redtls__attempt_cancel(c);
@@ -777,9 +785,15 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
     if ((!handles && n) || n > 4096)
         return REDTLS_E_INVALID;
     int64_t end = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
-    struct pollfd *pfd = n ? calloc(n, sizeof *pfd) : NULL;
-    if (n && !pfd)
-        return REDTLS_E_NOMEM;
+    /* Up to 64 handles on the stack; more on the heap, and when that fails,
+     * 64 at a time with short waits, so no handle is starved. */
+    struct pollfd small[64];
+    struct pollfd *pfd = n > 64 ? calloc(n, sizeof *pfd) : NULL;
+    size_t cap = pfd ? n : 64;
+    int rotate = n > cap;
+    if (!pfd)
+        pfd = small;
+    size_t first = 0;
     redtls_status st = REDTLS_OK;
     for (;;) {
         int busy = 0;
@@ -796,10 +810,10 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
             break;
         }
         /* Every handle's socket and time: none is left out of the wait. */
-        int64_t wake = end;
+        int64_t wake = rotate ? redtls__deadline_min(end, now + 10) : end;
         nfds_t np = 0;
-        for (size_t i = 0; i < n; i++) {
-            redtls_async *ac = handles[i];
+        for (size_t k = 0; k < n && np < cap; k++) {
+            redtls_async *ac = handles[(first + k) % n];
             if (!ac)
                 continue;
             int ms = redtls_async_timeout_ms(ac);
@@ -811,11 +825,14 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
                                                         (ev & REDTLS_ASYNC_WRITE ? POLLOUT : 0)),
                                             0};
         }
+        if (rotate)
+            first = (first + cap) % n;
         if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
             st = REDTLS_E_IO;
             break;
         }
     }
-    free(pfd);
+    if (pfd != small)
+        free(pfd);
     return st;
 }

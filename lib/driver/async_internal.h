@@ -54,7 +54,8 @@ struct redtls_async {
     int watch_failed;          /* the loop could not take the interest */
     /* Which socket the hooks were told about: a socket closed inside a
      * pass and a new one given the same number are different sockets. */
-    const void *hooked_tp, *hooked_at_tp;
+    unsigned sock_gen;         /* bumped whenever a socket closes or opens */
+    unsigned hooked_gen;
     size_t hooked_dial;
 };
 
