@@ -532,10 +532,11 @@ static void step_up(redtls_async *ac, int64_t now)
 static void step_ready(redtls_async *ac, int64_t now)
 {
     int done = 0;
-    const void *tp = ac->c->tp;
     redtls_status st = redtls__ready_step(ac->c, now, &done, &ac->w);
-    if (ac->c->tp != tp || ac->c->at.phase)
-        ac->sock_gen++; /* the machine dropped or remade the connection */
+    /* The machine may have dropped and remade the connection (the new
+     * transport can sit at the old one's address): a new socket, as far
+     * as the loop knows. */
+    ac->sock_gen++;
     if (st == REDTLS_OK && !done)
         return;
     ac->readying = 0;

@@ -1,4 +1,4 @@
-/* KNOWN DEFECT, failing on purpose until lib/driver/async.c is fixed.
+/* Once a defect of lib/driver/async.c, fixed with this test (it failed before).
  *
  * When the handle loses its connection and connects again within one pass
  * of redtls_async_process() (commands wait, or idempotent ones are to be
@@ -234,5 +234,5 @@ int main(void)
         cmocka_unit_test_teardown(test_libuv_watches_the_new_socket, teardown),
         cmocka_unit_test_teardown(test_libevent_watches_the_new_socket, teardown),
     };
-    return cmocka_run_group_tests_name("integration.async_defect_fd_reuse", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("integration.async_fd_reuse", tests, group_setup, group_teardown);
 }
