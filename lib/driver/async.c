@@ -612,7 +612,7 @@ int redtls_async_events(const redtls_async *ac)
     if (!ac)
         return 0;
     int w = ac->readying || ac->attempting ? ac->w.events : ac->up ? POLLIN | ac->write_want : 0;
-    return (w & POLLIN ? REDTLS_ASYNC_READ : 0) | (w & POLLOUT ? REDTLS_ASYNC_WRITE : 0);
+    return ((w & POLLIN) ? REDTLS_ASYNC_READ : 0) | ((w & POLLOUT) ? REDTLS_ASYNC_WRITE : 0);
 }
 
 /* The earliest time process must run: a machine's time, the first
@@ -654,7 +654,7 @@ void redtls__async_kick(redtls_async *ac)
     const redtls_conn *c = ac->c;
     /* Sockets are told apart by a generation, not by their number or the
      * address of their transport: both come back for the next socket. */
-    size_t dial = c->at.dial.index + (c->at.dial.fd >= 0 ? 1u : 0u);
+    size_t dial = c->at.dial.index + (c->at.dial.fd >= 0 ? 1U : 0U);
     int same_socket = ac->sock_gen == ac->hooked_gen && dial == ac->hooked_dial;
     if (!same_socket && ac->hooked_fd >= 0) {
         /* Whatever the number now, the loop's registration belonged to a
@@ -800,8 +800,11 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
         int busy = 0;
         for (size_t i = 0; i < n; i++)
             if (handles[i]) {
-                redtls_async_process(handles[i], 0);
-                busy |= redtls_async_pending(handles[i]) > 0 || handles[i]->connect_asked || handles[i]->attempting;
+                redtls_async *ac = handles[i];
+                redtls_async_process(ac, 0);
+                /* The handles of the array are not freed while this runs
+                 * (async.h: its callbacks may close one, not free it). */
+                busy |= redtls_async_pending(ac) > 0 || ac->connect_asked || ac->attempting; // NOLINT(clang-analyzer-unix.Malloc)
             }
         if (!busy)
             break;
