@@ -194,15 +194,13 @@ static inline redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
     return redtls__conn_write_end(c, st, want);
 }
 
-/* Takes one reply: already parsed, or completed by one read of what the
- * transport has now. *reply, or NULL with *want (wait for it), or NULL
- * with *want 0 (bytes came but no whole reply yet: call again). Failures
- * drop the connection and are returned as the transport said them. now:
- * for the health check and buffer bookkeeping. read_some: at most cap
- * bytes read, *got says how many. read_more: the same without looking
- * for a parsed reply first. */
-redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, size_t *got,
-                                     struct redisReply **reply, int *want);
+/* Completes a reply by one read of what the transport has now (at most
+ * cap bytes; *got says how many), after redtls__conn_take_parsed found
+ * none whole: *reply, or NULL with *want (wait for it), or NULL with *want
+ * 0 (bytes came but no whole reply yet: call again). Failures drop the
+ * connection and are returned as the transport said them. now: for the
+ * health check and buffer bookkeeping. redtls__conn_read_step below does
+ * both steps. */
 redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, size_t *got, struct redisReply **reply,
                                      int *want);
 

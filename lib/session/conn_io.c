@@ -165,24 +165,6 @@ redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, si
     return redtls__conn_drop(c, st);
 }
 
-redtls_status redtls__conn_read_some(redtls_conn *c, int64_t now, size_t cap, size_t *got,
-                                     struct redisReply **reply, int *want)
-{
-    redtls_status st = redtls__reader_get(&c->rd, reply, c->errmsg);
-    if (st != REDTLS_OK) {
-        *want = 0;
-        *got = 0;
-        return redtls__conn_drop(c, st);
-    }
-    if (*reply) {
-        *want = 0;
-        *got = 0;
-        redtls__conn_took_reply(c, *reply, now);
-        return REDTLS_OK;
-    }
-    return redtls__conn_read_more(c, now, cap, got, reply, want);
-}
-
 /* The oldest owed reply belongs to a command lost with its connection. */
 redtls_status redtls__conn_report_lost(redtls_conn *c)
 {
