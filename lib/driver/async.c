@@ -98,10 +98,66 @@ static redtls__acmd *list_pop(redtls__acmd **head, redtls__acmd **tail)
     return m;
 }
 
-static void acmd_free(redtls__acmd *m)
+/* Spare records kept for reuse: a pipeline frees one and issues one per
+ * reply, so a few cover any depth. */
+#define ACMD_POOL_MAX 64
+
+static redtls__acmd *acmd_get(redtls_async *ac)
+{
+    redtls__acmd *m = ac->pool;
+    if (!m)
+        return calloc(1, sizeof *m);
+    ac->pool = m->next;
+    ac->npool--;
+    memset(m, 0, sizeof *m);
+    return m;
+}
+
+static void acmd_free(redtls_async *ac, redtls__acmd *m)
 {
     free(m->frame);
-    free(m);
+    if (ac->npool < ACMD_POOL_MAX) {
+        m->frame = NULL;
+        m->next = ac->pool;
+        ac->pool = m;
+        ac->npool++;
+    } else {
+        free(m);
+    }
+}
+
+/* The list of commands written (or framed into the connection's buffer),
+ * replies owed; see s_live in async_internal.h. */
+static void s_push(redtls_async *ac, redtls__acmd *m)
+{
+    list_push(&ac->s_head, &ac->s_tail, m);
+    if (!ac->s_live)
+        ac->s_live = m;
+}
+
+static redtls__acmd *s_pop(redtls_async *ac)
+{
+    redtls__acmd *m = list_pop(&ac->s_head, &ac->s_tail);
+    if (m && m == ac->s_live)
+        ac->s_live = ac->s_head;
+    return m;
+}
+
+/* Takes the whole list (its records still linked from *head). */
+static void s_take(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail)
+{
+    *head = ac->s_head;
+    *tail = ac->s_tail;
+    ac->s_head = ac->s_tail = ac->s_live = NULL;
+}
+
+/* A command issued without a callback: its reply is dropped. */
+static void discard_reply(redtls_async *ac, redtls_status st, redisReply *reply, void *ud)
+{
+    (void)ac;
+    (void)st;
+    (void)ud;
+    freeReplyObject(reply);
 }
 
 /* Calls a command's callback (once: the record no longer has one after). */
@@ -111,10 +167,7 @@ static void finish(redtls_async *ac, redtls__acmd *m, redtls_status st, redisRep
     void *ud = m->ud;
     m->cb = NULL;
     ac->n_alive--;
-    if (cb)
-        cb(ac, st, reply, ud);
-    else
-        freeReplyObject(reply);
+    cb(ac, st, reply, ud);
 }
 
 /* Ends every command of a list with st and the handle's message (for
@@ -134,28 +187,99 @@ static void finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tai
             memcpy(ac->c->errmsg, msg, sizeof msg);
             finish(ac, m, st, NULL);
         }
-        acmd_free(m);
+        acmd_free(ac, m);
         m = next;
     }
 }
 
-static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t len, redtls_async_reply_cb cb,
-                           void *ud)
+/* May a command be framed straight into the connection's buffer, behind
+ * those written? Only on a connection known to be usable without the
+ * ready machine: set up, nothing queued ahead, no re-AUTH owed, and
+ * either replies owed (in use) or a reply taken in this very pass (the
+ * idle check would find nothing) with no health check or IAM re-AUTH
+ * due. Otherwise the command waits in the queue for the next pass. */
+static int frame_now(const redtls_async *ac, int64_t now)
 {
-    redtls__acmd *m = calloc(1, sizeof *m);
+    const redtls_conn *c = ac->c;
+    if (!ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth)
+        return 0;
+    if (ac->s_head)
+        return 1;
+    if (!ac->live_pass)
+        return 0;
+    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
+        return 0;
+    return !(redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
+}
+
+/* Issues one command: framed into the connection's buffer when frame_now
+ * allows (argv given; the bytes kept in frame only for an idempotent
+ * command's resend), else queued with its own frame (given, or made from
+ * argv). */
+static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t len, int argc, const char **argv,
+                           const size_t *argvlen, redtls_async_reply_cb cb, void *ud)
+{
+    redtls_conn *c = ac->c;
+    redtls__acmd *m = acmd_get(ac);
     if (!m) {
         free(frame);
-        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
-    m->cb = cb;
+    /* Inside a pass the pass's time will do (the deadline counts from
+     * the callback that issued the command, give or take the pass). */
+    int64_t now = ac->in_process ? ac->now : clock_now(ac);
+    m->cb = cb ? cb : discard_reply;
     m->ud = ud;
     m->flags = flags;
-    m->frame = frame;
-    m->len = len;
-    m->deadline = redtls__deadline_from(clock_now(ac), ac->c->cfg.command_timeout_ms);
-    list_push(&ac->q_head, &ac->q_tail, m);
+    m->deadline = redtls__deadline_from(now, c->cfg.command_timeout_ms);
+    redtls_status st = REDTLS_OK;
+    if (frame_now(ac, now)) {
+        size_t before = c->olen;
+        st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append(c, argc, argv, argvlen);
+        if (st == REDTLS_OK && (flags & REDTLS_CMD_IDEMPOTENT)) {
+            if (frame) {
+                m->frame = frame;
+                frame = NULL;
+            } else if ((m->frame = malloc(c->olen - before)) != NULL) {
+                memcpy(m->frame, c->obuf + before, c->olen - before);
+            } else {
+                c->olen = before;
+                c->pending--;
+                c->unsent--;
+                st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+            }
+            m->len = c->olen - before;
+        }
+        free(frame);
+        if (st != REDTLS_OK) {
+            acmd_free(ac, m);
+            return st;
+        }
+        /* The silence rule counts from when replies start being owed. */
+        if (!ac->s_head)
+            ac->last_read = now;
+        s_push(ac, m);
+    } else {
+        if (!frame) {
+            size_t cap = 0;
+            len = 0;
+            if ((st = redtls__format_argv(&frame, &len, &cap, argc, argv, argvlen)) != REDTLS_OK) {
+                free(frame);
+                acmd_free(ac, m);
+                return redtls__fail(c->errmsg, st, "out of memory formatting the command");
+            }
+        }
+        m->frame = frame;
+        m->len = len;
+        list_push(&ac->q_head, &ac->q_tail, m);
+    }
     ac->n_alive++;
-    ac->wanted = 1;
+    /* From a callback on a usable connection the pass itself writes it
+     * (or says so when it ends); otherwise a pass is wanted soon. */
+    if (ac->in_process && ac->up && !ac->readying)
+        ac->issued_in_pass = 1;
+    else
+        ac->wanted = 1;
     redtls__async_kick(ac);
     return REDTLS_OK;
 }
@@ -187,13 +311,7 @@ redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int ar
         return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
     if (redtls__argv_asks_resp3(argc, argv, argvlen))
         return redtls__conn_resp3_refused(ac->c);
-    char *frame = NULL;
-    size_t len = 0, cap = 0;
-    if ((st = redtls__format_argv(&frame, &len, &cap, argc, argv, argvlen)) != REDTLS_OK) {
-        free(frame);
-        return redtls__fail(ac->c->errmsg, st, "out of memory formatting the command");
-    }
-    return issue(ac, flags, frame, len, cb, userdata);
+    return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, userdata);
 }
 
 redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, void *userdata, const char *fmt, ...)
@@ -229,7 +347,7 @@ redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, v
         free(frame);
         return redtls__conn_resp3_refused(ac->c);
     }
-    return issue(ac, 0, frame, (size_t)n, cb, userdata);
+    return issue(ac, 0, frame, (size_t)n, 0, NULL, NULL, cb, userdata);
 }
 
 /* ---- connecting ---- */
@@ -270,38 +388,76 @@ static void connection_lost(redtls_async *ac, redtls_status st)
     ac->sock_gen++;
     int was_up = ac->up;
     ac->up = 0;
-    redtls__conn_abandon(c, st);
-    if (!was_up && !ac->s_head)
-        return;
-    redtls__acmd *m = ac->s_head, *resend_head = NULL, *resend_tail = NULL, *lost_head = NULL, *lost_tail = NULL;
-    ac->s_head = ac->s_tail = NULL;
+    /* The last c->unsent commands of the list were framed into the buffer
+     * after the last write began: never sent, so they wait for the next
+     * connection like the queue's (their bytes taken from the buffer). */
+    size_t unsent = c->unsent, n = 0, tail_bytes = 0;
+    for (redtls__acmd *m = ac->s_head; m; m = m->next)
+        n++;
+    if (unsent > n)
+        unsent = 0; /* never: then all count as sent, the safe side */
+    redtls__acmd *m, *m_tail, *resend_head = NULL, *resend_tail = NULL, *lost_head = NULL, *lost_tail = NULL,
+                                *again_head = NULL, *again_tail = NULL, *nomem_head = NULL, *nomem_tail = NULL;
+    s_take(ac, &m, &m_tail);
+    size_t i = 0;
+    for (redtls__acmd *t = m; t; t = t->next, i++)
+        if (i >= n - unsent)
+            tail_bytes += t->len;
+    if (tail_bytes > c->olen - c->ooff)
+        unsent = 0, tail_bytes = 0;
+    size_t off = c->olen - tail_bytes;
+    i = 0;
     while (m) {
         redtls__acmd *next = m->next;
-        if (!m->cb)
-            acmd_free(m);
-        else if ((m->flags & REDTLS_CMD_IDEMPOTENT) && !m->resent && m->frame)
+        if (i++ >= n - unsent) {
+            if (!m->frame && (m->frame = malloc(m->len)) != NULL)
+                memcpy(m->frame, c->obuf + off, m->len);
+            off += m->len;
+            if (!m->cb)
+                acmd_free(ac, m);
+            else if (m->frame)
+                list_push(&again_head, &again_tail, m);
+            else
+                list_push(&nomem_head, &nomem_tail, m);
+        } else if (!m->cb) {
+            acmd_free(ac, m);
+        } else if ((m->flags & REDTLS_CMD_IDEMPOTENT) && !m->resent && m->frame) {
+            m->resent = 1;
             list_push(&resend_head, &resend_tail, m);
-        else
+        } else {
             list_push(&lost_head, &lost_tail, m);
+        }
         m = next;
     }
-    /* Resends go first, in their order, before what was never written. */
+    redtls__conn_abandon(c, st);
+    /* Resends go first, in their order, then what was never written. */
+    if (again_head) {
+        again_tail->next = ac->q_head;
+        ac->q_head = again_head;
+        if (!ac->q_tail)
+            ac->q_tail = again_tail;
+    }
     if (resend_head) {
-        for (redtls__acmd *r = resend_head; r; r = r->next)
-            r->resent = 1;
         resend_tail->next = ac->q_head;
         ac->q_head = resend_head;
         if (!ac->q_tail)
             ac->q_tail = resend_tail;
     }
+    if (!was_up && !lost_head && !nomem_head)
+        return;
+    char cause[REDTLS__ERRMSG_MAX];
+    memcpy(cause, c->errmsg, sizeof cause);
+    if (nomem_head) {
+        redtls__fail(c->errmsg, REDTLS_E_NOMEM,
+                     "out of memory keeping a command for the next connection; it was not sent (%.400s)", cause);
+        finish_all(ac, &nomem_head, &nomem_tail, REDTLS_E_NOMEM);
+    }
     if (lost_head) {
-        char cause[REDTLS__ERRMSG_MAX];
-        memcpy(cause, c->errmsg, sizeof cause);
         redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
                      "the connection broke after the command was sent, so it may or may not have run (%.400s)", cause);
         finish_all(ac, &lost_head, &lost_tail, REDTLS_E_OUTCOME_UNKNOWN);
-        memcpy(c->errmsg, cause, sizeof cause);
     }
+    memcpy(c->errmsg, cause, sizeof cause);
 }
 
 /* Not connected, with work waiting: an attempt when the backoff allows. */
@@ -369,17 +525,15 @@ failed:
  * dropped) but their callback is called now. */
 static void expire(redtls_async *ac, int64_t now)
 {
-    redtls__acmd *late_head = NULL, *late_tail = NULL, *keep_head = NULL, *keep_tail = NULL;
-    for (redtls__acmd *m = ac->q_head, *next; m; m = next) {
-        next = m->next;
-        if (m->deadline <= now)
-            list_push(&late_head, &late_tail, m);
-        else
-            list_push(&keep_head, &keep_tail, m);
-    }
-    ac->q_head = keep_head;
-    ac->q_tail = keep_tail;
-    if (late_head) {
+    /* Deadlines grow along the lists: only their fronts can be due. */
+    if (ac->q_head && ac->q_head->deadline <= now) {
+        redtls__acmd *late_head = ac->q_head, *late_tail = ac->q_head;
+        while (late_tail->next && late_tail->next->deadline <= now)
+            late_tail = late_tail->next;
+        ac->q_head = late_tail->next;
+        if (!ac->q_head)
+            ac->q_tail = NULL;
+        late_tail->next = NULL;
         redtls_conn *c = ac->c;
         char cause[REDTLS__ERRMSG_MAX];
         memcpy(cause, c->errmsg, sizeof cause);
@@ -393,19 +547,16 @@ static void expire(redtls_async *ac, int64_t now)
         memcpy(c->errmsg, cause, sizeof cause);
     }
     unsigned epoch = ac->epoch;
-    for (redtls__acmd *m = ac->s_head, *next; m; m = next) {
-        next = m->next;
-        if (m->cb && m->deadline <= now) {
-            redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
-                         "no reply within the command timeout (the command may have run; its reply, if it comes, "
-                         "is dropped)");
-            /* The record stays in the list (its reply is still to come):
-             * a callback that closes the handle frees them all, hence the
-             * epoch. */
-            finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
-            if (ac->epoch != epoch)
-                break;
-        }
+    redtls__acmd *m;
+    while (ac->epoch == epoch && (m = ac->s_live) != NULL && m->deadline <= now) {
+        /* The record stays in the list (its reply is still to come); the
+         * ones behind it all have callbacks owed. A callback that closes
+         * the handle frees them all, hence the epoch. */
+        ac->s_live = m->next;
+        redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                     "no reply within the command timeout (the command may have run; its reply, if it comes, "
+                     "is dropped)");
+        finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
     }
 }
 
@@ -444,77 +595,91 @@ static void step_up(redtls_async *ac, int64_t now)
         if (!ac->s_head)
             ac->last_read = now;
         while (ac->q_head) {
-            redtls__acmd *m = ac->q_head;
+            redtls__acmd *m = list_pop(&ac->q_head, &ac->q_tail);
             if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK) {
                 /* Never written: it ends now with the cause, not at its
                  * deadline with a time-out. */
-                list_pop(&ac->q_head, &ac->q_tail);
                 finish(ac, m, REDTLS_E_NOMEM, NULL);
-                acmd_free(m);
+                acmd_free(ac, m);
                 if (ac->epoch != epoch)
                     return;
                 continue;
             }
-            list_pop(&ac->q_head, &ac->q_tail);
             if (!(m->flags & REDTLS_CMD_IDEMPOTENT) || m->resent) {
                 free(m->frame);
                 m->frame = NULL;
             }
-            list_push(&ac->s_head, &ac->s_tail, m);
+            s_push(ac, m);
         }
     }
-    int want = 0;
-    redtls_status st = redtls__conn_write_step(c, &want);
-    if (st != REDTLS_OK) {
-        connection_lost(ac, st);
-        return;
-    }
-    ac->write_want = want;
-    /* Replies, in order, as far as they have come. */
-    for (int reads = 0; c->tp && ac->s_head && ac->epoch == epoch; reads++) {
-        redisReply *r = NULL;
-        int rwant = 0;
-        size_t got = 0;
-        if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
-            if (reads > 64) {
-                /* Back to the loop for fairness; come back at once (what
-                 * is left may sit in the TLS layer, with the socket quiet). */
-                ac->wanted = 1;
-                break;
-            }
-            c->just_wrote = 0;
-            st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
-            if (got)
-                ac->last_read = now;
-        }
+    /* Write, read what has come, and write again what the callbacks
+     * issued (framed straight into the buffer), a few turns at most. */
+    for (int turn = 0;; turn++) {
+        /* Replies to what was written before can be waiting; right after
+         * the only requests in flight went out, nothing can be yet: the
+         * loop waits for the socket instead of a read that finds nothing. */
+        int earlier = redtls__conn_in_flight(c) > 0;
+        int want = 0;
+        redtls_status st = redtls__conn_write_step(c, &want);
         if (st != REDTLS_OK) {
-            /* A reply that breaks a limit or the protocol was the first
-             * owed one's: that command ends with it, as in the blocking
-             * API; those behind it lose their connection. */
-            if (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
-                redtls__acmd *first = list_pop(&ac->s_head, &ac->s_tail);
-                if (first && first->cb)
-                    finish(ac, first, st, NULL);
-                if (first)
-                    acmd_free(first);
-                if (ac->epoch != epoch)
-                    return;
-            }
             connection_lost(ac, st);
             return;
         }
-        if (!r) {
-            if (rwant)
-                break;
-            continue;
+        ac->write_want = want;
+        if (!earlier && redtls__conn_read_want(c))
+            break;
+        c->just_wrote = 0;
+        /* Replies, in order, as far as they have come. */
+        for (int reads = 0; c->tp && ac->s_head && ac->epoch == epoch; reads++) {
+            redisReply *r = NULL;
+            int rwant = 0;
+            size_t got = 0;
+            if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
+                if (reads > 64) {
+                    /* Back to the loop for fairness; come back at once
+                     * (what is left may sit in the TLS layer, with the
+                     * socket quiet). */
+                    ac->wanted = 1;
+                    break;
+                }
+                st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
+                if (got)
+                    ac->last_read = now;
+            }
+            if (st != REDTLS_OK) {
+                /* A reply that breaks a limit or the protocol was the
+                 * first owed one's: that command ends with it, as in the
+                 * blocking API; those behind it lose their connection. */
+                if (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
+                    redtls__acmd *first = s_pop(ac);
+                    if (first && first->cb)
+                        finish(ac, first, st, NULL);
+                    if (first)
+                        acmd_free(ac, first);
+                    if (ac->epoch != epoch)
+                        return;
+                }
+                connection_lost(ac, st);
+                return;
+            }
+            if (!r) {
+                if (rwant)
+                    break;
+                continue;
+            }
+            ac->last_read = now;
+            ac->live_pass = 1;
+            redtls__acmd *m = s_pop(ac);
+            if (m->cb)
+                finish(ac, m, REDTLS_OK, r);
+            else
+                freeReplyObject(r);
+            acmd_free(ac, m);
         }
-        ac->last_read = now;
-        redtls__acmd *m = list_pop(&ac->s_head, &ac->s_tail);
-        if (m->cb)
-            finish(ac, m, REDTLS_OK, r);
-        else
-            freeReplyObject(r);
-        acmd_free(m);
+        if (ac->epoch != epoch || !c->tp)
+            return;
+        if (turn >= 3 || ac->q_head || c->olen <= c->ooff || ac->write_want)
+            break;
     }
     if (ac->epoch != epoch || !c->tp)
         return;
@@ -577,6 +742,7 @@ static void pass(redtls_async *ac)
 {
     int64_t now = clock_now(ac);
     ac->wake_at = REDTLS__NO_DEADLINE;
+    ac->live_pass = ac->issued_in_pass = 0;
     if (ac->watch_failed)
         watch_failed(ac, now);
     unsigned epoch = ac->epoch;
@@ -594,6 +760,12 @@ static void pass(redtls_async *ac)
         if (ac->up == was_up && ac->readying == was_ready && ac->attempting == was_attempting)
             break;
     }
+    /* Commands the callbacks issued that this pass did not write: the
+     * next pass, at once. */
+    redtls_conn *c = ac->c;
+    if (ac->issued_in_pass && (!ac->up || ac->readying || ac->q_head || (c->olen > c->ooff && !ac->write_want)))
+        ac->wanted = 1;
+    ac->live_pass = ac->issued_in_pass = 0;
 }
 
 /* ---- what the loop is to watch ---- */
@@ -622,11 +794,11 @@ static int64_t next_time(const redtls_async *ac)
     int64_t t = ac->wake_at;
     if (ac->readying || ac->attempting)
         t = redtls__deadline_min(t, ac->w.at);
-    for (const redtls__acmd *m = ac->q_head; m; m = m->next)
-        t = redtls__deadline_min(t, m->deadline);
-    for (const redtls__acmd *m = ac->s_head; m; m = m->next)
-        if (m->cb)
-            t = redtls__deadline_min(t, m->deadline);
+    /* Deadlines grow along the lists (async_internal.h). */
+    if (ac->q_head)
+        t = redtls__deadline_min(t, ac->q_head->deadline);
+    if (ac->s_live)
+        t = redtls__deadline_min(t, ac->s_live->deadline);
     if (ac->up && ac->s_head && ac->c->cfg.command_timeout_ms)
         t = redtls__deadline_min(t, ac->last_read + (int64_t)ac->c->cfg.command_timeout_ms);
     if (ac->wanted)
@@ -738,8 +910,8 @@ static void end_everything(redtls_async *ac, redtls_status st, const char *why)
     redtls_conn_close(c);
     ac->up = 0;
     connect_done(ac, st);
-    redtls__acmd *sh = ac->s_head, *st_ = ac->s_tail;
-    ac->s_head = ac->s_tail = NULL;
+    redtls__acmd *sh, *st_;
+    s_take(ac, &sh, &st_);
     finish_all(ac, &sh, &st_, st);
     finish_all(ac, &ac->q_head, &ac->q_tail, st);
 }
@@ -762,6 +934,11 @@ static void really_free(redtls_async *ac)
     if (ac->has_hooks && ac->hooks.detach)
         ac->hooks.detach(ac->hooks.data);
     redtls_conn_free(ac->c);
+    while (ac->pool) {
+        redtls__acmd *m = ac->pool;
+        ac->pool = m->next;
+        free(m);
+    }
     free(ac);
 }
 

@@ -25,6 +25,14 @@ struct redtls_async {
     redtls_conn *c;            /* the session: configuration, machines, queue */
     redtls__acmd *q_head, *q_tail; /* issued, not written yet */
     redtls__acmd *s_head, *s_tail; /* written, replies owed, in order */
+    /* The first record of s_head's list whose callback is still owed (the
+     * ones before it timed out and wait for their late replies only).
+     * Deadlines grow along both lists (one timeout for all, counted from
+     * issue, and s_head's commands were all issued before q_head's), so
+     * the deadlines to watch are q_head's and s_live's. */
+    redtls__acmd *s_live;
+    redtls__acmd *pool;        /* spare records, reused */
+    size_t npool;
     size_t n_alive;            /* callbacks still to call */
     size_t max_pending;
     int up;                    /* connected and set up */
@@ -35,6 +43,9 @@ struct redtls_async {
     int gave_up;               /* the reconnect limits are exhausted */
     int wanted;                /* work was added outside a pass: process soon */
     int write_want;            /* POLLOUT: a write waits for room */
+    int live_pass;             /* a reply came in this pass: the connection
+                                * is in use, no idle check before writing */
+    int issued_in_pass;        /* a command was issued from a callback */
     redtls_status attempt_st;
     redtls_async_connect_cb ccb;
     void *cud;

@@ -93,6 +93,9 @@ redtls_status redtls__plain_transport(int fd, redtls__transport **out);
  * (*want POLLIN). Everything written is kept and can be inspected. */
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end);
 redtls_status redtls__mem_push(redtls__transport *t, const char *data, size_t len);
+/* Changes what reads say once the scripted bytes run out (a server that
+ * closes later). */
+void redtls__mem_set_end(redtls__transport *t, redtls_status at_end);
 const char *redtls__mem_written(redtls__transport *t, size_t *len);
 /* Counters for tests: write calls made. */
 size_t redtls__mem_write_calls(redtls__transport *t);

@@ -200,6 +200,69 @@ static void test_timeout_mid_pipeline(void **state)
     redtls_config_free(cfg);
 }
 
+/* A command issued from a reply's callback goes out in the same pass, in
+ * one write with the others issued there; right after a write with
+ * nothing else owed, the pass waits for the socket instead of reading. */
+static void test_callback_commands_same_pass(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = 0, .issue_as = 1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(redtls__mem_write_calls(t), 1);
+    unit_push(t, "$1\r\na\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[0], 1);
+    assert_int_equal(redtls__mem_write_calls(t), 2); /* 1 went out in that pass */
+    size_t len;
+    const char *w = redtls__mem_written(t, &len);
+    assert_int_equal(len, 2 * 21);
+    assert_memory_equal(w + 21, "*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n", 21);
+    assert_int_equal(redtls_async_timeout_ms(ac), 100); /* 1's deadline: no pass wanted at once */
+    unit_push(t, "$1\r\nb\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_string_equal(s.reply[1], "b");
+    once_each(&s, 2);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+/* A command framed behind one in flight and never written before the
+ * connection broke was not sent: it is not reported as "may have run"
+ * but waits for the next connection (here reconnection is off, so it
+ * ends with REDTLS_E_STATE); the one in flight is OUTCOME_UNKNOWN. */
+static void test_unwritten_command_not_unknown(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = 0, .issue_as = 2};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    get(ac, 0);
+    get(ac, 1);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    /* 0's reply comes, its callback issues 2 (framed behind 1, which is
+     * in flight), then the server closes before 2 is written. */
+    unit_push(t, "$1\r\na\r\n");
+    redtls__mem_set_end(t, REDTLS_E_EOF);
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_status(s.st[0], REDTLS_OK);
+    assert_status(s.st[1], REDTLS_E_OUTCOME_UNKNOWN);
+    assert_status(s.st[2], REDTLS_E_STATE);
+    assert_contains(s.msg[2], "reconnection is off");
+    size_t len;
+    (void)redtls__mem_written(t, &len);
+    assert_int_equal(len, 2 * 21); /* 2 never went out */
+    once_each(&s, 3);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
 /* A command after a long idle spell: the silence rule counts from when
  * its reply became owed, so the connection is not taken for dead. */
 static void test_idle_then_command(void **state)
@@ -547,6 +610,8 @@ int main(void)
         cmocka_unit_test(test_timeout_mid_pipeline),
         cmocka_unit_test(test_silent_server_closes),
         cmocka_unit_test(test_idle_then_command),
+        cmocka_unit_test(test_callback_commands_same_pass),
+        cmocka_unit_test(test_unwritten_command_not_unknown),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_reentrant_callbacks),
         cmocka_unit_test(test_free_ends_everything),
