@@ -390,9 +390,7 @@ static void name_keys(const char *name)
     snprintf(t.ctr, sizeof t.ctr, "ar:%s:ctr", t.tag);
 }
 
-/* t.ac through port with that command timeout, connected. Tests make it
- * last, right before the stream: a handle left idle for longer than its
- * command timeout loses its next command (test_async_defect_idle.c). */
+/* t.ac through port with that command timeout, connected. */
 static void start_handle(const char *name, uint16_t port, unsigned command_ms)
 {
     if (!t.tag[0])

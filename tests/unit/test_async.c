@@ -263,6 +263,28 @@ static void test_unwritten_command_not_unknown(void **state)
     redtls_config_free(cfg);
 }
 
+/* A command issued without a callback: its reply is dropped and it no
+ * longer counts as pending once the reply is in (or it ended otherwise). */
+static void test_null_callback(void **state)
+{
+    (void)state;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    assert_status(redtls_async_command(ac, NULL, NULL, "SET a b"), REDTLS_OK);
+    assert_status(redtls_async_command(ac, NULL, NULL, "SET c d"), REDTLS_OK);
+    assert_int_equal(redtls_async_pending(ac), 2);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    unit_push(t, "+OK\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(redtls_async_pending(ac), 1);
+    fake_now = T0 + 100; /* the second one's deadline */
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(redtls_async_pending(ac), 0);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
 /* A command after a long idle spell: the silence rule counts from when
  * its reply became owed, so the connection is not taken for dead. */
 static void test_idle_then_command(void **state)
@@ -611,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_silent_server_closes),
         cmocka_unit_test(test_idle_then_command),
         cmocka_unit_test(test_callback_commands_same_pass),
+        cmocka_unit_test(test_null_callback),
         cmocka_unit_test(test_unwritten_command_not_unknown),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_reentrant_callbacks),
