@@ -201,7 +201,7 @@ static void finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tai
 static int frame_now(const redtls_async *ac, int64_t now)
 {
     const redtls_conn *c = ac->c;
-    if (!ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth)
+    if (!ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth || ac->hold)
         return 0;
     if (ac->s_head)
         return 1;
@@ -566,7 +566,17 @@ static void step_up(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
     unsigned epoch = ac->epoch;
-    if (!ac->s_head) {
+    ac->hold = 0;
+    if (ac->s_head) {
+        /* A connection that never drains would never re-authenticate
+         * (ElastiCache closes an IAM connection 12 hours after its last
+         * AUTH): when one is due, new commands wait in the queue until
+         * the replies owed are in; the ready machine then sends AUTH.
+         * Looked at once per pass (the wall clock), so those issued
+         * before the pass that notices may still go first. */
+        if (redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
+            ac->hold = 1;
+    } else {
         redtls_status idle = REDTLS_OK;
         if (ac->q_head) {
             /* Before commands go out on a connection with nothing owed, as
@@ -589,7 +599,7 @@ static void step_up(redtls_async *ac, int64_t now)
     /* Everything issued since the last pass goes out in one write; not
      * while a re-authentication is owed (NOAUTH: it waits until the
      * replies owed are in). */
-    if (ac->q_head && !c->need_reauth) {
+    if (ac->q_head && !c->need_reauth && !ac->hold) {
         /* The silence rule counts from when replies start being owed, not
          * from the last reply of an earlier busy spell. */
         if (!ac->s_head)

@@ -46,6 +46,9 @@ struct redtls_async {
     int live_pass;             /* a reply came in this pass: the connection
                                 * is in use, no idle check before writing */
     int issued_in_pass;        /* a command was issued from a callback */
+    int hold;                  /* an IAM re-AUTH is due on a connection in
+                                * use: nothing more goes out until the
+                                * replies owed are in and it is done */
     redtls_status attempt_st;
     redtls_async_connect_cb ccb;
     void *cud;

@@ -285,6 +285,70 @@ static void test_null_callback(void **state)
     redtls_config_free(cfg);
 }
 
+/* A connection kept busy still re-authenticates with IAM when due: new
+ * commands wait until the replies owed are in, then AUTH goes out, then
+ * they do. */
+static void test_iam_reauth_on_a_busy_connection(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    /* IAM needs TLS in the configuration; the memory transport stands in
+     * for the connection. */
+    redtls_config *cfg = NULL;
+    assert_status(redtls_config_new(&cfg), REDTLS_OK);
+    assert_status(redtls_config_set_reconnect(cfg, 0), REDTLS_OK);
+    assert_status(redtls_config_set_command_timeout_ms(cfg, 5000), REDTLS_OK);
+    assert_status(redtls_config_set_iam(cfg, "my-cache-01", "iam-user-1", "eu-west-1", 0), REDTLS_OK);
+    assert_status(redtls_config_set_aws_credentials(cfg, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                                                    NULL),
+                  REDTLS_OK);
+    assert_status(redtls_config_set_iam_reauth_ms(cfg, 1000), REDTLS_OK);
+    cfg->iam.clock = fake_clock;
+    redtls_async *ac = NULL;
+    assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
+    ac->clock = fake_clock;
+    fake_now = T0;
+    redtls__transport *t;
+    assert_status(redtls__mem_transport(&t, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
+    assert_status(redtls__conn_attach(ac->c, t, 0), REDTLS_OK);
+    ac->up = 1;
+    ac->tried = 1;
+    ac->last_read = T0;
+    ac->c->iam.authed_ms = T0; /* as if AUTH was accepted at T0 */
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    fake_now = T0 + 1000; /* re-AUTH due, 0 still in flight: a pass sees it */
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    get(ac, 1);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    size_t len;
+    (void)redtls__mem_written(t, &len);
+    assert_int_equal(len, 21); /* 1 held back */
+    fake_now = T0 + 1010;
+    unit_push(t, "$1\r\na\r\n");
+    for (int i = 0; i < 3; i++)
+        assert_status(redtls_async_process(ac, i ? 0 : REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_status(s.st[0], REDTLS_OK);
+    const char *w = redtls__mem_written(t, &len);
+    assert_true(len > 21 + 4);
+    assert_memory_equal(w + 21, "*3\r\n$4\r\nAUTH\r\n", 14); /* AUTH next, GET k1 not yet */
+    for (size_t i = 0; i + 2 <= len; i++)
+        assert_false(w[i] == 'k' && w[i + 1] == '1'); /* GET k1 not written */
+    unit_push(t, "+OK\r\n");
+    for (int i = 0; i < 3; i++)
+        assert_status(redtls_async_process(ac, i ? 0 : REDTLS_ASYNC_READ), REDTLS_OK);
+    w = redtls__mem_written(t, &len);
+    assert_true(len > 21 && memcmp(w + len - 21, "*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n", 21) == 0);
+    assert_int_equal(ac->c->iam.authed_ms, T0 + 1010);
+    unit_push(t, "$1\r\nb\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_string_equal(s.reply[1], "b");
+    once_each(&s, 2);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
 /* A command after a long idle spell: the silence rule counts from when
  * its reply became owed, so the connection is not taken for dead. */
 static void test_idle_then_command(void **state)
@@ -634,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_idle_then_command),
         cmocka_unit_test(test_callback_commands_same_pass),
         cmocka_unit_test(test_null_callback),
+        cmocka_unit_test(test_iam_reauth_on_a_busy_connection),
         cmocka_unit_test(test_unwritten_command_not_unknown),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_reentrant_callbacks),
