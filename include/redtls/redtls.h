@@ -136,8 +136,10 @@ typedef enum redtls_status {
     /* The peer closed the connection without a TLS close_notify, or in the
      * middle of a reply. Never reported as a clean end. */
     REDTLS_E_EOF = 17,
-    /* The peer closed the connection cleanly (TLS close_notify) while a reply
-     * was still expected. */
+    /* The connection was closed cleanly while a reply was still expected:
+     * by the peer (TLS close_notify), or, in the asynchronous API, by the
+     * application (redtls_async_close / redtls_async_free). The message
+     * says which. */
     REDTLS_E_CLOSED = 18,
     /* The server sent bytes that are not valid RESP. */
     REDTLS_E_PROTOCOL = 19,
