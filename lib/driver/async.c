@@ -193,15 +193,18 @@ static void finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tai
 }
 
 /* May a command be framed straight into the connection's buffer, behind
- * those written? Only on a connection known to be usable without the
- * ready machine: set up, nothing queued ahead, no re-AUTH owed, and
+ * those written? Only from a callback, on a connection known to be usable
+ * without the ready machine: set up, nothing queued ahead, no re-AUTH owed, and
  * either replies owed (in use) or a reply taken in this very pass (the
  * idle check would find nothing) with no health check or IAM re-AUTH
  * due. Otherwise the command waits in the queue for the next pass. */
 static int frame_now(const redtls_async *ac, int64_t now)
 {
     const redtls_conn *c = ac->c;
-    if (!ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth || ac->hold)
+    /* Inside a pass only: the pass writes it before any deadline is
+     * looked at again (issued between passes, it could time out framed
+     * and still be written after). */
+    if (!ac->in_process || !ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth || ac->hold)
         return 0;
     if (ac->s_head)
         return 1;
@@ -236,6 +239,8 @@ static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t
     if (frame_now(ac, now)) {
         size_t before = c->olen;
         st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append(c, argc, argv, argvlen);
+        if (st == REDTLS_OK)
+            m->len = c->olen - before; /* its share of the buffer (unframe_tail) */
         if (st == REDTLS_OK && (flags & REDTLS_CMD_IDEMPOTENT)) {
             if (frame) {
                 m->frame = frame;
@@ -248,7 +253,6 @@ static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t
                 c->unsent--;
                 st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
             }
-            m->len = c->olen - before;
         }
         free(frame);
         if (st != REDTLS_OK) {
@@ -382,62 +386,113 @@ redtls_status redtls_async_connect(redtls_async *ac, redtls_async_connect_cb cb,
 /* The connection is gone (st, the message in errmsg): commands in flight
  * are lost (resent once when idempotent), the timed-out ones' replies will
  * never come, and the connection is made again when commands wait. */
+/* Takes back the commands framed into the buffer after the last write
+ * began (the last c->unsent records of the list: never sent) and puts
+ * them at the front of the queue with their bytes copied out of the
+ * buffer. Those whose callback already ran are dropped; those whose bytes
+ * cannot be copied (out of memory) go to *nomem, for the caller to end
+ * once its state is settled. */
+static void unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail)
+{
+    redtls_conn *c = ac->c;
+    size_t k = c->unsent, n = 0, bytes = 0;
+    if (k == 0)
+        return;
+    for (redtls__acmd *m = ac->s_head; m; m = m->next)
+        n++;
+    redtls__acmd *prev = NULL, *first = ac->s_head;
+    for (size_t i = 0; k <= n && i < n - k; i++) {
+        prev = first;
+        first = first->next;
+    }
+    for (redtls__acmd *m = first; k <= n && m; m = m->next)
+        bytes += m->len;
+    if (k > n || bytes > c->olen - c->ooff) {
+        /* Never: the records and the buffer disagree. They stay as they
+         * are, counted as sent (the safe side). */
+        c->unsent = 0;
+        return;
+    }
+    size_t off = c->olen - bytes;
+    c->olen -= bytes;
+    c->pending -= k;
+    c->unsent = 0;
+    if (prev) {
+        prev->next = NULL;
+        ac->s_tail = prev;
+    } else {
+        ac->s_head = ac->s_tail = NULL;
+    }
+    /* The records before s_live have no callback: when s_live is in the
+     * tail, none is left in the list. */
+    for (redtls__acmd *m = first; m; m = m->next)
+        if (m == ac->s_live)
+            ac->s_live = NULL;
+    redtls__acmd *h = NULL, *t = NULL;
+    for (redtls__acmd *m = first, *next; m; m = next) {
+        next = m->next;
+        if (!m->frame && m->cb && (m->frame = malloc(m->len)) != NULL)
+            memcpy(m->frame, c->obuf + off, m->len);
+        off += m->len;
+        if (!m->cb)
+            acmd_free(ac, m);
+        else if (m->frame)
+            list_push(&h, &t, m);
+        else
+            list_push(nomem_head, nomem_tail, m);
+    }
+    if (h) {
+        t->next = ac->q_head;
+        ac->q_head = h;
+        if (!ac->q_tail)
+            ac->q_tail = t;
+    }
+}
+
+/* Ends, with REDTLS_E_NOMEM, the never-sent commands unframe_tail could
+ * not keep. */
+static void end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail)
+{
+    if (!*head)
+        return;
+    redtls_conn *c = ac->c;
+    char cause[REDTLS__ERRMSG_MAX];
+    memcpy(cause, c->errmsg, sizeof cause);
+    redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory keeping a command that was not sent");
+    finish_all(ac, head, tail, REDTLS_E_NOMEM);
+    memcpy(c->errmsg, cause, sizeof cause);
+}
+
+/* The connection is gone (st, the message in errmsg): commands in flight
+ * are lost (resent once when idempotent), those framed but never written
+ * wait for the next connection with the queue, the timed-out ones'
+ * replies will never come, and the connection is made again when
+ * commands wait. */
 static void connection_lost(redtls_async *ac, redtls_status st)
 {
     redtls_conn *c = ac->c;
     ac->sock_gen++;
     int was_up = ac->up;
     ac->up = 0;
-    /* The last c->unsent commands of the list were framed into the buffer
-     * after the last write began: never sent, so they wait for the next
-     * connection like the queue's (their bytes taken from the buffer). */
-    size_t unsent = c->unsent, n = 0, tail_bytes = 0;
-    for (redtls__acmd *m = ac->s_head; m; m = m->next)
-        n++;
-    if (unsent > n)
-        unsent = 0; /* never: then all count as sent, the safe side */
-    redtls__acmd *m, *m_tail, *resend_head = NULL, *resend_tail = NULL, *lost_head = NULL, *lost_tail = NULL,
-                                *again_head = NULL, *again_tail = NULL, *nomem_head = NULL, *nomem_tail = NULL;
+    redtls__acmd *nomem_head = NULL, *nomem_tail = NULL;
+    unframe_tail(ac, &nomem_head, &nomem_tail);
+    redtls__conn_abandon(c, st);
+    redtls__acmd *m, *m_tail, *resend_head = NULL, *resend_tail = NULL, *lost_head = NULL, *lost_tail = NULL;
     s_take(ac, &m, &m_tail);
-    size_t i = 0;
-    for (redtls__acmd *t = m; t; t = t->next, i++)
-        if (i >= n - unsent)
-            tail_bytes += t->len;
-    if (tail_bytes > c->olen - c->ooff)
-        unsent = 0, tail_bytes = 0;
-    size_t off = c->olen - tail_bytes;
-    i = 0;
     while (m) {
         redtls__acmd *next = m->next;
-        if (i++ >= n - unsent) {
-            if (!m->frame && (m->frame = malloc(m->len)) != NULL)
-                memcpy(m->frame, c->obuf + off, m->len);
-            off += m->len;
-            if (!m->cb)
-                acmd_free(ac, m);
-            else if (m->frame)
-                list_push(&again_head, &again_tail, m);
-            else
-                list_push(&nomem_head, &nomem_tail, m);
-        } else if (!m->cb) {
+        if (!m->cb)
             acmd_free(ac, m);
-        } else if ((m->flags & REDTLS_CMD_IDEMPOTENT) && !m->resent && m->frame) {
-            m->resent = 1;
+        else if ((m->flags & REDTLS_CMD_IDEMPOTENT) && !m->resent && m->frame)
             list_push(&resend_head, &resend_tail, m);
-        } else {
+        else
             list_push(&lost_head, &lost_tail, m);
-        }
         m = next;
     }
-    redtls__conn_abandon(c, st);
     /* Resends go first, in their order, then what was never written. */
-    if (again_head) {
-        again_tail->next = ac->q_head;
-        ac->q_head = again_head;
-        if (!ac->q_tail)
-            ac->q_tail = again_tail;
-    }
     if (resend_head) {
+        for (redtls__acmd *r = resend_head; r; r = r->next)
+            r->resent = 1;
         resend_tail->next = ac->q_head;
         ac->q_head = resend_head;
         if (!ac->q_tail)
@@ -445,19 +500,19 @@ static void connection_lost(redtls_async *ac, redtls_status st)
     }
     if (!was_up && !lost_head && !nomem_head)
         return;
-    char cause[REDTLS__ERRMSG_MAX];
-    memcpy(cause, c->errmsg, sizeof cause);
-    if (nomem_head) {
-        redtls__fail(c->errmsg, REDTLS_E_NOMEM,
-                     "out of memory keeping a command for the next connection; it was not sent (%.400s)", cause);
-        finish_all(ac, &nomem_head, &nomem_tail, REDTLS_E_NOMEM);
-    }
     if (lost_head) {
+        char cause[REDTLS__ERRMSG_MAX];
+        memcpy(cause, c->errmsg, sizeof cause);
         redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
                      "the connection broke after the command was sent, so it may or may not have run (%.400s)", cause);
         finish_all(ac, &lost_head, &lost_tail, REDTLS_E_OUTCOME_UNKNOWN);
+        memcpy(c->errmsg, cause, sizeof cause);
     }
-    memcpy(c->errmsg, cause, sizeof cause);
+    /* Later commands than those, so their callbacks come after; ended
+     * even when one of those callbacks closed or freed the handle (they
+     * are in none of its lists; its memory lasts until the outermost
+     * call returns). */
+    end_unkept(ac, &nomem_head, &nomem_tail);
 }
 
 /* Not connected, with work waiting: an attempt when the backoff allows. */
@@ -629,6 +684,15 @@ static void step_up(redtls_async *ac, int64_t now)
          * the only requests in flight went out, nothing can be yet: the
          * loop waits for the socket instead of a read that finds nothing. */
         int earlier = redtls__conn_in_flight(c) > 0;
+        if (c->need_reauth && c->unsent) {
+            /* A NOAUTH came after callbacks framed commands: those go
+             * back to the queue and out after the new AUTH. */
+            redtls__acmd *nh = NULL, *nt = NULL;
+            unframe_tail(ac, &nh, &nt);
+            end_unkept(ac, &nh, &nt);
+            if (ac->epoch != epoch)
+                return;
+        }
         int want = 0;
         redtls_status st = redtls__conn_write_step(c, &want);
         if (st != REDTLS_OK) {
@@ -774,6 +838,10 @@ static void pass(redtls_async *ac)
      * next pass, at once. */
     redtls_conn *c = ac->c;
     if (ac->issued_in_pass && (!ac->up || ac->readying || ac->q_head || (c->olen > c->ooff && !ac->write_want)))
+        ac->wanted = 1;
+    /* Commands queued behind replies that are all in now (a re-AUTH or
+     * an IAM hold waited for them): the next pass sends them. */
+    if (ac->up && !ac->readying && !ac->s_head && ac->q_head)
         ac->wanted = 1;
     ac->live_pass = ac->issued_in_pass = 0;
 }

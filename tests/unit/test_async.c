@@ -255,9 +255,144 @@ static void test_unwritten_command_not_unknown(void **state)
     assert_status(s.st[1], REDTLS_E_OUTCOME_UNKNOWN);
     assert_status(s.st[2], REDTLS_E_STATE);
     assert_contains(s.msg[2], "reconnection is off");
+    once_each(&s, 3);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+/* Answers every GET kN written since *from with "vN". */
+static void serve(redtls__transport *t, size_t *from)
+{
+    size_t len;
+    const char *w = redtls__mem_written(t, &len);
+    while (*from < len) {
+        const char *k = strstr(w + *from, "GET\r\n$2\r\nk");
+        assert_non_null(k);
+        char rep[16];
+        snprintf(rep, sizeof rep, "$2\r\nv%c\r\n", k[10]);
+        unit_push(t, rep);
+        *from = (size_t)(k + 13 - w);
+    }
+}
+
+/* A command framed behind one in flight (from a callback, flags 0) and
+ * never written before the break waits for the next connection: there it
+ * goes out whole, and every callback gets its own reply. */
+static void test_requeued_command_keeps_its_bytes(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = 0, .issue_as = 2};
+    S = &s;
+    redtls__transport *t, *t2;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    ac->c->cfg.reconnect = 1;           /* 2 waits for the next connection, */
+    ac->c->next_attempt = T0 + 1000000; /* which the test makes by hand */
+    get(ac, 0);
+    get(ac, 1);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    unit_push(t, "$1\r\na\r\n");
+    redtls__mem_set_end(t, REDTLS_E_EOF);
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_status(s.st[0], REDTLS_OK);
+    assert_status(s.st[1], REDTLS_E_OUTCOME_UNKNOWN);
+    assert_int_equal(s.calls[2], 0);
+    assert_int_equal(redtls_async_pending(ac), 1);
+    /* The next connection, made by hand. */
+    assert_status(redtls__mem_transport(&t2, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
+    assert_status(redtls__conn_attach(ac->c, t2, 0), REDTLS_OK);
+    ac->up = 1;
+    ac->last_read = fake_now;
+    get(ac, 3);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    size_t from = 0;
+    serve(t2, &from);
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[2], 1);
+    assert_string_equal(s.reply[2], "v2");
+    assert_string_equal(s.reply[3], "v3");
+    size_t len;
+    (void)redtls__mem_written(t2, &len);
+    assert_int_equal(len, 2 * 21);
+    once_each(&s, 4);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+
+/* A command issued between passes behind one in flight waits in the
+ * queue; when the next pass comes after its deadline it ends with
+ * COMMAND_TIMEOUT and is never written (it cannot run after its caller
+ * was told it timed out). */
+static void test_timed_out_unwritten_never_written(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = -1};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    get(ac, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    fake_now = T0 + 10;
+    get(ac, 1); /* framed behind 0 */
+    fake_now = T0 + 150; /* the loop comes late */
+    unit_push(t, "$1\r\n"); /* the server is alive: part of 0's reply */
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[1], 1);
+    assert_status(s.st[1], REDTLS_E_COMMAND_TIMEOUT);
+    assert_contains(s.msg[1], "could not be written");
     size_t len;
     (void)redtls__mem_written(t, &len);
-    assert_int_equal(len, 2 * 21); /* 2 never went out */
+    assert_int_equal(len, 21); /* GET k1 never went out */
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+}
+
+
+/* A NOAUTH reply asks for a new AUTH before more commands go out: a
+ * command framed by an earlier reply's callback of the same batch goes
+ * back to the queue and out after the AUTH. */
+static void test_framed_before_noauth_waits_for_auth(void **state)
+{
+    (void)state;
+    seen s = {.free_in = -1, .issue_in = 0, .issue_as = 2};
+    S = &s;
+    redtls__transport *t;
+    redtls_config *cfg = unit_plain_config();
+    assert_status(redtls_config_set_command_timeout_ms(cfg, 100), REDTLS_OK);
+    assert_status(redtls_config_set_token(cfg, "secret"), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
+    ac->clock = fake_clock;
+    fake_now = T0;
+    assert_status(redtls__mem_transport(&t, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
+    assert_status(redtls__conn_attach(ac->c, t, 0), REDTLS_OK);
+    ac->up = 1;
+    ac->tried = 1;
+    ac->last_read = T0;
+    get(ac, 0);
+    get(ac, 1);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    unit_push(t, "$1\r\na\r\n-NOAUTH Authentication required.\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(s.calls[1], 1);
+    size_t len;
+    const char *w = redtls__mem_written(t, &len);
+    assert_int_equal(len, 2 * 21); /* GET k2 waits for the new AUTH */
+    for (int i = 0; i < 3; i++)
+        assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    w = redtls__mem_written(t, &len);
+    assert_true(len > 2 * 21 + 14);
+    assert_memory_equal(w + 2 * 21, "*2\r\n$4\r\nAUTH\r\n", 14);
+    unit_push(t, "+OK\r\n");
+    for (int i = 0; i < 3; i++)
+        assert_status(redtls_async_process(ac, i ? 0 : REDTLS_ASYNC_READ), REDTLS_OK);
+    w = redtls__mem_written(t, &len);
+    assert_memory_equal(w + len - 21, "*2\r\n$3\r\nGET\r\n$2\r\nk2\r\n", 21);
+    unit_push(t, "$1\r\nc\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_string_equal(s.reply[2], "c");
     once_each(&s, 3);
     redtls_async_free(ac);
     redtls_config_free(cfg);
@@ -698,6 +833,9 @@ int main(void)
         cmocka_unit_test(test_idle_then_command),
         cmocka_unit_test(test_callback_commands_same_pass),
         cmocka_unit_test(test_null_callback),
+        cmocka_unit_test(test_requeued_command_keeps_its_bytes),
+        cmocka_unit_test(test_timed_out_unwritten_never_written),
+        cmocka_unit_test(test_framed_before_noauth_waits_for_auth),
         cmocka_unit_test(test_iam_reauth_on_a_busy_connection),
         cmocka_unit_test(test_unwritten_command_not_unknown),
         cmocka_unit_test(test_backpressure),
