@@ -19,13 +19,17 @@
  *     broke before its reply; it may have run. Only commands issued with
  *     REDTLS_CMD_IDEMPOTENT are sent again (once).
  *   - Each command has its own deadline (the command timeout, counted from
- *     when it was issued). One that passes it gets REDTLS_E_COMMAND_TIMEOUT
+ *     when it was issued; from a callback, from the start of the loop's
+ *     pass that ran it). One that passes it gets REDTLS_E_COMMAND_TIMEOUT
  *     alone: while the server keeps answering, the connection stays, and
  *     the late reply, recognised by its place in the order, is dropped. The
  *     connection is closed when replies are owed and the server has sent
  *     nothing for a whole command timeout.
  *   - Commands issued while the connection is being made or remade wait,
- *     each within its own deadline.
+ *     each within its own deadline; so do those never written when a
+ *     connection broke (they are not REDTLS_E_OUTCOME_UNKNOWN).
+ *   - An AUTH that falls due (NOAUTH, IAM's scheduled re-AUTH) goes out
+ *     once the replies owed are in; commands issued meanwhile wait for it.
  * Backpressure
  *   - At most redtls_async_set_max_pending() commands may be queued or in
  *     flight (default REDTLS_ASYNC_DEFAULT_MAX_PENDING); one more is refused
