@@ -580,7 +580,7 @@ section_ir() {
 
   local ops=""
   if want timed && [[ -f "$BUILD/bench-results.csv" ]]; then ops="$BUILD/bench-results.csv"; fi
-  python3 - "$IR_RAW" "$BUILD/ir-results.csv" "$IR_KEEP" "$WORK/ir" "$ops" "$IR_KEYSPACE" <<'PY'
+  BENCH_ROOT="$ROOT" python3 - "$IR_RAW" "$BUILD/ir-results.csv" "$IR_KEEP" "$WORK/ir" "$ops" "$IR_KEYSPACE" <<'PY'
 import csv, os, re, sys
 
 raw, out_csv, keep, plot_dir, ops_csv, keyspace = sys.argv[1:7]
@@ -621,50 +621,9 @@ with open(out_csv, "w", newline="") as f:
     for tr, p, n, r, b, h, rb, rh in results:
         w.writerow([tr, p, n, round(r), round(b), round(h), "%.3f" % rb, "%.3f" % rh])
 
-# Per function: the same difference of the two runs. Read from the callgrind
-# files directly: callgrind_annotate splits a function into one row per
-# source file its code came from (inlined header code) and repeats inclusive
-# rows, which would make a top list of duplicates.
-def profile(path):
-    """Self and inclusive Ir per (object, function); calls of a function to
-    itself are not added to its inclusive cost."""
-    space = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl", "cfl": "fl",
-             "fn": "fn", "cfn": "fn"}
-    names = {"ob": {}, "fl": {}, "fn": {}}
-    self_ir, calls_ir = {}, {}
-    ob = fn = cob = cfn = None
-    in_call = False
-    for line in open(path):
-        if line[0].isdigit() or line[0] in "+-*":
-            parts = line.split()
-            ir = int(parts[1]) if len(parts) > 1 else 0
-            if in_call:
-                if (cob or ob, cfn) != (ob, fn):
-                    calls_ir[ob, fn] = calls_ir.get((ob, fn), 0) + ir
-                in_call, cob = False, None
-            else:
-                self_ir[ob, fn] = self_ir.get((ob, fn), 0) + ir
-            continue
-        key, eq, val = line.rstrip("\n").partition("=")
-        if eq and key in space:
-            m = re.match(r"\((\d+)\)(?: (.*))?$", val)
-            if m:
-                table = names[space[key]]
-                if m.group(2) is not None:
-                    table[m.group(1)] = m.group(2)
-                val = table[m.group(1)]
-            if key == "ob":
-                ob = val
-            elif key == "fn":
-                fn = val
-            elif key == "cob":
-                cob = val
-            elif key == "cfn":
-                cfn = val
-        elif eq and key == "calls":
-            in_call = True
-    incl = {k: self_ir.get(k, 0) + calls_ir.get(k, 0) for k in set(self_ir) | set(calls_ir)}
-    return self_ir, incl
+# Per function: the same difference of the two runs (cgdiff.py's reader).
+sys.path.insert(0, os.path.join(os.environ["BENCH_ROOT"], "scripts", "bench"))
+from cgdiff import profile
 def label(k):
     ob, fn = k
     if re.match(r"0x[0-9a-f]+$", fn):

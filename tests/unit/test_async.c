@@ -76,12 +76,10 @@ static void once_each(const seen *s, int n)
             fail_msg("command %d: callback called %d times", i, s->calls[i]);
 }
 
-/* A handle whose connection is a memory transport, as if connected at
- * T0; command timeout 100 ms. */
-static redtls_async *mem_async(redtls__transport **tp, redtls_config **cfgp)
+/* A handle made from cfg whose connection is a memory transport, as if
+ * connected at T0. */
+static redtls_async *mem_async_with(redtls_config *cfg, redtls__transport **tp)
 {
-    redtls_config *cfg = unit_plain_config();
-    assert_status(redtls_config_set_command_timeout_ms(cfg, 100), REDTLS_OK);
     redtls_async *ac = NULL;
     assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
     ac->clock = fake_clock;
@@ -91,8 +89,16 @@ static redtls_async *mem_async(redtls__transport **tp, redtls_config **cfgp)
     ac->up = 1;
     ac->tried = 1; /* as if connected by an attempt: reconnection is off */
     ac->last_read = T0;
-    *cfgp = cfg;
     return ac;
+}
+
+/* The same with a plain configuration; command timeout 100 ms. */
+static redtls_async *mem_async(redtls__transport **tp, redtls_config **cfgp)
+{
+    redtls_config *cfg = unit_plain_config();
+    assert_status(redtls_config_set_command_timeout_ms(cfg, 100), REDTLS_OK);
+    *cfgp = cfg;
+    return mem_async_with(cfg, tp);
 }
 
 static void test_one_write_replies_in_order(void **state)
@@ -362,15 +368,7 @@ static void test_framed_before_noauth_waits_for_auth(void **state)
     redtls_config *cfg = unit_plain_config();
     assert_status(redtls_config_set_command_timeout_ms(cfg, 100), REDTLS_OK);
     assert_status(redtls_config_set_token(cfg, "secret"), REDTLS_OK);
-    redtls_async *ac = NULL;
-    assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
-    ac->clock = fake_clock;
-    fake_now = T0;
-    assert_status(redtls__mem_transport(&t, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
-    assert_status(redtls__conn_attach(ac->c, t, 0), REDTLS_OK);
-    ac->up = 1;
-    ac->tried = 1;
-    ac->last_read = T0;
+    redtls_async *ac = mem_async_with(cfg, &t);
     get(ac, 0);
     get(ac, 1);
     assert_status(redtls_async_process(ac, 0), REDTLS_OK);
@@ -440,16 +438,8 @@ static void test_iam_reauth_on_a_busy_connection(void **state)
                   REDTLS_OK);
     assert_status(redtls_config_set_iam_reauth_ms(cfg, 1000), REDTLS_OK);
     cfg->iam.clock = fake_clock;
-    redtls_async *ac = NULL;
-    assert_status(redtls_async_new(cfg, &ac), REDTLS_OK);
-    ac->clock = fake_clock;
-    fake_now = T0;
     redtls__transport *t;
-    assert_status(redtls__mem_transport(&t, REDTLS_E_COMMAND_TIMEOUT), REDTLS_OK);
-    assert_status(redtls__conn_attach(ac->c, t, 0), REDTLS_OK);
-    ac->up = 1;
-    ac->tried = 1;
-    ac->last_read = T0;
+    redtls_async *ac = mem_async_with(cfg, &t);
     ac->c->iam.authed_ms = T0; /* as if AUTH was accepted at T0 */
     get(ac, 0);
     assert_status(redtls_async_process(ac, 0), REDTLS_OK);
