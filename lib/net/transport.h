@@ -44,6 +44,12 @@ typedef struct redtls__transport_ops {
      * made again by the next read or write). Nothing may be buffered.
      * NULL: nothing to give back. */
     void (*release)(redtls__transport *t);
+    /* The connection is set up and may now be used back to back: from
+     * here on the record buffers stay between records (release gives them
+     * back once it goes quiet). Until then a TLS transport holds them only
+     * while a record is in hand, so a handshake or a set-up waiting for
+     * the server holds none. NULL: nothing to do. */
+    void (*settle)(redtls__transport *t);
     /* TLS queries (NULL on other transports). resumed: 1 when the
      * handshake resumed a kept session. verdict_pending: see
      * redtls__transport_verdict_pending. describe: see

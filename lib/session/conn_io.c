@@ -152,8 +152,16 @@ redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, si
     }
     if ((st = need_rbuf(c)) == REDTLS_OK &&
         (st = c->tp->ops->read(c->tp, c->rbuf, cap, got, want, c->errmsg)) == REDTLS_OK) {
-        if (*got == 0)
+        if (*got == 0) {
+            /* A set-up that waits for its answer (TLS 1.3 tickets came
+             * first) holds no read buffer, as its transport holds no
+             * record buffers: see tls_settle. */
+            if (!c->established) {
+                free(c->rbuf);
+                c->rbuf = NULL;
+            }
             return REDTLS_OK;
+        }
         if ((st = redtls__reader_feed(&c->rd, c->rbuf, *got, c->errmsg)) == REDTLS_OK &&
             (st = redtls__reader_get(&c->rd, reply, c->errmsg)) == REDTLS_OK) {
             if (*reply)

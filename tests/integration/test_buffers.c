@@ -3,7 +3,12 @@
  * 50 KiB together) stay while the connection is used back to back, and are
  * given back once it goes quiet, so an idle connection is small without a
  * free and a remake for every command. Counted with the allocation hook
- * (blocks of 16 KiB and more: only these three are that large).
+ * (blocks of 16 KiB and more: only these three are that large, and
+ * OpenSSL's handshake message buffer while a handshake is under way).
+ *
+ * A handshake or a set-up waiting for the server holds none of the three
+ * (a server that never answers the ClientHello, one that never answers
+ * AUTH), so thousands of connections opened at once stay small.
  *
  * Also: an error the application left in OpenSSL's per-thread error queue
  * neither breaks reads and writes that have to wait for the socket nor is
@@ -20,11 +25,13 @@
 #include <openssl/err.h>
 
 #include <hiredis/hiredis.h>
+#include <redtls/async.h>
 #include <redtls/redtls.h>
 
 #include "lab.h"
 #include "lab_allochook.h"
 #include "lab_assert.h"
+#include "lab_hostile.h"
 #include "lab_proxy.h"
 
 #define TOKEN "lab-Buffers-Token-77c1"
@@ -152,6 +159,74 @@ static void test_busy_keeps_quiet_gives_back(void **state)
     redtls_conn_free(c);
 }
 
+static void on_connect(redtls_async *ac, redtls_status st, void *ud)
+{
+    (void)ac;
+    *(redtls_status *)ud = st;
+}
+
+/* An asynchronous connect to port, run for 300 ms, still under way: the
+ * blocks of 16 KiB and more it made and holds. token: AUTH's. */
+static redtls_async *connect_stuck(uint16_t port, const char *token, long *made, long *held)
+{
+    redtls_config *c = NULL;
+    redtls_async *ac = NULL;
+    redtls_status st = REDTLS_E_STATE;
+    assert_int_equal(redtls_config_new(&c), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_host(c, "localhost", port), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_ca_file(c, lab_cert("ca.crt")), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_token(c, token), REDTLS_OK);
+    assert_cfg_status(c, redtls_async_new(c, &ac), REDTLS_OK);
+    redtls_config_free(c);
+    count_big();
+    assert_int_equal(redtls_async_connect(ac, on_connect, &st), REDTLS_OK);
+    for (long long end = lab_now_ms() + 300; lab_now_ms() < end;)
+        assert_int_equal(redtls_async_run(&ac, 1, 20), REDTLS_E_COMMAND_TIMEOUT);
+    *made = lab_alloc_big_calls();
+    *held = lab_alloc_big_live();
+    stop_counting();
+    assert_int_equal(st, REDTLS_E_STATE); /* no verdict yet */
+    assert_int_equal(redtls_async_events(ac), REDTLS_ASYNC_READ);
+    return ac;
+}
+
+/* Waiting for the ServerHello: OpenSSL's handshake message buffer (one
+ * block over 16 KiB) stays, the record buffers it made for the
+ * ClientHello do not. */
+static void test_handshake_waits_without_record_buffers(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    lab_server silent;
+    assert_int_equal(lab_silent_start(&silent), 0);
+    long made, held;
+    redtls_async *ac = connect_stuck(silent.port, TOKEN, &made, &held);
+    print_message("handshake waiting: %ld blocks of >= %d bytes made, %ld held\n", made, BIG, held);
+    assert_true(made >= 3);
+    assert_int_equal(held, 1);
+    redtls_async_free(ac);
+    lab_stop(&silent);
+}
+
+/* Handshake done, AUTH sent, no answer (the session tickets of TLS 1.3
+ * came and were read): nothing that large is held. */
+static void test_setup_waits_without_buffers(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    lab_server hostile;
+    assert_int_equal(lab_hostile_start(&hostile, &(lab_hostile_opts){.tls = 1, .end = LAB_HOSTILE_HOLD}), 0);
+    long made, held;
+    redtls_async *ac = connect_stuck(hostile.port, TOKEN, &made, &held);
+    print_message("AUTH waiting: %ld blocks of >= %d bytes made, %ld held\n", made, BIG, held);
+    assert_true(made >= 3);
+    assert_int_equal(held, 0);
+    redtls_async_free(ac);
+    lab_stop(&hostile);
+}
+
 /* The application's own OpenSSL call failed and left an error in the
  * thread's queue. Reads that must wait for the socket still work (a BLPOP
  * answered 200 ms later makes sure one waits), they do not take the stale
@@ -213,6 +288,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connected_holds_no_buffers),
         cmocka_unit_test(test_busy_keeps_quiet_gives_back),
+        cmocka_unit_test(test_handshake_waits_without_record_buffers),
+        cmocka_unit_test(test_setup_waits_without_buffers),
         cmocka_unit_test(test_stale_error_in_queue),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
