@@ -229,14 +229,15 @@ int redtls__tls_verify_cb(int ok, X509_STORE_CTX *store)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
     redtls__tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
-    if (t && t->note.error == 0) {
+    verify_note *n = t ? t->note : NULL;
+    if (n && n->error == 0) {
         X509 *cert = X509_STORE_CTX_get_current_cert(store);
-        t->note.error = X509_STORE_CTX_get_error(store);
-        t->note.depth = X509_STORE_CTX_get_error_depth(store);
+        n->error = X509_STORE_CTX_get_error(store);
+        n->depth = X509_STORE_CTX_get_error_depth(store);
         if (cert) {
-            format_subject(cert, t->note.subject, sizeof t->note.subject);
-            format_sans_ex(cert, t->note.sans, sizeof t->note.sans, &t->note.has_san, &t->note.has_dns_san);
-            format_cn(cert, t->note.cn, sizeof t->note.cn);
+            format_subject(cert, n->subject, sizeof n->subject);
+            format_sans_ex(cert, n->sans, sizeof n->sans, &n->has_san, &n->has_dns_san);
+            format_cn(cert, n->cn, sizeof n->cn);
         }
     }
     return 0;
@@ -375,20 +376,26 @@ static redtls_status tls_handshake(redtls__transport *base, int *want, char *err
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     *want = 0;
+    verify_note note;
+    memset(&note, 0, sizeof note);
+    t->note = &note;
     ERR_clear_error();
     errno = 0;
     int rc = SSL_connect(t->ssl);
     int sys_errno = errno;
     if (rc == 1) {
+        t->note = NULL;
         ERR_clear_error();
         return REDTLS_OK;
     }
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        t->note = NULL;
         *want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
         return REDTLS_OK;
     }
     redtls_status st = redtls__tls_handshake_failure(t, e, sys_errno, t->name, err);
+    t->note = NULL;
     ERR_clear_error();
     return st;
 }
