@@ -79,7 +79,10 @@ int redtls__transport_verdict_pending(redtls__transport *t);
 /* Details of an established TLS transport into out (always NUL-terminated):
  * 0, or -1 when unavailable. */
 int redtls__transport_describe(redtls__transport *t, int what, char *out, size_t outlen);
-enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER };
+enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER,
+       REDTLS__TLS_DETAILS };
+/* Room for one of them. */
+#define REDTLS__TLS_DETAIL_MAX 384
 
 /* The test limit applied to one socket call: the length to use, or 0 for
  * "answer try-again this time". */

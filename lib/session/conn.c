@@ -58,6 +58,7 @@ void redtls_conn_free(redtls_conn *c)
     redtls__config_release(&c->cfg);
     redtls__secret_clear(&c->iam.token);
     free(c->rbuf);
+    free(c->info);
     free(c);
 }
 
@@ -102,6 +103,10 @@ static const char *describe(redtls_conn *c, int what)
 {
     if (!c || !c->tp || !c->is_tls)
         return NULL;
+    if (!c->info && !(c->info = malloc(REDTLS__TLS_DETAILS * sizeof *c->info))) {
+        redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory for the TLS details");
+        return NULL;
+    }
     return redtls__transport_describe(c->tp, what, c->info[what], sizeof c->info[what]) == 0 ? c->info[what] : NULL;
 }
 

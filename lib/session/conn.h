@@ -130,7 +130,9 @@ struct redtls_conn {
     redtls__saved_io saved;
     char last_cause[REDTLS__ERRMSG_MAX];
     char errmsg[REDTLS__ERRMSG_MAX];
-    char info[5][384];       /* backing store for the borrowed TLS details */
+    /* Backing store for the borrowed TLS details, made by the first
+     * accessor that asks (most connections never do). */
+    char (*info)[REDTLS__TLS_DETAIL_MAX];
     /* Read buffer (REDTLS__READ_CHUNK), made by the first read and, on
      * TLS connections, given back with the record buffers when the
      * connection goes quiet (see redtls__conn_went_quiet in conn_io.c). */

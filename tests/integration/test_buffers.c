@@ -159,6 +159,34 @@ static void test_busy_keeps_quiet_gives_back(void **state)
     redtls_conn_free(c);
 }
 
+/* The texts the TLS accessors lend (1.9 KiB) are made by the first one
+ * that asks: without memory for them it answers NULL and says why, the
+ * next call makes them, and later ones make nothing more. */
+static void test_tls_details_made_on_first_use(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    redtls_conn *c = connected();
+    lab_alloc_arm(1);
+    const char *v = redtls_conn_tls_version(c);
+    long calls = lab_alloc_calls();
+    lab_alloc_disarm();
+    assert_null(v);
+    assert_int_equal(calls, 1);
+    assert_string_equal(redtls_conn_errmsg(c), "out of memory for the TLS details");
+    assert_contains(redtls_conn_peer_subject(c), "localhost");
+    lab_alloc_arm(0);
+    assert_contains(redtls_conn_tls_version(c), "TLSv1.");
+    assert_non_null(redtls_conn_tls_cipher(c));
+    calls = lab_alloc_calls();
+    lab_alloc_disarm();
+    assert_int_equal(calls, 0);
+    assert_contains(redtls_conn_peer_not_after(c), " UTC");
+    ping(c);
+    redtls_conn_free(c);
+}
+
 static void on_connect(redtls_async *ac, redtls_status st, void *ud)
 {
     (void)ac;
@@ -288,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connected_holds_no_buffers),
         cmocka_unit_test(test_busy_keeps_quiet_gives_back),
+        cmocka_unit_test(test_tls_details_made_on_first_use),
         cmocka_unit_test(test_handshake_waits_without_record_buffers),
         cmocka_unit_test(test_setup_waits_without_buffers),
         cmocka_unit_test(test_stale_error_in_queue),
