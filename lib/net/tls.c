@@ -352,21 +352,21 @@ static int tls_fd(redtls__transport *base)
     return ((redtls__tls_transport *)base)->fd;
 }
 
-/* OpenSSL's two record buffers (some 34 KiB) are most of an idle TLS
- * connection's memory. SSL_MODE_RELEASE_BUFFERS would free and remake them
- * for every record, some 1,400 instructions per command at pipeline depth
- * 1; the connection layer calls this instead once a connection has gone
- * quiet. Never while OpenSSL still holds unread bytes. */
+/* OpenSSL's two record buffers (some 33 KiB) are most of an idle TLS
+ * connection's memory, and more than half of a waiting handshake's.
+ * SSL_MODE_RELEASE_BUFFERS (lean) frees each as soon as it is empty; for a
+ * connection used back to back that costs some 1,400 instructions per
+ * command at pipeline depth 1, so the connection layer turns it off
+ * (settle) once it sees such use, and calls release when the connection
+ * has gone quiet. Never frees while OpenSSL still holds unread bytes. */
 static void tls_release(redtls__transport *base)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     if (!SSL_has_pending(t->ssl))
         (void)SSL_free_buffers(t->ssl);
+    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
 }
 
-/* See transport.h (settle): the lean mode tls_start turned on ends here,
- * before it would cost every command (see tls_release); for the handshake's
- * and the set-up's few records it costs nothing worth counting. */
 static void tls_settle(redtls__transport *base)
 {
     SSL_clear_mode(((redtls__tls_transport *)base)->ssl, SSL_MODE_RELEASE_BUFFERS);
@@ -465,9 +465,8 @@ redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
-    /* Many handshakes at once spend most of their time waiting for the
-     * server: without its two record buffers (some 33 KiB) a waiting one
-     * holds less than half as much. Until tls_settle. */
+    /* Lean (see tls_release): many handshakes at once spend most of their
+     * time waiting for the server. */
     SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
 
     /* An absolute name ("cache.example.com.") names the same host: it is

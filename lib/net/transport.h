@@ -41,14 +41,13 @@ typedef struct redtls__transport_ops {
     /* The socket to poll, or -1 (memory transport). */
     int (*fd)(redtls__transport *t);
     /* Gives back memory only a busy connection needs (TLS record buffers,
-     * made again by the next read or write). Nothing may be buffered.
-     * NULL: nothing to give back. */
+     * made again by the next read or write) and goes back to holding it
+     * only while a record is in hand, as a new TLS transport does (lean),
+     * so a handshake, a set-up or a command waiting for the server holds
+     * none. Nothing may be buffered. NULL: nothing to give back. */
     void (*release)(redtls__transport *t);
-    /* The connection is set up and may now be used back to back: from
-     * here on the record buffers stay between records (release gives them
-     * back once it goes quiet). Until then a TLS transport holds them only
-     * while a record is in hand, so a handshake or a set-up waiting for
-     * the server holds none. NULL: nothing to do. */
+    /* The connection is used back to back: from here on the record
+     * buffers stay between records, until release. NULL with release. */
     void (*settle)(redtls__transport *t);
     /* TLS queries (NULL on other transports). resumed: 1 when the
      * handshake resumed a kept session. verdict_pending: see

@@ -116,6 +116,9 @@ struct redtls_conn {
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
     int64_t quiet_at;        /* when it last had nothing owed (buffers) */
+    int lean;                /* the transport holds its buffers only while a
+                              * record is in hand: see redtls__conn_went_quiet */
+    int lean_writes;         /* writes since it went lean, set-up's aside */
     int64_t now;             /* the time the driver last passed in */
     redtls__iam_state iam;   /* IAM: the token in use, when it was made and accepted */
     redtls__tls_session session; /* for resumption on reconnect */
@@ -165,11 +168,15 @@ redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want
  * is left of obuf goes with the connection, wiped when secret (its
  * commands count as in flight already). Returns st. */
 redtls_status redtls__conn_write_failed(redtls_conn *c, redtls_status st);
+/* A write on a lean connection (see redtls__conn_went_quiet). */
+void redtls__conn_lean_write(redtls_conn *c);
 static inline redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
 {
     *want = 0;
     if (c->olen == 0)
         return REDTLS_OK;
+    if (c->lean)
+        redtls__conn_lean_write(c);
     /* From the first byte on, every queued command may run. */
     c->unsent = 0;
     redtls_status st;
@@ -218,11 +225,15 @@ redtls_status redtls__conn_read_failed(redtls_conn *c, redtls_status st, int raw
 /* The rare parts of the bookkeeping below. */
 void redtls__conn_noauth_seen(redtls_conn *c, const struct redisReply *r);
 void redtls__conn_went_quiet(redtls_conn *c, int64_t now);
+/* A connection quiet again within this long of its last quiet moment is
+ * used back to back (see redtls__conn_went_quiet). */
+#define REDTLS__BUSY_MS 1000
 
 /* Bookkeeping for a reply handed to the caller: a NOAUTH asks for a new
  * AUTH; the health check's clock; a connection with nothing owed may give
- * back its buffers (see redtls__conn_went_quiet). Inline: deep pipelines
- * take most replies through here. */
+ * back its buffers (see redtls__conn_went_quiet; a busy one only notes
+ * the time). Inline: deep pipelines take most replies through here, and
+ * one command at a time the busy case. */
 static inline void redtls__conn_took_reply(redtls_conn *c, const struct redisReply *r, int64_t now)
 {
     c->pending--;
@@ -230,8 +241,12 @@ static inline void redtls__conn_took_reply(redtls_conn *c, const struct redisRep
         redtls__conn_noauth_seen(c, r);
     if (c->cfg.health_check_ms)
         c->last_io = now;
-    if (c->pending == 0 && c->olen == 0 && c->tp->ops->release)
-        redtls__conn_went_quiet(c, now);
+    if (c->pending == 0 && c->olen == 0 && c->tp->ops->release) {
+        if (c->lean || now - c->quiet_at >= REDTLS__BUSY_MS)
+            redtls__conn_went_quiet(c, now);
+        else
+            c->quiet_at = now;
+    }
 }
 
 /* A reply the reader has whole already, without reading; *reply NULL

@@ -93,8 +93,6 @@ static void established(redtls_conn *c, int64_t now)
     c->last_io = now;
     c->quiet_at = 0; /* the set-up round trips are not use */
     c->established = 1;
-    if (c->tp->ops->settle)
-        c->tp->ops->settle(c->tp);
     redtls__emit(c, REDTLS_EVENT_CONNECTED, "%s",
                  !c->is_tls                          ? "plain TCP"
                  : redtls__transport_resumed(c->tp) ? "resumed TLS session"
