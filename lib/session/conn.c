@@ -25,7 +25,7 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
                             "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
                             "rediss:// or turn TLS on");
     }
-    if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
+    if (redtls__config_copy(&c->cfg, cfg, c->errmsg) != REDTLS_OK) {
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
