@@ -59,6 +59,7 @@ void redtls_conn_free(redtls_conn *c)
     redtls__secret_clear(&c->iam.token);
     free(c->rbuf);
     free(c->info);
+    free(c->last_cause);
     free(c);
 }
 

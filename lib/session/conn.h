@@ -131,7 +131,10 @@ struct redtls_conn {
     redtls__setup su;
     redtls__auth au;
     redtls__saved_io saved;
-    char last_cause[REDTLS__ERRMSG_MAX];
+    /* The last failed attempt's message (REDTLS__ERRMSG_MAX bytes), made
+     * by the first failure: most connections never need it. Read through
+     * redtls__conn_cause. */
+    char *last_cause;
     char errmsg[REDTLS__ERRMSG_MAX];
     /* Backing store for the borrowed TLS details, made by the first
      * accessor that asks (most connections never do). */
@@ -299,6 +302,14 @@ redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, s
  * dropped, nothing of the request stays queued, nobody is owed its reply.
  * Returns st. */
 redtls_status redtls__exch_abort(redtls_conn *c, redtls_status st);
+
+/* The last failed attempt's message for "last failure: ..." texts; its
+ * status's text when there was no memory to keep the message; "" before
+ * any failure. */
+static inline const char *redtls__conn_cause(const redtls_conn *c)
+{
+    return c->last_cause ? c->last_cause : c->last_status != REDTLS_OK ? redtls_strerror(c->last_status) : "";
+}
 
 /* Commands written on the current connection whose replies are due. */
 static inline size_t redtls__conn_in_flight(const redtls_conn *c)

@@ -192,6 +192,52 @@ static void test_tls_details_made_on_first_use(void **state)
     redtls_conn_free(c);
 }
 
+/* A refused connect, then a command with no time to wait for the next
+ * attempt: its message. fail_at: the allocation to fail during the
+ * connect (0: none); *calls: how many the connect made. */
+static char *refused_then_command(long fail_at, long *calls, char *msg, size_t cap)
+{
+    redtls_config *c = NULL;
+    redtls_conn *conn = NULL;
+    struct redisReply *r = NULL;
+    assert_int_equal(redtls_config_new(&c), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_host(c, "127.0.0.1", lab_unused_port()), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_tls(c, 0), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_backoff(c, 60000, 60000), REDTLS_OK);
+    assert_cfg_status(c, redtls_config_set_command_timeout_ms(c, 50), REDTLS_OK);
+    assert_cfg_status(c, redtls_conn_new(c, &conn), REDTLS_OK);
+    lab_alloc_arm(fail_at);
+    redtls_status st = redtls_conn_connect(conn);
+    *calls = lab_alloc_calls();
+    lab_alloc_disarm();
+    assert_conn_status(conn, st, REDTLS_E_CONNECT);
+    assert_conn_status(conn, redtls_conn_command(conn, &r, "PING"), REDTLS_E_UNAVAILABLE);
+    snprintf(msg, cap, "%s", redtls_conn_errmsg(conn));
+    redtls_conn_free(conn);
+    redtls_config_free(c);
+    return msg;
+}
+
+/* The last failed attempt's text (512 bytes) is made by the first
+ * failure; without memory for it, "last failure" names the failure's
+ * status instead. */
+static void test_last_failure_without_memory(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    char msg[600];
+    long calls = 0, again = 0;
+    print_message("%s\n", refused_then_command(0, &calls, msg, sizeof msg));
+    assert_contains(msg, "(last failure: connect to 127.0.0.1 port ");
+    /* The text is the connect's last allocation. */
+    print_message("%s\n", refused_then_command(calls, &again, msg, sizeof msg));
+    assert_int_equal(again, calls);
+    char want[200];
+    snprintf(want, sizeof want, "(last failure: %s)", redtls_strerror(REDTLS_E_CONNECT));
+    assert_contains(msg, want);
+}
+
 static void on_connect(redtls_async *ac, redtls_status st, void *ud)
 {
     (void)ac;
@@ -362,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_connected_holds_no_buffers),
         cmocka_unit_test(test_busy_keeps_quiet_gives_back),
         cmocka_unit_test(test_tls_details_made_on_first_use),
+        cmocka_unit_test(test_last_failure_without_memory),
         cmocka_unit_test(test_handshake_waits_without_record_buffers),
         cmocka_unit_test(test_setup_waits_without_buffers),
         cmocka_unit_test(test_command_waits_without_buffers),
