@@ -54,7 +54,9 @@ typedef struct redtls__auth {
     unsigned ask_ms; /* ... and the interval after that */
     int pending_seen; /* the callback answered "pending" this attempt */
     redtls__secret token; /* the callback's token, for masking the answer */
-    char answer[2][200];
+    /* The server's answers to the two tries (masked), for the messages;
+     * made by redtls__auth_start, freed by redtls__auth_reset. */
+    char (*answer)[200];
 } redtls__auth;
 
 /* Set-up after TLS (setup.c). */

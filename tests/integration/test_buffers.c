@@ -238,6 +238,36 @@ static void test_last_failure_without_memory(void **state)
     assert_contains(msg, want);
 }
 
+/* AUTH's answer texts (400 bytes) are made when an AUTH starts and given
+ * back when it ends: without memory for them the connect fails and says
+ * so. Found by failing, one connect each, the allocations near the end of
+ * a connect. */
+static void test_auth_answers_only_during_auth(void **state)
+{
+    (void)state;
+    if (!LAB_ALLOC_HOOK)
+        skip();
+    redtls_conn *c = NULL;
+    assert_cfg_status(cfg, redtls_conn_new(cfg, &c), REDTLS_OK);
+    lab_alloc_arm(0);
+    assert_conn_status(c, redtls_conn_connect(c), REDTLS_OK);
+    long total = lab_alloc_calls();
+    lab_alloc_disarm();
+    redtls_conn_free(c);
+    long found = 0;
+    for (long n = total; n > 0 && n > total - 300 && !found; n--) {
+        assert_cfg_status(cfg, redtls_conn_new(cfg, &c), REDTLS_OK);
+        lab_alloc_arm(n);
+        redtls_status st = redtls_conn_connect(c);
+        lab_alloc_disarm();
+        if (st == REDTLS_E_NOMEM && strstr(redtls_conn_errmsg(c), "out of memory for AUTH"))
+            found = n;
+        redtls_conn_free(c);
+    }
+    print_message("connect: %ld allocations; failing number %ld: \"out of memory for AUTH\"\n", total, found);
+    assert_true(found > 0);
+}
+
 static void on_connect(redtls_async *ac, redtls_status st, void *ud)
 {
     (void)ac;
@@ -409,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_busy_keeps_quiet_gives_back),
         cmocka_unit_test(test_tls_details_made_on_first_use),
         cmocka_unit_test(test_last_failure_without_memory),
+        cmocka_unit_test(test_auth_answers_only_during_auth),
         cmocka_unit_test(test_handshake_waits_without_record_buffers),
         cmocka_unit_test(test_setup_waits_without_buffers),
         cmocka_unit_test(test_command_waits_without_buffers),
