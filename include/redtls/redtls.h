@@ -699,9 +699,10 @@ REDTLS_EXTERN redtls_status redtls_conn_flush(redtls_conn *conn);
 REDTLS_EXTERN size_t redtls_conn_pending(const redtls_conn *conn);
 
 /* TLS details of the current connection, borrowed; NULL when not connected
- * or not TLS. Subject and SANs describe the server's leaf certificate; SANs
- * are comma-separated ("DNS:a, IP:127.0.0.1"); not_after is
- * "YYYY-MM-DD HH:MM:SS UTC". */
+ * or not TLS, or when there is no memory for the texts (redtls_conn_errmsg
+ * says so; they are made on the first call). Subject and SANs describe the
+ * server's leaf certificate; SANs are comma-separated ("DNS:a,
+ * IP:127.0.0.1"); not_after is "YYYY-MM-DD HH:MM:SS UTC". */
 REDTLS_EXTERN const char *redtls_conn_tls_version(redtls_conn *conn);
 REDTLS_EXTERN const char *redtls_conn_tls_cipher(redtls_conn *conn);
 REDTLS_EXTERN const char *redtls_conn_peer_subject(redtls_conn *conn);

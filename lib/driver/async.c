@@ -299,7 +299,7 @@ static redtls_status check_issue(redtls_async *ac)
     if (ac->gave_up)
         return redtls__fail(ac->c->errmsg, REDTLS_E_UNAVAILABLE,
                             "gave up reconnecting (last failure: %.300s); call redtls_async_connect to start again",
-                            ac->c->last_cause);
+                            redtls__conn_cause(ac->c));
     return REDTLS_OK;
 }
 
@@ -523,9 +523,10 @@ static void step_connect(redtls_async *ac, int64_t now)
         if (!ac->q_head && !ac->connect_asked)
             return;
         if (ac->tried && !c->cfg.reconnect && !ac->connect_asked) {
+            const char *cause = redtls__conn_cause(c);
             redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected, and reconnection is off%s%.300s%s: call "
                          "redtls_async_connect",
-                         c->last_cause[0] ? " (last failure: " : "", c->last_cause, c->last_cause[0] ? ")" : "");
+                         cause[0] ? " (last failure: " : "", cause, cause[0] ? ")" : "");
             finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_STATE);
             return;
         }
@@ -566,7 +567,7 @@ failed:
         redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
                      "gave up reconnecting after %u attempts (last failure: %.300s); call redtls_async_connect to start "
                      "again",
-                     c->attempts, c->last_cause);
+                     c->attempts, redtls__conn_cause(c));
         finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_UNAVAILABLE);
     } else if (!c->cfg.reconnect) {
         finish_all(ac, &ac->q_head, &ac->q_tail, ac->attempt_st);
@@ -597,7 +598,7 @@ static void expire(redtls_async *ac, int64_t now)
         else
             redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                          "not connected within the command timeout; the command was not sent (last failure: %.300s)",
-                         c->last_cause[0] ? c->last_cause : "none yet");
+                         redtls__conn_cause(c)[0] ? redtls__conn_cause(c) : "none yet");
         finish_all(ac, &late_head, &late_tail, REDTLS_E_COMMAND_TIMEOUT);
         memcpy(c->errmsg, cause, sizeof cause);
     }

@@ -229,14 +229,15 @@ int redtls__tls_verify_cb(int ok, X509_STORE_CTX *store)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
     redtls__tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
-    if (t && t->note.error == 0) {
+    verify_note *n = t ? t->note : NULL;
+    if (n && n->error == 0) {
         X509 *cert = X509_STORE_CTX_get_current_cert(store);
-        t->note.error = X509_STORE_CTX_get_error(store);
-        t->note.depth = X509_STORE_CTX_get_error_depth(store);
+        n->error = X509_STORE_CTX_get_error(store);
+        n->depth = X509_STORE_CTX_get_error_depth(store);
         if (cert) {
-            format_subject(cert, t->note.subject, sizeof t->note.subject);
-            format_sans_ex(cert, t->note.sans, sizeof t->note.sans, &t->note.has_san, &t->note.has_dns_san);
-            format_cn(cert, t->note.cn, sizeof t->note.cn);
+            format_subject(cert, n->subject, sizeof n->subject);
+            format_sans_ex(cert, n->sans, sizeof n->sans, &n->has_san, &n->has_dns_san);
+            format_cn(cert, n->cn, sizeof n->cn);
         }
     }
     return 0;
@@ -351,36 +352,50 @@ static int tls_fd(redtls__transport *base)
     return ((redtls__tls_transport *)base)->fd;
 }
 
-/* OpenSSL's two record buffers (some 34 KiB) are most of an idle TLS
- * connection's memory. SSL_MODE_RELEASE_BUFFERS would free and remake them
- * for every record, some 1,400 instructions per command at pipeline depth
- * 1; the connection layer calls this instead once a connection has gone
- * quiet. Never while OpenSSL still holds unread bytes. */
+/* OpenSSL's two record buffers (some 33 KiB) are most of an idle TLS
+ * connection's memory, and more than half of a waiting handshake's.
+ * SSL_MODE_RELEASE_BUFFERS (lean) frees each as soon as it is empty; for a
+ * connection used back to back that costs some 1,400 instructions per
+ * command at pipeline depth 1, so the connection layer turns it off
+ * (settle) once it sees such use, and calls release when the connection
+ * has gone quiet. Never frees while OpenSSL still holds unread bytes. */
 static void tls_release(redtls__transport *base)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     if (!SSL_has_pending(t->ssl))
         (void)SSL_free_buffers(t->ssl);
+    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
+static void tls_settle(redtls__transport *base)
+{
+    SSL_clear_mode(((redtls__tls_transport *)base)->ssl, SSL_MODE_RELEASE_BUFFERS);
 }
 
 static redtls_status tls_handshake(redtls__transport *base, int *want, char *err)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     *want = 0;
+    verify_note note;
+    memset(&note, 0, sizeof note);
+    t->note = &note;
     ERR_clear_error();
     errno = 0;
     int rc = SSL_connect(t->ssl);
     int sys_errno = errno;
     if (rc == 1) {
+        t->note = NULL;
         ERR_clear_error();
         return REDTLS_OK;
     }
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        t->note = NULL;
         *want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
         return REDTLS_OK;
     }
     redtls_status st = redtls__tls_handshake_failure(t, e, sys_errno, t->name, err);
+    t->note = NULL;
     ERR_clear_error();
     return st;
 }
@@ -409,6 +424,7 @@ static const redtls__transport_ops tls_ops = {
     .buffered = tls_buffered,
     .fd = tls_fd,
     .release = tls_release,
+    .settle = tls_settle,
     .resumed = tls_resumed,
     .verdict_pending = tls_verdict_pending,
     .describe = tls_describe,
@@ -449,6 +465,9 @@ redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
+    /* Lean (see tls_release): many handshakes at once spend most of their
+     * time waiting for the server. */
+    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
 
     /* An absolute name ("cache.example.com.") names the same host: it is
      * verified and sent as SNI without its dot (RFC 6066 forbids the dot in

@@ -21,7 +21,9 @@ struct redtls__tls_ctx {
     int custom_ciphers;  /* the cipher lists were narrowed by the user */
 };
 
-/* What the verify callback saw first: the reason a chain was refused. */
+/* What the verify callback saw first: the reason a chain was refused. It
+ * lives on tls_handshake's stack: the chain is verified, and a refusal
+ * reported, within the one SSL_connect call that read the certificate. */
 typedef struct verify_note {
     int error;
     int depth;
@@ -46,7 +48,7 @@ typedef struct redtls__tls_transport {
     char *name;             /* the name verified and sent as SNI */
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */
-    verify_note note;
+    verify_note *note;      /* during tls_handshake's SSL_connect, else NULL */
 } redtls__tls_transport;
 
 /* The hooks a context installs (tls.c): the socket BIO's methods and

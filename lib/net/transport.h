@@ -41,9 +41,14 @@ typedef struct redtls__transport_ops {
     /* The socket to poll, or -1 (memory transport). */
     int (*fd)(redtls__transport *t);
     /* Gives back memory only a busy connection needs (TLS record buffers,
-     * made again by the next read or write). Nothing may be buffered.
-     * NULL: nothing to give back. */
+     * made again by the next read or write) and goes back to holding it
+     * only while a record is in hand, as a new TLS transport does (lean),
+     * so a handshake, a set-up or a command waiting for the server holds
+     * none. Nothing may be buffered. NULL: nothing to give back. */
     void (*release)(redtls__transport *t);
+    /* The connection is used back to back: from here on the record
+     * buffers stay between records, until release. NULL with release. */
+    void (*settle)(redtls__transport *t);
     /* TLS queries (NULL on other transports). resumed: 1 when the
      * handshake resumed a kept session. verdict_pending: see
      * redtls__transport_verdict_pending. describe: see
@@ -73,7 +78,10 @@ int redtls__transport_verdict_pending(redtls__transport *t);
 /* Details of an established TLS transport into out (always NUL-terminated):
  * 0, or -1 when unavailable. */
 int redtls__transport_describe(redtls__transport *t, int what, char *out, size_t outlen);
-enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER };
+enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER,
+       REDTLS__TLS_DETAILS };
+/* Room for one of them. */
+#define REDTLS__TLS_DETAIL_MAX 384
 
 /* The test limit applied to one socket call: the length to use, or 0 for
  * "answer try-again this time". */

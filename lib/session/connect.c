@@ -1,6 +1,7 @@
 /* One connection attempt as a state machine: dial (resolve, TCP or Unix
  * connect), the TLS handshake, the set-up exchange; then the backoff
  * bookkeeping between attempts. */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -155,7 +156,8 @@ void redtls__attempt_succeeded(redtls_conn *c)
 /* Books a failed attempt: backoff, event, limits. */
 void redtls__attempt_failed(redtls_conn *c, int64_t now)
 {
-    memcpy(c->last_cause, c->errmsg, sizeof c->last_cause);
+    if (c->last_cause || (c->last_cause = malloc(REDTLS__ERRMSG_MAX)) != NULL)
+        memcpy(c->last_cause, c->errmsg, REDTLS__ERRMSG_MAX);
     if (c->attempts++ == 0)
         c->outage_start = now;
     unsigned delay = redtls__backoff_next(&c->backoff);
@@ -166,5 +168,5 @@ void redtls__attempt_failed(redtls_conn *c, int64_t now)
         c->gave_up = 1;
         return;
     }
-    redtls__emit(c, REDTLS_EVENT_RECONNECT_SCHEDULED, "next attempt in %u ms: %.200s", delay, c->last_cause);
+    redtls__emit(c, REDTLS_EVENT_RECONNECT_SCHEDULED, "next attempt in %u ms: %.200s", delay, redtls__conn_cause(c));
 }
