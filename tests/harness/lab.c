@@ -690,6 +690,15 @@ int lab_redis_start(lab_server *srv, const lab_redis_opts *opts)
     return -1;
 }
 
+int lab_init_redis(unsigned watchdog_s, lab_server *srv, const lab_redis_opts *opts)
+{
+    if (lab_init(watchdog_s) != 0)
+        return -1;
+    if (opts->tls && lab_certs(NULL) == NULL)
+        return -1;
+    return lab_redis_start(srv, opts);
+}
+
 int lab_s_server_start(lab_server *srv, const char *cert, const char *key, const char *const *extra)
 {
     char accept_s[32];

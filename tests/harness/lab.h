@@ -92,6 +92,10 @@ typedef struct lab_redis_opts {
  * connections. Returns 0 or -1 (its log is printed then). */
 int lab_redis_start(lab_server *srv, const lab_redis_opts *opts);
 
+/* A test group's usual start: lab_init(watchdog_s), the certificates when
+ * opts->tls, then srv as lab_redis_start() starts it. Returns 0 or -1. */
+int lab_init_redis(unsigned watchdog_s, lab_server *srv, const lab_redis_opts *opts);
+
 /* ----- openssl s_server ------------------------------------------------ */
 
 /* Runs `openssl s_server -accept 127.0.0.1:PORT -www` with the given

@@ -20,6 +20,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 #include "lab_proxy.h"
 
 #define TOKEN "lab-Res-Token-4e19a7"
@@ -58,10 +59,7 @@ static const lab_redis_opts redis_opts = {.tls = 1, .password = TOKEN};
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(85) != 0 || lab_certs(NULL) == NULL) {
-        return -1;
-    }
-    return lab_redis_start(&redis, &redis_opts);
+    return lab_init_redis(85, &redis, &redis_opts);
 }
 
 static int group_teardown(void **state)
@@ -135,13 +133,8 @@ static void ev_print(void)
 static redtls_config *make_cfg(uint16_t port)
 {
     redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_connect_timeout_ms(cfg, CONNECT_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_handshake_timeout_ms(cfg, HANDSHAKE_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, COMMAND_MS), REDTLS_OK);
+    lab_client_config(&cfg, "127.0.0.1", port, "ca.crt", TOKEN);
+    lab_client_timeouts(cfg, CONNECT_MS, HANDSHAKE_MS, COMMAND_MS);
     assert_cfg_status(cfg, redtls_config_set_backoff(cfg, BACKOFF_BASE_MS, BACKOFF_CAP_MS), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_event_callback(cfg, on_event, NULL), REDTLS_OK);
     redtls_config_free(t.cfg);
@@ -168,16 +161,9 @@ static void connect_main(void)
 /* t.admin: a plain, event-less connection straight to port. */
 static void admin_open(uint16_t port)
 {
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
     redtls_conn_free(t.admin);
     t.admin = NULL;
-    assert_cfg_status(cfg, redtls_conn_new(cfg, &t.admin), REDTLS_OK);
-    redtls_config_free(cfg);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
+    lab_client_admin(&t.admin, "127.0.0.1", port, TOKEN, 0);
 }
 
 /* Runs argv on c into t.reply; *ms gets the call's duration. Checks the
