@@ -61,6 +61,21 @@ long long lab_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint64_t lab_seed(void)
+{
+    const char *s = getenv("REDTLS_TEST_SEED");
+    uint64_t seed = s != NULL ? strtoull(s, NULL, 0) : 0;
+    return seed != 0 ? seed : 0x5eed2026ULL;
+}
+
+uint32_t lab_prng(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (uint32_t)(*state >> 16);
+}
+
 void lab__sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

@@ -1010,21 +1010,6 @@ static void test_trickle_late_replies_dropped(void **state)
 
 static uint64_t prng_state;
 
-static uint32_t prng(void)
-{
-    prng_state ^= prng_state << 13;
-    prng_state ^= prng_state >> 7;
-    prng_state ^= prng_state << 17;
-    return (uint32_t)(prng_state >> 16);
-}
-
-static uint64_t seed_from_env(void)
-{
-    const char *s = getenv("REDTLS_TEST_SEED");
-    uint64_t seed = s != NULL ? strtoull(s, NULL, 0) : 0;
-    return seed != 0 ? seed : 0x5eed2026ULL;
-}
-
 static int cuts_reach(long long n)
 {
     return lab_proxy_get_stats(&t.proxy).cuts >= (unsigned long long)n;
@@ -1036,7 +1021,7 @@ static void test_random_cuts(void **state)
 {
     (void)state;
     const long long command_ms = SCALED(5000);
-    uint64_t seed = seed_from_env();
+    uint64_t seed = lab_seed();
     int rst = 0, fin = 0, in_record = 0;
     assert_int_equal(lab_proxy_start(&t.proxy, redis.port), 0);
     name_keys("cuts");
@@ -1049,18 +1034,18 @@ static void test_random_cuts(void **state)
     t.feeding = 1;
     for (int k = 0; k < CUTS; k++) {
         lab_fault f = {.kind = LAB_FAULT_CUT, .once = 1};
-        uint32_t r = prng();
+        uint32_t r = lab_prng(&prng_state);
         if (r % 5 == 0) {
             /* Inside a record from the server: never a whole one (a TLS
              * 1.3 record's body is 18 bytes at least). */
             f.kind = LAB_FAULT_CUT_IN_RECORD;
-            f.after = prng() % 17;
+            f.after = lab_prng(&prng_state) % 17;
             in_record++;
         } else {
             f.dir = r % 2 ? LAB_C2S : LAB_S2C;
-            f.after = prng() % 8000;
+            f.after = lab_prng(&prng_state) % 8000;
         }
-        f.rst = (int)(prng() % 2);
+        f.rst = (int)(lab_prng(&prng_state) % 2);
         rst += f.rst;
         fin += !f.rst;
         lab_proxy_set(&t.proxy, &f);

@@ -231,21 +231,6 @@ static int status_in(redtls_status st, const redtls_status *set, size_t n)
 
 static uint64_t prng_state;
 
-static uint32_t prng(void)
-{
-    prng_state ^= prng_state << 13;
-    prng_state ^= prng_state >> 7;
-    prng_state ^= prng_state << 17;
-    return (uint32_t)(prng_state >> 16);
-}
-
-static uint64_t seed_from_env(void)
-{
-    const char *s = getenv("REDTLS_TEST_SEED");
-    uint64_t seed = s != NULL ? strtoull(s, NULL, 0) : 0;
-    return seed != 0 ? seed : 0x5eed2026ULL;
-}
-
 /* ---- a. killed and restarted on the same port --------------------------- */
 
 static atomic_int killed; /* set by the killer thread */
@@ -729,11 +714,11 @@ static void test_no_answer_handshake_timeout(void **state)
 
 static void arm_random_cut(void)
 {
-    if (prng() % 10 == 0) {
+    if (lab_prng(&prng_state) % 10 == 0) {
         lab_fault f = {.kind = LAB_FAULT_CUT, .once = 1};
-        f.dir = prng() % 2 ? LAB_C2S : LAB_S2C;
-        f.after = 20 + prng() % 381;
-        f.rst = (int)(prng() % 2);
+        f.dir = lab_prng(&prng_state) % 2 ? LAB_C2S : LAB_S2C;
+        f.after = 20 + lab_prng(&prng_state) % 381;
+        f.rst = (int)(lab_prng(&prng_state) % 2);
         lab_proxy_set(&t.proxy, &f);
     }
 }
@@ -741,7 +726,7 @@ static void arm_random_cut(void)
 static void test_accounting(void **state)
 {
     long long ok = 0, unknown = 0, not_sent = 0, last = 0, c, t0;
-    uint64_t seed = seed_from_env();
+    uint64_t seed = lab_seed();
     lab_proxy_stats st;
     (void)state;
     proxy_conn_up();
@@ -790,7 +775,7 @@ static void test_idempotent_resend(void **state)
     lab_proxy_stats st;
     (void)state;
     proxy_conn_up();
-    prng_state = seed_from_env() ^ 0x1de7;
+    prng_state = lab_seed() ^ 0x1de7;
     for (int i = 0; i < IDEMPOTENT_N; i++) {
         const char *argv[3];
         redtls_status s;
