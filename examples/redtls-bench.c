@@ -405,31 +405,6 @@ static int conn_failed(redtls_conn *conn, const char *what, redtls_status st)
 
 
 
-/* Midpoint of the bucket holding the p-th fraction of the values, in ns. */
-double hist_percentile(const struct histogram *h, double p)
-{
-    uint64_t target, seen = 0;
-    size_t idx;
-
-    if (h->count == 0)
-        return 0.0;
-    target = (uint64_t)(p * (double)h->count + 0.999999);
-    if (target < 1)
-        target = 1;
-    for (idx = 0; idx < HIST_BUCKETS; idx++) {
-        seen += h->counts[idx];
-        if (seen >= target)
-            break;
-    }
-    if (idx < 2 * HIST_SUB)
-        return (double)idx;
-    {
-        size_t rel = idx - 2 * HIST_SUB;
-        int shift = (int)(rel / HIST_SUB) + 1;
-        uint64_t low = ((uint64_t)(rel % HIST_SUB) + HIST_SUB) << shift;
-        return (double)low + (double)((uint64_t)1 << shift) / 2.0;
-    }
-}
 
 
 void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char *value, size_t value_len, const char *tag)

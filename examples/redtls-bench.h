@@ -1,6 +1,7 @@
 /*
  * What redtls-bench's two files share: the options, the key generator, the
- * latency histogram, the result and its printing. redtls-bench.c holds the
+ * result and its printing (the clocks and the latency histogram are in
+ * bench-measure.h). redtls-bench.c holds the
  * options, the blocking modes and main; redtls-bench-async.c the modes of
  * the asynchronous API (--async).
  */
@@ -9,10 +10,10 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include <redtls/redtls.h>
+
+#include "bench-measure.h"
 
 
 enum {
@@ -68,71 +69,6 @@ struct bench_options {
     int inflight_set, loop_set;
 };
 
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* User + system CPU time of this process (getrusage), in nanoseconds. */
-static inline uint64_t cpu_ns(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
-}
-
-/* xorshift64*: cheap and repeatable for a given seed. */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/*
- * Latency histogram, log-linear like HdrHistogram: values below 128 ns get
- * a bucket each; above, each power of two is split into 64 buckets, so a
- * percentile is within 1.6% of the true value. Recording is O(1) and needs
- * no memory per request, which keeps the measured loop lean.
- */
-#define HIST_SUB 64
-#define HIST_BUCKETS (2 * HIST_SUB + 58 * HIST_SUB)
-
-struct histogram {
-    uint64_t count;
-    uint64_t counts[HIST_BUCKETS];
-};
-
-static inline int msb64(uint64_t v)
-{
-    return 63 - __builtin_clzll(v);
-}
-
-static inline void hist_record(struct histogram *h, uint64_t v)
-{
-    size_t idx;
-
-    if (v < 2 * HIST_SUB) {
-        idx = (size_t)v;
-    } else {
-        int shift = msb64(v) - 6; /* v >> shift is in [64, 128) */
-        idx = 2 * HIST_SUB + (size_t)(shift - 1) * HIST_SUB + (size_t)((v >> shift) - HIST_SUB);
-    }
-    if (idx >= HIST_BUCKETS)
-        idx = HIST_BUCKETS - 1;
-    h->counts[idx]++;
-    h->count++;
-}
-
 /* One prepared command: argv and lengths built once, the 12 key digits
  * rewritten in place before each send (what redis-benchmark does). */
 struct prepared_cmd {
@@ -172,7 +108,6 @@ struct result {
 
 int usage_error(const char *fmt, ...) REDTLS_PRINTF(1, 2);
 int config_failed(const redtls_config *cfg, const char *what, redtls_status st);
-double hist_percentile(const struct histogram *h, double p);
 void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char *value, size_t value_len, const char *tag);
 void fill_result(struct result *res, long done, long errors, const struct histogram *hist, uint64_t wall_ns,
                  uint64_t cpu);

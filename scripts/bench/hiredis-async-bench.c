@@ -13,7 +13,8 @@
  * string or nil; "found a value, N nil" goes to stderr at the end.
  *
  * Built by scripts/bench.sh against hiredis 1.2.0 with SSL (static) and
- * libevent, not by the project's CMake.
+ * libevent, not by the project's CMake; the clocks, random numbers and
+ * histogram are redtls-bench's own (examples/bench-measure.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +32,9 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/hiredis_ssl.h>
+
+/* The clocks and the latency histogram of redtls-bench, the same code. */
+#include "../../examples/bench-measure.h"
 
 enum { EXIT_DONE = 0, EXIT_BAD_REPLY = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3, GO_ON = -1 };
 enum { FORMAT_TABLE, FORMAT_CSV, FORMAT_JSON };
@@ -160,83 +164,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     return GO_ON;
 }
 
-/* ---- as in examples/redtls-bench.h ---- */
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t cpu_ns(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
-}
-
-static inline uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 #define KEY_DIGITS 12
-#define HIST_SUB 64
-#define HIST_BUCKETS (2 * HIST_SUB + 58 * HIST_SUB)
-
-struct histogram {
-    uint64_t count;
-    uint64_t counts[HIST_BUCKETS];
-};
-
-static inline void hist_record(struct histogram *h, uint64_t v)
-{
-    size_t idx;
-
-    if (v < 2 * HIST_SUB) {
-        idx = (size_t)v;
-    } else {
-        int shift = (63 - __builtin_clzll(v)) - 6;
-        idx = 2 * HIST_SUB + (size_t)(shift - 1) * HIST_SUB + (size_t)((v >> shift) - HIST_SUB);
-    }
-    if (idx >= HIST_BUCKETS)
-        idx = HIST_BUCKETS - 1;
-    h->counts[idx]++;
-    h->count++;
-}
-
-static double hist_percentile(const struct histogram *h, double p)
-{
-    uint64_t target, seen = 0;
-    size_t idx;
-
-    if (h->count == 0)
-        return 0.0;
-    target = (uint64_t)(p * (double)h->count + 0.999999);
-    if (target < 1)
-        target = 1;
-    for (idx = 0; idx < HIST_BUCKETS; idx++) {
-        seen += h->counts[idx];
-        if (seen >= target)
-            break;
-    }
-    if (idx < 2 * HIST_SUB)
-        return (double)idx;
-    size_t rel = idx - 2 * HIST_SUB;
-    int shift = (int)(rel / HIST_SUB) + 1;
-    uint64_t low = ((uint64_t)(rel % HIST_SUB) + HIST_SUB) << shift;
-    return (double)low + (double)((uint64_t)1 << shift) / 2.0;
-}
 
 /* ---- the run ---- */
 

@@ -1,11 +1,11 @@
 /* include/redtls/async_libuv.h over a stand-in core (fake_async.c): the
  * hooks against a real uv loop and real sockets, freeing the handle from
  * inside its callbacks, socket errors, descriptor changes, allocation
- * failures. No network: socket pairs, and one refused loopback connect. */
+ * failures. No network: socket pairs, and one refused loopback connect.
+ * The cases that do not depend on the loop are in adapter_cases.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,96 +18,47 @@
 
 #include <redtls/async_libuv.h>
 
+#include "adapter_cases.h"
 #include "fake_async.h"
 #include "lab_allochook.h"
 
-struct fixture {
-    uv_loop_t loop;
-    redtls_async *ac; /* NULL once freed */
-    int sp[2];        /* a socket pair; sp[0] is what the handle watches */
-};
+static uv_loop_t uv_loop; /* one test at a time */
 
-static struct fixture fixture; /* one test at a time */
-
-static int setup(void **state)
+static void *loop_new(void)
 {
-    struct fixture *f = &fixture;
-    memset(f, 0, sizeof(*f));
-    if (uv_loop_init(&f->loop) != 0)
-        return -1;
-    f->ac = fake_async_new();
-    if (f->ac == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, f->sp) != 0)
-        return -1;
-    fake_async_reset_counts();
-    *state = f;
-    return 0;
+    return uv_loop_init(&uv_loop) == 0 ? &uv_loop : NULL;
 }
 
-/* Every test ends here: whatever the adapter made must be closed once the
- * handle is freed and the loop has run, or uv_loop_close says UV_EBUSY
- * (and the sanitizers or valgrind report the memory). */
-static int teardown(void **state)
+/* What the adapter made must be closed once the handle is freed and the
+ * loop has run, or uv_loop_close says UV_EBUSY. */
+static void loop_free(void *loop)
 {
-    struct fixture *f = *state;
-    redtls_async_free(f->ac);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    if (f->sp[0] >= 0)
-        close(f->sp[0]);
-    close(f->sp[1]);
-    return 0;
+    uv_run(loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(loop), 0);
 }
 
-/* Runs the loop without blocking until redtls_async_process has been
- * called `want` times in all, or ms have passed. */
-static void run_until(struct fixture *f, int want, int ms)
+static redtls_status loop_attach(redtls_async *ac, void *loop)
 {
-    for (int i = 0; i < ms && fake_counts.processes < want; i++) {
-        uv_run(&f->loop, UV_RUN_NOWAIT);
-        if (fake_counts.processes < want)
-            poll(NULL, 0, 1);
-    }
+    return redtls_async_attach_libuv(ac, loop);
 }
 
-/* Whether allocations can be made to fail here: not under the sanitizers
- * (LAB_ALLOC_HOOK is 0) nor under valgrind, whose malloc replaces the
- * hook's. */
-static int alloc_failures_work(void)
+static void loop_pass(void *loop)
 {
-    void *(*volatile get)(size_t) = malloc; /* not elided by the compiler */
-    void *p;
-    if (!LAB_ALLOC_HOOK)
-        return 0;
-    lab_alloc_arm(1);
-    p = get(16);
-    lab_alloc_disarm();
-    free(p);
-    return p == NULL;
+    uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void attach(struct fixture *f)
+static int loop_run(void *loop)
 {
-    assert_int_equal(redtls_async_attach_libuv(f->ac, &f->loop), REDTLS_OK);
-    assert_true(fake_async_attached(f->ac));
+    return uv_run(loop, UV_RUN_DEFAULT) == 0; /* 0: no active handles left */
 }
 
-static void test_attach_refuses_null(void **state)
+static long long loop_now_ms(void *loop)
 {
-    struct fixture *f = *state;
-    assert_int_equal(redtls_async_attach_libuv(NULL, &f->loop), REDTLS_E_INVALID);
-    assert_int_equal(redtls_async_attach_libuv(f->ac, NULL), REDTLS_E_INVALID);
-    assert_false(fake_async_attached(f->ac));
+    uv_update_time(loop);
+    return (long long)uv_now(loop);
 }
 
-/* The core's refusal is returned, and the adapter's timer is closed. */
-static void test_attach_failure_leaves_nothing(void **state)
-{
-    struct fixture *f = *state;
-    fake_async_fail_attach(f->ac, REDTLS_E_STATE);
-    assert_int_equal(redtls_async_attach_libuv(f->ac, &f->loop), REDTLS_E_STATE);
-    assert_false(fake_async_attached(f->ac));
-    assert_int_equal(fake_counts.detaches, 0);
-}
+const struct adapter_loop adapter_loop = {loop_new, loop_free, loop_attach, loop_pass, loop_run, loop_now_ms, 0};
 
 static void test_attach_nomem(void **state)
 {
@@ -115,118 +66,11 @@ static void test_attach_nomem(void **state)
     if (!alloc_failures_work())
         skip();
     lab_alloc_arm(1);
-    redtls_status st = redtls_async_attach_libuv(f->ac, &f->loop);
+    redtls_status st = redtls_async_attach_libuv(f->ac, f->loop);
     lab_alloc_disarm();
     assert_int_equal(st, REDTLS_E_NOMEM);
     assert_false(fake_async_attached(f->ac));
     assert_int_equal(lab_alloc_live(), 0);
-}
-
-static void test_readable(void **state)
-{
-    struct fixture *f = *state;
-    attach(f);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_READ);
-    run_until(f, 1, 20);
-    assert_int_equal(fake_counts.processes, 0);
-    assert_int_equal(write(f->sp[1], "x", 1), 1);
-    run_until(f, 1, 2000);
-    assert_int_equal(fake_counts.processes, 1);
-    assert_int_equal(fake_counts.last_events, REDTLS_ASYNC_READ);
-}
-
-/* Interest changes on the same descriptor; 0 stops it. */
-static void test_writable_then_none(void **state)
-{
-    struct fixture *f = *state;
-    attach(f);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_READ | REDTLS_ASYNC_WRITE);
-    run_until(f, 1, 2000);
-    assert_int_equal(fake_counts.last_events, REDTLS_ASYNC_WRITE);
-    fake_async_watch(f->ac, f->sp[0], 0);
-    int seen = fake_counts.processes;
-    run_until(f, seen + 1, 20);
-    assert_int_equal(fake_counts.processes, seen);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_WRITE);
-    run_until(f, seen + 1, 2000);
-    assert_int_equal(fake_counts.processes, seen + 1);
-}
-
-/* A new descriptor replaces the old one: the old one is not watched. */
-static void test_descriptor_change(void **state)
-{
-    struct fixture *f = *state;
-    int other[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, other), 0);
-    attach(f);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_READ);
-    fake_async_watch(f->ac, other[0], REDTLS_ASYNC_READ);
-    assert_int_equal(write(f->sp[1], "x", 1), 1);
-    run_until(f, 1, 20);
-    assert_int_equal(fake_counts.processes, 0);
-    assert_int_equal(write(other[1], "x", 1), 1);
-    run_until(f, 1, 2000);
-    assert_int_equal(fake_counts.processes, 1);
-    fake_async_watch(f->ac, -1, 0);
-    close(other[0]);
-    close(other[1]);
-}
-
-/* The core says -1 before it closes a descriptor; a new socket that gets
- * the same number is then watched as new. */
-static void test_same_number_after_minus_one(void **state)
-{
-    struct fixture *f = *state;
-    int old = f->sp[0], again[2];
-    attach(f);
-    fake_async_watch(f->ac, old, REDTLS_ASYNC_READ);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    fake_async_watch(f->ac, -1, 0);
-    close(old);
-    close(f->sp[1]);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, again), 0);
-    if (again[0] != old) /* the lowest free number: only fails with threads opening files */
-        skip();
-    f->sp[0] = again[0];
-    f->sp[1] = again[1];
-    fake_async_watch(f->ac, again[0], REDTLS_ASYNC_READ);
-    assert_int_equal(write(again[1], "x", 1), 1);
-    run_until(f, 1, 2000);
-    assert_int_equal(fake_counts.processes, 1);
-}
-
-static void test_timer(void **state)
-{
-    struct fixture *f = *state;
-    attach(f);
-    uv_update_time(&f->loop);
-    uint64_t start = uv_now(&f->loop);
-    fake_async_timer(f->ac, 1000);
-    fake_async_timer(f->ac, 30); /* replaces the first */
-    run_until(f, 1, 2000);
-    assert_int_equal(fake_counts.processes, 1);
-    assert_int_equal(fake_counts.last_events, 0);
-    assert_true(uv_now(&f->loop) - start >= 30 && uv_now(&f->loop) - start < 1000);
-    run_until(f, 2, 1100);
-    assert_int_equal(fake_counts.processes, 1); /* one shot */
-}
-
-static void test_timer_cancel(void **state)
-{
-    struct fixture *f = *state;
-    attach(f);
-    fake_async_timer(f->ac, 10);
-    fake_async_timer(f->ac, -1);
-    run_until(f, 1, 60);
-    assert_int_equal(fake_counts.processes, 0);
-}
-
-static void free_handle(redtls_async *ac, int events, void *arg)
-{
-    struct fixture *f = arg;
-    (void)events;
-    redtls_async_free(ac);
-    f->ac = NULL;
 }
 
 /* A user callback frees the handle from inside redtls_async_process: the
@@ -239,7 +83,7 @@ static void test_free_from_io_callback(void **state)
     fake_async_on_process(f->ac, free_handle, f);
     fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_WRITE);
     fake_async_timer(f->ac, 50);
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_run(f->loop, UV_RUN_DEFAULT), 0);
     assert_null(f->ac);
     assert_int_equal(fake_counts.processes, 1);
     assert_int_equal(fake_counts.last_events, REDTLS_ASYNC_WRITE);
@@ -256,30 +100,12 @@ static void test_free_from_timer_callback(void **state)
     fake_async_on_process(f->ac, free_handle, f);
     fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_WRITE);
     fake_async_timer(f->ac, 0);
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_run(f->loop, UV_RUN_DEFAULT), 0);
     assert_null(f->ac);
     assert_int_equal(fake_counts.processes, 1);
     assert_int_equal(fake_counts.last_events, 0); /* the timer's call */
     assert_int_equal(fake_counts.frees, 1);
 }
-
-/* Freed outside any callback, with a poll handle and the timer active. */
-static void test_free_outside_callbacks(void **state)
-{
-    struct fixture *f = *state;
-    attach(f);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_READ);
-    fake_async_timer(f->ac, 10000);
-    redtls_async_free(f->ac);
-    f->ac = NULL;
-    assert_int_equal(fake_counts.detaches, 1);
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-}
-
-struct nested {
-    struct fixture *f;
-    int calls;
-};
 
 /* Hooks called from inside the call (the core's new wants), then the
  * handle freed: the adapter's state survives until the callback returns. */
@@ -305,23 +131,8 @@ static void test_hooks_then_free_inside_callback(void **state)
     attach(f);
     fake_async_on_process(f->ac, watch_then_free, &n);
     fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_WRITE);
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_run(f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(n.calls, 1);
-}
-
-/* Attaching again detaches the first adapter; only the second one calls. */
-static void test_attach_again(void **state)
-{
-    struct fixture *f = *state;
-    attach(f);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_WRITE);
-    attach(f);
-    assert_int_equal(fake_counts.detaches, 1);
-    run_until(f, 1, 20);
-    assert_int_equal(fake_counts.processes, 0);
-    fake_async_watch(f->ac, f->sp[0], REDTLS_ASYNC_WRITE);
-    run_until(f, 1, 2000);
-    assert_int_equal(fake_counts.processes, 1);
 }
 
 /* A descriptor that cannot be watched (no memory for its poll handle) is

@@ -1,5 +1,5 @@
-/* The loops and the callback tally of the asynchronous integration tests;
- * see lab_async.h. */
+/* The loops, the callback tally and the set of the asynchronous
+ * integration tests; see lab_async.h. */
 #include "lab_async.h"
 
 #include <poll.h>
@@ -376,4 +376,54 @@ int lab_aconn_check(const lab_aconn *c, const char *what)
         return 0;
     fprintf(stderr, "%s: connect callback called %d times\n", what, c->calls);
     return -1;
+}
+
+/* ----- a test's set ------------------------------------------------------- */
+
+int lab_async_env_open(lab_async_env *e, lab_loop_kind kind, size_t cap)
+{
+    e->loop = lab_loop_new(kind);
+    e->tally = lab_tally_new(cap);
+    if (e->loop == NULL || e->tally == NULL) {
+        fprintf(stderr, "lab_async_env_open: no %s loop or no tally (%s)\n", lab_loop_name(kind),
+                lab_loop_available(kind) ? "out of memory" : "not built");
+        return -1;
+    }
+    return 0;
+}
+
+redtls_async *lab_async_env_handle(lab_async_env *e)
+{
+    redtls_async *ac = NULL;
+    redtls_status st = redtls_async_new(e->cfg, &ac);
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "lab_async_env_handle: redtls_async_new: %s: %s\n", redtls_strerror(st),
+                redtls_config_errmsg(e->cfg));
+        return NULL;
+    }
+    if (lab_loop_add(e->loop, ac) != 0) {
+        redtls_async_free(ac);
+        return NULL;
+    }
+    return ac;
+}
+
+static int lab_none_owed(void *ud)
+{
+    return lab_tally_owed(ud) == 0;
+}
+
+int lab_async_env_run_all(lab_async_env *e, int ms)
+{
+    return lab_loop_run_until(e->loop, lab_none_owed, e->tally, ms);
+}
+
+int lab_async_env_free(lab_async_env *e)
+{
+    int rc = lab_loop_free(e->loop);
+    lab_tally_free(e->tally);
+    redtls_conn_free(e->admin);
+    redtls_config_free(e->cfg);
+    memset(e, 0, sizeof *e);
+    return rc;
 }

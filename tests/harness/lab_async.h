@@ -9,6 +9,9 @@
  * message at that moment), so a test can check that each ran exactly once,
  * on success, failure, close and free alike.
  *
+ * And the set most tests hold (lab_async_env): configuration, admin
+ * connection, loop and tally, made and freed together.
+ *
  * Loops other than the built-in one exist when the build found their
  * library (LAB_HAVE_LIBUV, LAB_HAVE_LIBEVENT); lab_loop_new() returns NULL
  * for a missing one, and lab_loop_available() says which.
@@ -124,5 +127,33 @@ int lab_tally_check(const lab_tally *t, const char *what);
 
 /* 0 when c's callback ran exactly once; else -1 (on stderr). */
 int lab_aconn_check(const lab_aconn *c, const char *what);
+
+/* ----- a test's set ------------------------------------------------------- */
+
+/* What an asynchronous test usually holds: its configuration, a blocking
+ * connection straight to the server for its own commands (CLIENT KILL and
+ * the like), a loop and a tally. Zeroed, it holds nothing. */
+typedef struct lab_async_env {
+    redtls_config *cfg;
+    redtls_conn *admin;
+    lab_loop *loop;
+    lab_tally *tally;
+} lab_async_env;
+
+/* e->loop of that kind and e->tally for up to cap commands. Returns 0, or
+ * -1 (on stderr; lab_loop_available() says whether the loop was built). */
+int lab_async_env_open(lab_async_env *e, lab_loop_kind kind, size_t cap);
+
+/* A handle made from e->cfg and driven by e->loop, which frees it, or NULL
+ * (on stderr). */
+redtls_async *lab_async_env_handle(lab_async_env *e);
+
+/* Runs e->loop until no callback of e->tally is owed, or ms have passed.
+ * Returns 1 when none is owed. */
+int lab_async_env_run_all(lab_async_env *e, int ms);
+
+/* Frees what e holds, the loop with its handles first, and zeroes it.
+ * Returns what lab_loop_free() returned. */
+int lab_async_env_free(lab_async_env *e);
 
 #endif /* REDTLS_TESTS_LAB_ASYNC_H */

@@ -17,6 +17,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 
 #define TOKEN "lab-Async-Token-7d21e4"
 #define TIMEOUT_MS 3000
@@ -27,9 +28,7 @@ static lab_server redis;
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(60) != 0 || lab_certs(NULL) == NULL)
-        return -1;
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
+    return lab_init_redis(60, &redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
 }
 
 static int group_teardown(void **state)
@@ -42,15 +41,10 @@ static int group_teardown(void **state)
 static redtls_config *make_cfg(const char *ca, const char *verify_name)
 {
     redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "localhost", redis.port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert(ca)), REDTLS_OK);
+    lab_client_config(&cfg, "localhost", redis.port, ca, TOKEN);
     if (verify_name)
         assert_cfg_status(cfg, redtls_config_set_verify_name(cfg, verify_name), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_connect_timeout_ms(cfg, TIMEOUT_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_handshake_timeout_ms(cfg, TIMEOUT_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, TIMEOUT_MS), REDTLS_OK);
+    lab_client_timeouts(cfg, TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS);
     return cfg;
 }
 

@@ -32,25 +32,19 @@
 #include "lab.h"
 #include "lab_assert.h"
 #include "lab_async.h"
+#include "lab_client.h"
 
 #define TOKEN "lab-Errmsg-Token-93f0a7"
 
 static lab_server redis;
 
-static struct {
-    redtls_config *cfg;
-    redtls_conn *admin;
-    lab_tally *tally;
-    lab_loop *loop;
-    size_t reissue_in; /* the command whose callback issues a PING */
-} t;
+static lab_async_env t;
+static size_t reissue_in; /* the command whose callback issues a PING */
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(120) != 0 || lab_certs(NULL) == NULL)
-        return -1;
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
+    return lab_init_redis(120, &redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
 }
 
 static int group_teardown(void **state)
@@ -63,38 +57,23 @@ static int group_teardown(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = lab_loop_free(t.loop);
-    lab_tally_free(t.tally);
-    redtls_conn_free(t.admin);
-    redtls_config_free(t.cfg);
-    memset(&t, 0, sizeof t);
-    return rc;
-}
-
-static int all_called(void *ud)
-{
-    (void)ud;
-    return lab_tally_owed(t.tally) == 0;
+    reissue_in = 0;
+    return lab_async_env_free(&t);
 }
 
 static void reissue(lab_tally *tl, redtls_async *ac, lab_acmd *c, const redisReply *reply)
 {
     (void)reply;
-    if (c->id == t.reissue_in)
+    if (c->id == reissue_in)
         assert_int_equal(lab_issue(tl, ac, 0, "PING", NULL), REDTLS_OK);
 }
 
 static redtls_async *start(void)
 {
-    assert_int_equal(redtls_config_new(&t.cfg), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_host(t.cfg, "localhost", redis.port), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_ca_file(t.cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_token(t.cfg, TOKEN), REDTLS_OK);
-    t.loop = lab_loop_new(LAB_LOOP_BUILTIN);
-    t.tally = lab_tally_new(16);
-    redtls_async *ac = NULL;
-    assert_int_equal(redtls_async_new(t.cfg, &ac), REDTLS_OK);
-    assert_int_equal(lab_loop_add(t.loop, ac), 0);
+    lab_client_config(&t.cfg, "localhost", redis.port, "ca.crt", TOKEN);
+    assert_int_equal(lab_async_env_open(&t, LAB_LOOP_BUILTIN, 16), 0);
+    redtls_async *ac = lab_async_env_handle(&t);
+    assert_non_null(ac);
     return ac;
 }
 
@@ -116,11 +95,10 @@ static void test_connection_lost(void **state)
 {
     (void)state;
     redtls_async *ac = start();
-    assert_cfg_status(t.cfg, redtls_conn_new(t.cfg, &t.admin), REDTLS_OK);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
+    lab_client_connect(&t.admin, t.cfg);
     size_t id, a, b;
     assert_int_equal(lab_issue(t.tally, ac, 0, "CLIENT ID", &id), REDTLS_OK);
-    assert_true(lab_loop_run_until(t.loop, all_called, NULL, 10000));
+    assert_true(lab_async_env_run_all(&t, 10000));
     assert_int_equal(lab_issue(t.tally, ac, 0, "BLPOP errmsg:empty 20", &a), REDTLS_OK);
     assert_int_equal(lab_issue(t.tally, ac, 0, "GET errmsg:k", &b), REDTLS_OK);
     lab_loop_run_until(t.loop, NULL, NULL, 200);
@@ -130,9 +108,9 @@ static void test_connection_lost(void **state)
                        REDTLS_OK);
     assert_int_equal(r->integer, 1);
     redtls_reply_free(r);
-    t.reissue_in = a;
+    reissue_in = a;
     t.tally->after = reissue;
-    assert_true(lab_loop_run_until(t.loop, all_called, NULL, 10000));
+    assert_true(lab_async_env_run_all(&t, 10000));
     t.tally->after = NULL;
     assert_int_equal(lab_tally_check(t.tally, "errmsg"), 0);
     assert_both_say(a, b, REDTLS_E_OUTCOME_UNKNOWN, "may or may not have run");
@@ -147,12 +125,12 @@ static void test_closed(void **state)
     size_t a, b;
     assert_int_equal(lab_issue(t.tally, ac, 0, "GET errmsg:a", &a), REDTLS_OK);
     assert_int_equal(lab_issue(t.tally, ac, 0, "GET errmsg:b", &b), REDTLS_OK);
-    t.reissue_in = a;
+    reissue_in = a;
     t.tally->after = reissue;
     redtls_async_close(ac);
     t.tally->after = NULL;
     /* The PING issued from the callback runs on a new connection. */
-    assert_true(lab_loop_run_until(t.loop, all_called, NULL, 10000));
+    assert_true(lab_async_env_run_all(&t, 10000));
     assert_int_equal(lab_tally_check(t.tally, "errmsg"), 0);
     assert_int_equal(t.tally->cmd[b + 1].st, REDTLS_OK);
     assert_both_say(a, b, REDTLS_E_CLOSED, "closed by the application");

@@ -53,25 +53,19 @@
 #include "lab.h"
 #include "lab_assert.h"
 #include "lab_async.h"
+#include "lab_client.h"
 
 #define KILLS 60
 #define DEPTH 8
 
 static lab_server redis; /* plain TCP, no password */
 
-static struct {
-    redtls_config *cfg;
-    redtls_conn *admin;
-    lab_tally *tally;
-    lab_loop *loop;
-} t;
+static lab_async_env t;
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(120) != 0)
-        return -1;
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 0});
+    return lab_init_redis(120, &redis, &(lab_redis_opts){.tls = 0});
 }
 
 static int group_teardown(void **state)
@@ -84,24 +78,19 @@ static int group_teardown(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = lab_loop_free(t.loop);
-    lab_tally_free(t.tally);
-    redtls_conn_free(t.admin);
-    redtls_config_free(t.cfg);
-    memset(&t, 0, sizeof t);
-    return rc;
+    return lab_async_env_free(&t);
 }
 
-static void start(unsigned command_ms)
+/* t: plain TCP, that command timeout, the admin connection, a loop of
+ * that kind and room in the tally for the stream. */
+static void start(lab_loop_kind kind, unsigned command_ms)
 {
     assert_int_equal(redtls_config_new(&t.cfg), REDTLS_OK);
     assert_cfg_status(t.cfg, redtls_config_set_host(t.cfg, "localhost", redis.port), REDTLS_OK);
     assert_cfg_status(t.cfg, redtls_config_set_tls(t.cfg, 0), REDTLS_OK);
     assert_cfg_status(t.cfg, redtls_config_set_command_timeout_ms(t.cfg, command_ms), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_conn_new(t.cfg, &t.admin), REDTLS_OK);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
-    t.tally = lab_tally_new(100000);
-    assert_non_null(t.tally);
+    lab_client_connect(&t.admin, t.cfg);
+    assert_int_equal(lab_async_env_open(&t, kind, 100000), 0);
 }
 
 /* Each command that ends issues the next: DEPTH stay in flight (until
@@ -174,9 +163,8 @@ static int progressed(void *ud)
  * command timed out. */
 static void one_handle(lab_loop_kind kind)
 {
-    redtls_async *ac = NULL;
-    assert_int_equal(redtls_async_new(t.cfg, &ac), REDTLS_OK);
-    assert_int_equal(lab_loop_add(t.loop, ac), 0);
+    redtls_async *ac = lab_async_env_handle(&t);
+    assert_non_null(ac);
     t.tally->after = stream_next;
     for (int i = 0; i < DEPTH; i++)
         assert_int_equal(lab_issue(t.tally, ac, REDTLS_CMD_IDEMPOTENT, "GET fdreuse:k", NULL), REDTLS_OK);
@@ -201,9 +189,7 @@ static void stream_with_kills(lab_loop_kind kind)
 {
     if (!lab_loop_available(kind))
         skip();
-    start(1000);
-    t.loop = lab_loop_new(kind);
-    assert_non_null(t.loop);
+    start(kind, 1000);
     long long t0 = lab_now_ms();
     /* A fresh handle lays the heap out anew, for another chance. */
     for (int round = 0; round < 3 && t.tally->by_status[REDTLS_E_COMMAND_TIMEOUT] == 0 && room(); round++)

@@ -20,6 +20,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 #include "lab_proxy.h"
 
 #define TOKEN "lab-AsyncIdle-Token-81d3aa"
@@ -42,9 +43,7 @@ static struct {
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(60) != 0 || lab_certs(NULL) == NULL)
-        return -1;
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
+    return lab_init_redis(60, &redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
 }
 
 static int group_teardown(void **state)
@@ -107,10 +106,7 @@ static redtls_status run1(const char *a0, const char *a1)
 
 static void start(uint16_t port, unsigned health_ms)
 {
-    assert_int_equal(redtls_config_new(&t.cfg), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_host(t.cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_ca_file(t.cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_token(t.cfg, TOKEN), REDTLS_OK);
+    lab_client_config(&t.cfg, "127.0.0.1", port, "ca.crt", TOKEN);
     assert_cfg_status(t.cfg, redtls_config_set_command_timeout_ms(t.cfg, COMMAND_MS), REDTLS_OK);
     assert_cfg_status(t.cfg, redtls_config_set_backoff(t.cfg, 20, 200), REDTLS_OK);
     if (health_ms)
@@ -118,14 +114,7 @@ static void start(uint16_t port, unsigned health_ms)
     assert_cfg_status(t.cfg, redtls_async_new(t.cfg, &t.ac), REDTLS_OK);
     /* The admin connection goes straight to the server, never through
      * the proxy. */
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", redis.port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_conn_new(cfg, &t.admin), REDTLS_OK);
-    redtls_config_free(cfg);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
+    lab_client_admin(&t.admin, "127.0.0.1", redis.port, TOKEN, 0);
 }
 
 /* The handle's connection, idle, killed by the server. */

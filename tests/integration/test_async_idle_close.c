@@ -44,26 +44,20 @@
 #include "lab.h"
 #include "lab_assert.h"
 #include "lab_async.h"
+#include "lab_client.h"
 
 #define TOKEN "lab-IdleClose-Token-8c41d2"
 
 static lab_server redis;
 
-static struct {
-    lab_loop_kind kind;
-    redtls_config *cfg;
-    redtls_conn *admin;
-    lab_tally *tally;
-    lab_loop *loop;
-    redtls_async *ac;
-} t;
+static lab_async_env t;
+static lab_loop_kind kind;
+static redtls_async *ac; /* driven by t.loop */
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(120) != 0 || lab_certs(NULL) == NULL)
-        return -1;
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
+    return lab_init_redis(120, &redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
 }
 
 static int group_teardown(void **state)
@@ -75,53 +69,35 @@ static int group_teardown(void **state)
 
 static int setup(void **state)
 {
-    memset(&t, 0, sizeof t);
-    t.kind = *(const lab_loop_kind *)*state;
+    kind = *(const lab_loop_kind *)*state;
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int rc = lab_loop_free(t.loop);
-    lab_tally_free(t.tally);
-    redtls_conn_free(t.admin);
-    redtls_config_free(t.cfg);
-    memset(&t, 0, sizeof t);
-    return rc;
-}
-
-static int all_called(void *ud)
-{
-    (void)ud;
-    return lab_tally_owed(t.tally) == 0;
+    ac = NULL;
+    return lab_async_env_free(&t);
 }
 
 static void run_all(void)
 {
-    assert_true(lab_loop_run_until(t.loop, all_called, NULL, 10000));
+    assert_true(lab_async_env_run_all(&t, 10000));
 }
 
 /* A connected handle, idle, whose connection the server has just closed
  * (kill) or not. */
 static void connected_idle(int kill)
 {
-    if (!lab_loop_available(t.kind))
+    if (!lab_loop_available(kind))
         skip();
-    assert_int_equal(redtls_config_new(&t.cfg), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_host(t.cfg, "localhost", redis.port), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_ca_file(t.cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_token(t.cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_conn_new(t.cfg, &t.admin), REDTLS_OK);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
-    t.loop = lab_loop_new(t.kind);
-    t.tally = lab_tally_new(16);
-    assert_non_null(t.loop);
-    assert_non_null(t.tally);
-    assert_int_equal(redtls_async_new(t.cfg, &t.ac), REDTLS_OK);
-    assert_int_equal(lab_loop_add(t.loop, t.ac), 0);
+    lab_client_config(&t.cfg, "localhost", redis.port, "ca.crt", TOKEN);
+    lab_client_connect(&t.admin, t.cfg);
+    assert_int_equal(lab_async_env_open(&t, kind, 16), 0);
+    ac = lab_async_env_handle(&t);
+    assert_non_null(ac);
     size_t id;
-    assert_int_equal(lab_issue(t.tally, t.ac, 0, "CLIENT ID", &id), REDTLS_OK);
+    assert_int_equal(lab_issue(t.tally, ac, 0, "CLIENT ID", &id), REDTLS_OK);
     run_all();
     assert_int_equal(t.tally->cmd[id].st, REDTLS_OK);
     if (!kill)
@@ -140,10 +116,10 @@ static void test_next_command_runs_on_a_new_connection(void **state)
     (void)state;
     connected_idle(1);
     size_t id;
-    assert_int_equal(lab_issue(t.tally, t.ac, 0, "INCR idleclose:k", &id), REDTLS_OK);
+    assert_int_equal(lab_issue(t.tally, ac, 0, "INCR idleclose:k", &id), REDTLS_OK);
     run_all();
     const lab_acmd *c = &t.tally->cmd[id];
-    print_message("    %s: INCR after an idle kill: %s (%s)\n", lab_loop_name(t.kind), redtls_strerror(c->st), c->msg);
+    print_message("    %s: INCR after an idle kill: %s (%s)\n", lab_loop_name(kind), redtls_strerror(c->st), c->msg);
     assert_int_equal(lab_tally_check(t.tally, "idle close"), 0);
     assert_int_equal(c->st, REDTLS_OK);
     assert_int_equal(c->type, REDIS_REPLY_INTEGER);
@@ -163,7 +139,7 @@ static void idle_cpu(int kill)
     long long c0 = cpu_ms(), w0 = lab_now_ms();
     lab_loop_run_until(t.loop, NULL, NULL, 1000);
     long long cpu = cpu_ms() - c0, wall = lab_now_ms() - w0;
-    print_message("    %s: idle for %lld ms %s: %lld ms of CPU\n", lab_loop_name(t.kind), wall,
+    print_message("    %s: idle for %lld ms %s: %lld ms of CPU\n", lab_loop_name(kind), wall,
                   kill ? "after the server closed the connection" : "(the control: connection open)", cpu);
     /* Idle, a loop with a 10 ms tick costs a few ms a second (tens under
      * valgrind); spinning costs the whole second. */

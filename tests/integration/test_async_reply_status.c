@@ -35,14 +35,11 @@
 #include "lab.h"
 #include "lab_assert.h"
 #include "lab_async.h"
+#include "lab_client.h"
 #include "lab_hostile.h"
 
-static struct {
-    lab_server srv;
-    redtls_config *cfg;
-    lab_tally *tally;
-    lab_loop *loop;
-} t;
+static lab_server srv;
+static lab_async_env t;
 
 static int group_setup(void **state)
 {
@@ -53,44 +50,31 @@ static int group_setup(void **state)
 static int setup(void **state)
 {
     (void)state;
-    memset(&t, 0, sizeof t);
-    t.srv.listen_fd = -1;
+    memset(&srv, 0, sizeof srv);
+    srv.listen_fd = -1;
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int rc = lab_loop_free(t.loop);
-    lab_tally_free(t.tally);
-    redtls_config_free(t.cfg);
-    lab_stop(&t.srv);
-    memset(&t, 0, sizeof t);
+    int rc = lab_async_env_free(&t);
+    lab_stop(&srv);
     return rc;
-}
-
-static int all_called(void *ud)
-{
-    (void)ud;
-    return lab_tally_owed(t.tally) == 0;
 }
 
 /* GET answered with the case's bytes: its callback's status. */
 static void run_case(const char *name, const lab_hostile_opts *opts, redtls_status want, const char *says)
 {
-    assert_int_equal(lab_hostile_start(&t.srv, opts), 0);
-    assert_int_equal(redtls_config_new(&t.cfg), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_host(t.cfg, "localhost", t.srv.port), REDTLS_OK);
-    assert_cfg_status(t.cfg, redtls_config_set_ca_file(t.cfg, lab_cert("ca.crt")), REDTLS_OK);
+    assert_int_equal(lab_hostile_start(&srv, opts), 0);
+    lab_client_config(&t.cfg, "localhost", srv.port, "ca.crt", NULL);
     assert_cfg_status(t.cfg, redtls_config_set_max_buffer(t.cfg, 4u * 1024u * 1024u), REDTLS_OK);
-    t.loop = lab_loop_new(LAB_LOOP_BUILTIN);
-    t.tally = lab_tally_new(4);
-    redtls_async *ac = NULL;
-    assert_int_equal(redtls_async_new(t.cfg, &ac), REDTLS_OK);
-    assert_int_equal(lab_loop_add(t.loop, ac), 0);
+    assert_int_equal(lab_async_env_open(&t, LAB_LOOP_BUILTIN, 4), 0);
+    redtls_async *ac = lab_async_env_handle(&t);
+    assert_non_null(ac);
     size_t id;
     assert_int_equal(lab_issue(t.tally, ac, 0, "GET hostile", &id), REDTLS_OK);
-    assert_true(lab_loop_run_until(t.loop, all_called, NULL, 10000));
+    assert_true(lab_async_env_run_all(&t, 10000));
     const lab_acmd *c = &t.tally->cmd[id];
     print_message("    %-24s %s (%s)\n", name, redtls_strerror(c->st), c->msg);
     assert_int_equal(lab_tally_check(t.tally, name), 0);

@@ -35,6 +35,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 #include "lab_proxy.h"
 
 #define TOKEN "lab-AsyncRes-Token-2c7f19"
@@ -104,9 +105,7 @@ static int group_setup(void **state)
     const char *env = getenv("REDTLS_TEST_TIME_SCALE");
     if (env != NULL && atoi(env) > 1)
         scale = atoi(env);
-    if (lab_init((unsigned)(85 * scale)) != 0 || lab_certs(NULL) == NULL)
-        return -1;
-    return lab_redis_start(&redis, &redis_opts);
+    return lab_init_redis((unsigned)(85 * scale), &redis, &redis_opts);
 }
 
 static int group_teardown(void **state)
@@ -370,13 +369,8 @@ static void drain(long long ms)
 static void make_cfg(uint16_t port, unsigned command_ms)
 {
     redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_connect_timeout_ms(cfg, (unsigned)SCALED(CONNECT_MS)), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_handshake_timeout_ms(cfg, (unsigned)SCALED(HANDSHAKE_MS)), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, command_ms), REDTLS_OK);
+    lab_client_config(&cfg, "127.0.0.1", port, "ca.crt", TOKEN);
+    lab_client_timeouts(cfg, (unsigned)SCALED(CONNECT_MS), (unsigned)SCALED(HANDSHAKE_MS), command_ms);
     assert_cfg_status(cfg, redtls_config_set_backoff(cfg, BACKOFF_BASE_MS, BACKOFF_CAP_MS), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_event_callback(cfg, on_event, NULL), REDTLS_OK);
     redtls_config_free(t.cfg);
@@ -406,17 +400,9 @@ static void start_handle(const char *name, uint16_t port, unsigned command_ms)
 /* t.admin: a blocking, event-less connection straight to port. */
 static void admin_open(uint16_t port)
 {
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, (unsigned)SCALED(5000)), REDTLS_OK);
     redtls_conn_free(t.admin);
     t.admin = NULL;
-    assert_cfg_status(cfg, redtls_conn_new(cfg, &t.admin), REDTLS_OK);
-    redtls_config_free(cfg);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
+    lab_client_admin(&t.admin, "127.0.0.1", port, TOKEN, (unsigned)SCALED(5000));
 }
 
 #define ARGS(...) (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)), (const char *[]){__VA_ARGS__}
@@ -1024,21 +1010,6 @@ static void test_trickle_late_replies_dropped(void **state)
 
 static uint64_t prng_state;
 
-static uint32_t prng(void)
-{
-    prng_state ^= prng_state << 13;
-    prng_state ^= prng_state >> 7;
-    prng_state ^= prng_state << 17;
-    return (uint32_t)(prng_state >> 16);
-}
-
-static uint64_t seed_from_env(void)
-{
-    const char *s = getenv("REDTLS_TEST_SEED");
-    uint64_t seed = s != NULL ? strtoull(s, NULL, 0) : 0;
-    return seed != 0 ? seed : 0x5eed2026ULL;
-}
-
 static int cuts_reach(long long n)
 {
     return lab_proxy_get_stats(&t.proxy).cuts >= (unsigned long long)n;
@@ -1050,7 +1021,7 @@ static void test_random_cuts(void **state)
 {
     (void)state;
     const long long command_ms = SCALED(5000);
-    uint64_t seed = seed_from_env();
+    uint64_t seed = lab_seed();
     int rst = 0, fin = 0, in_record = 0;
     assert_int_equal(lab_proxy_start(&t.proxy, redis.port), 0);
     name_keys("cuts");
@@ -1063,18 +1034,18 @@ static void test_random_cuts(void **state)
     t.feeding = 1;
     for (int k = 0; k < CUTS; k++) {
         lab_fault f = {.kind = LAB_FAULT_CUT, .once = 1};
-        uint32_t r = prng();
+        uint32_t r = lab_prng(&prng_state);
         if (r % 5 == 0) {
             /* Inside a record from the server: never a whole one (a TLS
              * 1.3 record's body is 18 bytes at least). */
             f.kind = LAB_FAULT_CUT_IN_RECORD;
-            f.after = prng() % 17;
+            f.after = lab_prng(&prng_state) % 17;
             in_record++;
         } else {
             f.dir = r % 2 ? LAB_C2S : LAB_S2C;
-            f.after = prng() % 8000;
+            f.after = lab_prng(&prng_state) % 8000;
         }
-        f.rst = (int)(prng() % 2);
+        f.rst = (int)(lab_prng(&prng_state) % 2);
         rst += f.rst;
         fin += !f.rst;
         lab_proxy_set(&t.proxy, &f);

@@ -227,7 +227,7 @@ case "$MODE" in
       echo "pkg-config --cflags --libs redtls-$adapter: $PKG_FLAGS"
       # shellcheck disable=SC2086 # the flags are meant to be split
       "${CC:-cc}" -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wpedantic -Werror $CFLAGS_EXTRA \
-        -o "$WORK/consumer_$adapter" "$CONSUMER_ADAPTERS/main_$adapter.c" $PKG_FLAGS
+        -o "$WORK/consumer_$adapter" "$CONSUMER_ADAPTERS/main_$adapter.c" "$CONSUMER_ADAPTERS/consumer.c" $PKG_FLAGS
       RUN_PATH="$LIBDIR:$(pkg-config --variable=libdir hiredis)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
       LD_LIBRARY_PATH="$RUN_PATH" run_consumer "$WORK/consumer_$adapter"
       LD_LIBRARY_PATH="$RUN_PATH" ldd "$WORK/consumer_$adapter" | grep -F "$LIBDIR/libredtls.so" >/dev/null \

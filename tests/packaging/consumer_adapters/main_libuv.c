@@ -2,84 +2,35 @@
  * under strict warnings, attach checks its arguments, freeing the handle
  * closes what the adapter made (uv_loop_close succeeds), and, when
  * REDTLS_PACKAGING_URL is set, a PING goes through the loop, the handle
- * being freed from its callback. Exits 0 on success. */
+ * being freed from its callback (consumer.c). Exits 0 on success. */
 #include <redtls/async_libuv.h>
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-static int failures;
+#include "consumer.h"
 
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "consumer_libuv: FAILED: %s\n", what);
-        failures++;
-    }
-}
-
-static redtls_async *new_handle(const char *url)
-{
-    redtls_config *cfg = NULL;
-    redtls_async *ac = NULL;
-    redtls_status st;
-
-    if (redtls_config_new(&cfg) != REDTLS_OK)
-        return NULL;
-    st = redtls_config_set_url(cfg, url);
-    if (st == REDTLS_OK)
-        st = redtls_async_new(cfg, &ac);
-    if (st != REDTLS_OK)
-        fprintf(stderr, "consumer_libuv: %s: %s: %s\n", url, redtls_strerror(st), redtls_config_errmsg(cfg));
-    redtls_config_free(cfg);
-    return ac;
-}
-
-struct ping {
-    redtls_async *ac; /* NULL once freed */
-    int replied;
-    int pong;
-};
-
-static void on_pong(redtls_async *ac, redtls_status st, struct redisReply *reply, void *userdata)
-{
-    struct ping *p = userdata;
-    size_t len = 0;
-    const char *s = redtls_reply_str(reply, &len);
-
-    if (st != REDTLS_OK)
-        fprintf(stderr, "consumer_libuv: PING: %s: %s\n", redtls_strerror(st), redtls_async_errmsg(ac));
-    p->replied++;
-    p->pong = st == REDTLS_OK && redtls_reply_type(reply) == REDTLS_REPLY_STATUS && s != NULL && len == 4 &&
-              memcmp(s, "PONG", 4) == 0;
-    redtls_reply_free(reply);
-    redtls_async_free(ac); /* from its own callback: the loop then has nothing left to do */
-    p->ac = NULL;
-}
+const char consumer_name[] = "consumer_libuv";
 
 static void ping(const char *url)
 {
-    struct ping p = {NULL, 0, 0};
+    struct consumer_ping p = {NULL, 0, 0};
     uv_loop_t loop;
-    redtls_async *ac = new_handle(url);
+    redtls_async *ac = consumer_new_handle(url);
 
-    check(ac != NULL, "redtls_async_new with REDTLS_PACKAGING_URL");
+    consumer_check(ac != NULL, "redtls_async_new with REDTLS_PACKAGING_URL");
     if (ac == NULL || uv_loop_init(&loop) != 0)
         return;
-    check(redtls_async_attach_libuv(ac, &loop) == REDTLS_OK, "attach for PING");
-    p.ac = ac;
-    check(redtls_async_connect(ac, NULL, NULL) == REDTLS_OK, "connect started");
-    /* Waits for the connection, within its own deadline. */
-    check(redtls_async_command(ac, on_pong, &p, "PING") == REDTLS_OK, "PING issued");
+    consumer_check(redtls_async_attach_libuv(ac, &loop) == REDTLS_OK, "attach for PING");
+    consumer_ping_issue(&p, ac);
     uv_run(&loop, UV_RUN_DEFAULT);
-    check(p.replied == 1 && p.pong, "PING answered PONG through the loop");
+    int answered = consumer_ping_answered(&p);
     if (p.ac != NULL) { /* the loop ran out of work without an answer */
         redtls_async_free(p.ac);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
-    check(uv_loop_close(&loop) == 0, "uv handles closed after freeing from a callback");
-    if (p.replied == 1 && p.pong)
+    consumer_check(uv_loop_close(&loop) == 0, "uv handles closed after freeing from a callback");
+    if (answered)
         printf("consumer_libuv: PING -> PONG through libuv\n");
 }
 
@@ -89,21 +40,21 @@ int main(void)
     redtls_async *ac;
     const char *url = getenv("REDTLS_PACKAGING_URL");
 
-    check(uv_loop_init(&loop) == 0, "uv_loop_init");
-    ac = new_handle("rediss://cache.example.com:6380");
-    check(ac != NULL, "redtls_async_new");
-    check(redtls_async_attach_libuv(NULL, &loop) == REDTLS_E_INVALID, "attach(NULL, loop) is REDTLS_E_INVALID");
-    check(redtls_async_attach_libuv(ac, NULL) == REDTLS_E_INVALID, "attach(ac, NULL) is REDTLS_E_INVALID");
-    check(redtls_async_attach_libuv(ac, &loop) == REDTLS_OK, "attach");
-    check(redtls_async_attach_libuv(ac, &loop) == REDTLS_OK, "attach again (the first adapter is released)");
+    consumer_check(uv_loop_init(&loop) == 0, "uv_loop_init");
+    ac = consumer_new_handle("rediss://cache.example.com:6380");
+    consumer_check(ac != NULL, "redtls_async_new");
+    consumer_check(redtls_async_attach_libuv(NULL, &loop) == REDTLS_E_INVALID, "attach(NULL, loop) is REDTLS_E_INVALID");
+    consumer_check(redtls_async_attach_libuv(ac, NULL) == REDTLS_E_INVALID, "attach(ac, NULL) is REDTLS_E_INVALID");
+    consumer_check(redtls_async_attach_libuv(ac, &loop) == REDTLS_OK, "attach");
+    consumer_check(redtls_async_attach_libuv(ac, &loop) == REDTLS_OK, "attach again (the first adapter is released)");
     redtls_async_free(ac);
     uv_run(&loop, UV_RUN_DEFAULT); /* the adapters' close callbacks */
-    check(uv_loop_close(&loop) == 0, "no uv handle left once the handle is freed and the loop has run");
+    consumer_check(uv_loop_close(&loop) == 0, "no uv handle left once the handle is freed and the loop has run");
 
     if (url != NULL && url[0] != '\0')
         ping(url);
 
-    if (failures != 0)
+    if (consumer_failures() != 0)
         return 1;
     printf("consumer_libuv: ok (redtls %s, libuv %s)\n", redtls_version(), uv_version_string());
     return 0;
