@@ -220,6 +220,7 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     }
     c->insecure = s->insecure;
     SSL_CTX_set_verify(ctx, s->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, s->insecure ? NULL : redtls__tls_verify_cb);
+    SSL_CTX_set_cert_verify_callback(ctx, redtls__tls_cert_verify_cb, NULL);
     if (!s->insecure && (st = load_trust(ctx, s, err)) != REDTLS_OK)
         goto fail;
     if (s->cert_pem) {

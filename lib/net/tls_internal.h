@@ -40,6 +40,7 @@ typedef struct redtls__tls_pace {
     int on;               /* the handshake is under way */
     int spent;            /* this step handed over a whole record, or sent */
     int stopped;          /* ... and a read was refused for that */
+    int verify_put_off;   /* the chain check was left to a step of its own */
     size_t hdr_got;       /* bytes of the current record's header taken */
     size_t body_left;     /* bytes of its body not taken yet */
     unsigned char hdr[5]; /* type, version, length */
@@ -79,6 +80,7 @@ int redtls__tls_cert_cb(SSL *ssl, void *arg);
 void redtls__tls_info_cb(const SSL *ssl, int where, int ret);
 int redtls__tls_new_session_cb(SSL *ssl, SSL_SESSION *sess);
 int redtls__tls_verify_cb(int ok, X509_STORE_CTX *store);
+int redtls__tls_cert_verify_cb(X509_STORE_CTX *store, void *arg);
 
 /* 1 when OpenSSL failed for lack of memory; empties its error queue. */
 int redtls__tls_drained_nomem(void);
