@@ -148,7 +148,7 @@ step_sanitize() {
 # only the test process itself is checked (--trace-children=no).
 # commands and resilience assert sub-second timings valgrind cannot meet;
 # hostile stretches its deadlines by REDTLS_TEST_TIME_SCALE.
-VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile)
+VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile handshake_steps)
 step_valgrind() {
   local build="$ROOT/build-test"
   local vg=(valgrind --quiet --error-exitcode=1 --leak-check=full
