@@ -152,8 +152,8 @@ step_sanitize() {
 # matrix on the built-in loop only (the adapters' cases add time, not
 # paths of the library: name=filter runs the cases matching a cmocka
 # pattern).
-VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile async async_fd_reuse async_reply_status async_errmsg
-                      async_idle_close 'async_matrix=*built-in')
+VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile handshake_steps async async_fd_reuse async_reply_status
+                      async_errmsg async_idle_close 'async_matrix=*built-in')
 step_valgrind() {
   local build="$ROOT/build-test"
   local vg=(valgrind --quiet --error-exitcode=1 --leak-check=full

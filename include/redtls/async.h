@@ -122,7 +122,11 @@ REDTLS_EXTERN int redtls_async_fd(const redtls_async *ac);
 /* REDTLS_ASYNC_READ and/or REDTLS_ASYNC_WRITE to watch for on it. */
 REDTLS_EXTERN int redtls_async_events(const redtls_async *ac);
 /* Milliseconds until redtls_async_process() must be called even if the
- * descriptor stays quiet: -1 for no time, 0 for at once. */
+ * descriptor stays quiet: -1 for no time, 0 for at once. A TLS handshake
+ * answers 0 between its steps: each call does the work of one TLS record
+ * (a certificate's decoding, a signature check), so no single call holds
+ * the loop for long, and the bytes still to come may already be in the
+ * socket (an edge-triggered loop would not hear of them again). */
 REDTLS_EXTERN int redtls_async_timeout_ms(const redtls_async *ac);
 /* Does what can be done now: reads, writes, set-up steps, deadlines,
  * reconnection; callbacks run from here. events: what the loop saw (0 is

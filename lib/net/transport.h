@@ -15,6 +15,10 @@
 
 typedef struct redtls__transport redtls__transport;
 
+/* A handshake step's "call me again now" (not a poll event): one step
+ * does the work of one TLS record, so no single call runs long. */
+#define REDTLS__AGAIN 0x10000
+
 typedef struct redtls__transport_ops {
     /* Sends what the socket takes now of buf[0..len): *done bytes (0 with
      * *want set when it takes nothing). A write that waited must be
@@ -25,7 +29,10 @@ typedef struct redtls__transport_ops {
      * REDTLS_E_CLOSED, an abrupt one REDTLS_E_EOF. */
     redtls_status (*read)(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err);
     /* Moves the handshake on (TLS): REDTLS_OK with *want 0 once it is
-     * complete and verified. NULL: nothing to negotiate. */
+     * complete and verified; POLLIN/POLLOUT: wait for the socket;
+     * REDTLS__AGAIN: the step stopped on purpose after a share of the
+     * work, with more possibly waiting already: call again soon, without
+     * waiting for the socket. NULL: nothing to negotiate. */
     redtls_status (*handshake)(redtls__transport *t, int *want, char *err);
     /* Closes and frees t. graceful: say goodbye (TLS close_notify) first. */
     void (*close)(redtls__transport *t, int graceful);

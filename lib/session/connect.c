@@ -122,12 +122,17 @@ redtls_status redtls__attempt_step(redtls_conn *c, int64_t now, int *done, redtl
         if (at->tp->ops->handshake) {
             if (now >= at->hs_deadline)
                 return attempt_fail(c, redtls__tls_handshake_timeout(at->want, c->errmsg));
-            if ((st = at->tp->ops->handshake(at->tp, &at->want, c->errmsg)) != REDTLS_OK)
+            int want = 0;
+            if ((st = at->tp->ops->handshake(at->tp, &want, c->errmsg)) != REDTLS_OK)
                 return attempt_fail(c, st);
-            if (at->want) {
+            if (want) {
+                /* A step that stopped on purpose: straight back (at now),
+                 * after the caller's other work; what comes next is the
+                 * server's, so the socket stays watched for reading. */
+                at->want = want == REDTLS__AGAIN ? POLLIN : want;
                 w->fd = at->tp->ops->fd(at->tp);
                 w->events = at->want;
-                w->at = at->hs_deadline;
+                w->at = want == REDTLS__AGAIN ? now : at->hs_deadline;
                 return REDTLS_OK;
             }
         }
