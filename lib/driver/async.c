@@ -235,7 +235,7 @@ static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t
     m->ud = ud;
     m->flags = flags;
     m->deadline = redtls__deadline_from(now, c->cfg.command_timeout_ms);
-    redtls_status st = REDTLS_OK;
+    redtls_status st;
     if (frame_now(ac, now)) {
         size_t before = c->olen;
         st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append(c, argc, argv, argvlen);
@@ -400,14 +400,14 @@ static void unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__ac
         return;
     for (redtls__acmd *m = ac->s_head; m; m = m->next)
         n++;
-    redtls__acmd *prev = NULL, *first = ac->s_head;
-    for (size_t i = 0; k <= n && i < n - k; i++) {
+    redtls__acmd *prev = NULL, *first = k <= n ? ac->s_head : NULL;
+    for (size_t i = 0; first && i < n - k; i++) {
         prev = first;
         first = first->next;
     }
-    for (redtls__acmd *m = first; k <= n && m; m = m->next)
+    for (redtls__acmd *m = first; m; m = m->next)
         bytes += m->len;
-    if (k > n || bytes > c->olen - c->ooff) {
+    if (!first || bytes > c->olen - c->ooff) {
         /* Never: the records and the buffer disagree. They stay as they
          * are, counted as sent (the safe side). */
         c->unsent = 0;
