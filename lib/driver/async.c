@@ -772,11 +772,14 @@ static void step_up(redtls_async *ac, int64_t now)
 static void step_ready(redtls_async *ac, int64_t now)
 {
     int done = 0;
+    unsigned sockets = ac->c->sockets;
     redtls_status st = redtls__ready_step(ac->c, now, &done, &ac->w);
     /* The machine may have dropped and remade the connection (the new
-     * transport can sit at the old one's address): a new socket, as far
-     * as the loop knows. */
-    ac->sock_gen++;
+     * socket can have the old one's number, the new transport the old
+     * one's address): a new socket, as far as the loop knows. Not for
+     * every step: each would make the loop watch the socket anew. */
+    if (ac->c->sockets != sockets)
+        ac->sock_gen++;
     if (st == REDTLS_OK && !done)
         return;
     ac->readying = 0;

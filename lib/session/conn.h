@@ -93,6 +93,10 @@ struct redtls_conn {
     redtls__tls_ctx *tls;    /* NULL without TLS */
     redtls__transport *tp;   /* NULL when not connected */
     int fd;                  /* tp's socket to poll (-1: none) */
+    unsigned sockets;        /* bumped when a socket of ours opens or closes
+                              * (an attempt starts, a transport is attached
+                              * or dropped): drivers tell sockets apart by
+                              * it, not by their number */
     int stamps;              /* replies are stamped with the time (health
                               * check, buffers): see took_reply */
     int is_tls;

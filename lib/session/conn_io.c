@@ -18,6 +18,7 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
         c->tp->ops->close(c->tp, 0);
         c->tp = NULL;
         c->fd = -1;
+        c->sockets++;
         /* What was written may have run; the caller hears of each one. */
         c->lost += redtls__conn_in_flight(c);
         if (c->established)
@@ -38,6 +39,7 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
         return redtls__fail(c->errmsg, st, "out of memory");
     }
     c->tp = tp;
+    c->sockets++;
     c->is_tls = is_tls;
     c->lean = tp->ops->settle != NULL;
     c->lean_writes = 0;

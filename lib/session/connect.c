@@ -14,6 +14,7 @@ redtls_status redtls__attempt_start(redtls_conn *c, int64_t now, int64_t call_de
     const redtls_config *cfg = &c->cfg;
     redtls__attempt *at = &c->at;
     redtls__attempt_cancel(c);
+    c->sockets++;
     at->call_deadline = call_deadline;
     int64_t deadline = redtls__deadline_min(redtls__deadline_from(now, cfg->connect_timeout_ms), call_deadline);
     redtls_status st = redtls__dial_start(&at->dial, redtls__config_connect_addr(cfg, cfg->host, cfg->port), cfg->port,

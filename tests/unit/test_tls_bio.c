@@ -560,6 +560,42 @@ static void test_verify_failure_kept(void **state)
     redtls__tls_ctx_free(ctx);
 }
 
+/* Without verification there is no chain check: a handshake that fails
+ * later says why (here a TLS 1.2 server demanding a client certificate),
+ * not "certificate verify failed" from a check nobody asked for. */
+static void test_insecure_failure_is_not_verify(void **state)
+{
+    (void)state;
+    relay r;
+    relay_start(&r, 1); /* TLS 1.2 */
+    SSL_set_verify(r.srv, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    redtls__tls_settings ts;
+    memset(&ts, 0, sizeof ts);
+    ts.min_version = 12;
+    ts.insecure = 1;
+    redtls__tls_ctx *ctx = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__tls_ctx_new(&ts, &ctx, err), REDTLS_OK);
+    redtls__transport *t = client_start(ctx, &r, "redis.test");
+    redtls_status st = REDTLS_OK;
+    for (int round = 0; round < 6 && st == REDTLS_OK; round++) {
+        relay_to_server(&r);
+        if (BIO_ctrl_pending(r.out) > 0)
+            relay_to_client(&r);
+        int want = REDTLS__AGAIN, steps = 0;
+        while (st == REDTLS_OK && want == REDTLS__AGAIN) {
+            assert_true(++steps < 64);
+            st = t->ops->handshake(t, &want, err);
+        }
+        if (st == REDTLS_OK && want == 0)
+            break;
+    }
+    assert_status(st, REDTLS_E_TLS_CLIENT_CERT);
+    t->ops->close(t, 0);
+    relay_free(&r);
+    redtls__tls_ctx_free(ctx);
+}
+
 #define BIO_T(fn) cmocka_unit_test_setup_teardown(fn, bio_setup, bio_teardown)
 
 int main(void)
@@ -575,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_tls13_flight),
         cmocka_unit_test(test_tls12_flights),
         cmocka_unit_test(test_verify_failure_kept),
+        cmocka_unit_test(test_insecure_failure_is_not_verify),
     };
     return cmocka_run_group_tests_name("tls_bio", tests, group_setup, group_teardown);
 }
