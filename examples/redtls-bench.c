@@ -18,25 +18,9 @@
 
 #include <redtls/redtls.h>
 
-enum {
-    EXIT_DONE = 0,        /* every reply arrived and none was an error */
-    EXIT_ERROR_REPLY = 1, /* the run finished, but some replies were errors */
-    EXIT_USAGE = 2,       /* bad options or configuration */
-    EXIT_CONNECT = 3,     /* connection, TLS, AUTH or I/O failure */
-    EXIT_CONTINUE = -1    /* internal: go on */
-};
+#include "redtls-bench.h"
 
-enum { FORMAT_TABLE, FORMAT_CSV, FORMAT_JSON };
-
-enum test_kind { TEST_PING, TEST_SET, TEST_GET, TEST_INCR, TEST_COUNT };
-
-static const char *const test_names[TEST_COUNT] = {"PING", "SET", "GET", "INCR"};
-
-#define MAX_TESTS 16
-#define MAX_CONNS 1024
-#define MAX_PIPELINE 65536
-/* redis-benchmark's __rand_int__ expands to 12 digits. */
-#define RAND_DIGITS 12
+const char *const test_names[TEST_COUNT] = {"PING", "SET", "GET", "INCR"};
 
 enum {
     OPT_CACERT = 256,
@@ -52,6 +36,11 @@ enum {
     OPT_CLUSTER,
     OPT_RESOLVE,
     OPT_HASH_TAG,
+    OPT_ASYNC,
+    OPT_INFLIGHT,
+    OPT_LOOP,
+    OPT_STALL,
+    OPT_WAVES,
     OPT_HELP
 };
 
@@ -70,35 +59,16 @@ static const struct option long_options[] = {
     {"cluster", no_argument, NULL, OPT_CLUSTER},
     {"resolve", required_argument, NULL, OPT_RESOLVE},
     {"hash-tag", required_argument, NULL, OPT_HASH_TAG},
+    {"async", no_argument, NULL, OPT_ASYNC},
+    {"inflight", required_argument, NULL, OPT_INFLIGHT},
+    {"loop", required_argument, NULL, OPT_LOOP},
+    {"stall", required_argument, NULL, OPT_STALL},
+    {"waves", required_argument, NULL, OPT_WAVES},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
 static const char short_options[] = "u:c:P:n:d:t:r:";
-
-struct bench_options {
-    const char *url;
-    const char *cacert;
-    const char *token;
-    const char *user;
-    long conns;
-    long pipeline;
-    long requests;
-    long datasize;
-    long keyspace;
-    long connect_n; /* 0: throughput mode */
-    long idle_n;    /* memory mode: idle connections to hold */
-    long timeout_ms;
-    unsigned long long seed;
-    int format;
-    int mix;
-    int ntests;
-    enum test_kind tests[MAX_TESTS];
-    int cluster; /* the URL's host:port seeds a cluster handle per -c */
-    const char *hash_tag; /* keys "{TAG}key:...": one slot */
-    int nresolve;
-    const char *resolve[32]; /* HOST:ADDR, any port */
-};
 
 static void usage(FILE *out)
 {
@@ -111,6 +81,11 @@ static void usage(FILE *out)
           "Connect mode (--connect N): N connects (TCP + TLS + AUTH) with a full\n"
           "handshake, then N with TLS session resumption; reports wall and CPU time\n"
           "per connect and the fraction actually resumed.\n"
+          "Asynchronous API (--async): the same modes through redtls/async.h. Throughput:\n"
+          "each connection keeps --inflight commands issued, issuing the next one from\n"
+          "each reply's callback; latency is from issuing a command to its callback.\n"
+          "--connect N and --idle N open their N handles at once; --stall N measures\n"
+          "how long single calls into redtls take while N TLS handshakes run at once.\n"
           "\n"
           "  -u, --url URL      rediss://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]\n"
           "                     (redis:// for plain TCP); default rediss://127.0.0.1\n"
@@ -136,6 +111,23 @@ static void usage(FILE *out)
           "      --hash-tag TAG keys are {TAG}key:NNN..., all in one hash slot\n"
           "      --resolve HOST:ADDR  connect to ADDR when asked for HOST (any port),\n"
           "                     still verifying HOST; repeatable\n"
+          "      --async        use the asynchronous API (redtls/async.h)\n"
+          "      --inflight N   async: commands kept in flight per connection (default 1)\n"
+          "      --loop LOOP    async throughput: builtin (redtls_async_run, default),\n"
+          "                     epoll (driven by hand through redtls_async_attach's hooks)"
+#ifdef REDTLS_BENCH_LIBEVENT
+          ",\n                     libevent (redtls/async_libevent.h)"
+#endif
+#ifdef REDTLS_BENCH_LIBUV
+          ",\n                     libuv (redtls/async_libuv.h)"
+#endif
+          "; --connect,\n"
+          "                     --idle and --stall always use epoll\n"
+          "      --stall N      async: loop-stall mode: -c connections keep --inflight GETs\n"
+          "                     going while N more make full TLS handshakes at once,\n"
+          "                     --waves times; reports the duration of every call into\n"
+          "                     redtls (wall and thread CPU), the longest above all\n"
+          "      --waves N      stall mode: waves of N handshakes (default 3)\n"
           "      --csv          CSV lines (a header, then one line per result)\n"
           "      --json         one JSON object per line\n"
           "      --help         print this help and exit\n"
@@ -145,9 +137,7 @@ static void usage(FILE *out)
           out);
 }
 
-static int usage_error(const char *fmt, ...) REDTLS_PRINTF(1, 2);
-
-static int usage_error(const char *fmt, ...)
+int usage_error(const char *fmt, ...)
 {
     va_list ap;
 
@@ -216,6 +206,8 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
     o->timeout_ms = -1;
     o->seed = 1;
     o->url = "rediss://127.0.0.1";
+    o->inflight = 1;
+    o->waves = 3;
     parse_tests("set,get,incr", o);
 
     while ((c = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
@@ -278,6 +270,48 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
                 return usage_error("bad --resolve '%s' (HOST:ADDR, at most 32)", optarg);
             o->resolve[o->nresolve++] = optarg;
             break;
+        case OPT_ASYNC: o->async = 1; break;
+        case OPT_INFLIGHT:
+            if (parse_number(optarg, 1, MAX_PIPELINE, &o->inflight) != 0)
+                return usage_error("bad --inflight '%s' (1-%d)", optarg, MAX_PIPELINE);
+            o->inflight_set = 1;
+            break;
+        case OPT_LOOP:
+            if (strcmp(optarg, "builtin") == 0)
+                o->loop = LOOP_BUILTIN;
+            else if (strcmp(optarg, "epoll") == 0)
+                o->loop = LOOP_EPOLL;
+#ifdef REDTLS_BENCH_LIBEVENT
+            else if (strcmp(optarg, "libevent") == 0)
+                o->loop = LOOP_LIBEVENT;
+#endif
+#ifdef REDTLS_BENCH_LIBUV
+            else if (strcmp(optarg, "libuv") == 0)
+                o->loop = LOOP_LIBUV;
+#endif
+            else
+                return usage_error("bad --loop '%s' (builtin, epoll%s%s)", optarg,
+#ifdef REDTLS_BENCH_LIBEVENT
+                                   ", libevent",
+#else
+                                   "",
+#endif
+#ifdef REDTLS_BENCH_LIBUV
+                                   ", libuv"
+#else
+                                   ""
+#endif
+                );
+            o->loop_set = 1;
+            break;
+        case OPT_STALL:
+            if (parse_number(optarg, 1, 100000, &o->stall_n) != 0)
+                return usage_error("bad --stall '%s'", optarg);
+            break;
+        case OPT_WAVES:
+            if (parse_number(optarg, 1, 1000, &o->waves) != 0)
+                return usage_error("bad --waves '%s'", optarg);
+            break;
         case OPT_CSV: o->format = FORMAT_CSV; break;
         case OPT_JSON: o->format = FORMAT_JSON; break;
         case OPT_HELP: usage(stdout); return EXIT_DONE;
@@ -288,6 +322,12 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->async && (o->inflight_set || o->loop_set || o->stall_n))
+        return usage_error("--inflight, --loop and --stall go with --async");
+    if (o->async && o->pipeline != 1)
+        return usage_error("--async keeps --inflight commands in flight; -P is for the blocking API");
+    if (o->async && o->cluster)
+        return usage_error("--async has no cluster mode");
     if (o->token == NULL) {
         const char *env = getenv("REDTLS_TOKEN");
         if (env != NULL && *env != '\0')
@@ -296,7 +336,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
     return EXIT_CONTINUE;
 }
 
-static int config_failed(const redtls_config *cfg, const char *what, redtls_status st)
+int config_failed(const redtls_config *cfg, const char *what, redtls_status st)
 {
     const char *detail = redtls_config_errmsg(cfg);
 
@@ -363,110 +403,11 @@ static int conn_failed(redtls_conn *conn, const char *what, redtls_status st)
     return EXIT_CONNECT;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
-/* User + system CPU time of this process (getrusage), in nanoseconds. */
-static uint64_t cpu_ns(void)
-{
-    struct rusage ru;
 
-    getrusage(RUSAGE_SELF, &ru);
-    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
-}
 
-/* xorshift64*: cheap and repeatable for a given seed. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/*
- * Latency histogram, log-linear like HdrHistogram: values below 128 ns get
- * a bucket each; above, each power of two is split into 64 buckets, so a
- * percentile is within 1.6% of the true value. Recording is O(1) and needs
- * no memory per request, which keeps the measured loop lean.
- */
-#define HIST_SUB 64
-#define HIST_BUCKETS (2 * HIST_SUB + 58 * HIST_SUB)
-
-struct histogram {
-    uint64_t count;
-    uint64_t counts[HIST_BUCKETS];
-};
-
-static int msb64(uint64_t v)
-{
-    return 63 - __builtin_clzll(v);
-}
-
-static void hist_record(struct histogram *h, uint64_t v)
-{
-    size_t idx;
-
-    if (v < 2 * HIST_SUB) {
-        idx = (size_t)v;
-    } else {
-        int shift = msb64(v) - 6; /* v >> shift is in [64, 128) */
-        idx = 2 * HIST_SUB + (size_t)(shift - 1) * HIST_SUB + (size_t)((v >> shift) - HIST_SUB);
-    }
-    if (idx >= HIST_BUCKETS)
-        idx = HIST_BUCKETS - 1;
-    h->counts[idx]++;
-    h->count++;
-}
-
-/* Midpoint of the bucket holding the p-th fraction of the values, in ns. */
-static double hist_percentile(const struct histogram *h, double p)
-{
-    uint64_t target, seen = 0;
-    size_t idx;
-
-    if (h->count == 0)
-        return 0.0;
-    target = (uint64_t)(p * (double)h->count + 0.999999);
-    if (target < 1)
-        target = 1;
-    for (idx = 0; idx < HIST_BUCKETS; idx++) {
-        seen += h->counts[idx];
-        if (seen >= target)
-            break;
-    }
-    if (idx < 2 * HIST_SUB)
-        return (double)idx;
-    {
-        size_t rel = idx - 2 * HIST_SUB;
-        int shift = (int)(rel / HIST_SUB) + 1;
-        uint64_t low = ((uint64_t)(rel % HIST_SUB) + HIST_SUB) << shift;
-        return (double)low + (double)((uint64_t)1 << shift) / 2.0;
-    }
-}
-
-/* One prepared command: argv and lengths built once, the 12 key digits
- * rewritten in place before each send (what redis-benchmark does). */
-struct prepared_cmd {
-    enum test_kind kind;
-    int argc;
-    const char *argv[3];
-    size_t argvlen[3];
-    char key[64];
-    size_t digits_at; /* offset of the digits in key; 0: no random key */
-};
-
-static void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char *value, size_t value_len,
-                        const char *tag)
+void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char *value, size_t value_len, const char *tag)
 {
     char prefix[48];
 
@@ -498,34 +439,9 @@ static void prepare_cmd(struct prepared_cmd *p, enum test_kind kind, const char 
     }
 }
 
-static void randomize_key(struct prepared_cmd *p, uint64_t *rng, uint64_t keyspace)
-{
-    uint64_t r;
-    char *d;
-    int i;
 
-    if (p->digits_at == 0)
-        return;
-    r = rng_next(rng) % keyspace;
-    d = p->key + p->digits_at + RAND_DIGITS - 1;
-    for (i = 0; i < RAND_DIGITS; i++) {
-        *d-- = (char)('0' + r % 10);
-        r /= 10;
-    }
-}
-
-struct result {
-    char test[64];
-    long requests;
-    double seconds;
-    double ops_per_sec;
-    double p50_us, p99_us, p999_us;
-    double cpu_us_per_op;
-    long errors;
-};
-
-static void fill_result(struct result *res, long done, long errors, const struct histogram *hist, uint64_t wall_ns,
-                        uint64_t cpu)
+void fill_result(struct result *res, long done, long errors, const struct histogram *hist, uint64_t wall_ns,
+                 uint64_t cpu)
 {
     res->requests = done;
     res->seconds = (double)wall_ns / 1e9;
@@ -682,7 +598,7 @@ static int run_one_cluster(const struct bench_options *o, redtls_cluster **cls, 
     return errors > 0 ? EXIT_ERROR_REPLY : EXIT_DONE;
 }
 
-static void print_throughput_header(const struct bench_options *o, const char *url, const char *transport)
+void print_throughput_header(const struct bench_options *o, const char *url, const char *transport)
 {
     switch (o->format) {
     case FORMAT_CSV:
@@ -698,7 +614,7 @@ static void print_throughput_header(const struct bench_options *o, const char *u
     }
 }
 
-static void print_throughput(const struct bench_options *o, const char *transport, const struct result *r)
+void print_throughput(const struct bench_options *o, const char *transport, const struct result *r)
 {
     switch (o->format) {
     case FORMAT_CSV:
@@ -831,7 +747,7 @@ struct connect_series {
     double resumed_fraction; /* < 0: unknown */
 };
 
-static int cmp_u64(const void *a, const void *b)
+int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -849,7 +765,7 @@ static double sorted_percentile_us(const uint64_t *v, long n, double p)
     return (double)v[rank - 1] / 1e3;
 }
 
-static void summarize(uint64_t *v, long n, double *mean, double *p50, double *p99)
+void summarize(uint64_t *v, long n, double *mean, double *p50, double *p99)
 {
     double sum = 0;
     long i;
@@ -995,7 +911,7 @@ static int run_connect(const struct bench_options *o, redtls_config *cfg_full, r
 }
 
 /* Resident set size in KiB (VmRSS), or -1. */
-static long rss_kib(void)
+long rss_kib(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -1078,7 +994,7 @@ int main(int argc, char **argv)
     redacted_url(opts.url, url, sizeof url);
 
     st = redtls_config_new(&cfg);
-    if (st == REDTLS_OK && opts.connect_n > 0)
+    if (st == REDTLS_OK && (opts.connect_n > 0 || opts.stall_n > 0))
         st = redtls_config_new(&cfg2);
     if (st != REDTLS_OK) {
         fprintf(stderr, "redtls-bench: %s\n", redtls_strerror(st));
@@ -1088,7 +1004,12 @@ int main(int argc, char **argv)
         if (rc == EXIT_CONTINUE && cfg2 != NULL)
             rc = apply_options(&opts, cfg2);
     }
-    if (rc == EXIT_CONTINUE)
+    if (rc == EXIT_CONTINUE && opts.async)
+        rc = opts.stall_n > 0     ? run_async_stall(&opts, cfg, cfg2, url)
+             : opts.connect_n > 0 ? run_async_connect(&opts, cfg, cfg2, url)
+             : opts.idle_n > 0    ? run_async_idle(&opts, cfg, url)
+                                  : run_async_throughput(&opts, cfg, url);
+    else if (rc == EXIT_CONTINUE)
         rc = opts.connect_n > 0 ? run_connect(&opts, cfg, cfg2, url)
              : opts.idle_n > 0  ? run_idle(&opts, cfg, url)
                                 : run_throughput(&opts, cfg, url);

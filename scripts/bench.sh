@@ -18,10 +18,24 @@
 # (Ir(2n) - Ir(n)) / n leaves out start-up, connect and handshake. Also the
 # functions costing redtls the most per GET (TLS, P=1 and P=128) and a
 # picture, build-bench/ir.svg, when gnuplot is installed.
+# Section "async": the asynchronous API against its peers over TLS, one
+# connection, 1/16/128/1024 commands in flight: redtls-bench --async (the
+# built-in loop; the libevent adapter beside it), hiredis 1.2.0's async API
+# with hiredis_ssl and its adapters/libevent.h (scripts/bench/
+# hiredis-async-bench.c, built here) and redis-benchmark -P N. Client
+# instructions per GET under callgrind as in "ir", then ops/s and process
+# CPU per GET in ASYNC_ROUNDS alternating rounds (medians), the issue's
+# targets checked, syscalls per GET (strace) at 1 and 128 in flight, and
+# redtls's costliest functions at 1 and 128 in flight.
+# Section "async-load": many asynchronous handles on redtls-bench's epoll
+# loop: the longest single call into redtls while STALL_N TLS handshakes
+# start at once, memory per idle handle (IDLE_N), ACONNECTS connects at
+# once (full and resumed handshakes): wall and CPU.
 # Not part of the test suite: it measures, it does not judge.
 #
 # Usage: scripts/bench.sh [SECTION...]
-#   Sections, run in this order: timed, ir; default all of them.
+#   Sections, run in this order: timed, ir, async, async-load; default all
+#   of them.
 # Environment:
 #   SECTIONS  the sections, when none is given as an argument (e.g. SECTIONS=ir)
 #   ROUNDS    rounds per case (default 3)
@@ -32,13 +46,23 @@
 #             longer run makes twice as many)
 #   IR_N_PIPELINED  ir: the same at P=16 and P=128 (default 16000, a
 #             multiple of 128 so every client sends only full batches)
-#   IR_KEYSPACE  ir: keys (default 5000)
+#   IR_KEYSPACE  ir, async: keys (default 5000)
+#   ASYNC_N   async: the shorter callgrind run's requests at 16 in flight and
+#             more (default 16384, a multiple of 1024); at 1, IR_N_P1
+#   ASYNC_ROUNDS  async: timed rounds (default 5)
+#   ASYNC_TIMED_N  async: timed requests at 1 in flight (default 20000);
+#             16: 8x, 128: 20x, 1024: 40x
+#   STALL_N, STALL_WAVES  async-load: handshakes per wave, waves (200, 3)
+#   IDLE_N    async-load: idle handles (default 1000)
+#   ACONNECTS async-load: connects at once (default 1000)
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
 # Output: tables on stdout; timed: build-bench/bench-results.csv (medians,
 # one value per line) and build-bench/bench-raw.csv (every run); ir:
 # build-bench/ir-results.csv (instructions per GET and ratios),
 # build-bench/ir-raw.csv (every callgrind total), build-bench/ir-callgrind/
-# (the four redtls profiles behind the function lists), build-bench/ir.svg.
+# (the four redtls profiles behind the function lists), build-bench/ir.svg;
+# async: build-bench/async-results.csv, async-ir-raw.csv, async-raw.csv,
+# build-bench/async-callgrind/ (the redtls profiles).
 # The ir section takes about a minute (45-50 s on this 2-core machine,
 # hiredis already built; building it adds a few seconds).
 # Builds run under nice with at most 2 jobs (the machine is a shared 2-core box).
@@ -56,7 +80,14 @@ JOBS=$(( $(nproc) < 2 ? $(nproc) : 2 ))
 IR_N_P1=${IR_N_P1:-2000}
 IR_N_PIPELINED=${IR_N_PIPELINED:-16000}
 IR_KEYSPACE=${IR_KEYSPACE:-5000}
-ALL_SECTIONS="timed ir"
+ASYNC_N=${ASYNC_N:-16384}
+ASYNC_ROUNDS=${ASYNC_ROUNDS:-5}
+ASYNC_TIMED_N=${ASYNC_TIMED_N:-20000}
+STALL_N=${STALL_N:-200}
+STALL_WAVES=${STALL_WAVES:-3}
+IDLE_N=${IDLE_N:-1000}
+ACONNECTS=${ACONNECTS:-1000}
+ALL_SECTIONS="timed ir async async-load"
 SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
 for s in $SECTIONS; do
   [[ " $ALL_SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' (sections: $ALL_SECTIONS)" >&2; exit 2; }
@@ -72,8 +103,16 @@ if ! [[ "$IR_N_PIPELINED" =~ ^[1-9][0-9]*$ ]] || (( IR_N_PIPELINED % 128 != 0 ))
   exit 2
 fi
 [[ "$IR_KEYSPACE" =~ ^[1-9][0-9]*$ ]] || { echo "bench: IR_KEYSPACE must be a positive number" >&2; exit 2; }
+if ! [[ "$ASYNC_N" =~ ^[1-9][0-9]*$ ]] || (( ASYNC_N % 1024 != 0 )); then
+  echo "bench: ASYNC_N must be a positive multiple of 1024" >&2
+  exit 2
+fi
+for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive number" >&2; exit 2; }
+done
 tools=(cmake redis-server redis-benchmark python3 openssl)
-want ir && tools+=(valgrind redis-cli "${CC:-cc}" make)
+{ want ir || want async; } && tools+=(valgrind redis-cli "${CC:-cc}" make)
+want async && tools+=(pkg-config)
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
 done
@@ -113,7 +152,10 @@ CERTS="$BUILD/bench-certs"
 TOKEN=$(openssl rand -hex 24)
 
 
-throwaway_redis_start "$WORK" "$CERTS" "$TOKEN" no 1
+# A listen queue for async-load's ACONNECTS connects at once: with Redis's
+# 511, the ones past it wait a SYN retransmit (1 s), which would be the
+# figure instead of the client (the kernel caps it at net.core.somaxconn).
+THROWAWAY_REDIS_BACKLOG=$((ACONNECTS + 64)) throwaway_redis_start "$WORK" "$CERTS" "$TOKEN" no 1
 say "redis-server pid $SERVER_PID: TLS 127.0.0.1:$TLS_PORT, plain 127.0.0.1:$PLAIN_PORT"
 
 # Runs a command and appends "user sys wall" (seconds) of that command alone
@@ -398,40 +440,69 @@ PY
   fi
 }
 
-# The instruction-count section (see the top of this file).
-section_ir() {
-  local start=$SECONDS h1 log ssl_line
-  say "ir: hiredis 1.2.0 with hiredis_ssl (scripts/hiredis1.sh, HIREDIS1_SSL=1) in build-bench/hiredis1-ssl/"
-  log="$BUILD/hiredis1-ssl.log"
-  if ! HIREDIS1_SSL=1 JOBS=$JOBS nice "$ROOT/scripts/hiredis1.sh" "$BUILD/hiredis1-ssl" >"$log" 2>&1; then
-    tail -n 20 "$log" >&2
-    echo "bench: building hiredis 1.2.0 with SSL failed (log: $log)" >&2
-    exit 1
+# hiredis 1.2.0 + hiredis_ssl (scripts/hiredis1.sh) and the peers built on
+# it: HBENCH (synchronous) and, when wanted, HABENCH (asynchronous, with
+# hiredis's adapters/libevent.h). Static hiredis, so the system's hiredis
+# 0.14 is never loaded instead. Once per run.
+H1=""
+build_hiredis_peers() { # section-name [async]
+  local log
+  if [[ -z "$H1" ]]; then
+    say "$1: hiredis 1.2.0 with hiredis_ssl (scripts/hiredis1.sh, HIREDIS1_SSL=1) in build-bench/hiredis1-ssl/"
+    log="$BUILD/hiredis1-ssl.log"
+    if ! HIREDIS1_SSL=1 JOBS=$JOBS nice "$ROOT/scripts/hiredis1.sh" "$BUILD/hiredis1-ssl" >"$log" 2>&1; then
+      tail -n 20 "$log" >&2
+      echo "bench: building hiredis 1.2.0 with SSL failed (log: $log)" >&2
+      exit 1
+    fi
+    H1=$(tail -n 1 "$log")
+    HBENCH="$BUILD/hiredis-bench"
+    if ! nice "${CC:-cc}" -O2 -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -I"$H1/include" -o "$HBENCH" \
+         "$ROOT/scripts/bench/hiredis-bench.c" "$H1/lib/libhiredis_ssl.a" "$H1/lib/libhiredis.a" -lssl -lcrypto; then
+      echo "bench: building scripts/bench/hiredis-bench.c failed" >&2
+      exit 1
+    fi
   fi
-  h1=$(tail -n 1 "$log")
-  HBENCH="$BUILD/hiredis-bench"
-  # Static hiredis, so the system's hiredis 0.14 is never loaded instead.
-  if ! nice "${CC:-cc}" -O2 -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -I"$h1/include" -o "$HBENCH" \
-       "$ROOT/scripts/bench/hiredis-bench.c" "$h1/lib/libhiredis_ssl.a" "$h1/lib/libhiredis.a" -lssl -lcrypto; then
-    echo "bench: building scripts/bench/hiredis-bench.c failed" >&2
-    exit 1
+  if [[ "${2:-}" == async && -z "${HABENCH:-}" ]]; then
+    HABENCH="$BUILD/hiredis-async-bench"
+    # shellcheck disable=SC2046
+    if ! nice "${CC:-cc}" -O2 -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -I"$H1/include" -o "$HABENCH" \
+         "$ROOT/scripts/bench/hiredis-async-bench.c" "$H1/lib/libhiredis_ssl.a" "$H1/lib/libhiredis.a" \
+         $(pkg-config --cflags --libs libevent) -lssl -lcrypto; then
+      echo "bench: building scripts/bench/hiredis-async-bench.c failed (libevent-dev: scripts/deps.sh)" >&2
+      exit 1
+    fi
   fi
+}
 
+# Every key of the IR_KEYSPACE-key keyspace set (3-byte values), checked.
+# Once per run.
+IR_FILLED=""
+fill_ir_keyspace() { # section-name
+  [[ -n "$IR_FILLED" ]] && return 0
+  local ssl_line i present
   ssl_line=$(openssl s_client -connect "127.0.0.1:$TLS_PORT" -CAfile "$CA" -servername localhost -brief \
              </dev/null 2>&1 | sed -n 's/^\(Protocol version\|Ciphersuite\): //p' | paste -sd ' ' -)
-  say "ir: the server's TLS port negotiates ${ssl_line:-(openssl s_client could not tell)}"
+  say "$1: the server's TLS port negotiates ${ssl_line:-(openssl s_client could not tell)}"
 
-  say "ir: setting every key of a $IR_KEYSPACE-key keyspace (3-byte values)"
+  say "$1: setting every key of a $IR_KEYSPACE-key keyspace (3-byte values)"
   # Random keys: n = keyspace would leave about 37% of them unset, 20 draws
   # per key leave none (checked below, EXISTS in chunks of 1000 keys).
   "$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((IR_KEYSPACE * 20)) -r "$IR_KEYSPACE" --csv >/dev/null
-  local i present
   present=$(for ((i = 0; i < IR_KEYSPACE; i += 1000)); do
               printf 'EXISTS %s\n' "$(seq -f 'key:%012.0f' "$i" $((i + 999 < IR_KEYSPACE - 1 ? i + 999 : IR_KEYSPACE - 1)) |
                                       paste -sd ' ' -)"
             done | REDISCLI_AUTH=$TOKEN redis-cli -h 127.0.0.1 -p "$PLAIN_PORT" | awk '{ s += $1 } END { print s + 0 }')
   [[ "$present" == "$IR_KEYSPACE" ]] ||
     { echo "bench: only $present of the $IR_KEYSPACE keys are set; GETs would miss" >&2; exit 1; }
+  IR_FILLED=1
+}
+
+# The instruction-count section (see the top of this file).
+section_ir() {
+  local start=$SECONDS
+  build_hiredis_peers ir
+  fill_ir_keyspace ir
 
   rm -f "$BUILD/ir.svg"
   IR_RAW="$BUILD/ir-raw.csv"
@@ -509,7 +580,7 @@ section_ir() {
 
   local ops=""
   if want timed && [[ -f "$BUILD/bench-results.csv" ]]; then ops="$BUILD/bench-results.csv"; fi
-  python3 - "$IR_RAW" "$BUILD/ir-results.csv" "$IR_KEEP" "$WORK/ir" "$ops" "$IR_KEYSPACE" <<'PY'
+  BENCH_ROOT="$ROOT" python3 - "$IR_RAW" "$BUILD/ir-results.csv" "$IR_KEEP" "$WORK/ir" "$ops" "$IR_KEYSPACE" <<'PY'
 import csv, os, re, sys
 
 raw, out_csv, keep, plot_dir, ops_csv, keyspace = sys.argv[1:7]
@@ -550,50 +621,9 @@ with open(out_csv, "w", newline="") as f:
     for tr, p, n, r, b, h, rb, rh in results:
         w.writerow([tr, p, n, round(r), round(b), round(h), "%.3f" % rb, "%.3f" % rh])
 
-# Per function: the same difference of the two runs. Read from the callgrind
-# files directly: callgrind_annotate splits a function into one row per
-# source file its code came from (inlined header code) and repeats inclusive
-# rows, which would make a top list of duplicates.
-def profile(path):
-    """Self and inclusive Ir per (object, function); calls of a function to
-    itself are not added to its inclusive cost."""
-    space = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl", "cfl": "fl",
-             "fn": "fn", "cfn": "fn"}
-    names = {"ob": {}, "fl": {}, "fn": {}}
-    self_ir, calls_ir = {}, {}
-    ob = fn = cob = cfn = None
-    in_call = False
-    for line in open(path):
-        if line[0].isdigit() or line[0] in "+-*":
-            parts = line.split()
-            ir = int(parts[1]) if len(parts) > 1 else 0
-            if in_call:
-                if (cob or ob, cfn) != (ob, fn):
-                    calls_ir[ob, fn] = calls_ir.get((ob, fn), 0) + ir
-                in_call, cob = False, None
-            else:
-                self_ir[ob, fn] = self_ir.get((ob, fn), 0) + ir
-            continue
-        key, eq, val = line.rstrip("\n").partition("=")
-        if eq and key in space:
-            m = re.match(r"\((\d+)\)(?: (.*))?$", val)
-            if m:
-                table = names[space[key]]
-                if m.group(2) is not None:
-                    table[m.group(1)] = m.group(2)
-                val = table[m.group(1)]
-            if key == "ob":
-                ob = val
-            elif key == "fn":
-                fn = val
-            elif key == "cob":
-                cob = val
-            elif key == "cfn":
-                cfn = val
-        elif eq and key == "calls":
-            in_call = True
-    incl = {k: self_ir.get(k, 0) + calls_ir.get(k, 0) for k in set(self_ir) | set(calls_ir)}
-    return self_ir, incl
+# Per function: the same difference of the two runs (cgdiff.py's reader).
+sys.path.insert(0, os.path.join(os.environ["BENCH_ROOT"], "scripts", "bench"))
+from cgdiff import profile
 def label(k):
     ob, fn = k
     if re.match(r"0x[0-9a-f]+$", fn):
@@ -639,6 +669,269 @@ PY
 
   ir_plot "$WORK/ir/ir.dat" "$WORK/ir/ops.dat" "$BUILD/ir.svg"
   say "ir: section took $((SECONDS - start)) s"
+}
+
+# The asynchronous API against its peers (see the top of this file): client
+# instructions per GET under callgrind, then ops/s and process CPU per GET
+# in alternating rounds, TLS only, one connection, at ASYNC_DEPTHS in flight.
+ASYNC_DEPTHS=(1 16 128 1024)
+section_async() {
+  local start=$SECONDS
+  build_hiredis_peers async async
+  fill_ir_keyspace async
+
+  # redtls-bench --async on its built-in loop is the client judged;
+  # "redtls-libevent" (the same on the libevent adapter, hiredis's loop) is
+  # shown beside it when redtls-bench was built with the adapter.
+  local clients=(redtls hiredis-async redis-benchmark)
+  if "$BENCH" --help | grep -q 'libevent (redtls/async_libevent.h)'; then
+    clients=(redtls redtls-libevent hiredis-async redis-benchmark)
+  fi
+  async_cmd() { # client depth requests: sets CMD
+    case $1 in
+      redtls | redtls-libevent)
+        CMD=("$BENCH" -u "rediss://localhost:$TLS_PORT" --resolve localhost:127.0.0.1 --cacert "$CA" --async
+             --inflight "$2" -t get -n "$3" -r "$IR_KEYSPACE" --csv)
+        if [[ $1 == redtls-libevent ]]; then CMD+=(--loop libevent); fi ;;
+      hiredis-async)
+        CMD=("$HABENCH" -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" --sni localhost --inflight "$2" -n "$3"
+             -r "$IR_KEYSPACE" --csv) ;;
+      redis-benchmark)
+        # --csv: no progress timer (see section_ir).
+        CMD=(redis-benchmark -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" --sni localhost -a "$TOKEN" -c 1
+             -P "$2" -t get -n "$3" -r "$IR_KEYSPACE" -q --csv) ;;
+    esac
+  }
+  # Checks a finished run's output; prints its ops/s.
+  async_check() { # client stdout stderr label
+    local errs ops nils
+    case $1 in
+      redtls | redtls-libevent)
+        IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ _ errs < <(tail -n 1 "$2")
+        [[ "$errs" == 0 ]] || { echo "bench: $1 had error replies ($4): $(tail -n 1 "$2")" >&2; exit 1; } ;;
+      hiredis-async)
+        IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ _ errs < <(tail -n 1 "$2")
+        nils=$(sed -n 's/.* found a value, \([0-9]*\) nil$/\1/p' "$3")
+        [[ "$errs" == 0 && "$nils" == 0 ]] ||
+          { echo "bench: hiredis-async-bench: $errs bad replies, ${nils:-?} nil ($4)" >&2; exit 1; } ;;
+      redis-benchmark)
+        if ! grep -q '^"GET",' "$2" || grep -v '^==' "$3" | grep -qi 'error'; then
+          grep -v '^==' "$3" | tail -n 5 >&2
+          echo "bench: redis-benchmark did not finish its GETs cleanly ($4)" >&2
+          exit 1
+        fi
+        ops=$(grep '^"GET",' "$2" | cut -d, -f2 | tr -d '"') ;;
+    esac
+    echo "$ops"
+  }
+
+  local raw_ir="$BUILD/async-ir-raw.csv" raw_t="$BUILD/async-raw.csv" keep="$BUILD/async-callgrind"
+  rm -rf "$keep"
+  mkdir -p "$keep" "$WORK/async"
+  echo "depth,client,requests,ir_total" >"$raw_ir"
+  local d n req client out total
+  for d in "${ASYNC_DEPTHS[@]}"; do
+    if [[ $d == 1 ]]; then n=$IR_N_P1; else n=$ASYNC_N; fi
+    for client in "${clients[@]}"; do
+      say "async: $client, $d in flight: $n and $((2 * n)) GETs under callgrind"
+      for req in "$n" $((2 * n)); do
+        async_cmd "$client" "$d" "$req"
+        out="$WORK/async/$client-$d-$req"
+        if ! nice valgrind --tool=callgrind --callgrind-out-file="$out.cg" "${CMD[@]}" >"$out.stdout" 2>"$out.stderr"; then
+          tail -n 20 "$out.stderr" >&2
+          echo "bench: $client failed under callgrind ($d in flight, $req GETs)" >&2
+          exit 1
+        fi
+        async_check "$client" "$out.stdout" "$out.stderr" "callgrind, $d in flight" >/dev/null
+        total=$(sed -n 's/^totals: *//p' "$out.cg")
+        [[ "$total" =~ ^[0-9]+$ ]] || { echo "bench: no 'totals:' line in $out.cg" >&2; exit 1; }
+        echo "$d,$client,$req,$total" >>"$raw_ir"
+        if [[ $client == redtls ]]; then mv "$out.cg" "$keep/redtls-$d-$req.callgrind"; fi
+        rm -f "$out.cg" "$out.stdout" "$out.stderr"
+      done
+    done
+  done
+
+  # Timed: ASYNC_ROUNDS rounds; in each, every depth, the clients in an
+  # order that turns with the round, so no client always runs first.
+  echo "round,depth,client,requests,ops_per_sec,proc_cpu_us_per_op" >"$raw_t"
+  local round i k nc=${#clients[@]} ops u s
+  for round in $(seq "$ASYNC_ROUNDS"); do
+    say "async: timed round $round/$ASYNC_ROUNDS"
+    for i in "${!ASYNC_DEPTHS[@]}"; do
+      d=${ASYNC_DEPTHS[$i]}
+      case $d in 1) n=$ASYNC_TIMED_N ;; 16) n=$((ASYNC_TIMED_N * 8)) ;; 128) n=$((ASYNC_TIMED_N * 20)) ;;
+                  *) n=$((ASYNC_TIMED_N * 40)) ;; esac
+      for ((k = 0; k < nc; k++)); do
+        client=${clients[$(((k + round + i) % nc))]}
+        async_cmd "$client" "$d" "$n"
+        out="$WORK/async/timed"
+        if ! timed "$WORK/cpu" "${CMD[@]}" >"$out.stdout" 2>"$out.stderr"; then
+          tail -n 5 "$out.stderr" >&2
+          echo "bench: $client failed ($d in flight, timed)" >&2
+          exit 1
+        fi
+        ops=$(async_check "$client" "$out.stdout" "$out.stderr" "timed, $d in flight")
+        read -r u s _ <"$WORK/cpu"
+        echo "$round,$d,$client,$n,$ops,$(python3 -c "print('%.4f' % (($u + $s) * 1e6 / $n))")" >>"$raw_t"
+      done
+    done
+  done
+
+  # Syscalls per GET (kernel work, which callgrind does not count), at 1
+  # and 128 in flight: two run lengths, the difference over the extra GETs.
+  local sys_raw="$WORK/async/syscalls.txt" f1 f2
+  : >"$sys_raw"
+  if command -v strace >/dev/null; then
+    for d in 1 128; do
+      if [[ $d == 1 ]]; then n=5000; else n=65536; fi
+      for client in "${clients[@]}"; do
+        say "async: strace, $client, $d in flight"
+        f1="$WORK/async/strace-$client-$d-1" f2="$WORK/async/strace-$client-$d-2"
+        async_cmd "$client" "$d" "$n"
+        strace -c -f -o "$f1" "${CMD[@]}" >/dev/null 2>&1
+        async_cmd "$client" "$d" $((2 * n))
+        strace -c -f -o "$f2" "${CMD[@]}" >/dev/null 2>&1
+        echo "$d $client $f1 $f2 $n" >>"$sys_raw"
+      done
+    done
+  else
+    say "async: strace not installed: no syscall counts"
+  fi
+
+  python3 - "$raw_ir" "$raw_t" "$BUILD/async-results.csv" "$ASYNC_ROUNDS" "$IR_KEYSPACE" "${clients[*]}" "$sys_raw" <<'PY'
+import csv, re, statistics, sys
+
+raw_ir, raw_t, out_csv, rounds, keyspace, clients, sys_raw = sys.argv[1:8]
+clients = clients.split()
+ir_rows = list(csv.DictReader(open(raw_ir)))
+t_rows = list(csv.DictReader(open(raw_t)))
+depths = sorted({int(r["depth"]) for r in ir_rows})
+ir, nreq = {}, {}
+for d in depths:
+    for c in clients:
+        (n1, a), (n2, b) = sorted((int(r["requests"]), int(r["ir_total"])) for r in ir_rows
+                                  if int(r["depth"]) == d and r["client"] == c)
+        ir[d, c] = (b - a) / (n2 - n1)
+        nreq[d] = n1
+med = lambda d, c, f: statistics.median(float(r[f]) for r in t_rows if int(r["depth"]) == d and r["client"] == c)
+short = {"redtls": "redtls", "redtls-libevent": "rt+lev", "hiredis-async": "hiredis", "redis-benchmark": "r-b"}
+
+print()
+print("Asynchronous clients, GET, 1 connection, TLS 1.3, loopback, every key of a %s-key keyspace set." % keyspace)
+print("redtls = redtls-bench --async (built-in loop, redtls_async_run); rt+lev = the same on the libevent")
+print("adapter; hiredis = hiredis 1.2.0 async + hiredis_ssl + adapters/libevent.h (scripts/bench/")
+print("hiredis-async-bench.c); both keep N commands in flight (the next one issued from each reply's")
+print("callback). r-b = redis-benchmark 7.0 -P N (batches of N, then waits for all N).")
+print()
+print("Client instructions per GET (callgrind, (Ir(2n) - Ir(n)) / n):")
+hdr = "%6s %6s | " + " ".join(["%9s"] * len(clients)) + " | %12s %11s"
+print(hdr % (("depth", "n") + tuple(short[c] for c in clients) + ("redtls/hired", "redtls/r-b")))
+results = []
+for d in depths:
+    r, h, b = ir[d, "redtls"], ir[d, "hiredis-async"], ir[d, "redis-benchmark"]
+    print(hdr.replace("%9s", "%9s") % ((d, nreq[d]) + tuple(format(round(ir[d, c]), ",") for c in clients)
+                                       + ("%.2f" % (r / h), "%.2f" % (r / b))))
+    for c in clients:
+        results.append(("ir_per_get", d, c, ir[d, c]))
+print()
+print("Throughput and process CPU per GET (medians of %s alternating rounds; CPU = the client process's" % rounds)
+print("user+sys from getrusage, start-up and handshake included, spread over the run):")
+hdr2 = "%6s | " + " ".join(["%10s"] * len(clients)) + " | " + " ".join(["%8s"] * len(clients))
+print(hdr2 % (("depth",) + tuple(short[c] + " op/s" for c in clients) + tuple(short[c] for c in clients)))
+print(hdr2 % (("",) + ("",) * len(clients) + ("CPU us",) * len(clients)))
+for d in depths:
+    ops = [med(d, c, "ops_per_sec") for c in clients]
+    cpu = [med(d, c, "proc_cpu_us_per_op") for c in clients]
+    print(hdr2 % ((d,) + tuple("%.0f" % v for v in ops) + tuple("%.3f" % v for v in cpu)))
+    for c, o, u in zip(clients, ops, cpu):
+        results.append(("ops_per_sec", d, c, o))
+        results.append(("proc_cpu_us_per_op", d, c, u))
+print("The spread of those rounds (ops/s, lowest-highest), for judging the medians above:")
+for d in depths:
+    print("%6s | %s" % (d, "  ".join("%s %s" % (short[c], "%.0f-%.0f" % (
+        min(float(r["ops_per_sec"]) for r in t_rows if int(r["depth"]) == d and r["client"] == c),
+        max(float(r["ops_per_sec"]) for r in t_rows if int(r["depth"]) == d and r["client"] == c)))
+        for c in clients)))
+def strace_calls(path):
+    calls = {}
+    for line in open(path):
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+        if m and m.group(2) != "total":
+            calls[m.group(2)] = int(m.group(1))
+    return calls
+sys_lines = [l.split() for l in open(sys_raw) if l.strip()]
+if sys_lines:
+    print()
+    print("Syscalls per GET (strace -c, two run lengths, the difference over the extra GETs):")
+    for d, c, f1, f2, n in sys_lines:
+        a, b = strace_calls(f1), strace_calls(f2)
+        diff = {k: (b.get(k, 0) - a.get(k, 0)) / int(n) for k in set(a) | set(b)}
+        diff = {k: v for k, v in diff.items() if v > 0.0005}
+        total = sum(diff.values())
+        print("  %4s in flight  %-8s total %6.3f  (%s)" % (d, short[c], total,
+              ", ".join("%s %.3f" % kv for kv in sorted(diff.items()))))
+        results.append(("syscalls_per_get", int(d), c, total))
+print()
+print("Targets (redtls = the built-in loop):")
+for d in depths:
+    r, h, b = ir[d, "redtls"], ir[d, "hiredis-async"], ir[d, "redis-benchmark"]
+    ro, ho, bo = (med(d, c, "ops_per_sec") for c in ("redtls", "hiredis-async", "redis-benchmark"))
+    t1 = "met" if r <= 0.8 * h else "MISSED"
+    t2 = ("met" if r <= b else "MISSED") if d >= 16 else "n/a"
+    t3 = "met" if ro >= ho and ro >= bo else "MISSED"
+    print("  %4d in flight: instr <= 0.8 x hiredis: %-6s (%.2f)  instr <= r-b: %-6s (%.2f)  ops/s >= both: %-6s"
+          " (%.2f x hiredis, %.2f x r-b)" % (d, t1, r / h, t2, r / b, t3, ro / ho, ro / bo))
+with open(out_csv, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["metric", "depth", "client", "value"])
+    for m, d, c, v in results:
+        w.writerow([m, d, c, "%.4f" % v])
+print("Written: %s; every run: %s, %s" % (out_csv, raw_ir, raw_t))
+PY
+  for d in 1 128; do
+    if [[ $d == 1 ]]; then n=$IR_N_P1; else n=$ASYNC_N; fi
+    echo
+    python3 "$ROOT/scripts/bench/cgdiff.py" "$keep/redtls-$d-$n.callgrind" "$keep/redtls-$d-$((2 * n)).callgrind" "$n" \
+      --top 20 --title "redtls --async (built-in loop), $d in flight: top 20 functions by inclusive instructions per GET
+(the frames above main left out; addresses: libssl/libcrypto have no symbols here)"
+    echo
+    python3 "$ROOT/scripts/bench/cgdiff.py" "$keep/redtls-$d-$n.callgrind" "$keep/redtls-$d-$((2 * n)).callgrind" "$n" \
+      --top 12 --sort self --title "redtls --async, $d in flight: top 12 by self instructions per GET"
+  done
+  echo
+  echo "Profiles (callgrind_annotate --inclusive=yes FILE reads them): $keep"
+  say "async: section took $((SECONDS - start)) s"
+}
+
+# Many asynchronous handles at once, on redtls-bench's epoll loop: the
+# longest single call into redtls while STALL_N TLS handshakes start at
+# once (and 4 connections keep 16 GETs each in flight), resident memory of
+# IDLE_N idle handles (the blocking API's figure beside it), and ACONNECTS
+# connects started at once, full and resumed.
+section_async_load() {
+  local start=$SECONDS u="rediss://localhost:$TLS_PORT" before after
+  listen_overflows() {
+    awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) name[i] = $i; h = 1 }
+                      else for (i = 1; i <= NF; i++) if (name[i] == "ListenOverflows") print $i }' /proc/net/netstat
+  }
+  say "async-load: loop stall, $STALL_WAVES waves of $STALL_N handshakes"
+  echo
+  "$BENCH" -u "$u" --resolve localhost:127.0.0.1 --cacert "$CA" --async --stall "$STALL_N" --waves "$STALL_WAVES" \
+    -c 4 --inflight 16 -r "$IR_KEYSPACE"
+  say "async-load: $IDLE_N idle connections"
+  echo
+  "$BENCH" -u "$u" --resolve localhost:127.0.0.1 --cacert "$CA" --async --idle "$IDLE_N"
+  "$BENCH" -u "$u" --resolve localhost:127.0.0.1 --cacert "$CA" --idle "$IDLE_N"
+  say "async-load: $ACONNECTS connects at once"
+  echo
+  before=$(listen_overflows)
+  "$BENCH" -u "$u" --resolve localhost:127.0.0.1 --cacert "$CA" --async --connect "$ACONNECTS"
+  after=$(listen_overflows)
+  echo "listen queue overflows during the connects (TcpExt ListenOverflows, this network namespace):" \
+       "$((after - before)) (tcp-backlog $((ACONNECTS + 64)), net.core.somaxconn" \
+       "$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo '?'); each overflow costs a connect a SYN retransmit, 1 s)"
+  say "async-load: section took $((SECONDS - start)) s"
 }
 
 # ir_plot IR_DAT OPS_DAT SVG: instructions per GET by depth, and ops/s by
@@ -699,4 +992,10 @@ if want timed; then
 fi
 if want ir; then
   section_ir
+fi
+if want async; then
+  section_async
+fi
+if want async-load; then
+  section_async_load
 fi

@@ -178,6 +178,11 @@ expect 3 'twice' -- "$CLI" -u "rediss://localhost:$PORT?cacert=$CERTS/ca.crt" --
   --user demo-iam-user ACL WHOAMI
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
+for loop in libuv libevent; do
+  step "async_$loop: the asynchronous API on a $loop loop: SET, GET, INCR from callbacks, then 2,000 GETs with 64 in flight"
+  expect 0 '' -- "$BUILD/examples/async_$loop" -u "$URL" -n 2000 -P 64
+done
+
 step "throwaway Redis Cluster: 3 TLS masters announcing nodeN.cluster.test"
 throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"
 echo "demo: cluster nodes (pid, TLS port):"

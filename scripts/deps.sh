@@ -27,6 +27,11 @@ PACKAGES=(
   valgrind
   clang-tidy
   cppcheck
+  # The event-loop adapters (redtls/async_libuv.h, redtls/async_libevent.h,
+  # the redtls::libuv / redtls::libevent targets) and their examples and
+  # packaging tests; libredtls itself never links either.
+  libuv1-dev
+  libevent-dev
   # integration.sigv4_smithy runs the AWS SDK's SigV4 signer (npm packages
   # pinned in tests/sigv4/package-lock.json; scripts/test.sh installs them).
   nodejs

@@ -148,7 +148,12 @@ step_sanitize() {
 # only the test process itself is checked (--trace-children=no).
 # commands and resilience assert sub-second timings valgrind cannot meet;
 # hostile stretches its deadlines by REDTLS_TEST_TIME_SCALE.
-VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile)
+# The asynchronous API: its small integration tests whole, and the
+# matrix on the built-in loop only (the adapters' cases add time, not
+# paths of the library: name=filter runs the cases matching a cmocka
+# pattern).
+VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile handshake_steps async async_fd_reuse async_reply_status
+                      async_errmsg async_idle_close 'async_matrix=*built-in')
 step_valgrind() {
   local build="$ROOT/build-test"
   local vg=(valgrind --quiet --error-exitcode=1 --leak-check=full
@@ -169,12 +174,17 @@ step_valgrind() {
       tail -n 40 "$build/tests/$(basename "$bin").valgrind.log"
     fi
   done
-  for name in "${VALGRIND_INTEGRATION[@]}"; do
-    echo "-- valgrind integration_$name"
+  local entry filter
+  for entry in "${VALGRIND_INTEGRATION[@]}"; do
+    name=${entry%%=*}
+    filter=""
+    [[ $entry == *=* ]] && filter=${entry#*=}
+    echo "-- valgrind integration_$name${filter:+ ($filter)}"
     set +e
     (cd "$build/tests" && \
       REDTLS_TEST_SCRIPTS="$ROOT/scripts" REDTLS_TEST_CERTS="$build/tests/certs" \
       REDTLS_TEST_WORKDIR="$build/tests/work/valgrind-$name" REDTLS_TEST_TIME_SCALE=10 REDTLS_TEST_NO_RSS_BOUND=1 \
+      REDTLS_TEST_FILTER="$filter" \
       timeout 900 "${vg[@]}" "./integration_$name" >"$build/tests/integration_$name.valgrind.log" 2>&1)
     local rc=$?
     set -e

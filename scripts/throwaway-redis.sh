@@ -10,6 +10,7 @@
 #     TOKEN, certificates from CERTS (gen-certs.sh layout), files in WORK.
 #     Retries when a port is taken. Sets SERVER_PID, TLS_PORT, PLAIN_PORT
 #     (0 without a plain port). Returns 1 with the log's tail on stderr.
+#     THROWAWAY_REDIS_BACKLOG, when set, is its tcp-backlog (Redis: 511).
 #   throwaway_redis_stop
 #     SIGTERM, then SIGKILL after 5 s; waits for the pid. Safe to repeat.
 
@@ -36,6 +37,7 @@ requirepass $token
 save ""
 appendonly no
 bind 127.0.0.1
+tcp-backlog ${THROWAWAY_REDIS_BACKLOG:-511}
 dir $work
 logfile $log
 daemonize no

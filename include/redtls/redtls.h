@@ -136,8 +136,10 @@ typedef enum redtls_status {
     /* The peer closed the connection without a TLS close_notify, or in the
      * middle of a reply. Never reported as a clean end. */
     REDTLS_E_EOF = 17,
-    /* The peer closed the connection cleanly (TLS close_notify) while a reply
-     * was still expected. */
+    /* The connection was closed cleanly while a reply was still expected:
+     * by the peer (TLS close_notify), or, in the asynchronous API, by the
+     * application (redtls_async_close / redtls_async_free). The message
+     * says which. */
     REDTLS_E_CLOSED = 18,
     /* The server sent bytes that are not valid RESP. */
     REDTLS_E_PROTOCOL = 19,
@@ -697,9 +699,10 @@ REDTLS_EXTERN redtls_status redtls_conn_flush(redtls_conn *conn);
 REDTLS_EXTERN size_t redtls_conn_pending(const redtls_conn *conn);
 
 /* TLS details of the current connection, borrowed; NULL when not connected
- * or not TLS. Subject and SANs describe the server's leaf certificate; SANs
- * are comma-separated ("DNS:a, IP:127.0.0.1"); not_after is
- * "YYYY-MM-DD HH:MM:SS UTC". */
+ * or not TLS, or when there is no memory for the texts (redtls_conn_errmsg
+ * says so; they are made on the first call). Subject and SANs describe the
+ * server's leaf certificate; SANs are comma-separated ("DNS:a,
+ * IP:127.0.0.1"); not_after is "YYYY-MM-DD HH:MM:SS UTC". */
 REDTLS_EXTERN const char *redtls_conn_tls_version(redtls_conn *conn);
 REDTLS_EXTERN const char *redtls_conn_tls_cipher(redtls_conn *conn);
 REDTLS_EXTERN const char *redtls_conn_peer_subject(redtls_conn *conn);

@@ -25,7 +25,7 @@ const char *redtls_strerror(redtls_status status)
     case REDTLS_E_SETUP: return "connection set-up command refused";
     case REDTLS_E_IO: return "I/O error";
     case REDTLS_E_EOF: return "connection closed unexpectedly";
-    case REDTLS_E_CLOSED: return "connection closed by server";
+    case REDTLS_E_CLOSED: return "connection closed (by the server, or the application closed the handle)";
     case REDTLS_E_PROTOCOL: return "protocol error";
     case REDTLS_E_LIMIT: return "reply exceeds a configured limit";
     case REDTLS_E_STATE: return "operation not valid in the current state";

@@ -139,6 +139,7 @@ struct redtls_cluster {
     size_t *pfd_node;
     size_t cappfd, cappfd_node;
     char errmsg[REDTLS__ERRMSG_MAX];
+    char base_errmsg[REDTLS__ERRMSG_MAX]; /* base's (redtls_conn_new's) */
 };
 
 /* nodes.c */

@@ -28,7 +28,7 @@ redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_c
     redtls_cluster *cl = calloc(1, sizeof *cl);
     if (!cl)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__config_copy(&cl->base, cfg) != REDTLS_OK) {
+    if (redtls__config_copy(&cl->base, cfg, cl->base_errmsg) != REDTLS_OK) {
         free(cl);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     }

@@ -126,7 +126,7 @@ static redtls_status dup_bytes(char **dst, const char *src, size_t len)
     return REDTLS_OK;
 }
 
-redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
+redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src, char *errbuf)
 {
     *dst = *src;
     /* Clear every owned pointer first so a partial copy can be released. */
@@ -137,7 +137,8 @@ redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src)
     dst->tls.key_pem.len = 0;
     dst->token.data = dst->token_alt.data = NULL;
     dst->token.len = dst->token_alt.len = 0;
-    dst->errmsg[0] = '\0';
+    dst->errmsg = errbuf;
+    errbuf[0] = '\0';
     dst->tls_cache = NULL;
     dst->resolve.v = dst->verify_names.v = NULL;
     dst->resolve.n = dst->verify_names.n = 0;
@@ -202,13 +203,15 @@ redtls_status redtls_config_new(redtls_config **out)
     if (!out)
         return REDTLS_E_INVALID;
     *out = NULL;
-    redtls_config *cfg = malloc(sizeof *cfg);
+    redtls_config *cfg = malloc(sizeof *cfg + REDTLS__ERRMSG_MAX);
     if (!cfg)
         return REDTLS_E_NOMEM;
     if (redtls__config_init(cfg) != REDTLS_OK) {
         free(cfg);
         return REDTLS_E_NOMEM;
     }
+    cfg->errmsg = (char *)(cfg + 1);
+    cfg->errmsg[0] = '\0';
     *out = cfg;
     return REDTLS_OK;
 }

@@ -56,16 +56,20 @@ struct redtls_config {
     unsigned tcp_user_timeout_ms;
     int cluster_readonly; /* internal: send READONLY after setup (replica reads) */
     redtls__getaddrinfo_fn resolver; /* internal: NULL = getaddrinfo; tests plug in slow ones */
-    char errmsg[REDTLS__ERRMSG_MAX];
+    /* REDTLS__ERRMSG_MAX bytes: right after the struct for the ones
+     * redtls_config_new makes, the holder's for a copy (a connection's
+     * copy writes into the connection's message). */
+    char *errmsg;
 };
 
 /* Fills cfg with the defaults (allocates the default host). */
 redtls_status redtls__config_init(redtls_config *cfg);
 /* Releases what cfg owns (secrets wiped) without freeing cfg itself. */
 void redtls__config_release(redtls_config *cfg);
-/* Deep copy of src into dst (dst uninitialised). On failure dst owns
+/* Deep copy of src into dst (dst uninitialised), its messages going to
+ * errbuf (REDTLS__ERRMSG_MAX bytes, emptied). On failure dst owns
  * nothing. */
-redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src);
+redtls_status redtls__config_copy(redtls_config *dst, const redtls_config *src, char *errbuf);
 
 /* The shared TLS context for cfg's settings, built on first use; the
  * caller gets its own reference. */

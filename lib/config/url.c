@@ -403,7 +403,8 @@ redtls_status redtls_config_set_url(redtls_config *cfg, const char *url)
     if (!url)
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "URL is NULL");
     redtls_config tmp;
-    if (redtls__config_copy(&tmp, cfg) != REDTLS_OK)
+    char tmp_err[REDTLS__ERRMSG_MAX];
+    if (redtls__config_copy(&tmp, cfg, tmp_err) != REDTLS_OK)
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     char *cert = NULL, *key = NULL;
     redtls_status st = parse_into(&tmp, url, &cert, &key);
@@ -412,11 +413,14 @@ redtls_status redtls_config_set_url(redtls_config *cfg, const char *url)
     if (st != REDTLS_OK) {
         if (st == REDTLS_E_NOMEM && !tmp.errmsg[0])
             redtls__fail(tmp.errmsg, st, "out of memory");
-        memcpy(cfg->errmsg, tmp.errmsg, sizeof cfg->errmsg);
+        memcpy(cfg->errmsg, tmp_err, sizeof tmp_err);
         redtls__config_release(&tmp);
         return st;
     }
+    char *own = cfg->errmsg;
     redtls__config_release(cfg);
     *cfg = tmp;
+    cfg->errmsg = own;
+    memcpy(own, tmp_err, sizeof tmp_err);
     return REDTLS_OK;
 }

@@ -3,7 +3,9 @@
 #ifndef REDTLS_SOCK_H
 #define REDTLS_SOCK_H
 
+#include <net/if.h>
 #include <netdb.h>
+#include <netinet/in.h>
 
 #include "resolve.h"
 
@@ -21,7 +23,7 @@ typedef struct redtls__dialer {
     int fd;
     int64_t addr_deadline; /* this address's share of the time left */
     int last_errno, any_timeout;
-    char last_addr[NI_MAXHOST + 16];
+    char last_addr[INET6_ADDRSTRLEN + IF_NAMESIZE + 8]; /* "[numeric%scope]:port" */
 } redtls__dialer;
 
 /* Starts connecting to host:port (or unix_path when not NULL) by the

@@ -1,6 +1,6 @@
-/* The TLS session as a transport: the socket BIO, the handshake as a
- * step, reads and writes that never wait, and the certificate details a
- * failure or the caller reads. */
+/* The TLS session as a transport: the handshake as a step, reads and
+ * writes that never wait, and the certificate details a failure or the
+ * caller reads. The socket BIO under it is tls_bio.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
@@ -18,80 +18,6 @@
 
 #include "tls_internal.h"
 
-
-/* Socket BIO: recv()/send() with MSG_NOSIGNAL, so no SIGPIPE ever reaches
- * the host process, and the EOF flag that OpenSSL needs to tell a truncated
- * stream from a clean close. */
-
-int redtls__tls_bio_write(BIO *b, const char *buf, int len)
-{
-    redtls__tls_transport *t = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    size_t n_try = redtls__io_clip(&t->base, (size_t)len);
-    if (n_try == 0) {
-        BIO_set_retry_write(b);
-        t->io_want = POLLOUT;
-        return -1;
-    }
-    ssize_t n = send(t->fd, buf, n_try, MSG_NOSIGNAL);
-    t->io_want = 0;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_write(b);
-        t->io_want = POLLOUT;
-    } else if (n < 0) {
-        t->io_errno = errno;
-    }
-    return (int)n;
-}
-
-int redtls__tls_bio_read(BIO *b, char *buf, int len)
-{
-    redtls__tls_transport *t = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (!buf || len <= 0)
-        return 0;
-    size_t n_try = redtls__io_clip(&t->base, (size_t)len);
-    if (n_try == 0) {
-        BIO_set_retry_read(b);
-        t->io_want = POLLIN;
-        return -1;
-    }
-    ssize_t n = recv(t->fd, buf, n_try, 0);
-    t->io_want = 0;
-    if (n == 0) {
-        t->eof = 1;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_read(b);
-        t->io_want = POLLIN;
-    } else if (n < 0) {
-        t->io_errno = errno;
-    }
-    return (int)n;
-}
-
-/* OpenSSL asks this some ten times per record (mostly whether the BIO does
- * kernel TLS): the answer is found before anything else is looked up. */
-long redtls__tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)num;
-    (void)ptr;
-    switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
-    case BIO_CTRL_EOF: {
-        redtls__tls_transport *t = BIO_get_data(b);
-        return t ? t->eof : 1;
-    }
-    default:
-        return 0;
-    }
-}
-
-int redtls__tls_bio_create(BIO *b)
-{
-    BIO_set_init(b, 1);
-    return 1;
-}
 
 int redtls__tls_cert_cb(SSL *ssl, void *arg)
 {
@@ -229,17 +155,42 @@ int redtls__tls_verify_cb(int ok, X509_STORE_CTX *store)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
     redtls__tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
-    if (t && t->note.error == 0) {
+    verify_note *n = t ? t->note : NULL;
+    if (n && n->error == 0) {
         X509 *cert = X509_STORE_CTX_get_current_cert(store);
-        t->note.error = X509_STORE_CTX_get_error(store);
-        t->note.depth = X509_STORE_CTX_get_error_depth(store);
+        n->error = X509_STORE_CTX_get_error(store);
+        n->depth = X509_STORE_CTX_get_error_depth(store);
         if (cert) {
-            format_subject(cert, t->note.subject, sizeof t->note.subject);
-            format_sans_ex(cert, t->note.sans, sizeof t->note.sans, &t->note.has_san, &t->note.has_dns_san);
-            format_cn(cert, t->note.cn, sizeof t->note.cn);
+            format_subject(cert, n->subject, sizeof n->subject);
+            format_sans_ex(cert, n->sans, sizeof n->sans, &n->has_san, &n->has_dns_san);
+            format_cn(cert, n->cn, sizeof n->cn);
         }
     }
     return 0;
+}
+
+/* OpenSSL decodes the server's certificates (their public keys cost some
+ * 1.5 million instructions each in OpenSSL 3.0) and checks the chain in
+ * the same call; the check is put off to the next step, which does
+ * nothing else. Without verification (insecure) there is no check at all:
+ * its verdict would be ignored by OpenSSL, and would make every later
+ * handshake failure look like a certificate's. */
+int redtls__tls_cert_verify_cb(X509_STORE_CTX *store, void *arg)
+{
+    (void)arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    redtls__tls_transport *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (t && t->ctx->insecure)
+        return 1;
+    if (t && t->pace.on) {
+        if (!t->pace.verify_put_off) {
+            t->pace.verify_put_off = 1;
+            return SSL_set_retry_verify(ssl);
+        }
+        t->pace.spent = 1;
+    }
+    /* Below 0 is an internal error: a failed check all the same. */
+    return X509_verify_cert(store) > 0;
 }
 
 static int io_wait_for(redtls__tls_transport *t, int rc, int usual)
@@ -351,36 +302,64 @@ static int tls_fd(redtls__transport *base)
     return ((redtls__tls_transport *)base)->fd;
 }
 
-/* OpenSSL's two record buffers (some 34 KiB) are most of an idle TLS
- * connection's memory. SSL_MODE_RELEASE_BUFFERS would free and remake them
- * for every record, some 1,400 instructions per command at pipeline depth
- * 1; the connection layer calls this instead once a connection has gone
- * quiet. Never while OpenSSL still holds unread bytes. */
+/* OpenSSL's two record buffers (some 33 KiB) are most of an idle TLS
+ * connection's memory, and more than half of a waiting handshake's.
+ * SSL_MODE_RELEASE_BUFFERS (lean) frees each as soon as it is empty; for a
+ * connection used back to back that costs some 1,400 instructions per
+ * command at pipeline depth 1, so the connection layer turns it off
+ * (settle) once it sees such use, and calls release when the connection
+ * has gone quiet. Never frees while OpenSSL still holds unread bytes. */
 static void tls_release(redtls__transport *base)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     if (!SSL_has_pending(t->ssl))
         (void)SSL_free_buffers(t->ssl);
+    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
+static void tls_settle(redtls__transport *base)
+{
+    SSL_clear_mode(((redtls__tls_transport *)base)->ssl, SSL_MODE_RELEASE_BUFFERS);
 }
 
 static redtls_status tls_handshake(redtls__transport *base, int *want, char *err)
 {
     redtls__tls_transport *t = (redtls__tls_transport *)base;
     *want = 0;
+    verify_note note;
+    memset(&note, 0, sizeof note);
+    t->note = &note;
     ERR_clear_error();
     errno = 0;
+    redtls__tls_pace_step(&t->pace);
     int rc = SSL_connect(t->ssl);
     int sys_errno = errno;
     if (rc == 1) {
+        t->note = NULL;
+        t->pace.on = 0;
+        /* The plain socket BIO takes over (the handshake BIO holds no
+         * bytes); without memory for it, the other one goes on, unpaced. */
+        BIO *plain = BIO_new(t->ctx->bio_method);
+        if (plain) {
+            BIO_set_data(plain, t);
+            SSL_set_bio(t->ssl, plain, plain);
+        }
         ERR_clear_error();
         return REDTLS_OK;
     }
     int e = SSL_get_error(t->ssl, rc);
+    if ((e == SSL_ERROR_WANT_READ && redtls__tls_pace_stopped(&t->pace)) || e == SSL_ERROR_WANT_RETRY_VERIFY) {
+        t->note = NULL;
+        *want = REDTLS__AGAIN;
+        return REDTLS_OK;
+    }
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        t->note = NULL;
         *want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
         return REDTLS_OK;
     }
     redtls_status st = redtls__tls_handshake_failure(t, e, sys_errno, t->name, err);
+    t->note = NULL;
     ERR_clear_error();
     return st;
 }
@@ -409,6 +388,7 @@ static const redtls__transport_ops tls_ops = {
     .buffered = tls_buffered,
     .fd = tls_fd,
     .release = tls_release,
+    .settle = tls_settle,
     .resumed = tls_resumed,
     .verdict_pending = tls_verdict_pending,
     .describe = tls_describe,
@@ -436,11 +416,12 @@ redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify
     t->has_client_cert = ctx->has_client_cert;
     t->ctx = ctx;
     t->slot = slot;
+    t->pace.on = 1;
     redtls_status st;
     BIO *bio = NULL;
     t->ssl = SSL_new(ctx->ssl_ctx);
     if (t->ssl)
-        bio = BIO_new(ctx->bio_method);
+        bio = BIO_new(ctx->handshake_method);
     if (!t->ssl || !bio) {
         BIO_free(bio);
         st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory creating the TLS session");
@@ -449,6 +430,9 @@ redtls_status redtls__tls_start(redtls__tls_ctx *ctx, int fd, const char *verify
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
+    /* Lean (see tls_release): many handshakes at once spend most of their
+     * time waiting for the server. */
+    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
 
     /* An absolute name ("cache.example.com.") names the same host: it is
      * verified and sent as SNI without its dot (RFC 6066 forbids the dot in

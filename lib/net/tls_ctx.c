@@ -1,6 +1,6 @@
 /* TLS client contexts: trust, the client certificate, the hardened
- * protocol settings, and the hooks (socket BIO, callbacks) every session
- * made from the context uses (tls.c). */
+ * protocol settings, and the hooks (BIOs, callbacks) every session made
+ * from the context uses (tls.c, tls_bio.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,8 +18,6 @@ static const char default_tls12_ciphers[] =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
-/* A private BIO type number below OpenSSL's dynamic range. */
-#define REDTLS_BIO_TYPE (BIO_TYPE_SOURCE_SINK | 0x7d)
 static int load_pem_certs(const char *pem, size_t len, STACK_OF(X509_INFO) **out)
 {
     BIO *b = BIO_new_mem_buf(pem, (int)len);
@@ -192,15 +190,12 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
         return redtls__fail(err, REDTLS_E_NOMEM, "out of memory");
     atomic_init(&c->refs, 1);
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());
-    c->bio_method = BIO_meth_new(REDTLS_BIO_TYPE, "redtls socket");
-    if (!c->ssl_ctx || !c->bio_method) {
+    c->bio_method = redtls__tls_bio_method_new(0);
+    c->handshake_method = redtls__tls_bio_method_new(1);
+    if (!c->ssl_ctx || !c->bio_method || !c->handshake_method) {
         st = redtls__fail(err, REDTLS_E_NOMEM, "out of memory creating the TLS context");
         goto fail;
     }
-    BIO_meth_set_write(c->bio_method, redtls__tls_bio_write);
-    BIO_meth_set_read(c->bio_method, redtls__tls_bio_read);
-    BIO_meth_set_ctrl(c->bio_method, redtls__tls_bio_ctrl);
-    BIO_meth_set_create(c->bio_method, redtls__tls_bio_create);
 
     SSL_CTX *ctx = c->ssl_ctx;
     SSL_CTX_set_min_proto_version(ctx, s->min_version >= 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
@@ -225,6 +220,7 @@ redtls_status redtls__tls_ctx_new(const redtls__tls_settings *s, redtls__tls_ctx
     }
     c->insecure = s->insecure;
     SSL_CTX_set_verify(ctx, s->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, s->insecure ? NULL : redtls__tls_verify_cb);
+    SSL_CTX_set_cert_verify_callback(ctx, redtls__tls_cert_verify_cb, NULL);
     if (!s->insecure && (st = load_trust(ctx, s, err)) != REDTLS_OK)
         goto fail;
     if (s->cert_pem) {
@@ -267,6 +263,7 @@ void redtls__tls_ctx_free(redtls__tls_ctx *c)
         return;
     SSL_CTX_free(c->ssl_ctx);
     BIO_meth_free(c->bio_method);
+    BIO_meth_free(c->handshake_method);
     free(c);
 }
 

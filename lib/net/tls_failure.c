@@ -9,6 +9,9 @@
 
 #include "tls_internal.h"
 
+/* What the mapper reads when no verify callback ran in this call. */
+static const verify_note no_note;
+
 int redtls__tls_drained_nomem(void)
 {
     int nomem = 0;
@@ -60,23 +63,23 @@ static void describe_offer(const redtls__tls_transport *t, char *out, size_t out
              t->ctx->custom_ciphers ? ", narrowed by the configured cipher lists" : "");
 }
 
-static redtls_status hostname_failure(const redtls__tls_transport *t, int verr, const char *name, char *err)
+static redtls_status hostname_failure(const verify_note *note, int verr, const char *name, char *err)
 {
-    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_san)
+    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !note->has_san)
         return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
                             "certificate verify failed: hostname '%s' cannot match: the certificate has no "
                             "subjectAltName, and its subject CN%s%s%s is not used for name checks (RFC 9525); the "
                             "server needs a certificate with DNS:%s in its subjectAltName",
-                            name, t->note.cn[0] ? " '" : "", t->note.cn, t->note.cn[0] ? "'" : "", name);
-    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !t->note.has_dns_san && t->note.cn[0])
+                            name, note->cn[0] ? " '" : "", note->cn, note->cn[0] ? "'" : "", name);
+    if (verr == X509_V_ERR_HOSTNAME_MISMATCH && !note->has_dns_san && note->cn[0])
         return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
                             "certificate verify failed: hostname '%s' does not match the certificate (SAN: %s; "
                             "its subject CN '%s' is not used for name checks, RFC 9525)",
-                            name, t->note.sans[0] ? t->note.sans : "unknown", t->note.cn);
+                            name, note->sans[0] ? note->sans : "unknown", note->cn);
     return redtls__fail(err, REDTLS_E_TLS_HOSTNAME,
                         "certificate verify failed: %s '%s' does not match the certificate (SAN: %s)",
                         verr == X509_V_ERR_IP_ADDRESS_MISMATCH ? "IP address" : "hostname", name,
-                        t->note.sans[0] ? t->note.sans : "unknown");
+                        note->sans[0] ? note->sans : "unknown");
 }
 
 static int is_version_failure(unsigned long e)
@@ -104,16 +107,18 @@ redtls_status redtls__tls_handshake_failure(redtls__tls_transport *t, int sslerr
     char why[160];
     unsigned long e = ERR_peek_last_error();
     redtls__tls_reason(why, sizeof why);
-    long vr = SSL_get_verify_result(t->ssl);
-    int verr = t->note.error ? t->note.error : (int)vr;
+    const verify_note *note = t->note ? t->note : &no_note;
+    /* Without verification OpenSSL's verdict means nothing. */
+    long vr = t->ctx->insecure ? X509_V_OK : SSL_get_verify_result(t->ssl);
+    int verr = note->error ? note->error : (int)vr;
     if (verr == X509_V_ERR_OUT_OF_MEM || redtls__tls_drained_nomem())
         return redtls__fail(err, REDTLS_E_NOMEM, "out of memory during the TLS handshake");
     if (verr != X509_V_OK) {
         if (verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            return hostname_failure(t, verr, name, err);
+            return hostname_failure(note, verr, name, err);
         return redtls__fail(err, REDTLS_E_TLS_VERIFY, "certificate verify failed: %s (depth %d, subject '%s')",
-                            X509_verify_cert_error_string(verr), t->note.depth,
-                            t->note.subject[0] ? t->note.subject : "unknown");
+                            X509_verify_cert_error_string(verr), note->depth,
+                            note->subject[0] ? note->subject : "unknown");
     }
     if (is_reason(e, SSL_R_EE_KEY_TOO_SMALL) || is_reason(e, SSL_R_CA_KEY_TOO_SMALL) ||
         is_reason(e, SSL_R_CA_MD_TOO_WEAK))

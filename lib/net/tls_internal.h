@@ -1,5 +1,6 @@
-/* The TLS layer's internals, shared by tls.c (contexts, the handshake, the
- * transport) and tls_failure.c (what a failure says). */
+/* The TLS layer's internals, shared by tls.c (the handshake, the
+ * transport), tls_ctx.c (contexts), tls_bio.c (the socket BIO) and
+ * tls_failure.c (what a failure says). */
 #ifndef REDTLS_TLS_INTERNAL_H
 #define REDTLS_TLS_INTERNAL_H
 
@@ -13,7 +14,8 @@
 struct redtls__tls_ctx {
     atomic_int refs;
     SSL_CTX *ssl_ctx;
-    BIO_METHOD *bio_method;
+    BIO_METHOD *bio_method;       /* the socket BIO's */
+    BIO_METHOD *handshake_method; /* the handshake BIO's (tls_bio.c) */
     int has_client_cert;
     int insecure;
     int resumption;
@@ -21,7 +23,9 @@ struct redtls__tls_ctx {
     int custom_ciphers;  /* the cipher lists were narrowed by the user */
 };
 
-/* What the verify callback saw first: the reason a chain was refused. */
+/* What the verify callback saw first: the reason a chain was refused. It
+ * lives on tls_handshake's stack: the chain is verified, and a refusal
+ * reported, within the one SSL_connect call that read the certificate. */
 typedef struct verify_note {
     int error;
     int depth;
@@ -31,6 +35,18 @@ typedef struct verify_note {
     char sans[384];
     char cn[128];    /* its subject CN, never used for matching */
 } verify_note;
+
+/* The handshake's pacing (tls_bio.c): while it is on, a handshake step
+ * hands OpenSSL at most one TLS record, then the BIO answers "retry". */
+typedef struct redtls__tls_pace {
+    int on;               /* the handshake is under way */
+    int spent;            /* this step handed over a whole record, or sent */
+    int stopped;          /* ... and a read was refused for that */
+    int verify_put_off;   /* the chain check was left to a step of its own */
+    size_t hdr_got;       /* bytes of the current record's header taken */
+    size_t body_left;     /* bytes of its body not taken yet */
+    unsigned char hdr[5]; /* type, version, length */
+} redtls__tls_pace;
 
 typedef struct redtls__tls_transport {
     redtls__transport base;
@@ -46,20 +62,27 @@ typedef struct redtls__tls_transport {
     char *name;             /* the name verified and sent as SNI */
     redtls__tls_ctx *ctx;
     redtls__tls_session *slot; /* the connection's, outlives us */
-    verify_note note;
+    verify_note *note;      /* during tls_handshake's SSL_connect, else NULL */
+    redtls__tls_pace pace;
 } redtls__tls_transport;
 
-/* The hooks a context installs (tls.c): the socket BIO's methods and
- * OpenSSL's callbacks, which find the transport through the SSL's app
- * data. */
-int redtls__tls_bio_write(BIO *b, const char *buf, int len);
-int redtls__tls_bio_read(BIO *b, char *buf, int len);
-long redtls__tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr);
-int redtls__tls_bio_create(BIO *b);
+/* The BIO methods a context makes (tls_bio.c): handshake 1, the one a
+ * session starts on (one record per step); 0, the plain socket BIO that
+ * takes over once the handshake is done. The BIO's data is the
+ * transport. NULL when out of memory. */
+BIO_METHOD *redtls__tls_bio_method_new(int handshake);
+/* A handshake step begins: it may take one record. */
+void redtls__tls_pace_step(redtls__tls_pace *p);
+/* 1 when the step's "want read" came from the pacing, not the socket: the
+ * next step can go on at once. */
+int redtls__tls_pace_stopped(const redtls__tls_pace *p);
+/* OpenSSL's callbacks (tls.c), which find the transport through the
+ * SSL's app data. */
 int redtls__tls_cert_cb(SSL *ssl, void *arg);
 void redtls__tls_info_cb(const SSL *ssl, int where, int ret);
 int redtls__tls_new_session_cb(SSL *ssl, SSL_SESSION *sess);
 int redtls__tls_verify_cb(int ok, X509_STORE_CTX *store);
+int redtls__tls_cert_verify_cb(X509_STORE_CTX *store, void *arg);
 
 /* 1 when OpenSSL failed for lack of memory; empties its error queue. */
 int redtls__tls_drained_nomem(void);

@@ -269,6 +269,11 @@ redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_en
     return REDTLS_OK;
 }
 
+void redtls__mem_set_end(redtls__transport *t, redtls_status at_end)
+{
+    ((mem_transport *)t)->at_end = at_end;
+}
+
 redtls_status redtls__mem_push(redtls__transport *t, const char *data, size_t len)
 {
     mem_transport *m = (mem_transport *)t;

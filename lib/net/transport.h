@@ -15,6 +15,10 @@
 
 typedef struct redtls__transport redtls__transport;
 
+/* A handshake step's "call me again now" (not a poll event): one step
+ * does the work of one TLS record, so no single call runs long. */
+#define REDTLS__AGAIN 0x10000
+
 typedef struct redtls__transport_ops {
     /* Sends what the socket takes now of buf[0..len): *done bytes (0 with
      * *want set when it takes nothing). A write that waited must be
@@ -25,7 +29,10 @@ typedef struct redtls__transport_ops {
      * REDTLS_E_CLOSED, an abrupt one REDTLS_E_EOF. */
     redtls_status (*read)(redtls__transport *t, char *buf, size_t cap, size_t *got, int *want, char *err);
     /* Moves the handshake on (TLS): REDTLS_OK with *want 0 once it is
-     * complete and verified. NULL: nothing to negotiate. */
+     * complete and verified; POLLIN/POLLOUT: wait for the socket;
+     * REDTLS__AGAIN: the step stopped on purpose after a share of the
+     * work, with more possibly waiting already: call again soon, without
+     * waiting for the socket. NULL: nothing to negotiate. */
     redtls_status (*handshake)(redtls__transport *t, int *want, char *err);
     /* Closes and frees t. graceful: say goodbye (TLS close_notify) first. */
     void (*close)(redtls__transport *t, int graceful);
@@ -41,9 +48,14 @@ typedef struct redtls__transport_ops {
     /* The socket to poll, or -1 (memory transport). */
     int (*fd)(redtls__transport *t);
     /* Gives back memory only a busy connection needs (TLS record buffers,
-     * made again by the next read or write). Nothing may be buffered.
-     * NULL: nothing to give back. */
+     * made again by the next read or write) and goes back to holding it
+     * only while a record is in hand, as a new TLS transport does (lean),
+     * so a handshake, a set-up or a command waiting for the server holds
+     * none. Nothing may be buffered. NULL: nothing to give back. */
     void (*release)(redtls__transport *t);
+    /* The connection is used back to back: from here on the record
+     * buffers stay between records, until release. NULL with release. */
+    void (*settle)(redtls__transport *t);
     /* TLS queries (NULL on other transports). resumed: 1 when the
      * handshake resumed a kept session. verdict_pending: see
      * redtls__transport_verdict_pending. describe: see
@@ -73,7 +85,10 @@ int redtls__transport_verdict_pending(redtls__transport *t);
 /* Details of an established TLS transport into out (always NUL-terminated):
  * 0, or -1 when unavailable. */
 int redtls__transport_describe(redtls__transport *t, int what, char *out, size_t outlen);
-enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER };
+enum { REDTLS__TLS_VERSION, REDTLS__TLS_CIPHER, REDTLS__TLS_SUBJECT, REDTLS__TLS_SANS, REDTLS__TLS_NOT_AFTER,
+       REDTLS__TLS_DETAILS };
+/* Room for one of them. */
+#define REDTLS__TLS_DETAIL_MAX 384
 
 /* The test limit applied to one socket call: the length to use, or 0 for
  * "answer try-again this time". */
@@ -93,6 +108,9 @@ redtls_status redtls__plain_transport(int fd, redtls__transport **out);
  * (*want POLLIN). Everything written is kept and can be inspected. */
 redtls_status redtls__mem_transport(redtls__transport **out, redtls_status at_end);
 redtls_status redtls__mem_push(redtls__transport *t, const char *data, size_t len);
+/* Changes what reads say once the scripted bytes run out (a server that
+ * closes later). */
+void redtls__mem_set_end(redtls__transport *t, redtls_status at_end);
 const char *redtls__mem_written(redtls__transport *t, size_t *len);
 /* Counters for tests: write calls made. */
 size_t redtls__mem_write_calls(redtls__transport *t);

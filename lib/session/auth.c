@@ -3,6 +3,7 @@
  * token to send and what an answer means are decided here; the bytes go
  * through the connection's own-request exchange (conn_io.c). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -37,6 +38,8 @@ static int is_credential_refusal(const redisReply *r)
 void redtls__auth_reset(redtls_conn *c)
 {
     redtls__secret_clear(&c->au.token);
+    free(c->au.answer);
+    c->au.answer = NULL;
     c->au.awaiting = 0;
     c->au.kind = AUTH_NONE;
 }
@@ -150,8 +153,9 @@ redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, 
     redtls__auth_reset(c);
     au->deadline = deadline;
     au->attempt = au->tries = 0;
-    au->answer[0][0] = au->answer[1][0] = '\0';
     *done = 0;
+    if (redtls__has_credentials(c) && !(au->answer = calloc(2, sizeof *au->answer)))
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory for AUTH");
     if (redtls__iam_on(&cfg->iam)) {
         au->kind = AUTH_IAM;
         return send_iam(c);

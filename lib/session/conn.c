@@ -25,7 +25,7 @@ redtls_status redtls_conn_new(redtls_config *cfg, redtls_conn **out)
                             "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
                             "rediss:// or turn TLS on");
     }
-    if (redtls__config_copy(&c->cfg, cfg) != REDTLS_OK) {
+    if (redtls__config_copy(&c->cfg, cfg, c->errmsg) != REDTLS_OK) {
         free(c);
         return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
     }
@@ -58,6 +58,8 @@ void redtls_conn_free(redtls_conn *c)
     redtls__config_release(&c->cfg);
     redtls__secret_clear(&c->iam.token);
     free(c->rbuf);
+    free(c->info);
+    free(c->last_cause);
     free(c);
 }
 
@@ -102,6 +104,10 @@ static const char *describe(redtls_conn *c, int what)
 {
     if (!c || !c->tp || !c->is_tls)
         return NULL;
+    if (!c->info && !(c->info = malloc(REDTLS__TLS_DETAILS * sizeof *c->info))) {
+        redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory for the TLS details");
+        return NULL;
+    }
     return redtls__transport_describe(c->tp, what, c->info[what], sizeof c->info[what]) == 0 ? c->info[what] : NULL;
 }
 

@@ -54,7 +54,9 @@ typedef struct redtls__auth {
     unsigned ask_ms; /* ... and the interval after that */
     int pending_seen; /* the callback answered "pending" this attempt */
     redtls__secret token; /* the callback's token, for masking the answer */
-    char answer[2][200];
+    /* The server's answers to the two tries (masked), for the messages;
+     * made by redtls__auth_start, freed by redtls__auth_reset. */
+    char (*answer)[200];
 } redtls__auth;
 
 /* Set-up after TLS (setup.c). */
@@ -91,6 +93,10 @@ struct redtls_conn {
     redtls__tls_ctx *tls;    /* NULL without TLS */
     redtls__transport *tp;   /* NULL when not connected */
     int fd;                  /* tp's socket to poll (-1: none) */
+    unsigned sockets;        /* bumped when a socket of ours opens or closes
+                              * (an attempt starts, a transport is attached
+                              * or dropped): drivers tell sockets apart by
+                              * it, not by their number */
     int stamps;              /* replies are stamped with the time (health
                               * check, buffers): see took_reply */
     int is_tls;
@@ -116,6 +122,9 @@ struct redtls_conn {
     int established;         /* connected and announced (events) */
     int64_t last_io;         /* last successful read (health check) */
     int64_t quiet_at;        /* when it last had nothing owed (buffers) */
+    int lean;                /* the transport holds its buffers only while a
+                              * record is in hand: see redtls__conn_went_quiet */
+    int lean_writes;         /* writes since it went lean, set-up's aside */
     int64_t now;             /* the time the driver last passed in */
     redtls__iam_state iam;   /* IAM: the token in use, when it was made and accepted */
     redtls__tls_session session; /* for resumption on reconnect */
@@ -128,9 +137,14 @@ struct redtls_conn {
     redtls__setup su;
     redtls__auth au;
     redtls__saved_io saved;
-    char last_cause[REDTLS__ERRMSG_MAX];
+    /* The last failed attempt's message (REDTLS__ERRMSG_MAX bytes), made
+     * by the first failure: most connections never need it. Read through
+     * redtls__conn_cause. */
+    char *last_cause;
     char errmsg[REDTLS__ERRMSG_MAX];
-    char info[5][384];       /* backing store for the borrowed TLS details */
+    /* Backing store for the borrowed TLS details, made by the first
+     * accessor that asks (most connections never do). */
+    char (*info)[REDTLS__TLS_DETAIL_MAX];
     /* Read buffer (REDTLS__READ_CHUNK), made by the first read and, on
      * TLS connections, given back with the record buffers when the
      * connection goes quiet (see redtls__conn_went_quiet in conn_io.c). */
@@ -163,11 +177,15 @@ redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want
  * is left of obuf goes with the connection, wiped when secret (its
  * commands count as in flight already). Returns st. */
 redtls_status redtls__conn_write_failed(redtls_conn *c, redtls_status st);
+/* A write on a lean connection (see redtls__conn_went_quiet). */
+void redtls__conn_lean_write(redtls_conn *c);
 static inline redtls_status redtls__conn_write_step(redtls_conn *c, int *want)
 {
     *want = 0;
     if (c->olen == 0)
         return REDTLS_OK;
+    if (c->lean)
+        redtls__conn_lean_write(c);
     /* From the first byte on, every queued command may run. */
     c->unsent = 0;
     redtls_status st;
@@ -216,11 +234,15 @@ redtls_status redtls__conn_read_failed(redtls_conn *c, redtls_status st, int raw
 /* The rare parts of the bookkeeping below. */
 void redtls__conn_noauth_seen(redtls_conn *c, const struct redisReply *r);
 void redtls__conn_went_quiet(redtls_conn *c, int64_t now);
+/* A connection quiet again within this long of its last quiet moment is
+ * used back to back (see redtls__conn_went_quiet). */
+#define REDTLS__BUSY_MS 1000
 
 /* Bookkeeping for a reply handed to the caller: a NOAUTH asks for a new
  * AUTH; the health check's clock; a connection with nothing owed may give
- * back its buffers (see redtls__conn_went_quiet). Inline: deep pipelines
- * take most replies through here. */
+ * back its buffers (see redtls__conn_went_quiet; a busy one only notes
+ * the time). Inline: deep pipelines take most replies through here, and
+ * one command at a time the busy case. */
 static inline void redtls__conn_took_reply(redtls_conn *c, const struct redisReply *r, int64_t now)
 {
     c->pending--;
@@ -228,8 +250,12 @@ static inline void redtls__conn_took_reply(redtls_conn *c, const struct redisRep
         redtls__conn_noauth_seen(c, r);
     if (c->cfg.health_check_ms)
         c->last_io = now;
-    if (c->pending == 0 && c->olen == 0 && c->tp->ops->release)
-        redtls__conn_went_quiet(c, now);
+    if (c->pending == 0 && c->olen == 0 && c->tp->ops->release) {
+        if (c->lean || now - c->quiet_at >= REDTLS__BUSY_MS)
+            redtls__conn_went_quiet(c, now);
+        else
+            c->quiet_at = now;
+    }
 }
 
 /* A reply the reader has whole already, without reading; *reply NULL
@@ -282,6 +308,14 @@ redtls_status redtls__exch_poll(redtls_conn *c, int64_t now, int64_t deadline, s
  * dropped, nothing of the request stays queued, nobody is owed its reply.
  * Returns st. */
 redtls_status redtls__exch_abort(redtls_conn *c, redtls_status st);
+
+/* The last failed attempt's message for "last failure: ..." texts; its
+ * status's text when there was no memory to keep the message; "" before
+ * any failure. */
+static inline const char *redtls__conn_cause(const redtls_conn *c)
+{
+    return c->last_cause ? c->last_cause : c->last_status != REDTLS_OK ? redtls_strerror(c->last_status) : "";
+}
 
 /* Commands written on the current connection whose replies are due. */
 static inline size_t redtls__conn_in_flight(const redtls_conn *c)

@@ -18,6 +18,7 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
         c->tp->ops->close(c->tp, 0);
         c->tp = NULL;
         c->fd = -1;
+        c->sockets++;
         /* What was written may have run; the caller hears of each one. */
         c->lost += redtls__conn_in_flight(c);
         if (c->established)
@@ -38,7 +39,10 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
         return redtls__fail(c->errmsg, st, "out of memory");
     }
     c->tp = tp;
+    c->sockets++;
     c->is_tls = is_tls;
+    c->lean = tp->ops->settle != NULL;
+    c->lean_writes = 0;
     c->fd = tp->ops->fd(tp);
     c->stamps = c->cfg.health_check_ms != 0 || tp->ops->release != NULL;
     return REDTLS_OK;
@@ -101,23 +105,41 @@ redtls_status redtls__conn_write_end(redtls_conn *c, redtls_status st, int *want
     return REDTLS_OK;
 }
 
+static void settle(redtls_conn *c)
+{
+    c->lean = 0;
+    c->tp->ops->settle(c->tp);
+}
 
 /* The connection has nothing owed and nothing queued. If its previous
  * quiet moment is REDTLS__BUSY_MS or more ago it is not in steady use, so
  * it gives back the memory only a busy connection needs (TLS record
- * buffers, some 34 KiB); one that is used back to back keeps them, and
- * saves remaking them for every command. After the set-up round trips
- * quiet_at is 0, so a connection used once and then left alone is small. */
-#define REDTLS__BUSY_MS 1000
-
+ * buffers, some 33 KiB, and the read buffer) and its transport goes back
+ * to holding the record buffers only while a record is in hand (lean), as
+ * it did from the handshake on: a connection waiting for a reply then
+ * holds none of them, which counts when thousands of them wait at once.
+ * Once it is used back to back (quiet again within REDTLS__BUSY_MS, or a
+ * second write since it went lean: a pipeline that is never quiet) it
+ * keeps them, and saves remaking them for every command. The set-up round
+ * trips are not use: after them quiet_at is 0, and they never end lean. */
 void redtls__conn_went_quiet(redtls_conn *c, int64_t now)
 {
     if (now - c->quiet_at >= REDTLS__BUSY_MS) {
         c->tp->ops->release(c->tp);
+        c->lean = c->tp->ops->settle != NULL;
+        c->lean_writes = 0;
         free(c->rbuf);
         c->rbuf = NULL;
+    } else if (c->lean && c->established) {
+        settle(c);
     }
     c->quiet_at = now;
+}
+
+void redtls__conn_lean_write(redtls_conn *c)
+{
+    if (c->established && c->lean_writes++ > 0)
+        settle(c);
 }
 
 /* The read buffer is made on the first read after a quiet moment. */
@@ -152,8 +174,15 @@ redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, si
     }
     if ((st = need_rbuf(c)) == REDTLS_OK &&
         (st = c->tp->ops->read(c->tp, c->rbuf, cap, got, want, c->errmsg)) == REDTLS_OK) {
-        if (*got == 0)
+        if (*got == 0) {
+            /* Lean, it waits for its answer (TLS 1.3 tickets came first)
+             * without the read buffer too: see redtls__conn_went_quiet. */
+            if (c->lean) {
+                free(c->rbuf);
+                c->rbuf = NULL;
+            }
             return REDTLS_OK;
+        }
         if ((st = redtls__reader_feed(&c->rd, c->rbuf, *got, c->errmsg)) == REDTLS_OK &&
             (st = redtls__reader_get(&c->rd, reply, c->errmsg)) == REDTLS_OK) {
             if (*reply)

@@ -1,6 +1,7 @@
 /* One connection attempt as a state machine: dial (resolve, TCP or Unix
  * connect), the TLS handshake, the set-up exchange; then the backoff
  * bookkeeping between attempts. */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@ redtls_status redtls__attempt_start(redtls_conn *c, int64_t now, int64_t call_de
     const redtls_config *cfg = &c->cfg;
     redtls__attempt *at = &c->at;
     redtls__attempt_cancel(c);
+    c->sockets++;
     at->call_deadline = call_deadline;
     int64_t deadline = redtls__deadline_min(redtls__deadline_from(now, cfg->connect_timeout_ms), call_deadline);
     redtls_status st = redtls__dial_start(&at->dial, redtls__config_connect_addr(cfg, cfg->host, cfg->port), cfg->port,
@@ -121,12 +123,17 @@ redtls_status redtls__attempt_step(redtls_conn *c, int64_t now, int *done, redtl
         if (at->tp->ops->handshake) {
             if (now >= at->hs_deadline)
                 return attempt_fail(c, redtls__tls_handshake_timeout(at->want, c->errmsg));
-            if ((st = at->tp->ops->handshake(at->tp, &at->want, c->errmsg)) != REDTLS_OK)
+            int want = 0;
+            if ((st = at->tp->ops->handshake(at->tp, &want, c->errmsg)) != REDTLS_OK)
                 return attempt_fail(c, st);
-            if (at->want) {
+            if (want) {
+                /* A step that stopped on purpose: straight back (at now),
+                 * after the caller's other work; what comes next is the
+                 * server's, so the socket stays watched for reading. */
+                at->want = want == REDTLS__AGAIN ? POLLIN : want;
                 w->fd = at->tp->ops->fd(at->tp);
                 w->events = at->want;
-                w->at = at->hs_deadline;
+                w->at = want == REDTLS__AGAIN ? now : at->hs_deadline;
                 return REDTLS_OK;
             }
         }
@@ -155,7 +162,8 @@ void redtls__attempt_succeeded(redtls_conn *c)
 /* Books a failed attempt: backoff, event, limits. */
 void redtls__attempt_failed(redtls_conn *c, int64_t now)
 {
-    memcpy(c->last_cause, c->errmsg, sizeof c->last_cause);
+    if (c->last_cause || (c->last_cause = malloc(REDTLS__ERRMSG_MAX)) != NULL)
+        memcpy(c->last_cause, c->errmsg, REDTLS__ERRMSG_MAX);
     if (c->attempts++ == 0)
         c->outage_start = now;
     unsigned delay = redtls__backoff_next(&c->backoff);
@@ -166,5 +174,5 @@ void redtls__attempt_failed(redtls_conn *c, int64_t now)
         c->gave_up = 1;
         return;
     }
-    redtls__emit(c, REDTLS_EVENT_RECONNECT_SCHEDULED, "next attempt in %u ms: %.200s", delay, c->last_cause);
+    redtls__emit(c, REDTLS_EVENT_RECONNECT_SCHEDULED, "next attempt in %u ms: %.200s", delay, redtls__conn_cause(c));
 }

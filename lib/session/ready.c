@@ -133,15 +133,16 @@ static redtls_status not_ready(redtls_conn *c, int64_t now)
     rd->phase = R_CONNECT;
     int64_t wait = c->next_attempt - now;
     if (rd->last != REDTLS_OK)
-        return redtls__fail(c->errmsg, rd->last, "%.380s (reconnect attempt %u; %s)", c->last_cause, c->attempts,
+        return redtls__fail(c->errmsg, rd->last, "%.380s (reconnect attempt %u; %s)", redtls__conn_cause(c), c->attempts,
                             c->gave_up ? "giving up" : "will retry");
     /* A call allowed one attempt (the cluster's) does not wait even for a
      * next attempt due before its deadline. */
     int after = c->next_attempt >= rd->deadline || now >= rd->deadline;
+    const char *cause = redtls__conn_cause(c);
     return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE, "not connected; next reconnect attempt in %lld ms, %s%s%.300s%s",
                         (long long)(wait > 0 ? wait : 0),
                         after ? "after the command deadline" : "not waited for (one attempt per call)",
-                        c->last_cause[0] ? " (last failure: " : "", c->last_cause, c->last_cause[0] ? ")" : "");
+                        cause[0] ? " (last failure: " : "", cause, cause[0] ? ")" : "");
 }
 
 redtls_status redtls__ready_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w)
@@ -209,7 +210,7 @@ redtls_status redtls__ready_step(redtls_conn *c, int64_t now, int *done, redtls_
                 return redtls__fail(c->errmsg, REDTLS_E_UNAVAILABLE,
                                     "gave up reconnecting after %u attempts; call redtls_conn_connect to start again "
                                     "(last failure: %.300s)",
-                                    c->attempts, c->last_cause);
+                                    c->attempts, redtls__conn_cause(c));
             rd->phase = R_BACKOFF;
             break;
         case R_BACKOFF:

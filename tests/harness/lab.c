@@ -61,6 +61,21 @@ long long lab_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint64_t lab_seed(void)
+{
+    const char *s = getenv("REDTLS_TEST_SEED");
+    uint64_t seed = s != NULL ? strtoull(s, NULL, 0) : 0;
+    return seed != 0 ? seed : 0x5eed2026ULL;
+}
+
+uint32_t lab_prng(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (uint32_t)(*state >> 16);
+}
+
 void lab__sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -688,6 +703,15 @@ int lab_redis_start(lab_server *srv, const lab_redis_opts *opts)
     lab__log("redis-server: no free port found");
     lab_stop(srv);
     return -1;
+}
+
+int lab_init_redis(unsigned watchdog_s, lab_server *srv, const lab_redis_opts *opts)
+{
+    if (lab_init(watchdog_s) != 0)
+        return -1;
+    if (opts->tls && lab_certs(NULL) == NULL)
+        return -1;
+    return lab_redis_start(srv, opts);
 }
 
 int lab_s_server_start(lab_server *srv, const char *cert, const char *key, const char *const *extra)

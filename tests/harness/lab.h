@@ -61,6 +61,14 @@ char *lab_read_file(const char *path, size_t *len);
 /* Monotonic milliseconds. */
 long long lab_now_ms(void);
 
+/* The seed of a test's random cases: REDTLS_TEST_SEED when set (so a run
+ * can be repeated), else a fixed one. */
+uint64_t lab_seed(void);
+
+/* The next number of the xorshift sequence whose state is *state (start it
+ * at lab_seed()). */
+uint32_t lab_prng(uint64_t *state);
+
 /* A loopback port nobody listens on (bound then closed; connecting to it
  * is refused unless someone else grabs it in between). */
 uint16_t lab_unused_port(void);
@@ -91,6 +99,10 @@ typedef struct lab_redis_opts {
  * taken), always with --save '' --appendonly no, and waits until it accepts
  * connections. Returns 0 or -1 (its log is printed then). */
 int lab_redis_start(lab_server *srv, const lab_redis_opts *opts);
+
+/* A test group's usual start: lab_init(watchdog_s), the certificates when
+ * opts->tls, then srv as lab_redis_start() starts it. Returns 0 or -1. */
+int lab_init_redis(unsigned watchdog_s, lab_server *srv, const lab_redis_opts *opts);
 
 /* ----- openssl s_server ------------------------------------------------ */
 

@@ -35,9 +35,7 @@ static lab_server redis;
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(85) != 0 || lab_certs(NULL) == NULL)
-        return -1;
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
+    return lab_init_redis(85, &redis, &(lab_redis_opts){.tls = 1, .password = TOKEN});
 }
 
 static int group_teardown(void **state)

@@ -15,6 +15,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 
 #define TOKEN "lab-Cmd-Token-91be07"
 #define USER_TOKEN "lab-User-Token-5c3a18"
@@ -35,10 +36,8 @@ static struct {
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(60) != 0 || lab_certs(NULL) == NULL) {
-        return -1;
-    }
-    return lab_redis_start(&redis, &(lab_redis_opts){.tls = 1, .plain_port = 1, .unix_socket = 1, .password = TOKEN});
+    return lab_init_redis(60, &redis,
+                          &(lab_redis_opts){.tls = 1, .plain_port = 1, .unix_socket = 1, .password = TOKEN});
 }
 
 static int group_teardown(void **state)
@@ -74,13 +73,8 @@ static int teardown(void **state)
 static redtls_config *make_cfg(uint16_t port)
 {
     redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "localhost", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_connect_timeout_ms(cfg, TIMEOUT_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_handshake_timeout_ms(cfg, TIMEOUT_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, TIMEOUT_MS), REDTLS_OK);
+    lab_client_config(&cfg, "localhost", port, "ca.crt", TOKEN);
+    lab_client_timeouts(cfg, TIMEOUT_MS, TIMEOUT_MS, TIMEOUT_MS);
     redtls_config_free(t.cfg);
     t.cfg = cfg;
     return cfg;

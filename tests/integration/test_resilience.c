@@ -20,6 +20,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 #include "lab_proxy.h"
 
 #define TOKEN "lab-Res-Token-4e19a7"
@@ -58,10 +59,7 @@ static const lab_redis_opts redis_opts = {.tls = 1, .password = TOKEN};
 static int group_setup(void **state)
 {
     (void)state;
-    if (lab_init(85) != 0 || lab_certs(NULL) == NULL) {
-        return -1;
-    }
-    return lab_redis_start(&redis, &redis_opts);
+    return lab_init_redis(85, &redis, &redis_opts);
 }
 
 static int group_teardown(void **state)
@@ -135,13 +133,8 @@ static void ev_print(void)
 static redtls_config *make_cfg(uint16_t port)
 {
     redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_connect_timeout_ms(cfg, CONNECT_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_handshake_timeout_ms(cfg, HANDSHAKE_MS), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, COMMAND_MS), REDTLS_OK);
+    lab_client_config(&cfg, "127.0.0.1", port, "ca.crt", TOKEN);
+    lab_client_timeouts(cfg, CONNECT_MS, HANDSHAKE_MS, COMMAND_MS);
     assert_cfg_status(cfg, redtls_config_set_backoff(cfg, BACKOFF_BASE_MS, BACKOFF_CAP_MS), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_event_callback(cfg, on_event, NULL), REDTLS_OK);
     redtls_config_free(t.cfg);
@@ -168,16 +161,9 @@ static void connect_main(void)
 /* t.admin: a plain, event-less connection straight to port. */
 static void admin_open(uint16_t port)
 {
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", port), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
     redtls_conn_free(t.admin);
     t.admin = NULL;
-    assert_cfg_status(cfg, redtls_conn_new(cfg, &t.admin), REDTLS_OK);
-    redtls_config_free(cfg);
-    assert_conn_status(t.admin, redtls_conn_connect(t.admin), REDTLS_OK);
+    lab_client_admin(&t.admin, "127.0.0.1", port, TOKEN, 0);
 }
 
 /* Runs argv on c into t.reply; *ms gets the call's duration. Checks the
@@ -244,21 +230,6 @@ static int status_in(redtls_status st, const redtls_status *set, size_t n)
         REDTLS_E_TLS, REDTLS_E_IO, REDTLS_E_EOF, REDTLS_E_CLOSED
 
 static uint64_t prng_state;
-
-static uint32_t prng(void)
-{
-    prng_state ^= prng_state << 13;
-    prng_state ^= prng_state >> 7;
-    prng_state ^= prng_state << 17;
-    return (uint32_t)(prng_state >> 16);
-}
-
-static uint64_t seed_from_env(void)
-{
-    const char *s = getenv("REDTLS_TEST_SEED");
-    uint64_t seed = s != NULL ? strtoull(s, NULL, 0) : 0;
-    return seed != 0 ? seed : 0x5eed2026ULL;
-}
 
 /* ---- a. killed and restarted on the same port --------------------------- */
 
@@ -743,11 +714,11 @@ static void test_no_answer_handshake_timeout(void **state)
 
 static void arm_random_cut(void)
 {
-    if (prng() % 10 == 0) {
+    if (lab_prng(&prng_state) % 10 == 0) {
         lab_fault f = {.kind = LAB_FAULT_CUT, .once = 1};
-        f.dir = prng() % 2 ? LAB_C2S : LAB_S2C;
-        f.after = 20 + prng() % 381;
-        f.rst = (int)(prng() % 2);
+        f.dir = lab_prng(&prng_state) % 2 ? LAB_C2S : LAB_S2C;
+        f.after = 20 + lab_prng(&prng_state) % 381;
+        f.rst = (int)(lab_prng(&prng_state) % 2);
         lab_proxy_set(&t.proxy, &f);
     }
 }
@@ -755,7 +726,7 @@ static void arm_random_cut(void)
 static void test_accounting(void **state)
 {
     long long ok = 0, unknown = 0, not_sent = 0, last = 0, c, t0;
-    uint64_t seed = seed_from_env();
+    uint64_t seed = lab_seed();
     lab_proxy_stats st;
     (void)state;
     proxy_conn_up();
@@ -804,7 +775,7 @@ static void test_idempotent_resend(void **state)
     lab_proxy_stats st;
     (void)state;
     proxy_conn_up();
-    prng_state = seed_from_env() ^ 0x1de7;
+    prng_state = lab_seed() ^ 0x1de7;
     for (int i = 0; i < IDEMPOTENT_N; i++) {
         const char *argv[3];
         redtls_status s;

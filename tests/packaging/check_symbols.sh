@@ -53,7 +53,22 @@ if [[ "$soname" != "libredtls.so.$MAJOR" ]]; then
   fail=1
 fi
 
+# The event-loop adapters are header-only: a program that includes one links
+# the loop library, never libredtls itself, adapters built or not.
+needed=$(readelf -d "$LIB" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p')
+if [[ -z "$needed" ]]; then
+  echo "FAIL: readelf -d lists no NEEDED entries for $LIB" >&2
+  fail=1
+fi
+loops=$(grep -E '^lib(uv|event)([._-]|$)' <<<"$needed" || true)
+if [[ -n "$loops" ]]; then
+  echo "FAIL: $LIB depends on an event-loop library (only the adapters' users may):" >&2
+  printf '%s\n' "$loops" | indent >&2
+  fail=1
+fi
+
 if [[ $fail -ne 0 ]]; then
   exit 1
 fi
-echo "exported symbols: $(wc -l <<<"$exported") redtls_* functions, all declared; SONAME $soname"
+echo "exported symbols: $(wc -l <<<"$exported") redtls_* functions, all declared; SONAME $soname;" \
+  "NEEDED: $(tr '\n' ' ' <<<"$needed")(no event-loop library)"

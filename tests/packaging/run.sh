@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds and runs tests/packaging/consumer against redtls in one of three ways.
+# Builds and runs tests/packaging/consumer against redtls in one of three ways,
+# or tests/packaging/consumer_adapters (the event-loop adapters) likewise.
 #
 # Usage: run.sh MODE SRC_DIR BUILD_DIR
-#   MODE       add_subdirectory | find_package | pkg_config
+#   MODE       add_subdirectory | find_package | pkg_config |
+#              adapters_add_subdirectory | adapters_find_package | adapters_pkg_config
 #   SRC_DIR    the redtls source tree
 #   BUILD_DIR  a configured and built redtls build tree (installed from in
 #              the find_package and pkg_config modes)
@@ -12,17 +14,20 @@
 # was built with: the consumer must compile against its headers and load
 # that library file), PKG_CONFIG_PATH (where the consumer's pkg-config looks for
 # hiredis.pc), REDTLS_PACKAGING_URL (passed on to the consumer, which then
-# PINGs it).
+# PINGs it), REDTLS_PACKAGING_ADAPTERS (adapters_* modes: the adapters the
+# build has, e.g. "libuv libevent").
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
-  echo "usage: $0 add_subdirectory|find_package|pkg_config SRC_DIR BUILD_DIR" >&2
+  echo "usage: $0 [adapters_]add_subdirectory|find_package|pkg_config SRC_DIR BUILD_DIR" >&2
   exit 2
 fi
 MODE=$1
 SRC=$(cd "$2" && pwd)
 BUILD=$(cd "$3" && pwd)
 CONSUMER="$SRC/tests/packaging/consumer"
+CONSUMER_ADAPTERS="$SRC/tests/packaging/consumer_adapters"
+read -r -a ADAPTERS <<<"${REDTLS_PACKAGING_ADAPTERS:-}"
 WORK="$BUILD/tests/packaging/$MODE"
 CFLAGS_EXTRA=${REDTLS_CONSUMER_CFLAGS:-}
 BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo}
@@ -105,6 +110,48 @@ run_consumer() {
   "$@"
 }
 
+# tests/packaging/consumer_adapters, for the adapters this build has.
+cmake_adapters_consumer() {
+  local IFS=';'
+  cmake -S "$CONSUMER_ADAPTERS" -B "$WORK/build" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" \
+    -DCMAKE_C_FLAGS="$CFLAGS_EXTRA" -DCMAKE_EXE_LINKER_FLAGS="$CFLAGS_EXTRA" \
+    -DCMAKE_SHARED_LINKER_FLAGS="$CFLAGS_EXTRA" -DREDTLS_CONSUMER_ADAPTERS="${ADAPTERS[*]}" "$@"
+  cmake --build "$WORK/build" -j2
+}
+
+# The program links the loop library itself (through redtls::<adapter> or
+# redtls-<adapter>.pc); libredtls does not (check_symbols.sh, and below for
+# the installed one).
+check_loop_lib() {
+  local bin=$1 adapter=$2 pattern
+  case "$adapter" in
+    libuv) pattern='^libuv\.so' ;;
+    libevent) pattern='^libevent([-_.]|$)' ;;
+    *) echo "$MODE: unknown adapter '$adapter'" >&2; exit 2 ;;
+  esac
+  if ! ldd "$bin" | awk '{ print $1 }' | grep -Eq "$pattern"; then
+    echo "$MODE: $bin does not load $adapter:" >&2
+    ldd "$bin" >&2
+    exit 1
+  fi
+}
+
+# What the stage holds for the adapters.
+check_staged_adapters() {
+  local adapter lib f
+  for adapter in "${ADAPTERS[@]}"; do
+    for f in "include/redtls/async_$adapter.h" "${LIBDIR#"$STAGE"/}/cmake/redtls/redtls-$adapter-targets.cmake" \
+             "${LIBDIR#"$STAGE"/}/pkgconfig/redtls-$adapter.pc"; do
+      [[ -f "$STAGE/$f" ]] || { echo "install: $f missing" >&2; exit 1; }
+    done
+  done
+  lib=$(find "$LIBDIR" -name 'libredtls.so.*' -type f | head -n1)
+  if readelf -d "$lib" | grep -E '\(NEEDED\).*\[lib(uv|event)[-_.]' >&2; then
+    echo "install: $lib depends on an event-loop library" >&2
+    exit 1
+  fi
+}
+
 case "$MODE" in
   add_subdirectory)
     cmake_consumer -DREDTLS_CONSUMER_MODE=subdirectory -DREDTLS_SOURCE_DIR="$SRC"
@@ -136,6 +183,57 @@ case "$MODE" in
     LD_LIBRARY_PATH="$RUN_PATH" ldd "$WORK/consumer" | grep -F "$LIBDIR/libredtls.so" >/dev/null \
       || { echo "pkg_config: consumer is not linked against the staged libredtls.so" >&2; exit 1; }
     LD_LIBRARY_PATH="$RUN_PATH" check_hiredis_lib "$WORK/consumer"
+    ;;
+  adapters_*)
+    if [[ ${#ADAPTERS[@]} -eq 0 ]]; then
+      echo "run.sh: $MODE: set REDTLS_PACKAGING_ADAPTERS to the adapters the build has" >&2
+      exit 2
+    fi
+    ;;&
+  adapters_add_subdirectory)
+    cmake_adapters_consumer -DREDTLS_CONSUMER_MODE=subdirectory -DREDTLS_SOURCE_DIR="$SRC"
+    for adapter in "${ADAPTERS[@]}"; do
+      run_consumer "$WORK/build/consumer_$adapter"
+      check_loop_lib "$WORK/build/consumer_$adapter" "$adapter"
+    done
+    ;;
+  adapters_find_package)
+    stage_install
+    check_staged_adapters
+    cmake_adapters_consumer -DREDTLS_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH="$STAGE"
+    # The adapter targets reach hiredis through redtls::redtls, not by a
+    # path of their own, so the consumer has no run path to it: a hiredis
+    # outside the system's (the hiredis 1.x step) is found through
+    # LD_LIBRARY_PATH, as in the pkg-config mode.
+    RUN_PATH="$LIBDIR:$(pkg-config --variable=libdir hiredis)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    for adapter in "${ADAPTERS[@]}"; do
+      LD_LIBRARY_PATH="$RUN_PATH" run_consumer "$WORK/build/consumer_$adapter"
+      LD_LIBRARY_PATH="$RUN_PATH" check_loop_lib "$WORK/build/consumer_$adapter" "$adapter"
+    done
+    # On a machine whose pkg-config finds hiredis but no loop library, the
+    # package is still found and offers no adapter.
+    mkdir -p "$WORK/pkgconfig-no-loops"
+    ln -sf "$(pkg-config --variable=pcfiledir hiredis)/hiredis.pc" "$WORK/pkgconfig-no-loops/hiredis.pc"
+    PKG_CONFIG_LIBDIR="$WORK/pkgconfig-no-loops" PKG_CONFIG_PATH="" \
+      cmake -S "$CONSUMER_ADAPTERS" -B "$WORK/build-no-loops" -DREDTLS_CONSUMER_MODE=package_without_loops \
+        -DCMAKE_PREFIX_PATH="$STAGE"
+    ;;
+  adapters_pkg_config)
+    stage_install
+    check_staged_adapters
+    export PKG_CONFIG_PATH="$PCDIR${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    for adapter in "${ADAPTERS[@]}"; do
+      PKG_FLAGS=$(pkg-config --cflags --libs "redtls-$adapter")
+      echo "pkg-config --cflags --libs redtls-$adapter: $PKG_FLAGS"
+      # shellcheck disable=SC2086 # the flags are meant to be split
+      "${CC:-cc}" -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wpedantic -Werror $CFLAGS_EXTRA \
+        -o "$WORK/consumer_$adapter" "$CONSUMER_ADAPTERS/main_$adapter.c" "$CONSUMER_ADAPTERS/consumer.c" $PKG_FLAGS
+      RUN_PATH="$LIBDIR:$(pkg-config --variable=libdir hiredis)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      LD_LIBRARY_PATH="$RUN_PATH" run_consumer "$WORK/consumer_$adapter"
+      LD_LIBRARY_PATH="$RUN_PATH" ldd "$WORK/consumer_$adapter" | grep -F "$LIBDIR/libredtls.so" >/dev/null \
+        || { echo "$MODE: consumer_$adapter is not linked against the staged libredtls.so" >&2; exit 1; }
+      LD_LIBRARY_PATH="$RUN_PATH" check_loop_lib "$WORK/consumer_$adapter" "$adapter"
+    done
     ;;
   *)
     echo "run.sh: unknown mode '$MODE'" >&2

@@ -666,11 +666,20 @@ static void test_tls_handshake_timeout(void **state)
         if (!c->at.tp)
             wait_ready(&w);
     }
-    /* now - 7: the time of the step that saw TCP up. */
-    const int64_t deadline = now - 7 + 200;
+    /* now - 7: the time of the step that saw TCP up and sent the
+     * ClientHello, which is that step's work: it asks to be called again
+     * at once, the socket still watched. */
+    const int64_t hello_at = now - 7, deadline = hello_at + 200;
     int fd = w.fd;
     assert_true(fd >= 0);
-    assert_int_equal(w.events, POLLIN); /* the ClientHello is out */
+    assert_int_equal(w.events, POLLIN);
+    assert_true(w.at == hello_at);
+
+    /* No answer yet: the wait is for the socket, until the timeout. */
+    assert_status(redtls__attempt_step(c, hello_at, &done, &w), REDTLS_OK);
+    assert_false(done);
+    assert_int_equal(w.fd, fd);
+    assert_int_equal(w.events, POLLIN);
     assert_true(w.at == deadline);
 
     assert_status(redtls__attempt_step(c, deadline - 1, &done, &w), REDTLS_OK);

@@ -64,6 +64,8 @@ __attribute__((noinline, unused)) static redtls_status unit_tls_connect(redtls__
             *out = t;
             return REDTLS_OK;
         }
+        if (want == REDTLS__AGAIN)
+            continue;
         int w = redtls__wait_fd(fd, (short)want, deadline);
         if (w == 0)
             st = redtls__tls_handshake_timeout(want, err);

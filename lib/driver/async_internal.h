@@ -1,0 +1,79 @@
+/* The asynchronous handle's insides (lib/driver/async.c), for it and for
+ * the unit tests that drive it with a fake clock. */
+#ifndef REDTLS_ASYNC_INTERNAL_H
+#define REDTLS_ASYNC_INTERNAL_H
+
+#include <redtls/async.h>
+
+#include "conn.h"
+
+/* One command issued: its callback (NULL once called), deadline, and its
+ * framed bytes until written (kept after that only for an idempotent
+ * command's one resend). */
+typedef struct redtls__acmd {
+    struct redtls__acmd *next;
+    redtls_async_reply_cb cb;
+    void *ud;
+    unsigned flags;
+    int resent;
+    int64_t deadline;
+    char *frame;
+    size_t len;
+} redtls__acmd;
+
+struct redtls_async {
+    redtls_conn *c;            /* the session: configuration, machines, queue */
+    redtls__acmd *q_head, *q_tail; /* issued, not written yet */
+    redtls__acmd *s_head, *s_tail; /* written, replies owed, in order */
+    /* The first record of s_head's list whose callback is still owed (the
+     * ones before it timed out and wait for their late replies only).
+     * Deadlines grow along both lists (one timeout for all, counted from
+     * issue, and s_head's commands were all issued before q_head's), so
+     * the deadlines to watch are q_head's and s_live's. */
+    redtls__acmd *s_live;
+    redtls__acmd *pool;        /* spare records, reused */
+    size_t npool;
+    size_t n_alive;            /* callbacks still to call */
+    size_t max_pending;
+    int up;                    /* connected and set up */
+    int attempting;            /* a connection attempt under way */
+    int readying;              /* the ready machine under way (PING, re-AUTH) */
+    int tried;                 /* an attempt was made since the handle was made */
+    int connect_asked;         /* redtls_async_connect's callback still owed */
+    int gave_up;               /* the reconnect limits are exhausted */
+    int wanted;                /* work was added outside a pass: process soon */
+    int write_want;            /* POLLOUT: a write waits for room */
+    int live_pass;             /* a reply came in this pass: the connection
+                                * is in use, no idle check before writing */
+    int issued_in_pass;        /* a command was issued from a callback */
+    int hold;                  /* an IAM re-AUTH is due on a connection in
+                                * use: nothing more goes out until the
+                                * replies owed are in and it is done */
+    redtls_status attempt_st;
+    redtls_async_connect_cb ccb;
+    void *cud;
+    redtls__wait w;            /* what the machine under way waits for */
+    int64_t wake_at;           /* the next attempt's time, when waiting for it */
+    int64_t last_read;         /* the server last sent something */
+    int64_t now;
+    int64_t (*clock)(void *ud); /* monotonic ms; tests plug in a fake */
+    void *clock_ud;
+    int in_process, freeing;
+    int busy;                  /* public calls under way that run callbacks */
+    unsigned epoch;            /* bumped when everything is ended (close,
+                                * free): a loop over the records stops */
+    int has_hooks;
+    redtls_async_hooks hooks;
+    int hooked_fd, hooked_events, hooked_ms;
+    int watch_failed;          /* the loop could not take the interest */
+    /* Which socket the hooks were told about: a socket closed inside a
+     * pass and a new one given the same number are different sockets. */
+    unsigned sock_gen;         /* bumped whenever a socket closes or opens */
+    unsigned hooked_gen;
+    size_t hooked_dial;
+};
+
+/* Tells the adapter (if any) what is wanted now. */
+void redtls__async_kick(redtls_async *ac);
+
+#endif
