@@ -1,15 +1,13 @@
 /* The asynchronous API: a driver that steps the session's machines when an
  * event loop says the socket is ready or a time has come, and keeps its
  * own record of the commands issued (callbacks, deadlines, the order the
- * replies come back in). See include/redtls/async.h for the rules. */
-#include <errno.h>
+ * replies come back in). See include/redtls/async.h for the rules; the
+ * command records are in async_cmd.c, the built-in loop in async_run.c. */
 #include <poll.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <openssl/crypto.h>
 
 #include "async_internal.h"
 #include "wait.h"
@@ -23,11 +21,6 @@ static int64_t real_clock(void *ud)
 {
     (void)ud;
     return redtls__now_ms();
-}
-
-static int64_t clock_now(redtls_async *ac)
-{
-    return ac->now = ac->c->now = ac->clock(ac->clock_ud);
 }
 
 redtls_status redtls_async_new(redtls_config *cfg, redtls_async **out)
@@ -74,286 +67,6 @@ redtls_status redtls_async_set_max_pending(redtls_async *ac, size_t max)
     return REDTLS_OK;
 }
 
-/* ---- the command records ---- */
-
-static void list_push(redtls__acmd **head, redtls__acmd **tail, redtls__acmd *m)
-{
-    m->next = NULL;
-    if (*tail)
-        (*tail)->next = m;
-    else
-        *head = m;
-    *tail = m;
-}
-
-static redtls__acmd *list_pop(redtls__acmd **head, redtls__acmd **tail)
-{
-    redtls__acmd *m = *head;
-    if (m) {
-        *head = m->next;
-        if (!*head)
-            *tail = NULL;
-        m->next = NULL;
-    }
-    return m;
-}
-
-/* Spare records kept for reuse: a pipeline frees one and issues one per
- * reply, so a few cover any depth. */
-#define ACMD_POOL_MAX 64
-
-static redtls__acmd *acmd_get(redtls_async *ac)
-{
-    redtls__acmd *m = ac->pool;
-    if (!m)
-        return calloc(1, sizeof *m);
-    ac->pool = m->next;
-    ac->npool--;
-    memset(m, 0, sizeof *m);
-    return m;
-}
-
-static void acmd_free(redtls_async *ac, redtls__acmd *m)
-{
-    free(m->frame);
-    if (ac->npool < ACMD_POOL_MAX) {
-        m->frame = NULL;
-        m->next = ac->pool;
-        ac->pool = m;
-        ac->npool++;
-    } else {
-        free(m);
-    }
-}
-
-/* The list of commands written (or framed into the connection's buffer),
- * replies owed; see s_live in async_internal.h. */
-static void s_push(redtls_async *ac, redtls__acmd *m)
-{
-    list_push(&ac->s_head, &ac->s_tail, m);
-    if (!ac->s_live)
-        ac->s_live = m;
-}
-
-static redtls__acmd *s_pop(redtls_async *ac)
-{
-    redtls__acmd *m = list_pop(&ac->s_head, &ac->s_tail);
-    if (m && m == ac->s_live)
-        ac->s_live = ac->s_head;
-    return m;
-}
-
-/* Takes the whole list (its records still linked from *head). */
-static void s_take(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail)
-{
-    *head = ac->s_head;
-    *tail = ac->s_tail;
-    ac->s_head = ac->s_tail = ac->s_live = NULL;
-}
-
-/* A command issued without a callback: its reply is dropped. */
-static void discard_reply(redtls_async *ac, redtls_status st, redisReply *reply, void *ud)
-{
-    (void)ac;
-    (void)st;
-    (void)ud;
-    freeReplyObject(reply);
-}
-
-/* Calls a command's callback (once: the record no longer has one after). */
-static void finish(redtls_async *ac, redtls__acmd *m, redtls_status st, redisReply *reply)
-{
-    redtls_async_reply_cb cb = m->cb;
-    void *ud = m->ud;
-    m->cb = NULL;
-    ac->n_alive--;
-    cb(ac, st, reply, ud);
-}
-
-/* Ends every command of a list with st and the handle's message (for
- * those that are still owed a callback); the records are freed. The list
- * is taken first, so a callback may issue new commands. */
-static void finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail, redtls_status st)
-{
-    redtls__acmd *m = *head;
-    *head = *tail = NULL;
-    /* Each callback reads the same message, whatever the ones before it
-     * did (a command issued from a callback clears it). */
-    char msg[REDTLS__ERRMSG_MAX];
-    memcpy(msg, ac->c->errmsg, sizeof msg);
-    while (m) {
-        redtls__acmd *next = m->next;
-        if (m->cb) {
-            memcpy(ac->c->errmsg, msg, sizeof msg);
-            finish(ac, m, st, NULL);
-        }
-        acmd_free(ac, m);
-        m = next;
-    }
-}
-
-/* May a command be framed straight into the connection's buffer, behind
- * those written? Only from a callback, on a connection known to be usable
- * without the ready machine: set up, nothing queued ahead, no re-AUTH owed, and
- * either replies owed (in use) or a reply taken in this very pass (the
- * idle check would find nothing) with no health check or IAM re-AUTH
- * due. Otherwise the command waits in the queue for the next pass. */
-static int frame_now(const redtls_async *ac, int64_t now)
-{
-    const redtls_conn *c = ac->c;
-    /* Inside a pass only: the pass writes it before any deadline is
-     * looked at again (issued between passes, it could time out framed
-     * and still be written after). */
-    if (!ac->in_process || !ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth || ac->hold)
-        return 0;
-    if (ac->s_head)
-        return 1;
-    if (!ac->live_pass)
-        return 0;
-    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
-        return 0;
-    return !(redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
-}
-
-/* Issues one command: framed into the connection's buffer when frame_now
- * allows (argv given; the bytes kept in frame only for an idempotent
- * command's resend), else queued with its own frame (given, or made from
- * argv). */
-static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t len, int argc, const char **argv,
-                           const size_t *argvlen, redtls_async_reply_cb cb, void *ud)
-{
-    redtls_conn *c = ac->c;
-    redtls__acmd *m = acmd_get(ac);
-    if (!m) {
-        free(frame);
-        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
-    }
-    /* Inside a pass the pass's time will do (the deadline counts from
-     * the callback that issued the command, give or take the pass). */
-    int64_t now = ac->in_process ? ac->now : clock_now(ac);
-    m->cb = cb ? cb : discard_reply;
-    m->ud = ud;
-    m->flags = flags;
-    m->deadline = redtls__deadline_from(now, c->cfg.command_timeout_ms);
-    redtls_status st;
-    if (frame_now(ac, now)) {
-        size_t before = c->olen;
-        st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append(c, argc, argv, argvlen);
-        if (st == REDTLS_OK)
-            m->len = c->olen - before; /* its share of the buffer (unframe_tail) */
-        if (st == REDTLS_OK && (flags & REDTLS_CMD_IDEMPOTENT)) {
-            if (frame) {
-                m->frame = frame;
-                frame = NULL;
-            } else if ((m->frame = malloc(c->olen - before)) != NULL) {
-                memcpy(m->frame, c->obuf + before, c->olen - before);
-            } else {
-                c->olen = before;
-                c->pending--;
-                c->unsent--;
-                st = redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
-            }
-        }
-        free(frame);
-        if (st != REDTLS_OK) {
-            acmd_free(ac, m);
-            return st;
-        }
-        /* The silence rule counts from when replies start being owed. */
-        if (!ac->s_head)
-            ac->last_read = now;
-        s_push(ac, m);
-    } else {
-        if (!frame) {
-            size_t cap = 0;
-            len = 0;
-            if ((st = redtls__format_argv(&frame, &len, &cap, argc, argv, argvlen)) != REDTLS_OK) {
-                free(frame);
-                acmd_free(ac, m);
-                return redtls__fail(c->errmsg, st, "out of memory formatting the command");
-            }
-        }
-        m->frame = frame;
-        m->len = len;
-        list_push(&ac->q_head, &ac->q_tail, m);
-    }
-    ac->n_alive++;
-    /* From a callback on a usable connection the pass itself writes it
-     * (or says so when it ends); otherwise a pass is wanted soon. */
-    if (ac->in_process && ac->up && !ac->readying)
-        ac->issued_in_pass = 1;
-    else
-        ac->wanted = 1;
-    redtls__async_kick(ac);
-    return REDTLS_OK;
-}
-
-static redtls_status check_issue(redtls_async *ac)
-{
-    ac->c->errmsg[0] = '\0';
-    if (ac->n_alive >= ac->max_pending)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_LIMIT,
-                            "%zu commands are queued or in flight, the limit (redtls_async_set_max_pending): wait for "
-                            "replies before issuing more",
-                            ac->n_alive);
-    if (ac->gave_up)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_UNAVAILABLE,
-                            "gave up reconnecting (last failure: %.300s); call redtls_async_connect to start again",
-                            redtls__conn_cause(ac->c));
-    return REDTLS_OK;
-}
-
-redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,
-                                        const size_t *argvlen, redtls_async_reply_cb cb, void *userdata)
-{
-    if (!ac || ac->freeing)
-        return REDTLS_E_INVALID;
-    redtls_status st = check_issue(ac);
-    if (st != REDTLS_OK)
-        return st;
-    if (argc <= 0 || !argv)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
-    if (redtls__argv_asks_resp3(argc, argv, argvlen))
-        return redtls__conn_resp3_refused(ac->c);
-    return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, userdata);
-}
-
-redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, void *userdata, const char *fmt, ...)
-{
-    if (!ac || ac->freeing)
-        return REDTLS_E_INVALID;
-    redtls_status st = check_issue(ac);
-    if (st != REDTLS_OK)
-        return st;
-    if (!fmt)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "format is NULL");
-    char *cmd = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
-    if (n == -2)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "invalid format string");
-    if (n <= 0 || !cmd)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-    char *frame = malloc((size_t)n);
-    if (frame)
-        memcpy(frame, cmd, (size_t)n);
-#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
-    redisFreeCommand(cmd);
-#else
-    free(cmd);
-#endif
-    if (!frame)
-        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__frame_asks_resp3(frame, (size_t)n)) {
-        OPENSSL_cleanse(frame, (size_t)n);
-        free(frame);
-        return redtls__conn_resp3_refused(ac->c);
-    }
-    return issue(ac, 0, frame, (size_t)n, 0, NULL, NULL, cb, userdata);
-}
-
 /* ---- connecting ---- */
 
 static void connect_done(redtls_async *ac, redtls_status st)
@@ -384,86 +97,6 @@ redtls_status redtls_async_connect(redtls_async *ac, redtls_async_connect_cb cb,
 }
 
 /* The connection is gone (st, the message in errmsg): commands in flight
- * are lost (resent once when idempotent), the timed-out ones' replies will
- * never come, and the connection is made again when commands wait. */
-/* Takes back the commands framed into the buffer after the last write
- * began (the last c->unsent records of the list: never sent) and puts
- * them at the front of the queue with their bytes copied out of the
- * buffer. Those whose callback already ran are dropped; those whose bytes
- * cannot be copied (out of memory) go to *nomem, for the caller to end
- * once its state is settled. */
-static void unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail)
-{
-    redtls_conn *c = ac->c;
-    size_t k = c->unsent, n = 0, bytes = 0;
-    if (k == 0)
-        return;
-    for (redtls__acmd *m = ac->s_head; m; m = m->next)
-        n++;
-    redtls__acmd *prev = NULL, *first = k <= n ? ac->s_head : NULL;
-    for (size_t i = 0; first && i < n - k; i++) {
-        prev = first;
-        first = first->next;
-    }
-    for (redtls__acmd *m = first; m; m = m->next)
-        bytes += m->len;
-    if (!first || bytes > c->olen - c->ooff) {
-        /* Never: the records and the buffer disagree. They stay as they
-         * are, counted as sent (the safe side). */
-        c->unsent = 0;
-        return;
-    }
-    size_t off = c->olen - bytes;
-    c->olen -= bytes;
-    c->pending -= k;
-    c->unsent = 0;
-    if (prev) {
-        prev->next = NULL;
-        ac->s_tail = prev;
-    } else {
-        ac->s_head = ac->s_tail = NULL;
-    }
-    /* The records before s_live have no callback: when s_live is in the
-     * tail, none is left in the list. */
-    for (redtls__acmd *m = first; m; m = m->next)
-        if (m == ac->s_live)
-            ac->s_live = NULL;
-    redtls__acmd *h = NULL, *t = NULL;
-    for (redtls__acmd *m = first, *next; m; m = next) {
-        next = m->next;
-        if (!m->frame && m->cb && (m->frame = malloc(m->len)) != NULL)
-            memcpy(m->frame, c->obuf + off, m->len);
-        off += m->len;
-        if (!m->cb)
-            acmd_free(ac, m);
-        else if (m->frame)
-            list_push(&h, &t, m);
-        else
-            list_push(nomem_head, nomem_tail, m);
-    }
-    if (h) {
-        t->next = ac->q_head;
-        ac->q_head = h;
-        if (!ac->q_tail)
-            ac->q_tail = t;
-    }
-}
-
-/* Ends, with REDTLS_E_NOMEM, the never-sent commands unframe_tail could
- * not keep. */
-static void end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail)
-{
-    if (!*head)
-        return;
-    redtls_conn *c = ac->c;
-    char cause[REDTLS__ERRMSG_MAX];
-    memcpy(cause, c->errmsg, sizeof cause);
-    redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory keeping a command that was not sent");
-    finish_all(ac, head, tail, REDTLS_E_NOMEM);
-    memcpy(c->errmsg, cause, sizeof cause);
-}
-
-/* The connection is gone (st, the message in errmsg): commands in flight
  * are lost (resent once when idempotent), those framed but never written
  * wait for the next connection with the queue, the timed-out ones'
  * replies will never come, and the connection is made again when
@@ -475,18 +108,18 @@ static void connection_lost(redtls_async *ac, redtls_status st)
     int was_up = ac->up;
     ac->up = 0;
     redtls__acmd *nomem_head = NULL, *nomem_tail = NULL;
-    unframe_tail(ac, &nomem_head, &nomem_tail);
+    redtls__async_unframe_tail(ac, &nomem_head, &nomem_tail);
     redtls__conn_abandon(c, st);
     redtls__acmd *m, *m_tail, *resend_head = NULL, *resend_tail = NULL, *lost_head = NULL, *lost_tail = NULL;
-    s_take(ac, &m, &m_tail);
+    redtls__async_s_take(ac, &m, &m_tail);
     while (m) {
         redtls__acmd *next = m->next;
         if (!m->cb)
-            acmd_free(ac, m);
+            redtls__acmd_free(ac, m);
         else if ((m->flags & REDTLS_CMD_IDEMPOTENT) && !m->resent && m->frame)
-            list_push(&resend_head, &resend_tail, m);
+            redtls__alist_push(&resend_head, &resend_tail, m);
         else
-            list_push(&lost_head, &lost_tail, m);
+            redtls__alist_push(&lost_head, &lost_tail, m);
         m = next;
     }
     /* Resends go first, in their order, then what was never written. */
@@ -505,14 +138,14 @@ static void connection_lost(redtls_async *ac, redtls_status st)
         memcpy(cause, c->errmsg, sizeof cause);
         redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
                      "the connection broke after the command was sent, so it may or may not have run (%.400s)", cause);
-        finish_all(ac, &lost_head, &lost_tail, REDTLS_E_OUTCOME_UNKNOWN);
+        redtls__async_finish_all(ac, &lost_head, &lost_tail, REDTLS_E_OUTCOME_UNKNOWN);
         memcpy(c->errmsg, cause, sizeof cause);
     }
     /* Later commands than those, so their callbacks come after; ended
      * even when one of those callbacks closed or freed the handle (they
      * are in none of its lists; its memory lasts until the outermost
      * call returns). */
-    end_unkept(ac, &nomem_head, &nomem_tail);
+    redtls__async_end_unkept(ac, &nomem_head, &nomem_tail);
 }
 
 /* Not connected, with work waiting: an attempt when the backoff allows. */
@@ -527,7 +160,7 @@ static void step_connect(redtls_async *ac, int64_t now)
             redtls__fail(c->errmsg, REDTLS_E_STATE, "not connected, and reconnection is off%s%.300s%s: call "
                          "redtls_async_connect",
                          cause[0] ? " (last failure: " : "", cause, cause[0] ? ")" : "");
-            finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_STATE);
+            redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_STATE);
             return;
         }
         if (c->next_attempt > now) {
@@ -568,9 +201,9 @@ failed:
                      "gave up reconnecting after %u attempts (last failure: %.300s); call redtls_async_connect to start "
                      "again",
                      c->attempts, redtls__conn_cause(c));
-        finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_UNAVAILABLE);
+        redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_UNAVAILABLE);
     } else if (!c->cfg.reconnect) {
-        finish_all(ac, &ac->q_head, &ac->q_tail, ac->attempt_st);
+        redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, ac->attempt_st);
     }
 }
 
@@ -599,7 +232,7 @@ static void expire(redtls_async *ac, int64_t now)
             redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                          "not connected within the command timeout; the command was not sent (last failure: %.300s)",
                          redtls__conn_cause(c)[0] ? redtls__conn_cause(c) : "none yet");
-        finish_all(ac, &late_head, &late_tail, REDTLS_E_COMMAND_TIMEOUT);
+        redtls__async_finish_all(ac, &late_head, &late_tail, REDTLS_E_COMMAND_TIMEOUT);
         memcpy(c->errmsg, cause, sizeof cause);
     }
     unsigned epoch = ac->epoch;
@@ -612,7 +245,7 @@ static void expire(redtls_async *ac, int64_t now)
         redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                      "no reply within the command timeout (the command may have run; its reply, if it comes, "
                      "is dropped)");
-        finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
+        redtls__async_finish(ac, m, REDTLS_E_COMMAND_TIMEOUT, NULL);
     }
 }
 
@@ -661,12 +294,12 @@ static void step_up(redtls_async *ac, int64_t now)
         if (!ac->s_head)
             ac->last_read = now;
         while (ac->q_head) {
-            redtls__acmd *m = list_pop(&ac->q_head, &ac->q_tail);
+            redtls__acmd *m = redtls__alist_pop(&ac->q_head, &ac->q_tail);
             if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK) {
                 /* Never written: it ends now with the cause, not at its
                  * deadline with a time-out. */
-                finish(ac, m, REDTLS_E_NOMEM, NULL);
-                acmd_free(ac, m);
+                redtls__async_finish(ac, m, REDTLS_E_NOMEM, NULL);
+                redtls__acmd_free(ac, m);
                 if (ac->epoch != epoch)
                     return;
                 continue;
@@ -675,7 +308,7 @@ static void step_up(redtls_async *ac, int64_t now)
                 free(m->frame);
                 m->frame = NULL;
             }
-            s_push(ac, m);
+            redtls__async_s_push(ac, m);
         }
     }
     /* Write, read what has come, and write again what the callbacks
@@ -689,8 +322,8 @@ static void step_up(redtls_async *ac, int64_t now)
             /* A NOAUTH came after callbacks framed commands: those go
              * back to the queue and out after the new AUTH. */
             redtls__acmd *nh = NULL, *nt = NULL;
-            unframe_tail(ac, &nh, &nt);
-            end_unkept(ac, &nh, &nt);
+            redtls__async_unframe_tail(ac, &nh, &nt);
+            redtls__async_end_unkept(ac, &nh, &nt);
             if (ac->epoch != epoch)
                 return;
         }
@@ -726,11 +359,11 @@ static void step_up(redtls_async *ac, int64_t now)
                  * first owed one's: that command ends with it, as in the
                  * blocking API; those behind it lose their connection. */
                 if (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
-                    redtls__acmd *first = s_pop(ac);
+                    redtls__acmd *first = redtls__async_s_pop(ac);
                     if (first && first->cb)
-                        finish(ac, first, st, NULL);
+                        redtls__async_finish(ac, first, st, NULL);
                     if (first)
-                        acmd_free(ac, first);
+                        redtls__acmd_free(ac, first);
                     if (ac->epoch != epoch)
                         return;
                 }
@@ -744,12 +377,12 @@ static void step_up(redtls_async *ac, int64_t now)
             }
             ac->last_read = now;
             ac->live_pass = 1;
-            redtls__acmd *m = s_pop(ac);
+            redtls__acmd *m = redtls__async_s_pop(ac);
             if (m->cb)
-                finish(ac, m, REDTLS_OK, r);
+                redtls__async_finish(ac, m, REDTLS_OK, r);
             else
                 freeReplyObject(r);
-            acmd_free(ac, m);
+            redtls__acmd_free(ac, m);
         }
         if (ac->epoch != epoch || !c->tp)
             return;
@@ -818,7 +451,7 @@ static void watch_failed(redtls_async *ac, int64_t now)
  * can be done now. */
 static void pass(redtls_async *ac)
 {
-    int64_t now = clock_now(ac);
+    int64_t now = redtls__async_clock_now(ac);
     ac->wake_at = REDTLS__NO_DEADLINE;
     ac->live_pass = ac->issued_in_pass = 0;
     if (ac->watch_failed)
@@ -993,9 +626,9 @@ static void end_everything(redtls_async *ac, redtls_status st, const char *why)
     ac->up = 0;
     connect_done(ac, st);
     redtls__acmd *sh, *st_;
-    s_take(ac, &sh, &st_);
-    finish_all(ac, &sh, &st_, st);
-    finish_all(ac, &ac->q_head, &ac->q_tail, st);
+    redtls__async_s_take(ac, &sh, &st_);
+    redtls__async_finish_all(ac, &sh, &st_, st);
+    redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, st);
 }
 
 void redtls_async_close(redtls_async *ac)
@@ -1036,66 +669,4 @@ void redtls_async_free(redtls_async *ac)
      * process or close a callback of which called us). */
     if (--ac->busy == 0)
         really_free(ac);
-}
-
-/* ---- the built-in loop ---- */
-
-redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
-{
-    if ((!handles && n) || n > 4096)
-        return REDTLS_E_INVALID;
-    int64_t end = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
-    /* Up to 64 handles on the stack; more on the heap, and when that fails,
-     * 64 at a time with short waits, so no handle is starved. */
-    struct pollfd small[64];
-    struct pollfd *pfd = n > 64 ? calloc(n, sizeof *pfd) : NULL;
-    size_t cap = pfd ? n : 64;
-    int rotate = n > cap;
-    if (!pfd)
-        pfd = small;
-    size_t first = 0;
-    redtls_status st = REDTLS_OK;
-    for (;;) {
-        int busy = 0;
-        for (size_t i = 0; i < n; i++)
-            if (handles[i]) {
-                redtls_async *ac = handles[i];
-                redtls_async_process(ac, 0);
-                /* The handles of the array are not freed while this runs
-                 * (async.h: its callbacks may close one, not free it). */
-                busy |= redtls_async_pending(ac) > 0 || ac->connect_asked || ac->attempting; // NOLINT(clang-analyzer-unix.Malloc)
-            }
-        if (!busy)
-            break;
-        int64_t now = redtls__now_ms();
-        if (now >= end) {
-            st = REDTLS_E_COMMAND_TIMEOUT;
-            break;
-        }
-        /* Every handle's socket and time: none is left out of the wait. */
-        int64_t wake = rotate ? redtls__deadline_min(end, now + 10) : end;
-        nfds_t np = 0;
-        for (size_t k = 0; k < n && np < cap; k++) {
-            redtls_async *ac = handles[(first + k) % n];
-            if (!ac)
-                continue;
-            int ms = redtls_async_timeout_ms(ac);
-            if (ms >= 0)
-                wake = redtls__deadline_min(wake, now + ms);
-            int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
-            if (fd >= 0 && ev)
-                pfd[np++] = (struct pollfd){fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) |
-                                                        (ev & REDTLS_ASYNC_WRITE ? POLLOUT : 0)),
-                                            0};
-        }
-        if (rotate)
-            first = (first + cap) % n;
-        if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
-            st = REDTLS_E_IO;
-            break;
-        }
-    }
-    if (pfd != small)
-        free(pfd);
-    return st;
 }

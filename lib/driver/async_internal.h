@@ -76,4 +76,81 @@ struct redtls_async {
 /* Tells the adapter (if any) what is wanted now. */
 void redtls__async_kick(redtls_async *ac);
 
+/* ---- the command records (async_cmd.c) ---- */
+
+/* Gives a record back to the handle's spares (its frame freed). */
+void redtls__acmd_free(redtls_async *ac, redtls__acmd *m);
+/* Ends every command of a list with st and the handle's message (those
+ * still owed a callback); the records are freed. */
+void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail, redtls_status st);
+/* Takes the commands framed after the last write began back to the front
+ * of the queue; those that cannot be kept go to *nomem. */
+void redtls__async_unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail);
+/* Ends those with REDTLS_E_NOMEM. */
+void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail);
+
+/* ---- small, on every command's path ---- */
+
+static inline int64_t redtls__async_clock_now(redtls_async *ac)
+{
+    return ac->now = ac->c->now = ac->clock(ac->clock_ud);
+}
+
+static inline void redtls__alist_push(redtls__acmd **head, redtls__acmd **tail, redtls__acmd *m)
+{
+    m->next = NULL;
+    if (*tail)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
+}
+
+static inline redtls__acmd *redtls__alist_pop(redtls__acmd **head, redtls__acmd **tail)
+{
+    redtls__acmd *m = *head;
+    if (m) {
+        *head = m->next;
+        if (!*head)
+            *tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+/* The list of commands written (or framed into the connection's buffer),
+ * replies owed; see s_live in async_internal.h. */
+static inline void redtls__async_s_push(redtls_async *ac, redtls__acmd *m)
+{
+    redtls__alist_push(&ac->s_head, &ac->s_tail, m);
+    if (!ac->s_live)
+        ac->s_live = m;
+}
+
+static inline redtls__acmd *redtls__async_s_pop(redtls_async *ac)
+{
+    redtls__acmd *m = redtls__alist_pop(&ac->s_head, &ac->s_tail);
+    if (m && m == ac->s_live)
+        ac->s_live = ac->s_head;
+    return m;
+}
+
+/* Takes the whole list (its records still linked from *head). */
+static inline void redtls__async_s_take(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail)
+{
+    *head = ac->s_head;
+    *tail = ac->s_tail;
+    ac->s_head = ac->s_tail = ac->s_live = NULL;
+}
+
+/* Calls a command's callback (once: the record no longer has one after). */
+static inline void redtls__async_finish(redtls_async *ac, redtls__acmd *m, redtls_status st, redisReply *reply)
+{
+    redtls_async_reply_cb cb = m->cb;
+    void *ud = m->ud;
+    m->cb = NULL;
+    ac->n_alive--;
+    cb(ac, st, reply, ud);
+}
+
 #endif
