@@ -1,0 +1,766 @@
+/*
+ * redtls-migrate: copy the keys of one Redis (plain or TLS, standalone or
+ * cluster) to another with DUMP / PTTL / RESTORE ... ABSTTL, both ends
+ * verified as redtls always does. Never writes to the source. See usage()
+ * for options and exit codes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <redtls/redtls.h>
+
+enum {
+    EXIT_ALL_COPIED = 0,
+    EXIT_SOME_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_CONNECT = 3,
+    EXIT_CONTINUE = -1 /* internal: go on */
+};
+
+enum {
+    OPT_FROM = 256,
+    OPT_TO,
+    OPT_FROM_CLUSTER,
+    OPT_TO_CLUSTER,
+    OPT_FROM_CACERT,
+    OPT_TO_CACERT,
+    OPT_FROM_SNI,
+    OPT_TO_SNI,
+    OPT_FROM_USER,
+    OPT_TO_USER,
+    OPT_FROM_TOKEN,
+    OPT_TO_TOKEN,
+    OPT_FROM_TOKEN_ALT,
+    OPT_TO_TOKEN_ALT,
+    OPT_MATCH,
+    OPT_DB,
+    OPT_NO_REPLACE,
+    OPT_DRY_RUN,
+    OPT_BATCH,
+    OPT_TIMEOUT,
+    OPT_HELP
+};
+
+static const struct option long_options[] = {
+    {"from", required_argument, NULL, OPT_FROM},
+    {"to", required_argument, NULL, OPT_TO},
+    {"from-cluster", no_argument, NULL, OPT_FROM_CLUSTER},
+    {"to-cluster", no_argument, NULL, OPT_TO_CLUSTER},
+    {"from-cacert", required_argument, NULL, OPT_FROM_CACERT},
+    {"to-cacert", required_argument, NULL, OPT_TO_CACERT},
+    {"from-sni", required_argument, NULL, OPT_FROM_SNI},
+    {"to-sni", required_argument, NULL, OPT_TO_SNI},
+    {"from-user", required_argument, NULL, OPT_FROM_USER},
+    {"to-user", required_argument, NULL, OPT_TO_USER},
+    {"from-token", required_argument, NULL, OPT_FROM_TOKEN},
+    {"to-token", required_argument, NULL, OPT_TO_TOKEN},
+    {"from-token-alt", required_argument, NULL, OPT_FROM_TOKEN_ALT},
+    {"to-token-alt", required_argument, NULL, OPT_TO_TOKEN_ALT},
+    {"match", required_argument, NULL, OPT_MATCH},
+    {"db", required_argument, NULL, OPT_DB},
+    {"no-replace", no_argument, NULL, OPT_NO_REPLACE},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* One end of the copy, as the command line describes it. */
+struct side_options {
+    const char *name; /* "source" or "target", for messages */
+    const char *url;
+    int cluster;
+    const char *cacert;
+    const char *sni;
+    const char *user;
+    const char *token;
+    const char *token_alt;
+};
+
+struct migrate_options {
+    struct side_options from, to;
+    const char *match;
+    long db; /* -1: not given */
+    int no_replace;
+    int dry_run;
+    long batch;
+    long timeout_ms; /* -1: library defaults */
+};
+
+/* A connected end: a standalone connection or a cluster handle. */
+struct side {
+    const struct side_options *o;
+    redtls_config *cfg;
+    redtls_conn *conn;
+    redtls_cluster *cl;
+};
+
+struct counts {
+    unsigned long long scanned, copied, skipped, expired, failed, bytes;
+};
+
+static void usage(FILE *out)
+{
+    fputs("Usage: redtls-migrate --from URL --to URL [options]\n"
+          "\n"
+          "Copies every key (or those matching --match) from the source to the\n"
+          "target with DUMP, PTTL and RESTORE ... ABSTTL: values of every type and\n"
+          "TTLs to the millisecond; keys that expire on the way are not copied.\n"
+          "Nothing is ever written to the source. Both ends are verified as redtls\n"
+          "always does (certificate and host name for rediss:// URLs).\n"
+          "\n"
+          "  --from URL, --to URL   rediss://[[USER]:TOKEN@]HOST[:PORT][/DB] (TLS) or\n"
+          "                         redis://... (plain TCP); prefer the token options\n"
+          "                         or environment to a token in the URL\n"
+          "  --from-cluster, --to-cluster  that side is a Redis Cluster (the URL's\n"
+          "                         host:port is a seed node)\n"
+          "  --from-cacert F, --to-cacert F  trust the CA certificates in F\n"
+          "  --from-sni N, --to-sni N  name sent as SNI and verified\n"
+          "  --from-user U, --to-user U  ACL user name\n"
+          "  --from-token T, --to-token T  password or token (or REDTLS_FROM_TOKEN,\n"
+          "                         REDTLS_TO_TOKEN: arguments are visible in `ps`)\n"
+          "  --from-token-alt T, --to-token-alt T  second token, tried when the\n"
+          "                         first is refused (AUTH token rotation)\n"
+          "  --match PATTERN        copy only keys matching PATTERN (SCAN MATCH)\n"
+          "  --db N                 database of standalone sides (default: the URL's)\n"
+          "  --no-replace           leave keys that already exist on the target\n"
+          "                         (counted as skipped)\n"
+          "  --dry-run              count keys and DUMP bytes, write nothing\n"
+          "  --batch N              keys per SCAN and pipeline (default 500)\n"
+          "  --timeout MS           connect, handshake and command timeout\n"
+          "  --help                 print this help and exit\n"
+          "\n"
+          "Progress lines go to stderr, the final report to stdout.\n"
+          "\n"
+          "Exit status:\n"
+          "  0  every key was copied (or skipped, or expired on the way)\n"
+          "  1  some keys failed\n"
+          "  2  usage or configuration error, or source and target are the same server\n"
+          "  3  connection, TLS, authentication or I/O failure\n",
+          out);
+}
+
+static int usage_error(const char *fmt, ...) REDTLS_PRINTF(1, 2);
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("redtls-migrate: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'redtls-migrate --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* Whole decimal number in [min, max], nothing else. */
+static int parse_number(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static const char *env_or(const char *given, const char *var)
+{
+    const char *env;
+
+    if (given != NULL)
+        return given;
+    env = getenv(var);
+    return env != NULL && *env != '\0' ? env : NULL;
+}
+
+static int parse_options(int argc, char **argv, struct migrate_options *o)
+{
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->from.name = "source";
+    o->to.name = "target";
+    o->db = -1;
+    o->batch = 500;
+    o->timeout_ms = -1;
+
+    while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_FROM: o->from.url = optarg; break;
+        case OPT_TO: o->to.url = optarg; break;
+        case OPT_FROM_CLUSTER: o->from.cluster = 1; break;
+        case OPT_TO_CLUSTER: o->to.cluster = 1; break;
+        case OPT_FROM_CACERT: o->from.cacert = optarg; break;
+        case OPT_TO_CACERT: o->to.cacert = optarg; break;
+        case OPT_FROM_SNI: o->from.sni = optarg; break;
+        case OPT_TO_SNI: o->to.sni = optarg; break;
+        case OPT_FROM_USER: o->from.user = optarg; break;
+        case OPT_TO_USER: o->to.user = optarg; break;
+        case OPT_FROM_TOKEN: o->from.token = optarg; break;
+        case OPT_TO_TOKEN: o->to.token = optarg; break;
+        case OPT_FROM_TOKEN_ALT: o->from.token_alt = optarg; break;
+        case OPT_TO_TOKEN_ALT: o->to.token_alt = optarg; break;
+        case OPT_MATCH: o->match = optarg; break;
+        case OPT_DB:
+            if (parse_number(optarg, 0, INT_MAX, &o->db) != 0)
+                return usage_error("bad --db '%s'", optarg);
+            break;
+        case OPT_NO_REPLACE: o->no_replace = 1; break;
+        case OPT_DRY_RUN: o->dry_run = 1; break;
+        case OPT_BATCH:
+            if (parse_number(optarg, 1, 100000, &o->batch) != 0)
+                return usage_error("bad --batch '%s' (1-100000)", optarg);
+            break;
+        case OPT_TIMEOUT:
+            if (parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
+                return usage_error("bad --timeout '%s' (milliseconds)", optarg);
+            break;
+        case OPT_HELP: usage(stdout); return EXIT_ALL_COPIED;
+        default:
+            fputs("Try 'redtls-migrate --help'.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->from.url == NULL || o->to.url == NULL)
+        return usage_error("--from and --to are both needed");
+    if (o->db > 0 && o->from.cluster && o->to.cluster)
+        return usage_error("--db is for standalone sides (a cluster has database 0 only)");
+    o->from.token = env_or(o->from.token, "REDTLS_FROM_TOKEN");
+    o->to.token = env_or(o->to.token, "REDTLS_TO_TOKEN");
+    o->from.token_alt = env_or(o->from.token_alt, "REDTLS_FROM_TOKEN_ALT");
+    o->to.token_alt = env_or(o->to.token_alt, "REDTLS_TO_TOKEN_ALT");
+    return EXIT_CONTINUE;
+}
+
+/* The library's message never holds a token. */
+static int config_failed(const struct side_options *so, const redtls_config *cfg, const char *what,
+                         redtls_status st)
+{
+    const char *detail = redtls_config_errmsg(cfg);
+
+    fprintf(stderr, "redtls-migrate: %s %s: %s\n", so->name, what, *detail != '\0' ? detail : redtls_strerror(st));
+    return EXIT_USAGE;
+}
+
+static int build_config(const struct migrate_options *mo, const struct side_options *so, redtls_config **out)
+{
+    redtls_config *cfg = NULL;
+    redtls_status st;
+
+    *out = NULL;
+    if ((st = redtls_config_new(&cfg)) != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: %s\n", redtls_strerror(st));
+        return EXIT_CONNECT;
+    }
+    *out = cfg;
+
+#define APPLY(what, call)                                       \
+    do {                                                        \
+        if ((st = (call)) != REDTLS_OK)                         \
+            return config_failed(so, cfg, (what), st);          \
+    } while (0)
+
+    APPLY("URL", redtls_config_set_url(cfg, so->url));
+    if (so->cacert != NULL)
+        APPLY("CA file", redtls_config_set_ca_file(cfg, so->cacert));
+    if (so->sni != NULL)
+        APPLY("SNI", redtls_config_set_verify_name(cfg, so->sni));
+    if (so->user != NULL)
+        APPLY("user", redtls_config_set_user(cfg, so->user));
+    if (so->token != NULL)
+        APPLY("token", redtls_config_set_token(cfg, so->token));
+    if (so->token_alt != NULL)
+        APPLY("alternate token", redtls_config_set_token_alt(cfg, so->token_alt));
+    if (mo->db >= 0 && !so->cluster)
+        APPLY("--db", redtls_config_set_db(cfg, (int)mo->db));
+    if (mo->timeout_ms >= 0) {
+        unsigned ms = (unsigned)mo->timeout_ms;
+        APPLY("--timeout", redtls_config_set_connect_timeout_ms(cfg, ms));
+        APPLY("--timeout", redtls_config_set_handshake_timeout_ms(cfg, ms));
+        APPLY("--timeout", redtls_config_set_command_timeout_ms(cfg, ms));
+    }
+    APPLY("client name", redtls_config_set_client_name(cfg, "redtls-migrate"));
+#undef APPLY
+    return EXIT_CONTINUE;
+}
+
+static const char *side_errmsg(const struct side *s, redtls_status st)
+{
+    const char *m = s->cl != NULL ? redtls_cluster_errmsg(s->cl) : redtls_conn_errmsg(s->conn);
+    return m != NULL && *m != '\0' ? m : redtls_strerror(st);
+}
+
+static int side_open(const struct migrate_options *mo, const struct side_options *so, struct side *s)
+{
+    redtls_status st;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    s->o = so;
+    rc = build_config(mo, so, &s->cfg);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    st = so->cluster ? redtls_cluster_new(s->cfg, NULL, &s->cl) : redtls_conn_new(s->cfg, &s->conn);
+    if (st != REDTLS_OK)
+        return config_failed(so, s->cfg, "configuration", st);
+    st = so->cluster ? redtls_cluster_connect(s->cl) : redtls_conn_connect(s->conn);
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: %s: %s\n", so->name, side_errmsg(s, st));
+        return EXIT_CONNECT;
+    }
+    return EXIT_CONTINUE;
+}
+
+static void side_close(struct side *s)
+{
+    redtls_conn_free(s->conn);
+    redtls_cluster_free(s->cl);
+    redtls_config_free(s->cfg);
+    memset(s, 0, sizeof(*s));
+}
+
+/* node: a cluster node's name, or NULL for a standalone side. */
+static redtls_status side_command(struct side *s, const char *node, int argc, const char **argv,
+                                  const size_t *lens, struct redisReply **reply)
+{
+    if (s->cl != NULL)
+        return redtls_cluster_command_node(s->cl, node, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, reply);
+    return redtls_conn_command_argv_ex(s->conn, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, reply);
+}
+
+static redtls_status side_append(struct side *s, int argc, const char **argv, const size_t *lens)
+{
+    if (s->cl != NULL)
+        return redtls_cluster_append_argv(s->cl, 0, argc, argv, lens);
+    return redtls_conn_append_argv(s->conn, argc, argv, lens);
+}
+
+static redtls_status side_get_reply(struct side *s, struct redisReply **reply)
+{
+    if (s->cl != NULL)
+        return redtls_cluster_get_reply(s->cl, reply);
+    return redtls_conn_get_reply(s->conn, reply);
+}
+
+/* The nodes to SCAN (cluster masters) or to identify; a standalone side
+ * has one, NULL. Returns the count; names are borrowed from the handle. */
+static size_t side_masters(const struct side *s, const char **names, size_t cap)
+{
+    size_t n = 0, i;
+
+    if (s->cl == NULL) {
+        names[0] = NULL;
+        return 1;
+    }
+    for (i = 0; i < redtls_cluster_node_count(s->cl) && n < cap; i++)
+        if (redtls_cluster_node_is_master(s->cl, i))
+            names[n++] = redtls_cluster_node_name(s->cl, i);
+    return n;
+}
+
+#define MAX_NODES 256
+#define RUN_ID_LEN 40
+
+/* run_id of every master of the side, from INFO server. */
+static int side_run_ids(struct side *s, char (*ids)[RUN_ID_LEN + 1], size_t *nids)
+{
+    const char *names[MAX_NODES];
+    size_t n = side_masters(s, names, MAX_NODES), i;
+    static const char *argv[] = {"INFO", "server"};
+
+    *nids = 0;
+    for (i = 0; i < n; i++) {
+        struct redisReply *r = NULL;
+        redtls_status st = side_command(s, names[i], 2, argv, NULL, &r);
+        const char *text, *p;
+        size_t len;
+
+        if (st != REDTLS_OK) {
+            fprintf(stderr, "redtls-migrate: %s INFO: %s\n", s->o->name, side_errmsg(s, st));
+            return EXIT_CONNECT;
+        }
+        if (redtls_reply_type(r) != REDTLS_REPLY_STRING) {
+            fprintf(stderr, "redtls-migrate: %s: INFO server was refused; cannot tell the servers apart\n",
+                    s->o->name);
+            redtls_reply_free(r);
+            return EXIT_USAGE;
+        }
+        text = redtls_reply_str(r, &len);
+        p = strstr(text, "run_id:");
+        if (p == NULL || strlen(p + 7) < RUN_ID_LEN) {
+            fprintf(stderr, "redtls-migrate: %s: INFO server has no run_id\n", s->o->name);
+            redtls_reply_free(r);
+            return EXIT_USAGE;
+        }
+        memcpy(ids[*nids], p + 7, RUN_ID_LEN);
+        ids[*nids][RUN_ID_LEN] = '\0';
+        (*nids)++;
+        redtls_reply_free(r);
+    }
+    return EXIT_CONTINUE;
+}
+
+static int refuse_same_server(struct side *from, struct side *to)
+{
+    static char a[MAX_NODES][RUN_ID_LEN + 1], b[MAX_NODES][RUN_ID_LEN + 1];
+    size_t na, nb, i, j;
+    int rc;
+
+    if ((rc = side_run_ids(from, a, &na)) != EXIT_CONTINUE)
+        return rc;
+    if ((rc = side_run_ids(to, b, &nb)) != EXIT_CONTINUE)
+        return rc;
+    for (i = 0; i < na; i++)
+        for (j = 0; j < nb; j++)
+            if (strcmp(a[i], b[j]) == 0) {
+                fprintf(stderr, "redtls-migrate: source and target are the same server (run_id %s); "
+                                "nothing was written\n",
+                        a[i]);
+                return EXIT_USAGE;
+            }
+    return EXIT_CONTINUE;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A key for a message: printable bytes as they are, others as \xHH, cut
+ * at 60 bytes. */
+static void print_key(FILE *f, const char *k, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len && i < 60; i++) {
+        unsigned char ch = (unsigned char)k[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            fputc(ch, f);
+        else
+            fprintf(f, "\\x%02x", ch);
+    }
+    if (len > 60)
+        fputs("...", f);
+}
+
+struct batch_key {
+    const char *key;
+    size_t key_len;
+    struct redisReply *dump;
+    long long pttl;
+    long long abs_ms; /* 0: no TTL */
+    int live;         /* still there when read */
+};
+
+struct run {
+    const struct migrate_options *o;
+    struct side *from, *to;
+    struct counts n;
+    struct batch_key *keys;
+    size_t keys_cap;
+    double start, last_progress;
+    unsigned long long errors_shown;
+};
+
+static void key_failed(struct run *r, const struct batch_key *k, const char *why, size_t why_len)
+{
+    r->n.failed++;
+    if (r->errors_shown++ < 20) {
+        fputs("redtls-migrate: key '", stderr);
+        print_key(stderr, k->key, k->key_len);
+        fprintf(stderr, "' failed: %.*s\n", (int)(why_len > 200 ? 200 : why_len), why);
+    }
+}
+
+static void progress(struct run *r, int force)
+{
+    double t = mono_s();
+    if (!force && t - r->last_progress < 1.0)
+        return;
+    r->last_progress = t;
+    double el = t - r->start;
+    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %.0f keys/s\n", r->n.scanned, r->n.copied,
+            el > 0 ? (double)r->n.copied / el : 0.0);
+}
+
+/* DUMP + PTTL for the batch, pipelined on the source. A failed read is a
+ * source failure: the run stops (exit 3). */
+static int read_batch(struct run *r, const char *node, size_t nkeys)
+{
+    size_t i;
+    redtls_status st;
+    long long t0;
+
+    (void)node;
+    for (i = 0; i < nkeys; i++) {
+        const char *argv[2] = {"DUMP", r->keys[i].key};
+        size_t lens[2] = {4, r->keys[i].key_len};
+        if ((st = side_append(r->from, 2, argv, lens)) != REDTLS_OK)
+            goto failed;
+        argv[0] = "PTTL";
+        if ((st = side_append(r->from, 2, argv, lens)) != REDTLS_OK)
+            goto failed;
+    }
+    /* Taken before the PTTLs run, so the absolute expiry computed from them
+     * is never later than the source's. */
+    t0 = now_ms();
+    for (i = 0; i < nkeys; i++) {
+        struct batch_key *k = &r->keys[i];
+        struct redisReply *ttl = NULL;
+        if ((st = side_get_reply(r->from, &k->dump)) != REDTLS_OK)
+            goto failed;
+        if ((st = side_get_reply(r->from, &ttl)) != REDTLS_OK)
+            goto failed;
+        if (redtls_reply_type(k->dump) == REDTLS_REPLY_ERROR) {
+            size_t len;
+            const char *e = redtls_reply_str(k->dump, &len);
+            key_failed(r, k, e, len);
+        } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING && redtls_reply_type(ttl) == REDTLS_REPLY_INTEGER &&
+                   redtls_reply_integer(ttl) != -2) {
+            k->pttl = redtls_reply_integer(ttl);
+            k->abs_ms = k->pttl >= 0 ? t0 + k->pttl : 0;
+            k->live = 1;
+            size_t len;
+            (void)redtls_reply_str(k->dump, &len);
+            r->n.bytes += len;
+        } else {
+            r->n.expired++; /* DUMP nil or PTTL -2: gone on the way */
+        }
+        redtls_reply_free(ttl);
+    }
+    return EXIT_CONTINUE;
+failed:
+    fprintf(stderr, "redtls-migrate: source: %s\n", side_errmsg(r->from, st));
+    return EXIT_CONNECT;
+}
+
+static int write_batch(struct run *r, size_t nkeys)
+{
+    size_t i, queued = 0;
+    redtls_status st;
+    long long now = now_ms();
+    char ttlbuf[32];
+
+    for (i = 0; i < nkeys; i++) {
+        struct batch_key *k = &r->keys[i];
+        const char *argv[6];
+        size_t lens[6];
+        int argc = 0;
+        size_t plen;
+        const char *payload;
+
+        if (!k->live)
+            continue;
+        if (k->abs_ms != 0 && k->abs_ms <= now) {
+            /* RESTORE would not create it either: it expired on the way. */
+            k->live = 0;
+            r->n.expired++;
+            continue;
+        }
+        if (r->o->dry_run) {
+            r->n.copied++;
+            k->live = 0;
+            continue;
+        }
+        payload = redtls_reply_str(k->dump, &plen);
+        snprintf(ttlbuf, sizeof ttlbuf, "%lld", k->abs_ms);
+        argv[argc] = "RESTORE", lens[argc++] = 7;
+        argv[argc] = k->key, lens[argc++] = k->key_len;
+        argv[argc] = ttlbuf, lens[argc++] = strlen(ttlbuf);
+        argv[argc] = payload, lens[argc++] = plen;
+        if (!r->o->no_replace)
+            argv[argc] = "REPLACE", lens[argc++] = 7;
+        argv[argc] = "ABSTTL", lens[argc++] = 6;
+        if ((st = side_append(r->to, argc, argv, lens)) != REDTLS_OK) {
+            fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, st));
+            return EXIT_CONNECT;
+        }
+        queued++;
+    }
+    for (i = 0; i < nkeys && queued > 0; i++) {
+        struct batch_key *k = &r->keys[i];
+        struct redisReply *rep = NULL;
+        if (!k->live)
+            continue;
+        queued--;
+        st = side_get_reply(r->to, &rep);
+        if (st != REDTLS_OK) {
+            const char *m = side_errmsg(r->to, st);
+            key_failed(r, k, m, strlen(m));
+        } else if (redtls_reply_type(rep) == REDTLS_REPLY_ERROR) {
+            size_t len;
+            const char *e = redtls_reply_str(rep, &len);
+            if (r->o->no_replace && len >= 7 && memcmp(e, "BUSYKEY", 7) == 0)
+                r->n.skipped++;
+            else
+                key_failed(r, k, e, len);
+        } else {
+            r->n.copied++;
+        }
+        redtls_reply_free(rep);
+    }
+    return EXIT_CONTINUE;
+}
+
+static void free_batch(struct run *r, size_t nkeys)
+{
+    size_t i;
+    for (i = 0; i < nkeys; i++) {
+        redtls_reply_free(r->keys[i].dump);
+        memset(&r->keys[i], 0, sizeof(r->keys[i]));
+    }
+}
+
+/* SCAN one source node (NULL: the standalone source) to the end. */
+static int copy_node(struct run *r, const char *node)
+{
+    char cursor[32] = "0";
+    char count[32];
+    int rc = EXIT_CONTINUE;
+
+    snprintf(count, sizeof count, "%ld", r->o->batch);
+    do {
+        const char *argv[6] = {"SCAN", cursor, "COUNT", count, "MATCH", r->o->match};
+        struct redisReply *rep = NULL;
+        const struct redisReply *keys;
+        size_t n, i, clen;
+        const char *c;
+        redtls_status st = side_command(r->from, node, r->o->match != NULL ? 6 : 4, argv, NULL, &rep);
+
+        if (st != REDTLS_OK) {
+            fprintf(stderr, "redtls-migrate: source SCAN: %s\n", side_errmsg(r->from, st));
+            return EXIT_CONNECT;
+        }
+        if (redtls_reply_type(rep) != REDTLS_REPLY_ARRAY || redtls_reply_len(rep) != 2 ||
+            redtls_reply_type(redtls_reply_element(rep, 0)) != REDTLS_REPLY_STRING ||
+            redtls_reply_type(redtls_reply_element(rep, 1)) != REDTLS_REPLY_ARRAY) {
+            size_t len = 0;
+            const char *e = redtls_reply_type(rep) == REDTLS_REPLY_ERROR ? redtls_reply_str(rep, &len) : "";
+            fprintf(stderr, "redtls-migrate: source SCAN: unexpected reply %.*s\n", (int)len, e);
+            redtls_reply_free(rep);
+            return EXIT_CONNECT;
+        }
+        c = redtls_reply_str(redtls_reply_element(rep, 0), &clen);
+        if (clen >= sizeof cursor) {
+            redtls_reply_free(rep);
+            fputs("redtls-migrate: source SCAN: cursor too long\n", stderr);
+            return EXIT_CONNECT;
+        }
+        memcpy(cursor, c, clen);
+        cursor[clen] = '\0';
+        keys = redtls_reply_element(rep, 1);
+        n = redtls_reply_len(keys);
+        /* COUNT is a hint: a reply may hold more keys (a bucket chain). */
+        if (n > r->keys_cap) {
+            struct batch_key *grown = realloc(r->keys, n * sizeof(*grown));
+            if (grown == NULL) {
+                redtls_reply_free(rep);
+                fputs("redtls-migrate: out of memory\n", stderr);
+                return EXIT_CONNECT;
+            }
+            memset(grown + r->keys_cap, 0, (n - r->keys_cap) * sizeof(*grown));
+            r->keys = grown;
+            r->keys_cap = n;
+        }
+        for (i = 0; i < n; i++) {
+            const struct redisReply *k = redtls_reply_element(keys, i);
+            r->keys[i].key = redtls_reply_str(k, &r->keys[i].key_len);
+        }
+        r->n.scanned += n;
+        if (n > 0) {
+            rc = read_batch(r, node, n);
+            if (rc == EXIT_CONTINUE)
+                rc = write_batch(r, n);
+        }
+        free_batch(r, n);
+        redtls_reply_free(rep);
+        progress(r, 0);
+    } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
+    return rc;
+}
+
+static int run_copy(const struct migrate_options *o, struct side *from, struct side *to)
+{
+    struct run r;
+    const char *nodes[MAX_NODES];
+    size_t nn, i;
+    int rc = EXIT_CONTINUE;
+    double el;
+
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.from = from;
+    r.to = to;
+    r.start = r.last_progress = mono_s();
+    nn = side_masters(from, nodes, MAX_NODES);
+    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
+        rc = copy_node(&r, nodes[i]);
+    free(r.keys);
+    progress(&r, 1);
+    el = mono_s() - r.start;
+    printf("keys scanned: %llu\n"
+           "keys copied: %llu\n"
+           "keys skipped: %llu\n"
+           "expired on the way: %llu\n"
+           "keys failed: %llu\n"
+           "payload bytes: %llu\n"
+           "seconds: %.3f\n"
+           "keys/s: %.0f\n",
+           r.n.scanned, r.n.copied, r.n.skipped, r.n.expired, r.n.failed, r.n.bytes, el,
+           el > 0 ? (double)r.n.copied / el : 0.0);
+    if (o->dry_run)
+        puts("dry run: nothing was written");
+    fflush(stdout);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    return r.n.failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
+}
+
+int main(int argc, char **argv)
+{
+    struct migrate_options o;
+    struct side from, to;
+    int rc;
+
+    rc = parse_options(argc, argv, &o);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    memset(&from, 0, sizeof from);
+    memset(&to, 0, sizeof to);
+    /* The target first: one that fails verification is refused before the
+     * source is even read. */
+    rc = side_open(&o, &o.to, &to);
+    if (rc == EXIT_CONTINUE)
+        rc = side_open(&o, &o.from, &from);
+    if (rc == EXIT_CONTINUE)
+        rc = refuse_same_server(&from, &to);
+    if (rc == EXIT_CONTINUE)
+        rc = run_copy(&o, &from, &to);
+    side_close(&from);
+    side_close(&to);
+    return rc;
+}
