@@ -27,6 +27,7 @@
 #include "lab_cluster.h"
 
 #define TOKEN "lab-Migrate-Token-4f21c9"
+#define OLD_TOKEN "lab-Migrate-Old-77e0b2"
 #define NKEYS 3500   /* long-lived keys, compared one by one */
 #define NMORTAL 300  /* keys whose TTLs (1..600 ms) run out around the copy */
 #define TTL_SLACK_MS 2000 /* how much earlier than the source's a target expiry may be */
@@ -304,6 +305,8 @@ static int run_migrate(const char *env_token, char *out, size_t out_cap, char *e
     /* Secrets are never printed. */
     assert_null(strstr(out, TOKEN));
     assert_null(strstr(err, TOKEN));
+    assert_null(strstr(out, OLD_TOKEN));
+    assert_null(strstr(err, OLD_TOKEN));
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
@@ -519,8 +522,10 @@ static void test_no_replace(void **state)
     const char *a[] = {"SET", keys[0].k, "changed"};
     size_t l[] = {3, keys[0].len, 7};
     expect_ok(end_command(&dst, 3, a, l));
-    int rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
-                         lab_cert("ca.crt"), "--no-replace", (char *)NULL);
+    /* The target's token in rotation: the first is refused, the second taken. */
+    int rc = run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                         lab_cert("ca.crt"), "--to-token", OLD_TOKEN, "--to-token-alt", TOKEN, "--no-replace",
+                         (char *)NULL);
     assert_int_equal(rc, 0);
     assert_int_equal(report(out, "keys skipped: "), NKEYS);
     assert_int_equal(report(out, "keys copied: "), 0);
@@ -570,6 +575,67 @@ static void test_wrong_name_refused(void **state)
     end_free(&dst);
 }
 
+/* Node i's count of write commands (INFO stats). */
+static long long cluster_writes(lab_cluster *c, size_t i)
+{
+    struct redisReply *r = NULL;
+    assert_int_equal(lab_cluster_admin(c, i, &r, "INFO commandstats"), 0);
+    const char *text = redtls_reply_str(r, NULL);
+    long long n = 0;
+    static const char *const writes[] = {"restore", "set", "del", "unlink", "expire", "pexpire", "persist"};
+    for (size_t w = 0; w < sizeof writes / sizeof writes[0]; w++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "cmdstat_%s:calls=", writes[w]);
+        const char *p = strstr(text, needle);
+        if (p != NULL)
+            n += strtoll(p + strlen(needle), NULL, 10);
+    }
+    redtls_reply_free(r);
+    return n;
+}
+
+/* The cluster made by test_copy_cluster_tls as a source: SCAN on each
+ * master, to an emptied standalone target; --dry-run first writes nothing. */
+static void test_copy_from_cluster(lab_cluster *c)
+{
+    char from[64], to[64];
+
+    snprintf(from, sizeof from, "rediss://127.0.0.1:%u", c->node[0].srv.port);
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+    while (now_ms() <= mortal_last + 20)
+        usleep(10000);
+    struct end dst = plain_end(target.plain_port, TOKEN);
+    const char *flush[] = {"FLUSHALL"};
+    expect_ok(end_command(&dst, 1, flush, NULL));
+    long long restores = command_calls(&dst, "restore");
+    long long writes_before[3];
+    for (size_t i = 0; i < 3; i++)
+        writes_before[i] = cluster_writes(c, i);
+
+    int rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--from-cluster", "--from-cacert",
+                         lab_cert("ca.crt"), "--from-sni", "src.cluster.test", "--from-token", TOKEN, "--to", to,
+                         "--to-cacert", lab_cert("ca.crt"), "--dry-run", (char *)NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(report(out, "keys copied: "), NKEYS);
+    assert_contains(out, "dry run");
+    assert_int_equal(end_integer(&dst, "DBSIZE", NULL), 0);
+    assert_int_equal(command_calls(&dst, "restore"), restores);
+
+    rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--from-cluster", "--from-cacert",
+                     lab_cert("ca.crt"), "--from-sni", "src.cluster.test", "--from-token", TOKEN, "--to", to,
+                     "--to-cacert", lab_cert("ca.crt"), (char *)NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(report(out, "keys scanned: "), NKEYS);
+    assert_int_equal(report(out, "keys copied: "), NKEYS);
+    assert_int_equal(report(out, "keys failed: "), 0);
+    compare_keys(&dst);
+    assert_int_equal(end_integer(&dst, "DBSIZE", NULL), NKEYS);
+    /* Never a write on the source cluster. */
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_writes(c, i), writes_before[i]);
+    end_free(&dst);
+}
+
 /* To a TLS 3-master cluster with AUTH; every node presents a
  * *.cluster.test certificate and announces 127.0.0.1. */
 static void test_copy_cluster_tls(void **state)
@@ -613,7 +679,27 @@ static void test_copy_cluster_tls(void **state)
     }
     assert_int_equal(total, NKEYS);
     end_free(&dst);
+    test_copy_from_cluster(&c);
     lab_cluster_stop(&c);
+}
+
+/* A target refusing the token: exit 3 before anything is written. */
+static void test_bad_token_refused(void **state)
+{
+    char from[64], to[64];
+    (void)state;
+
+    snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
+    snprintf(to, sizeof to, "rediss://localhost:%u", wrongname.port);
+    struct end dst = plain_end(target.plain_port, TOKEN);
+    long long restores = command_calls(&dst, "restore");
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+    int rc = run_migrate(OLD_TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                         lab_cert("ca.crt"), (char *)NULL);
+    assert_int_equal(rc, 3);
+    assert_contains(err, "target");
+    assert_int_equal(command_calls(&dst, "restore"), restores);
+    end_free(&dst);
 }
 
 int main(void)
@@ -623,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_no_replace),
         cmocka_unit_test(test_same_server_refused),
         cmocka_unit_test(test_wrong_name_refused),
+        cmocka_unit_test(test_bad_token_refused),
         cmocka_unit_test(test_copy_cluster_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
