@@ -474,6 +474,7 @@ struct batch_key {
     long long pttl;
     long long abs_ms; /* 0: no TTL */
     int live;         /* still there when read */
+    int check;        /* an EXISTS follows its RESTORE */
 };
 
 struct run {
@@ -558,11 +559,20 @@ failed:
     return EXIT_CONNECT;
 }
 
+/* RESTORE ... ABSTTL with a time already past answers OK and creates
+ * nothing, so a key that may expire before its RESTORE runs (within the
+ * command timeout, plus a second) is followed by EXISTS to count it right. */
+static long long expiry_margin_ms(const struct migrate_options *o)
+{
+    long long t = o->timeout_ms > 0 ? o->timeout_ms : o->timeout_ms == 0 ? 60000 : REDTLS_DEFAULT_COMMAND_TIMEOUT_MS;
+    return t + 1000;
+}
+
 static int write_batch(struct run *r, size_t nkeys)
 {
     size_t i, queued = 0;
     redtls_status st;
-    long long now = now_ms();
+    long long now = now_ms(), margin = expiry_margin_ms(r->o);
     char ttlbuf[32];
 
     for (i = 0; i < nkeys; i++) {
@@ -600,15 +610,27 @@ static int write_batch(struct run *r, size_t nkeys)
             return EXIT_CONNECT;
         }
         queued++;
+        if (k->abs_ms != 0 && k->abs_ms - now < margin) {
+            argv[0] = "EXISTS", lens[0] = 6;
+            if ((st = side_append(r->to, 2, argv, lens)) != REDTLS_OK) {
+                fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, st));
+                return EXIT_CONNECT;
+            }
+            k->check = 1;
+        }
     }
     for (i = 0; i < nkeys && queued > 0; i++) {
         struct batch_key *k = &r->keys[i];
-        struct redisReply *rep = NULL;
+        struct redisReply *rep = NULL, *exists = NULL;
         if (!k->live)
             continue;
         queued--;
         st = side_get_reply(r->to, &rep);
-        if (st != REDTLS_OK) {
+        if (k->check && side_get_reply(r->to, &exists) == REDTLS_OK && st == REDTLS_OK &&
+            redtls_reply_type(rep) == REDTLS_REPLY_STATUS && redtls_reply_type(exists) == REDTLS_REPLY_INTEGER &&
+            redtls_reply_integer(exists) == 0) {
+            r->n.expired++; /* RESTORE ran after the expiry time: nothing made */
+        } else if (st != REDTLS_OK) {
             const char *m = side_errmsg(r->to, st);
             key_failed(r, k, m, strlen(m));
         } else if (redtls_reply_type(rep) == REDTLS_REPLY_ERROR) {
@@ -622,6 +644,7 @@ static int write_batch(struct run *r, size_t nkeys)
             r->n.copied++;
         }
         redtls_reply_free(rep);
+        redtls_reply_free(exists);
     }
     return EXIT_CONTINUE;
 }
