@@ -15,6 +15,8 @@
 
 #include <redtls/redtls.h>
 
+#include "cli_common.h"
+
 enum {
     EXIT_ALL_COPIED = 0,
     EXIT_SOME_FAILED = 1,
@@ -38,6 +40,14 @@ enum {
     OPT_TO_TOKEN,
     OPT_FROM_TOKEN_ALT,
     OPT_TO_TOKEN_ALT,
+    OPT_FROM_CERT,
+    OPT_TO_CERT,
+    OPT_FROM_KEY,
+    OPT_TO_KEY,
+    OPT_FROM_TLS_MIN,
+    OPT_TO_TLS_MIN,
+    OPT_FROM_RESOLVE,
+    OPT_TO_RESOLVE,
     OPT_MATCH,
     OPT_DB,
     OPT_NO_REPLACE,
@@ -62,6 +72,14 @@ static const struct option long_options[] = {
     {"to-token", required_argument, NULL, OPT_TO_TOKEN},
     {"from-token-alt", required_argument, NULL, OPT_FROM_TOKEN_ALT},
     {"to-token-alt", required_argument, NULL, OPT_TO_TOKEN_ALT},
+    {"from-cert", required_argument, NULL, OPT_FROM_CERT},
+    {"to-cert", required_argument, NULL, OPT_TO_CERT},
+    {"from-key", required_argument, NULL, OPT_FROM_KEY},
+    {"to-key", required_argument, NULL, OPT_TO_KEY},
+    {"from-tls-min", required_argument, NULL, OPT_FROM_TLS_MIN},
+    {"to-tls-min", required_argument, NULL, OPT_TO_TLS_MIN},
+    {"from-resolve", required_argument, NULL, OPT_FROM_RESOLVE},
+    {"to-resolve", required_argument, NULL, OPT_TO_RESOLVE},
     {"match", required_argument, NULL, OPT_MATCH},
     {"db", required_argument, NULL, OPT_DB},
     {"no-replace", no_argument, NULL, OPT_NO_REPLACE},
@@ -71,6 +89,8 @@ static const struct option long_options[] = {
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
+
+#define MAX_RESOLVE 32
 
 /* One end of the copy, as the command line describes it. */
 struct side_options {
@@ -82,6 +102,10 @@ struct side_options {
     const char *user;
     const char *token;
     const char *token_alt;
+    const char *cert, *key; /* client certificate */
+    int tls_min;
+    int nresolve;
+    const char *resolve[MAX_RESOLVE]; /* HOST:PORT:ADDR */
 };
 
 struct migrate_options {
@@ -123,6 +147,10 @@ static void usage(FILE *out)
           "                         host:port is a seed node)\n"
           "  --from-cacert F, --to-cacert F  trust the CA certificates in F\n"
           "  --from-sni N, --to-sni N  name sent as SNI and verified\n"
+          "  --from-cert F --from-key F, --to-cert F --to-key F  client certificate\n"
+          "  --from-tls-min V, --to-tls-min V  lowest TLS version: 1.2 (default), 1.3\n"
+          "  --from-resolve H:P:A, --to-resolve H:P:A  connect to A when asked for\n"
+          "                         H:P, still verifying H (P * : any port); repeatable\n"
           "  --from-user U, --to-user U  ACL user name\n"
           "  --from-token T, --to-token T  password or token (or REDTLS_FROM_TOKEN,\n"
           "                         REDTLS_TO_TOKEN: arguments are visible in `ps`)\n"
@@ -159,22 +187,6 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     fputs("\nTry 'redtls-migrate --help'.\n", stderr);
     return EXIT_USAGE;
-}
-
-/* Whole decimal number in [min, max], nothing else. */
-static int parse_number(const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static const char *env_or(const char *given, const char *var)
@@ -214,19 +226,40 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         case OPT_TO_TOKEN: o->to.token = optarg; break;
         case OPT_FROM_TOKEN_ALT: o->from.token_alt = optarg; break;
         case OPT_TO_TOKEN_ALT: o->to.token_alt = optarg; break;
+        case OPT_FROM_CERT: o->from.cert = optarg; break;
+        case OPT_TO_CERT: o->to.cert = optarg; break;
+        case OPT_FROM_KEY: o->from.key = optarg; break;
+        case OPT_TO_KEY: o->to.key = optarg; break;
+        case OPT_FROM_TLS_MIN:
+        case OPT_TO_TLS_MIN: {
+            struct side_options *so = c == OPT_FROM_TLS_MIN ? &o->from : &o->to;
+            if ((so->tls_min = cli_parse_tls_min(optarg)) == 0)
+                return usage_error("bad --%s-tls-min '%s' (1.2 or 1.3)", c == OPT_FROM_TLS_MIN ? "from" : "to",
+                                   optarg);
+            break;
+        }
+        case OPT_FROM_RESOLVE:
+        case OPT_TO_RESOLVE: {
+            struct side_options *so = c == OPT_FROM_RESOLVE ? &o->from : &o->to;
+            if (so->nresolve == MAX_RESOLVE)
+                return usage_error("at most %d --%s-resolve options", MAX_RESOLVE,
+                                   c == OPT_FROM_RESOLVE ? "from" : "to");
+            so->resolve[so->nresolve++] = optarg;
+            break;
+        }
         case OPT_MATCH: o->match = optarg; break;
         case OPT_DB:
-            if (parse_number(optarg, 0, INT_MAX, &o->db) != 0)
+            if (cli_parse_number(optarg, 0, INT_MAX, &o->db) != 0)
                 return usage_error("bad --db '%s'", optarg);
             break;
         case OPT_NO_REPLACE: o->no_replace = 1; break;
         case OPT_DRY_RUN: o->dry_run = 1; break;
         case OPT_BATCH:
-            if (parse_number(optarg, 1, 100000, &o->batch) != 0)
+            if (cli_parse_number(optarg, 1, 100000, &o->batch) != 0)
                 return usage_error("bad --batch '%s' (1-100000)", optarg);
             break;
         case OPT_TIMEOUT:
-            if (parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
+            if (cli_parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
                 return usage_error("bad --timeout '%s' (milliseconds)", optarg);
             break;
         case OPT_HELP: usage(stdout); return EXIT_ALL_COPIED;
@@ -239,6 +272,8 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->from.url == NULL || o->to.url == NULL)
         return usage_error("--from and --to are both needed");
+    if ((o->from.cert == NULL) != (o->from.key == NULL) || (o->to.cert == NULL) != (o->to.key == NULL))
+        return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
     if (o->db > 0 && o->from.cluster && o->to.cluster)
         return usage_error("--db is for standalone sides (a cluster has database 0 only)");
     o->from.token = env_or(o->from.token, "REDTLS_FROM_TOKEN");
@@ -279,8 +314,15 @@ static int build_config(const struct migrate_options *mo, const struct side_opti
     APPLY("URL", redtls_config_set_url(cfg, so->url));
     if (so->cacert != NULL)
         APPLY("CA file", redtls_config_set_ca_file(cfg, so->cacert));
+    if (so->cert != NULL)
+        APPLY("client certificate", redtls_config_set_client_cert_file(cfg, so->cert, so->key));
     if (so->sni != NULL)
         APPLY("SNI", redtls_config_set_verify_name(cfg, so->sni));
+    if (so->tls_min != 0)
+        APPLY("TLS minimum", redtls_config_set_tls_min_version(cfg, (redtls_tls_version)so->tls_min));
+    for (int i = 0; i < so->nresolve; i++)
+        if (cli_apply_resolve(cfg, so->resolve[i], "redtls-migrate", so == &mo->from ? "--from-resolve" : "--to-resolve") != 0)
+            return EXIT_USAGE;
     if (so->user != NULL)
         APPLY("user", redtls_config_set_user(cfg, so->user));
     if (so->token != NULL)

@@ -615,9 +615,14 @@ static void test_copy_from_cluster(lab_cluster *c)
     for (size_t i = 0; i < 3; i++)
         writes_before[i] = cluster_writes(c, i);
 
-    int rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--from-cluster", "--from-cacert",
-                         lab_cert("ca.crt"), "--from-sni", "src.cluster.test", "--from-token", TOKEN, "--to", to,
-                         "--to-cacert", lab_cert("ca.crt"), "--dry-run", (char *)NULL);
+    /* The seed by a name only --from-resolve knows; the nodes by the host
+     * names they announce (the certificate is *.cluster.test). */
+    char seed[64];
+    snprintf(seed, sizeof seed, "rediss://seed.cluster.test:%u", c->node[0].srv.port);
+    int rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", seed, "--from-cluster", "--from-cacert",
+                         lab_cert("ca.crt"), "--from-resolve", "seed.cluster.test:*:127.0.0.1", "--from-token", TOKEN,
+                         "--to", to, "--to-cacert", lab_cert("ca.crt"), "--to-tls-min", "1.3", "--dry-run",
+                         (char *)NULL);
     assert_int_equal(rc, 0);
     assert_int_equal(report(out, "keys copied: "), NKEYS);
     assert_contains(out, "dry run");
