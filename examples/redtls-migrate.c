@@ -348,12 +348,12 @@ static const char *side_errmsg(const struct side *s, redtls_status st)
     return m != NULL && *m != '\0' ? m : redtls_strerror(st);
 }
 
-static int side_open(const struct migrate_options *mo, const struct side_options *so, struct side *s)
+/* Configuration and handle; nothing is sent yet. */
+static int side_prepare(const struct migrate_options *mo, const struct side_options *so, struct side *s)
 {
     redtls_status st;
     int rc;
 
-    memset(s, 0, sizeof(*s));
     s->o = so;
     rc = build_config(mo, so, &s->cfg);
     if (rc != EXIT_CONTINUE)
@@ -361,9 +361,14 @@ static int side_open(const struct migrate_options *mo, const struct side_options
     st = so->cluster ? redtls_cluster_new(s->cfg, NULL, &s->cl) : redtls_conn_new(s->cfg, &s->conn);
     if (st != REDTLS_OK)
         return config_failed(so, s->cfg, "configuration", st);
-    st = so->cluster ? redtls_cluster_connect(s->cl) : redtls_conn_connect(s->conn);
+    return EXIT_CONTINUE;
+}
+
+static int side_connect(struct side *s)
+{
+    redtls_status st = s->cl != NULL ? redtls_cluster_connect(s->cl) : redtls_conn_connect(s->conn);
     if (st != REDTLS_OK) {
-        fprintf(stderr, "redtls-migrate: %s: %s\n", so->name, side_errmsg(s, st));
+        fprintf(stderr, "redtls-migrate: %s: %s\n", s->o->name, side_errmsg(s, st));
         return EXIT_CONNECT;
     }
     return EXIT_CONTINUE;
@@ -816,11 +821,16 @@ int main(int argc, char **argv)
         return rc;
     memset(&from, 0, sizeof from);
     memset(&to, 0, sizeof to);
-    /* The target first: one that fails verification is refused before the
-     * source is even read. */
-    rc = side_open(&o, &o.to, &to);
+    /* Both configurations before any connection, so a mistake in either is
+     * a usage error (2); then the target first: one that fails
+     * verification is refused before the source is even read. */
+    rc = side_prepare(&o, &o.to, &to);
     if (rc == EXIT_CONTINUE)
-        rc = side_open(&o, &o.from, &from);
+        rc = side_prepare(&o, &o.from, &from);
+    if (rc == EXIT_CONTINUE)
+        rc = side_connect(&to);
+    if (rc == EXIT_CONTINUE)
+        rc = side_connect(&from);
     if (rc == EXIT_CONTINUE)
         rc = refuse_same_server(&from, &to);
     if (rc == EXIT_CONTINUE)

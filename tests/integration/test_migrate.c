@@ -692,6 +692,28 @@ static void test_copy_cluster_tls(void **state)
     lab_cluster_stop(&c);
 }
 
+/* Usage and configuration mistakes exit 2 before connecting anywhere. */
+static void test_usage_errors(void **state)
+{
+    char from[64], to[64];
+    (void)state;
+
+    snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+    assert_int_equal(run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, (char *)NULL), 2);
+    assert_contains(err, "--from and --to");
+    assert_int_equal(run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--batch", "0",
+                                 (char *)NULL), 2);
+    assert_int_equal(run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cert",
+                                 lab_cert("client.crt"), (char *)NULL), 2);
+    assert_int_equal(run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to,
+                                 "--from-resolve", "nocolon", (char *)NULL), 2);
+    assert_contains(err, "bad --from-resolve 'nocolon'");
+    assert_int_equal(run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                                 "/nonexistent/ca.crt", (char *)NULL), 2);
+    assert_contains(err, "target CA file");
+}
+
 /* A target refusing the token: exit 3 before anything is written. */
 static void test_bad_token_refused(void **state)
 {
@@ -719,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_same_server_refused),
         cmocka_unit_test(test_wrong_name_refused),
         cmocka_unit_test(test_bad_token_refused),
+        cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_copy_cluster_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
