@@ -692,6 +692,35 @@ static void test_copy_cluster_tls(void **state)
     lab_cluster_stop(&c);
 }
 
+/* --db N on both standalone sides, --match PATTERN. */
+static void test_match_and_db(void **state)
+{
+    char from[64], to[64], name[32];
+    (void)state;
+
+    snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+    struct end src = plain_end(source.port, NULL);
+    const char *sel[] = {"SELECT", "3"};
+    expect_ok(end_command(&src, 2, sel, NULL));
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof name, i % 2 == 0 ? "m:%d" : "other:%d", i);
+        const char *a[] = {"SET", name, "v"};
+        expect_ok(end_command(&src, 3, a, NULL));
+    }
+    end_free(&src);
+    int rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                         lab_cert("ca.crt"), "--db", "3", "--match", "m:*", (char *)NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(report(out, "keys scanned: "), 20);
+    assert_int_equal(report(out, "keys copied: "), 20);
+    struct end dst = plain_end(target.plain_port, TOKEN);
+    expect_ok(end_command(&dst, 2, sel, NULL));
+    assert_int_equal(end_integer(&dst, "DBSIZE", NULL), 20);
+    assert_int_equal(end_integer(&dst, "EXISTS", "m:38"), 1);
+    end_free(&dst);
+}
+
 /* Usage and configuration mistakes exit 2 before connecting anywhere. */
 static void test_usage_errors(void **state)
 {
@@ -742,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_wrong_name_refused),
         cmocka_unit_test(test_bad_token_refused),
         cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_match_and_db),
         cmocka_unit_test(test_copy_cluster_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
