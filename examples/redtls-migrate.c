@@ -530,6 +530,7 @@ struct run {
     struct counts n;
     struct batch_key *keys;
     size_t keys_cap;
+    long long total; /* DBSIZE of the source at the start, -1: unknown */
     double start, last_progress;
     unsigned long long errors_shown;
 };
@@ -551,8 +552,36 @@ static void progress(struct run *r, int force)
         return;
     r->last_progress = t;
     double el = t - r->start;
-    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %.0f keys/s\n", r->n.scanned, r->n.copied,
-            el > 0 ? (double)r->n.copied / el : 0.0);
+    double rate = el > 0 ? (double)r->n.scanned / el : 0.0;
+    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", r->n.scanned,
+            r->n.copied, r->n.bytes / 1000000, el > 0 ? (double)r->n.copied / el : 0.0);
+    /* With --match, DBSIZE counts keys that will not be copied: no ETA. */
+    if (r->total > 0 && r->o->match == NULL && !force && rate > 0) {
+        long long left = r->total - (long long)r->n.scanned;
+        fprintf(stderr, ", about %.0f%% of %lld, %.0f s left", 100.0 * (double)r->n.scanned / (double)r->total,
+                r->total, left > 0 ? (double)left / rate : 0.0);
+    }
+    fputc('\n', stderr);
+}
+
+/* Keys in the source (every master's DBSIZE), for the progress ETA. */
+static long long source_size(struct side *s)
+{
+    const char *names[MAX_NODES];
+    size_t n = side_masters(s, names, MAX_NODES), i;
+    static const char *argv[] = {"DBSIZE"};
+    long long total = 0;
+
+    for (i = 0; i < n; i++) {
+        struct redisReply *r = NULL;
+        if (side_command(s, names[i], 1, argv, NULL, &r) != REDTLS_OK || redtls_reply_type(r) != REDTLS_REPLY_INTEGER) {
+            redtls_reply_free(r);
+            return -1;
+        }
+        total += redtls_reply_integer(r);
+        redtls_reply_free(r);
+    }
+    return total;
 }
 
 /* DUMP + PTTL for the batch, pipelined on the source. A failed read is a
@@ -785,6 +814,7 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
     r.o = o;
     r.from = from;
     r.to = to;
+    r.total = source_size(from);
     r.start = r.last_progress = mono_s();
     nn = side_masters(from, nodes, MAX_NODES);
     for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
