@@ -531,6 +531,7 @@ struct run {
     struct batch_key *keys;
     size_t keys_cap;
     long long total; /* DBSIZE of the source at the start, -1: unknown */
+    long long skew;  /* target clock minus ours (ms), a lower bound */
     double start, last_progress;
     unsigned long long errors_shown;
 };
@@ -562,6 +563,42 @@ static void progress(struct run *r, int force)
                 r->total, left > 0 ? (double)left / rate : 0.0);
     }
     fputc('\n', stderr);
+}
+
+/* ABSTTL is read by the target's clock, the expiry times are computed by
+ * ours: how far ahead the target's clock is, at least (TIME ran somewhere
+ * between our two readings, and taking the later one errs towards earlier
+ * expiry, never later). One node of a cluster target stands for all. */
+static int target_clock_skew(struct side *to, long long *skew)
+{
+    const char *names[MAX_NODES];
+    static const char *argv[] = {"TIME"};
+    struct redisReply *r = NULL;
+    long long sec, usec, after;
+
+    side_masters(to, names, MAX_NODES);
+    redtls_status st = side_command(to, names[0], 1, argv, NULL, &r);
+    after = now_ms();
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: target TIME: %s\n", side_errmsg(to, st));
+        return EXIT_CONNECT;
+    }
+    if (redtls_reply_type(r) != REDTLS_REPLY_ARRAY || redtls_reply_len(r) != 2 ||
+        redtls_reply_type(redtls_reply_element(r, 0)) != REDTLS_REPLY_STRING ||
+        redtls_reply_type(redtls_reply_element(r, 1)) != REDTLS_REPLY_STRING) {
+        fputs("redtls-migrate: target: TIME was refused; cannot carry TTLs over\n", stderr);
+        redtls_reply_free(r);
+        return EXIT_USAGE;
+    }
+    sec = strtoll(redtls_reply_str(redtls_reply_element(r, 0), NULL), NULL, 10);
+    usec = strtoll(redtls_reply_str(redtls_reply_element(r, 1), NULL), NULL, 10);
+    redtls_reply_free(r);
+    *skew = sec * 1000 + usec / 1000 - after;
+    if (*skew > 1000 || *skew < -1000)
+        fprintf(stderr, "redtls-migrate: note: the target's clock is %lld ms %s this machine's; TTLs are "
+                        "corrected for it\n",
+                *skew > 0 ? *skew : -*skew, *skew > 0 ? "ahead of" : "behind");
+    return EXIT_CONTINUE;
 }
 
 /* Keys in the source (every master's DBSIZE), for the progress ETA. */
@@ -619,7 +656,7 @@ static int read_batch(struct run *r, const char *node, size_t nkeys)
         } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING && redtls_reply_type(ttl) == REDTLS_REPLY_INTEGER &&
                    redtls_reply_integer(ttl) != -2) {
             k->pttl = redtls_reply_integer(ttl);
-            k->abs_ms = k->pttl >= 0 ? t0 + k->pttl : 0;
+            k->abs_ms = k->pttl >= 0 ? t0 + r->skew + k->pttl : 0;
             k->live = 1;
             size_t len;
             (void)redtls_reply_str(k->dump, &len);
@@ -648,7 +685,7 @@ static int write_batch(struct run *r, size_t nkeys)
 {
     size_t i, queued = 0;
     redtls_status st;
-    long long now = now_ms(), margin = expiry_margin_ms(r->o);
+    long long now = now_ms() + r->skew, margin = expiry_margin_ms(r->o);
     char ttlbuf[32];
 
     for (i = 0; i < nkeys; i++) {
@@ -815,6 +852,8 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
     r.from = from;
     r.to = to;
     r.total = source_size(from);
+    if ((rc = target_clock_skew(to, &r.skew)) != EXIT_CONTINUE)
+        return rc;
     r.start = r.last_progress = mono_s();
     nn = side_masters(from, nodes, MAX_NODES);
     for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
