@@ -69,6 +69,11 @@ redtls_status side_append(struct side *s, int argc, const char **argv, const siz
 redtls_status side_get_reply(struct side *s, struct redisReply **reply);
 /* The masters of a cluster side (names borrowed), or one NULL entry. */
 size_t side_masters(const struct side *s, const char **names, size_t cap);
+/* One SCAN step on node: cursor (a C string, cap bytes) becomes the next
+ * one; *reply is the checked [cursor, [keys...]] reply, for the caller to
+ * free. EXIT_CONTINUE or EXIT_CONNECT (said on stderr). */
+int side_scan(struct side *s, const char *node, const char *match, const char *count, char *cursor, size_t cap,
+              struct redisReply **reply);
 /* EXIT_USAGE when the two sides share a server (run_id), after saying so. */
 int refuse_same_server(struct side *from, struct side *to);
 

@@ -207,3 +207,38 @@ int refuse_same_server(struct side *from, struct side *to)
     return EXIT_CONTINUE;
 }
 
+
+int side_scan(struct side *s, const char *node, const char *match, const char *count, char *cursor, size_t cap,
+              struct redisReply **reply)
+{
+    const char *argv[6] = {"SCAN", cursor, "COUNT", count, "MATCH", match};
+    struct redisReply *rep = NULL;
+    size_t clen;
+    const char *c;
+    redtls_status st = side_command(s, node, match != NULL ? 6 : 4, argv, NULL, &rep);
+
+    *reply = NULL;
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: %s SCAN: %s\n", s->o->name, side_errmsg(s, st));
+        return EXIT_CONNECT;
+    }
+    if (redtls_reply_type(rep) != REDTLS_REPLY_ARRAY || redtls_reply_len(rep) != 2 ||
+        redtls_reply_type(redtls_reply_element(rep, 0)) != REDTLS_REPLY_STRING ||
+        redtls_reply_type(redtls_reply_element(rep, 1)) != REDTLS_REPLY_ARRAY) {
+        size_t len = 0;
+        const char *e = redtls_reply_type(rep) == REDTLS_REPLY_ERROR ? redtls_reply_str(rep, &len) : "";
+        fprintf(stderr, "redtls-migrate: %s SCAN: unexpected reply %.*s\n", s->o->name, (int)len, e);
+        redtls_reply_free(rep);
+        return EXIT_CONNECT;
+    }
+    c = redtls_reply_str(redtls_reply_element(rep, 0), &clen);
+    if (clen >= cap) {
+        redtls_reply_free(rep);
+        fprintf(stderr, "redtls-migrate: %s SCAN: cursor too long\n", s->o->name);
+        return EXIT_CONNECT;
+    }
+    memcpy(cursor, c, clen);
+    cursor[clen] = '\0';
+    *reply = rep;
+    return EXIT_CONTINUE;
+}

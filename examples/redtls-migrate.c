@@ -535,34 +535,12 @@ static int copy_node(struct run *r, const char *node)
 
     snprintf(count, sizeof count, "%ld", r->o->batch);
     do {
-        const char *argv[6] = {"SCAN", cursor, "COUNT", count, "MATCH", r->o->match};
         struct redisReply *rep = NULL;
         const struct redisReply *keys;
-        size_t n, i, clen;
-        const char *c;
-        redtls_status st = side_command(r->from, node, r->o->match != NULL ? 6 : 4, argv, NULL, &rep);
+        size_t n, i;
 
-        if (st != REDTLS_OK) {
-            fprintf(stderr, "redtls-migrate: source SCAN: %s\n", side_errmsg(r->from, st));
-            return EXIT_CONNECT;
-        }
-        if (redtls_reply_type(rep) != REDTLS_REPLY_ARRAY || redtls_reply_len(rep) != 2 ||
-            redtls_reply_type(redtls_reply_element(rep, 0)) != REDTLS_REPLY_STRING ||
-            redtls_reply_type(redtls_reply_element(rep, 1)) != REDTLS_REPLY_ARRAY) {
-            size_t len = 0;
-            const char *e = redtls_reply_type(rep) == REDTLS_REPLY_ERROR ? redtls_reply_str(rep, &len) : "";
-            fprintf(stderr, "redtls-migrate: source SCAN: unexpected reply %.*s\n", (int)len, e);
-            redtls_reply_free(rep);
-            return EXIT_CONNECT;
-        }
-        c = redtls_reply_str(redtls_reply_element(rep, 0), &clen);
-        if (clen >= sizeof cursor) {
-            redtls_reply_free(rep);
-            fputs("redtls-migrate: source SCAN: cursor too long\n", stderr);
-            return EXIT_CONNECT;
-        }
-        memcpy(cursor, c, clen);
-        cursor[clen] = '\0';
+        if ((rc = side_scan(r->from, node, r->o->match, count, cursor, sizeof cursor, &rep)) != EXIT_CONTINUE)
+            return rc;
         keys = redtls_reply_element(rep, 1);
         n = redtls_reply_len(keys);
         /* COUNT is a hint: a reply may hold more keys (a bucket chain). */
