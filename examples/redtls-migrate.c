@@ -49,6 +49,8 @@ enum {
     OPT_NO_REPLACE,
     OPT_DRY_RUN,
     OPT_BATCH,
+    OPT_VERIFY,
+    OPT_VERIFY_ONLY,
     OPT_TIMEOUT,
     OPT_HELP
 };
@@ -81,6 +83,8 @@ static const struct option long_options[] = {
     {"no-replace", no_argument, NULL, OPT_NO_REPLACE},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"batch", required_argument, NULL, OPT_BATCH},
+    {"verify", no_argument, NULL, OPT_VERIFY},
+    {"verify-only", no_argument, NULL, OPT_VERIFY_ONLY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -117,6 +121,10 @@ static void usage(FILE *out)
           "  --no-replace           leave keys that already exist on the target\n"
           "                         (counted as skipped)\n"
           "  --dry-run              count keys and DUMP bytes, write nothing\n"
+          "  --verify               after the copy, compare every key by DUMP payload\n"
+          "                         (sets and hashes by contents) and TTL (within 2 s);\n"
+          "                         differences listed on stdout, exit 1 if any\n"
+          "  --verify-only          the comparison without a copy\n"
           "  --batch N              keys per SCAN and pipeline (default 500)\n"
           "  --timeout MS           connect, handshake and command timeout\n"
           "  --help                 print this help and exit\n"
@@ -125,7 +133,7 @@ static void usage(FILE *out)
           "\n"
           "Exit status:\n"
           "  0  every key was copied (or skipped, or expired on the way)\n"
-          "  1  some keys failed\n"
+          "  1  some keys failed, or --verify found differences\n"
           "  2  usage or configuration error, or source and target are the same server\n"
           "  3  connection, TLS, authentication or I/O failure\n",
           out);
@@ -210,6 +218,8 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
             break;
         case OPT_NO_REPLACE: o->no_replace = 1; break;
         case OPT_DRY_RUN: o->dry_run = 1; break;
+        case OPT_VERIFY: o->verify = 1; break;
+        case OPT_VERIFY_ONLY: o->verify = 2; break;
         case OPT_BATCH:
             if (cli_parse_number(optarg, 1, 100000, &o->batch) != 0)
                 return usage_error("bad --batch '%s' (1-100000)", optarg);
@@ -228,6 +238,8 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->from.url == NULL || o->to.url == NULL)
         return usage_error("--from and --to are both needed");
+    if (o->verify != 0 && o->dry_run)
+        return usage_error("--dry-run writes nothing, so there is nothing to --verify");
     if ((o->from.cert == NULL) != (o->from.key == NULL) || (o->to.cert == NULL) != (o->to.key == NULL))
         return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
     if (o->db > 0 && o->from.cluster && o->to.cluster)
@@ -635,8 +647,10 @@ int main(int argc, char **argv)
         rc = side_connect(&from);
     if (rc == EXIT_CONTINUE)
         rc = refuse_same_server(&from, &to);
-    if (rc == EXIT_CONTINUE)
+    if (rc == EXIT_CONTINUE && o.verify != 2)
         rc = run_copy(&o, &from, &to);
+    if ((rc == EXIT_ALL_COPIED && o.verify == 1) || (rc == EXIT_CONTINUE && o.verify == 2))
+        rc = verify_run(&o, &from, &to);
     side_close(&from);
     side_close(&to);
     return rc;

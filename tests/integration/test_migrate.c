@@ -540,6 +540,49 @@ static void test_no_replace(void **state)
     end_free(&dst);
 }
 
+/* --verify-only finds what test_no_replace left (keys[0] changed on the
+ * target), a deleted key and a lost TTL; a copy with --verify repairs. */
+static void test_verify(void **state)
+{
+    char from[64], to[64];
+    (void)state;
+
+    snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+    int rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                         lab_cert("ca.crt"), "--verify-only", (char *)NULL);
+    assert_int_equal(rc, 1);
+    assert_int_equal(report(out, "verify: keys compared: "), NKEYS);
+    assert_int_equal(report(out, "verify: different values: "), 1);
+    assert_int_equal(report(out, "verify: missing on the target: "), 0);
+    assert_int_equal(report(out, "verify: different TTLs: "), 0);
+    assert_contains(out, "difference: value 'mig\\x0d\\x0abin:0\\x00z'");
+    assert_null(strstr(out, "keys copied:")); /* no copy */
+
+    struct end dst = plain_end(target.plain_port, TOKEN);
+    assert_int_equal(end_integer(&dst, "DEL", keys[7].k), 1);
+    assert_int_equal(end_integer(&dst, "PERSIST", keys[3].k), 1);
+    rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                     lab_cert("ca.crt"), "--verify-only", (char *)NULL);
+    assert_int_equal(rc, 1);
+    assert_int_equal(report(out, "verify: different values: "), 1);
+    assert_int_equal(report(out, "verify: missing on the target: "), 1);
+    assert_int_equal(report(out, "verify: different TTLs: "), 1);
+    assert_contains(out, "difference: missing 'mig:7'");
+    assert_contains(out, "difference: ttl 'mig:3' (TTL ");
+
+    rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                     lab_cert("ca.crt"), "--verify", (char *)NULL);
+    assert_int_equal(rc, 0);
+    assert_int_equal(report(out, "keys copied: "), NKEYS);
+    assert_int_equal(report(out, "verify: keys compared: "), NKEYS);
+    assert_int_equal(report(out, "verify: different values: "), 0);
+    assert_int_equal(report(out, "verify: missing on the target: "), 0);
+    assert_int_equal(report(out, "verify: different TTLs: "), 0);
+    assert_int_equal(end_integer(&dst, "EXISTS", keys[7].k), 1);
+    end_free(&dst);
+}
+
 /* The target's plain port and its TLS port are one server: refused by
  * run_id before anything is written. */
 static void test_same_server_refused(void **state)
@@ -679,6 +722,11 @@ static void test_copy_cluster_tls(void **state)
     compare_keys(&dst);
     /* "copied" counts keys RESTORE made: every mortal key seen counts. */
     assert_true(check_mortal(&dst, deadline) <= report(out, "keys copied: ") - NKEYS);
+    rc = run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cluster",
+                     "--to-cacert", lab_cert("ca.crt"), "--to-sni", "migrate.cluster.test", "--verify-only",
+                     (char *)NULL);
+    assert_int_equal(rc, 0);
+    assert_in_range(report(out, "verify: keys compared: "), NKEYS, NKEYS);
     long long total = 0;
     for (size_t i = 0; i < 3; i++) {
         struct redisReply *r = NULL;
@@ -767,6 +815,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_standalone_tls),
         cmocka_unit_test(test_no_replace),
+        cmocka_unit_test(test_verify),
         cmocka_unit_test(test_same_server_refused),
         cmocka_unit_test(test_wrong_name_refused),
         cmocka_unit_test(test_bad_token_refused),
