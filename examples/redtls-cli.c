@@ -13,6 +13,8 @@
 
 #include <redtls/redtls.h>
 
+#include "cli_common.h"
+
 enum {
     EXIT_REPLY = 0,       /* a reply was printed */
     EXIT_ERROR_REPLY = 1, /* the server answered with an error reply */
@@ -216,22 +218,6 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* Whole decimal number in [min, max], nothing else (no sign, no spaces). */
-static int parse_number(const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_options(int argc, char **argv, struct cli_options *o)
 {
     int c, i;
@@ -245,7 +231,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
         case 'u': o->url = optarg; break;
         case 'h': o->host = optarg; break;
         case 'p':
-            if (parse_number(optarg, 1, 65535, &o->port) != 0)
+            if (cli_parse_number(optarg, 1, 65535, &o->port) != 0)
                 return usage_error("bad port '%s' (1-65535)", optarg);
             break;
         case 'v': o->verbose = 1; break;
@@ -258,15 +244,11 @@ static int parse_options(int argc, char **argv, struct cli_options *o)
         case OPT_TOKEN_ALT: o->token_alt = optarg; break;
         case OPT_TIMEOUT:
             /* INT_MAX keeps the value in range wherever long is 32 bits. */
-            if (parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
+            if (cli_parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
                 return usage_error("bad --timeout '%s' (milliseconds)", optarg);
             break;
         case OPT_TLS_MIN:
-            if (strcmp(optarg, "1.2") == 0)
-                o->tls_min = REDTLS_TLS_1_2;
-            else if (strcmp(optarg, "1.3") == 0)
-                o->tls_min = REDTLS_TLS_1_3;
-            else
+            if ((o->tls_min = cli_parse_tls_min(optarg)) == 0)
                 return usage_error("bad --tls-min '%s' (1.2 or 1.3)", optarg);
             break;
         case OPT_PLAIN: o->plain = 1; break;
@@ -336,41 +318,6 @@ static int config_failed(const redtls_config *cfg, const char *what, redtls_stat
     return EXIT_USAGE;
 }
 
-/* --resolve HOST:PORT:ADDR; HOST and ADDR may be bracketed IPv6. */
-static int apply_resolve(redtls_config *cfg, const char *spec)
-{
-    char buf[512];
-    char *host, *port, *addr, *end;
-    long p = 0;
-
-    if (strlen(spec) >= sizeof(buf))
-        return usage_error("--resolve '%.40s...' is too long", spec);
-    strcpy(buf, spec);
-    host = buf;
-    if (*host == '[') {
-        end = strchr(host, ']');
-        if (end == NULL || end[1] != ':')
-            return usage_error("bad --resolve '%s' (HOST:PORT:ADDR)", spec);
-        host++;
-        *end = '\0';
-        port = end + 2;
-    } else {
-        port = strchr(host, ':');
-        if (port == NULL)
-            return usage_error("bad --resolve '%s' (HOST:PORT:ADDR)", spec);
-        *port++ = '\0';
-    }
-    addr = strchr(port, ':');
-    if (addr == NULL || *host == '\0' || addr[1] == '\0')
-        return usage_error("bad --resolve '%s' (HOST:PORT:ADDR)", spec);
-    *addr++ = '\0';
-    if (strcmp(port, "*") != 0 && parse_number(port, 0, 65535, &p) != 0)
-        return usage_error("bad port in --resolve '%s'", spec);
-    if (redtls_config_add_resolve(cfg, host, (uint16_t)p, addr) != REDTLS_OK)
-        return config_failed(cfg, "--resolve", REDTLS_E_INVALID);
-    return EXIT_CONTINUE;
-}
-
 /* URL first, then the explicit options, so that options always win. */
 static int apply_options(const struct cli_options *o, redtls_config *cfg)
 {
@@ -405,9 +352,8 @@ static int apply_options(const struct cli_options *o, redtls_config *cfg)
         APPLY("--insecure", redtls_config_set_insecure_skip_verify(cfg, 1));
     }
     for (int i = 0; i < o->nresolve; i++) {
-        int rc = apply_resolve(cfg, o->resolve[i]);
-        if (rc != EXIT_CONTINUE)
-            return rc;
+        if (cli_apply_resolve(cfg, o->resolve[i], "redtls-cli", "--resolve") != 0)
+            return EXIT_USAGE;
     }
     if (o->user != NULL)
         APPLY("--user", redtls_config_set_user(cfg, o->user));

@@ -1,0 +1,86 @@
+/* redtls-migrate's pieces shared between its files: the two ends of a
+ * copy as the command line describes them, and as connected handles. */
+#ifndef REDTLS_EXAMPLES_MIGRATE_H
+#define REDTLS_EXAMPLES_MIGRATE_H
+
+#include <stddef.h>
+
+#include <redtls/redtls.h>
+
+enum {
+    EXIT_ALL_COPIED = 0,
+    EXIT_SOME_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_CONNECT = 3,
+    EXIT_CONTINUE = -1 /* internal: go on */
+};
+
+#define MAX_RESOLVE 32
+
+/* One end of the copy, as the command line describes it. */
+struct side_options {
+    const char *name; /* "source" or "target", for messages */
+    const char *url;
+    int cluster;
+    const char *cacert;
+    const char *sni;
+    const char *user;
+    const char *token;
+    const char *token_alt;
+    const char *cert, *key; /* client certificate */
+    int tls_min;
+    int nresolve;
+    const char *resolve[MAX_RESOLVE]; /* HOST:PORT:ADDR */
+};
+
+struct migrate_options {
+    struct side_options from, to;
+    const char *match;
+    long db; /* -1: not given */
+    int no_replace;
+    int dry_run;
+    long batch;
+    long timeout_ms; /* -1: library defaults */
+    int verify;      /* 1: after the copy, 2: instead of it */
+};
+
+/* A connected end: a standalone connection or a cluster handle. */
+struct side {
+    const struct side_options *o;
+    redtls_config *cfg;
+    redtls_conn *conn;
+    redtls_cluster *cl;
+};
+
+#define MAX_NODES 256
+
+/* Builds the side's configuration and handle; nothing is sent yet.
+ * Returns EXIT_CONTINUE or an exit status (the cause printed). */
+int side_prepare(const struct migrate_options *mo, const struct side_options *so, struct side *s);
+/* Connects (a cluster fetches its slot map). EXIT_CONTINUE or EXIT_CONNECT. */
+int side_connect(struct side *s);
+void side_close(struct side *s);
+/* The handle's last detailed message, or the status's text. */
+const char *side_errmsg(const struct side *s, redtls_status st);
+/* One command on node (a cluster node's name; NULL for a standalone side). */
+redtls_status side_command(struct side *s, const char *node, int argc, const char **argv, const size_t *lens,
+                           struct redisReply **reply);
+/* Pipelining, routed by key on a cluster. */
+redtls_status side_append(struct side *s, int argc, const char **argv, const size_t *lens);
+redtls_status side_get_reply(struct side *s, struct redisReply **reply);
+/* The masters of a cluster side (names borrowed), or one NULL entry. */
+size_t side_masters(const struct side *s, const char **names, size_t cap);
+/* One SCAN step on node: cursor (a C string, cap bytes) becomes the next
+ * one; *reply is the checked [cursor, [keys...]] reply, for the caller to
+ * free. EXIT_CONTINUE or EXIT_CONNECT (said on stderr). */
+int side_scan(struct side *s, const char *node, const char *match, const char *count, char *cursor, size_t cap,
+              struct redisReply **reply);
+/* EXIT_USAGE when the two sides share a server (run_id), after saying so. */
+int refuse_same_server(struct side *from, struct side *to);
+
+/* --verify: compares every source key (matching --match) with the
+ * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,
+ * EXIT_SOME_FAILED, or EXIT_CONNECT. */
+int verify_run(const struct migrate_options *o, struct side *from, struct side *to);
+
+#endif

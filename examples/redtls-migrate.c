@@ -1,0 +1,657 @@
+/*
+ * redtls-migrate: copy the keys of one Redis (plain or TLS, standalone or
+ * cluster) to another with DUMP / PTTL / RESTORE ... ABSTTL, both ends
+ * verified as redtls always does. Never writes to the source. See usage()
+ * for options and exit codes.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <redtls/redtls.h>
+
+#include "cli_common.h"
+#include "migrate.h"
+
+struct counts {
+    unsigned long long scanned, copied, skipped, expired, failed, bytes;
+};
+
+enum {
+    OPT_FROM = 256,
+    OPT_TO,
+    OPT_FROM_CLUSTER,
+    OPT_TO_CLUSTER,
+    OPT_FROM_CACERT,
+    OPT_TO_CACERT,
+    OPT_FROM_SNI,
+    OPT_TO_SNI,
+    OPT_FROM_USER,
+    OPT_TO_USER,
+    OPT_FROM_TOKEN,
+    OPT_TO_TOKEN,
+    OPT_FROM_TOKEN_ALT,
+    OPT_TO_TOKEN_ALT,
+    OPT_FROM_CERT,
+    OPT_TO_CERT,
+    OPT_FROM_KEY,
+    OPT_TO_KEY,
+    OPT_FROM_TLS_MIN,
+    OPT_TO_TLS_MIN,
+    OPT_FROM_RESOLVE,
+    OPT_TO_RESOLVE,
+    OPT_MATCH,
+    OPT_DB,
+    OPT_NO_REPLACE,
+    OPT_DRY_RUN,
+    OPT_BATCH,
+    OPT_VERIFY,
+    OPT_VERIFY_ONLY,
+    OPT_TIMEOUT,
+    OPT_HELP
+};
+
+static const struct option long_options[] = {
+    {"from", required_argument, NULL, OPT_FROM},
+    {"to", required_argument, NULL, OPT_TO},
+    {"from-cluster", no_argument, NULL, OPT_FROM_CLUSTER},
+    {"to-cluster", no_argument, NULL, OPT_TO_CLUSTER},
+    {"from-cacert", required_argument, NULL, OPT_FROM_CACERT},
+    {"to-cacert", required_argument, NULL, OPT_TO_CACERT},
+    {"from-sni", required_argument, NULL, OPT_FROM_SNI},
+    {"to-sni", required_argument, NULL, OPT_TO_SNI},
+    {"from-user", required_argument, NULL, OPT_FROM_USER},
+    {"to-user", required_argument, NULL, OPT_TO_USER},
+    {"from-token", required_argument, NULL, OPT_FROM_TOKEN},
+    {"to-token", required_argument, NULL, OPT_TO_TOKEN},
+    {"from-token-alt", required_argument, NULL, OPT_FROM_TOKEN_ALT},
+    {"to-token-alt", required_argument, NULL, OPT_TO_TOKEN_ALT},
+    {"from-cert", required_argument, NULL, OPT_FROM_CERT},
+    {"to-cert", required_argument, NULL, OPT_TO_CERT},
+    {"from-key", required_argument, NULL, OPT_FROM_KEY},
+    {"to-key", required_argument, NULL, OPT_TO_KEY},
+    {"from-tls-min", required_argument, NULL, OPT_FROM_TLS_MIN},
+    {"to-tls-min", required_argument, NULL, OPT_TO_TLS_MIN},
+    {"from-resolve", required_argument, NULL, OPT_FROM_RESOLVE},
+    {"to-resolve", required_argument, NULL, OPT_TO_RESOLVE},
+    {"match", required_argument, NULL, OPT_MATCH},
+    {"db", required_argument, NULL, OPT_DB},
+    {"no-replace", no_argument, NULL, OPT_NO_REPLACE},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"verify", no_argument, NULL, OPT_VERIFY},
+    {"verify-only", no_argument, NULL, OPT_VERIFY_ONLY},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *out)
+{
+    fputs("Usage: redtls-migrate --from URL --to URL [options]\n"
+          "\n"
+          "Copies every key (or those matching --match) from the source to the\n"
+          "target with DUMP, PTTL and RESTORE ... ABSTTL: values of every type and\n"
+          "TTLs to the millisecond; keys that expire on the way are not copied.\n"
+          "Nothing is ever written to the source. Both ends are verified as redtls\n"
+          "always does (certificate and host name for rediss:// URLs).\n"
+          "\n"
+          "  --from URL, --to URL   rediss://[[USER]:TOKEN@]HOST[:PORT][/DB] (TLS) or\n"
+          "                         redis://... (plain TCP); prefer the token options\n"
+          "                         or environment to a token in the URL\n"
+          "  --from-cluster, --to-cluster  that side is a Redis Cluster (the URL's\n"
+          "                         host:port is a seed node)\n"
+          "  --from-cacert F, --to-cacert F  trust the CA certificates in F\n"
+          "  --from-sni N, --to-sni N  name sent as SNI and verified\n"
+          "  --from-cert F --from-key F, --to-cert F --to-key F  client certificate\n"
+          "  --from-tls-min V, --to-tls-min V  lowest TLS version: 1.2 (default), 1.3\n"
+          "  --from-resolve H:P:A, --to-resolve H:P:A  connect to A when asked for\n"
+          "                         H:P, still verifying H (P * : any port); repeatable\n"
+          "  --from-user U, --to-user U  ACL user name\n"
+          "  --from-token T, --to-token T  password or token (or REDTLS_FROM_TOKEN,\n"
+          "                         REDTLS_TO_TOKEN: arguments are visible in `ps`)\n"
+          "  --from-token-alt T, --to-token-alt T  second token, tried when the\n"
+          "                         first is refused (AUTH token rotation)\n"
+          "  --match PATTERN        copy only keys matching PATTERN (SCAN MATCH)\n"
+          "  --db N                 database of standalone sides (default: the URL's)\n"
+          "  --no-replace           leave keys that already exist on the target\n"
+          "                         (counted as skipped)\n"
+          "  --dry-run              count keys and DUMP bytes, write nothing\n"
+          "  --verify               after the copy, compare every key by DUMP payload\n"
+          "                         (sets and hashes by contents) and TTL (within 2 s);\n"
+          "                         differences listed on stdout, exit 1 if any\n"
+          "  --verify-only          the comparison without a copy\n"
+          "  --batch N              keys per SCAN and pipeline (default 500)\n"
+          "  --timeout MS           connect, handshake and command timeout\n"
+          "  --help                 print this help and exit\n"
+          "\n"
+          "Progress lines go to stderr, the final report to stdout.\n"
+          "\n"
+          "Exit status:\n"
+          "  0  every key was copied (or skipped, or expired on the way)\n"
+          "  1  some keys failed, or --verify found differences\n"
+          "  2  usage or configuration error, or source and target are the same server\n"
+          "  3  connection, TLS, authentication or I/O failure\n",
+          out);
+}
+
+static int usage_error(const char *fmt, ...) REDTLS_PRINTF(1, 2);
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("redtls-migrate: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'redtls-migrate --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static const char *env_or(const char *given, const char *var)
+{
+    const char *env;
+
+    if (given != NULL)
+        return given;
+    env = getenv(var);
+    return env != NULL && *env != '\0' ? env : NULL;
+}
+
+static int parse_options(int argc, char **argv, struct migrate_options *o)
+{
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->from.name = "source";
+    o->to.name = "target";
+    o->db = -1;
+    o->batch = 500;
+    o->timeout_ms = -1;
+
+    while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_FROM: o->from.url = optarg; break;
+        case OPT_TO: o->to.url = optarg; break;
+        case OPT_FROM_CLUSTER: o->from.cluster = 1; break;
+        case OPT_TO_CLUSTER: o->to.cluster = 1; break;
+        case OPT_FROM_CACERT: o->from.cacert = optarg; break;
+        case OPT_TO_CACERT: o->to.cacert = optarg; break;
+        case OPT_FROM_SNI: o->from.sni = optarg; break;
+        case OPT_TO_SNI: o->to.sni = optarg; break;
+        case OPT_FROM_USER: o->from.user = optarg; break;
+        case OPT_TO_USER: o->to.user = optarg; break;
+        case OPT_FROM_TOKEN: o->from.token = optarg; break;
+        case OPT_TO_TOKEN: o->to.token = optarg; break;
+        case OPT_FROM_TOKEN_ALT: o->from.token_alt = optarg; break;
+        case OPT_TO_TOKEN_ALT: o->to.token_alt = optarg; break;
+        case OPT_FROM_CERT: o->from.cert = optarg; break;
+        case OPT_TO_CERT: o->to.cert = optarg; break;
+        case OPT_FROM_KEY: o->from.key = optarg; break;
+        case OPT_TO_KEY: o->to.key = optarg; break;
+        case OPT_FROM_TLS_MIN:
+        case OPT_TO_TLS_MIN: {
+            struct side_options *so = c == OPT_FROM_TLS_MIN ? &o->from : &o->to;
+            if ((so->tls_min = cli_parse_tls_min(optarg)) == 0)
+                return usage_error("bad --%s-tls-min '%s' (1.2 or 1.3)", c == OPT_FROM_TLS_MIN ? "from" : "to",
+                                   optarg);
+            break;
+        }
+        case OPT_FROM_RESOLVE:
+        case OPT_TO_RESOLVE: {
+            struct side_options *so = c == OPT_FROM_RESOLVE ? &o->from : &o->to;
+            if (so->nresolve == MAX_RESOLVE)
+                return usage_error("at most %d --%s-resolve options", MAX_RESOLVE,
+                                   c == OPT_FROM_RESOLVE ? "from" : "to");
+            so->resolve[so->nresolve++] = optarg;
+            break;
+        }
+        case OPT_MATCH: o->match = optarg; break;
+        case OPT_DB:
+            if (cli_parse_number(optarg, 0, INT_MAX, &o->db) != 0)
+                return usage_error("bad --db '%s'", optarg);
+            break;
+        case OPT_NO_REPLACE: o->no_replace = 1; break;
+        case OPT_DRY_RUN: o->dry_run = 1; break;
+        case OPT_VERIFY: o->verify = 1; break;
+        case OPT_VERIFY_ONLY: o->verify = 2; break;
+        case OPT_BATCH:
+            if (cli_parse_number(optarg, 1, 100000, &o->batch) != 0)
+                return usage_error("bad --batch '%s' (1-100000)", optarg);
+            break;
+        case OPT_TIMEOUT:
+            if (cli_parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
+                return usage_error("bad --timeout '%s' (milliseconds)", optarg);
+            break;
+        case OPT_HELP: usage(stdout); return EXIT_ALL_COPIED;
+        default:
+            fputs("Try 'redtls-migrate --help'.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->from.url == NULL || o->to.url == NULL)
+        return usage_error("--from and --to are both needed");
+    if (o->verify != 0 && o->dry_run)
+        return usage_error("--dry-run writes nothing, so there is nothing to --verify");
+    if ((o->from.cert == NULL) != (o->from.key == NULL) || (o->to.cert == NULL) != (o->to.key == NULL))
+        return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
+    if (o->db > 0 && o->from.cluster && o->to.cluster)
+        return usage_error("--db is for standalone sides (a cluster has database 0 only)");
+    o->from.token = env_or(o->from.token, "REDTLS_FROM_TOKEN");
+    o->to.token = env_or(o->to.token, "REDTLS_TO_TOKEN");
+    o->from.token_alt = env_or(o->from.token_alt, "REDTLS_FROM_TOKEN_ALT");
+    o->to.token_alt = env_or(o->to.token_alt, "REDTLS_TO_TOKEN_ALT");
+    return EXIT_CONTINUE;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A key for a message: printable bytes as they are, others as \xHH, cut
+ * at 60 bytes. */
+static void print_key(FILE *f, const char *k, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len && i < 60; i++) {
+        unsigned char ch = (unsigned char)k[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            fputc(ch, f);
+        else
+            fprintf(f, "\\x%02x", ch);
+    }
+    if (len > 60)
+        fputs("...", f);
+}
+
+struct batch_key {
+    const char *key;
+    size_t key_len;
+    struct redisReply *dump;
+    long long pttl;
+    long long abs_ms; /* 0: no TTL */
+    int live;         /* still there when read */
+    int check;        /* an EXISTS follows its RESTORE */
+};
+
+struct run {
+    const struct migrate_options *o;
+    struct side *from, *to;
+    struct counts n;
+    struct batch_key *keys;
+    size_t keys_cap;
+    long long total; /* DBSIZE of the source at the start, -1: unknown */
+    long long skew;  /* target clock minus ours (ms), a lower bound */
+    double start, last_progress;
+    unsigned long long errors_shown;
+};
+
+static void key_failed(struct run *r, const struct batch_key *k, const char *why, size_t why_len)
+{
+    r->n.failed++;
+    if (r->errors_shown++ < 20) {
+        fputs("redtls-migrate: key '", stderr);
+        print_key(stderr, k->key, k->key_len);
+        fprintf(stderr, "' failed: %.*s\n", (int)(why_len > 200 ? 200 : why_len), why);
+    }
+}
+
+static void progress(struct run *r, int force)
+{
+    double t = mono_s();
+    if (!force && t - r->last_progress < 1.0)
+        return;
+    r->last_progress = t;
+    double el = t - r->start;
+    double rate = el > 0 ? (double)r->n.scanned / el : 0.0;
+    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", r->n.scanned,
+            r->n.copied, r->n.bytes / 1000000, el > 0 ? (double)r->n.copied / el : 0.0);
+    /* With --match, DBSIZE counts keys that will not be copied: no ETA. */
+    if (r->total > 0 && r->o->match == NULL && !force && rate > 0) {
+        long long left = r->total - (long long)r->n.scanned;
+        fprintf(stderr, ", about %.0f%% of %lld, %.0f s left", 100.0 * (double)r->n.scanned / (double)r->total,
+                r->total, left > 0 ? (double)left / rate : 0.0);
+    }
+    fputc('\n', stderr);
+}
+
+/* ABSTTL is read by the target's clock, the expiry times are computed by
+ * ours: how far ahead the target's clock is, at least (TIME ran somewhere
+ * between our two readings, and taking the later one errs towards earlier
+ * expiry, never later). One node of a cluster target stands for all. */
+static int target_clock_skew(struct side *to, long long *skew)
+{
+    const char *names[MAX_NODES];
+    static const char *argv[] = {"TIME"};
+    struct redisReply *r = NULL;
+    long long sec, usec, after;
+
+    side_masters(to, names, MAX_NODES);
+    redtls_status st = side_command(to, names[0], 1, argv, NULL, &r);
+    after = now_ms();
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: target TIME: %s\n", side_errmsg(to, st));
+        return EXIT_CONNECT;
+    }
+    if (redtls_reply_type(r) != REDTLS_REPLY_ARRAY || redtls_reply_len(r) != 2 ||
+        redtls_reply_type(redtls_reply_element(r, 0)) != REDTLS_REPLY_STRING ||
+        redtls_reply_type(redtls_reply_element(r, 1)) != REDTLS_REPLY_STRING) {
+        fputs("redtls-migrate: target: TIME was refused; cannot carry TTLs over\n", stderr);
+        redtls_reply_free(r);
+        return EXIT_USAGE;
+    }
+    sec = strtoll(redtls_reply_str(redtls_reply_element(r, 0), NULL), NULL, 10);
+    usec = strtoll(redtls_reply_str(redtls_reply_element(r, 1), NULL), NULL, 10);
+    redtls_reply_free(r);
+    *skew = sec * 1000 + usec / 1000 - after;
+    if (*skew > 1000 || *skew < -1000)
+        fprintf(stderr, "redtls-migrate: note: the target's clock is %lld ms %s this machine's; TTLs are "
+                        "corrected for it\n",
+                *skew > 0 ? *skew : -*skew, *skew > 0 ? "ahead of" : "behind");
+    return EXIT_CONTINUE;
+}
+
+/* Keys in the source (every master's DBSIZE), for the progress ETA. */
+static long long source_size(struct side *s)
+{
+    const char *names[MAX_NODES];
+    size_t n = side_masters(s, names, MAX_NODES), i;
+    static const char *argv[] = {"DBSIZE"};
+    long long total = 0;
+
+    for (i = 0; i < n; i++) {
+        struct redisReply *r = NULL;
+        if (side_command(s, names[i], 1, argv, NULL, &r) != REDTLS_OK || redtls_reply_type(r) != REDTLS_REPLY_INTEGER) {
+            redtls_reply_free(r);
+            return -1;
+        }
+        total += redtls_reply_integer(r);
+        redtls_reply_free(r);
+    }
+    return total;
+}
+
+/* DUMP + PTTL for the batch, pipelined on the source. A failed read is a
+ * source failure: the run stops (exit 3). */
+static int read_batch(struct run *r, const char *node, size_t nkeys)
+{
+    size_t i;
+    redtls_status st;
+    long long t0;
+
+    (void)node;
+    for (i = 0; i < nkeys; i++) {
+        const char *argv[2] = {"DUMP", r->keys[i].key};
+        size_t lens[2] = {4, r->keys[i].key_len};
+        if ((st = side_append(r->from, 2, argv, lens)) != REDTLS_OK)
+            goto failed;
+        argv[0] = "PTTL";
+        if ((st = side_append(r->from, 2, argv, lens)) != REDTLS_OK)
+            goto failed;
+    }
+    /* Taken before the PTTLs run, so the absolute expiry computed from them
+     * is never later than the source's. */
+    t0 = now_ms();
+    for (i = 0; i < nkeys; i++) {
+        struct batch_key *k = &r->keys[i];
+        struct redisReply *ttl = NULL;
+        if ((st = side_get_reply(r->from, &k->dump)) != REDTLS_OK)
+            goto failed;
+        if ((st = side_get_reply(r->from, &ttl)) != REDTLS_OK)
+            goto failed;
+        if (redtls_reply_type(k->dump) == REDTLS_REPLY_ERROR) {
+            size_t len;
+            const char *e = redtls_reply_str(k->dump, &len);
+            key_failed(r, k, e, len);
+        } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING && redtls_reply_type(ttl) == REDTLS_REPLY_INTEGER &&
+                   redtls_reply_integer(ttl) != -2) {
+            k->pttl = redtls_reply_integer(ttl);
+            k->abs_ms = k->pttl >= 0 ? t0 + r->skew + k->pttl : 0;
+            k->live = 1;
+            size_t len;
+            (void)redtls_reply_str(k->dump, &len);
+            r->n.bytes += len;
+        } else {
+            r->n.expired++; /* DUMP nil or PTTL -2: gone on the way */
+        }
+        redtls_reply_free(ttl);
+    }
+    return EXIT_CONTINUE;
+failed:
+    fprintf(stderr, "redtls-migrate: source: %s\n", side_errmsg(r->from, st));
+    return EXIT_CONNECT;
+}
+
+/* RESTORE ... ABSTTL with a time already past answers OK and creates
+ * nothing, so a key that may expire before its RESTORE runs (within the
+ * command timeout, plus a second) is followed by EXISTS to count it right. */
+static long long expiry_margin_ms(const struct migrate_options *o)
+{
+    long long t = o->timeout_ms > 0 ? o->timeout_ms : o->timeout_ms == 0 ? 60000 : REDTLS_DEFAULT_COMMAND_TIMEOUT_MS;
+    return t + 1000;
+}
+
+static int write_batch(struct run *r, size_t nkeys)
+{
+    size_t i, queued = 0;
+    redtls_status st;
+    long long now = now_ms() + r->skew, margin = expiry_margin_ms(r->o);
+    char ttlbuf[32];
+
+    for (i = 0; i < nkeys; i++) {
+        struct batch_key *k = &r->keys[i];
+        const char *argv[6];
+        size_t lens[6];
+        int argc = 0;
+        size_t plen;
+        const char *payload;
+
+        if (!k->live)
+            continue;
+        if (k->abs_ms != 0 && k->abs_ms <= now) {
+            /* RESTORE would not create it either: it expired on the way. */
+            k->live = 0;
+            r->n.expired++;
+            continue;
+        }
+        if (r->o->dry_run) {
+            r->n.copied++;
+            k->live = 0;
+            continue;
+        }
+        payload = redtls_reply_str(k->dump, &plen);
+        snprintf(ttlbuf, sizeof ttlbuf, "%lld", k->abs_ms);
+        argv[argc] = "RESTORE", lens[argc++] = 7;
+        argv[argc] = k->key, lens[argc++] = k->key_len;
+        argv[argc] = ttlbuf, lens[argc++] = strlen(ttlbuf);
+        argv[argc] = payload, lens[argc++] = plen;
+        if (!r->o->no_replace)
+            argv[argc] = "REPLACE", lens[argc++] = 7;
+        argv[argc] = "ABSTTL", lens[argc++] = 6;
+        if ((st = side_append(r->to, argc, argv, lens)) != REDTLS_OK) {
+            fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, st));
+            return EXIT_CONNECT;
+        }
+        queued++;
+        if (k->abs_ms != 0 && k->abs_ms - now < margin) {
+            argv[0] = "EXISTS", lens[0] = 6;
+            if ((st = side_append(r->to, 2, argv, lens)) != REDTLS_OK) {
+                fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, st));
+                return EXIT_CONNECT;
+            }
+            k->check = 1;
+        }
+    }
+    for (i = 0; i < nkeys && queued > 0; i++) {
+        struct batch_key *k = &r->keys[i];
+        struct redisReply *rep = NULL, *exists = NULL;
+        if (!k->live)
+            continue;
+        queued--;
+        st = side_get_reply(r->to, &rep);
+        if (k->check && side_get_reply(r->to, &exists) == REDTLS_OK && st == REDTLS_OK &&
+            redtls_reply_type(rep) == REDTLS_REPLY_STATUS && redtls_reply_type(exists) == REDTLS_REPLY_INTEGER &&
+            redtls_reply_integer(exists) == 0) {
+            r->n.expired++; /* RESTORE ran after the expiry time: nothing made */
+        } else if (st != REDTLS_OK) {
+            const char *m = side_errmsg(r->to, st);
+            key_failed(r, k, m, strlen(m));
+        } else if (redtls_reply_type(rep) == REDTLS_REPLY_ERROR) {
+            size_t len;
+            const char *e = redtls_reply_str(rep, &len);
+            if (r->o->no_replace && len >= 7 && memcmp(e, "BUSYKEY", 7) == 0)
+                r->n.skipped++;
+            else
+                key_failed(r, k, e, len);
+        } else {
+            r->n.copied++;
+        }
+        redtls_reply_free(rep);
+        redtls_reply_free(exists);
+    }
+    return EXIT_CONTINUE;
+}
+
+static void free_batch(struct run *r, size_t nkeys)
+{
+    size_t i;
+    for (i = 0; i < nkeys; i++) {
+        redtls_reply_free(r->keys[i].dump);
+        memset(&r->keys[i], 0, sizeof(r->keys[i]));
+    }
+}
+
+/* SCAN one source node (NULL: the standalone source) to the end. */
+static int copy_node(struct run *r, const char *node)
+{
+    char cursor[32] = "0";
+    char count[32];
+    int rc = EXIT_CONTINUE;
+
+    snprintf(count, sizeof count, "%ld", r->o->batch);
+    do {
+        struct redisReply *rep = NULL;
+        const struct redisReply *keys;
+        size_t n, i;
+
+        if ((rc = side_scan(r->from, node, r->o->match, count, cursor, sizeof cursor, &rep)) != EXIT_CONTINUE)
+            return rc;
+        keys = redtls_reply_element(rep, 1);
+        n = redtls_reply_len(keys);
+        /* COUNT is a hint: a reply may hold more keys (a bucket chain). */
+        if (n > r->keys_cap) {
+            struct batch_key *grown = realloc(r->keys, n * sizeof(*grown));
+            if (grown == NULL) {
+                redtls_reply_free(rep);
+                fputs("redtls-migrate: out of memory\n", stderr);
+                return EXIT_CONNECT;
+            }
+            memset(grown + r->keys_cap, 0, (n - r->keys_cap) * sizeof(*grown));
+            r->keys = grown;
+            r->keys_cap = n;
+        }
+        for (i = 0; i < n; i++) {
+            const struct redisReply *k = redtls_reply_element(keys, i);
+            r->keys[i].key = redtls_reply_str(k, &r->keys[i].key_len);
+        }
+        r->n.scanned += n;
+        if (n > 0) {
+            rc = read_batch(r, node, n);
+            if (rc == EXIT_CONTINUE)
+                rc = write_batch(r, n);
+        }
+        free_batch(r, n);
+        redtls_reply_free(rep);
+        progress(r, 0);
+    } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
+    return rc;
+}
+
+static int run_copy(const struct migrate_options *o, struct side *from, struct side *to)
+{
+    struct run r;
+    const char *nodes[MAX_NODES];
+    size_t nn, i;
+    int rc = EXIT_CONTINUE;
+    double el;
+
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.from = from;
+    r.to = to;
+    r.total = source_size(from);
+    if ((rc = target_clock_skew(to, &r.skew)) != EXIT_CONTINUE)
+        return rc;
+    r.start = r.last_progress = mono_s();
+    nn = side_masters(from, nodes, MAX_NODES);
+    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
+        rc = copy_node(&r, nodes[i]);
+    free(r.keys);
+    progress(&r, 1);
+    el = mono_s() - r.start;
+    printf("keys scanned: %llu\n"
+           "keys copied: %llu\n"
+           "keys skipped: %llu\n"
+           "expired on the way: %llu\n"
+           "keys failed: %llu\n"
+           "payload bytes: %llu\n"
+           "seconds: %.3f\n"
+           "keys/s: %.0f\n",
+           r.n.scanned, r.n.copied, r.n.skipped, r.n.expired, r.n.failed, r.n.bytes, el,
+           el > 0 ? (double)r.n.copied / el : 0.0);
+    if (o->dry_run)
+        puts("dry run: nothing was written");
+    fflush(stdout);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    return r.n.failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
+}
+
+int main(int argc, char **argv)
+{
+    struct migrate_options o;
+    struct side from, to;
+    int rc;
+
+    rc = parse_options(argc, argv, &o);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    memset(&from, 0, sizeof from);
+    memset(&to, 0, sizeof to);
+    /* Both configurations before any connection, so a mistake in either is
+     * a usage error (2); then the target first: one that fails
+     * verification is refused before the source is even read. */
+    rc = side_prepare(&o, &o.to, &to);
+    if (rc == EXIT_CONTINUE)
+        rc = side_prepare(&o, &o.from, &from);
+    if (rc == EXIT_CONTINUE)
+        rc = side_connect(&to);
+    if (rc == EXIT_CONTINUE)
+        rc = side_connect(&from);
+    if (rc == EXIT_CONTINUE)
+        rc = refuse_same_server(&from, &to);
+    if (rc == EXIT_CONTINUE && o.verify != 2)
+        rc = run_copy(&o, &from, &to);
+    if ((rc == EXIT_ALL_COPIED && o.verify == 1) || (rc == EXIT_CONTINUE && o.verify == 2))
+        rc = verify_run(&o, &from, &to);
+    side_close(&from);
+    side_close(&to);
+    return rc;
+}
