@@ -30,16 +30,7 @@ static int group_setup(void **state)
 {
     (void)state;
     unit_tmpdir(dir, sizeof dir);
-    int rc = unit_sh("cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                     "-keyout ca.key -out ca.crt -subj /CN=redtls-unit-ca -days 2 "
-                     "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign && "
-                     "printf 'subjectAltName=DNS:redis.test\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && "
-                     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                     "-keyout srv.key -out srv.csr -subj /CN=redis.test && "
-                     "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
-                     "-extfile ext.cnf -out srv.crt",
-                     dir);
-    if (rc != 0)
+    if (unit_make_ca_and_server(dir) != 0)
         return -1;
     snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", dir);
     snprintf(srv_crt, sizeof srv_crt, "%s/srv.crt", dir);

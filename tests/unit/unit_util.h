@@ -148,6 +148,23 @@ static inline void unit_make_cert(const char *dir, const char *name)
         fail_msg("openssl could not make a test certificate in %s", dir);
 }
 
+/* Makes DIR/ca.crt and ca.key (a P-256 test CA) and DIR/srv.crt and
+ * srv.key, a server certificate it signed for DNS:redis.test. 0, or -1
+ * when openssl failed. */
+static inline int unit_make_ca_and_server(const char *dir)
+{
+    int rc = unit_sh("cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                     "-keyout ca.key -out ca.crt -subj /CN=redtls-unit-ca -days 2 "
+                     "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign && "
+                     "printf 'subjectAltName=DNS:redis.test\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && "
+                     "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                     "-keyout srv.key -out srv.csr -subj /CN=redis.test && "
+                     "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+                     "-extfile ext.cnf -out srv.crt",
+                     dir);
+    return rc == 0 ? 0 : -1;
+}
+
 /* Reads a whole file into a NUL-terminated heap buffer. */
 static inline char *unit_slurp(const char *path, size_t *len)
 {
