@@ -558,6 +558,19 @@ static void classify(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_s
         redirect(acl, o, n, r, &rd, kind, now);
         return;
     }
+    /* NOAUTH (a token rotated server-side): the node's connection
+     * authenticates again before its next write; the command, which did
+     * not run, goes once more. */
+    if (!o->noauth && r->len >= 6 && memcmp(r->str, "NOAUTH", 6) == 0 && n->ac &&
+        redtls__conn_has_credentials(n->ac->c)) {
+        o->noauth = 1;
+        freeReplyObject(o->last);
+        o->last = r;
+        redtls_status sst = op_send(acl, o, now);
+        if (sst != REDTLS_OK)
+            op_end(acl, o, sst, NULL, acl->errmsg);
+        return;
+    }
     /* Errors that say the command did not run: retried after a delay. */
     redtls__error_kind ek = redtls__error_classify(r->str, r->len);
     if (ek == REDTLS__ERR_FINAL) {
