@@ -164,7 +164,11 @@ typedef struct redtls_async_cluster_hooks {
 
 /* Installs hooks (copied): existing node connections are attached at once,
  * later ones when they are made. NULL detaches the handle's timer (node
- * connections stay as they are). detach is the last call to a set of hooks. */
+ * connections stay as they are). detach is the last call to a set of hooks.
+ * When attaching an existing node connection fails, the call returns that
+ * failure with no hooks installed: the new hooks' detach has been called
+ * (the old ones' too), and node connections attached before the failure
+ * stay on their loop. */
 REDTLS_EXTERN redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl,
                                                         const redtls_async_cluster_hooks *hooks);
 /* Does the handle's own timed work: deadlines, retries after a backoff,

@@ -13,7 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "acluster.h"
-#include "client.h"
+#include "redirect.h"
 #include "wait.h"
 
 int64_t redtls__acl_now(void)
@@ -48,9 +48,10 @@ void redtls__acl_arm(redtls_async_cluster *acl)
      * only when something falls due before it. */
     if (due >= acl->armed_at)
         return;
-    acl->armed_at = due;
-    int64_t ms = due - redtls__acl_now();
-    acl->hooks.timer(acl->hooks.data, ms <= 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms);
+    int64_t now = redtls__acl_now();
+    acl->armed_at = due < now ? now : due;
+    int64_t ms = due <= now ? 0 : due - now;
+    acl->hooks.timer(acl->hooks.data, ms > INT32_MAX ? INT32_MAX : (int)ms);
 }
 
 static void leave(redtls_async_cluster *acl)
@@ -90,9 +91,9 @@ redtls_status redtls_async_cluster_new(redtls_config *cfg, const char *seeds, re
     acl->base.max_attempts = 0;
     acl->base.max_outage_ms = 0;
     acl->base.reconnect = 1;
-    acl->max_redirects = DEFAULT_MAX_REDIRECTS;
-    acl->refresh_interval_ms = DEFAULT_REFRESH_INTERVAL_MS;
-    acl->refresh_gap_ms = DEFAULT_REFRESH_GAP_MS;
+    acl->max_redirects = ACL_DEFAULT_MAX_REDIRECTS;
+    acl->refresh_interval_ms = ACL_DEFAULT_REFRESH_INTERVAL_MS;
+    acl->refresh_gap_ms = ACL_DEFAULT_REFRESH_GAP_MS;
     acl->max_pending = REDTLS_ASYNC_DEFAULT_MAX_PENDING;
     acl->retry_at = acl->armed_at = REDTLS__NO_DEADLINE;
     redtls__backoff_init(&acl->backoff, cfg->backoff_base_ms, cfg->backoff_cap_ms, 0);
@@ -122,7 +123,7 @@ redtls_status redtls_async_cluster_new(redtls_config *cfg, const char *seeds, re
             len--;
         char host[256];
         uint16_t port;
-        if (redtls__cluster_parse_hostport(p, len, host, sizeof host, &port) != 0)
+        if (redtls__acl_parse_node(p, len, host, sizeof host, &port) != 0)
             st = redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "seed '%.*s' is not host:port",
                               (int)(len > 200 ? 200 : len), p);
         else if (redtls__acl_node_for(acl, host, port, 0, NULL) == SIZE_MAX)
@@ -189,11 +190,8 @@ redtls_status redtls_async_cluster_connect(redtls_async_cluster *acl, redtls_asy
     acl->ccb = cb;
     acl->cud = userdata;
     acl->force_refresh = 1;
-    acl->depth++;
-    redtls__acl_refresh_tick(acl, redtls__acl_now());
-    if (!acl->freeing)
-        redtls__acl_arm(acl);
-    leave(acl);
+    /* From the timer, at once: the callback never runs inside this call. */
+    redtls__acl_arm(acl);
     return REDTLS_OK;
 }
 
@@ -206,14 +204,10 @@ int redtls_async_cluster_is_ready(const redtls_async_cluster *acl)
 static redtls_status issue(redtls_async_cluster *acl, unsigned flags, uint32_t slot, acl_node *node, int argc,
                            const char **argv, const size_t *lens, redtls_async_cluster_reply_cb cb, void *ud)
 {
-    acl->depth++;
-    int first = !acl->have_map && !acl->refreshing;
+    /* Nothing here calls back: a refresh the command needs (no map yet)
+     * starts from the timer, at once. */
     redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, cb, ud);
-    if (st == REDTLS_OK && first && !acl->freeing)
-        redtls__acl_refresh_tick(acl, redtls__acl_now());
-    if (!acl->freeing)
-        redtls__acl_arm(acl);
-    leave(acl);
+    redtls__acl_arm(acl);
     return st;
 }
 
@@ -229,7 +223,7 @@ redtls_status redtls_async_cluster_command_argv(redtls_async_cluster *acl, unsig
 
 /* Reads a command framed by hiredis back into arguments (pointing into
  * the frame). -1 when it is not one array of bulk strings. */
-static int unframe(const char *f, size_t len, int *argc, const char ***argv, size_t **lens)
+int redtls__acl_unframe(const char *f, size_t len, int *argc, const char ***argv, size_t **lens)
 {
     const char *p = f, *end = f + len;
     if (p >= end || *p != '*')
@@ -278,7 +272,7 @@ redtls_status redtls_async_cluster_command(redtls_async_cluster *acl, redtls_asy
     const char **argv = NULL;
     size_t *lens = NULL;
     redtls_status st;
-    if (unframe(cmd, (size_t)n, &argc, &argv, &lens) != 0)
+    if (redtls__acl_unframe(cmd, (size_t)n, &argc, &argv, &lens) != 0)
         st = redtls__fail(acl->errmsg, argv && lens ? REDTLS_E_INVALID : REDTLS_E_NOMEM,
                           argv && lens ? "the format made no command" : "out of memory");
     else
@@ -315,11 +309,11 @@ redtls_status redtls_async_cluster_command_node(redtls_async_cluster *acl, const
     acl->errmsg[0] = '\0';
     char host[256];
     uint16_t port;
-    if (!node || redtls__cluster_parse_hostport(node, strlen(node), host, sizeof host, &port) != 0)
+    if (!node || redtls__acl_parse_node(node, strlen(node), host, sizeof host, &port) != 0)
         return redtls__fail(acl->errmsg, REDTLS_E_INVALID, "node '%.200s' is not host:port", node ? node : "(null)");
     size_t i = redtls__acl_node_for(acl, host, port, 1, NULL);
     if (i == SIZE_MAX)
-        return acl->errmsg[0] ? REDTLS_E_CLUSTER_TOPOLOGY : REDTLS_E_NOMEM;
+        return strstr(acl->errmsg, "out of memory") ? REDTLS_E_NOMEM : REDTLS_E_CLUSTER_TOPOLOGY;
     return issue(acl, flags, ACL_NO_SLOT, acl->nodes[i], argc, argv, argvlen, cb, userdata);
 }
 
@@ -358,7 +352,18 @@ redtls_status redtls_async_cluster_set_read_from_replicas(redtls_async_cluster *
 {
     if (!acl)
         return REDTLS_E_INVALID;
-    acl->read_replicas = on != 0;
+    on = on != 0;
+    if (on != acl->read_replicas) {
+        acl->read_replicas = on;
+        /* Idle connections are remade with (or without) READONLY. */
+        for (size_t i = 0; i < acl->nnodes; i++) {
+            acl_node *n = acl->nodes[i];
+            if (n->ac && redtls_async_pending(n->ac) == 0) {
+                redtls_async_free(n->ac);
+                n->ac = NULL;
+            }
+        }
+    }
     return REDTLS_OK;
 }
 
@@ -367,11 +372,7 @@ redtls_status redtls_async_cluster_refresh(redtls_async_cluster *acl)
     if (!acl || acl->freeing)
         return REDTLS_E_INVALID;
     acl->force_refresh = 1;
-    acl->depth++;
-    redtls__acl_refresh_tick(acl, redtls__acl_now());
-    if (!acl->freeing)
-        redtls__acl_arm(acl);
-    leave(acl);
+    redtls__acl_arm(acl);
     return REDTLS_OK;
 }
 
@@ -453,17 +454,22 @@ redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl, const redtl
         return REDTLS_OK;
     acl->hooks = *hooks;
     acl->has_hooks = 1;
-    redtls_status first = REDTLS_OK;
     for (size_t i = 0; i < acl->nnodes; i++) {
         acl_node *n = acl->nodes[i];
         if (!n->ac)
             continue;
         redtls_status st = hooks->attach_node(hooks->data, n->ac);
-        if (st != REDTLS_OK && first == REDTLS_OK)
-            first = redtls__fail(acl->errmsg, st, "node %s: the event loop could not take its connection", n->name);
+        if (st != REDTLS_OK) {
+            /* Nothing of the new hooks stays: their detach is their last
+             * call (node connections attached so far stay on the loop). */
+            acl->has_hooks = 0;
+            if (hooks->detach)
+                hooks->detach(hooks->data);
+            return redtls__fail(acl->errmsg, st, "node %s: the event loop could not take its connection", n->name);
+        }
     }
     redtls__acl_arm(acl);
-    return first;
+    return REDTLS_OK;
 }
 
 redtls_status redtls_async_cluster_process(redtls_async_cluster *acl)
@@ -489,26 +495,32 @@ int redtls_async_cluster_timeout_ms(const redtls_async_cluster *acl)
     int64_t due = due_at(acl);
     if (due == REDTLS__NO_DEADLINE)
         return -1;
-    int64_t ms = due - redtls__acl_now();
-    return ms <= 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
+    int64_t now = redtls__acl_now();
+    if (due <= now)
+        return 0;
+    return due - now > INT32_MAX ? INT32_MAX : (int)(due - now);
 }
 
-redtls_status redtls_async_cluster_run(redtls_async_cluster *acl, int timeout_ms)
+int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port)
 {
-    if (!acl || acl->freeing || acl->has_hooks)
-        return REDTLS_E_INVALID;
-    int64_t end = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
-    struct pollfd *pfd = NULL;
-    size_t *who = NULL, cap = 0;
+    return redtls__parse_endpoint(s, len, host, hostcap, port) == 0 && host[0] ? 0 : -1;
+}
+
+redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end)
+{
+    /* Up to 64 nodes on the stack; more on the heap, and when that fails,
+     * 64 at a time with short waits, so no node is starved. */
+    struct pollfd small[64];
+    size_t small_who[64];
+    struct pollfd *pfd = small;
+    size_t *who = small_who, cap = 64, first = 0;
     redtls_status st = REDTLS_OK;
     acl->depth++;
     for (;;) {
         int64_t now = redtls__now_ms();
         if (redtls_async_cluster_timeout_ms(acl) == 0)
             redtls_async_cluster_process(acl);
-        if (acl->freeing)
-            break;
-        if (acl->n_live == 0 && !acl->connect_asked)
+        if (acl->freeing || done(arg))
             break;
         if (now >= end) {
             st = REDTLS_E_COMMAND_TIMEOUT;
@@ -516,24 +528,29 @@ redtls_status redtls_async_cluster_run(redtls_async_cluster *acl, int timeout_ms
         }
         size_t n = acl->nnodes;
         if (n > cap) {
-            struct pollfd *p = realloc(pfd, n * sizeof *p);
-            if (p)
+            struct pollfd *p = malloc(n * sizeof *p);
+            size_t *w = p ? malloc(n * sizeof *w) : NULL;
+            if (p && w) {
+                if (pfd != small) {
+                    free(pfd);
+                    free(who);
+                }
                 pfd = p;
-            size_t *w = p ? realloc(who, n * sizeof *w) : NULL;
-            if (w)
                 who = w;
-            if (!p || !w) {
-                st = redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
-                break;
+                cap = n;
+            } else {
+                free(p);
             }
-            cap = n;
         }
         int64_t wake = end;
         int ms = redtls_async_cluster_timeout_ms(acl);
         if (ms >= 0)
             wake = redtls__deadline_min(wake, now + ms);
+        if (n > cap)
+            wake = redtls__deadline_min(wake, now + 10);
         nfds_t np = 0;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n && np < cap; j++) {
+            size_t i = n > cap ? (first + j) % n : j;
             redtls_async *ac = acl->nodes[i]->ac;
             if (!ac)
                 continue;
@@ -548,27 +565,78 @@ redtls_status redtls_async_cluster_run(redtls_async_cluster *acl, int timeout_ms
                 who[np++] = i;
             }
         }
+        if (n > cap)
+            first = (first + cap) % n;
         if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
-            st = redtls__fail(acl->errmsg, REDTLS_E_IO, "poll failed: %s", strerror(errno));
+            /* Waiting is not possible: what is owed ends now. */
+            char msg[96];
+            snprintf(msg, sizeof msg, "waiting for the replies failed (poll: %s)", strerror(errno));
+            redtls__acl_end_all(acl, REDTLS_E_IO, msg);
+            st = REDTLS_E_IO;
             break;
         }
-        now = redtls__now_ms();
-        /* Every node whose socket is ready or whose time came; the node
-         * list may grow meanwhile (a redirection to a new node). */
-        size_t k = 0;
+        /* Every node whose socket is ready or whose time came (before the
+         * handle's own deadlines, at the top of the next turn: a reply in
+         * the socket by then is delivered); the node list may grow
+         * meanwhile (a redirection to a new node). */
         for (size_t i = 0; i < n && !acl->freeing; i++) {
             redtls_async *ac = acl->nodes[i]->ac;
-            int ready = 0;
-            if (k < np && who[k] == i)
-                ready = pfd[k++].revents != 0;
             if (!ac)
                 continue;
+            int ready = 0;
+            for (nfds_t k = 0; k < np && !ready; k++)
+                ready = who[k] == i && pfd[k].revents != 0;
             if (ready || redtls_async_timeout_ms(ac) == 0)
                 redtls_async_process(ac, 0);
         }
     }
-    free(pfd);
-    free(who);
-    leave(acl);
+    if (pfd != small) {
+        free(pfd);
+        free(who);
+    }
+    if (--acl->depth == 0 && acl->dead)
+        free(acl);
+    return st;
+}
+
+static int run_done(void *arg)
+{
+    const redtls_async_cluster *acl = arg;
+    return acl->n_live == 0 && !acl->connect_asked;
+}
+
+redtls_status redtls_async_cluster_run(redtls_async_cluster *acl, int timeout_ms)
+{
+    if (!acl || acl->freeing || acl->has_hooks)
+        return REDTLS_E_INVALID;
+    int64_t end = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
+    return redtls__acl_run_until(acl, run_done, acl, end);
+}
+
+typedef struct refresh_wait {
+    redtls_async_cluster *acl;
+    unsigned before;
+} refresh_wait;
+
+static int refresh_finished(void *arg)
+{
+    const refresh_wait *w = arg;
+    return w->acl->refreshes_done != w->before;
+}
+
+redtls_status redtls__acl_refresh_wait(redtls_async_cluster *acl, int64_t end)
+{
+    refresh_wait w = {acl, acl->refreshes_done};
+    acl->force_refresh = 1;
+    acl->depth++;
+    redtls__acl_refresh_tick(acl, redtls__acl_now());
+    redtls_status st = REDTLS_OK;
+    if (!acl->freeing && !refresh_finished(&w))
+        st = redtls__acl_run_until(acl, refresh_finished, &w, end);
+    if (st == REDTLS_OK && !acl->freeing)
+        st = acl->refresh_result;
+    else if (st == REDTLS_E_COMMAND_TIMEOUT)
+        redtls__fail(acl->errmsg, st, "no slot map within the command timeout (%u ms)", acl->base.command_timeout_ms);
+    acl->depth--;
     return st;
 }

@@ -31,6 +31,9 @@
 #define ACL_NO_SLOT UINT32_MAX
 #define ACL_MAX_EXTRA_NODES 16
 #define ACL_OP_POOL_MAX 256
+#define ACL_DEFAULT_MAX_REDIRECTS 5u
+#define ACL_DEFAULT_REFRESH_INTERVAL_MS 30000u
+#define ACL_DEFAULT_REFRESH_GAP_MS 500u
 
 typedef struct acl_node {
     struct redtls_async_cluster *acl;
@@ -41,6 +44,8 @@ typedef struct acl_node {
     redtls_async *ac; /* made on first use; closed when the node leaves the map */
     int in_map, master, seed;
     size_t refs; /* ops that name it (target, redirection, explicit node) */
+    size_t orphans; /* ops ended while still at the node (their replies are dropped) */
+    int leaving;    /* outside the new map: its connection closes once idle */
 } acl_node;
 
 /* The parts of a split multi-key command (merge: REDTLS__MERGE_*). */
@@ -134,6 +139,11 @@ struct redtls_async_cluster {
     int has_hooks;
     redtls_async_cluster_hooks hooks;
     int64_t armed_at;      /* the timer hook's time (INT64_MAX: none) */
+    /* The blocking client's batches (lib/cluster/cluster.c). */
+    int hold;              /* ops issued now wait, unsent, for redtls__acl_release */
+    void *owner;           /* the blocking handle driving this one */
+    unsigned refreshes_done;
+    redtls_status refresh_result;
     int64_t pass_now;      /* inside a node's callback: its pass's time (0: none) */
     int depth;             /* calls under way that may run callbacks */
     int freeing;
@@ -147,6 +157,28 @@ int64_t redtls__acl_now(void);
 void redtls__acl_arm(redtls_async_cluster *acl);
 uint64_t redtls__acl_rand(redtls_async_cluster *acl);
 
+/* For the blocking cluster client, a loop over this engine
+ * (lib/cluster/cluster.c). */
+/* Runs the node connections and the handle's timer until done(arg) says
+ * so or end passes: REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT at end. */
+redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end);
+/* Ops issued while hold is on wait unsent; release gives each its
+ * deadline from now and sends them all, in the order issued. */
+void redtls__acl_release(redtls_async_cluster *acl);
+/* Fetches the slot map now (a refresh already under way will do) and
+ * waits for it until end: its status (message in acl->errmsg). */
+redtls_status redtls__acl_refresh_wait(redtls_async_cluster *acl, int64_t end);
+/* Closes the connections of nodes whose ended commands' replies are
+ * still owed (the blocking client, whose loop does not run between
+ * calls, closes them rather than keep them). */
+void redtls__acl_close_orphaned(redtls_async_cluster *acl);
+/* Reads a command framed by hiredis back into arguments (pointing into
+ * the frame; argv and lens allocated). -1 when it is not one array of
+ * bulk strings or out of memory. */
+int redtls__acl_unframe(const char *f, size_t len, int *argc, const char ***argv, size_t **lens);
+/* The host:port form of a node name, or -1. */
+int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port);
+
 /* acluster_map.c */
 /* The node for host:port (index into nodes), added when unknown (*added
  * set; may be NULL). extra: it may be outside the map (a redirection, an
@@ -158,7 +190,7 @@ redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n);
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n);
 static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n)
 {
-    if (n->ac && !n->in_map && !n->seed)
+    if (n->leaving)
         redtls__acl_node_settle_slow(acl, n);
 }
 /* Starts a refresh when one is due (or forced), or moves on from a node

@@ -242,6 +242,8 @@ static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redis
     size_t part = o->part;
     if (!o->at_node)
         op_put(acl, o);
+    else if (o->target)
+        o->target->orphans++;
     if (sp) {
         if (st != REDTLS_OK && sp->st == REDTLS_OK) {
             sp->st = st;
@@ -257,7 +259,7 @@ static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redis
         ud = sp->ud;
         st = redtls__acl_merge(sp, &reply, acl->errmsg);
         split_free(sp);
-    } else if (st != REDTLS_OK) {
+    } else if (st != REDTLS_OK && msg != acl->errmsg) {
         snprintf(acl->errmsg, sizeof acl->errmsg, "%s", msg ? msg : redtls_strerror(st));
     }
     acl->n_live--;
@@ -304,6 +306,35 @@ static void op_wait(redtls_async_cluster *acl, acl_op *o, int64_t now)
     acl->wait_tail = o;
     if (acl->retry_at == REDTLS__NO_DEADLINE)
         acl->retry_at = now + redtls__backoff_next(&acl->backoff);
+}
+
+/* The blocking client's batch: in the wait list, no retry time set. */
+static void hold_op(redtls_async_cluster *acl, acl_op *o)
+{
+    o->state = ACL_OP_WAITING;
+    o->in_wait = 1;
+    o->wnext = NULL;
+    o->wprev = acl->wait_tail;
+    if (acl->wait_tail)
+        acl->wait_tail->wnext = o;
+    else
+        acl->wait_head = o;
+    acl->wait_tail = o;
+}
+
+void redtls__acl_release(redtls_async_cluster *acl)
+{
+    int64_t now = redtls__acl_now();
+    for (acl_op *o = acl->live_head; o; o = o->next) {
+        o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);
+        o->retry_end = acl->base.command_timeout_ms ? o->deadline
+                                                    : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000u);
+    }
+    redtls__backoff_reset(&acl->backoff);
+    acl->retry_at = now;
+    acl->depth++;
+    redtls__acl_tick(acl, now);
+    acl->depth--;
 }
 
 /* ---- routing and sending ---- */
@@ -372,14 +403,6 @@ static acl_node *route(redtls_async_cluster *acl, acl_op *o, int64_t now)
 
 static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud);
 
-static void discard(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
-{
-    (void)ac;
-    (void)st;
-    (void)ud;
-    freeReplyObject(r);
-}
-
 static void discard_cluster(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud)
 {
     (void)acl;
@@ -402,7 +425,7 @@ static redtls_status op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
         if (!acl->have_map && acl->map_st != REDTLS_OK)
             set_msg(o, acl->map_st, acl->map_msg);
         else if (!acl->have_map)
-            set_msg(o, REDTLS_E_CLUSTER_TOPOLOGY, "no slot map yet");
+            set_msg(o, REDTLS_E_COMMAND_TIMEOUT, "no slot map yet (the first refresh is under way)");
         else if (o->st == REDTLS_OK) {
             char msg[96];
             snprintf(msg, sizeof msg, "slot %u has no master in the slot map", (unsigned)o->slot);
@@ -434,14 +457,12 @@ static redtls_status op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
         n = m;
     }
     redtls_status st = redtls__acl_node_conn(acl, n);
-    if (st == REDTLS_OK && o->ask)
-        st = redtls__async_issue_raw(n->ac, 0, asking_cmd, sizeof asking_cmd - 1, discard, NULL);
+    /* The node's record carries the op's own deadline, so a command still
+     * queued there when that passes is never written. */
     if (st == REDTLS_OK)
-        st = redtls__async_issue_raw(n->ac, 0, o->frame, o->len, node_reply, o);
+        st = redtls__async_issue_raw(n->ac, o->ask ? asking_cmd : NULL, sizeof asking_cmd - 1, o->frame, o->len,
+                                     o->deadline, node_reply, o);
     if (st != REDTLS_OK) {
-        /* Out of memory (an ASKING alone does no harm: the server forgets
-         * it after the next command, which then answers with a
-         * redirection). */
         if (n->ac)
             redtls__fail(acl->errmsg, st, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
         return st;
@@ -454,9 +475,32 @@ static redtls_status op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
 
 /* ---- what a node brings back ---- */
 
+/* An op that reached its deadline in a node's queue, its connection
+ * still being made (or waiting for its next attempt): it was not sent,
+ * and the phase the connection was in says why. */
+static void end_unsent(redtls_async_cluster *acl, acl_op *o, acl_node *n)
+{
+    /* Out of the node's queue first: "not sent" has to stay true. */
+    if (o->at_node && redtls__async_cancel_queued(n->ac, o)) {
+        o->at_node = 0;
+        redtls__acl_ref(&o->target, NULL);
+    }
+    char why[REDTLS__ERRMSG_MAX - 100];
+    redtls_status st = redtls__attempt_cut(n->ac->c, why, sizeof why);
+    char msg[REDTLS__ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "not sent within the command timeout; node %.150s: %.300s", n->name, why);
+    op_end(acl, o, st, NULL, msg);
+}
+
 /* A failure status from the node's connection. */
 static void classify_failure(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_status st, int64_t now)
 {
+    if (st == REDTLS_E_COMMAND_TIMEOUT && n->ac && !n->ac->up) {
+        /* The node's own deadline came first; a command it ends that way
+         * while not connected was never written. */
+        end_unsent(acl, o, n);
+        return;
+    }
     char msg[REDTLS__ERRMSG_MAX];
     snprintf(msg, sizeof msg, "node %.200s: %.290s", n->name, n->ac ? redtls_async_errmsg(n->ac) : "");
     if (st == REDTLS_E_NOMEM || st == REDTLS_E_LIMIT || st == REDTLS_E_PROTOCOL || st == REDTLS_E_INVALID ||
@@ -507,9 +551,13 @@ static void redirect(redtls_async_cluster *acl, acl_op *o, acl_node *n, redisRep
         ti = redtls__acl_node_for(acl, rd->host, rd->port, 1, &added);
         to = ti == SIZE_MAX ? NULL : acl->nodes[ti];
     }
+    /* A node first met by IP in a TLS cluster may have a host name the
+     * slot map will give: wait for the refresh rather than verify it
+     * against the bare address (and route nothing to it meanwhile). */
+    int unnamed = to && added && acl->base.use_tls && redtls__is_ip_literal(to->host);
     if (!to || kind == REDTLS__MOVED)
         acl->want_refresh = 1;
-    if (kind == REDTLS__MOVED && to && rd->slot < REDTLS_CLUSTER_SLOTS)
+    if (kind == REDTLS__MOVED && to && !unnamed && rd->slot < REDTLS_CLUSTER_SLOTS)
         acl->slot_node[rd->slot] = (uint32_t)ti;
     if (++o->redirects > acl->max_redirects) {
         char msg[REDTLS__ERRMSG_MAX];
@@ -519,10 +567,6 @@ static void redirect(redtls_async_cluster *acl, acl_op *o, acl_node *n, redisRep
         op_end(acl, o, REDTLS_E_CLUSTER_REDIRECTS, NULL, msg);
         return;
     }
-    /* A node first met by IP in a TLS cluster may have a host name the
-     * slot map will give: wait for the refresh rather than verify it
-     * against the bare address. */
-    int unnamed = to && added && acl->base.use_tls && redtls__is_ip_literal(to->host);
     o->to_master = 1;
     redtls__acl_ref(&o->ask, kind == REDTLS__ASK && !unnamed ? to : NULL);
     redtls__acl_ref(&o->moved, kind == REDTLS__MOVED && !unnamed ? to : NULL);
@@ -597,8 +641,20 @@ static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *
 {
     acl_op *o = ud;
     acl_node *n = ac->owner;
+    if (!n) {
+        freeReplyObject(r);
+        /* The cluster handle is gone (freed from a callback while this
+         * connection was ending a list of commands): its ops were ended. */
+        free(o->frame);
+        free(o->msg);
+        freeReplyObject(o->last);
+        free(o);
+        return;
+    }
     redtls_async_cluster *acl = n->acl;
     o->at_node = 0;
+    if (o->ended && o->target)
+        o->target->orphans--;
     redtls__acl_ref(&o->target, NULL);
     if (o->ended || acl->freeing) {
         freeReplyObject(r);
@@ -630,8 +686,14 @@ void redtls__acl_tick(redtls_async_cluster *acl, int64_t now)
     acl_op *o;
     while (!acl->freeing && (o = acl->live_head) != NULL && o->deadline <= now) {
         if (o->state == ACL_OP_WAITING) {
-            /* Taken out of the wait list when its turn comes there. */
-            op_end_waiting(acl, o, REDTLS_E_COMMAND_TIMEOUT, "not sent within the command timeout");
+            op_end_waiting(acl, o, o->st != REDTLS_OK ? o->st : REDTLS_E_COMMAND_TIMEOUT,
+                           "not sent within the command timeout");
+        } else if (o->target && o->target->ac && !o->target->ac->up &&
+                   redtls__async_cancel_queued(o->target->ac, o)) {
+            o->at_node = 0;
+            acl_node *n = o->target;
+            redtls__acl_ref(&o->target, NULL);
+            end_unsent(acl, o, n);
         } else {
             char msg[REDTLS__ERRMSG_MAX];
             snprintf(msg, sizeof msg,
@@ -675,21 +737,39 @@ void redtls__acl_map_installed(redtls_async_cluster *acl)
 
 void redtls__acl_map_failed(redtls_async_cluster *acl, redtls_status st)
 {
-    if (!redtls__acl_hard_failure(st))
+    if (!redtls__acl_hard_failure(st)) {
+        /* They wait for the next refresh, and report this one's failure if
+         * their time runs out first. */
+        for (acl_op *o = acl->wait_head; o; o = o->wnext)
+            if (!o->fixed)
+                set_msg(o, st, acl->errmsg);
         return;
-    /* Waiting will not cure it (verification, credentials). */
+    }
+    /* Waiting will not cure it (verification, credentials): the ops
+     * waiting now end (those for an explicit node go on waiting). The wait
+     * list is taken first, so callbacks that issue more do not meet them. */
     char msg[REDTLS__ERRMSG_MAX];
     memcpy(msg, acl->errmsg, sizeof msg);
-    /* Only those waiting now: a callback may issue more, which wait for
-     * the next refresh. */
-    acl_op *last = acl->live_tail;
-    for (acl_op *o = acl->live_head, *next; o && !acl->freeing; o = next) {
-        next = o->next;
-        int stop = o == last;
-        if (o->state == ACL_OP_WAITING && !o->fixed)
-            op_end(acl, o, st, NULL, msg);
-        if (stop)
-            break;
+    acl_op *list = acl->wait_head;
+    acl->wait_head = acl->wait_tail = NULL;
+    for (acl_op *o = list; o; o = o->wnext)
+        o->in_wait = 0;
+    while (list && !acl->freeing) {
+        acl_op *o = list;
+        list = o->wnext;
+        o->wprev = o->wnext = NULL;
+        if (o->fixed) {
+            o->in_wait = 1;
+            o->wprev = acl->wait_tail;
+            if (acl->wait_tail)
+                acl->wait_tail->wnext = o;
+            else
+                acl->wait_head = o;
+            acl->wait_tail = o;
+            continue;
+        }
+        o->state = ACL_OP_HELD;
+        op_end(acl, o, st, NULL, msg);
     }
 }
 
@@ -885,6 +965,12 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
         size_t np = sp->nparts;
         for (size_t k = 0; k < np; k++)
             live_push(acl, parts[k]);
+        if (acl->hold) {
+            for (size_t k = 0; k < np; k++)
+                hold_op(acl, parts[k]);
+            free(parts);
+            goto out;
+        }
         /* No node callback runs before this call returns, so only a part
          * failing here can end one: the first one ends the whole command
          * at once (nothing was sent), a later one ends its part. */
@@ -924,6 +1010,10 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     }
     acl->n_live++;
     live_push(acl, o);
+    if (acl->hold) {
+        hold_op(acl, o);
+        goto out;
+    }
     if ((st = op_send(acl, o, now)) != REDTLS_OK) {
         live_unlink(acl, o);
         wait_unlink(acl, o);

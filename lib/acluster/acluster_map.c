@@ -155,9 +155,23 @@ redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
 
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n)
 {
+    if (n->ac && n->leaving && redtls_async_pending(n->ac) == 0) {
+        redtls_async_free(n->ac);
+        n->ac = NULL;
+        n->leaving = 0;
+    }
     (void)acl;
-    if (n->ac && n->host && !n->in_map && !n->seed && redtls_async_pending(n->ac) == 0)
-        redtls_async_free(n->ac), n->ac = NULL;
+}
+
+void redtls__acl_close_orphaned(redtls_async_cluster *acl)
+{
+    for (size_t i = 0; i < acl->nnodes && !acl->freeing; i++) {
+        acl_node *n = acl->nodes[i];
+        /* Replies owed for ended ops: ours (orphans) or ones the node's
+         * connection timed out itself (still in its list, callback given). */
+        if (n->ac && (n->orphans > 0 || n->ac->s_head))
+            redtls_async_close(n->ac);
+    }
 }
 
 void redtls__acl_nodes_free(redtls_async_cluster *acl)
@@ -166,6 +180,11 @@ void redtls__acl_nodes_free(redtls_async_cluster *acl)
         acl_node *n = acl->nodes[i];
         redtls_async *ac = n->ac;
         n->ac = NULL;
+        /* A node connection inside its own pass outlives this (its memory
+         * goes when the pass ends) and may still call back for commands it
+         * had already taken off its lists: those calls find no owner. */
+        if (ac)
+            ac->owner = NULL;
         redtls_async_free(ac);
     }
     for (size_t i = 0; i < acl->nnodes; i++) {
@@ -209,8 +228,14 @@ static void install(redtls_async_cluster *acl, redtls__topology *t, size_t *map)
         for (unsigned s = t->ranges[r].start; s <= t->ranges[r].end; s++)
             acl->slot_node[s] = (uint32_t)m;
     }
-    for (size_t i = 0; i < acl->nnodes; i++)
-        redtls__acl_node_settle(acl, acl->nodes[i]);
+    /* Connections to addresses outside the map (nodes that left, seeds
+     * that are not nodes, redirection targets) are closed, now or once
+     * their replies are in. */
+    for (size_t i = 0; i < acl->nnodes; i++) {
+        acl_node *n = acl->nodes[i];
+        n->leaving = n->ac && !n->in_map;
+        redtls__acl_node_settle(acl, n);
+    }
     reclaim_extras(acl);
     redtls__topology_free(acl->topo);
     free(acl->topo_node);
@@ -218,7 +243,6 @@ static void install(redtls_async_cluster *acl, redtls__topology *t, size_t *map)
     acl->topo_node = map;
     acl->have_map = 1;
     acl->map_st = REDTLS_OK;
-    acl->want_refresh = 0;
     acl->stats[REDTLS_CLUSTER_STAT_REFRESHES]++;
 }
 
@@ -227,6 +251,7 @@ static void refresh_done(redtls_async_cluster *acl, int ok)
 {
     acl->refreshing = 0;
     acl->refresh_gen++;
+    acl->refreshes_done++;
     redtls_status st = REDTLS_OK;
     if (!ok) {
         st = acl->refresh_last;
@@ -237,6 +262,7 @@ static void refresh_done(redtls_async_cluster *acl, int ok)
             memcpy(acl->map_msg, acl->errmsg, sizeof acl->map_msg);
         }
     }
+    acl->refresh_result = st;
     if (acl->connect_asked && (ok || !acl->have_map)) {
         redtls_async_cluster_connect_cb cb = acl->ccb;
         void *ud = acl->cud;
@@ -263,6 +289,10 @@ static void refresh_next(redtls_async_cluster *acl, int64_t now);
 static void refresh_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
 {
     acl_node *n = ac->owner;
+    if (!n) {
+        freeReplyObject(r); /* the cluster handle is gone */
+        return;
+    }
     redtls_async_cluster *acl = n->acl;
     if (acl->freeing || !acl->refreshing || (unsigned)(uintptr_t)ud != acl->refresh_gen) {
         freeReplyObject(r);
@@ -342,8 +372,8 @@ static void refresh_next(redtls_async_cluster *acl, int64_t now)
             unsigned timeout = acl->base.command_timeout_ms ? acl->base.command_timeout_ms : 10000u;
             acl->refresh_deadline = now + timeout;
             acl->refresh_tried++;
-            st = redtls__async_issue_raw(n->ac, 0, cluster_slots_cmd, sizeof cluster_slots_cmd - 1, refresh_reply,
-                                         (void *)(uintptr_t)acl->refresh_gen);
+            st = redtls__async_issue_raw(n->ac, NULL, 0, cluster_slots_cmd, sizeof cluster_slots_cmd - 1,
+                                         acl->refresh_deadline, refresh_reply, (void *)(uintptr_t)acl->refresh_gen);
             if (st == REDTLS_OK)
                 return;
             snprintf(acl->errmsg, sizeof acl->errmsg, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
@@ -398,14 +428,11 @@ int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
 {
     if (acl->refreshing)
         return acl->refresh_deadline;
-    int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
-    if (!acl->have_map) {
-        if (!acl->connect_asked && !acl->wait_head)
-            return REDTLS__NO_DEADLINE;
-        return acl->force_refresh ? INT64_MIN : gap_at;
-    }
     if (acl->force_refresh)
-        return INT64_MIN;
+        return 0; /* at once */
+    int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
+    if (!acl->have_map)
+        return acl->connect_asked || acl->wait_head ? gap_at : REDTLS__NO_DEADLINE;
     int64_t due = acl->want_refresh ? gap_at : REDTLS__NO_DEADLINE;
     if (acl->refresh_interval_ms)
         due = redtls__deadline_min(due, acl->last_refresh + (int64_t)acl->refresh_interval_ms);

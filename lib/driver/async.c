@@ -683,7 +683,7 @@ redtls_status redtls__async_set_tokens(redtls_async *ac, const char *token, cons
          * nothing owed; a pass is wanted so an idle connection does it
          * now. */
         if (!c->need_reauth)
-            c->need_reauth = 1;
+            c->need_reauth = REDTLS__REAUTH_LIVE;
         ac->wanted = 1;
         redtls__async_kick(ac);
     }

@@ -98,9 +98,14 @@ void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acm
 /* ---- for the asynchronous cluster client (lib/acluster) ---- */
 
 /* Issues a framed command (copied: into the connection's buffer when it
- * can go out in this pass, else into a queued record). */
-redtls_status redtls__async_issue_raw(redtls_async *ac, unsigned flags, const char *frame, size_t len,
-                                      redtls_async_reply_cb cb, void *ud);
+ * can go out in this pass, else into a queued record) with its absolute
+ * deadline; before (may be NULL: ASKING) goes right ahead of it, its
+ * reply dropped, and both are issued or neither. */
+redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size_t before_len, const char *frame,
+                                      size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud);
+/* Takes a command issued with ud out of the queue if it has not been
+ * written (nothing is called): 1, or 0 when it is not there. */
+int redtls__async_cancel_queued(redtls_async *ac, void *ud);
 /* New tokens for the connection (redtls_conn_set_tokens' rules); with
  * REDTLS_REAUTH_NOW an open connection sends AUTH once the replies it owes
  * are in. */
