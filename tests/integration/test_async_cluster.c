@@ -18,6 +18,7 @@
  *   - the same first steps on libevent, when the adapter is there.
  * Every test checks that each callback ran exactly once.
  * REDTLS_TEST_FILTER: a cmocka name pattern (e.g. "*fake*"). */
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +33,11 @@
 #include <hiredis/hiredis.h>
 #include <redtls/async_cluster.h>
 #include <redtls/redtls.h>
+
+#ifdef LAB_HAVE_ACL_LIBEVENT
+#include <event2/event.h>
+#include <redtls/async_libevent.h>
+#endif
 
 #include "lab.h"
 #include "lab_assert.h"
@@ -75,6 +81,9 @@ static struct {
     pid_t stopped;           /* a node under SIGSTOP */
     lab_acl_flow flow;
     int restore_password;    /* the rotation changed the nodes' password */
+#ifdef LAB_HAVE_ACL_LIBEVENT
+    struct event_base *base;
+#endif
 } T;
 
 /* Callbacks of commands that were refused at once: must stay 0. */
@@ -134,6 +143,11 @@ static int teardown(void **state)
         lab_signal(T.stopped, SIGCONT);
     redtls_async_cluster_free(T.acl);
     redtls_async_cluster_free(T.acl2);
+#ifdef LAB_HAVE_ACL_LIBEVENT
+    /* After the handles: they delete their events. */
+    if (T.base != NULL)
+        event_base_free(T.base);
+#endif
     lab_acl_flow_free(&T.flow);
     lab_acl_tally_free(T.t);
     lab_stop(&T.srv);
@@ -1244,6 +1258,144 @@ static void test_ip_endpoints_named(void **state)
     assert_tally("IP endpoints, named");
 }
 
+/* ----- 9. the libevent adapter ---------------------------------------------------- */
+
+#ifdef LAB_HAVE_ACL_LIBEVENT
+/* Runs the event_base until no callback is owed (or ms pass). */
+static int libevent_run_all(int ms)
+{
+    long long end = lab_now_ms() + ms;
+    while (lab_acl_tally_owed(T.t) > 0) {
+        if (lab_now_ms() >= end)
+            return 0;
+        if (event_base_loop(T.base, EVLOOP_ONCE) == 1)
+            poll(NULL, 0, 1); /* nothing registered: wait for the deadline */
+    }
+    return 1;
+}
+
+/* The first callback of a command tagged 5 frees the handle. */
+static void free_from_callback(lab_acl_tally *t, redtls_async_cluster *acl, lab_acl_cmd *c, const redisReply *r)
+{
+    (void)t;
+    (void)r;
+    if (c->tag == 5 && T.acl == acl) {
+        T.acl = NULL; /* the callbacks this free runs see it gone */
+        redtls_async_cluster_free(acl);
+    }
+}
+#endif
+
+/* Test 1's steps on a libevent event_base through
+ * redtls_async_cluster_attach_libevent, and a free from a callback. */
+static void test_libevent_connect_and_every_slot(void **state)
+{
+    (void)state;
+#ifndef LAB_HAVE_ACL_LIBEVENT
+    print_message("redtls_async_cluster_attach_libevent not in <redtls/async_libevent.h>: skipped\n");
+    skip();
+#else
+    T.base = event_base_new();
+    assert_non_null(T.base);
+    T.acl = new_acl(&lc, TOKEN_OLD, NULL, 8000);
+    new_tally(2 * LAB_CLUSTER_SLOTS + 128);
+    assert_acl_status(T.acl, redtls_async_cluster_attach_libevent(T.acl, T.base), REDTLS_OK);
+    assert_acl_status(T.acl, redtls_async_cluster_connect(T.acl, lab_acl_on_connect, &T.conn), REDTLS_OK);
+    long long t0 = lab_now_ms();
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s++) {
+        char val[32];
+        snprintf(val, sizeof val, "ev-%u", s);
+        const char *argv[] = {"SET", slot_key[s], val};
+        assert_acl_status(T.acl, lab_acl_issue_argv(T.t, T.acl, 0, 3, argv, NULL), REDTLS_OK);
+    }
+    assert_int_equal(redtls_async_cluster_is_ready(T.acl), 0);
+    assert_int_equal(libevent_run_all(HANG_MS), 1);
+    assert_int_equal(T.conn.calls, 1);
+    assert_acl_status(T.acl, T.conn.st, REDTLS_OK);
+    assert_int_equal(T.conn.seq, 1);
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s++)
+        assert_cmd_str(s, "OK");
+    size_t base = T.t->issued;
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s++) {
+        const char *argv[] = {"GET", slot_key[s]};
+        assert_acl_status(T.acl, lab_acl_issue_argv(T.t, T.acl, 0, 2, argv, NULL), REDTLS_OK);
+    }
+    assert_int_equal(libevent_run_all(HANG_MS), 1);
+    long long t1 = lab_now_ms();
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s++) {
+        char val[32];
+        snprintf(val, sizeof val, "ev-%u", s);
+        assert_cmd_str(base + s, val);
+    }
+    assert_int_equal(redtls_async_cluster_node_count(T.acl), 6);
+    assert_int_equal(redtls_async_cluster_stat_get(T.acl, REDTLS_CLUSTER_STAT_MOVED), 0);
+    print_message("libevent: 16384 SETs (issued before the map) and 16384 GETs in %lld ms\n", t1 - t0);
+
+    /* A deadline only the handle's timer can end: a GET to a stopped
+     * master. */
+    static signed char owner[LAB_CLUSTER_SLOTS];
+    load_owners(&lc, 0, owner);
+    unsigned s0 = 0;
+    while (owner[s0] != owner[0] || s0 == 0)
+        s0++;
+    redtls_config *cfg = lab_cluster_client_config(&lc, TOKEN_OLD, NULL, 600);
+    assert_cfg_status(cfg, redtls_async_cluster_new(cfg, seed_of(&lc, 1), &T.acl2), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_acl_status(T.acl2, redtls_async_cluster_attach_libevent(T.acl2, T.base), REDTLS_OK);
+    size_t warm, late;
+    const char *get0[] = {"GET", slot_key[s0]};
+    assert_acl_status(T.acl2, lab_acl_issue_argv(T.t, T.acl2, 0, 2, get0, &warm), REDTLS_OK);
+    assert_int_equal(libevent_run_all(HANG_MS), 1);
+    char want[32];
+    snprintf(want, sizeof want, "ev-%u", s0);
+    assert_cmd_str(warm, want);
+    T.stopped = lc.node[owner[0]].srv.pid;
+    assert_int_equal(lab_signal(T.stopped, SIGSTOP), 0);
+    assert_acl_status(T.acl2, lab_acl_issue_argv(T.t, T.acl2, 0, 2, get0, &late), REDTLS_OK);
+    assert_int_equal(libevent_run_all(HANG_MS), 1);
+    assert_int_equal(lab_signal(T.stopped, SIGCONT), 0);
+    T.stopped = 0;
+    assert_cmd(late, REDTLS_E_COMMAND_TIMEOUT);
+    long long dt = cmd_of(late)->done_ms - cmd_of(late)->issued_ms;
+    assert_true(dt >= 580 && dt < 1100);
+    redtls_async_cluster_free(T.acl2);
+    T.acl2 = NULL;
+
+    /* Freed from a callback: every other callback once, with its reply or
+     * REDTLS_E_CLOSED; then the base has nothing left to run. */
+    T.t->after = free_from_callback;
+    base = T.t->issued;
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s += 256) {
+        const char *argv[] = {"GET", slot_key[s]};
+        size_t id;
+        assert_acl_status(T.acl, lab_acl_issue_argv(T.t, T.acl, 0, 2, argv, &id), REDTLS_OK);
+        T.t->cmd[id].tag = 5;
+    }
+    assert_int_equal(libevent_run_all(HANG_MS), 1);
+    assert_null(T.acl);
+    size_t closed = 0, answered = 0;
+    for (size_t i = base; i < T.t->issued; i++) {
+        const lab_acl_cmd *c = cmd_of(i);
+        assert_int_equal(c->calls, 1);
+        if (c->st == REDTLS_E_CLOSED) {
+            closed++;
+        } else {
+            assert_cmd(i, REDTLS_OK);
+            assert_int_equal(c->type, REDIS_REPLY_STRING);
+            assert_int_equal(strncmp(c->str, "ev-", 3), 0);
+            answered++;
+        }
+    }
+    print_message("libevent: freed from a callback with %zu GETs issued: %zu ended with REDTLS_E_CLOSED\n",
+                  T.t->issued - base, closed);
+    /* The first callback freed the handle: the others were still owed. */
+    assert_int_equal(answered, 1);
+    assert_int_equal(closed, T.t->issued - base - 1);
+    assert_int_equal(event_base_loop(T.base, EVLOOP_NONBLOCK), 1);
+    assert_tally("libevent");
+#endif
+}
+
 int main(void)
 {
     const char *filter = getenv("REDTLS_TEST_FILTER");
@@ -1267,6 +1419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_impostor_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wildcard_ip_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ip_endpoints_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_libevent_connect_and_every_slot, setup, teardown),
     };
     return cmocka_run_group_tests_name("integration.async_cluster", tests, group_setup, group_teardown);
 }
