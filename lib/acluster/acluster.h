@@ -134,6 +134,7 @@ struct redtls_async_cluster {
     int has_hooks;
     redtls_async_cluster_hooks hooks;
     int64_t armed_at;      /* the timer hook's time (INT64_MAX: none) */
+    int64_t pass_now;      /* inside a node's callback: its pass's time (0: none) */
     int depth;             /* calls under way that may run callbacks */
     int freeing;
     int dead;              /* freed inside a callback: memory goes when depth is 0 */
@@ -154,7 +155,12 @@ size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_
 /* The node's connection, made (and attached to the loop) on first use. */
 redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n);
 /* Frees the node's connection once nothing is owed on it, when it left the map. */
-void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n);
+void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n);
+static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n)
+{
+    if (n->ac && !n->in_map && !n->seed)
+        redtls__acl_node_settle_slow(acl, n);
+}
 /* Starts a refresh when one is due (or forced), or moves on from a node
  * that did not answer in time. */
 void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now);
@@ -175,9 +181,21 @@ void redtls__acl_map_installed(redtls_async_cluster *acl);
 /* No map, and the last refresh failed with st: waiting ops that cannot
  * be helped by waiting end. */
 void redtls__acl_map_failed(redtls_async_cluster *acl, redtls_status st);
+/* Folds a split command's parts into its outcome (pure; the parts'
+ * replies are taken as needed). MGET: sp->map holds each part's keys'
+ * original positions, part after part, each run ended by SIZE_MAX. */
+redtls_status redtls__acl_merge(acl_split *sp, redisReply **out, char *err);
 /* Ends every op with st (teardown). */
 void redtls__acl_end_all(redtls_async_cluster *acl, redtls_status st, const char *msg);
 void redtls__acl_ops_free(redtls_async_cluster *acl);
-void redtls__acl_ref(acl_node **slot, acl_node *n);
+/* Points *slot at n, keeping the nodes' counts of ops that name them. */
+static inline void redtls__acl_ref(acl_node **slot, acl_node *n)
+{
+    if (*slot)
+        (*slot)->refs--;
+    *slot = n;
+    if (n)
+        n->refs++;
+}
 
 #endif

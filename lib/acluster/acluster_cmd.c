@@ -18,15 +18,6 @@
 /* Frame buffers kept with a spare record up to this size. */
 #define KEEP_FRAME 4096
 
-void redtls__acl_ref(acl_node **slot, acl_node *n)
-{
-    if (*slot)
-        (*slot)->refs--;
-    *slot = n;
-    if (n)
-        n->refs++;
-}
-
 /* ---- records ---- */
 
 static acl_op *op_get(redtls_async_cluster *acl)
@@ -52,14 +43,20 @@ static acl_op *op_get(redtls_async_cluster *acl)
 
 static void op_put(redtls_async_cluster *acl, acl_op *o)
 {
-    redtls__acl_ref(&o->fixed, NULL);
-    redtls__acl_ref(&o->ask, NULL);
-    redtls__acl_ref(&o->moved, NULL);
-    redtls__acl_ref(&o->target, NULL);
-    free(o->msg);
-    o->msg = NULL;
-    freeReplyObject(o->last);
-    o->last = NULL;
+    if (o->fixed || o->ask || o->moved || o->target) {
+        redtls__acl_ref(&o->fixed, NULL);
+        redtls__acl_ref(&o->ask, NULL);
+        redtls__acl_ref(&o->moved, NULL);
+        redtls__acl_ref(&o->target, NULL);
+    }
+    if (o->msg) {
+        free(o->msg);
+        o->msg = NULL;
+    }
+    if (o->last) {
+        freeReplyObject(o->last);
+        o->last = NULL;
+    }
     if (acl->freeing || acl->npool >= ACL_OP_POOL_MAX) {
         free(o->frame);
         free(o);
@@ -135,8 +132,7 @@ static redisReply *new_reply(int type)
     return r;
 }
 
-/* Folds a split command's parts into its outcome. */
-static redtls_status merge(acl_split *sp, redisReply **out, char *err)
+redtls_status redtls__acl_merge(acl_split *sp, redisReply **out, char *err)
 {
     *out = NULL;
     if (sp->st != REDTLS_OK) {
@@ -235,9 +231,11 @@ static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redis
     live_unlink(acl, o);
     wait_unlink(acl, o);
     o->ended = 1;
-    redtls__acl_ref(&o->ask, NULL);
-    redtls__acl_ref(&o->moved, NULL);
-    redtls__acl_ref(&o->fixed, NULL);
+    if (o->ask || o->moved || o->fixed) {
+        redtls__acl_ref(&o->ask, NULL);
+        redtls__acl_ref(&o->moved, NULL);
+        redtls__acl_ref(&o->fixed, NULL);
+    }
     redtls_async_cluster_reply_cb cb = o->cb;
     void *ud = o->ud;
     acl_split *sp = o->split;
@@ -257,7 +255,7 @@ static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redis
             return;
         cb = sp->cb;
         ud = sp->ud;
-        st = merge(sp, &reply, acl->errmsg);
+        st = redtls__acl_merge(sp, &reply, acl->errmsg);
         split_free(sp);
     } else if (st != REDTLS_OK) {
         snprintf(acl->errmsg, sizeof acl->errmsg, "%s", msg ? msg : redtls_strerror(st));
@@ -456,12 +454,6 @@ static redtls_status op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
 
 /* ---- what a node brings back ---- */
 
-static int error_is(const redisReply *r, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return r->len >= n && strncmp(r->str, prefix, n) == 0 && (r->len == n || r->str[n] == ' ');
-}
-
 /* A failure status from the node's connection. */
 static void classify_failure(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_status st, int64_t now)
 {
@@ -566,25 +558,34 @@ static void classify(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_s
         redirect(acl, o, n, r, &rd, kind, now);
         return;
     }
-    /* Errors that say the command did not run: retried after a delay. */
-    int retry = 0;
-    if (error_is(r, "TRYAGAIN") || error_is(r, "CLUSTERDOWN")) {
-        acl->stats[REDTLS_CLUSTER_STAT_TRYAGAIN]++;
-        retry = 1;
-    } else if (error_is(r, "LOADING") || error_is(r, "MASTERDOWN") || error_is(r, "READONLY")) {
-        /* A node mid-restart, a replica without its master, a write that
-         * reached a demoted master: the map is probably stale. */
-        acl->want_refresh = 1;
-        o->to_master = 1;
-        retry = 1;
+    /* NOAUTH (a token rotated server-side): the node's connection
+     * authenticates again before its next write; the command, which did
+     * not run, goes once more. */
+    if (!o->noauth && r->len >= 6 && memcmp(r->str, "NOAUTH", 6) == 0 && n->ac &&
+        redtls__conn_has_credentials(n->ac->c)) {
+        o->noauth = 1;
+        freeReplyObject(o->last);
+        o->last = r;
+        redtls_status sst = op_send(acl, o, now);
+        if (sst != REDTLS_OK)
+            op_end(acl, o, sst, NULL, acl->errmsg);
+        return;
     }
-    if (!retry) {
+    /* Errors that say the command did not run: retried after a delay. */
+    redtls__error_kind ek = redtls__error_classify(r->str, r->len);
+    if (ek == REDTLS__ERR_FINAL) {
         op_end(acl, o, REDTLS_OK, r, NULL);
         return;
     }
+    if (ek == REDTLS__ERR_STALE) {
+        acl->want_refresh = 1;
+        o->to_master = 1;
+    } else {
+        acl->stats[REDTLS_CLUSTER_STAT_TRYAGAIN]++;
+    }
     /* TRYAGAIN after ASK (the keys of a migrating slot split between two
      * nodes) goes back to the ASK target. */
-    if (!error_is(r, "TRYAGAIN"))
+    if (ek != REDTLS__ERR_TRYAGAIN)
         redtls__acl_ref(&o->ask, NULL);
     freeReplyObject(o->last);
     o->last = r;
@@ -608,7 +609,10 @@ static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *
         return;
     }
     acl->depth++;
+    int64_t outer = acl->pass_now;
+    acl->pass_now = ac->now;
     classify(acl, o, n, st, r, ac->now);
+    acl->pass_now = outer;
     if (!acl->freeing) {
         redtls__acl_node_settle(acl, n);
         redtls__acl_arm(acl);
@@ -631,8 +635,8 @@ void redtls__acl_tick(redtls_async_cluster *acl, int64_t now)
         } else {
             char msg[REDTLS__ERRMSG_MAX];
             snprintf(msg, sizeof msg,
-                     "no reply from node %.200s within the command timeout (%u ms); the command may have run (its "
-                     "reply, if it comes, is dropped)",
+                     "node %.200s: no reply within the command timeout (%u ms), so the command may or may not have "
+                     "run (its reply, if it comes, is dropped)",
                      o->target ? o->target->name : "?", acl->base.command_timeout_ms);
             op_end(acl, o, REDTLS_E_COMMAND_TIMEOUT, NULL, msg);
         }
@@ -830,7 +834,9 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
                           state);
         goto out;
     }
-    int64_t now = redtls__acl_now();
+    /* From a node's callback, its pass's time will do (as for the
+     * single-connection API). */
+    int64_t now = acl->pass_now ? acl->pass_now : redtls__acl_now();
     int merge = REDTLS__MERGE_NONE;
     if (!node && slot == ACL_NO_SLOT) {
         if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {

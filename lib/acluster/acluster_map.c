@@ -153,7 +153,7 @@ redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
     return REDTLS_OK;
 }
 
-void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n)
+void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n)
 {
     (void)acl;
     if (n->ac && n->host && !n->in_map && !n->seed && redtls_async_pending(n->ac) == 0)

@@ -176,10 +176,11 @@ static void classify(redtls_cluster *cl, redtls__cl_op *o, redtls_conn *c, redtl
     }
     /* Errors that say the command did not run: retried after a delay. */
     int retry = 0;
-    if (error_is(r, "TRYAGAIN") || error_is(r, "CLUSTERDOWN")) {
+    redtls__error_kind ek = redtls__error_classify(r->str, r->len);
+    if (ek == REDTLS__ERR_TRYAGAIN || ek == REDTLS__ERR_CLUSTERDOWN) {
         cl->stats[REDTLS_CLUSTER_STAT_TRYAGAIN]++;
         retry = 1;
-    } else if (error_is(r, "LOADING") || error_is(r, "MASTERDOWN") || error_is(r, "READONLY")) {
+    } else if (ek == REDTLS__ERR_STALE) {
         /* A node mid-restart, a replica without its master, a write that
          * reached a demoted master: the map is probably stale. */
         cl->want_refresh = 1;
@@ -197,7 +198,7 @@ static void classify(redtls_cluster *cl, redtls__cl_op *o, redtls_conn *c, redtl
         op_retry(cl, o, WAIT_BACKOFF, REDTLS_OK, NULL);
     else
         o->state = OP_DONE;
-    if (!retry || !error_is(r, "TRYAGAIN"))
+    if (!retry || ek != REDTLS__ERR_TRYAGAIN)
         o->ask = NO_NODE;
 }
 
