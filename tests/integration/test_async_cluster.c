@@ -45,6 +45,7 @@
 #include "lab_cluster.h"
 #include "lab_cluster_client.h"
 #include "lab_fakenode.h"
+#include "lab_proxy.h"
 #include "lab_scripted.h"
 
 #define TOKEN_OLD "acluster-Token-old-93d1e0"
@@ -447,8 +448,12 @@ static void test_pipeline_incr_accounting(void **state)
         count[k]++;
     }
     assert_int_equal(redtls_async_cluster_pending(acl), INCR_N);
+    /* A refresh asked for in the middle of it runs beside the commands. */
+    uint64_t refreshes0 = redtls_async_cluster_stat_get(acl, REDTLS_CLUSTER_STAT_REFRESHES);
+    assert_acl_status(acl, redtls_async_cluster_refresh(acl), REDTLS_OK);
     run_all(acl);
     long long t1 = lab_now_ms();
+    assert_int_equal(redtls_async_cluster_stat_get(acl, REDTLS_CLUSTER_STAT_REFRESHES), refreshes0 + 1);
     /* Per key, the replies count 1, 2, 3... in the order the INCRs were
      * issued. */
     size_t disorder = 0;
@@ -671,8 +676,76 @@ static void test_refused_at_once(void **state)
     assert_acl_status(acl, lab_acl_issue_node(T.t, acl, node, 0, 2, get, &id), REDTLS_OK);
     run_all(acl);
     assert_cmd_str(id, "x");
+
+    /* A node nobody listens on: its connect status, before the deadline. */
+    snprintf(node, sizeof node, "127.0.0.1:%u", (unsigned)lab_unused_port());
+    assert_acl_status(acl, lab_acl_issue_node(T.t, acl, node, 0, 2, get, &id), REDTLS_OK);
+    run_all(acl);
+    assert_cmd(id, REDTLS_E_CONNECT);
+    assert_true(cmd_of(id)->done_ms - cmd_of(id)->issued_ms < 4000);
+
+    /* Backpressure counts commands, not the parts of a split one. */
+    assert_acl_status(acl, redtls_async_cluster_set_max_pending(acl, 1), REDTLS_OK);
+    issue_ok(acl, 0, "MGET refuse:k mk:a mk:b mk:c mk:d", &id);
+    const char *ping[] = {"PING"};
+    assert_acl_status(acl, redtls_async_cluster_command_argv(acl, 0, 1, ping, NULL, never_cb, NULL), REDTLS_E_LIMIT);
+    run_all(acl);
+    assert_cmd(id, REDTLS_OK);
+    assert_int_equal(cmd_of(id)->elements, 5);
+    assert_acl_status(acl, redtls_async_cluster_set_max_pending(acl, 0), REDTLS_OK);
     assert_int_equal(refused_called, 0);
     assert_tally("refused at once");
+}
+
+/* Read-only commands go to replicas (READONLY sent on their connections),
+ * writes to masters; after WAIT the replicas serve what was written. */
+static void test_replica_reads(void **state)
+{
+    (void)state;
+    T.acl = new_acl(&lc, TOKEN_OLD, NULL, 8000);
+    redtls_async_cluster *acl = T.acl;
+    new_tally(128);
+    assert_acl_status(acl, redtls_async_cluster_set_read_from_replicas(acl, 1), REDTLS_OK);
+    long long hits0 = 0;
+    for (size_t i = 0; i < lc.n; i++) {
+        redisReply *r = NULL;
+        if (lab_cluster_is_master(&lc, i) != 0)
+            continue;
+        assert_int_equal(lab_cluster_admin(&lc, i, &r, "INFO stats"), 0);
+        hits0 += atoll(strstr(r->str, "keyspace_hits:") + strlen("keyspace_hits:"));
+        freeReplyObject(r);
+    }
+    int reads = 0;
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS; s += 997) {
+        size_t set, wait, get;
+        const char *setv[] = {"SET", slot_key[s], "replicated"};
+        const char *waitv[] = {"WAIT", "1", "2000"};
+        const char *getv[] = {"GET", slot_key[s]};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 3, setv, &set), REDTLS_OK);
+        assert_acl_status(acl, lab_acl_issue_slot(T.t, acl, s, 0, 3, waitv, &wait), REDTLS_OK);
+        run_all(acl);
+        assert_cmd_str(set, "OK");
+        assert_cmd_int(wait, 1);
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 2, getv, &get), REDTLS_OK);
+        run_all(acl);
+        assert_cmd_str(get, "replicated");
+        reads++;
+    }
+    long long hits = 0;
+    for (size_t i = 0; i < lc.n; i++) {
+        redisReply *r = NULL;
+        if (lab_cluster_is_master(&lc, i) != 0)
+            continue;
+        assert_int_equal(lab_cluster_admin(&lc, i, &r, "INFO stats"), 0);
+        hits += atoll(strstr(r->str, "keyspace_hits:") + strlen("keyspace_hits:"));
+        freeReplyObject(r);
+    }
+    uint64_t stat = redtls_async_cluster_stat_get(acl, REDTLS_CLUSTER_STAT_REPLICA_READS);
+    print_message("replica reads: %d GETs, %llu sent to replicas, replicas' keyspace hits +%lld\n", reads,
+                  (unsigned long long)stat, hits - hits0);
+    assert_int_equal(stat, (uint64_t)reads);
+    assert_int_equal(hits - hits0, reads);
+    assert_tally("replica reads");
 }
 
 /* ----- 4. fake nodes ----------------------------------------------------------- */
@@ -792,7 +865,130 @@ static void test_scripted_tryagain_then_value(void **state)
                   (unsigned long long)tries, cmd_of(id)->done_ms - cmd_of(id)->issued_ms);
     /* Every send but the last was answered TRYAGAIN and retried. */
     assert_int_equal(tries, (uint64_t)(sent - 1));
+
+    /* LOADING: the same, through a refresh and a delay. */
+    snprintf(rules + n, sizeof rules - (size_t)n, "* | GET {t}l | 0 | -LOADING Redis is loading the dataset in "
+                                                   "memory\\r\\n\n");
+    assert_int_equal(lab_scripted_rules(&T.srv, rules), 0);
+    issue_ok(T.acl, 0, "GET {t}l", &id);
+    assert_acl_status(T.acl, redtls_async_cluster_run(T.acl, 700), REDTLS_E_COMMAND_TIMEOUT);
+    assert_int_equal(cmd_of(id)->calls, 0);
+    asked = lab_scripted_count(&T.srv, 0, "cmd GET {t}l");
+    assert_true(asked >= 2);
+    snprintf(rules + n, sizeof rules - (size_t)n, "* | GET {t}l | 0 | $6\\r\\nloaded\\r\\n\n");
+    assert_int_equal(lab_scripted_rules(&T.srv, rules), 0);
+    run_all(T.acl);
+    assert_cmd_str(id, "loaded");
+    print_message("LOADING then a value: %d sends, done after %lld ms\n", lab_scripted_count(&T.srv, 0, "cmd GET {t}l"),
+                  cmd_of(id)->done_ms - cmd_of(id)->issued_ms);
     assert_tally("TRYAGAIN then a value");
+}
+
+/* The map of a scripted server: port a serves every slot. */
+static int scripted_map(char *out, size_t cap, uint16_t a)
+{
+    return snprintf(out, cap,
+                    "* | CLUSTER SLOTS | 0 | *1\\r\\n*3\\r\\n:0\\r\\n:16383\\r\\n*3\\r\\n$9\\r\\n127.0.0.1\\r\\n:%u"
+                    "\\r\\n$1\\r\\na\\r\\n\n",
+                    (unsigned)a);
+}
+
+/* A deadline counts from the issue, across a redirection: node A answers
+ * MOVED after 300 ms, node B would answer after 1 s; with a 500 ms
+ * command timeout the command ends 500 ms after it was issued. */
+static void test_scripted_deadline_across_redirect(void **state)
+{
+    (void)state;
+    uint16_t p[2];
+    assert_int_equal(lab_scripted_start(&T.srv, 2, p), 0);
+    char rules[2048];
+    int n = scripted_map(rules, sizeof rules, p[0]);
+    unsigned slot = redtls_cluster_key_slot("t", 1);
+    snprintf(rules + n, sizeof rules - (size_t)n,
+             "%u | GET {t}d | 300 | -MOVED %u 127.0.0.1:%u\\r\\n\n"
+             "%u | GET {t}d | 1000 | $4\\r\\nlate\\r\\n\n"
+             "* | PING | 0 | +PONG\\r\\n\n",
+             (unsigned)p[0], slot, (unsigned)p[1], (unsigned)p[1]);
+    assert_int_equal(lab_scripted_rules(&T.srv, rules), 0);
+    T.acl = plain_acl(p[0], 500, 0);
+    new_tally(16);
+    size_t id, ping;
+    issue_ok(T.acl, 0, "GET {t}d", &id);
+    run_all(T.acl);
+    const lab_acl_cmd *c = cmd_of(id);
+    long long dt = c->done_ms - c->issued_ms;
+    print_message("MOVED after 300 ms to a node answering after 1 s: %s after %lld ms (timeout 500 ms)\n",
+                  redtls_strerror(c->st), dt);
+    assert_cmd(id, REDTLS_E_COMMAND_TIMEOUT);
+    assert_true(dt >= 480 && dt < 700);
+    assert_int_equal(lab_scripted_count(&T.srv, p[1], "cmd GET {t}d"), 1);
+    assert_int_equal(redtls_async_cluster_stat_get(T.acl, REDTLS_CLUSTER_STAT_MOVED), 1);
+    /* B's late answer is dropped, not handed to the next command. */
+    lab_sleep_ms(700);
+    issue_ok(T.acl, 0, "PING", &ping);
+    run_all(T.acl);
+    assert_cmd_str(ping, "PONG");
+    assert_tally("deadline across a redirection");
+}
+
+/* ASK to another node: ASKING goes out on that node's connection right
+ * before the command, and the map stays: the next command is asked again. */
+static void test_scripted_ask_other_node(void **state)
+{
+    (void)state;
+    uint16_t p[2];
+    assert_int_equal(lab_scripted_start(&T.srv, 2, p), 0);
+    char rules[2048];
+    int n = scripted_map(rules, sizeof rules, p[0]);
+    unsigned slot = redtls_cluster_key_slot("t", 1);
+    snprintf(rules + n, sizeof rules - (size_t)n,
+             "%u | GET {t}a | 0 | -ASK %u 127.0.0.1:%u\\r\\n\n"
+             "%u | ASKING | 0 | +OK\\r\\n\n"
+             "%u | GET {t}a | 0 | $5\\r\\nfromB\\r\\n\n",
+             (unsigned)p[0], slot, (unsigned)p[1], (unsigned)p[1], (unsigned)p[1]);
+    assert_int_equal(lab_scripted_rules(&T.srv, rules), 0);
+    T.acl = plain_acl(p[0], 2000, 0);
+    new_tally(16);
+    size_t id[3];
+    for (int i = 0; i < 2; i++) {
+        issue_ok(T.acl, 0, "GET {t}a", &id[i]);
+        run_all(T.acl);
+        assert_cmd_str(id[i], "fromB");
+    }
+    /* And two at once. */
+    issue_ok(T.acl, 0, "GET {t}a", &id[2]);
+    size_t id4;
+    issue_ok(T.acl, 0, "GET {t}a", &id4);
+    run_all(T.acl);
+    assert_cmd_str(id[2], "fromB");
+    assert_cmd_str(id4, "fromB");
+    assert_int_equal(redtls_async_cluster_stat_get(T.acl, REDTLS_CLUSTER_STAT_ASK), 4);
+    assert_int_equal(redtls_async_cluster_stat_get(T.acl, REDTLS_CLUSTER_STAT_MOVED), 0);
+    assert_int_equal(lab_scripted_count(&T.srv, p[0], "cmd GET {t}a"), 4);
+    assert_int_equal(lab_scripted_count(&T.srv, p[1], "cmd GET {t}a"), 4);
+    /* On B, each GET follows an ASKING on its own connection. */
+    char *log = lab_read_file(T.srv.events_path, NULL);
+    assert_non_null(log);
+    char last[64][32];
+    memset(last, 0, sizeof last);
+    int gets = 0, asked_first = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        long long ms;
+        unsigned port;
+        int conn, used = 0;
+        if (sscanf(line, "%lld %u %d %n", &ms, &port, &conn, &used) < 3 || port != p[1] || conn < 0 || conn >= 64)
+            continue;
+        const char *ev = line + used;
+        if (strncmp(ev, "cmd GET", 7) == 0) {
+            gets++;
+            asked_first += strncmp(last[conn], "cmd ASKING", 10) == 0;
+        }
+        snprintf(last[conn], sizeof last[conn], "%s", ev);
+    }
+    free(log);
+    assert_int_equal(gets, 4);
+    assert_int_equal(asked_first, 4);
+    assert_tally("ASK to another node");
 }
 
 static void test_fake_clusterdown_clears(void **state)
@@ -1407,9 +1603,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipeline_incr_accounting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multi_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fake_moved_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fake_tryagain_until_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scripted_tryagain_then_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scripted_deadline_across_redirect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scripted_ask_other_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fake_clusterdown_clears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fake_ask_sends_asking, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_node, setup, teardown),
