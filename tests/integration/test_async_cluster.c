@@ -1141,6 +1141,117 @@ static void test_slow_node(void **state)
     assert_tally("slow node");
 }
 
+/* ----- at-most-once ----------------------------------------------------------------- */
+
+/* Commands written to a master that then loses the connection: writes
+ * held by CLIENT PAUSE WRITE (so they never run) when the server closes
+ * the connection. An INCR ends with REDTLS_E_OUTCOME_UNKNOWN (and indeed
+ * never ran); a SET with REDTLS_CMD_IDEMPOTENT is sent again on a new
+ * connection and succeeds; reads answered before, and the other masters'
+ * commands, are not affected. */
+static void test_connection_lost_in_flight(void **state)
+{
+    (void)state;
+    static signed char owner[LAB_CLUSTER_SLOTS];
+    load_owners(&lc, 0, owner);
+    int m = owner[0];
+    enum { N = 20 };
+    static char lost[N][40], idem[N][40], other[N][40];
+    size_t nl = 0, no = 0;
+    for (unsigned s = 0; s < LAB_CLUSTER_SLOTS && (nl < N || no < N); s += 13) {
+        if (owner[s] == m && nl < N) {
+            snprintf(lost[nl], sizeof lost[nl], "lost{%s}", slot_key[s]);
+            snprintf(idem[nl], sizeof idem[nl], "idem{%s}", slot_key[s]);
+            nl++;
+        } else if (owner[s] != m && no < N) {
+            snprintf(other[no], sizeof other[no], "other{%s}", slot_key[s]);
+            no++;
+        }
+    }
+    assert_int_equal(nl, N);
+    assert_int_equal(no, N);
+    T.acl = new_acl(&lc, TOKEN_OLD, NULL, 5000);
+    redtls_async_cluster *acl = T.acl;
+    new_tally(8 * N + 16);
+    for (size_t i = 0; i < N; i++) {
+        const char *del[] = {"DEL", lost[i], idem[i]};
+        const char *set[] = {"SET", other[i], "o"};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 3, del, NULL), REDTLS_OK);
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 3, set, NULL), REDTLS_OK);
+    }
+    run_all(acl);
+    uint64_t failures0 = redtls_async_cluster_stat_get(acl, REDTLS_CLUSTER_STAT_NODE_FAILURES);
+
+    redisReply *r = NULL;
+    assert_int_equal(lab_cluster_admin(&lc, (size_t)m, &r, "CLIENT PAUSE 5000 WRITE"), 0);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    size_t reads = T.t->issued;
+    for (size_t i = 0; i < N; i++) {
+        const char *get[] = {"GET", idem[i]};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 2, get, NULL), REDTLS_OK);
+    }
+    size_t incrs = T.t->issued;
+    for (size_t i = 0; i < N; i++) {
+        const char *incr[] = {"INCR", lost[i]};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 2, incr, NULL), REDTLS_OK);
+    }
+    size_t sets = T.t->issued;
+    for (size_t i = 0; i < N; i++) {
+        const char *set[] = {"SET", idem[i], "after"};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, REDTLS_CMD_IDEMPOTENT, 3, set, NULL), REDTLS_OK);
+    }
+    size_t others = T.t->issued;
+    for (size_t i = 0; i < N; i++) {
+        const char *get[] = {"GET", other[i]};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 2, get, NULL), REDTLS_OK);
+    }
+    /* Everything written; the reads and the other masters answered. */
+    long long end = lab_now_ms() + 3000;
+    while (lab_now_ms() < end && (cmd_of(reads + N - 1)->calls == 0 || cmd_of(others + N - 1)->calls == 0))
+        (void)redtls_async_cluster_run(acl, 20);
+    (void)redtls_async_cluster_run(acl, 100);
+    for (size_t i = 0; i < N; i++) {
+        assert_cmd(reads + i, REDTLS_OK);
+        assert_int_equal(cmd_of(reads + i)->type, REDIS_REPLY_NIL);
+        assert_cmd_str(others + i, "o");
+        assert_int_equal(cmd_of(incrs + i)->calls, 0);
+        assert_int_equal(cmd_of(sets + i)->calls, 0);
+    }
+    assert_int_equal(lab_cluster_admin(&lc, (size_t)m, &r, "CLIENT KILL USER default"), 0);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_true(r->integer >= 1);
+    freeReplyObject(r);
+    assert_int_equal(lab_cluster_admin(&lc, (size_t)m, &r, "CLIENT UNPAUSE"), 0);
+    freeReplyObject(r);
+    run_all(acl);
+    for (size_t i = 0; i < N; i++) {
+        assert_cmd(incrs + i, REDTLS_E_OUTCOME_UNKNOWN);
+        assert_cmd_str(sets + i, "OK");
+    }
+    /* What the server holds: no INCR ran, every SET did. */
+    size_t check = T.t->issued;
+    for (size_t i = 0; i < N; i++) {
+        const char *get1[] = {"GET", lost[i]};
+        const char *get2[] = {"GET", idem[i]};
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 2, get1, NULL), REDTLS_OK);
+        assert_acl_status(acl, lab_acl_issue_argv(T.t, acl, 0, 2, get2, NULL), REDTLS_OK);
+    }
+    run_all(acl);
+    for (size_t i = 0; i < N; i++) {
+        assert_cmd(check + 2 * i, REDTLS_OK);
+        assert_int_equal(cmd_of(check + 2 * i)->type, REDIS_REPLY_NIL);
+        assert_cmd_str(check + 2 * i + 1, "after");
+    }
+    print_message("connection to node%d lost with %d INCRs and %d idempotent SETs written: INCRs %s, SETs sent "
+                  "again; node failures +%llu\n",
+                  m + 1, N, N, redtls_strerror(REDTLS_E_OUTCOME_UNKNOWN),
+                  (unsigned long long)(redtls_async_cluster_stat_get(acl, REDTLS_CLUSTER_STAT_NODE_FAILURES) -
+                                       failures0));
+    assert_true(redtls_async_cluster_stat_get(acl, REDTLS_CLUSTER_STAT_NODE_FAILURES) > failures0);
+    assert_tally("connection lost in flight");
+}
+
 /* ----- 6. token rotation -------------------------------------------------------- */
 
 static int auth_refreshed, token_switched;
@@ -1612,6 +1723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fake_clusterdown_clears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fake_ask_sends_asking, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_lost_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_refused_keeps_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_seeds, setup, teardown),
