@@ -1255,14 +1255,16 @@ static void test_connection_lost_in_flight(void **state)
 /* ----- 6. token rotation -------------------------------------------------------- */
 
 static int auth_refreshed, token_switched;
+static char refreshed_detail[256];
 static void on_event(void *ud, redtls_event_type type, const char *detail)
 {
     (void)ud;
-    (void)detail;
-    if (type == REDTLS_EVENT_AUTH_REFRESHED)
+    if (type == REDTLS_EVENT_AUTH_REFRESHED) {
         auth_refreshed++;
-    else if (type == REDTLS_EVENT_AUTH_TOKEN_SWITCHED)
+        snprintf(refreshed_detail, sizeof refreshed_detail, "%s", detail != NULL ? detail : "");
+    } else if (type == REDTLS_EVENT_AUTH_TOKEN_SWITCHED) {
         token_switched++;
+    }
 }
 
 /* Runs the flow until n more re-authentications were reported (or 5 s). */
@@ -1325,8 +1327,8 @@ static void test_token_rotation(void **state)
     long long lost = 0, extra = 0;
     assert_int_equal(lab_acl_flow_verify(&T.flow, "rotation", &lost, &extra), 0);
     print_message("rotation over 3 masters: %lld INCRs (%lld before the first update, %lld after the kill); "
-                  "re-authentications per update: %d, %d, %d; token switches %d\n",
-                  T.flow.ok, ops0, T.flow.ops - ops1, r1, r2, r3, token_switched);
+                  "re-authentications per update: %d, %d, %d (last: \"%s\"); token switches %d\n",
+                  T.flow.ok, ops0, T.flow.ops - ops1, r1, r2, r3, refreshed_detail, token_switched);
     assert_int_equal(T.flow.failed, 0);
     assert_int_equal(T.flow.unknown, 0);
     assert_int_equal(T.flow.timeouts, 0);
