@@ -65,7 +65,7 @@ static int by_slot(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int split_kind(const char *name, size_t len)
+int redtls__cluster_split_kind(const char *name, size_t len)
 {
     static const struct {
         const char *name;
@@ -147,7 +147,7 @@ out:
  * over a connection the handle shares. */
 #define NAMED(s) {s, sizeof(s) - 1}
 
-static const char *connection_state_command(const char *name, size_t len)
+const char *redtls__cluster_state_command(const char *name, size_t len)
 {
     static const struct {
         const char *name;
@@ -195,7 +195,7 @@ redtls_status redtls__cluster_add_command(redtls_cluster *cl, unsigned flags, ui
     int keyed = (kf & REDTLS__CMD_KNOWN) && !(kf & REDTLS__CMD_NOKEYS) && !(kf & REDTLS__CMD_MALFORMED);
     const char *state = NULL;
     if (!keyed || len0 == 5 || len0 == 10 || len0 == 12)
-        state = connection_state_command(argv[0], len0);
+        state = redtls__cluster_state_command(argv[0], len0);
     if (state) {
         if (pos != inline_pos)
             free(pos);
@@ -224,7 +224,7 @@ redtls_status redtls__cluster_add_command(redtls_cluster *cl, unsigned flags, ui
             slot = redtls_cluster_key_slot(argv[1], arglen(argv, lens, 1));
         } else if (nkeys > 0) {
             slot = redtls_cluster_key_slot(argv[pos[0]], arglen(argv, lens, pos[0]));
-            int mk = (flags & REDTLS_CLUSTER_STRICT) || nkeys < 2 ? MERGE_NONE : split_kind(argv[0], len0);
+            int mk = (flags & REDTLS_CLUSTER_STRICT) || nkeys < 2 ? MERGE_NONE : redtls__cluster_split_kind(argv[0], len0);
             if (mk == MERGE_OK && argc % 2 == 0)
                 mk = MERGE_NONE; /* a key without a value: the server says so */
             size_t k = 1;

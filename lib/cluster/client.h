@@ -59,7 +59,7 @@ typedef struct redtls__cl_node {
 } redtls__cl_node;
 
 enum { OP_TODO, OP_SENT, OP_DONE };
-enum { MERGE_NONE, MERGE_MGET, MERGE_OK, MERGE_SUM };
+enum { MERGE_NONE = REDTLS__MERGE_NONE, MERGE_MGET = REDTLS__MERGE_MGET, MERGE_OK = REDTLS__MERGE_OK, MERGE_SUM = REDTLS__MERGE_SUM };
 /* Why an unsent op waits: a redirection (sent on within the round) or a
  * backoff (the next round). */
 enum { WAIT_NONE, WAIT_REDIRECT, WAIT_BACKOFF };

@@ -311,3 +311,40 @@ void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acm
     redtls__async_finish_all(ac, head, tail, REDTLS_E_NOMEM);
     memcpy(c->errmsg, cause, sizeof cause);
 }
+
+redtls_status redtls__async_issue_raw(redtls_async *ac, unsigned flags, const char *frame, size_t len,
+                                      redtls_async_reply_cb cb, void *ud)
+{
+    redtls_status st = check_issue(ac);
+    if (st != REDTLS_OK)
+        return st;
+    redtls_conn *c = ac->c;
+    if (frame_now(ac, ac->in_process ? ac->now : redtls__async_clock_now(ac)) && !(flags & REDTLS_CMD_IDEMPOTENT)) {
+        /* Straight into the buffer: issue() copies it there. */
+        redtls__acmd *m = acmd_get(ac);
+        if (!m)
+            return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        size_t before = c->olen;
+        if (redtls__conn_append_raw(c, frame, len) != REDTLS_OK) {
+            redtls__acmd_free(ac, m);
+            return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        }
+        m->cb = cb;
+        m->ud = ud;
+        m->flags = flags;
+        m->len = c->olen - before;
+        m->deadline = redtls__deadline_from(ac->now, c->cfg.command_timeout_ms);
+        if (!ac->s_head)
+            ac->last_read = ac->now;
+        redtls__async_s_push(ac, m);
+        ac->n_alive++;
+        ac->issued_in_pass = 1;
+        redtls__async_kick(ac);
+        return REDTLS_OK;
+    }
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+    memcpy(copy, frame, len);
+    return issue(ac, flags, copy, len, 0, NULL, NULL, cb, ud);
+}

@@ -71,6 +71,12 @@ struct redtls_async {
     unsigned sock_gen;         /* bumped whenever a socket closes or opens */
     unsigned hooked_gen;
     size_t hooked_dial;
+    /* Set by the asynchronous cluster client for its node connections. */
+    void *owner;               /* the node this handle serves */
+    int fail_queued;           /* a failed attempt ends the commands
+                                * waiting for it with its status (the
+                                * cluster sends them elsewhere); later
+                                * commands still reconnect */
 };
 
 /* Tells the adapter (if any) what is wanted now. */
@@ -88,6 +94,24 @@ void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acm
 void redtls__async_unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail);
 /* Ends those with REDTLS_E_NOMEM. */
 void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail);
+
+/* ---- for the asynchronous cluster client (lib/acluster) ---- */
+
+/* Issues a framed command (copied: into the connection's buffer when it
+ * can go out in this pass, else into a queued record). */
+redtls_status redtls__async_issue_raw(redtls_async *ac, unsigned flags, const char *frame, size_t len,
+                                      redtls_async_reply_cb cb, void *ud);
+/* New tokens for the connection (redtls_conn_set_tokens' rules); with
+ * REDTLS_REAUTH_NOW an open connection sends AUTH once the replies it owes
+ * are in. */
+redtls_status redtls__async_set_tokens(redtls_async *ac, const char *token, const char *token_alt, int flags);
+
+/* Not connected, not trying, and no attempt allowed before a later time:
+ * commands sent now would only wait for the backoff. */
+static inline int redtls__async_down(const redtls_async *ac, int64_t now)
+{
+    return !ac->up && !ac->attempting && ac->tried && ac->c->next_attempt > now;
+}
 
 /* ---- small, on every command's path ---- */
 
