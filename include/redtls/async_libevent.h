@@ -195,7 +195,8 @@ struct redtls__libevent_cluster {
     redtls_async_cluster *acl; /* NULL once detached */
     struct event_base *base;
     struct event *timer;
-    int running;               /* redtls_async_cluster_process calls under way from the timer */
+    int running;               /* calls under way that may detach it (the timer's, the attach) */
+    int node_failed;           /* attach_node could not attach a node connection */
 };
 
 static inline void redtls__libevent_cluster_release(struct redtls__libevent_cluster *a)
@@ -226,10 +227,14 @@ static inline void redtls__libevent_cluster_on_timer(evutil_socket_t fd, short w
 static inline redtls_status redtls__libevent_cluster_attach_node(void *data, redtls_async *node)
 {
     struct redtls__libevent_cluster *a = (struct redtls__libevent_cluster *)data;
+    redtls_status st;
 
     if (a->acl == NULL)
         return REDTLS_E_STATE;
-    return redtls_async_attach_libevent(node, a->base);
+    st = redtls_async_attach_libevent(node, a->base);
+    if (st != REDTLS_OK)
+        a->node_failed = 1;
+    return st;
 }
 
 static inline void redtls__libevent_cluster_timer(void *data, int ms)
@@ -263,7 +268,9 @@ static inline void redtls__libevent_cluster_detach(void *data)
  * redtls_async_cluster_process(). Call it on base's thread, before or after
  * redtls_async_cluster_connect(). Errors: REDTLS_E_INVALID (acl or base
  * NULL), REDTLS_E_NOMEM, or what redtls_async_cluster_attach() returns; on
- * failure nothing of the cluster adapter remains. */
+ * failure nothing of the cluster adapter remains, and the handle is left
+ * with no hooks: those it had were detached by the attempt. Node
+ * connections the base did take before one failed stay on it. */
 static inline redtls_status redtls_async_cluster_attach_libevent(redtls_async_cluster *acl, struct event_base *base)
 {
     struct redtls__libevent_cluster *a;
@@ -288,7 +295,14 @@ static inline redtls_status redtls_async_cluster_attach_libevent(redtls_async_cl
     hooks.attach_node = redtls__libevent_cluster_attach_node;
     hooks.timer = redtls__libevent_cluster_timer;
     hooks.detach = redtls__libevent_cluster_detach;
+    /* Held through the calls, which may detach it: released below. */
+    a->running++;
     st = redtls_async_cluster_attach(acl, &hooks);
+    /* When the base could not take one of its node connections, the handle
+     * reports it but keeps the hooks: taking them out detaches them. */
+    if (st != REDTLS_OK && a->node_failed && a->acl != NULL)
+        (void)redtls_async_cluster_attach(acl, NULL);
+    a->running--;
     if (st != REDTLS_OK)
         redtls__libevent_cluster_release(a);
     return st;

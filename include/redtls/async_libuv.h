@@ -225,6 +225,7 @@ static inline redtls_status redtls_async_attach_libuv(redtls_async *ac, uv_loop_
 struct redtls__libuv_cluster {
     redtls_async_cluster *acl; /* NULL once detached */
     uv_loop_t *loop;
+    int node_failed;           /* attach_node could not attach a node connection */
     uv_timer_t timer;          /* timer.data is this struct */
 };
 
@@ -242,10 +243,14 @@ static inline void redtls__libuv_cluster_on_timer(uv_timer_t *t)
 static inline redtls_status redtls__libuv_cluster_attach_node(void *data, redtls_async *node)
 {
     struct redtls__libuv_cluster *a = (struct redtls__libuv_cluster *)data;
+    redtls_status st;
 
     if (a->acl == NULL)
         return REDTLS_E_STATE;
-    return redtls_async_attach_libuv(node, a->loop);
+    st = redtls_async_attach_libuv(node, a->loop);
+    if (st != REDTLS_OK)
+        a->node_failed = 1;
+    return st;
 }
 
 static inline void redtls__libuv_cluster_timer(void *data, int ms)
@@ -275,7 +280,9 @@ static inline void redtls__libuv_cluster_detach(void *data)
  * redtls_async_cluster_connect(). Errors: REDTLS_E_INVALID (acl or loop
  * NULL), REDTLS_E_NOMEM, or what redtls_async_cluster_attach() returns; on
  * failure nothing of the cluster adapter remains once the loop has run (its
- * timer is closed with uv_close). */
+ * timer is closed with uv_close), and the handle is left with no hooks:
+ * those it had were detached by the attempt. Node connections the loop did
+ * take before one failed stay on it. */
 static inline redtls_status redtls_async_cluster_attach_libuv(redtls_async_cluster *acl, uv_loop_t *loop)
 {
     struct redtls__libuv_cluster *a;
@@ -296,7 +303,11 @@ static inline redtls_status redtls_async_cluster_attach_libuv(redtls_async_clust
     hooks.timer = redtls__libuv_cluster_timer;
     hooks.detach = redtls__libuv_cluster_detach;
     st = redtls_async_cluster_attach(acl, &hooks);
-    if (st != REDTLS_OK)
+    /* When the loop could not take one of its node connections, the handle
+     * reports it but keeps the hooks: taking them out detaches them. */
+    if (st != REDTLS_OK && a->node_failed && a->acl != NULL)
+        (void)redtls_async_cluster_attach(acl, NULL);
+    if (st != REDTLS_OK && a->acl != NULL)
         redtls__libuv_cluster_detach(a);
     return st;
 }

@@ -41,6 +41,7 @@ int live_teardown(void **state);
 
 void test_live_attach_refused(void **state);
 void test_live_attach_nomem(void **state);
+void test_live_attach_nomem_with_nodes(void **state);
 void test_live_connect(void **state);
 void test_live_all_slots(void **state);
 void test_live_before_connect(void **state);

@@ -80,11 +80,12 @@ static void detach(redtls_async_cluster *acl)
     acl->hooks.detach(acl->hooks.data);
 }
 
-/* As documented: new hooks replace the old ones, which are detached
- * first, and existing node connections are attached at once. A node the
- * new hooks refuse keeps the attachment it had, as the core leaves it. */
+/* As the core does it: new hooks replace the old ones, which are detached
+ * first, and existing node connections are attached at once. When the
+ * hooks refuse one, the call returns the first refusal but keeps them. */
 redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl, const redtls_async_cluster_hooks *hooks)
 {
+    redtls_status first = REDTLS_OK;
     size_t i;
 
     if (acl == NULL)
@@ -101,9 +102,12 @@ redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl, const redtl
         return REDTLS_OK;
     acl->hooks = *hooks;
     acl->attached = 1;
-    for (i = 0; i < acl->nodes; i++)
-        (void)attach_node(acl, acl->node[i]);
-    return REDTLS_OK;
+    for (i = 0; i < acl->nodes; i++) {
+        redtls_status st = attach_node(acl, acl->node[i]);
+        if (st != REDTLS_OK && first == REDTLS_OK)
+            first = st;
+    }
+    return first;
 }
 
 static void release(redtls_async_cluster *acl)

@@ -43,6 +43,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_live_attach_refused, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_attach_nomem, live_setup, live_teardown),
+        cmocka_unit_test_setup_teardown(test_live_attach_nomem_with_nodes, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_connect, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_all_slots, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_live_before_connect, live_setup, live_teardown),
