@@ -58,6 +58,8 @@ struct live {
     size_t done;            /* callback calls, all commands */
     int get_after_set;      /* a SET's callback issues the GET of its key */
     size_t free_at;         /* the callback that makes done reach it frees the handle (0: none) */
+    int attach_in_free;     /* a callback made by the free attaches the handle (once) */
+    redtls_status attach_in_free_st;
     int connects;           /* connect callback calls */
     redtls_status connect_st;
     int free_in_connect;    /* the connect callback frees the handle */
@@ -211,6 +213,10 @@ static void on_reply(redtls_async_cluster *acl, redtls_status st, struct redisRe
     if (st != REDTLS_OK && reply != NULL)
         c->type = -1; /* a reply with a failure: checked below as a wrong type */
     redtls_reply_free(reply);
+    if (st == REDTLS_E_CLOSED && lv->attach_in_free) {
+        lv->attach_in_free = 0;
+        lv->attach_in_free_st = live_loop.attach(acl, lv->loop);
+    }
     if (lv->acl == NULL || acl != lv->acl)
         return;
     if (lv->free_at != 0 && lv->done == lv->free_at) {
@@ -522,7 +528,9 @@ void test_live_before_connect(void **state)
 
 /* The 100th callback frees the handle with 200 commands still owed:
  * each of those is called once, with REDTLS_E_CLOSED, from inside the
- * free; and what the adapters made leaves the loop by itself. */
+ * free; and what the adapters made leaves the loop by itself. The first
+ * of those callbacks tries to attach the handle being freed: the library
+ * refuses, and nothing of that attempt is left either. */
 void test_live_free_from_reply(void **state)
 {
     struct live *lv = *state;
@@ -532,11 +540,15 @@ void test_live_free_from_reply(void **state)
     assert_true(run_until(lv, connected, 10000));
     assert_int_equal(lv->connect_st, REDTLS_OK);
     lv->free_at = 100;
+    lv->attach_in_free = 1;
+    lv->attach_in_free_st = REDTLS_OK;
     issue_sets(lv, 300, 3);
     assert_true(run_until(lv, freed, 10000));
     assert_each_called_once(lv);
     assert_int_equal(count_status(lv, REDTLS_OK), 100);
     assert_int_equal(count_status(lv, REDTLS_E_CLOSED), 200);
+    assert_int_equal(lv->attach_in_free, 0);
+    assert_int_equal(lv->attach_in_free_st, REDTLS_E_INVALID);
     assert_true(loop_settles(lv));
 }
 
