@@ -23,10 +23,18 @@
  *     the callback. Callbacks may issue commands and free the handle.
  * Deadlines
  *   - A command's deadline is the command timeout counted from when it was
- *     issued, across every redirection and retry. Past it the callback gets
- *     REDTLS_E_COMMAND_TIMEOUT (if the command had been written, it may have
- *     run; a late reply is dropped). With no command timeout (0), retries
- *     end after the configuration's outage limit or a minute.
+ *     issued (from a callback: from the start of the loop's pass that ran
+ *     it), across every redirection and retry. A command written and not
+ *     answered by then gets REDTLS_E_COMMAND_TIMEOUT (it may have run; its
+ *     late reply is dropped). One never sent ends with what kept it back:
+ *     the last retryable error reply it got (TRYAGAIN, CLUSTERDOWN...) as
+ *     its reply, or the status of the last failure (a node that could not
+ *     be reached, REDTLS_E_CONNECT_TIMEOUT or REDTLS_E_HANDSHAKE_TIMEOUT
+ *     for a connection still being made, REDTLS_E_CLUSTER_TOPOLOGY for a
+ *     slot map that could not be fetched), or REDTLS_E_COMMAND_TIMEOUT;
+ *     the message says "not sent within the command timeout". With no
+ *     command timeout (0), retries end after the configuration's outage
+ *     limit or a minute.
  * At-most-once
  *   - As for the blocking cluster client: MOVED, ASK, TRYAGAIN,
  *     CLUSTERDOWN, LOADING, MASTERDOWN, READONLY and a node that could not
@@ -34,8 +42,13 @@
  *     backoff delay for all but MOVED and ASK); a command lost after being
  *     written is REDTLS_E_OUTCOME_UNKNOWN unless REDTLS_CMD_IDEMPOTENT.
  * Nodes
- *   - After a new map is installed, the connections of nodes that left it
- *     are closed once their commands are done.
+ *   - After a new map is installed, the connections of addresses outside it
+ *     (nodes that left, seeds that are not nodes, redirection targets) are
+ *     closed once their commands are done.
+ *   - A node's connection is made on first use and remade with the backoff
+ *     policy whatever redtls_config_set_reconnect() says; while it is down,
+ *     the commands for its slots wait for a refresh (a failover) or its
+ *     next attempt, within their deadlines.
  * Threads
  *   - The handle, and every node connection it makes, belongs to the thread
  *     of the loop that drives it.
@@ -135,8 +148,11 @@ REDTLS_EXTERN redtls_status redtls_async_cluster_set_read_from_replicas(redtls_a
  * not apply). */
 REDTLS_EXTERN redtls_status redtls_async_cluster_refresh(redtls_async_cluster *acl);
 /* Token update on every node connection and for those made later (rules
- * of redtls_cluster_set_tokens; with REDTLS_REAUTH_NOW each open
- * connection sends AUTH once the replies it owes are in). */
+ * of redtls_cluster_set_tokens). With REDTLS_REAUTH_NOW each open
+ * connection sends AUTH before its next command (once the replies it owes
+ * are in); a refusal keeps that connection authenticated as it was
+ * (REDTLS_EVENT_AUTH_REFRESH_FAILED) and the new tokens apply from its
+ * next connection. */
 REDTLS_EXTERN redtls_status redtls_async_cluster_set_tokens(redtls_async_cluster *acl, const char *token,
                                                             const char *token_alt, int flags);
 

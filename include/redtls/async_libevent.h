@@ -196,7 +196,6 @@ struct redtls__libevent_cluster {
     struct event_base *base;
     struct event *timer;
     int running;               /* calls under way that may detach it (the timer's, the attach) */
-    int node_failed;           /* attach_node could not attach a node connection */
 };
 
 static inline void redtls__libevent_cluster_release(struct redtls__libevent_cluster *a)
@@ -232,8 +231,6 @@ static inline redtls_status redtls__libevent_cluster_attach_node(void *data, red
     if (a->acl == NULL)
         return REDTLS_E_STATE;
     st = redtls_async_attach_libevent(node, a->base);
-    if (st != REDTLS_OK)
-        a->node_failed = 1;
     return st;
 }
 
@@ -298,10 +295,8 @@ static inline redtls_status redtls_async_cluster_attach_libevent(redtls_async_cl
     /* Held through the calls, which may detach it: released below. */
     a->running++;
     st = redtls_async_cluster_attach(acl, &hooks);
-    /* When the base could not take one of its node connections, the handle
-     * reports it but keeps the hooks: taking them out detaches them. */
-    if (st != REDTLS_OK && a->node_failed && a->acl != NULL)
-        (void)redtls_async_cluster_attach(acl, NULL);
+    /* A refusal leaves the handle without these hooks (their detach ran,
+     * or they were never installed). */
     a->running--;
     if (st != REDTLS_OK)
         redtls__libevent_cluster_release(a);

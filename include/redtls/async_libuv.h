@@ -225,7 +225,6 @@ static inline redtls_status redtls_async_attach_libuv(redtls_async *ac, uv_loop_
 struct redtls__libuv_cluster {
     redtls_async_cluster *acl; /* NULL once detached */
     uv_loop_t *loop;
-    int node_failed;           /* attach_node could not attach a node connection */
     uv_timer_t timer;          /* timer.data is this struct */
 };
 
@@ -248,8 +247,6 @@ static inline redtls_status redtls__libuv_cluster_attach_node(void *data, redtls
     if (a->acl == NULL)
         return REDTLS_E_STATE;
     st = redtls_async_attach_libuv(node, a->loop);
-    if (st != REDTLS_OK)
-        a->node_failed = 1;
     return st;
 }
 
@@ -303,10 +300,8 @@ static inline redtls_status redtls_async_cluster_attach_libuv(redtls_async_clust
     hooks.timer = redtls__libuv_cluster_timer;
     hooks.detach = redtls__libuv_cluster_detach;
     st = redtls_async_cluster_attach(acl, &hooks);
-    /* When the loop could not take one of its node connections, the handle
-     * reports it but keeps the hooks: taking them out detaches them. */
-    if (st != REDTLS_OK && a->node_failed && a->acl != NULL)
-        (void)redtls_async_cluster_attach(acl, NULL);
+    /* A refusal leaves the handle without these hooks (their detach ran,
+     * or they were never installed). */
     if (st != REDTLS_OK && a->acl != NULL)
         redtls__libuv_cluster_detach(a);
     return st;

@@ -168,8 +168,10 @@ void redtls__acl_close_orphaned(redtls_async_cluster *acl)
     for (size_t i = 0; i < acl->nnodes && !acl->freeing; i++) {
         acl_node *n = acl->nodes[i];
         /* Replies owed for ended ops: ours (orphans) or ones the node's
-         * connection timed out itself (still in its list, callback given). */
-        if (n->ac && (n->orphans > 0 || n->ac->s_head))
+         * connection timed out itself (at the front of its list, before
+         * the first record still owed a callback). A refresh's CLUSTER
+         * SLOTS in flight is left alone. */
+        if (n->ac && (n->orphans > 0 || (n->ac->s_head && n->ac->s_head != n->ac->s_live)))
             redtls_async_close(n->ac);
     }
 }

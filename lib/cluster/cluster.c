@@ -160,20 +160,34 @@ static redtls_status add(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_
     return REDTLS_OK;
 }
 
-static int batch_done(void *arg)
+static int outcomes_in(void *arg)
 {
     const redtls_cluster *cl = arg;
     return cl->ndone == cl->nres;
 }
 
+static int batch_done(void *arg)
+{
+    const redtls_cluster *cl = arg;
+    return cl->ndone == cl->nres && !cl->acl->refreshing;
+}
+
 /* Releases the batch and runs the engine until every outcome is in (the
- * commands' own deadlines bound it). */
+ * commands' own deadlines bound it), and a refresh the call started (one
+ * was due, or a redirection asked for it) is done, within the command
+ * timeout: nothing runs between calls. */
 static void run_batch(redtls_cluster *cl)
 {
     cl->ran = 1;
-    redtls__acl_release(cl->acl);
+    redtls_async_cluster *acl = cl->acl;
+    int64_t end = redtls__deadline_after(acl->base.command_timeout_ms);
+    redtls__acl_release(acl);
     if (!batch_done(cl))
-        (void)redtls__acl_run_until(cl->acl, batch_done, cl, REDTLS__NO_DEADLINE);
+        (void)redtls__acl_run_until(acl, batch_done, cl, end);
+    /* Past the end only the commands' outcomes matter (a refresh still
+     * under way goes on at the next call). */
+    if (cl->ndone != cl->nres)
+        (void)redtls__acl_run_until(acl, outcomes_in, cl, REDTLS__NO_DEADLINE);
     /* At the deadline only the nodes that still owed replies lose their
      * connections (nothing would read the late replies before the next
      * call). */

@@ -82,7 +82,8 @@ static void detach(redtls_async_cluster *acl)
 
 /* As the core does it: new hooks replace the old ones, which are detached
  * first, and existing node connections are attached at once. When the
- * hooks refuse one, the call returns the first refusal but keeps them. */
+ * hooks refuse one, the call returns that refusal and keeps no hooks (the
+ * new ones are detached). */
 redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl, const redtls_async_cluster_hooks *hooks)
 {
     redtls_status first = REDTLS_OK;
@@ -103,9 +104,11 @@ redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl, const redtl
     acl->hooks = *hooks;
     acl->attached = 1;
     for (i = 0; i < acl->nodes; i++) {
-        redtls_status st = attach_node(acl, acl->node[i]);
-        if (st != REDTLS_OK && first == REDTLS_OK)
-            first = st;
+        first = attach_node(acl, acl->node[i]);
+        if (first != REDTLS_OK) {
+            detach(acl);
+            break;
+        }
     }
     return first;
 }
