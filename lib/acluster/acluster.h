@@ -45,7 +45,9 @@ typedef struct acl_node {
     int in_map, master, seed;
     size_t refs; /* ops that name it (target, redirection, explicit node) */
     size_t orphans; /* ops ended while still at the node (their replies are dropped) */
-    int leaving;    /* outside the new map: its connection closes once idle */
+    int leaving;    /* outside the new map, or its name to verify changed: its
+                     * connection closes once idle */
+    int renamed;    /* (during install) */
 } acl_node;
 
 /* The parts of a split multi-key command (merge: REDTLS__MERGE_*). */

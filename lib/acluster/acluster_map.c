@@ -218,8 +218,7 @@ static void install(redtls_async_cluster *acl, redtls__topology *t, size_t *map)
             n->announced = copy;
             /* The name to verify changed: a new connection, once the old
              * one owes nothing. */
-            if (n->ac && redtls_async_pending(n->ac) == 0)
-                redtls_async_free(n->ac), n->ac = NULL;
+            n->renamed = n->ac != NULL;
         }
     }
     for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS; s++)
@@ -235,7 +234,8 @@ static void install(redtls_async_cluster *acl, redtls__topology *t, size_t *map)
      * their replies are in. */
     for (size_t i = 0; i < acl->nnodes; i++) {
         acl_node *n = acl->nodes[i];
-        n->leaving = n->ac && !n->in_map;
+        n->leaving = n->ac && (!n->in_map || n->renamed);
+        n->renamed = 0;
         redtls__acl_node_settle(acl, n);
     }
     reclaim_extras(acl);
