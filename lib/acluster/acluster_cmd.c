@@ -16,7 +16,7 @@
 
 #define INLINE_KEYS 16
 /* Frame buffers kept with a spare record up to this size. */
-#define KEEP_FRAME 4096
+#define KEEP_FRAME 256
 
 /* ---- records ---- */
 

@@ -141,6 +141,7 @@ redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
     n->ac->owner = n;
     n->ac->fail_queued = 1;
     n->ac->max_pending = SIZE_MAX; /* the cluster handle counts */
+    n->ac->pool_max = ACL_OP_POOL_MAX; /* a batch's worth of records kept */
     if (acl->has_hooks && acl->hooks.attach_node) {
         st = acl->hooks.attach_node(acl->hooks.data, n->ac);
         if (st != REDTLS_OK) {

@@ -305,8 +305,10 @@ static void step_up(redtls_async *ac, int64_t now)
                 continue;
             }
             if (!(m->flags & REDTLS_CMD_IDEMPOTENT) || m->resent) {
-                free(m->frame);
+                if (!m->borrowed)
+                    free(m->frame);
                 m->frame = NULL;
+                m->borrowed = 0;
             }
             redtls__async_s_push(ac, m);
         }

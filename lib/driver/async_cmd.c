@@ -28,8 +28,9 @@ static redtls__acmd *acmd_get(redtls_async *ac)
 
 void redtls__acmd_free(redtls_async *ac, redtls__acmd *m)
 {
-    free(m->frame);
-    if (ac->npool < ACMD_POOL_MAX) {
+    if (!m->borrowed)
+        free(m->frame);
+    if (ac->npool < (ac->pool_max ? ac->pool_max : ACMD_POOL_MAX)) {
         m->frame = NULL;
         m->next = ac->pool;
         ac->pool = m;
@@ -335,11 +336,10 @@ static redtls_status issue_raw_one(redtls_async *ac, const char *frame, size_t l
         redtls__async_s_push(ac, m);
         ac->issued_in_pass = 1;
     } else {
-        if (!(m->frame = malloc(len ? len : 1))) {
-            redtls__acmd_free(ac, m);
-            return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
-        }
-        memcpy(m->frame, frame, len);
+        /* The cluster client's op keeps its frame, unchanged, for as long
+         * as this record can be written: borrowed, not copied. */
+        m->frame = (char *)(uintptr_t)frame;
+        m->borrowed = 1;
         m->len = len;
         redtls__alist_push(&ac->q_head, &ac->q_tail, m);
         if (ac->in_process && ac->up && !ac->readying)

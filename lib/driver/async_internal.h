@@ -19,6 +19,8 @@ typedef struct redtls__acmd {
     int64_t deadline;
     char *frame;
     size_t len;
+    int borrowed;              /* frame belongs to the cluster client's op, which
+                                * outlives the record: never freed here */
 } redtls__acmd;
 
 struct redtls_async {
@@ -32,7 +34,7 @@ struct redtls_async {
      * the deadlines to watch are q_head's and s_live's. */
     redtls__acmd *s_live;
     redtls__acmd *pool;        /* spare records, reused */
-    size_t npool;
+    size_t npool, pool_max;
     size_t n_alive;            /* callbacks still to call */
     size_t max_pending;
     int up;                    /* connected and set up */
