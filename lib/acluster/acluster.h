@@ -2,9 +2,10 @@
  * The asynchronous cluster client's internals (include/redtls/async_cluster.h),
  * shared by its files:
  *   acluster.c        the handle: creation, settings, loops, teardown
- *   acluster_cmd.c    commands: framing, splits, routing, sending to a node,
- *                     classifying what comes back, retries, deadlines,
- *                     merging the parts of a split command
+ *   acluster_issue.c  issuing a command: framing, splitting a multi-key
+ *                     command by slot, merging the parts' replies
+ *   acluster_cmd.c    commands once issued: routing, sending to a node,
+ *                     classifying what comes back, retries, deadlines
  *   acluster_map.c    nodes and their connections, the slot map and its
  *                     refresh in the background
  *
@@ -204,7 +205,28 @@ void redtls__acl_refresh_start(redtls_async_cluster *acl, int64_t now);
 void redtls__acl_nodes_free(redtls_async_cluster *acl);
 int redtls__acl_hard_failure(redtls_status st);
 
-/* acluster_cmd.c */
+/* acluster_cmd.c: records, ending, waiting, routing, sending, and what a
+ * node brings back */
+acl_op *redtls__acl_op_get(redtls_async_cluster *acl);
+/* Gives a record back (its references dropped); never while a node owes
+ * its callback. */
+void redtls__acl_op_put(redtls_async_cluster *acl, acl_op *o);
+void redtls__acl_live_push(redtls_async_cluster *acl, acl_op *o);
+void redtls__acl_live_unlink(redtls_async_cluster *acl, acl_op *o);
+void redtls__acl_wait_unlink(redtls_async_cluster *acl, acl_op *o);
+/* An op of the blocking client's batch: waits unsent for release. */
+void redtls__acl_hold_op(redtls_async_cluster *acl, acl_op *o);
+/* Routes an op and hands it to its node, or puts it in the wait list; a
+ * failure that ends it at once is returned (acl->errmsg says why). */
+redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t now);
+/* Gives an op's outcome (reply owned by it from here): to its callback, or
+ * to its split, whose callback runs when the last part is in. */
+void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redisReply *reply, const char *msg);
+/* The callback of a command issued without one: drops the reply. */
+void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud);
+
+/* acluster_issue.c */
+void redtls__acl_split_free(acl_split *sp);
 redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint32_t slot, acl_node *node, int argc,
                                 const char **argv, const size_t *lens, char *frame, size_t flen,
                                 redtls_async_cluster_reply_cb cb, void *ud);

@@ -1,7 +1,7 @@
-/* The asynchronous cluster client's commands: framing (split by slot for
- * the multi-key commands that can be merged), routing, sending to a node,
- * classifying what the node's callback brings back, retries, deadlines,
- * and merging the parts of a split command. */
+/* The asynchronous cluster client's commands once issued: their records,
+ * routing, sending to a node, classifying what the node's callback brings
+ * back, retries, deadlines, and how each one ends (issuing, splitting and
+ * merging are in acluster_issue.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,17 +10,15 @@
 #include <hiredis/hiredis.h>
 
 #include "acluster.h"
-#include "format.h"
 #include "redirect.h"
 #include "sock.h"
 
-#define INLINE_KEYS 16
 /* Frame buffers kept with a spare record up to this size. */
 #define KEEP_FRAME 256
 
 /* ---- records ---- */
 
-static acl_op *op_get(redtls_async_cluster *acl)
+acl_op *redtls__acl_op_get(redtls_async_cluster *acl)
 {
     acl_op *o = acl->pool;
     char *frame = NULL;
@@ -41,7 +39,7 @@ static acl_op *op_get(redtls_async_cluster *acl)
     return o;
 }
 
-static void op_put(redtls_async_cluster *acl, acl_op *o)
+void redtls__acl_op_put(redtls_async_cluster *acl, acl_op *o)
 {
     if (o->fixed || o->ask || o->moved || o->target) {
         redtls__acl_ref(&o->fixed, NULL);
@@ -85,7 +83,7 @@ void redtls__acl_ops_free(redtls_async_cluster *acl)
     acl->refresh_order = NULL;
 }
 
-static void live_push(redtls_async_cluster *acl, acl_op *o)
+void redtls__acl_live_push(redtls_async_cluster *acl, acl_op *o)
 {
     o->live = 1;
     o->next = NULL;
@@ -97,7 +95,7 @@ static void live_push(redtls_async_cluster *acl, acl_op *o)
     acl->live_tail = o;
 }
 
-static void live_unlink(redtls_async_cluster *acl, acl_op *o)
+void redtls__acl_live_unlink(redtls_async_cluster *acl, acl_op *o)
 {
     if (!o->live)
         return;
@@ -124,93 +122,7 @@ static void set_msg(acl_op *o, redtls_status st, const char *msg)
 
 /* ---- ending ---- */
 
-static redisReply *new_reply(int type)
-{
-    redisReply *r = calloc(1, sizeof *r);
-    if (r)
-        r->type = type;
-    return r;
-}
-
-redtls_status redtls__acl_merge(acl_split *sp, redisReply **out, char *err)
-{
-    *out = NULL;
-    if (sp->st != REDTLS_OK) {
-        size_t done = 0;
-        for (size_t k = 0; k < sp->nparts; k++)
-            done += sp->replies[k] != NULL;
-        return redtls__fail(err, sp->st, "%zu of %zu parts completed (not atomic); a part failed: %.400s", done,
-                            sp->nparts, sp->msg ? sp->msg : "");
-    }
-    for (size_t k = 0; k < sp->nparts; k++)
-        if (sp->replies[k]->type == REDIS_REPLY_ERROR) {
-            *out = sp->replies[k];
-            sp->replies[k] = NULL;
-            return REDTLS_OK;
-        }
-    if (sp->merge == REDTLS__MERGE_OK) {
-        *out = sp->replies[0];
-        sp->replies[0] = NULL;
-        return REDTLS_OK;
-    }
-    if (sp->merge == REDTLS__MERGE_SUM) {
-        long long sum = 0;
-        for (size_t k = 0; k < sp->nparts; k++) {
-            if (sp->replies[k]->type != REDIS_REPLY_INTEGER)
-                goto shape;
-            sum += sp->replies[k]->integer;
-        }
-        *out = sp->replies[0];
-        sp->replies[0] = NULL;
-        (*out)->integer = sum;
-        return REDTLS_OK;
-    }
-    /* MGET: each part's values go back to their keys' places. */
-    size_t off = 0;
-    for (size_t k = 0; k < sp->nparts; k++) {
-        const redisReply *r = sp->replies[k];
-        size_t n = 0;
-        for (size_t e = off; sp->map[e] != SIZE_MAX; e++)
-            n++;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
-            goto shape;
-        off += n + 1;
-    }
-    redisReply *m = new_reply(REDIS_REPLY_ARRAY);
-    if (!m || !(m->element = calloc(sp->nkeys ? sp->nkeys : 1, sizeof(redisReply *)))) { // NOLINT(bugprone-sizeof-expression): an array of pointers
-        free(m);
-        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory merging the parts");
-    }
-    m->elements = sp->nkeys;
-    off = 0;
-    for (size_t k = 0; k < sp->nparts; k++) {
-        redisReply *r = sp->replies[k];
-        for (size_t e = 0; e < r->elements; e++) {
-            m->element[sp->map[off + e]] = r->element[e];
-            r->element[e] = NULL;
-        }
-        off += r->elements + 1;
-    }
-    *out = m;
-    return REDTLS_OK;
-shape:
-    return redtls__fail(err, REDTLS_E_PROTOCOL, "a part of a split command got a reply of an unexpected shape");
-}
-
-static void split_free(acl_split *sp)
-{
-    for (size_t k = 0; k < sp->nparts; k++)
-        freeReplyObject(sp->replies[k]);
-    free(sp->replies);
-    free(sp->map);
-    free(sp->msg);
-    free(sp);
-}
-
-/* Gives an op's outcome (reply owned by it from here): to its callback,
- * or to its split, whose callback runs when the last part is in. The
- * record goes once the node owes nothing for it. */
-static void wait_unlink(redtls_async_cluster *acl, acl_op *o)
+void redtls__acl_wait_unlink(redtls_async_cluster *acl, acl_op *o)
 {
     if (!o->in_wait)
         return;
@@ -226,10 +138,10 @@ static void wait_unlink(redtls_async_cluster *acl, acl_op *o)
     o->wprev = o->wnext = NULL;
 }
 
-static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redisReply *reply, const char *msg)
+void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redisReply *reply, const char *msg)
 {
-    live_unlink(acl, o);
-    wait_unlink(acl, o);
+    redtls__acl_live_unlink(acl, o);
+    redtls__acl_wait_unlink(acl, o);
     o->ended = 1;
     if (o->ask || o->moved || o->fixed) {
         redtls__acl_ref(&o->ask, NULL);
@@ -241,7 +153,7 @@ static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redis
     acl_split *sp = o->split;
     size_t part = o->part;
     if (!o->at_node)
-        op_put(acl, o);
+        redtls__acl_op_put(acl, o);
     else if (o->target)
         o->target->orphans++;
     if (sp) {
@@ -258,7 +170,7 @@ static void op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redis
         cb = sp->cb;
         ud = sp->ud;
         st = redtls__acl_merge(sp, &reply, acl->errmsg);
-        split_free(sp);
+        redtls__acl_split_free(sp);
     } else if (st != REDTLS_OK && msg != acl->errmsg) {
         snprintf(acl->errmsg, sizeof acl->errmsg, "%s", msg ? msg : redtls_strerror(st));
     }
@@ -277,13 +189,13 @@ static void op_end_waiting(redtls_async_cluster *acl, acl_op *o, redtls_status s
         redtls__redirect_parse(o->last->str, o->last->len, &rd, err) == REDTLS__NOT_REDIRECT) {
         redisReply *r = o->last;
         o->last = NULL;
-        op_end(acl, o, REDTLS_OK, r, NULL);
+        redtls__acl_op_end(acl, o, REDTLS_OK, r, NULL);
         return;
     }
     char msg[REDTLS__ERRMSG_MAX];
     snprintf(msg, sizeof msg, "%s; last failure: %.400s", what,
              o->msg ? o->msg : o->st != REDTLS_OK ? redtls_strerror(o->st) : "none");
-    op_end(acl, o, st, NULL, msg);
+    redtls__acl_op_end(acl, o, st, NULL, msg);
 }
 
 /* ---- waiting ---- */
@@ -309,7 +221,7 @@ static void op_wait(redtls_async_cluster *acl, acl_op *o, int64_t now)
 }
 
 /* The blocking client's batch: in the wait list, no retry time set. */
-static void hold_op(redtls_async_cluster *acl, acl_op *o)
+void redtls__acl_hold_op(redtls_async_cluster *acl, acl_op *o)
 {
     o->state = ACL_OP_WAITING;
     o->in_wait = 1;
@@ -403,7 +315,7 @@ static acl_node *route(redtls_async_cluster *acl, acl_op *o, int64_t now)
 
 static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud);
 
-static void discard_cluster(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud)
+void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud)
 {
     (void)acl;
     (void)st;
@@ -417,7 +329,7 @@ static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
  * A failure that ends it at once (an explicit node that is down, out of
  * memory) is returned (acl->errmsg says why) for the caller to report:
  * from an issuing call as its status, elsewhere through the callback. */
-static redtls_status op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
+redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
 {
     acl_node *n = route(acl, o, now);
     if (!n) {
@@ -489,7 +401,7 @@ static void end_unsent(redtls_async_cluster *acl, acl_op *o, acl_node *n)
     redtls_status st = redtls__attempt_cut(n->ac->c, why, sizeof why);
     char msg[REDTLS__ERRMSG_MAX];
     snprintf(msg, sizeof msg, "not sent within the command timeout; node %.150s: %.300s", n->name, why);
-    op_end(acl, o, st, NULL, msg);
+    redtls__acl_op_end(acl, o, st, NULL, msg);
 }
 
 /* A failure status from the node's connection. */
@@ -505,7 +417,7 @@ static void classify_failure(redtls_async_cluster *acl, acl_op *o, acl_node *n, 
     snprintf(msg, sizeof msg, "node %.200s: %.290s", n->name, n->ac ? redtls_async_errmsg(n->ac) : "");
     if (st == REDTLS_E_NOMEM || st == REDTLS_E_LIMIT || st == REDTLS_E_PROTOCOL || st == REDTLS_E_INVALID ||
         st == REDTLS_E_CLOSED || st == REDTLS_E_COMMAND_TIMEOUT) {
-        op_end(acl, o, st, NULL, msg);
+        redtls__acl_op_end(acl, o, st, NULL, msg);
         return;
     }
     acl->stats[REDTLS_CLUSTER_STAT_NODE_FAILURES]++;
@@ -519,7 +431,7 @@ static void classify_failure(redtls_async_cluster *acl, acl_op *o, acl_node *n, 
             op_wait(acl, o, now);
             return;
         }
-        op_end(acl, o, st, NULL, msg);
+        redtls__acl_op_end(acl, o, st, NULL, msg);
         return;
     }
     /* The connection could not be made: the command was not written. */
@@ -527,7 +439,7 @@ static void classify_failure(redtls_async_cluster *acl, acl_op *o, acl_node *n, 
                     (o->slot != ACL_NO_SLOT && acl->slot_node[o->slot] != ACL_NO_SLOT &&
                      acl->nodes[acl->slot_node[o->slot]] != n);
     if (o->fixed || (redtls__acl_hard_failure(st) && !elsewhere)) {
-        op_end(acl, o, st, NULL, msg);
+        redtls__acl_op_end(acl, o, st, NULL, msg);
         return;
     }
     set_msg(o, st, msg);
@@ -564,7 +476,7 @@ static void redirect(redtls_async_cluster *acl, acl_op *o, acl_node *n, redisRep
         snprintf(msg, sizeof msg, "slot %u: more than %u redirections; the last one, not followed: %.200s", rd->slot,
                  acl->max_redirects, r->str);
         freeReplyObject(r);
-        op_end(acl, o, REDTLS_E_CLUSTER_REDIRECTS, NULL, msg);
+        redtls__acl_op_end(acl, o, REDTLS_E_CLUSTER_REDIRECTS, NULL, msg);
         return;
     }
     o->to_master = 1;
@@ -579,9 +491,9 @@ static void redirect(redtls_async_cluster *acl, acl_op *o, acl_node *n, redisRep
         op_wait(acl, o, now);
         return;
     }
-    redtls_status st = op_send(acl, o, now);
+    redtls_status st = redtls__acl_op_send(acl, o, now);
     if (st != REDTLS_OK)
-        op_end(acl, o, st, NULL, acl->errmsg);
+        redtls__acl_op_end(acl, o, st, NULL, acl->errmsg);
 }
 
 static void classify(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_status st, redisReply *r, int64_t now)
@@ -592,7 +504,7 @@ static void classify(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_s
         return;
     }
     if (r->type != REDIS_REPLY_ERROR || o->fixed) {
-        op_end(acl, o, REDTLS_OK, r, NULL);
+        redtls__acl_op_end(acl, o, REDTLS_OK, r, NULL);
         return;
     }
     redtls__redirect rd;
@@ -610,15 +522,15 @@ static void classify(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_s
         o->noauth = 1;
         freeReplyObject(o->last);
         o->last = r;
-        redtls_status sst = op_send(acl, o, now);
+        redtls_status sst = redtls__acl_op_send(acl, o, now);
         if (sst != REDTLS_OK)
-            op_end(acl, o, sst, NULL, acl->errmsg);
+            redtls__acl_op_end(acl, o, sst, NULL, acl->errmsg);
         return;
     }
     /* Errors that say the command did not run: retried after a delay. */
     redtls__error_kind ek = redtls__error_classify(r->str, r->len);
     if (ek == REDTLS__ERR_FINAL) {
-        op_end(acl, o, REDTLS_OK, r, NULL);
+        redtls__acl_op_end(acl, o, REDTLS_OK, r, NULL);
         return;
     }
     if (ek == REDTLS__ERR_STALE) {
@@ -659,7 +571,7 @@ static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *
     if (o->ended || acl->freeing) {
         freeReplyObject(r);
         if (o->ended)
-            op_put(acl, o);
+            redtls__acl_op_put(acl, o);
         if (!acl->freeing)
             redtls__acl_node_settle(acl, n);
         return;
@@ -700,7 +612,7 @@ void redtls__acl_tick(redtls_async_cluster *acl, int64_t now)
                      "node %.200s: no reply within the command timeout (%u ms), so the command may or may not have "
                      "run (its reply, if it comes, is dropped)",
                      o->target ? o->target->name : "?", acl->base.command_timeout_ms);
-            op_end(acl, o, REDTLS_E_COMMAND_TIMEOUT, NULL, msg);
+            redtls__acl_op_end(acl, o, REDTLS_E_COMMAND_TIMEOUT, NULL, msg);
         }
     }
     if (acl->freeing || acl->retry_at > now)
@@ -712,16 +624,16 @@ void redtls__acl_tick(redtls_async_cluster *acl, int64_t now)
     for (o = acl->wait_head; o; o = o->wnext)
         count++;
     while (count-- > 0 && !acl->freeing && (o = acl->wait_head) != NULL) {
-        wait_unlink(acl, o);
+        redtls__acl_wait_unlink(acl, o);
         o->state = ACL_OP_HELD;
         if (now >= o->retry_end) {
             op_end_waiting(acl, o, o->st != REDTLS_OK ? o->st : REDTLS_E_UNAVAILABLE,
                            "retries ended after the outage limit");
             continue;
         }
-        redtls_status st = op_send(acl, o, now);
+        redtls_status st = redtls__acl_op_send(acl, o, now);
         if (st != REDTLS_OK)
-            op_end(acl, o, st, NULL, acl->errmsg);
+            redtls__acl_op_end(acl, o, st, NULL, acl->errmsg);
         else
             again += o->in_wait;
     }
@@ -769,7 +681,7 @@ void redtls__acl_map_failed(redtls_async_cluster *acl, redtls_status st)
             continue;
         }
         o->state = ACL_OP_HELD;
-        op_end(acl, o, st, NULL, msg);
+        redtls__acl_op_end(acl, o, st, NULL, msg);
     }
 }
 
@@ -777,251 +689,5 @@ void redtls__acl_end_all(redtls_async_cluster *acl, redtls_status st, const char
 {
     acl_op *o;
     while ((o = acl->live_head) != NULL)
-        op_end(acl, o, st, NULL, msg);
-}
-
-/* ---- issuing ---- */
-
-typedef struct keyslot {
-    uint32_t slot;
-    size_t idx;
-} keyslot;
-
-static int by_slot(const void *a, const void *b)
-{
-    const keyslot *x = a, *y = b;
-    if (x->slot != y->slot)
-        return x->slot < y->slot ? -1 : 1;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static size_t arglen(const char *const *argv, const size_t *lens, size_t i)
-{
-    return lens ? lens[i] : strlen(argv[i]);
-}
-
-static acl_op *new_op(redtls_async_cluster *acl, unsigned flags, int64_t now)
-{
-    acl_op *o = op_get(acl);
-    if (!o)
-        return NULL;
-    o->flags = flags;
-    o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);
-    o->retry_end = acl->base.command_timeout_ms ? o->deadline
-                                                : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000u);
-    return o;
-}
-
-/* Builds the parts of a multi-key command split by slot. */
-static redtls_status build_split(redtls_async_cluster *acl, acl_split *sp, acl_op **parts, unsigned flags,
-                                 int readonly, const char **argv, const size_t *lens, const size_t *pos,
-                                 size_t nkeys, int64_t now)
-{
-    int step = sp->merge == REDTLS__MERGE_OK ? 2 : 1;
-    keyslot *ks = malloc(nkeys * sizeof *ks);
-    const char **sub = malloc((1 + (size_t)step * nkeys) * sizeof *sub);
-    size_t *sublen = malloc((1 + (size_t)step * nkeys) * sizeof *sublen);
-    /* MGET: key positions part by part, each part's run ended by SIZE_MAX. */
-    sp->map = sp->merge == REDTLS__MERGE_MGET ? malloc(2 * nkeys * sizeof *sp->map) : NULL;
-    redtls_status st = REDTLS_OK;
-    if (!ks || !sub || !sublen || (sp->merge == REDTLS__MERGE_MGET && !sp->map)) {
-        st = REDTLS_E_NOMEM;
-        goto out;
-    }
-    for (size_t k = 0; k < nkeys; k++) {
-        ks[k].slot = redtls_cluster_key_slot(argv[pos[k]], arglen(argv, lens, pos[k]));
-        ks[k].idx = k;
-    }
-    qsort(ks, nkeys, sizeof *ks, by_slot);
-    sub[0] = argv[0];
-    sublen[0] = arglen(argv, lens, 0);
-    size_t np = 0, m = 0;
-    for (size_t a = 0; a < nkeys;) {
-        size_t b = a;
-        int argc = 1;
-        acl_op *o = parts[np] = new_op(acl, flags, now);
-        if (!o) {
-            st = REDTLS_E_NOMEM;
-            goto out;
-        }
-        o->split = sp;
-        o->part = np++;
-        o->readonly = readonly;
-        o->slot = ks[a].slot;
-        for (; b < nkeys && ks[b].slot == ks[a].slot; b++) {
-            size_t p = pos[ks[b].idx];
-            for (int s = 0; s < step; s++) {
-                sub[argc] = argv[p + (size_t)s];
-                sublen[argc++] = arglen(argv, lens, p + (size_t)s);
-            }
-            if (sp->map)
-                sp->map[m++] = ks[b].idx;
-        }
-        if (sp->map)
-            sp->map[m++] = SIZE_MAX;
-        if ((st = redtls__format_argv(&o->frame, &o->len, &o->cap, argc, sub, sublen)) != REDTLS_OK)
-            goto out;
-        a = b;
-    }
-    sp->nparts = sp->left = np;
-out:
-    free(ks);
-    free(sub);
-    free(sublen);
-    return st;
-}
-
-redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint32_t slot, acl_node *node, int argc,
-                                const char **argv, const size_t *lens, char *frame, size_t flen,
-                                redtls_async_cluster_reply_cb cb, void *ud)
-{
-    (void)frame;
-    (void)flen;
-    if (argc <= 0 || !argv)
-        return redtls__fail(acl->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
-    if (!cb)
-        cb = discard_cluster;
-    if (acl->n_live >= acl->max_pending)
-        return redtls__fail(acl->errmsg, REDTLS_E_LIMIT,
-                            "%zu commands are queued or in flight, the limit (redtls_async_cluster_set_max_pending): "
-                            "wait for replies before issuing more",
-                            acl->n_live);
-    size_t inline_pos[INLINE_KEYS];
-    size_t *pos = inline_pos;
-    unsigned kf = 0;
-    size_t nkeys = 0;
-    if (!node && slot == ACL_NO_SLOT) {
-        nkeys = redtls__command_keys_cached(&acl->cmd_cache, argc, argv, lens, pos, INLINE_KEYS, &kf);
-        if (nkeys > INLINE_KEYS) {
-            pos = malloc(nkeys * sizeof *pos);
-            if (!pos)
-                return redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
-            nkeys = redtls__command_keys_cached(&acl->cmd_cache, argc, argv, lens, pos, nkeys, &kf);
-        }
-    }
-    /* Of the keyed commands only WATCH, SSUBSCRIBE and SUNSUBSCRIBE (5, 10
-     * and 12 letters) hold a connection's state. */
-    size_t len0 = arglen(argv, lens, 0);
-    int keyed = (kf & REDTLS__CMD_KNOWN) && !(kf & REDTLS__CMD_NOKEYS) && !(kf & REDTLS__CMD_MALFORMED);
-    const char *state = NULL;
-    if (!keyed || len0 == 5 || len0 == 10 || len0 == 12)
-        state = redtls__cluster_state_command(argv[0], len0);
-    redtls_status st = REDTLS_OK;
-    if (state) {
-        st = redtls__fail(acl->errmsg, REDTLS_E_INVALID,
-                          "%s changes the state of a connection, which a cluster handle shares between commands; "
-                          "use a redtls_async to the node instead",
-                          state);
-        goto out;
-    }
-    /* From a node's callback, its pass's time will do (as for the
-     * single-connection API). */
-    int64_t now = acl->pass_now ? acl->pass_now : redtls__acl_now();
-    int merge = REDTLS__MERGE_NONE;
-    if (!node && slot == ACL_NO_SLOT) {
-        if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {
-            slot = redtls_cluster_key_slot(argv[1], arglen(argv, lens, 1)); /* a module's command */
-        } else if (nkeys > 0) {
-            slot = redtls_cluster_key_slot(argv[pos[0]], arglen(argv, lens, pos[0]));
-            int mk = (flags & REDTLS_CLUSTER_STRICT) || nkeys < 2 ? REDTLS__MERGE_NONE
-                                                                  : redtls__cluster_split_kind(argv[0], len0);
-            if (mk == REDTLS__MERGE_OK && argc % 2 == 0)
-                mk = REDTLS__MERGE_NONE; /* a key without a value: the server says so */
-            size_t k = 1;
-            if (mk != REDTLS__MERGE_NONE)
-                for (; k < nkeys; k++)
-                    if (redtls_cluster_key_slot(argv[pos[k]], arglen(argv, lens, pos[k])) != slot)
-                        break;
-            if (k < nkeys)
-                merge = mk;
-        }
-    }
-    int readonly = (kf & REDTLS__CMD_READONLY) != 0;
-    if (merge != REDTLS__MERGE_NONE) {
-        acl_split *sp = calloc(1, sizeof *sp);
-        acl_op **parts = sp ? calloc(nkeys, sizeof *parts) : NULL;
-        if (!sp || !parts || !(sp->replies = calloc(nkeys, sizeof *sp->replies))) {
-            free(parts);
-            if (sp)
-                split_free(sp);
-            st = redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
-            goto out;
-        }
-        sp->cb = cb;
-        sp->ud = ud;
-        sp->merge = merge;
-        sp->nkeys = nkeys;
-        st = build_split(acl, sp, parts, flags, readonly, argv, lens, pos, nkeys, now);
-        if (st != REDTLS_OK) {
-            for (size_t k = 0; k < nkeys && parts[k]; k++)
-                op_put(acl, parts[k]);
-            free(parts);
-            split_free(sp);
-            st = redtls__fail(acl->errmsg, st, "out of memory");
-            goto out;
-        }
-        acl->stats[REDTLS_CLUSTER_STAT_SPLITS]++;
-        acl->n_live++;
-        size_t np = sp->nparts;
-        for (size_t k = 0; k < np; k++)
-            live_push(acl, parts[k]);
-        if (acl->hold) {
-            for (size_t k = 0; k < np; k++)
-                hold_op(acl, parts[k]);
-            free(parts);
-            goto out;
-        }
-        /* No node callback runs before this call returns, so only a part
-         * failing here can end one: the first one ends the whole command
-         * at once (nothing was sent), a later one ends its part. */
-        st = op_send(acl, parts[0], now);
-        if (st != REDTLS_OK) {
-            for (size_t k = 0; k < np; k++) {
-                live_unlink(acl, parts[k]);
-                wait_unlink(acl, parts[k]);
-                op_put(acl, parts[k]);
-            }
-            acl->n_live--;
-            split_free(sp);
-        }
-        for (size_t k = 1; k < np && st == REDTLS_OK; k++) {
-            redtls_status pst = op_send(acl, parts[k], now);
-            if (pst != REDTLS_OK)
-                op_end(acl, parts[k], pst, NULL, acl->errmsg);
-        }
-        free(parts);
-        goto out;
-    }
-    acl_op *o = new_op(acl, flags, now);
-    if (!o) {
-        st = redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
-        goto out;
-    }
-    o->cb = cb;
-    o->ud = ud;
-    o->slot = slot;
-    o->readonly = readonly;
-    if (node)
-        redtls__acl_ref(&o->fixed, node);
-    if ((st = redtls__format_argv(&o->frame, &o->len, &o->cap, argc, argv, lens)) != REDTLS_OK) {
-        op_put(acl, o);
-        st = redtls__fail(acl->errmsg, st, "out of memory formatting the command");
-        goto out;
-    }
-    acl->n_live++;
-    live_push(acl, o);
-    if (acl->hold) {
-        hold_op(acl, o);
-        goto out;
-    }
-    if ((st = op_send(acl, o, now)) != REDTLS_OK) {
-        live_unlink(acl, o);
-        wait_unlink(acl, o);
-        op_put(acl, o);
-        acl->n_live--;
-    }
-out:
-    if (pos != inline_pos)
-        free(pos);
-    return st;
+        redtls__acl_op_end(acl, o, st, NULL, msg);
 }
