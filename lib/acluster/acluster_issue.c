@@ -126,7 +126,7 @@ static acl_op *new_op(redtls_async_cluster *acl, unsigned flags, int64_t now)
     o->flags = flags;
     o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);
     o->retry_end = acl->base.command_timeout_ms ? o->deadline
-                                                : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000u);
+                                                : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000U);
     return o;
 }
 
@@ -257,8 +257,8 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     int readonly = (kf & REDTLS__CMD_READONLY) != 0;
     if (merge != REDTLS__MERGE_NONE) {
         acl_split *sp = calloc(1, sizeof *sp);
-        acl_op **parts = sp ? calloc(nkeys, sizeof *parts) : NULL;
-        if (!sp || !parts || !(sp->replies = calloc(nkeys, sizeof *sp->replies))) {
+        acl_op **parts = sp ? calloc(nkeys, sizeof *parts) : NULL; // NOLINT(bugprone-sizeof-expression): an array of pointers
+        if (!sp || !parts || !(sp->replies = calloc(nkeys, sizeof *sp->replies))) { // NOLINT(bugprone-sizeof-expression): an array of pointers
             free(parts);
             if (sp)
                 redtls__acl_split_free(sp);

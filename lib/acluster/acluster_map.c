@@ -93,7 +93,7 @@ size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_
     if (free_i == SIZE_MAX) {
         if (acl->nnodes == acl->capnodes) {
             size_t cap = acl->capnodes ? 2 * acl->capnodes : 8;
-            acl_node **v = realloc(acl->nodes, cap * sizeof *v);
+            acl_node **v = realloc(acl->nodes, cap * sizeof *v); // NOLINT(bugprone-sizeof-expression): an array of pointers
             if (!v) {
                 free(copy);
                 redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
@@ -372,11 +372,12 @@ static void refresh_next(redtls_async_cluster *acl, int64_t now)
             continue;
         redtls_status st = redtls__acl_node_conn(acl, n);
         if (st == REDTLS_OK) {
-            unsigned timeout = acl->base.command_timeout_ms ? acl->base.command_timeout_ms : 10000u;
+            unsigned timeout = acl->base.command_timeout_ms ? acl->base.command_timeout_ms : 10000U;
             acl->refresh_deadline = now + timeout;
             acl->refresh_tried++;
             st = redtls__async_issue_raw(n->ac, NULL, 0, cluster_slots_cmd, sizeof cluster_slots_cmd - 1,
-                                         acl->refresh_deadline, refresh_reply, (void *)(uintptr_t)acl->refresh_gen);
+                                         acl->refresh_deadline, refresh_reply,
+                                         (void *)(uintptr_t)acl->refresh_gen); // NOLINT(performance-no-int-to-ptr): a number, not an address
             if (st == REDTLS_OK)
                 return;
             snprintf(acl->errmsg, sizeof acl->errmsg, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
@@ -452,7 +453,7 @@ void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now)
         acl->refresh_gen++;
         acl->refresh_last = REDTLS_E_COMMAND_TIMEOUT;
         snprintf(acl->refresh_cause, sizeof acl->refresh_cause, "no answer to CLUSTER SLOTS within %u ms",
-                 acl->base.command_timeout_ms ? acl->base.command_timeout_ms : 10000u);
+                 acl->base.command_timeout_ms ? acl->base.command_timeout_ms : 10000U);
         refresh_next(acl, now);
         return;
     }

@@ -152,7 +152,7 @@ static redtls_status add(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_
     acl->hold = 1;
     acl->owner = cl;
     redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, on_outcome,
-                                         (void *)(uintptr_t)cl->nres);
+                                         (void *)(uintptr_t)cl->nres); // NOLINT(performance-no-int-to-ptr): an index, not an address
     acl->hold = 0;
     if (st != REDTLS_OK)
         return redtls__fail(cl->errmsg, st, "%s", acl->errmsg);

@@ -338,7 +338,7 @@ static redtls_status issue_raw_one(redtls_async *ac, const char *frame, size_t l
     } else {
         /* The cluster client's op keeps its frame, unchanged, for as long
          * as this record can be written: borrowed, not copied. */
-        m->frame = (char *)(uintptr_t)frame;
+        memcpy(&m->frame, &frame, sizeof m->frame); /* const dropped: borrowed frames are never written or freed */
         m->borrowed = 1;
         m->len = len;
         redtls__alist_push(&ac->q_head, &ac->q_tail, m);
@@ -393,7 +393,10 @@ redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size
     redtls__acmd *first = NULL, *m = NULL;
     if (before && (st = issue_raw_one(ac, before, before_len, deadline, &first)) != REDTLS_OK)
         return st;
-    if ((st = issue_raw_one(ac, frame, len, deadline, &m)) != REDTLS_OK) {
+    st = issue_raw_one(ac, frame, len, deadline, &m);
+    if (st == REDTLS_OK && !m)
+        st = REDTLS_E_NOMEM; /* never: a success sets m */
+    if (st != REDTLS_OK) {
         /* Both or neither: an ASKING alone would apply to whatever command
          * came next on the connection. */
         if (first)
@@ -411,7 +414,7 @@ redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size
     return REDTLS_OK;
 }
 
-int redtls__async_cancel_queued(redtls_async *ac, void *ud)
+int redtls__async_cancel_queued(redtls_async *ac, const void *ud)
 {
     redtls__acmd *prev = NULL;
     for (redtls__acmd *m = ac->q_head; m; prev = m, m = m->next) {

@@ -107,7 +107,7 @@ redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size
                                       size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud);
 /* Takes a command issued with ud out of the queue if it has not been
  * written (nothing is called): 1, or 0 when it is not there. */
-int redtls__async_cancel_queued(redtls_async *ac, void *ud);
+int redtls__async_cancel_queued(redtls_async *ac, const void *ud);
 /* New tokens for the connection (redtls_conn_set_tokens' rules); with
  * REDTLS_REAUTH_NOW an open connection sends AUTH once the replies it owes
  * are in. */
