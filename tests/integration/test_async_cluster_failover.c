@@ -39,13 +39,6 @@
 #define WINDOW 32
 #define WRITER_TIMEOUT_MS 15000
 
-#define assert_acl_status(acl, call, want)                                                                    \
-    do {                                                                                                      \
-        int lab_got_ = (int)(call);                                                                           \
-        lab_report_status(lab_got_, (int)(want), #call, redtls_async_cluster_errmsg(acl), __FILE__, __LINE__); \
-        assert_int_equal(lab_got_, (int)(want));                                                              \
-    } while (0)
-
 static lab_cluster lc;
 
 /* ----- the writer thread ------------------------------------------------------ */
