@@ -444,11 +444,11 @@ static void test_connection_lost_in_flight(void **state)
     size_t nl = 0, no = 0;
     for (unsigned s = 0; s < LAB_CLUSTER_SLOTS && (nl < N || no < N); s += 13) {
         if (owner[s] == m && nl < N) {
-            snprintf(lost[nl], sizeof lost[nl], "lost{%s}", slot_key[s]);
-            snprintf(idem[nl], sizeof idem[nl], "idem{%s}", slot_key[s]);
+            snprintf(lost[nl], sizeof lost[nl], "lost{%.15s}", slot_key[s]);
+            snprintf(idem[nl], sizeof idem[nl], "idem{%.15s}", slot_key[s]);
             nl++;
         } else if (owner[s] != m && no < N) {
-            snprintf(other[no], sizeof other[no], "other{%s}", slot_key[s]);
+            snprintf(other[no], sizeof other[no], "other{%.15s}", slot_key[s]);
             no++;
         }
     }
