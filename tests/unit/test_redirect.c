@@ -72,10 +72,16 @@ static void test_error_classify(void **state)
     assert_int_equal(classify("READONLY You can't write against a read only replica."), REDTLS__ERR_STALE);
     /* Whole words only, case as Redis sends it; anything else is the
      * command's own outcome. */
-    static const char *const final[] = {"ERR unknown command", "TRYAGAINX", "tryagain", "LOADINGX 1",
+    static const char *const final[] = {"ERR unknown command",
+                                        "TRYAGAINX",
+                                        "tryagain",
+                                        "LOADINGX 1",
                                         "WRONGTYPE Operation against a key holding the wrong kind of value",
-                                        "NOAUTH Authentication required.", "CROSSSLOT Keys in request don't hash "
-                                        "to the same slot", "", "READONLYX", "MOVED 1 h:1"};
+                                        "NOAUTH Authentication required.",
+                                        "CROSSSLOT Keys in request don't hash to the same slot",
+                                        "",
+                                        "READONLYX",
+                                        "MOVED 1 h:1"};
     for (size_t i = 0; i < sizeof final / sizeof final[0]; i++)
         assert_int_equal(classify(final[i]), REDTLS__ERR_FINAL);
     /* A length that stops inside the word is not the word. */
