@@ -223,7 +223,7 @@ redtls_status redtls_async_cluster_command_argv(redtls_async_cluster *acl, unsig
 
 /* Reads a command framed by hiredis back into arguments (pointing into
  * the frame). -1 when it is not one array of bulk strings. */
-int redtls__acl_unframe(const char *f, size_t len, int *argc, const char ***argv, size_t **lens)
+static int unframe(const char *f, size_t len, int *argc, const char ***argv, size_t **lens)
 {
     const char *p = f, *end = f + len;
     if (p >= end || *p != '*')
@@ -251,40 +251,49 @@ int redtls__acl_unframe(const char *f, size_t len, int *argc, const char ***argv
     return 0;
 }
 
+redtls_status redtls__acl_vformat(acl_fmt *f, char *err, const char *fmt, va_list ap)
+{
+    memset(f, 0, sizeof *f);
+    if (!fmt)
+        return redtls__fail(err, REDTLS_E_INVALID, "format is NULL");
+    f->n = redisvFormatCommand(&f->cmd, fmt, ap);
+    if (f->n == -2)
+        return redtls__fail(err, REDTLS_E_INVALID, "invalid format string");
+    if (f->n <= 0 || !f->cmd)
+        return redtls__fail(err, REDTLS_E_NOMEM, "out of memory formatting the command");
+    if (unframe(f->cmd, (size_t)f->n, &f->argc, &f->argv, &f->lens) != 0)
+        return redtls__fail(err, f->argv && f->lens ? REDTLS_E_INVALID : REDTLS_E_NOMEM,
+                            f->argv && f->lens ? "the format made no command" : "out of memory");
+    return REDTLS_OK;
+}
+
+void redtls__acl_fmt_free(acl_fmt *f)
+{
+    free(f->argv);
+    free(f->lens);
+    if (f->cmd && f->n > 0)
+        OPENSSL_cleanse(f->cmd, (size_t)f->n);
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+    redisFreeCommand(f->cmd);
+#else
+    free(f->cmd);
+#endif
+}
+
 redtls_status redtls_async_cluster_command(redtls_async_cluster *acl, redtls_async_cluster_reply_cb cb,
                                            void *userdata, const char *fmt, ...)
 {
     if (!acl || acl->freeing)
         return REDTLS_E_INVALID;
     acl->errmsg[0] = '\0';
-    if (!fmt)
-        return redtls__fail(acl->errmsg, REDTLS_E_INVALID, "format is NULL");
-    char *cmd = NULL;
+    acl_fmt f;
     va_list ap;
     va_start(ap, fmt);
-    int n = redisvFormatCommand(&cmd, fmt, ap);
+    redtls_status st = redtls__acl_vformat(&f, acl->errmsg, fmt, ap);
     va_end(ap);
-    if (n == -2)
-        return redtls__fail(acl->errmsg, REDTLS_E_INVALID, "invalid format string");
-    if (n <= 0 || !cmd)
-        return redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-    int argc = 0;
-    const char **argv = NULL;
-    size_t *lens = NULL;
-    redtls_status st;
-    if (redtls__acl_unframe(cmd, (size_t)n, &argc, &argv, &lens) != 0)
-        st = redtls__fail(acl->errmsg, argv && lens ? REDTLS_E_INVALID : REDTLS_E_NOMEM,
-                          argv && lens ? "the format made no command" : "out of memory");
-    else
-        st = issue(acl, 0, ACL_NO_SLOT, NULL, argc, argv, lens, cb, userdata);
-    free(argv);
-    free(lens);
-    OPENSSL_cleanse(cmd, (size_t)n);
-#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
-    redisFreeCommand(cmd);
-#else
-    free(cmd);
-#endif
+    if (st == REDTLS_OK)
+        st = issue(acl, 0, ACL_NO_SLOT, NULL, f.argc, f.argv, f.lens, cb, userdata);
+    redtls__acl_fmt_free(&f);
     return st;
 }
 

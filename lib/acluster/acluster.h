@@ -21,6 +21,7 @@
 #ifndef REDTLS_ACLUSTER_H
 #define REDTLS_ACLUSTER_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 #include <redtls/async_cluster.h>
@@ -175,10 +176,18 @@ redtls_status redtls__acl_refresh_wait(redtls_async_cluster *acl, int64_t end);
  * still owed (the blocking client, whose loop does not run between
  * calls, closes them rather than keep them). */
 void redtls__acl_close_orphaned(redtls_async_cluster *acl);
-/* Reads a command framed by hiredis back into arguments (pointing into
- * the frame; argv and lens allocated). -1 when it is not one array of
- * bulk strings or out of memory. */
-int redtls__acl_unframe(const char *f, size_t len, int *argc, const char ***argv, size_t **lens);
+/* A command made with hiredis's printf-like format, read back into
+ * arguments (pointing into cmd) for routing by key. */
+typedef struct acl_fmt {
+    char *cmd;
+    int n;
+    int argc;
+    const char **argv;
+    size_t *lens;
+} acl_fmt;
+redtls_status redtls__acl_vformat(acl_fmt *f, char *err, const char *fmt, va_list ap);
+/* Frees what vformat made (the command's bytes wiped), after success or not. */
+void redtls__acl_fmt_free(acl_fmt *f);
 /* The host:port form of a node name, or -1. */
 int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port);
 

@@ -273,31 +273,14 @@ redtls_status redtls_cluster_command(redtls_cluster *cl, redisReply **reply, con
     redtls_status st = begin(cl, reply);
     if (st != REDTLS_OK)
         return st;
-    if (!fmt)
-        return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "format is NULL");
-    char *cmd = NULL;
+    acl_fmt f;
     va_list ap;
     va_start(ap, fmt);
-    int n = redisvFormatCommand(&cmd, fmt, ap);
+    st = redtls__acl_vformat(&f, cl->errmsg, fmt, ap);
     va_end(ap);
-    if (n == -2)
-        return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "invalid format string");
-    if (n <= 0 || !cmd)
-        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-    int argc = 0;
-    const char **argv = NULL;
-    size_t *lens = NULL;
-    if (redtls__acl_unframe(cmd, (size_t)n, &argc, &argv, &lens) != 0)
-        st = redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-    else
-        st = run_one(cl, 0, ACL_NO_SLOT, NULL, argc, argv, lens, reply);
-    free(argv);
-    free(lens);
-#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
-    redisFreeCommand(cmd);
-#else
-    free(cmd);
-#endif
+    if (st == REDTLS_OK)
+        st = run_one(cl, 0, ACL_NO_SLOT, NULL, f.argc, f.argv, f.lens, reply);
+    redtls__acl_fmt_free(&f);
     return st;
 }
 
