@@ -122,6 +122,20 @@ static void set_msg(acl_op *o, redtls_status st, const char *msg)
 
 /* ---- ending ---- */
 
+/* To the back of the wait list. */
+static void wait_push(redtls_async_cluster *acl, acl_op *o)
+{
+    o->state = ACL_OP_WAITING;
+    o->in_wait = 1;
+    o->wnext = NULL;
+    o->wprev = acl->wait_tail;
+    if (acl->wait_tail)
+        acl->wait_tail->wnext = o;
+    else
+        acl->wait_head = o;
+    acl->wait_tail = o;
+}
+
 void redtls__acl_wait_unlink(redtls_async_cluster *acl, acl_op *o)
 {
     if (!o->in_wait)
@@ -207,15 +221,7 @@ static void op_wait(redtls_async_cluster *acl, acl_op *o, int64_t now)
                        "retries ended after the outage limit");
         return;
     }
-    o->state = ACL_OP_WAITING;
-    o->in_wait = 1;
-    o->wnext = NULL;
-    o->wprev = acl->wait_tail;
-    if (acl->wait_tail)
-        acl->wait_tail->wnext = o;
-    else
-        acl->wait_head = o;
-    acl->wait_tail = o;
+    wait_push(acl, o);
     if (acl->retry_at == REDTLS__NO_DEADLINE)
         acl->retry_at = now + redtls__backoff_next(&acl->backoff);
 }
@@ -223,15 +229,7 @@ static void op_wait(redtls_async_cluster *acl, acl_op *o, int64_t now)
 /* The blocking client's batch: in the wait list, no retry time set. */
 void redtls__acl_hold_op(redtls_async_cluster *acl, acl_op *o)
 {
-    o->state = ACL_OP_WAITING;
-    o->in_wait = 1;
-    o->wnext = NULL;
-    o->wprev = acl->wait_tail;
-    if (acl->wait_tail)
-        acl->wait_tail->wnext = o;
-    else
-        acl->wait_head = o;
-    acl->wait_tail = o;
+    wait_push(acl, o);
 }
 
 void redtls__acl_release(redtls_async_cluster *acl)
@@ -671,13 +669,7 @@ void redtls__acl_map_failed(redtls_async_cluster *acl, redtls_status st)
         list = o->wnext;
         o->wprev = o->wnext = NULL;
         if (o->fixed) {
-            o->in_wait = 1;
-            o->wprev = acl->wait_tail;
-            if (acl->wait_tail)
-                acl->wait_tail->wnext = o;
-            else
-                acl->wait_head = o;
-            acl->wait_tail = o;
+            wait_push(acl, o);
             continue;
         }
         o->state = ACL_OP_HELD;
