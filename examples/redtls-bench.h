@@ -122,6 +122,8 @@ int run_async_throughput(const struct bench_options *o, redtls_config *cfg, cons
 int run_async_connect(const struct bench_options *o, redtls_config *cfg_full, redtls_config *cfg_resumed,
                       const char *url);
 int run_async_idle(const struct bench_options *o, redtls_config *cfg, const char *url);
+/* --async --cluster (redtls-bench-acluster.c). */
+int run_async_cluster_throughput(const struct bench_options *o, redtls_config *cfg, const char *url);
 int run_async_stall(const struct bench_options *o, redtls_config *cfg, redtls_config *cfg_handshakes,
                     const char *url);
 

@@ -5,10 +5,8 @@
 # (GET on a 100000-key keyspace, one connection, pipeline 1/16/128, TLS and
 # plain), run back to back in alternating order for ROUNDS rounds. Prints per-case
 # medians of throughput and client CPU per operation for both tools, the
-# TLS/plain ratio, full vs resumed connect cost, and syscalls per pipelined
-# batch (strace), and the cluster client's CPU per operation against a
-# 3-master TLS cluster next to the standalone client's against the standalone
-# server.
+# TLS/plain ratio, full vs resumed connect cost, syscalls per pipelined
+# batch (strace) and resident memory per idle TLS connection.
 # Section "ir": client instructions per GET counted by callgrind (the
 # figure to trust on a shared, noisy machine), for redtls-bench,
 # redis-benchmark and a plain hiredis 1.2.0 client (scripts/bench/
@@ -31,22 +29,32 @@
 # loop: the longest single call into redtls while STALL_N TLS handshakes
 # start at once, memory per idle handle (IDLE_N), ACONNECTS connects at
 # once (full and resumed handshakes): wall and CPU.
+# Section "cluster" (scripts/bench/cluster.sh): a throwaway 3-master TLS
+# cluster with AUTH (nodes node1..3.cluster.test, reached through
+# --resolve) beside the standalone TLS server; GET, every key of the
+# IR_KEYSPACE-key keyspace set. The asynchronous and the blocking client,
+# each standalone, in one slot (one hash tag) and over all slots, and
+# redis-benchmark -P N standalone and --cluster (one connection per
+# master), at 1/16/128 in flight or pipelined: client instructions per GET
+# under callgrind as in "ir", the issue's cluster/standalone targets
+# checked, ops/s and process CPU per GET in ROUNDS alternating rounds
+# (medians), and the blocking client's syscalls per batch of 128 (strace).
 # Not part of the test suite: it measures, it does not judge.
 #
 # Usage: scripts/bench.sh [SECTION...]
-#   Sections, run in this order: timed, ir, async, async-load; default all
-#   of them.
+#   Sections, run in this order: timed, ir, async, async-load, cluster;
+#   default all of them.
 # Environment:
 #   SECTIONS  the sections, when none is given as an argument (e.g. SECTIONS=ir)
-#   ROUNDS    rounds per case (default 3)
+#   ROUNDS    timed, cluster: rounds per case (default 3)
 #   N         requests per run at P=1; P=16 runs 8*N, P=128 runs 20*N
 #             (default 50000: the timed section takes 2-4 minutes on 2 cores)
 #   CONNECTS  connects per series in connect mode (default 200)
-#   IR_N_P1   ir: the shorter run's requests at P=1 (default 2000; the
-#             longer run makes twice as many)
-#   IR_N_PIPELINED  ir: the same at P=16 and P=128 (default 16000, a
-#             multiple of 128 so every client sends only full batches)
-#   IR_KEYSPACE  ir, async: keys (default 5000)
+#   IR_N_P1   ir, cluster: the shorter run's requests at P=1 (default 2000;
+#             the longer run makes twice as many)
+#   IR_N_PIPELINED  ir, cluster: the same at P=16 and P=128 (default 16000,
+#             a multiple of 128 so every client sends only full batches)
+#   IR_KEYSPACE  ir, async, cluster: keys (default 5000)
 #   ASYNC_N   async: the shorter callgrind run's requests at 16 in flight and
 #             more (default 16384, a multiple of 1024); at 1, IR_N_P1
 #   ASYNC_ROUNDS  async: timed rounds (default 5)
@@ -55,6 +63,8 @@
 #   STALL_N, STALL_WAVES  async-load: handshakes per wave, waves (200, 3)
 #   IDLE_N    async-load: idle handles (default 1000)
 #   ACONNECTS async-load: connects at once (default 1000)
+#   CLUSTER_TIMED_N  cluster: timed requests at depth 1 (default 20000);
+#             16: 8x, 128: 20x
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
 # Output: tables on stdout; timed: build-bench/bench-results.csv (medians,
 # one value per line) and build-bench/bench-raw.csv (every run); ir:
@@ -62,9 +72,12 @@
 # build-bench/ir-raw.csv (every callgrind total), build-bench/ir-callgrind/
 # (the four redtls profiles behind the function lists), build-bench/ir.svg;
 # async: build-bench/async-results.csv, async-ir-raw.csv, async-raw.csv,
-# build-bench/async-callgrind/ (the redtls profiles).
+# build-bench/async-callgrind/ (the redtls profiles); cluster:
+# build-bench/cluster-results.csv, cluster-ir-raw.csv, cluster-raw.csv,
+# build-bench/cluster-callgrind/ (the redtls profiles).
 # The ir section takes about a minute (45-50 s on this 2-core machine,
-# hiredis already built; building it adds a few seconds).
+# hiredis already built; building it adds a few seconds), the cluster
+# section about 3.5 minutes.
 # Builds run under nice with at most 2 jobs (the machine is a shared 2-core box).
 set -euo pipefail
 
@@ -87,7 +100,8 @@ STALL_N=${STALL_N:-200}
 STALL_WAVES=${STALL_WAVES:-3}
 IDLE_N=${IDLE_N:-1000}
 ACONNECTS=${ACONNECTS:-1000}
-ALL_SECTIONS="timed ir async async-load"
+CLUSTER_TIMED_N=${CLUSTER_TIMED_N:-20000}
+ALL_SECTIONS="timed ir async async-load cluster"
 SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
 for s in $SECTIONS; do
   [[ " $ALL_SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' (sections: $ALL_SECTIONS)" >&2; exit 2; }
@@ -107,11 +121,12 @@ if ! [[ "$ASYNC_N" =~ ^[1-9][0-9]*$ ]] || (( ASYNC_N % 1024 != 0 )); then
   echo "bench: ASYNC_N must be a positive multiple of 1024" >&2
   exit 2
 fi
-for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS; do
+for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS CLUSTER_TIMED_N; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive number" >&2; exit 2; }
 done
 tools=(cmake redis-server redis-benchmark python3 openssl)
 { want ir || want async; } && tools+=(valgrind redis-cli "${CC:-cc}" make)
+want cluster && tools+=(valgrind redis-cli)
 want async && tools+=(pkg-config)
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
@@ -192,7 +207,7 @@ requests_for() { # pipeline
 }
 
 # The timed section: throughput and client CPU against redis-benchmark,
-# connect cost, syscalls per batch, idle memory, cluster mode.
+# connect cost, syscalls per batch, idle memory.
 section_timed() {
   say "filling the keyspace ($KEYSPACE keys, 3-byte values) so GETs find values"
   "$BENCH" -u "$(url_for plain)" -t set -P 128 -n $((KEYSPACE * 5)) -r "$KEYSPACE" --csv >/dev/null
@@ -379,65 +394,6 @@ PY
   # one PING, then held open).
   say "idle TLS connections: resident memory"
   "$BENCH" -u "$(url_for tls)" --cacert "$CA" --idle 200
-
-  # Cluster mode: client CPU per GET of a cluster handle against a 3-master TLS
-  # cluster (nodes verified by host name, reached through --resolve) next to a
-  # standalone connection against the standalone TLS server, same tool, same
-  # workload, alternating order, ROUNDS rounds.
-  say "cluster: starting a throwaway 3-master TLS cluster"
-  if throwaway_cluster_start "$WORK/cluster" "$CERTS" "$TOKEN"; then
-    RESOLVE=()
-    for i in 1 2 3; do RESOLVE+=(--resolve "node$i.cluster.test:127.0.0.1"); done
-    CURL="rediss://node1.cluster.test:${CLUSTER_PORTS[0]}"
-    "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
-      -r "$KEYSPACE" --csv >/dev/null
-    CL_RAW="$BUILD/bench-cluster-raw.csv"
-    echo "round,mode,pipeline,ops_per_sec,loop_cpu_us_per_op" >"$CL_RAW"
-    run_mode() { # round mode pipeline
-      local n out ops cpu errs
-      n=$(requests_for "$3")
-      if [[ $2 == cluster ]]; then
-        out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-              -r "$KEYSPACE" --csv | tail -n 1)
-      elif [[ $2 == cluster-1slot ]]; then
-        out=$("$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" \
-              -r "$KEYSPACE" --hash-tag t --csv | tail -n 1)
-      else
-        out=$("$BENCH" -u "$(url_for tls)" --cacert "$CA" -c 1 -P "$3" -t get -n "$n" -r "$KEYSPACE" --csv | tail -n 1)
-      fi
-      IFS=, read -r _ _ _ _ _ _ _ _ ops _ _ _ cpu errs <<<"$out"
-      [[ "$errs" == 0 ]] || { echo "bench: error replies in $2 mode: $out" >&2; exit 1; }
-      echo "$1,$2,$3,$ops,$cpu" >>"$CL_RAW"
-    }
-    "$BENCH" -u "$CURL" --cluster "${RESOLVE[@]}" --cacert "$CA" -t set -P 128 -n $((KEYSPACE * 5)) \
-      -r "$KEYSPACE" --hash-tag t --csv >/dev/null
-    for round in $(seq "$ROUNDS"); do
-      for p in 1 16 128; do
-        if (( (round + p) % 2 )); then
-          run_mode "$round" cluster "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" standalone "$p"
-        else
-          run_mode "$round" standalone "$p"; run_mode "$round" cluster-1slot "$p"; run_mode "$round" cluster "$p"
-        fi
-      done
-    done
-    python3 - "$CL_RAW" "$ROUNDS" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-med = lambda m, p, f: statistics.median(float(r[f]) for r in rows if r["mode"] == m and r["pipeline"] == p)
-print()
-print("Cluster vs standalone, TLS, GET, 1 handle, medians of %s rounds (CPU = redtls-bench's command loop):" % sys.argv[2])
-print("cluster = keys over all slots (3 masters); 1 slot = keys with one hash tag (one master).")
-print("%-6s %12s %12s %12s | %10s %10s %10s | %7s %7s" % ("case", "cluster op/s", "1 slot op/s", "single op/s",
-      "cluster us", "1 slot us", "single us", "ratio", "ratio1"))
-for p in ("1", "16", "128"):
-    c, o, s = (med(m, p, "loop_cpu_us_per_op") for m in ("cluster", "cluster-1slot", "standalone"))
-    print("%-6s %12.0f %12.0f %12.0f | %10.3f %10.3f %10.3f | %7.2f %7.2f" % ("P=" + p, med("cluster", p, "ops_per_sec"),
-          med("cluster-1slot", p, "ops_per_sec"), med("standalone", p, "ops_per_sec"), c, o, s, c / s, o / s))
-PY
-    throwaway_cluster_stop
-  else
-    say "cluster: could not start the throwaway cluster; no cluster figures"
-  fi
 }
 
 # hiredis 1.2.0 + hiredis_ssl (scripts/hiredis1.sh) and the peers built on
@@ -987,6 +943,10 @@ GP
   fi
 }
 
+# The cluster section, in a file of its own.
+# shellcheck source=scripts/bench/cluster.sh
+. "$ROOT/scripts/bench/cluster.sh"
+
 if want timed; then
   section_timed
 fi
@@ -998,4 +958,7 @@ if want async; then
 fi
 if want async-load; then
   section_async_load
+fi
+if want cluster; then
+  section_cluster
 fi

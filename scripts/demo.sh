@@ -204,6 +204,9 @@ export REDTLS_TOKEN=$TOKEN
 step "cluster_demo: discover the nodes from one seed, route SET/GET, MSET/MGET across slots, a pipeline"
 expect 0 'cross-slot splits +3' -- "$CLUSTER_DEMO" "node1.cluster.test:$P1" --cacert "$CERTS/ca.crt" "${RESOLVE[@]}"
 
+step "async_cluster: the asynchronous cluster client on a libuv loop: 300 SET/GET over the slots from callbacks, then one DEL split by slot"
+expect 0 '300 deleted' -- "$BUILD/examples/async_cluster" "node1.cluster.test:$P1" --cacert "$CERTS/ca.crt" "${RESOLVE[@]}"
+
 # Hash tag {z} puts the key in slot 8157, which node2 serves.
 CKEY="redtls:demo:{z}:$$"
 step "redtls-cli: node1 alone answers MOVED for a key node2 serves (exit 1); --cluster follows it"

@@ -151,9 +151,11 @@ step_sanitize() {
 # The asynchronous API: its small integration tests whole, and the
 # matrix on the built-in loop only (the adapters' cases add time, not
 # paths of the library: name=filter runs the cases matching a cmocka
-# pattern).
+# pattern). The cluster adapters with the asynchronous cluster client:
+# frees from callbacks and the handle's own timer, on both loops.
 VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile handshake_steps async async_fd_reuse async_reply_status
-                      async_errmsg async_idle_close 'async_matrix=*built-in')
+                      async_errmsg async_idle_close 'async_matrix=*built-in' adapter_cluster_libuv
+                      adapter_cluster_libevent)
 step_valgrind() {
   local build="$ROOT/build-test"
   local vg=(valgrind --quiet --error-exitcode=1 --leak-check=full

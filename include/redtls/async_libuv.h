@@ -1,11 +1,12 @@
 /* redtls asynchronous API on a libuv loop (header-only).
  *
  *   redtls_async_attach_libuv(ac, loop);   then uv_run(loop, UV_RUN_DEFAULT)
+ *   redtls_async_cluster_attach_libuv(acl, loop);   the same for a cluster
  *
- * Rules, beyond those of redtls/async.h:
+ * Rules, beyond those of redtls/async.h and redtls/async_cluster.h:
  * Threads
  *   - The thread that runs the loop owns the handle: make every call on it
- *     there, including redtls_async_free().
+ *     there, including redtls_async_free() / redtls_async_cluster_free().
  * Lifetime
  *   - The adapter's uv handles are closed with uv_close() when the handle is
  *     freed (or attached elsewhere), and its memory is released by their
@@ -15,6 +16,13 @@
  *     itself once the handles are closed, if nothing else keeps it going.
  *   - Attaching again (this adapter, another one, or NULL through
  *     redtls_async_attach) releases what this adapter made.
+ *   - A cluster handle: each node connection it makes gets this adapter
+ *     (redtls_async_attach_libuv), and the handle one uv timer of its own.
+ *     All of them follow the rules above: freeing the cluster handle closes
+ *     every one, released once the loop has run again. Attaching the
+ *     cluster handle again (or NULL through redtls_async_cluster_attach)
+ *     closes its timer; its node connections stay on this loop until they
+ *     are attached elsewhere.
  * Building
  *   - <uv.h> needs POSIX types: compile in the compiler's default (GNU)
  *     mode, or with -D_POSIX_C_SOURCE=200809L under -std=c11.
@@ -33,6 +41,7 @@
 #include <uv.h>
 
 #include <redtls/async.h>
+#include <redtls/async_cluster.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -207,6 +216,94 @@ static inline redtls_status redtls_async_attach_libuv(redtls_async *ac, uv_loop_
     st = redtls_async_attach(ac, &hooks);
     if (st != REDTLS_OK)
         redtls__libuv_detach(a);
+    return st;
+}
+
+/* What the adapter keeps for one cluster handle: its timer. The node
+ * connections each have their own struct redtls__libuv. Freed by the
+ * timer's close callback, like struct redtls__libuv. */
+struct redtls__libuv_cluster {
+    redtls_async_cluster *acl; /* NULL once detached */
+    uv_loop_t *loop;
+    uv_timer_t timer;          /* timer.data is this struct */
+};
+
+/* A callback may free the cluster handle during the call, which detaches
+ * this adapter: the state stays until the timer's close callback, which
+ * libuv runs later, never from inside this one. */
+static inline void redtls__libuv_cluster_on_timer(uv_timer_t *t)
+{
+    struct redtls__libuv_cluster *a = (struct redtls__libuv_cluster *)t->data;
+
+    if (a->acl != NULL)
+        (void)redtls_async_cluster_process(a->acl);
+}
+
+static inline redtls_status redtls__libuv_cluster_attach_node(void *data, redtls_async *node)
+{
+    struct redtls__libuv_cluster *a = (struct redtls__libuv_cluster *)data;
+    redtls_status st;
+
+    if (a->acl == NULL)
+        return REDTLS_E_STATE;
+    st = redtls_async_attach_libuv(node, a->loop);
+    return st;
+}
+
+static inline void redtls__libuv_cluster_timer(void *data, int ms)
+{
+    struct redtls__libuv_cluster *a = (struct redtls__libuv_cluster *)data;
+
+    if (a->acl == NULL)
+        return;
+    if (ms < 0)
+        uv_timer_stop(&a->timer);
+    else
+        (void)uv_timer_start(&a->timer, redtls__libuv_cluster_on_timer, (uint64_t)ms, 0);
+}
+
+static inline void redtls__libuv_cluster_detach(void *data)
+{
+    struct redtls__libuv_cluster *a = (struct redtls__libuv_cluster *)data;
+
+    a->acl = NULL;
+    uv_close((uv_handle_t *)&a->timer, redtls__libuv_free_state);
+}
+
+/* Drives the cluster handle acl from loop: every node connection it has or
+ * makes is attached with redtls_async_attach_libuv(), and its own timed
+ * work (deadlines, retries, refreshes) runs from one uv timer calling
+ * redtls_async_cluster_process(). Call it on loop's thread, before or after
+ * redtls_async_cluster_connect(). Errors: REDTLS_E_INVALID (acl or loop
+ * NULL), REDTLS_E_NOMEM, or what redtls_async_cluster_attach() returns; on
+ * failure nothing of the cluster adapter remains once the loop has run (its
+ * timer is closed with uv_close), and the handle is left with no hooks:
+ * those it had were detached by the attempt. Node connections the loop did
+ * take before one failed stay on it. */
+static inline redtls_status redtls_async_cluster_attach_libuv(redtls_async_cluster *acl, uv_loop_t *loop)
+{
+    struct redtls__libuv_cluster *a;
+    redtls_async_cluster_hooks hooks;
+    redtls_status st;
+
+    if (acl == NULL || loop == NULL)
+        return REDTLS_E_INVALID;
+    a = (struct redtls__libuv_cluster *)calloc(1, sizeof(*a));
+    if (a == NULL)
+        return REDTLS_E_NOMEM;
+    (void)uv_timer_init(loop, &a->timer); /* only initialises fields */
+    a->timer.data = a;
+    a->acl = acl;
+    a->loop = loop;
+    hooks.data = a;
+    hooks.attach_node = redtls__libuv_cluster_attach_node;
+    hooks.timer = redtls__libuv_cluster_timer;
+    hooks.detach = redtls__libuv_cluster_detach;
+    st = redtls_async_cluster_attach(acl, &hooks);
+    /* A refusal leaves the handle without these hooks (their detach ran,
+     * or they were never installed). */
+    if (st != REDTLS_OK && a->acl != NULL)
+        redtls__libuv_cluster_detach(a);
     return st;
 }
 

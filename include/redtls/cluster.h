@@ -59,8 +59,13 @@ REDTLS_EXTERN unsigned redtls_cluster_key_slot(const char *key, size_t len);
  * (redtls_config_set_reconnect_limits) or a minute. Node connections always
  * reconnect (the cluster handles the policy), whatever
  * redtls_config_set_reconnect() says; the configuration must use database
- * 0 (REDTLS_E_INVALID otherwise). A refresh made inside a call uses at most
- * half of the call's remaining time.
+ * 0 (REDTLS_E_INVALID otherwise). A refresh asks one node at a time, each
+ * within the command timeout, while the call's commands wait within their
+ * own.
+ *
+ * This handle is a blocking loop over the asynchronous cluster client of
+ * <redtls/async_cluster.h> (one connection per node, every node written in
+ * one pass, replies taken as they arrive); nothing runs between calls.
  *
  * At-most-once holds across redirections and failover: a redirected
  * command was not executed, so following it is safe; a command lost after
@@ -187,9 +192,11 @@ REDTLS_EXTERN redtls_status redtls_cluster_get_reply(redtls_cluster *cl, struct 
 /* Queued or not yet read replies. */
 REDTLS_EXTERN size_t redtls_cluster_pending(const redtls_cluster *cl);
 
-/* Live token update on every node connection (as redtls_conn_set_tokens;
- * with REDTLS_REAUTH_NOW open connections re-authenticate at once) and for
- * connections made later. The same rules as redtls_conn_set_tokens():
+/* Live token update on every node connection and for connections made
+ * later. With REDTLS_REAUTH_NOW each open connection re-authenticates
+ * before its next command (a refusal keeps it authenticated as it was, and
+ * raises REDTLS_EVENT_AUTH_REFRESH_FAILED). The same rules as
+ * redtls_conn_set_tokens():
  * REDTLS_E_INVALID for an empty token or an empty (non-NULL) token_alt.
  * REDTLS_E_NOMEM leaves the previous pair (token and alternate together)
  * in use everywhere; a node connection that cannot take the new pair for

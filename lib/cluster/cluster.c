@@ -1,115 +1,76 @@
-/* The cluster client's public API (include/redtls/cluster.h); the work
- * is done in nodes.c, batch.c and engine.c (see client.h). */
+/* The blocking cluster client (include/redtls/cluster.h): a loop over the
+ * asynchronous cluster engine (lib/acluster), as the blocking connection
+ * API is a loop over the session's machines. A call (or the first
+ * redtls_cluster_get_reply of a batch) releases its commands to the
+ * engine at once, every node's share goes out in one write, and the loop
+ * runs until the last of them has its outcome; the replies are then
+ * handed out in the order the commands were queued. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include <hiredis/hiredis.h>
+
+#include "acluster.h"
+
+typedef struct cl_result {
+    redtls_status st;
+    redisReply *reply;
+    char *msg;
+} cl_result;
+
+struct redtls_cluster {
+    redtls_async_cluster *acl;
+    cl_result *res;
+    size_t nres, capres;
+    size_t ndone;    /* outcomes in */
+    size_t next_out; /* next result handed out */
+    int ran;         /* the batch was released */
+    char errmsg[REDTLS__ERRMSG_MAX];
+};
 
 redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_cluster **out)
 {
     if (!out)
         return REDTLS_E_INVALID;
     *out = NULL;
-    if (!cfg)
-        return REDTLS_E_INVALID;
-    cfg->errmsg[0] = '\0';
-    if (cfg->unix_path)
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "cluster mode needs TCP seeds, not a Unix socket");
-    if (redtls__iam_on(&cfg->iam) && !cfg->use_tls)
-        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
-                            "IAM authentication needs TLS (AWS requires encryption in transit for it): use "
-                            "rediss:// or turn TLS on");
-    if (cfg->db != 0)
-        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "a cluster has database 0 only (the configuration selects %d)",
-                            cfg->db);
     redtls_cluster *cl = calloc(1, sizeof *cl);
-    if (!cl)
-        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__config_copy(&cl->base, cfg, cl->base_errmsg) != REDTLS_OK) {
-        free(cl);
-        return redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+    if (!cl) {
+        if (cfg)
+            redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
+        return cfg ? REDTLS_E_NOMEM : REDTLS_E_INVALID;
     }
-    cl->base_host = cl->base.host;
-    /* The cluster decides where to go when a node is down; a node's own
-     * reconnect limits would only strand it. */
-    cl->outage_ms = cl->base.max_outage_ms;
-    cl->base.max_attempts = 0;
-    cl->base.max_outage_ms = 0;
-    cl->base.reconnect = 1;
-    cl->max_redirects = DEFAULT_MAX_REDIRECTS;
-    cl->refresh_interval_ms = DEFAULT_REFRESH_INTERVAL_MS;
-    cl->refresh_gap_ms = DEFAULT_REFRESH_GAP_MS;
-    redtls__backoff_init(&cl->backoff, cfg->backoff_base_ms, cfg->backoff_cap_ms, 0);
-    cl->rng = cl->backoff.rng | 1U;
-    cl->last_refresh = INT64_MIN / 2; /* never: the first one is due */
-    for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS; s++)
-        cl->slot_node[s] = NO_SLOT;
-    redtls_status st = REDTLS_OK;
-    if (cfg->use_tls) {
-        /* Built once here, shared by every node connection. */
-        redtls__tls_ctx *ctx = NULL;
-        st = redtls__config_tls_ctx(cfg, &ctx);
-        if (st == REDTLS_OK)
-            cl->base.tls_cache = ctx;
-    }
-    const char *p = seeds && seeds[0] ? seeds : NULL;
-    if (st == REDTLS_OK && !p) {
-        if (redtls__cluster_node_for(cl, cfg->host, cfg->port, 0, NULL) == NO_NODE)
-            st = redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-    }
-    while (st == REDTLS_OK && p && *p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && *p == ' ') {
-            p++;
-            len--;
-        }
-        while (len > 0 && p[len - 1] == ' ')
-            len--;
-        char host[256];
-        uint16_t port;
-        if (redtls__cluster_parse_hostport(p, len, host, sizeof host, &port) != 0)
-            st = redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "seed '%.*s' is not host:port", (int)(len > 200 ? 200 : len), p);
-        else if (redtls__cluster_node_for(cl, host, port, 0, NULL) == NO_NODE)
-            st = redtls__fail(cfg->errmsg, REDTLS_E_NOMEM, "out of memory");
-        p = end ? end + 1 : NULL;
-    }
-    if (st == REDTLS_OK && cl->nnodes == 0)
-        st = redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "no seed given");
-    for (size_t i = 0; i < cl->nnodes; i++)
-        cl->nodes[i].seed = 1;
+    redtls_status st = redtls_async_cluster_new(cfg, seeds, &cl->acl);
     if (st != REDTLS_OK) {
-        redtls_cluster_free(cl);
+        free(cl);
         return st;
     }
+    /* A blocking call waits for what it needs: nothing runs between
+     * calls, so the periodic refresh happens at the next call. */
     *out = cl;
     return REDTLS_OK;
+}
+
+static void reset(redtls_cluster *cl)
+{
+    for (size_t i = cl->next_out; i < cl->nres; i++) {
+        freeReplyObject(cl->res[i].reply);
+        free(cl->res[i].msg);
+    }
+    cl->nres = cl->ndone = cl->next_out = 0;
+    cl->ran = 0;
 }
 
 void redtls_cluster_free(redtls_cluster *cl)
 {
     if (!cl)
         return;
-    redtls__cluster_batch_reset(cl);
-    for (size_t i = 0; i < cl->nnodes; i++) {
-        redtls__cluster_node_close(&cl->nodes[i]);
-        free(cl->nodes[i].host);
-        free(cl->nodes[i].announced);
-    }
-    free(cl->nodes);
-    redtls__topology_free(cl->topo);
-    free(cl->topo_node);
-    free(cl->ops);
-    free(cl->ucmds);
-    free(cl->arena);
-    free(cl->map);
-    free(cl->pfd);
-    free(cl->pfd_node);
-    cl->base.host = cl->base_host;
-    redtls__config_release(&cl->base);
+    /* Commands queued and never run end with REDTLS_E_CLOSED into res. */
+    redtls_async_cluster_free(cl->acl);
+    reset(cl);
+    free(cl->res);
     free(cl);
 }
 
@@ -120,41 +81,25 @@ const char *redtls_cluster_errmsg(const redtls_cluster *cl)
 
 redtls_status redtls_cluster_set_max_redirects(redtls_cluster *cl, unsigned n)
 {
-    if (!cl || n == 0)
-        return REDTLS_E_INVALID;
-    cl->max_redirects = n;
-    return REDTLS_OK;
+    return cl ? redtls_async_cluster_set_max_redirects(cl->acl, n) : REDTLS_E_INVALID;
 }
 
 redtls_status redtls_cluster_set_refresh(redtls_cluster *cl, unsigned interval_ms, unsigned min_gap_ms)
 {
-    if (!cl)
-        return REDTLS_E_INVALID;
-    cl->refresh_interval_ms = interval_ms;
-    cl->refresh_gap_ms = min_gap_ms;
-    return REDTLS_OK;
+    return cl ? redtls_async_cluster_set_refresh(cl->acl, interval_ms, min_gap_ms) : REDTLS_E_INVALID;
 }
 
 redtls_status redtls_cluster_set_read_from_replicas(redtls_cluster *cl, int on)
 {
-    if (!cl)
-        return REDTLS_E_INVALID;
-    on = on != 0;
-    if (on != cl->read_replicas) {
-        cl->read_replicas = on;
-        /* Connections are remade with (or without) READONLY. */
-        for (size_t i = 0; i < cl->nnodes; i++)
-            redtls__cluster_node_close(&cl->nodes[i]);
-    }
-    return REDTLS_OK;
+    return cl ? redtls_async_cluster_set_read_from_replicas(cl->acl, on) : REDTLS_E_INVALID;
 }
 
 static redtls_status check_idle(redtls_cluster *cl)
 {
-    if (cl->nucmds > 0)
+    if (cl->nres > 0)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE,
                             "%zu pipelined commands are pending; read them with redtls_cluster_get_reply first",
-                            cl->nucmds - cl->next_out);
+                            cl->nres - cl->next_out);
     return REDTLS_OK;
 }
 
@@ -164,8 +109,12 @@ redtls_status redtls_cluster_connect(redtls_cluster *cl)
         return REDTLS_E_INVALID;
     cl->errmsg[0] = '\0';
     redtls_status st = check_idle(cl);
-    if (st == REDTLS_OK)
-        st = redtls__cluster_refresh(cl, redtls__deadline_after(cl->base.command_timeout_ms));
+    if (st != REDTLS_OK)
+        return st;
+    redtls_async_cluster *acl = cl->acl;
+    st = redtls__acl_refresh_wait(acl, redtls__deadline_after(acl->base.command_timeout_ms));
+    if (st != REDTLS_OK)
+        snprintf(cl->errmsg, sizeof cl->errmsg, "%s", acl->errmsg);
     return st;
 }
 
@@ -174,14 +123,100 @@ redtls_status redtls_cluster_refresh(redtls_cluster *cl)
     return redtls_cluster_connect(cl);
 }
 
-static redtls_status run_one(redtls_cluster *cl, unsigned flags, uint32_t slot, size_t node, int argc,
+/* Each command's outcome, filed at its place in the batch. */
+static void on_outcome(redtls_async_cluster *acl, redtls_status st, redisReply *reply, void *ud)
+{
+    redtls_cluster *cl = acl->owner;
+    cl_result *r = &cl->res[(size_t)(uintptr_t)ud];
+    r->st = st;
+    r->reply = reply;
+    if (st != REDTLS_OK)
+        r->msg = strdup(acl->errmsg[0] ? acl->errmsg : redtls_strerror(st));
+    cl->ndone++;
+}
+
+/* Queues one command, unsent, at the end of the batch. */
+static redtls_status add(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_node *node, int argc,
+                         const char **argv, const size_t *lens)
+{
+    if (cl->nres == cl->capres) {
+        size_t cap = cl->capres ? 2 * cl->capres : 8;
+        cl_result *v = realloc(cl->res, cap * sizeof *v);
+        if (!v)
+            return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
+        cl->res = v;
+        cl->capres = cap;
+    }
+    redtls_async_cluster *acl = cl->acl;
+    memset(&cl->res[cl->nres], 0, sizeof cl->res[cl->nres]);
+    acl->hold = 1;
+    acl->owner = cl;
+    redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, on_outcome,
+                                         (void *)(uintptr_t)cl->nres); // NOLINT(performance-no-int-to-ptr): an index, not an address
+    acl->hold = 0;
+    if (st != REDTLS_OK)
+        return redtls__fail(cl->errmsg, st, "%s", acl->errmsg);
+    cl->nres++;
+    return REDTLS_OK;
+}
+
+static int outcomes_in(void *arg)
+{
+    const redtls_cluster *cl = arg;
+    return cl->ndone == cl->nres;
+}
+
+static int batch_done(void *arg)
+{
+    const redtls_cluster *cl = arg;
+    return cl->ndone == cl->nres && !cl->acl->refreshing;
+}
+
+/* Releases the batch and runs the engine until every outcome is in (the
+ * commands' own deadlines bound it), and a refresh the call started (one
+ * was due, or a redirection asked for it) is done, within the command
+ * timeout: nothing runs between calls. */
+static void run_batch(redtls_cluster *cl)
+{
+    cl->ran = 1;
+    redtls_async_cluster *acl = cl->acl;
+    int64_t end = redtls__deadline_after(acl->base.command_timeout_ms);
+    redtls__acl_release(acl);
+    if (!batch_done(cl))
+        (void)redtls__acl_run_until(acl, batch_done, cl, end);
+    /* Past the end only the commands' outcomes matter (a refresh still
+     * under way goes on at the next call). */
+    if (cl->ndone != cl->nres)
+        (void)redtls__acl_run_until(acl, outcomes_in, cl, REDTLS__NO_DEADLINE);
+    /* At the deadline only the nodes that still owed replies lose their
+     * connections (nothing would read the late replies before the next
+     * call). */
+    redtls__acl_close_orphaned(cl->acl);
+}
+
+static redtls_status take(redtls_cluster *cl, redisReply **reply)
+{
+    cl_result *r = &cl->res[cl->next_out++];
+    *reply = r->reply;
+    r->reply = NULL;
+    redtls_status st = r->st;
+    if (st != REDTLS_OK)
+        redtls__fail(cl->errmsg, st, "%s", r->msg ? r->msg : redtls_strerror(st));
+    free(r->msg);
+    r->msg = NULL;
+    if (cl->next_out == cl->nres)
+        reset(cl);
+    return st;
+}
+
+static redtls_status run_one(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_node *node, int argc,
                              const char **argv, const size_t *lens, redisReply **reply)
 {
-    redtls_status st = redtls__cluster_add_command(cl, flags, slot, node, argc, argv, lens);
+    redtls_status st = add(cl, flags, slot, node, argc, argv, lens);
     if (st != REDTLS_OK)
         return st;
-    redtls__cluster_run_batch(cl);
-    return redtls__cluster_take(cl, reply);
+    run_batch(cl);
+    return take(cl, reply);
 }
 
 static redtls_status begin(redtls_cluster *cl, redisReply **reply)
@@ -201,7 +236,7 @@ redtls_status redtls_cluster_command_argv(redtls_cluster *cl, unsigned flags, in
     redtls_status st = begin(cl, reply);
     if (st != REDTLS_OK)
         return st;
-    return run_one(cl, flags, NO_SLOT, NO_NODE, argc, argv, argvlen, reply);
+    return run_one(cl, flags, ACL_NO_SLOT, NULL, argc, argv, argvlen, reply);
 }
 
 redtls_status redtls_cluster_command_slot(redtls_cluster *cl, unsigned slot, unsigned flags, int argc,
@@ -212,7 +247,7 @@ redtls_status redtls_cluster_command_slot(redtls_cluster *cl, unsigned slot, uns
         return st;
     if (slot >= REDTLS_CLUSTER_SLOTS)
         return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "slot %u is not in 0..16383", slot);
-    return run_one(cl, flags, slot, NO_NODE, argc, argv, argvlen, reply);
+    return run_one(cl, flags, slot, NULL, argc, argv, argvlen, reply);
 }
 
 redtls_status redtls_cluster_command_node(redtls_cluster *cl, const char *node, unsigned flags, int argc,
@@ -223,41 +258,14 @@ redtls_status redtls_cluster_command_node(redtls_cluster *cl, const char *node, 
         return st;
     char host[256];
     uint16_t port;
-    if (!node || redtls__cluster_parse_hostport(node, strlen(node), host, sizeof host, &port) != 0)
+    if (!node || redtls__acl_parse_node(node, strlen(node), host, sizeof host, &port) != 0)
         return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "node must be given as host:port");
-    size_t i = redtls__cluster_node_for(cl, host, port, 1, NULL);
-    if (i == NO_NODE)
-        return cl->errmsg[0] ? REDTLS_E_CLUSTER_TOPOLOGY : redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
-    return run_one(cl, flags, NO_SLOT, i, argc, argv, argvlen, reply);
-}
-
-/* Reads a command framed by hiredis's formatter back into arguments. */
-static int unframe(const char *buf, size_t len, int *argc, const char ***argv, size_t **lens)
-{
-    const char *p = buf, *end = buf + len;
-    if (p >= end || *p != '*')
-        return -1;
-    char *e;
-    long n = strtol(p + 1, &e, 10);
-    if (n <= 0 || e + 2 > end || e[0] != '\r')
-        return -1;
-    p = e + 2;
-    *argv = malloc((size_t)n * sizeof **argv);
-    *lens = malloc((size_t)n * sizeof **lens);
-    if (!*argv || !*lens)
-        return -1;
-    for (long i = 0; i < n; i++) {
-        if (p >= end || *p != '$')
-            return -1;
-        long l = strtol(p + 1, &e, 10);
-        if (l < 0 || e + 2 > end || (size_t)(end - (e + 2)) < (size_t)l + 2)
-            return -1;
-        (*argv)[i] = e + 2;
-        (*lens)[i] = (size_t)l;
-        p = e + 2 + l + 2;
-    }
-    *argc = (int)n;
-    return 0;
+    size_t i = redtls__acl_node_for(cl->acl, host, port, 1, NULL);
+    if (i == SIZE_MAX)
+        return redtls__fail(cl->errmsg,
+                            strstr(cl->acl->errmsg, "out of memory") ? REDTLS_E_NOMEM : REDTLS_E_CLUSTER_TOPOLOGY, "%s",
+                            cl->acl->errmsg);
+    return run_one(cl, flags, ACL_NO_SLOT, cl->acl->nodes[i], argc, argv, argvlen, reply);
 }
 
 redtls_status redtls_cluster_command(redtls_cluster *cl, redisReply **reply, const char *fmt, ...)
@@ -265,31 +273,14 @@ redtls_status redtls_cluster_command(redtls_cluster *cl, redisReply **reply, con
     redtls_status st = begin(cl, reply);
     if (st != REDTLS_OK)
         return st;
-    if (!fmt)
-        return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "format is NULL");
-    char *cmd = NULL;
+    acl_fmt f;
     va_list ap;
     va_start(ap, fmt);
-    int n = redisvFormatCommand(&cmd, fmt, ap);
+    st = redtls__acl_vformat(&f, cl->errmsg, fmt, ap);
     va_end(ap);
-    if (n == -2)
-        return redtls__fail(cl->errmsg, REDTLS_E_INVALID, "invalid format string");
-    if (n <= 0 || !cmd)
-        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-    int argc = 0;
-    const char **argv = NULL;
-    size_t *lens = NULL;
-    if (unframe(cmd, (size_t)n, &argc, &argv, &lens) != 0)
-        st = redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-    else
-        st = run_one(cl, 0, NO_SLOT, NO_NODE, argc, argv, lens, reply);
-    free(argv);
-    free(lens);
-#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
-    redisFreeCommand(cmd);
-#else
-    free(cmd);
-#endif
+    if (st == REDTLS_OK)
+        st = run_one(cl, 0, ACL_NO_SLOT, NULL, f.argc, f.argv, f.lens, reply);
+    redtls__acl_fmt_free(&f);
     return st;
 }
 
@@ -300,9 +291,9 @@ redtls_status redtls_cluster_append_argv(redtls_cluster *cl, unsigned flags, int
         return REDTLS_E_INVALID;
     cl->errmsg[0] = '\0';
     if (cl->ran)
-        return redtls__fail(cl->errmsg, REDTLS_E_STATE,
-                            "the previous batch still has %zu replies to read", cl->nucmds - cl->next_out);
-    return redtls__cluster_add_command(cl, flags, NO_SLOT, NO_NODE, argc, argv, argvlen);
+        return redtls__fail(cl->errmsg, REDTLS_E_STATE, "the previous batch still has %zu replies to read",
+                            cl->nres - cl->next_out);
+    return add(cl, flags, ACL_NO_SLOT, NULL, argc, argv, argvlen);
 }
 
 redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
@@ -313,44 +304,31 @@ redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
     if (!cl)
         return REDTLS_E_INVALID;
     cl->errmsg[0] = '\0';
-    if (cl->next_out >= cl->nucmds)
+    if (cl->next_out >= cl->nres)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "no reply is pending");
     if (!cl->ran)
-        redtls__cluster_run_batch(cl);
-    return redtls__cluster_take(cl, reply);
+        run_batch(cl);
+    return take(cl, reply);
 }
 
 size_t redtls_cluster_pending(const redtls_cluster *cl)
 {
-    return cl ? cl->nucmds - cl->next_out : 0;
+    return cl ? cl->nres - cl->next_out : 0;
 }
 
 size_t redtls_cluster_node_count(const redtls_cluster *cl)
 {
-    size_t n = 0;
-    for (size_t i = 0; cl && i < cl->nnodes; i++)
-        n += cl->nodes[i].in_map;
-    return n;
-}
-
-static const redtls__cl_node *nth_in_map(const redtls_cluster *cl, size_t i)
-{
-    for (size_t j = 0; cl && j < cl->nnodes; j++)
-        if (cl->nodes[j].in_map && i-- == 0)
-            return &cl->nodes[j];
-    return NULL;
+    return cl ? redtls_async_cluster_node_count(cl->acl) : 0;
 }
 
 const char *redtls_cluster_node_name(const redtls_cluster *cl, size_t i)
 {
-    const redtls__cl_node *n = nth_in_map(cl, i);
-    return n ? n->name : NULL;
+    return cl ? redtls_async_cluster_node_name(cl->acl, i) : NULL;
 }
 
 int redtls_cluster_node_is_master(const redtls_cluster *cl, size_t i)
 {
-    const redtls__cl_node *n = nth_in_map(cl, i);
-    return n ? n->master : 0;
+    return cl ? redtls_async_cluster_node_is_master(cl->acl, i) : 0;
 }
 
 redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, const char *token_alt, int flags)
@@ -358,35 +336,13 @@ redtls_status redtls_cluster_set_tokens(redtls_cluster *cl, const char *token, c
     if (!cl)
         return REDTLS_E_INVALID;
     cl->errmsg[0] = '\0';
-    /* The same rules as redtls_conn_set_tokens(), which every node
-     * connection applies next. */
-    redtls_status st = redtls__set_token_pair(&cl->base, token, token_alt, cl->errmsg);
+    redtls_status st = redtls_async_cluster_set_tokens(cl->acl, token, token_alt, flags);
     if (st != REDTLS_OK)
-        return st;
-    cl->preferred = 0;
-    redtls_status first = REDTLS_OK;
-    for (size_t i = 0; i < cl->nnodes; i++) {
-        redtls_conn *c = cl->nodes[i].conn;
-        if (!c)
-            continue;
-        int f = redtls__conn_up(c) ? flags : 0;
-        st = redtls_conn_set_tokens(c, token, token_alt, f);
-        if (st == REDTLS_E_NOMEM) {
-            /* Remade from the handle's new tokens when next needed. */
-            redtls__cluster_node_close(&cl->nodes[i]);
-            continue;
-        }
-        if (st != REDTLS_OK && first == REDTLS_OK) {
-            first = st;
-            redtls__fail(cl->errmsg, st, "node %s: %s", cl->nodes[i].name, redtls__conn_msg(c));
-        }
-    }
-    return first;
+        snprintf(cl->errmsg, sizeof cl->errmsg, "%s", cl->acl->errmsg);
+    return st;
 }
 
 uint64_t redtls_cluster_stat_get(const redtls_cluster *cl, redtls_cluster_stat which)
 {
-    if (!cl || (unsigned)which >= sizeof cl->stats / sizeof cl->stats[0])
-        return 0;
-    return cl->stats[which];
+    return cl ? redtls_async_cluster_stat_get(cl->acl, which) : 0;
 }

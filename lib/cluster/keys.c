@@ -52,6 +52,7 @@
  * movable-key command. The table was first generated from that server's
  * COMMAND output and then reviewed by hand. */
 #include <string.h>
+#include <strings.h>
 
 #include "keys.h"
 #include "common.h"

@@ -46,4 +46,15 @@ typedef struct redtls__cmd_cache {
 size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const char *const *argv, const size_t *lens,
                                    size_t *pos, size_t cap, unsigned *flags);
 
+/* How the parts of a multi-key command split by slot are merged: MGET
+ * (values back in key order), MSET ("OK"), DEL/UNLINK/EXISTS/TOUCH (the
+ * sum); REDTLS__MERGE_NONE for a command that is never split. */
+enum { REDTLS__MERGE_NONE, REDTLS__MERGE_MGET, REDTLS__MERGE_OK, REDTLS__MERGE_SUM };
+int redtls__cluster_split_kind(const char *name, size_t len);
+
+/* The canonical name when the command changes the state of the connection
+ * it runs on (MULTI, SUBSCRIBE, SELECT, AUTH...), which a cluster client
+ * that shares its node connections cannot route; NULL otherwise. */
+const char *redtls__cluster_state_command(const char *name, size_t len);
+
 #endif

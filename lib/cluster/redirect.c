@@ -58,3 +58,21 @@ int redtls__parse_endpoint(const char *s, size_t len, char *host, size_t hostcap
     *port = (uint16_t)p;
     return 0;
 }
+
+/* The first word of the text is prefix (a whole word). */
+static int starts_word(const char *text, size_t len, const char *prefix, size_t n)
+{
+    return len >= n && memcmp(text, prefix, n) == 0 && (len == n || text[n] == ' ');
+}
+
+redtls__error_kind redtls__error_classify(const char *text, size_t len)
+{
+    if (starts_word(text, len, "TRYAGAIN", 8))
+        return REDTLS__ERR_TRYAGAIN;
+    if (starts_word(text, len, "CLUSTERDOWN", 11))
+        return REDTLS__ERR_CLUSTERDOWN;
+    if (starts_word(text, len, "LOADING", 7) || starts_word(text, len, "MASTERDOWN", 10) ||
+        starts_word(text, len, "READONLY", 8))
+        return REDTLS__ERR_STALE;
+    return REDTLS__ERR_FINAL;
+}

@@ -30,4 +30,18 @@ int redtls__parse_endpoint(const char *s, size_t len, char *host, size_t hostcap
 
 redtls__redirect_kind redtls__redirect_parse(const char *text, size_t len, redtls__redirect *out, char *err);
 
+/* What a node's error reply (text without the '-') asks of a cluster
+ * client. Redirections are not among them: redtls__redirect_parse comes
+ * first. */
+typedef enum {
+    REDTLS__ERR_FINAL = 0,  /* the command's outcome: hand it to the caller */
+    REDTLS__ERR_TRYAGAIN,   /* TRYAGAIN (keys of a migrating slot split between two nodes): retry,
+                             * to the same ASK target if there was one */
+    REDTLS__ERR_CLUSTERDOWN, /* CLUSTERDOWN: retry after a delay */
+    REDTLS__ERR_STALE       /* LOADING, MASTERDOWN, READONLY: the node is restarting, a replica lost its
+                             * master, or a write reached a demoted master; the map is probably stale:
+                             * refresh, retry on the slot's master */
+} redtls__error_kind;
+redtls__error_kind redtls__error_classify(const char *text, size_t len);
+
 #endif

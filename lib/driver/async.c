@@ -202,7 +202,7 @@ failed:
                      "again",
                      c->attempts, redtls__conn_cause(c));
         redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, REDTLS_E_UNAVAILABLE);
-    } else if (!c->cfg.reconnect) {
+    } else if (!c->cfg.reconnect || ac->fail_queued) {
         redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, ac->attempt_st);
     }
 }
@@ -305,8 +305,10 @@ static void step_up(redtls_async *ac, int64_t now)
                 continue;
             }
             if (!(m->flags & REDTLS_CMD_IDEMPOTENT) || m->resent) {
-                free(m->frame);
+                if (!m->borrowed)
+                    free(m->frame);
                 m->frame = NULL;
+                m->borrowed = 0;
             }
             redtls__async_s_push(ac, m);
         }
@@ -669,4 +671,23 @@ void redtls_async_free(redtls_async *ac)
      * process or close a callback of which called us). */
     if (--ac->busy == 0)
         really_free(ac);
+}
+
+redtls_status redtls__async_set_tokens(redtls_async *ac, const char *token, const char *token_alt, int flags)
+{
+    redtls_conn *c = ac->c;
+    redtls_status st = redtls__set_token_pair(&c->cfg, token, token_alt, c->errmsg);
+    if (st != REDTLS_OK)
+        return st;
+    c->preferred = 0;
+    if ((flags & REDTLS_REAUTH_NOW) && ac->up && !c->cfg.cred_cb && !redtls__iam_on(&c->cfg.iam)) {
+        /* The ready machine sends it before the next write that finds
+         * nothing owed; a pass is wanted so an idle connection does it
+         * now. */
+        if (!c->need_reauth)
+            c->need_reauth = REDTLS__REAUTH_LIVE;
+        ac->wanted = 1;
+        redtls__async_kick(ac);
+    }
+    return REDTLS_OK;
 }

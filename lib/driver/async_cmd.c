@@ -28,8 +28,9 @@ static redtls__acmd *acmd_get(redtls_async *ac)
 
 void redtls__acmd_free(redtls_async *ac, redtls__acmd *m)
 {
-    free(m->frame);
-    if (ac->npool < ACMD_POOL_MAX) {
+    if (!m->borrowed)
+        free(m->frame);
+    if (ac->npool < (ac->pool_max ? ac->pool_max : ACMD_POOL_MAX)) {
         m->frame = NULL;
         m->next = ac->pool;
         ac->pool = m;
@@ -310,4 +311,124 @@ void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acm
     redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory keeping a command that was not sent");
     redtls__async_finish_all(ac, head, tail, REDTLS_E_NOMEM);
     memcpy(c->errmsg, cause, sizeof cause);
+}
+
+/* One framed command of the cluster client's: straight into the buffer
+ * when it can go out in this pass, else queued with its own copy; *m is
+ * its record (the caller sets the callback). */
+static redtls_status issue_raw_one(redtls_async *ac, const char *frame, size_t len, int64_t deadline,
+                                   redtls__acmd **out)
+{
+    redtls_conn *c = ac->c;
+    redtls__acmd *m = acmd_get(ac);
+    if (!m)
+        return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+    m->deadline = deadline;
+    if (frame_now(ac, ac->in_process ? ac->now : redtls__async_clock_now(ac))) {
+        size_t before = c->olen;
+        if (redtls__conn_append_raw(c, frame, len) != REDTLS_OK) {
+            redtls__acmd_free(ac, m);
+            return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
+        }
+        m->len = c->olen - before;
+        if (!ac->s_head)
+            ac->last_read = ac->now;
+        redtls__async_s_push(ac, m);
+        ac->issued_in_pass = 1;
+    } else {
+        /* The cluster client's op keeps its frame, unchanged, for as long
+         * as this record can be written: borrowed, not copied. */
+        memcpy(&m->frame, &frame, sizeof m->frame); /* const dropped: borrowed frames are never written or freed */
+        m->borrowed = 1;
+        m->len = len;
+        redtls__alist_push(&ac->q_head, &ac->q_tail, m);
+        if (ac->in_process && ac->up && !ac->readying)
+            ac->issued_in_pass = 1;
+        else
+            ac->wanted = 1;
+    }
+    *out = m;
+    return REDTLS_OK;
+}
+
+/* Takes back the last command issued (never written: it is at the end of
+ * the queue, or the last one framed into the buffer). */
+static void unissue_last(redtls_async *ac, redtls__acmd *m)
+{
+    redtls_conn *c = ac->c;
+    if (ac->q_tail == m) {
+        redtls__acmd *prev = NULL;
+        for (redtls__acmd *x = ac->q_head; x != m; x = x->next)
+            prev = x;
+        if (prev)
+            prev->next = NULL;
+        else
+            ac->q_head = NULL;
+        ac->q_tail = prev;
+    } else {
+        /* Framed into the buffer, the list's last record. */
+        redtls__acmd *prev = NULL;
+        for (redtls__acmd *x = ac->s_head; x != m; x = x->next)
+            prev = x;
+        if (prev)
+            prev->next = NULL;
+        else
+            ac->s_head = NULL;
+        ac->s_tail = prev;
+        if (ac->s_live == m)
+            ac->s_live = NULL;
+        c->olen -= m->len;
+        c->pending--;
+        c->unsent--;
+    }
+    redtls__acmd_free(ac, m);
+}
+
+redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size_t before_len, const char *frame,
+                                      size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud)
+{
+    redtls_status st = check_issue(ac);
+    if (st != REDTLS_OK)
+        return st;
+    redtls__acmd *first = NULL, *m = NULL;
+    if (before && (st = issue_raw_one(ac, before, before_len, deadline, &first)) != REDTLS_OK)
+        return st;
+    st = issue_raw_one(ac, frame, len, deadline, &m);
+    if (st == REDTLS_OK && !m)
+        st = REDTLS_E_NOMEM; /* never: a success sets m */
+    if (st != REDTLS_OK) {
+        /* Both or neither: an ASKING alone would apply to whatever command
+         * came next on the connection. */
+        if (first)
+            unissue_last(ac, first);
+        return st;
+    }
+    if (first) {
+        first->cb = discard_reply;
+        ac->n_alive++;
+    }
+    m->cb = cb;
+    m->ud = ud;
+    ac->n_alive++;
+    redtls__async_kick(ac);
+    return REDTLS_OK;
+}
+
+int redtls__async_cancel_queued(redtls_async *ac, const void *ud)
+{
+    redtls__acmd *prev = NULL;
+    for (redtls__acmd *m = ac->q_head; m; prev = m, m = m->next) {
+        if (m->ud != ud || !m->cb)
+            continue;
+        if (prev)
+            prev->next = m->next;
+        else
+            ac->q_head = m->next;
+        if (ac->q_tail == m)
+            ac->q_tail = prev;
+        ac->n_alive--;
+        redtls__acmd_free(ac, m);
+        return 1;
+    }
+    return 0;
 }

@@ -19,6 +19,8 @@ typedef struct redtls__acmd {
     int64_t deadline;
     char *frame;
     size_t len;
+    int borrowed;              /* frame belongs to the cluster client's op, which
+                                * outlives the record: never freed here */
 } redtls__acmd;
 
 struct redtls_async {
@@ -32,7 +34,7 @@ struct redtls_async {
      * the deadlines to watch are q_head's and s_live's. */
     redtls__acmd *s_live;
     redtls__acmd *pool;        /* spare records, reused */
-    size_t npool;
+    size_t npool, pool_max;
     size_t n_alive;            /* callbacks still to call */
     size_t max_pending;
     int up;                    /* connected and set up */
@@ -71,6 +73,12 @@ struct redtls_async {
     unsigned sock_gen;         /* bumped whenever a socket closes or opens */
     unsigned hooked_gen;
     size_t hooked_dial;
+    /* Set by the asynchronous cluster client for its node connections. */
+    void *owner;               /* the node this handle serves */
+    int fail_queued;           /* a failed attempt ends the commands
+                                * waiting for it with its status (the
+                                * cluster sends them elsewhere); later
+                                * commands still reconnect */
 };
 
 /* Tells the adapter (if any) what is wanted now. */
@@ -88,6 +96,29 @@ void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acm
 void redtls__async_unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail);
 /* Ends those with REDTLS_E_NOMEM. */
 void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail);
+
+/* ---- for the asynchronous cluster client (lib/acluster) ---- */
+
+/* Issues a framed command (copied: into the connection's buffer when it
+ * can go out in this pass, else into a queued record) with its absolute
+ * deadline; before (may be NULL: ASKING) goes right ahead of it, its
+ * reply dropped, and both are issued or neither. */
+redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size_t before_len, const char *frame,
+                                      size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud);
+/* Takes a command issued with ud out of the queue if it has not been
+ * written (nothing is called): 1, or 0 when it is not there. */
+int redtls__async_cancel_queued(redtls_async *ac, const void *ud);
+/* New tokens for the connection (redtls_conn_set_tokens' rules); with
+ * REDTLS_REAUTH_NOW an open connection sends AUTH once the replies it owes
+ * are in. */
+redtls_status redtls__async_set_tokens(redtls_async *ac, const char *token, const char *token_alt, int flags);
+
+/* Not connected, not trying, and no attempt allowed before a later time:
+ * commands sent now would only wait for the backoff. */
+static inline int redtls__async_down(const redtls_async *ac, int64_t now)
+{
+    return !ac->up && !ac->attempting && ac->tried && ac->c->next_attempt > now;
+}
 
 /* ---- small, on every command's path ---- */
 

@@ -21,6 +21,9 @@
 
 /* need_reauth: the IAM schedule (not a NOAUTH reply) asks for a new AUTH. */
 #define REDTLS__REAUTH_IAM_DUE 2
+/* need_reauth: a live token update asks for one (REDTLS_REAUTH_NOW on an
+ * asynchronous connection): a refusal keeps the connection as it was. */
+#define REDTLS__REAUTH_LIVE 3
 
 /* What a state machine waits for next: fd ready for events (POLLIN,
  * POLLOUT; events 0: no socket), or the time at (REDTLS__NO_DEADLINE:
@@ -73,6 +76,7 @@ typedef struct redtls__ready {
     int was_connected;   /* when the preparation started */
     redtls_status idle;  /* the idle check's verdict */
     int scheduled;       /* the re-AUTH under way is the IAM schedule's */
+    int live;            /* ... or a live token update's */
     int64_t deadline;    /* the call's */
     int64_t ping_deadline;
     redtls_status last;  /* the last attempt's failure */
@@ -340,6 +344,11 @@ redtls_status redtls__attempt_start(redtls_conn *c, int64_t now, int64_t call_de
 redtls_status redtls__attempt_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w);
 /* Abandons an attempt under way. */
 void redtls__attempt_cancel(redtls_conn *c);
+/* What a command waiting for this connection reports when its own time
+ * runs out first: the phase the attempt under way is in (TCP connect:
+ * REDTLS_E_CONNECT_TIMEOUT; TLS or set-up: REDTLS_E_HANDSHAKE_TIMEOUT), or
+ * without one, the last attempt's failure. why gets the words for it. */
+redtls_status redtls__attempt_cut(const redtls_conn *c, char *why, size_t cap);
 /* Backoff bookkeeping after an attempt. */
 void redtls__attempt_succeeded(redtls_conn *c);
 void redtls__attempt_failed(redtls_conn *c, int64_t now);

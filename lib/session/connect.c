@@ -1,6 +1,7 @@
 /* One connection attempt as a state machine: dial (resolve, TCP or Unix
  * connect), the TLS handshake, the set-up exchange; then the backoff
  * bookkeeping between attempts. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -175,4 +176,23 @@ void redtls__attempt_failed(redtls_conn *c, int64_t now)
         return;
     }
     redtls__emit(c, REDTLS_EVENT_RECONNECT_SCHEDULED, "next attempt in %u ms: %.200s", delay, redtls__conn_cause(c));
+}
+
+redtls_status redtls__attempt_cut(const redtls_conn *c, char *why, size_t cap)
+{
+    switch (c->at.phase) {
+    case AT_DIAL:
+        snprintf(why, cap, "the connection was still being made (TCP connect)");
+        return REDTLS_E_CONNECT_TIMEOUT;
+    case AT_TLS:
+        snprintf(why, cap, "the connection was still being made (TLS handshake)");
+        return REDTLS_E_HANDSHAKE_TIMEOUT;
+    case AT_SETUP:
+        snprintf(why, cap, "the connection was still being made (set-up: %s)", c->su.what ? c->su.what : "AUTH");
+        return REDTLS_E_HANDSHAKE_TIMEOUT;
+    default:
+        snprintf(why, cap, "not connected (last failure: %.300s)",
+                 redtls__conn_cause(c)[0] ? redtls__conn_cause(c) : "none yet");
+        return c->last_status != REDTLS_OK ? c->last_status : REDTLS_E_UNAVAILABLE;
+    }
 }

@@ -19,6 +19,7 @@ redtls_status redtls__ready_start(redtls_conn *c, int64_t now, int64_t deadline,
     rd->once = once;
     rd->was_connected = c->tp != NULL;
     rd->scheduled = 0;
+    rd->live = 0;
     rd->idle = idle;
     rd->last = REDTLS_OK;
     rd->phase = R_CHECK;
@@ -109,14 +110,24 @@ static void reauth_done(redtls_conn *c, redtls_status st)
     redtls__ready *rd = &c->ready;
     redtls__auth_reset(c);
     if (st == REDTLS_OK) {
-        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
-                     rd->scheduled ? "re-authenticated with IAM before the server's connection limit"
-                                   : "re-authenticated after a NOAUTH reply");
+        if (rd->live)
+            redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "re-authenticated the open connection with token %d",
+                         c->preferred + 1);
+        else
+            redtls__emit(c, REDTLS_EVENT_AUTH_REFRESHED, "%s",
+                         rd->scheduled ? "re-authenticated with IAM before the server's connection limit"
+                                       : "re-authenticated after a NOAUTH reply");
         return;
     }
     if (!c->tp)
         return;
-    if (rd->scheduled) {
+    if (rd->live) {
+        /* The server still honours the AUTH the connection was made
+         * with; the new tokens are used from the next connection on. */
+        redtls__emit(c, REDTLS_EVENT_AUTH_REFRESH_FAILED,
+                     "%.200s; the connection stays, authenticated as it was", c->errmsg);
+        c->errmsg[0] = '\0';
+    } else if (rd->scheduled) {
         c->iam.retry_ms = redtls__iam_now_ms(&c->cfg.iam) + REDTLS__IAM_RETRY_MS;
         redtls__emit(c, REDTLS_EVENT_AUTH_REFRESH_FAILED, "%.200s; the connection stays, retry in %d s", c->errmsg,
                      (int)(REDTLS__IAM_RETRY_MS / 1000));
@@ -174,6 +185,7 @@ redtls_status redtls__ready_step(redtls_conn *c, int64_t now, int *done, redtls_
             if (!c->tp || !c->need_reauth)
                 break;
             rd->scheduled = c->need_reauth == REDTLS__REAUTH_IAM_DUE;
+            rd->live = c->need_reauth == REDTLS__REAUTH_LIVE;
             c->need_reauth = 0;
             int auth_done = 0;
             st = redtls__auth_start(c, now, rd->deadline, &auth_done);

@@ -3,11 +3,13 @@
  * once for unit.adapter_libuv and unit.adapter_libevent. Each of those
  * test programs defines adapter_loop (its loop's operations), lists these
  * cases in its main beside its own, and uses the fixture and helpers
- * below in its own cases. */
+ * below in its own cases. The cluster adapters' cases are in
+ * adapter_cluster_cases.c. */
 #ifndef REDTLS_TESTS_ADAPTER_CASES_H
 #define REDTLS_TESTS_ADAPTER_CASES_H
 
 #include <redtls/async.h>
+#include <redtls/async_cluster.h>
 
 struct fixture {
     void *loop;       /* adapter_loop.new_loop()'s */
@@ -31,6 +33,7 @@ struct adapter_loop {
     long long (*now_ms)(void *loop);
     /* How much sooner than asked a timer may seem to fire on that clock. */
     int clock_tick_ms;
+    redtls_status (*attach_cluster)(redtls_async_cluster *acl, void *loop);
 };
 
 extern const struct adapter_loop adapter_loop; /* the test program's */

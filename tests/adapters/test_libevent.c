@@ -14,6 +14,7 @@
 #include <redtls/async_libevent.h>
 
 #include "adapter_cases.h"
+#include "adapter_cluster_cases.h"
 #include "fake_async.h"
 #include "lab_allochook.h"
 
@@ -32,6 +33,11 @@ static void loop_free(void *loop)
 static redtls_status loop_attach(redtls_async *ac, void *loop)
 {
     return redtls_async_attach_libevent(ac, loop);
+}
+
+static redtls_status loop_attach_cluster(redtls_async_cluster *acl, void *loop)
+{
+    return redtls_async_cluster_attach_libevent(acl, loop);
 }
 
 static void loop_pass(void *loop)
@@ -53,7 +59,8 @@ static long long loop_now_ms(void *loop)
 }
 
 /* libevent reads a coarse monotonic clock (a few ms per tick). */
-const struct adapter_loop adapter_loop = {loop_new, loop_free, loop_attach, loop_pass, loop_run, loop_now_ms, 10};
+const struct adapter_loop adapter_loop = {loop_new, loop_free, loop_attach, loop_pass, loop_run, loop_now_ms, 10,
+                                          loop_attach_cluster};
 
 /* The state and its two events: each allocation failing in turn. */
 static void test_attach_nomem(void **state)
@@ -150,6 +157,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_outside_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hooks_then_free_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_refuses_null, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_failure_leaves_nothing, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_nomem, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_nodes_attached, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_node_attach_nomem, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_timer, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_timer_cancel, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_free_from_timer, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_free_from_node_callback, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_hooks_then_free_inside_timer, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_free_outside_callbacks, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_again, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_null, cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <redtls/async_libuv.h>
 
 #include "adapter_cases.h"
+#include "adapter_cluster_cases.h"
 #include "fake_async.h"
 #include "lab_allochook.h"
 
@@ -42,6 +43,11 @@ static redtls_status loop_attach(redtls_async *ac, void *loop)
     return redtls_async_attach_libuv(ac, loop);
 }
 
+static redtls_status loop_attach_cluster(redtls_async_cluster *acl, void *loop)
+{
+    return redtls_async_cluster_attach_libuv(acl, loop);
+}
+
 static void loop_pass(void *loop)
 {
     uv_run(loop, UV_RUN_NOWAIT);
@@ -58,7 +64,8 @@ static long long loop_now_ms(void *loop)
     return (long long)uv_now(loop);
 }
 
-const struct adapter_loop adapter_loop = {loop_new, loop_free, loop_attach, loop_pass, loop_run, loop_now_ms, 0};
+const struct adapter_loop adapter_loop = {loop_new, loop_free, loop_attach, loop_pass, loop_run, loop_now_ms, 0,
+                                          loop_attach_cluster};
 
 static void test_attach_nomem(void **state)
 {
@@ -245,6 +252,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_nomem_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_error_polls_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_error_core_choice_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_refuses_null, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_failure_leaves_nothing, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_nomem, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_nodes_attached, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_node_attach_nomem, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_timer, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_timer_cancel, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_free_from_timer, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_free_from_node_callback, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_hooks_then_free_inside_timer, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_free_outside_callbacks, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_again, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_attach_null, cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,15 @@ static inline void lab_report_status(int got, int want, const char *what, const 
         assert_int_equal(lab_got_, (int)(want));                                                    \
     } while (0)
 
+/* assert_acl_status(acl, call, REDTLS_E_...) for a redtls_async_cluster
+ * (needs <redtls/async_cluster.h>). */
+#define assert_acl_status(acl, call, want)                                                                    \
+    do {                                                                                                      \
+        int lab_got_ = (int)(call);                                                                           \
+        lab_report_status(lab_got_, (int)(want), #call, redtls_async_cluster_errmsg(acl), __FILE__, __LINE__); \
+        assert_int_equal(lab_got_, (int)(want));                                                              \
+    } while (0)
+
 /* haystack (may be NULL) contains needle. */
 #define assert_contains(haystack, needle)                                                 \
     do {                                                                                  \

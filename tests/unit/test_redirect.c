@@ -54,11 +54,46 @@ static void test_other_errors_and_malformed(void **state)
     assert_int_equal(parse(longhost, &r, err), REDTLS__NOT_REDIRECT);
 }
 
+static redtls__error_kind classify(const char *text)
+{
+    return redtls__error_classify(text, strlen(text));
+}
+
+static void test_error_classify(void **state)
+{
+    (void)state;
+    assert_int_equal(classify("TRYAGAIN Multiple keys request during rehashing of slot"), REDTLS__ERR_TRYAGAIN);
+    assert_int_equal(classify("TRYAGAIN"), REDTLS__ERR_TRYAGAIN);
+    assert_int_equal(classify("CLUSTERDOWN The cluster is down"), REDTLS__ERR_CLUSTERDOWN);
+    assert_int_equal(classify("CLUSTERDOWN Hash slot not served"), REDTLS__ERR_CLUSTERDOWN);
+    assert_int_equal(classify("LOADING Redis is loading the dataset in memory"), REDTLS__ERR_STALE);
+    assert_int_equal(classify("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+                     REDTLS__ERR_STALE);
+    assert_int_equal(classify("READONLY You can't write against a read only replica."), REDTLS__ERR_STALE);
+    /* Whole words only, case as Redis sends it; anything else is the
+     * command's own outcome. */
+    static const char *const final[] = {"ERR unknown command",
+                                        "TRYAGAINX",
+                                        "tryagain",
+                                        "LOADINGX 1",
+                                        "WRONGTYPE Operation against a key holding the wrong kind of value",
+                                        "NOAUTH Authentication required.",
+                                        "CROSSSLOT Keys in request don't hash to the same slot",
+                                        "",
+                                        "READONLYX",
+                                        "MOVED 1 h:1"};
+    for (size_t i = 0; i < sizeof final / sizeof final[0]; i++)
+        assert_int_equal(classify(final[i]), REDTLS__ERR_FINAL);
+    /* A length that stops inside the word is not the word. */
+    assert_int_equal(redtls__error_classify("TRYAGAIN", 7), REDTLS__ERR_FINAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moved_and_ask),
         cmocka_unit_test(test_other_errors_and_malformed),
+        cmocka_unit_test(test_error_classify),
     };
     return cmocka_run_group_tests_name("redirect", tests, NULL, NULL);
 }

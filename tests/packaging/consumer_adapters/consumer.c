@@ -36,6 +36,24 @@ redtls_async *consumer_new_handle(const char *url)
     return ac;
 }
 
+redtls_async_cluster *consumer_new_cluster(const char *url, const char *seeds)
+{
+    redtls_config *cfg = NULL;
+    redtls_async_cluster *acl = NULL;
+    redtls_status st;
+
+    if (redtls_config_new(&cfg) != REDTLS_OK)
+        return NULL;
+    st = redtls_config_set_url(cfg, url);
+    if (st == REDTLS_OK)
+        st = redtls_async_cluster_new(cfg, seeds, &acl);
+    if (st != REDTLS_OK)
+        fprintf(stderr, "%s: %s %s: %s: %s\n", consumer_name, url, seeds, redtls_strerror(st),
+                redtls_config_errmsg(cfg));
+    redtls_config_free(cfg);
+    return acl;
+}
+
 static void on_pong(redtls_async *ac, redtls_status st, struct redisReply *reply, void *userdata)
 {
     struct consumer_ping *p = userdata;

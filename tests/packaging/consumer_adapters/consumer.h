@@ -1,11 +1,12 @@
 /* What the two adapter consumers (main_libuv.c, main_libevent.c) do the
- * same way: count failed checks, make a handle from a URL, and a PING whose
- * callback frees the handle. Compiled into each, as an application's own
- * files would be. */
+ * same way: count failed checks, make a handle (or a cluster handle) from a
+ * URL, and a PING whose callback frees the handle. Compiled into each, as
+ * an application's own files would be. */
 #ifndef REDTLS_CONSUMER_H
 #define REDTLS_CONSUMER_H
 
 #include <redtls/async.h>
+#include <redtls/async_cluster.h>
 
 /* The program's name, for its messages: each main_<loop>.c defines it. */
 extern const char consumer_name[];
@@ -18,6 +19,10 @@ int consumer_failures(void);
 
 /* A handle for url, or NULL (why on stderr). */
 redtls_async *consumer_new_handle(const char *url);
+
+/* A cluster handle with url's settings and those seeds, or NULL (why on
+ * stderr). Nothing is connected. */
+redtls_async_cluster *consumer_new_cluster(const char *url, const char *seeds);
 
 struct consumer_ping {
     redtls_async *ac; /* NULL once freed */

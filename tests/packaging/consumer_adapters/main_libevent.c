@@ -1,6 +1,7 @@
 /* A minimal user of the libevent adapter: the header compiles in user
  * code under strict warnings, attach checks its arguments, freeing the
- * handle deletes what the adapter made (the base has no events left), and,
+ * handle deletes what the adapter made (the base has no events left), the
+ * same for a cluster handle (redtls_async_cluster_attach_libevent), and,
  * when REDTLS_PACKAGING_URL is set, a PING goes through the loop, the
  * handle being freed from its callback (consumer.c). Exits 0 on success. */
 #include <redtls/async_libevent.h>
@@ -35,6 +36,7 @@ int main(void)
 {
     struct event_base *base = event_base_new();
     redtls_async *ac;
+    redtls_async_cluster *acl;
     const char *url = getenv("REDTLS_PACKAGING_URL");
 
     consumer_check(base != NULL, "event_base_new");
@@ -49,6 +51,19 @@ int main(void)
     consumer_check(redtls_async_attach_libevent(ac, base) == REDTLS_OK, "attach again (the first adapter is released)");
     redtls_async_free(ac);
     consumer_check(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK) == 1, "no event left once the handle is freed");
+
+    acl = consumer_new_cluster("rediss://cache.example.com:6380", "node1.example.com:6380,node2.example.com:6380");
+    consumer_check(acl != NULL, "redtls_async_cluster_new");
+    consumer_check(redtls_async_cluster_attach_libevent(NULL, base) == REDTLS_E_INVALID,
+                   "cluster attach(NULL, base) is REDTLS_E_INVALID");
+    consumer_check(redtls_async_cluster_attach_libevent(acl, NULL) == REDTLS_E_INVALID,
+                   "cluster attach(acl, NULL) is REDTLS_E_INVALID");
+    consumer_check(redtls_async_cluster_attach_libevent(acl, base) == REDTLS_OK, "cluster attach");
+    consumer_check(redtls_async_cluster_attach_libevent(acl, base) == REDTLS_OK,
+                   "cluster attach again (the first adapter is released)");
+    redtls_async_cluster_free(acl);
+    consumer_check(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK) == 1,
+                   "no event left once the cluster handle is freed");
     event_base_free(base);
 
     if (url != NULL && url[0] != '\0')
