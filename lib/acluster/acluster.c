@@ -536,6 +536,18 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             st = REDTLS_E_COMMAND_TIMEOUT;
             break;
         }
+        /* Nodes with work due now (commands issued to them, a step to
+         * take) go first: no poll is needed to learn that. */
+        int ran = 0;
+        for (size_t i = 0; i < acl->nnodes && !acl->freeing; i++) {
+            redtls_async *ac = acl->nodes[i]->ac;
+            if (ac && redtls_async_timeout_ms(ac) == 0) {
+                redtls_async_process(ac, 0);
+                ran = 1;
+            }
+        }
+        if (ran)
+            continue;
         size_t n = acl->nnodes;
         if (n > cap) {
             struct pollfd *p = malloc(n * sizeof *p);
