@@ -257,17 +257,22 @@ static void test_auth_answers_only_during_auth(void **state)
     long found = 0;
     /* From the end down (it is some 100 allocations before the end), over
      * the whole connect if need be: how many allocations come after AUTH
-     * starts varies with what the server sends meanwhile. */
-    for (long n = total; n > 0 && !found; n--) {
-        assert_cfg_status(cfg, redtls_conn_new(cfg, &c), REDTLS_OK);
-        lab_alloc_arm(n);
-        redtls_status st = redtls_conn_connect(c);
-        lab_alloc_disarm();
-        if (st == REDTLS_E_NOMEM && strstr(redtls_conn_errmsg(c), "out of memory for AUTH"))
-            found = n;
-        redtls_conn_free(c);
-    }
-    print_message("connect: %ld allocations; failing number %ld: \"out of memory for AUTH\"\n", total, found);
+     * starts varies with what the server sends meanwhile, so on a loaded
+     * machine the allocation can move between two connects and one walk
+     * can step over it; up to three walks. */
+    int walks = 0;
+    for (; walks < 3 && !found; walks++)
+        for (long n = total; n > 0 && !found; n--) {
+            assert_cfg_status(cfg, redtls_conn_new(cfg, &c), REDTLS_OK);
+            lab_alloc_arm(n);
+            redtls_status st = redtls_conn_connect(c);
+            lab_alloc_disarm();
+            if (st == REDTLS_E_NOMEM && strstr(redtls_conn_errmsg(c), "out of memory for AUTH"))
+                found = n;
+            redtls_conn_free(c);
+        }
+    print_message("connect: %ld allocations; failing number %ld: \"out of memory for AUTH\" (walk %d)\n", total,
+                  found, walks);
     assert_true(found > 0);
 }
 
