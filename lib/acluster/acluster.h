@@ -118,7 +118,7 @@ struct redtls_async_cluster {
     int refreshing;        /* a CLUSTER SLOTS is out */
     unsigned refresh_gen;  /* which one: late answers of abandoned ones are dropped */
     size_t *refresh_order;
-    size_t refresh_n, refresh_i, refresh_tried;
+    size_t refresh_n, refresh_i;
     int64_t refresh_deadline;
     int64_t last_refresh;  /* last refresh started */
     redtls_status map_st;  /* without a map: why the last refresh failed */
@@ -210,7 +210,6 @@ static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *
 void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now);
 /* When the refresh work is next due (REDTLS__NO_DEADLINE: never). */
 int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl);
-void redtls__acl_refresh_start(redtls_async_cluster *acl, int64_t now);
 void redtls__acl_nodes_free(redtls_async_cluster *acl);
 int redtls__acl_hard_failure(redtls_status st);
 

@@ -156,12 +156,12 @@ redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
 
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n)
 {
+    (void)acl;
     if (n->ac && n->leaving && redtls_async_pending(n->ac) == 0) {
         redtls_async_free(n->ac);
         n->ac = NULL;
         n->leaving = 0;
     }
-    (void)acl;
 }
 
 void redtls__acl_close_orphaned(redtls_async_cluster *acl)
@@ -374,7 +374,6 @@ static void refresh_next(redtls_async_cluster *acl, int64_t now)
         if (st == REDTLS_OK) {
             unsigned timeout = acl->base.command_timeout_ms ? acl->base.command_timeout_ms : 10000U;
             acl->refresh_deadline = now + timeout;
-            acl->refresh_tried++;
             st = redtls__async_issue_raw(n->ac, NULL, 0, cluster_slots_cmd, sizeof cluster_slots_cmd - 1,
                                          acl->refresh_deadline, refresh_reply,
                                          (void *)(uintptr_t)acl->refresh_gen); // NOLINT(performance-no-int-to-ptr): a number, not an address
@@ -388,7 +387,7 @@ static void refresh_next(redtls_async_cluster *acl, int64_t now)
     refresh_done(acl, 0);
 }
 
-void redtls__acl_refresh_start(redtls_async_cluster *acl, int64_t now)
+static void refresh_start(redtls_async_cluster *acl, int64_t now)
 {
     if (acl->refreshing || acl->freeing)
         return;
@@ -420,7 +419,6 @@ void redtls__acl_refresh_start(redtls_async_cluster *acl, int64_t now)
         }
     acl->refresh_n = k;
     acl->refresh_i = 0;
-    acl->refresh_tried = 0;
     acl->refreshing = 1;
     acl->refresh_gen++;
     acl->refresh_last = REDTLS_E_CLUSTER_TOPOLOGY;
@@ -458,5 +456,5 @@ void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now)
         return;
     }
     if (redtls__acl_refresh_due(acl) <= now)
-        redtls__acl_refresh_start(acl, now);
+        refresh_start(acl, now);
 }
