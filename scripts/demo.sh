@@ -51,7 +51,7 @@ cmake --build "$BUILD" -j"$(nproc)"
 TLS_PING="$BUILD/examples/tls_ping"
 CLI="$BUILD/examples/redtls-cli"
 CLUSTER_DEMO="$BUILD/examples/cluster_demo"
-for exe in "$TLS_PING" "$CLI" "$CLUSTER_DEMO"; do
+for exe in "$TLS_PING" "$CLI" "$CLUSTER_DEMO" "$BUILD/examples/redtls-migrate"; do
   [[ -x "$exe" ]] || { echo "demo: $exe was not built" >&2; exit 1; }
 done
 
@@ -207,6 +207,29 @@ expect 0 'cross-slot splits +3' -- "$CLUSTER_DEMO" "node1.cluster.test:$P1" --ca
 step "async_cluster: the asynchronous cluster client on a libuv loop: 300 SET/GET over the slots from callbacks, then one DEL split by slot"
 expect 0 '300 deleted' -- "$BUILD/examples/async_cluster" "node1.cluster.test:$P1" --cacert "$CERTS/ca.crt" "${RESOLVE[@]}"
 
+step "redtls-migrate: keys of five types, some with TTLs, from the standalone TLS server to the cluster (both verified), then --verify-only"
+MIGRATE="$BUILD/examples/redtls-migrate"
+MPFX="redtls:migrate:$$"
+for i in 1 2 3 4; do
+  "$CLI" -u "$URL" SET "$MPFX:s$i" "value $i" >/dev/null
+  "$CLI" -u "$URL" HSET "$MPFX:h$i" f1 "a$i" f2 "b$i" >/dev/null
+  "$CLI" -u "$URL" RPUSH "$MPFX:l$i" x y "z$i" >/dev/null
+  "$CLI" -u "$URL" SADD "$MPFX:t$i" m1 "m$i" >/dev/null
+  "$CLI" -u "$URL" ZADD "$MPFX:z$i" 1.5 a "$i" b >/dev/null
+  "$CLI" -u "$URL" PEXPIRE "$MPFX:s$i" $((600000 + i)) >/dev/null
+done
+TO_RESOLVE=()
+for i in 1 2 3; do
+  TO_RESOLVE+=(--to-resolve "node$i.cluster.test:${CLUSTER_PORTS[$((i - 1))]}:127.0.0.1")
+done
+export REDTLS_FROM_TOKEN=$TOKEN REDTLS_TO_TOKEN=$TOKEN
+MIGRATE_ARGS=(--from "rediss://localhost:$PORT" --from-cacert "$CERTS/ca.crt"
+  --to "rediss://node1.cluster.test:$P1" --to-cluster --to-cacert "$CERTS/ca.crt" "${TO_RESOLVE[@]}"
+  --match "$MPFX:*")
+expect 0 'keys copied: 20$' -- "$MIGRATE" "${MIGRATE_ARGS[@]}"
+expect 0 'keys compared: 20$' -- "$MIGRATE" "${MIGRATE_ARGS[@]}" --verify-only
+unset REDTLS_FROM_TOKEN REDTLS_TO_TOKEN
+
 # Hash tag {z} puts the key in slot 8157, which node2 serves.
 CKEY="redtls:demo:{z}:$$"
 step "redtls-cli: node1 alone answers MOVED for a key node2 serves (exit 1); --cluster follows it"
@@ -225,8 +248,15 @@ expect 3 "'node1\.cluster\.test' does not match the certificate \(SAN: (DNS:)?no
 step "cleanup"
 expect 0 '^1$' -- "$CLI" --cluster -h node1.cluster.test -p "$P1" --cacert "$CERTS/ca.crt" \
   "${RESOLVE[@]}" DEL "$CKEY"
+for t in s h l t z; do
+  expect 0 '^4$' -- "$CLI" --cluster -h node1.cluster.test -p "$P1" --cacert "$CERTS/ca.crt" \
+    "${RESOLVE[@]}" DEL "$MPFX:${t}1" "$MPFX:${t}2" "$MPFX:${t}3" "$MPFX:${t}4"
+done
 unset REDTLS_TOKEN
 expect 0 '' -- "$CLI" -u "$URL" DEL "$KEY" "$KEY:counter"
+expect 0 '^20$' -- "$CLI" -u "$URL" DEL "$MPFX:s1" "$MPFX:s2" "$MPFX:s3" "$MPFX:s4" "$MPFX:h1" "$MPFX:h2" \
+  "$MPFX:h3" "$MPFX:h4" "$MPFX:l1" "$MPFX:l2" "$MPFX:l3" "$MPFX:l4" "$MPFX:t1" "$MPFX:t2" "$MPFX:t3" "$MPFX:t4" \
+  "$MPFX:z1" "$MPFX:z2" "$MPFX:z3" "$MPFX:z4"
 
 printf '\ndemo: %d passed, %d failed\n' "$PASSED" "$FAILED"
 [[ $FAILED -eq 0 ]]
