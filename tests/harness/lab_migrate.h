@@ -10,15 +10,13 @@
 /* One end to check: a standalone connection or a cluster handle. Every
  * call fails the running test on an error status. */
 struct lab_end {
-  redtls_conn *conn;
-  redtls_cluster *cl;
+    redtls_conn *conn;
+    redtls_cluster *cl;
 };
 
-void lab_end_append(struct lab_end *e, int argc, const char **argv,
-                    const size_t *lens);
+void lab_end_append(struct lab_end *e, int argc, const char **argv, const size_t *lens);
 struct redisReply *lab_end_reply(struct lab_end *e);
-struct redisReply *lab_end_command(struct lab_end *e, int argc,
-                                   const char **argv, const size_t *lens);
+struct redisReply *lab_end_command(struct lab_end *e, int argc, const char **argv, const size_t *lens);
 void lab_end_free(struct lab_end *e);
 /* A plain connection to 127.0.0.1:port (the lab's plain ports). */
 struct lab_end lab_plain_end(uint16_t port, const char *token);
@@ -37,8 +35,7 @@ extern const char *lab_migrate_secrets[LAB_MIGRATE_SECRETS];
  * err_cap (argv[0] omitted) and REDTLS_TO_TOKEN=env_token when not NULL;
  * stdout and stderr are captured into out/err and echoed on stderr, and
  * checked for lab_migrate_secrets. Returns the exit status. */
-int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
-                    size_t err_cap, ...);
+int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err, size_t err_cap, ...);
 /* The number after label in the tool's report; fails when absent. */
 long long lab_report(const char *out, const char *label);
 /* Wall clock, unix milliseconds. */
