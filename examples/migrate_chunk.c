@@ -27,7 +27,7 @@ struct copy {
     const struct chunk_job *j;
     const char *key;
     size_t klen;
-    char tmp[96];
+    char tmp[128];
     size_t tlen;
     int made; /* something was written to tmp */
     struct chunk_result *res;
@@ -227,9 +227,9 @@ static int unexpected(struct copy *c, const char *cmd, const struct redisReply *
 static int copy_scan(struct copy *c, const char *scan, const char *write, int per)
 {
     char cursor[32] = "0", count[24];
-    int rc;
 
     do {
+        int rc;
         struct redisReply *r = NULL;
         const struct redisReply *items;
         const char *argv[5] = {scan, c->key, cursor, "COUNT", count};
@@ -289,9 +289,9 @@ static int copy_scan(struct copy *c, const char *scan, const char *write, int pe
 static int copy_list(struct copy *c)
 {
     long long start = 0;
-    int rc;
 
     for (;;) {
+        int rc;
         struct redisReply *r = NULL;
         char from[24], to[24];
         const char *argv[4] = {"LRANGE", c->key, from, to};
@@ -333,9 +333,9 @@ static int copy_list(struct copy *c)
 static int copy_string(struct copy *c)
 {
     long long off = 0, piece = (long long)c->j->piece;
-    int rc;
 
     for (;;) {
+        int rc;
         struct redisReply *r = NULL;
         char from[24], to[24];
         const char *argv[4] = {"GETRANGE", c->key, from, to};
@@ -388,7 +388,7 @@ static int copy_stream(struct copy *c)
 {
     char start[64] = "-", count[24];
     struct redisReply *info = NULL;
-    const struct redisReply *last, *added, *maxdel, *groups;
+    const struct redisReply *last, *groups;
     const char *iargv[3] = {"XINFO", "STREAM", c->key};
     size_t ilens[3] = {5, 6, c->klen};
     int rc, any = 0;
@@ -466,8 +466,8 @@ static int copy_stream(struct copy *c)
         size_t lens[7] = {6, c->tlen, redtls_reply_len(last)};
         int argc = 3;
         (void)redtls_reply_str(last, &lens[2]);
-        added = info_field(info, "entries-added");
-        maxdel = info_field(info, "max-deleted-entry-id");
+        const struct redisReply *added = info_field(info, "entries-added");
+        const struct redisReply *maxdel = info_field(info, "max-deleted-entry-id");
         char addbuf[24];
         if (redtls_reply_type(added) == REDTLS_REPLY_INTEGER && redtls_reply_type(maxdel) == REDTLS_REPLY_STRING) {
             argv[argc] = "ENTRIESADDED", lens[argc++] = 12;
@@ -497,10 +497,10 @@ static size_t slot_tag(unsigned slot, char *out, size_t cap)
 {
     static const char al[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     const size_t na = sizeof al - 1;
-    size_t len, i, combos;
+    size_t len, i;
 
     for (len = 1; len < cap; len++) {
-        combos = 1;
+        size_t combos = 1;
         for (i = 0; i < len; i++)
             combos *= na;
         for (size_t v = 0; v < combos; v++) {
@@ -517,13 +517,13 @@ static size_t slot_tag(unsigned slot, char *out, size_t cap)
 /* Best effort: the temporary key's safety TTL removes it anyway. */
 static void drop_tmp(struct copy *c)
 {
-    const char *argv[2] = {"UNLINK", c->tmp};
-    size_t lens[2] = {6, c->tlen};
-    struct redisReply *r = NULL;
-
-    if (c->made)
+    if (c->made) {
+        const char *argv[2] = {"UNLINK", c->tmp};
+        size_t lens[2] = {6, c->tlen};
+        struct redisReply *r = NULL;
         (void)key_command(c->j->to, REDTLS_CMD_IDEMPOTENT, 2, argv, lens, &r);
-    redtls_reply_free(r);
+        redtls_reply_free(r);
+    }
 }
 
 /* TYPE and PTTL of the key on the source. *abs_ms: the expiry time by the
@@ -617,7 +617,7 @@ static int finish(struct copy *c, long long abs_ms)
 static int copy_key(struct copy *c)
 {
     char type[64];
-    long long abs_ms, end_ms;
+    long long abs_ms = 0, end_ms = 0;
     int rc;
 
     if (c->j->o->no_replace) {
@@ -664,10 +664,20 @@ static int copy_key(struct copy *c)
     return finish(c, abs_ms);
 }
 
+/* FNV-1a, to tell apart the temporary names of different keys. */
+static unsigned long long name_hash(const char *key, size_t len)
+{
+    unsigned long long h = 14695981039346656037ULL;
+    size_t i;
+    for (i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    return h;
+}
+
 int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struct chunk_result *res)
 {
-    static unsigned long long serial;
     struct copy c;
+    struct timespec ts;
     char tag[8];
     size_t tl;
     int rc;
@@ -680,8 +690,11 @@ int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struc
     c.res = res;
     c.count = PIECE_ELEMS;
     tl = slot_tag(redtls_cluster_key_slot(key, len), tag, sizeof tag);
-    c.tlen = (size_t)snprintf(c.tmp, sizeof c.tmp, "{%.*s}redtls-migrate:tmp:%ld:%llu", (int)tl, tag,
-                              (long)getpid(), ++serial);
+    /* Unique without shared state (workers may run side by side), and
+     * never the name a killed earlier run left, even with the same pid. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c.tlen = (size_t)snprintf(c.tmp, sizeof c.tmp, "{%.*s}redtls-migrate:tmp:%ld:%lld%09ld:%016llx", (int)tl, tag,
+                              (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec, name_hash(key, len));
     rc = copy_key(&c);
     if (rc != CHUNK_COPIED && rc != CHUNK_CONNECT)
         drop_tmp(&c);

@@ -174,7 +174,7 @@ static void fill_source(void) {
     dump_len[i] = (long long)len;
     redtls_reply_free(r);
     /* --chunk-limit 64k below chunks every one of them. */
-    assert_true(dump_len[i] > 64 * 1024);
+    assert_true(dump_len[i] > 64LL * 1024);
   }
   lab_end_free(&e);
 }
@@ -461,7 +461,7 @@ static void test_target_bulk_limit(void **state) {
   cmd(&dst, 4, set, NULL);
   int over = 0;
   for (int i = 0; i < NBIG; i++)
-    over += dump_len[i] > 1024 * 1024 - 4096;
+    over += dump_len[i] > 1024LL * 1024 - 4096;
   assert_true(over >= 2); /* the hash and the string at least */
   assert_true(over < NBIG);
   int rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from",
@@ -480,7 +480,7 @@ static void test_target_bulk_limit(void **state) {
   struct lab_end src = lab_plain_end(source.port, NULL);
   for (int i = 0; i < NBIG; i++)
     if (i != STRING)
-      compare_big(&src, &dst, i, dump_len[i] > 1024 * 1024 - 4096);
+      compare_big(&src, &dst, i, dump_len[i] > 1024LL * 1024 - 4096);
   assert_int_equal(lab_end_integer(&dst, "EXISTS", big[STRING]), 0);
   compare_small(&dst);
   assert_no_tmp(&dst);
@@ -497,7 +497,7 @@ static void test_reader_limit(void **state) {
   flush_target(&dst);
   int over = 0;
   for (int i = 0; i < NBIG; i++)
-    over += dump_len[i] > 256 * 1024;
+    over += dump_len[i] > 256LL * 1024;
   assert_true(over >= 2);
   int rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from",
                            from_url(), "--to", to_url(), "--to-cacert",
@@ -509,7 +509,7 @@ static void test_reader_limit(void **state) {
   assert_int_equal(lab_report(out, "keys chunked: "), over);
   struct lab_end src = lab_plain_end(source.port, NULL);
   for (int i = 0; i < NBIG; i++)
-    compare_big(&src, &dst, i, dump_len[i] > 256 * 1024);
+    compare_big(&src, &dst, i, dump_len[i] > 256LL * 1024);
   compare_small(&dst);
   assert_no_tmp(&dst);
   lab_end_free(&src);
@@ -577,8 +577,26 @@ static void test_pieces_cluster(void **state) {
     redtls_reply_free(r);
   }
   assert_int_equal(total, NBIG + NSMALL);
-  lab_end_free(&src);
   lab_end_free(&dst);
+
+  /* Back from the cluster, with a reader limit: keys read by their slot's
+   * node, a DUMP too big for the reader ends that node's connection. */
+  struct lab_end back = lab_plain_end(target.plain_port, TOKEN);
+  flush_target(&back);
+  rc = lab_run_migrate(
+      TOKEN, out, sizeof out, err, sizeof err, "--from", to, "--from-cluster",
+      "--from-cacert", lab_cert("ca.crt"), "--from-sni", "migrate.cluster.test",
+      "--from-token", TOKEN, "--to", to_url(), "--to-cacert",
+      lab_cert("ca.crt"), "--from-max-bulk", "256k", (char *)NULL);
+  assert_int_equal(rc, 0);
+  assert_int_equal(lab_report(out, "keys copied: "), NBIG + NSMALL);
+  assert_true(lab_report(out, "keys chunked: ") >= 2);
+  for (int i = 0; i < NBIG; i++)
+    compare_big(&src, &back, i, 1);
+  compare_small(&back);
+  assert_no_tmp(&back);
+  lab_end_free(&back);
+  lab_end_free(&src);
   lab_cluster_stop(&c);
 }
 
