@@ -15,13 +15,9 @@
 /* Most elements in one write, and the pipeline of writes flushed at once. */
 #define PIECE_ELEMS 1000
 #define PIECE_CMDS 64
-/* A temporary key left by a killed run disappears after this long; every
- * write renews it. */
+/* A temporary key left by a killed run disappears after this long; each
+ * round of writes renews it. */
 #define SAFETY_TTL_MS "3600000"
-
-/* How the piece sizes come out: no more than PIECE_BYTES_MAX per write, and
- * never more than what either end's limit allows in one bulk string. */
-#define PIECE_BYTES_MAX ((size_t)4 << 20)
 
 struct copy {
     const struct chunk_job *j;
@@ -185,7 +181,6 @@ static int cmd_elem(struct copy *c, const char *name, int n, const struct redisR
         c->argv[c->argc] = redtls_reply_str(args[i], &len);
         c->lens[c->argc++] = len;
         c->bytes += len;
-        c->res->bytes += len;
     }
     if (++c->elems >= PIECE_ELEMS || c->bytes >= c->j->piece) {
         int rc = cmd_end(c);
@@ -425,7 +420,8 @@ static int copy_stream(struct copy *c)
         for (i = 0; i < n && rc == CHUNK_COPIED; i++) {
             const struct redisReply *ent = redtls_reply_element(r, i), *id, *fv;
             size_t f, idlen;
-            if (redtls_reply_len(ent) != 2 || redtls_reply_type(id = redtls_reply_element(ent, 0)) != REDTLS_REPLY_STRING ||
+            if (redtls_reply_len(ent) != 2 ||
+                redtls_reply_type(id = redtls_reply_element(ent, 0)) != REDTLS_REPLY_STRING ||
                 redtls_reply_type(fv = redtls_reply_element(ent, 1)) != REDTLS_REPLY_ARRAY || !all_strings(fv) ||
                 redtls_reply_len(fv) == 0 || redtls_reply_len(fv) % 2 != 0) {
                 rc = unexpected(c, "XRANGE", ent);
@@ -444,7 +440,6 @@ static int copy_stream(struct copy *c)
                 c->bytes += len;
             }
             bytes += c->bytes;
-            c->res->bytes += c->bytes;
             rc = cmd_end(c);
             if (i + 1 == n && idlen + 2 <= sizeof start) {
                 start[0] = '(';
@@ -651,8 +646,8 @@ static int copy_key(struct copy *c)
         rc = copy_stream(c);
     else
         return failed(c, CHUNK_FAILED,
-                      "type '%s' (a module type) cannot be copied in pieces, and its DUMP is too big for one "
-                      "RESTORE (see --chunk-limit)",
+                      "type '%s' (a module type) cannot be copied in pieces, and its DUMP is over --chunk-limit, "
+                      "the target's proto-max-bulk-len or --from-max-bulk: raise the one that applies",
                       type);
     if (rc != CHUNK_COPIED)
         return rc;
