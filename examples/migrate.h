@@ -42,6 +42,8 @@ struct migrate_options {
     long batch;
     long timeout_ms; /* -1: library defaults */
     int verify;      /* 1: after the copy, 2: instead of it */
+    unsigned long long chunk_limit;   /* DUMP payloads above: copied in pieces */
+    unsigned long long from_max_bulk; /* the source reader's bulk limit, 0: default */
 };
 
 /* A connected end: a standalone connection or a cluster handle. */
@@ -82,5 +84,33 @@ int refuse_same_server(struct side *from, struct side *to);
  * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,
  * EXIT_SOME_FAILED, or EXIT_CONNECT. */
 int verify_run(const struct migrate_options *o, struct side *from, struct side *to);
+
+/* Values copied in pieces (migrate_chunk.c). */
+struct chunk_job {
+    const struct migrate_options *o;
+    struct side *from, *to;
+    long long skew; /* the target's clock minus ours, ms */
+    size_t piece;   /* most bytes in one write (and one string piece) */
+};
+
+enum chunk_outcome { CHUNK_COPIED, CHUNK_SKIPPED, CHUNK_EXPIRED, CHUNK_FAILED, CHUNK_CONNECT };
+
+struct chunk_result {
+    char msg[320];  /* CHUNK_FAILED, CHUNK_CONNECT: why */
+    char warn[160]; /* copied, but something did not travel */
+};
+
+/* Copies one key by type in pieces: into a temporary key of the key's hash
+ * slot (with a safety TTL while it is built), then its expiry (read from
+ * the source: PEXPIREAT or PERSIST), then RENAME (RENAMENX with
+ * --no-replace) onto key. Nothing may be pending on either side. Returns
+ * an enum chunk_outcome; the temporary key is removed on every outcome but
+ * CHUNK_CONNECT (its safety TTL removes it then). No shared state: workers
+ * with sides of their own may call it side by side. */
+int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struct chunk_result *res);
+/* The largest RESTORE payload the target accepts: the smallest
+ * proto-max-bulk-len of its masters (512 MiB when CONFIG is refused, as on
+ * ElastiCache). EXIT_CONTINUE or EXIT_CONNECT. */
+int chunk_target_limit(struct side *to, unsigned long long *limit);
 
 #endif

@@ -61,6 +61,13 @@ static int build_config(const struct migrate_options *mo, const struct side_opti
         APPLY("--timeout", redtls_config_set_handshake_timeout_ms(cfg, ms));
         APPLY("--timeout", redtls_config_set_command_timeout_ms(cfg, ms));
     }
+    if (so == &mo->from && mo->from_max_bulk > 0) {
+        /* The reader's buffer must hold one such reply and then some. */
+        size_t room = (size_t)mo->from_max_bulk + ((size_t)64 << 10);
+        APPLY("--from-max-bulk", redtls_config_set_max_bulk_len(cfg, (size_t)mo->from_max_bulk));
+        if (room > redtls_default_max_buffer())
+            APPLY("--from-max-bulk", redtls_config_set_max_buffer(cfg, room));
+    }
     APPLY("client name", redtls_config_set_client_name(cfg, "redtls-migrate"));
 #undef APPLY
     return EXIT_CONTINUE;

@@ -4,9 +4,11 @@
  * verified as redtls always does. Never writes to the source. See usage()
  * for options and exit codes.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,7 @@
 #include "migrate.h"
 
 struct counts {
-    unsigned long long scanned, copied, skipped, expired, failed, bytes;
+    unsigned long long scanned, copied, skipped, expired, failed, bytes, chunked;
 };
 
 enum {
@@ -52,6 +54,8 @@ enum {
     OPT_VERIFY,
     OPT_VERIFY_ONLY,
     OPT_TIMEOUT,
+    OPT_CHUNK_LIMIT,
+    OPT_FROM_MAX_BULK,
     OPT_HELP
 };
 
@@ -86,6 +90,8 @@ static const struct option long_options[] = {
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"verify-only", no_argument, NULL, OPT_VERIFY_ONLY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"chunk-limit", required_argument, NULL, OPT_CHUNK_LIMIT},
+    {"from-max-bulk", required_argument, NULL, OPT_FROM_MAX_BULK},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -127,6 +133,15 @@ static void usage(FILE *out)
           "  --verify-only          the comparison without a copy\n"
           "  --batch N              keys per SCAN and pipeline (default 500)\n"
           "  --timeout MS           connect, handshake and command timeout\n"
+          "  --chunk-limit BYTES    a value whose DUMP is larger (default 64m; k, m, g\n"
+          "                         suffixes count 1024s), or larger than the target's\n"
+          "                         proto-max-bulk-len, is copied by type in pieces\n"
+          "                         under a temporary key, then renamed; a stream loses\n"
+          "                         its consumer groups that way (a warning says so),\n"
+          "                         module types fail\n"
+          "  --from-max-bulk BYTES  largest reply read from the source (default 512m):\n"
+          "                         bounds this tool's memory; a bigger DUMP is copied\n"
+          "                         in pieces too, a bigger single element fails its key\n"
           "  --help                 print this help and exit\n"
           "\n"
           "Progress lines go to stderr, the final report to stdout.\n"
@@ -163,6 +178,30 @@ static const char *env_or(const char *given, const char *var)
     return env != NULL && *env != '\0' ? env : NULL;
 }
 
+/* BYTES with an optional k, m or g (powers of 1024) in [min, max]. */
+static int parse_size(const char *s, unsigned long long min, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    unsigned long long v, mult = 1;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1ULL << 10, end++; break;
+    case 'm': case 'M': mult = 1ULL << 20, end++; break;
+    case 'g': case 'G': mult = 1ULL << 30, end++; break;
+    default: break;
+    }
+    if (*end != '\0' || v > max / mult || v * mult < min)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, struct migrate_options *o)
 {
     int c;
@@ -173,6 +212,7 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
     o->db = -1;
     o->batch = 500;
     o->timeout_ms = -1;
+    o->chunk_limit = 64ULL << 20;
 
     while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         switch (c) {
@@ -227,6 +267,14 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         case OPT_TIMEOUT:
             if (cli_parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
                 return usage_error("bad --timeout '%s' (milliseconds)", optarg);
+            break;
+        case OPT_CHUNK_LIMIT:
+            if (parse_size(optarg, 1024, 1ULL << 40, &o->chunk_limit) != 0)
+                return usage_error("bad --chunk-limit '%s' (bytes, at least 1k; k, m, g suffixes)", optarg);
+            break;
+        case OPT_FROM_MAX_BULK:
+            if (parse_size(optarg, 64ULL << 10, (unsigned long long)SIZE_MAX / 2, &o->from_max_bulk) != 0)
+                return usage_error("bad --from-max-bulk '%s' (bytes, at least 64k; k, m, g suffixes)", optarg);
             break;
         case OPT_HELP: usage(stdout); return EXIT_ALL_COPIED;
         default:
@@ -289,6 +337,7 @@ struct batch_key {
     long long abs_ms; /* 0: no TTL */
     int live;         /* still there when read */
     int check;        /* an EXISTS follows its RESTORE */
+    int chunk;        /* too big for one RESTORE: copied in pieces */
 };
 
 struct run {
@@ -301,6 +350,8 @@ struct run {
     long long skew;  /* target clock minus ours (ms), a lower bound */
     double start, last_progress;
     unsigned long long errors_shown;
+    unsigned long long chunk_over; /* DUMP payloads above: in pieces */
+    struct chunk_job chunks;
 };
 
 static void key_failed(struct run *r, const struct batch_key *k, const char *why, size_t why_len)
@@ -388,16 +439,28 @@ static long long source_size(struct side *s)
     return total;
 }
 
+/* Reads and drops n pipelined replies, whatever their status. */
+static void skip_replies(struct side *s, size_t n)
+{
+    for (; n > 0; n--) {
+        struct redisReply *rep = NULL;
+        (void)side_get_reply(s, &rep);
+        redtls_reply_free(rep);
+    }
+}
+
 /* DUMP + PTTL for the batch, pipelined on the source. A failed read is a
- * source failure: the run stops (exit 3). */
+ * source failure: the run stops (exit 3), except a DUMP over the reader's
+ * limit (--from-max-bulk), which marks that key for a copy in pieces. */
 static int read_batch(struct run *r, const char *node, size_t nkeys)
 {
-    size_t i;
+    size_t i, first = 0;
     redtls_status st;
     long long t0;
 
     (void)node;
-    for (i = 0; i < nkeys; i++) {
+again:
+    for (i = first; i < nkeys; i++) {
         const char *argv[2] = {"DUMP", r->keys[i].key};
         size_t lens[2] = {4, r->keys[i].key_len};
         if ((st = side_append(r->from, 2, argv, lens)) != REDTLS_OK)
@@ -409,10 +472,19 @@ static int read_batch(struct run *r, const char *node, size_t nkeys)
     /* Taken before the PTTLs run, so the absolute expiry computed from them
      * is never later than the source's. */
     t0 = now_ms();
-    for (i = 0; i < nkeys; i++) {
+    for (i = first; i < nkeys; i++) {
         struct batch_key *k = &r->keys[i];
         struct redisReply *ttl = NULL;
-        if ((st = side_get_reply(r->from, &k->dump)) != REDTLS_OK)
+        if ((st = side_get_reply(r->from, &k->dump)) == REDTLS_E_LIMIT) {
+            /* The reader closed that connection, and the replies after this
+             * one went with it: this key goes in pieces, the rest are read
+             * again. */
+            k->live = k->chunk = 1;
+            skip_replies(r->from, 2 * (nkeys - i) - 1);
+            first = i + 1;
+            goto again;
+        }
+        if (st != REDTLS_OK)
             goto failed;
         if ((st = side_get_reply(r->from, &ttl)) != REDTLS_OK)
             goto failed;
@@ -428,6 +500,11 @@ static int read_batch(struct run *r, const char *node, size_t nkeys)
             size_t len;
             (void)redtls_reply_str(k->dump, &len);
             r->n.bytes += len;
+            if (len > r->chunk_over) {
+                k->chunk = 1;
+                redtls_reply_free(k->dump);
+                k->dump = NULL;
+            }
         } else {
             r->n.expired++; /* DUMP nil or PTTL -2: gone on the way */
         }
@@ -446,6 +523,29 @@ static long long expiry_margin_ms(const struct migrate_options *o)
 {
     long long t = o->timeout_ms > 0 ? o->timeout_ms : o->timeout_ms == 0 ? 60000 : REDTLS_DEFAULT_COMMAND_TIMEOUT_MS;
     return t + 1000;
+}
+
+/* One key through migrate_chunk.c, counted. */
+static int copy_in_pieces(struct run *r, const struct batch_key *k)
+{
+    struct chunk_result res;
+
+    switch (chunk_copy_key(&r->chunks, k->key, k->key_len, &res)) {
+    case CHUNK_COPIED:
+        r->n.copied++;
+        r->n.chunked++;
+        if (res.warn[0] != '\0') {
+            fputs("redtls-migrate: warning: key '", stderr);
+            print_key(stderr, k->key, k->key_len);
+            fprintf(stderr, "': %s\n", res.warn);
+        }
+        break;
+    case CHUNK_SKIPPED: r->n.skipped++; break;
+    case CHUNK_EXPIRED: r->n.expired++; break;
+    case CHUNK_FAILED: key_failed(r, k, res.msg, strlen(res.msg)); break;
+    default: fprintf(stderr, "redtls-migrate: %s\n", res.msg); return EXIT_CONNECT;
+    }
+    return EXIT_CONTINUE;
 }
 
 static int write_batch(struct run *r, size_t nkeys)
@@ -473,9 +573,12 @@ static int write_batch(struct run *r, size_t nkeys)
         }
         if (r->o->dry_run) {
             r->n.copied++;
+            r->n.chunked += (unsigned)k->chunk;
             k->live = 0;
             continue;
         }
+        if (k->chunk)
+            continue; /* after this batch's RESTOREs */
         payload = redtls_reply_str(k->dump, &plen);
         snprintf(ttlbuf, sizeof ttlbuf, "%lld", k->abs_ms);
         argv[argc] = "RESTORE", lens[argc++] = 7;
@@ -502,7 +605,7 @@ static int write_batch(struct run *r, size_t nkeys)
     for (i = 0; i < nkeys && queued > 0; i++) {
         struct batch_key *k = &r->keys[i];
         struct redisReply *rep = NULL, *exists = NULL;
-        if (!k->live)
+        if (!k->live || k->chunk)
             continue;
         queued--;
         st = side_get_reply(r->to, &rep);
@@ -526,6 +629,9 @@ static int write_batch(struct run *r, size_t nkeys)
         redtls_reply_free(rep);
         redtls_reply_free(exists);
     }
+    for (i = 0; i < nkeys; i++)
+        if (r->keys[i].live && r->keys[i].chunk && copy_in_pieces(r, &r->keys[i]) != EXIT_CONTINUE)
+            return EXIT_CONNECT;
     return EXIT_CONTINUE;
 }
 
@@ -584,6 +690,36 @@ static int copy_node(struct run *r, const char *node)
     return rc;
 }
 
+/* Which DUMP payloads go in pieces, and how big a piece is: the smaller
+ * of --chunk-limit and what the target takes in one argument (its
+ * proto-max-bulk-len less some room); pieces of at most 4 MiB, the chunk
+ * limit, and half of either end's bulk limit. */
+static int plan_pieces(struct run *r)
+{
+    unsigned long long target_max, reader = r->o->from_max_bulk, piece = 4ULL << 20;
+    int rc;
+
+    if ((rc = chunk_target_limit(r->to, &target_max)) != EXIT_CONTINUE)
+        return rc;
+    if (reader == 0)
+        reader = redtls_default_max_bulk_len();
+    r->chunk_over = target_max > 8192 ? target_max - 4096 : target_max / 2;
+    if (r->o->chunk_limit < r->chunk_over)
+        r->chunk_over = r->o->chunk_limit;
+    if (r->o->chunk_limit < piece)
+        piece = r->o->chunk_limit;
+    if (target_max / 2 < piece)
+        piece = target_max / 2;
+    if (reader / 2 < piece)
+        piece = reader / 2;
+    r->chunks.o = r->o;
+    r->chunks.from = r->from;
+    r->chunks.to = r->to;
+    r->chunks.skew = r->skew;
+    r->chunks.piece = (size_t)(piece > 0 ? piece : 1);
+    return EXIT_CONTINUE;
+}
+
 static int run_copy(const struct migrate_options *o, struct side *from, struct side *to)
 {
     struct run r;
@@ -599,6 +735,8 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
     r.total = source_size(from);
     if ((rc = target_clock_skew(to, &r.skew)) != EXIT_CONTINUE)
         return rc;
+    if ((rc = plan_pieces(&r)) != EXIT_CONTINUE)
+        return rc;
     r.start = r.last_progress = mono_s();
     nn = side_masters(from, nodes, MAX_NODES);
     for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
@@ -611,10 +749,11 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
            "keys skipped: %llu\n"
            "expired on the way: %llu\n"
            "keys failed: %llu\n"
+           "keys chunked: %llu\n"
            "payload bytes: %llu\n"
            "seconds: %.3f\n"
            "keys/s: %.0f\n",
-           r.n.scanned, r.n.copied, r.n.skipped, r.n.expired, r.n.failed, r.n.bytes, el,
+           r.n.scanned, r.n.copied, r.n.skipped, r.n.expired, r.n.failed, r.n.chunked, r.n.bytes, el,
            el > 0 ? (double)r.n.copied / el : 0.0);
     if (o->dry_run)
         puts("dry run: nothing was written");
