@@ -144,7 +144,7 @@ static long long integer_or(const struct redisReply *r, long long fallback)
 static int verify_keys(struct verify *v, const struct keyref *keys, size_t n)
 {
     size_t i;
-    struct redisReply **rep = calloc(n * 4 + 1, sizeof(*rep));
+    struct redisReply **rep = calloc(n * 4 + 1, sizeof(*rep)); // NOLINT(bugprone-sizeof-expression): an array of pointers
     int rc = EXIT_CONTINUE;
     redtls_status st = REDTLS_OK;
 
@@ -322,7 +322,6 @@ static int compare_counts(struct verify *v)
     const char *fn[MAX_NODES], *tn[MAX_NODES];
     size_t fnn = side_masters(v->from, fn, MAX_NODES), tnn = side_masters(v->to, tn, MAX_NODES);
     long long src, dst;
-    int rc;
 
     if (v->o->match != NULL) {
         puts("verify: key counts not compared (with --match, DBSIZE counts keys that were not to be copied)");
@@ -331,6 +330,7 @@ static int compare_counts(struct verify *v)
     src = key_count(v->from, fn, fnn, NULL);
     dst = key_count(v->to, tn, tnn, NULL);
     if (src >= 0 && dst >= 0 && dst < src) {
+        int rc;
         if ((rc = reclaim_expired(v->from)) != EXIT_CONTINUE || (rc = reclaim_expired(v->to)) != EXIT_CONTINUE)
             return rc;
         src = key_count(v->from, fn, fnn, NULL);
@@ -379,6 +379,8 @@ static void drop_repeats(struct sample *sm, size_t from)
 {
     size_t i, out = from;
 
+    if (sm->n - from < 2)
+        return;
     qsort(sm->keys + from, sm->n - from, sizeof(*sm->keys), cmp_keyref);
     for (i = from; i < sm->n; i++) {
         if (out > from && cmp_keyref(&sm->keys[out - 1], &sm->keys[i]) == 0) {
@@ -437,23 +439,27 @@ static int sample_by_scan(struct verify *v, const char **nodes, size_t nn, size_
             for (j = 0; j < redtls_reply_len(keys) && rc == EXIT_CONTINUE; j++) {
                 size_t len;
                 const char *k = redtls_reply_str(redtls_reply_element(keys, j), &len);
-                unsigned long long slot = sm->seen < want ? sm->seen : next_random(&sm->rnd) % (sm->seen + 1);
                 sm->seen++;
-                if (slot >= want)
+                if (sm->n < want) {
+                    if (sample_add(sm, k, len) != 0) {
+                        fputs("redtls-migrate: out of memory\n", stderr);
+                        rc = EXIT_CONNECT;
+                    }
                     continue;
-                if (slot < sm->n) {
+                }
+                /* The seen-th key takes a random place with chance want/seen. */
+                unsigned long long slot = next_random(&sm->rnd) % sm->seen;
+                if (slot < want) {
                     char *c = copy_bytes(k, len);
                     if (c == NULL) {
                         fputs("redtls-migrate: out of memory\n", stderr);
                         rc = EXIT_CONNECT;
                         break;
                     }
+                    /* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): slot < want == sm->n, all set */
                     free(sm->keys[slot].own);
                     sm->keys[slot].k = sm->keys[slot].own = c;
                     sm->keys[slot].len = len;
-                } else if (sample_add(sm, k, len) != 0) {
-                    fputs("redtls-migrate: out of memory\n", stderr);
-                    rc = EXIT_CONNECT;
                 }
             }
             redtls_reply_free(rep);

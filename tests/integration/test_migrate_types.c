@@ -163,11 +163,11 @@ static void read_mortal_deadlines(void) {
   lab_end_free(&src);
 }
 
-/* No mortal key outlives the source's on dst; once every one's time has
- * passed, none is left on either side (reading them makes the servers
- * delete them, so DBSIZE is exact after). Returns how many dst had. */
+/* No mortal key outlives the source's on dst, and once every one's time
+ * has passed none is left there (reading them has dst delete them, so its
+ * DBSIZE is exact after). The source is left alone: its DBSIZE may still
+ * count some of them. Returns how many dst had. */
 static int check_mortal(struct lab_end *dst) {
-  struct lab_end src = lab_plain_end(source.port, NULL);
   long long last = 0;
   char key[32];
   int present = 0;
@@ -193,11 +193,7 @@ static int check_mortal(struct lab_end *dst) {
     struct redisReply *r = lab_end_command(dst, 2, a, NULL);
     assert_int_equal(redtls_reply_integer(r), 0); /* not resurrected */
     redtls_reply_free(r);
-    r = lab_end_command(&src, 2, a, NULL);
-    assert_int_equal(redtls_reply_integer(r), 0);
-    redtls_reply_free(r);
   }
-  lab_end_free(&src);
   fprintf(stderr, "mortal keys on the target right after the copy: %d of %d\n",
           present, NMORTAL);
   return present;
@@ -296,6 +292,21 @@ static void test_standalone_to_tls_cluster(void **state) {
   struct lab_end src = lab_plain_end(source.port, NULL);
   int present = check_mortal(&dst);
   assert_true(present <= copied - NLIVE);
+
+  /* The source's DBSIZE may still count expired mortal keys (a server
+   * deletes such a key when it meets it): the sample's count comparison
+   * sees a shortfall, has both sides SCANned and counts again. */
+  fprintf(stderr, "source DBSIZE before the sample: %lld\n",
+          lab_end_integer(&src, "DBSIZE", NULL));
+  rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from,
+                       "--to", to, "--to-cluster", "--to-cacert",
+                       lab_cert("ca.crt"), "--to-sni", "migrate.cluster.test",
+                       "--verify-only", "--sample", "500", (char *)NULL);
+  assert_int_equal(rc, 0);
+  assert_contains(out, "verify: sample: 500 keys drawn by RANDOMKEY from 20");
+  check_verify_passed(out, 500);
+  assert_int_equal(lab_end_integer(&src, "DBSIZE", NULL), NLIVE);
+
   int with_ttl = compare_expiry(&src, &dst);
   assert_int_equal(with_ttl, (NTYPED + 2) / 3); /* every third */
   check_special(&dst);
@@ -310,15 +321,6 @@ static void test_standalone_to_tls_cluster(void **state) {
   assert_int_equal(rc, 0);
   check_verify_passed(out, NLIVE);
   assert_null(strstr(out, "keys copied:"));
-
-  rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from,
-                       "--to", to, "--to-cluster", "--to-cacert",
-                       lab_cert("ca.crt"), "--to-sni", "migrate.cluster.test",
-                       "--verify-only", "--sample", "500", (char *)NULL);
-  assert_int_equal(rc, 0);
-  assert_contains(out,
-                  "verify: sample: 500 keys drawn by RANDOMKEY from 20001");
-  check_verify_passed(out, 500);
 }
 
 /* That cluster as a source, to a second TLS 3-master cluster (another

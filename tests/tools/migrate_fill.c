@@ -50,11 +50,12 @@ static unsigned pick(struct filler *f, unsigned lo, unsigned hi) {
 }
 
 /* len random bytes, NUL, CR and LF more often than the others. */
-static void binary_value(struct filler *f, char *buf, size_t len) {
-  static const char special[] = {'\0', '\r', '\n', '\\', '"'};
+static void binary_value(struct filler *f, unsigned char *buf, size_t len) {
+  static const unsigned char special[] = {'\0', '\r', '\n', '\\', '"'};
   for (size_t i = 0; i < len; i++) {
     unsigned long long r = next_random(f);
-    buf[i] = r % 8 == 0 ? special[(r >> 8) % sizeof special] : (char)(r >> 16);
+    buf[i] = r % 8 == 0 ? special[(r >> 8) % sizeof special]
+                        : (unsigned char)(r >> 16);
   }
 }
 
@@ -107,7 +108,7 @@ static void arg_str(struct cmd *c, const char *s) { arg(c, s, strlen(s)); }
 static void arg_random(struct cmd *c, struct filler *f, unsigned lo,
                        unsigned hi) {
   size_t len = pick(f, lo, hi);
-  binary_value(f, c->store[c->argc], len);
+  binary_value(f, (unsigned char *)c->store[c->argc], len);
   arg(c, c->store[c->argc], len);
 }
 
@@ -117,6 +118,7 @@ static void arg_fmt(struct cmd *c, const char *fmt, ...)
 static void arg_fmt(struct cmd *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start just above
   int n = vsnprintf(c->store[c->argc], sizeof c->store[0], fmt, ap);
   va_end(ap);
   arg(c, c->store[c->argc], (size_t)n);
@@ -140,12 +142,12 @@ static size_t key_name(char *buf, size_t cap, unsigned i) {
 static void fill_typed(struct filler *f, unsigned nkeys) {
   struct cmd c;
   char key[32];
-  unsigned i, j, n;
+  unsigned i, j;
 
   c.argc = 0;
   for (i = 0; i < nkeys; i++) {
     size_t klen = key_name(key, sizeof key, i);
-    n = pick(f, 3, 8);
+    unsigned n = pick(f, 3, 8);
     switch (i % 7) {
     case 0:
       arg_str(&c, "SET");
