@@ -44,6 +44,7 @@ struct migrate_options {
     int verify;      /* 1: after the copy, 2: instead of it */
     unsigned long long chunk_limit;   /* DUMP payloads above: copied in pieces */
     unsigned long long from_max_bulk; /* the source reader's bulk limit, 0: default */
+    long sample;     /* --verify: keys to compare, 0: every key */
 };
 
 /* A connected end: a standalone connection or a cluster handle. */
@@ -80,9 +81,10 @@ int side_scan(struct side *s, const char *node, const char *match, const char *c
 /* EXIT_USAGE when the two sides share a server (run_id), after saying so. */
 int refuse_same_server(struct side *from, struct side *to);
 
-/* --verify: compares every source key (matching --match) with the
- * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,
- * EXIT_SOME_FAILED, or EXIT_CONNECT. */
+/* --verify: compares every source key (matching --match), or o->sample
+ * keys drawn at random, with the target's, and the two key counts; lists
+ * the differences on stdout. EXIT_ALL_COPIED when none, EXIT_SOME_FAILED,
+ * or EXIT_CONNECT. */
 int verify_run(const struct migrate_options *o, struct side *from, struct side *to);
 
 /* Values copied in pieces (migrate_chunk.c). */

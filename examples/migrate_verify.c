@@ -1,10 +1,13 @@
-/* redtls-migrate --verify: every source key compared with the target's by
- * DUMP payload and remaining TTL. Sets and hashes stored as hash tables
- * dump their elements in an order that depends on each server's hash seed,
- * so when their payloads differ their contents are compared instead. */
+/* redtls-migrate --verify: source keys compared with the target's by DUMP
+ * payload and remaining TTL, every key or a random sample of them, and the
+ * key counts of the two sides. Sets and hashes stored as hash tables dump
+ * their elements in an order that depends on each server's hash seed, so
+ * when their payloads differ their contents are compared instead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "migrate.h"
 
@@ -17,6 +20,14 @@ struct verify {
     const struct migrate_options *o;
     struct side *from, *to;
     unsigned long long compared, gone, missing, different, ttl, shown;
+    long long count_short; /* keys the target has fewer than the source */
+};
+
+/* A key to compare; in a sample own holds the bytes k points to. */
+struct keyref {
+    const char *k;
+    size_t len;
+    char *own;
 };
 
 static void show(struct verify *v, const char *what, const char *key, size_t len, const char *detail)
@@ -129,11 +140,11 @@ static long long integer_or(const struct redisReply *r, long long fallback)
     return redtls_reply_type(r) == REDTLS_REPLY_INTEGER ? redtls_reply_integer(r) : fallback;
 }
 
-/* DUMP + PTTL for the keys of one SCAN reply on both sides, pipelined. */
-static int verify_batch(struct verify *v, const struct redisReply *keys)
+/* DUMP + PTTL for n keys on both sides, pipelined. */
+static int verify_keys(struct verify *v, const struct keyref *keys, size_t n)
 {
-    size_t n = redtls_reply_len(keys), i;
-    struct redisReply **rep = calloc(n * 4 + 1, sizeof(*rep));
+    size_t i;
+    struct redisReply **rep = calloc(n * 4 + 1, sizeof(*rep)); // NOLINT(bugprone-sizeof-expression): an array of pointers
     int rc = EXIT_CONTINUE;
     redtls_status st = REDTLS_OK;
 
@@ -142,8 +153,8 @@ static int verify_batch(struct verify *v, const struct redisReply *keys)
         return EXIT_CONNECT;
     }
     for (i = 0; i < n && st == REDTLS_OK; i++) {
-        size_t len;
-        const char *k = redtls_reply_str(redtls_reply_element(keys, i), &len);
+        size_t len = keys[i].len;
+        const char *k = keys[i].k;
         const char *d[2] = {"DUMP", k}, *t[2] = {"PTTL", k};
         size_t dl[2] = {4, len}, tl[2] = {4, len};
         if ((st = side_append(v->from, 2, d, dl)) == REDTLS_OK && (st = side_append(v->from, 2, t, tl)) == REDTLS_OK &&
@@ -167,8 +178,8 @@ static int verify_batch(struct verify *v, const struct redisReply *keys)
         goto out;
     }
     for (i = 0; i < n; i++) {
-        size_t len, sl, tl;
-        const char *k = redtls_reply_str(redtls_reply_element(keys, i), &len);
+        size_t len = keys[i].len, sl, tl;
+        const char *k = keys[i].k;
         struct redisReply **r = &rep[i * 4];
         long long sttl = integer_or(r[1], -2), tttl = integer_or(r[3], -2);
         if (redtls_reply_type(r[0]) != REDTLS_REPLY_STRING || sttl == -2) {
@@ -215,32 +226,359 @@ out:
     return rc;
 }
 
+/* Every key (matching --match) of every source master, a SCAN reply at a
+ * time. */
+static int verify_every_key(struct verify *v, const char **nodes, size_t nn)
+{
+    struct keyref *refs = NULL;
+    size_t cap = 0, i, j;
+    int rc = EXIT_CONTINUE;
+    char count[32];
+
+    snprintf(count, sizeof count, "%ld", v->o->batch);
+    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++) {
+        char cursor[32] = "0";
+        do {
+            struct redisReply *rep = NULL;
+            rc = side_scan(v->from, nodes[i], v->o->match, count, cursor, sizeof cursor, &rep);
+            if (rc != EXIT_CONTINUE)
+                break;
+            const struct redisReply *keys = redtls_reply_element(rep, 1);
+            size_t n = redtls_reply_len(keys);
+            if (n > cap) {
+                struct keyref *grown = realloc(refs, n * sizeof(*grown));
+                if (grown == NULL) {
+                    redtls_reply_free(rep);
+                    fputs("redtls-migrate: out of memory\n", stderr);
+                    rc = EXIT_CONNECT;
+                    break;
+                }
+                refs = grown;
+                cap = n;
+            }
+            for (j = 0; j < n; j++) {
+                refs[j].k = redtls_reply_str(redtls_reply_element(keys, j), &refs[j].len);
+                refs[j].own = NULL;
+            }
+            rc = verify_keys(v, refs, n);
+            redtls_reply_free(rep);
+        } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
+    }
+    free(refs);
+    return rc;
+}
+
+/* DBSIZE of every master of the side, summed; sizes[] gets each one's
+ * when not NULL. -1 when one cannot be read. */
+static long long key_count(struct side *s, const char **nodes, size_t nn, long long *sizes)
+{
+    static const char *argv[] = {"DBSIZE"};
+    long long total = 0;
+    size_t i;
+
+    for (i = 0; i < nn; i++) {
+        struct redisReply *r = NULL;
+        redtls_status st = side_command(s, nodes[i], 1, argv, NULL, &r);
+        if (st != REDTLS_OK || redtls_reply_type(r) != REDTLS_REPLY_INTEGER) {
+            fprintf(stderr, "redtls-migrate: %s DBSIZE: %s\n", s->o->name,
+                    st != REDTLS_OK ? side_errmsg(s, st) : "unexpected reply");
+            redtls_reply_free(r);
+            return -1;
+        }
+        if (sizes != NULL)
+            sizes[i] = redtls_reply_integer(r);
+        total += redtls_reply_integer(r);
+        redtls_reply_free(r);
+    }
+    return total;
+}
+
+/* A SCAN over every master, the keys thrown away: a master deletes the
+ * expired keys SCAN meets, which DBSIZE counts until then. */
+static int reclaim_expired(struct side *s)
+{
+    const char *nodes[MAX_NODES];
+    size_t nn = side_masters(s, nodes, MAX_NODES), i;
+    int rc = EXIT_CONTINUE;
+
+    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++) {
+        char cursor[32] = "0";
+        do {
+            struct redisReply *rep = NULL;
+            rc = side_scan(s, nodes[i], NULL, "1000", cursor, sizeof cursor, &rep);
+            redtls_reply_free(rep);
+        } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
+    }
+    return rc;
+}
+
+/* The two sides' key counts (DBSIZE over the masters). A target holding
+ * fewer keys than the source is a difference; since DBSIZE also counts
+ * keys whose time has passed until the server gets round to deleting them
+ * (which with many long TTLs around can take minutes), such a gap is
+ * checked again after a SCAN of both sides has had them deleted. */
+static int compare_counts(struct verify *v)
+{
+    const char *fn[MAX_NODES], *tn[MAX_NODES];
+    size_t fnn = side_masters(v->from, fn, MAX_NODES), tnn = side_masters(v->to, tn, MAX_NODES);
+    long long src, dst;
+
+    if (v->o->match != NULL) {
+        puts("verify: key counts not compared (with --match, DBSIZE counts keys that were not to be copied)");
+        return EXIT_CONTINUE;
+    }
+    src = key_count(v->from, fn, fnn, NULL);
+    dst = key_count(v->to, tn, tnn, NULL);
+    if (src >= 0 && dst >= 0 && dst < src) {
+        int rc;
+        if ((rc = reclaim_expired(v->from)) != EXIT_CONTINUE || (rc = reclaim_expired(v->to)) != EXIT_CONTINUE)
+            return rc;
+        src = key_count(v->from, fn, fnn, NULL);
+        dst = key_count(v->to, tn, tnn, NULL);
+    }
+    if (src < 0 || dst < 0)
+        return EXIT_CONNECT;
+    printf("verify: keys on the source: %lld\n"
+           "verify: keys on the target: %lld\n",
+           src, dst);
+    if (dst < src) {
+        v->count_short = src - dst;
+        printf("difference: count: the target holds %lld keys fewer than the source\n", src - dst);
+    } else if (dst > src) {
+        printf("verify: note: the target holds %lld keys more than the source (keys of its own, or keys "
+               "deleted on the source since the copy)\n",
+               dst - src);
+    }
+    return EXIT_CONTINUE;
+}
+
+/* xorshift64*: the sample's random numbers (any fair source will do). */
+static unsigned long long next_random(unsigned long long *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 2685821657736338717ULL;
+}
+
+struct sample {
+    struct keyref *keys;
+    size_t n, cap;
+    unsigned long long seen; /* keys offered to the reservoir */
+    unsigned long long rnd;
+};
+
+static int cmp_keyref(const void *pa, const void *pb)
+{
+    const struct keyref *a = pa, *b = pb;
+    return cmp_bytes(a->k, a->len, b->k, b->len);
+}
+
+/* Sorts keys[from..n) and drops the repeated ones. */
+static void drop_repeats(struct sample *sm, size_t from)
+{
+    size_t i, out = from;
+
+    if (sm->n - from < 2)
+        return;
+    qsort(sm->keys + from, sm->n - from, sizeof(*sm->keys), cmp_keyref);
+    for (i = from; i < sm->n; i++) {
+        if (out > from && cmp_keyref(&sm->keys[out - 1], &sm->keys[i]) == 0) {
+            free(sm->keys[i].own);
+            continue;
+        }
+        sm->keys[out++] = sm->keys[i];
+    }
+    sm->n = out;
+}
+
+static char *copy_bytes(const char *p, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (c != NULL) {
+        memcpy(c, p, len);
+        c[len] = '\0';
+    }
+    return c;
+}
+
+/* Appends a copy of key; 0, or -1 when memory runs out. */
+static int sample_add(struct sample *sm, const char *k, size_t len)
+{
+    if (sm->n == sm->cap) {
+        size_t cap = sm->cap != 0 ? sm->cap * 2 : 256;
+        struct keyref *grown = realloc(sm->keys, cap * sizeof(*grown));
+        if (grown == NULL)
+            return -1;
+        sm->keys = grown;
+        sm->cap = cap;
+    }
+    if ((sm->keys[sm->n].own = copy_bytes(k, len)) == NULL)
+        return -1;
+    sm->keys[sm->n].k = sm->keys[sm->n].own;
+    sm->keys[sm->n++].len = len;
+    return 0;
+}
+
+/* Reservoir sampling over a SCAN of every master: each key matching
+ * --match ends up in the sample with the same chance, want of them. */
+static int sample_by_scan(struct verify *v, const char **nodes, size_t nn, size_t want, struct sample *sm)
+{
+    char count[32];
+    size_t i, j;
+    int rc = EXIT_CONTINUE;
+
+    snprintf(count, sizeof count, "%ld", v->o->batch);
+    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++) {
+        char cursor[32] = "0";
+        do {
+            struct redisReply *rep = NULL;
+            if ((rc = side_scan(v->from, nodes[i], v->o->match, count, cursor, sizeof cursor, &rep)) != EXIT_CONTINUE)
+                break;
+            const struct redisReply *keys = redtls_reply_element(rep, 1);
+            for (j = 0; j < redtls_reply_len(keys) && rc == EXIT_CONTINUE; j++) {
+                size_t len;
+                const char *k = redtls_reply_str(redtls_reply_element(keys, j), &len);
+                sm->seen++;
+                if (sm->n < want) {
+                    if (sample_add(sm, k, len) != 0) {
+                        fputs("redtls-migrate: out of memory\n", stderr);
+                        rc = EXIT_CONNECT;
+                    }
+                    continue;
+                }
+                /* The seen-th key takes a random place with chance want/seen. */
+                unsigned long long slot = next_random(&sm->rnd) % sm->seen;
+                if (slot < want) {
+                    char *c = copy_bytes(k, len);
+                    if (c == NULL) {
+                        fputs("redtls-migrate: out of memory\n", stderr);
+                        rc = EXIT_CONNECT;
+                        break;
+                    }
+                    /* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): slot < want == sm->n, all set */
+                    free(sm->keys[slot].own);
+                    sm->keys[slot].k = sm->keys[slot].own = c;
+                    sm->keys[slot].len = len;
+                }
+            }
+            redtls_reply_free(rep);
+        } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
+    }
+    if (rc == EXIT_CONTINUE)
+        drop_repeats(sm, 0); /* SCAN may return a key twice while the table grows */
+    return rc;
+}
+
+/* want distinct keys of one master from RANDOMKEY (pipelined on a
+ * standalone side; one round trip each on a cluster node), drawing again
+ * for the repeats up to a budget. */
+static int sample_by_randomkey(struct verify *v, const char *node, size_t want, struct sample *sm)
+{
+    static const char *argv[] = {"RANDOMKEY"};
+    size_t first = sm->n, budget = want * 3 + 16, i;
+    redtls_status st = REDTLS_OK;
+
+    while (sm->n - first < want && budget > 0) {
+        size_t draw = want - (sm->n - first);
+        if (draw > budget)
+            draw = budget;
+        budget -= draw;
+        if (v->from->cl == NULL)
+            for (i = 0; i < draw && st == REDTLS_OK; i++)
+                st = side_append(v->from, 1, argv, NULL);
+        for (i = 0; i < draw && st == REDTLS_OK; i++) {
+            struct redisReply *r = NULL;
+            st = v->from->cl == NULL ? side_get_reply(v->from, &r) : side_command(v->from, node, 1, argv, NULL, &r);
+            if (st == REDTLS_OK && redtls_reply_type(r) == REDTLS_REPLY_STRING) {
+                size_t len;
+                const char *k = redtls_reply_str(r, &len);
+                if (sample_add(sm, k, len) != 0) {
+                    redtls_reply_free(r);
+                    fputs("redtls-migrate: out of memory\n", stderr);
+                    return EXIT_CONNECT;
+                }
+            }
+            redtls_reply_free(r);
+        }
+        if (st != REDTLS_OK) {
+            fprintf(stderr, "redtls-migrate: source RANDOMKEY: %s\n", side_errmsg(v->from, st));
+            return EXIT_CONNECT;
+        }
+        drop_repeats(sm, first);
+    }
+    return EXIT_CONTINUE;
+}
+
+/* --sample N: N keys drawn at random, then compared like every key. A
+ * sample that is a small part of the source (a quarter at most, no
+ * --match) is drawn with RANDOMKEY on each master, as many from each as
+ * its share of the keys, so the cost follows N and not the source's
+ * size; otherwise by reservoir sampling over a SCAN. */
+static int verify_sample(struct verify *v, const char **nodes, size_t nn)
+{
+    struct sample sm;
+    long long sizes[MAX_NODES], total;
+    size_t want = (size_t)v->o->sample, i;
+    int rc = EXIT_CONTINUE;
+    const char *how;
+
+    memset(&sm, 0, sizeof sm);
+    sm.rnd = (unsigned long long)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (unsigned long long)getpid() << 17 ^ 1;
+    total = key_count(v->from, nodes, nn, sizes);
+    if (total < 0)
+        return EXIT_CONNECT;
+    if (v->o->match == NULL && (long long)want * 4 <= total) {
+        size_t given = 0;
+        how = "RANDOMKEY";
+        for (i = 0; i < nn && rc == EXIT_CONTINUE; i++) {
+            /* This master's share, rounded so the shares add up to want. */
+            long long upto = 0;
+            for (size_t j = 0; j <= i; j++)
+                upto += sizes[j];
+            size_t share = (size_t)(((long double)want * (long double)upto) / (long double)total + 0.5L) - given;
+            given += share;
+            if (share > 0)
+                rc = sample_by_randomkey(v, nodes[i], share, &sm);
+        }
+    } else {
+        how = "SCAN";
+        rc = sample_by_scan(v, nodes, nn, want, &sm);
+    }
+    if (rc == EXIT_CONTINUE) {
+        printf("verify: sample: %zu keys drawn by %s from %lld\n", sm.n, how, total);
+        if (sm.n < want && strcmp(how, "RANDOMKEY") == 0)
+            printf("verify: note: fewer keys sampled than asked (%zu): RANDOMKEY kept drawing keys already "
+                   "drawn\n",
+                   want);
+        for (i = 0; i < sm.n && rc == EXIT_CONTINUE; i += (size_t)v->o->batch) {
+            size_t n = sm.n - i < (size_t)v->o->batch ? sm.n - i : (size_t)v->o->batch;
+            rc = verify_keys(v, sm.keys + i, n);
+        }
+    }
+    for (i = 0; i < sm.n; i++)
+        free(sm.keys[i].own);
+    free(sm.keys);
+    return rc;
+}
+
 int verify_run(const struct migrate_options *o, struct side *from, struct side *to)
 {
     struct verify v;
     const char *nodes[MAX_NODES];
-    size_t nn, i;
-    int rc = EXIT_CONTINUE;
-    char count[32];
+    size_t nn;
+    int rc;
 
     memset(&v, 0, sizeof v);
     v.o = o;
     v.from = from;
     v.to = to;
-    snprintf(count, sizeof count, "%ld", o->batch);
     nn = side_masters(from, nodes, MAX_NODES);
-    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++) {
-        char cursor[32] = "0";
-        do {
-            struct redisReply *rep = NULL;
-            rc = side_scan(from, nodes[i], o->match, count, cursor, sizeof cursor, &rep);
-            if (rc == EXIT_CONTINUE)
-                rc = verify_batch(&v, redtls_reply_element(rep, 1));
-            redtls_reply_free(rep);
-        } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
-    }
+    rc = o->sample > 0 ? verify_sample(&v, nodes, nn) : verify_every_key(&v, nodes, nn);
     if (v.shown > VERIFY_SHOW_MAX)
         printf("difference: ... %llu more not shown\n", v.shown - VERIFY_SHOW_MAX);
+    if (rc == EXIT_CONTINUE)
+        rc = compare_counts(&v);
     printf("verify: keys compared: %llu\n"
            "verify: gone from the source meanwhile: %llu\n"
            "verify: missing on the target: %llu\n"
@@ -250,5 +588,5 @@ int verify_run(const struct migrate_options *o, struct side *from, struct side *
     fflush(stdout);
     if (rc != EXIT_CONTINUE)
         return rc;
-    return v.missing + v.different + v.ttl > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
+    return v.missing + v.different + v.ttl > 0 || v.count_short > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
 }

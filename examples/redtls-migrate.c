@@ -53,6 +53,7 @@ enum {
     OPT_BATCH,
     OPT_VERIFY,
     OPT_VERIFY_ONLY,
+    OPT_SAMPLE,
     OPT_TIMEOUT,
     OPT_CHUNK_LIMIT,
     OPT_FROM_MAX_BULK,
@@ -89,6 +90,7 @@ static const struct option long_options[] = {
     {"batch", required_argument, NULL, OPT_BATCH},
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"verify-only", no_argument, NULL, OPT_VERIFY_ONLY},
+    {"sample", required_argument, NULL, OPT_SAMPLE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"chunk-limit", required_argument, NULL, OPT_CHUNK_LIMIT},
     {"from-max-bulk", required_argument, NULL, OPT_FROM_MAX_BULK},
@@ -128,9 +130,15 @@ static void usage(FILE *out)
           "                         (counted as skipped)\n"
           "  --dry-run              count keys and DUMP bytes, write nothing\n"
           "  --verify               after the copy, compare every key by DUMP payload\n"
-          "                         (sets and hashes by contents) and TTL (within 2 s);\n"
-          "                         differences listed on stdout, exit 1 if any\n"
+          "                         (sets and hashes by contents) and TTL (within 2 s),\n"
+          "                         and the key counts (DBSIZE; a target with fewer\n"
+          "                         keys differs); differences listed on stdout, exit 1\n"
+          "                         if any\n"
           "  --verify-only          the comparison without a copy\n"
+          "  --sample N             with --verify(-only): compare N keys drawn at\n"
+          "                         random instead of every key (RANDOMKEY on each\n"
+          "                         master by its share of the keys, or a SCAN when N\n"
+          "                         is over a quarter of them or with --match)\n"
           "  --batch N              keys per SCAN and pipeline (default 500)\n"
           "  --timeout MS           connect, handshake and command timeout\n"
           "  --chunk-limit BYTES    a value whose DUMP is larger (default 64m; k, m, g\n"
@@ -260,6 +268,10 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         case OPT_DRY_RUN: o->dry_run = 1; break;
         case OPT_VERIFY: o->verify = 1; break;
         case OPT_VERIFY_ONLY: o->verify = 2; break;
+        case OPT_SAMPLE:
+            if (cli_parse_number(optarg, 1, 100000000, &o->sample) != 0)
+                return usage_error("bad --sample '%s' (1-100000000 keys)", optarg);
+            break;
         case OPT_BATCH:
             if (cli_parse_number(optarg, 1, 100000, &o->batch) != 0)
                 return usage_error("bad --batch '%s' (1-100000)", optarg);
@@ -288,6 +300,8 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         return usage_error("--from and --to are both needed");
     if (o->verify != 0 && o->dry_run)
         return usage_error("--dry-run writes nothing, so there is nothing to --verify");
+    if (o->sample > 0 && o->verify == 0)
+        return usage_error("--sample goes with --verify or --verify-only");
     if ((o->from.cert == NULL) != (o->from.key == NULL) || (o->to.cert == NULL) != (o->to.key == NULL))
         return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
     if (o->db > 0 && o->from.cluster && o->to.cluster)

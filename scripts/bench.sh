@@ -39,10 +39,17 @@
 # under callgrind as in "ir", the cluster/standalone targets
 # checked, ops/s and process CPU per GET in ROUNDS alternating rounds
 # (medians), and the blocking client's syscalls per batch of 128 (strace).
+# Section "migrate" (scripts/bench/migrate.sh): redtls-migrate against
+# `redis-cli --cluster import` on the same data, a plain standalone source
+# to a plain 3-master cluster, and redtls-migrate to a TLS 3-master cluster
+# with AUTH followed by --verify-only: MIGRATE_KEYS keys of every type with
+# a MIGRATE_BIG_HASH-field hash, then MIGRATE_STRINGS small strings; keys/s,
+# MB/s, client CPU per key, keys lost. About 5 minutes with the defaults.
 # Not part of the test suite: it measures, it does not judge.
 #
 # Usage: scripts/bench.sh [SECTION...]
-#   Sections, run in this order: timed, ir, async, async-load, cluster;
+#   Sections, run in this order: timed, ir, async, async-load, cluster,
+#   migrate;
 #   default all of them.
 # Environment:
 #   SECTIONS  the sections, when none is given as an argument (e.g. SECTIONS=ir)
@@ -65,6 +72,11 @@
 #   ACONNECTS async-load: connects at once (default 1000)
 #   CLUSTER_TIMED_N  cluster: timed requests at depth 1 (default 20000);
 #             16: 8x, 128: 20x
+#   MIGRATE_KEYS, MIGRATE_BIG_HASH, MIGRATE_STRINGS  migrate: the datasets
+#             (200000 keys of every type and a 1000000-field hash; 1000000
+#             strings)
+#   MIGRATE_ROUNDS  migrate: copies per tool and dataset (default 1; the
+#             source's TTLs of 5-15 minutes bound how many fit)
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
 # Output: tables on stdout; timed: build-bench/bench-results.csv (medians,
 # one value per line) and build-bench/bench-raw.csv (every run); ir:
@@ -74,7 +86,8 @@
 # async: build-bench/async-results.csv, async-ir-raw.csv, async-raw.csv,
 # build-bench/async-callgrind/ (the redtls profiles); cluster:
 # build-bench/cluster-results.csv, cluster-ir-raw.csv, cluster-raw.csv,
-# build-bench/cluster-callgrind/ (the redtls profiles).
+# build-bench/cluster-callgrind/ (the redtls profiles); migrate:
+# build-bench/migrate-results.csv, migrate-raw.csv.
 # The ir section takes about a minute (45-50 s on this 2-core machine,
 # hiredis already built; building it adds a few seconds), the cluster
 # section about 3.5 minutes.
@@ -101,7 +114,11 @@ STALL_WAVES=${STALL_WAVES:-3}
 IDLE_N=${IDLE_N:-1000}
 ACONNECTS=${ACONNECTS:-1000}
 CLUSTER_TIMED_N=${CLUSTER_TIMED_N:-20000}
-ALL_SECTIONS="timed ir async async-load cluster"
+MIGRATE_KEYS=${MIGRATE_KEYS:-200000}
+MIGRATE_BIG_HASH=${MIGRATE_BIG_HASH:-1000000}
+MIGRATE_STRINGS=${MIGRATE_STRINGS:-1000000}
+MIGRATE_ROUNDS=${MIGRATE_ROUNDS:-1}
+ALL_SECTIONS="timed ir async async-load cluster migrate"
 SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
 for s in $SECTIONS; do
   [[ " $ALL_SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' (sections: $ALL_SECTIONS)" >&2; exit 2; }
@@ -121,12 +138,14 @@ if ! [[ "$ASYNC_N" =~ ^[1-9][0-9]*$ ]] || (( ASYNC_N % 1024 != 0 )); then
   echo "bench: ASYNC_N must be a positive multiple of 1024" >&2
   exit 2
 fi
-for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS CLUSTER_TIMED_N; do
+for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS CLUSTER_TIMED_N MIGRATE_KEYS MIGRATE_BIG_HASH \
+         MIGRATE_STRINGS MIGRATE_ROUNDS; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive number" >&2; exit 2; }
 done
 tools=(cmake redis-server redis-benchmark python3 openssl)
 { want ir || want async; } && tools+=(valgrind redis-cli "${CC:-cc}" make)
 want cluster && tools+=(valgrind redis-cli)
+want migrate && tools+=(redis-cli)
 want async && tools+=(pkg-config)
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
@@ -140,6 +159,7 @@ cleanup() {
   local rc=$?
   throwaway_cluster_stop
   throwaway_redis_stop
+  if declare -F migrate_stop >/dev/null; then migrate_stop; fi
   [[ -n "$WORK" ]] && rm -rf "$WORK"
   exit "$rc"
 }
@@ -946,6 +966,9 @@ GP
 # The cluster section, in a file of its own.
 # shellcheck source=scripts/bench/cluster.sh
 . "$ROOT/scripts/bench/cluster.sh"
+# The migrate section, in a file of its own.
+# shellcheck source=scripts/bench/migrate.sh
+. "$ROOT/scripts/bench/migrate.sh"
 
 if want timed; then
   section_timed
@@ -961,4 +984,7 @@ if want async-load; then
 fi
 if want cluster; then
   section_cluster
+fi
+if want migrate; then
+  section_migrate
 fi
