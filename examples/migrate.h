@@ -42,6 +42,10 @@ struct migrate_options {
     long batch;
     long timeout_ms; /* -1: library defaults */
     int verify;      /* 1: after the copy, 2: instead of it */
+    long parallel;   /* workers at most; 0: one per source master */
+    long max_ops;    /* keys read per second per source node; 0: no limit */
+    const char *checkpoint;
+    int resume;
 };
 
 /* A connected end: a standalone connection or a cluster handle. */
@@ -77,6 +81,54 @@ int side_scan(struct side *s, const char *node, const char *match, const char *c
               struct redisReply **reply);
 /* EXIT_USAGE when the two sides share a server (run_id), after saying so. */
 int refuse_same_server(struct side *from, struct side *to);
+
+#define RUN_ID_LEN 40
+/* node's run_id (INFO server) into id (RUN_ID_LEN + 1 bytes).
+ * EXIT_CONTINUE, EXIT_CONNECT or EXIT_USAGE (said on stderr). */
+int side_node_run_id(struct side *s, const char *node, char *id);
+/* After a failed pipeline: the replies still owed are read and dropped,
+ * so the next batch starts clean (the handle reconnects when needed). */
+void side_discard(struct side *s);
+
+struct counts {
+    unsigned long long scanned, copied, skipped, expired, failed, bytes;
+};
+
+#define CURSOR_MAX 32
+#define NODE_ADDR_MAX 256
+#define FINGERPRINT_MAX 1024
+
+/* How far one source node's copy went: every key SCAN returned before
+ * cursor was written and acknowledged on the target. */
+struct node_progress {
+    char addr[NODE_ADDR_MAX]; /* node name, or the source URL without secrets; escaped */
+    char run_id[RUN_ID_LEN + 1];
+    char cursor[CURSOR_MAX];
+    int done;        /* SCAN came back to cursor 0 */
+    struct counts n; /* over every run that worked on it */
+};
+
+/* --checkpoint: the run's fingerprint (the options that decide which keys
+ * go where, secrets left out) and each source node's progress. */
+struct checkpoint {
+    char from[FINGERPRINT_MAX], to[FINGERPRINT_MAX], match[FINGERPRINT_MAX], db[32];
+    size_t nnodes;
+    struct node_progress node[MAX_NODES];
+};
+
+/* The fingerprint of the run o describes. */
+void checkpoint_fingerprint(const struct migrate_options *o, struct checkpoint *cp);
+/* Escapes bytes outside '!'..'~' and '%' as %XX into out (cap bytes). */
+void checkpoint_escape(const char *in, size_t len, char *out, size_t cap);
+/* Reads path into cp: 0, 1 when there is no such file, or -1 after saying
+ * what is wrong with it. */
+int checkpoint_load(const char *path, struct checkpoint *cp);
+/* EXIT_CONTINUE when saved was written by the run now describes, else
+ * EXIT_USAGE after naming the option that differs. */
+int checkpoint_match(const char *path, const struct checkpoint *saved, const struct checkpoint *now);
+/* Writes cp atomically (a temporary file in the same directory, fsync,
+ * rename). 0, or -1 with the cause in why (cap bytes). */
+int checkpoint_save(const char *path, const struct checkpoint *cp, char *why, size_t cap);
 
 /* --verify: compares every source key (matching --match) with the
  * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,

@@ -6,20 +6,18 @@
  */
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <redtls/redtls.h>
 
 #include "cli_common.h"
 #include "migrate.h"
-
-struct counts {
-    unsigned long long scanned, copied, skipped, expired, failed, bytes;
-};
 
 enum {
     OPT_FROM = 256,
@@ -52,6 +50,10 @@ enum {
     OPT_VERIFY,
     OPT_VERIFY_ONLY,
     OPT_TIMEOUT,
+    OPT_PARALLEL,
+    OPT_MAX_OPS,
+    OPT_CHECKPOINT,
+    OPT_RESUME,
     OPT_HELP
 };
 
@@ -86,6 +88,10 @@ static const struct option long_options[] = {
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"verify-only", no_argument, NULL, OPT_VERIFY_ONLY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"max-ops", required_argument, NULL, OPT_MAX_OPS},
+    {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+    {"resume", no_argument, NULL, OPT_RESUME},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -126,10 +132,23 @@ static void usage(FILE *out)
           "                         differences listed on stdout, exit 1 if any\n"
           "  --verify-only          the comparison without a copy\n"
           "  --batch N              keys per SCAN and pipeline (default 500)\n"
+          "  --parallel N           copy at most N source nodes at once (default: every\n"
+          "                         master of a cluster source, each by its own thread\n"
+          "                         with its own connections; a standalone source is one)\n"
+          "  --max-ops N            read at most N keys per second from each source node\n"
+          "  --checkpoint FILE      keep each source node's progress (SCAN cursor and\n"
+          "                         counts) in FILE, replaced atomically as batches\n"
+          "                         complete; refused if FILE exists without --resume\n"
+          "  --resume               continue the run recorded in the --checkpoint FILE\n"
+          "                         (the same --from, --to, --match and --db; a missing\n"
+          "                         FILE starts afresh); the report counts every run\n"
           "  --timeout MS           connect, handshake and command timeout\n"
           "  --help                 print this help and exit\n"
           "\n"
-          "Progress lines go to stderr, the final report to stdout.\n"
+          "Progress goes to stderr (a bar redrawn in place on a terminal, a line a\n"
+          "second otherwise), the final report to stdout. A batch or SCAN step that\n"
+          "fails on a broken connection is retried on a new one (up to 6 attempts\n"
+          "over about 8 s) before the run gives up with status 3.\n"
           "\n"
           "Exit status:\n"
           "  0  every key was copied (or skipped, or expired on the way)\n"
@@ -228,6 +247,20 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
             if (cli_parse_number(optarg, 0, INT_MAX, &o->timeout_ms) != 0)
                 return usage_error("bad --timeout '%s' (milliseconds)", optarg);
             break;
+        case OPT_PARALLEL:
+            if (cli_parse_number(optarg, 1, MAX_NODES, &o->parallel) != 0)
+                return usage_error("bad --parallel '%s' (1-%d)", optarg, MAX_NODES);
+            break;
+        case OPT_MAX_OPS:
+            if (cli_parse_number(optarg, 1, 100000000, &o->max_ops) != 0)
+                return usage_error("bad --max-ops '%s' (keys per second, 1-100000000)", optarg);
+            break;
+        case OPT_CHECKPOINT:
+            if (*optarg == '\0')
+                return usage_error("--checkpoint needs a file name");
+            o->checkpoint = optarg;
+            break;
+        case OPT_RESUME: o->resume = 1; break;
         case OPT_HELP: usage(stdout); return EXIT_ALL_COPIED;
         default:
             fputs("Try 'redtls-migrate --help'.\n", stderr);
@@ -244,6 +277,11 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
     if (o->db > 0 && o->from.cluster && o->to.cluster)
         return usage_error("--db is for standalone sides (a cluster has database 0 only)");
+    if (o->resume && o->checkpoint == NULL)
+        return usage_error("--resume needs the --checkpoint FILE of the run to continue");
+    if (o->checkpoint != NULL && (o->dry_run || o->verify == 2))
+        return usage_error("--checkpoint keeps the progress of a copy: not with --%s",
+                           o->dry_run ? "dry-run" : "verify-only");
     o->from.token = env_or(o->from.token, "REDTLS_FROM_TOKEN");
     o->to.token = env_or(o->to.token, "REDTLS_TO_TOKEN");
     o->from.token_alt = env_or(o->from.token_alt, "REDTLS_FROM_TOKEN_ALT");
@@ -291,44 +329,130 @@ struct batch_key {
     int check;        /* an EXISTS follows its RESTORE */
 };
 
-struct run {
+/* What the workers share; the fields below mu are under it. */
+struct copy {
     const struct migrate_options *o;
-    struct side *from, *to;
-    struct counts n;
-    struct batch_key *keys;
-    size_t keys_cap;
+    char names[MAX_NODES][NODE_ADDR_MAX]; /* source masters; a standalone source has none */
+    int standalone;
     long long total; /* DBSIZE of the source at the start, -1: unknown */
     long long skew;  /* target clock minus ours (ms), a lower bound */
-    double start, last_progress;
+    double start, last_line;
+    int tty;
+    struct counts earlier; /* what the checkpoint held at the start */
+    pthread_mutex_t mu;
+    struct checkpoint *cp; /* every source node's progress */
+    size_t next;           /* the next node to hand out */
+    unsigned running;      /* workers not finished */
+    unsigned long long version;
+    int stop; /* a worker gave up: the others end after their batch */
+    int rc;
+    int bar;  /* a progress bar is on the terminal's last line */
     unsigned long long errors_shown;
 };
 
+/* One worker: a source node at a time, with its own two handles. */
+struct run {
+    const struct migrate_options *o;
+    struct copy *c;
+    struct side *from, *to;
+    struct side from_side, to_side;
+    struct counts n; /* the node being copied, this run */
+    struct batch_key *keys;
+    size_t keys_cap;
+    long long skew;
+    double next_read; /* --max-ops: the earliest time of the next SCAN */
+    pthread_t thread;
+};
+
+/* Under c->mu: a message line of its own, not glued to the bar. */
+static void clear_bar(struct copy *c)
+{
+    if (c->bar) {
+        fputs("\r\033[K", stderr);
+        c->bar = 0;
+    }
+}
+
 static void key_failed(struct run *r, const struct batch_key *k, const char *why, size_t why_len)
 {
+    struct copy *c = r->c;
+
     r->n.failed++;
-    if (r->errors_shown++ < 20) {
+    pthread_mutex_lock(&c->mu);
+    if (c->errors_shown++ < 20) {
+        clear_bar(c);
         fputs("redtls-migrate: key '", stderr);
         print_key(stderr, k->key, k->key_len);
         fprintf(stderr, "' failed: %.*s\n", (int)(why_len > 200 ? 200 : why_len), why);
     }
+    pthread_mutex_unlock(&c->mu);
 }
 
-static void progress(struct run *r, int force)
+static void add_counts(struct counts *to, const struct counts *n)
 {
-    double t = mono_s();
-    if (!force && t - r->last_progress < 1.0)
-        return;
-    r->last_progress = t;
-    double el = t - r->start;
-    double rate = el > 0 ? (double)r->n.scanned / el : 0.0;
-    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", r->n.scanned,
-            r->n.copied, r->n.bytes / 1000000, el > 0 ? (double)r->n.copied / el : 0.0);
+    to->scanned += n->scanned;
+    to->copied += n->copied;
+    to->skipped += n->skipped;
+    to->expired += n->expired;
+    to->failed += n->failed;
+    to->bytes += n->bytes;
+}
+
+/* Under c->mu: the sum over every node, earlier runs included. */
+static struct counts sum_counts(const struct copy *c)
+{
+    struct counts sum;
+    size_t i;
+
+    memset(&sum, 0, sizeof sum);
+    for (i = 0; i < c->cp->nnodes; i++)
+        add_counts(&sum, &c->cp->node[i].n);
+    return sum;
+}
+
+/* Under c->mu. On a terminal one line redrawn in place at most five times
+ * a second; otherwise a line a second, and one at the end (final). */
+static void progress(struct copy *c, int final)
+{
+    double t = mono_s(), el = t - c->start;
+    struct counts n = sum_counts(c);
+    double now_scanned = (double)(n.scanned - c->earlier.scanned);
+    double rate = el > 0 ? now_scanned / el : 0.0;
+    double copy_rate = el > 0 ? (double)(n.copied - c->earlier.copied) / el : 0.0;
     /* With --match, DBSIZE counts keys that will not be copied: no ETA. */
-    if (r->total > 0 && r->o->match == NULL && !force && rate > 0) {
-        long long left = r->total - (long long)r->n.scanned;
-        fprintf(stderr, ", about %.0f%% of %lld, %.0f s left", 100.0 * (double)r->n.scanned / (double)r->total,
-                r->total, left > 0 ? (double)left / rate : 0.0);
+    int known = c->total > 0 && c->o->match == NULL;
+    long long left = known ? c->total - (long long)n.scanned : 0;
+
+    if (!final && t - c->last_line < (c->tty ? 0.2 : 1.0))
+        return;
+    c->last_line = t;
+    if (c->tty) {
+        if (known) {
+            double share = (double)n.scanned / (double)c->total;
+            int fill = (int)(20.0 * (share > 1.0 ? 1.0 : share)), i;
+            fputs("\rredtls-migrate: [", stderr);
+            for (i = 0; i < 20; i++)
+                fputc(i < fill ? '#' : '.', stderr);
+            fprintf(stderr, "] %3.0f%% %llu/%lld keys, %llu copied, %llu MB, %.0f keys/s", 100.0 * share, n.scanned,
+                    c->total, n.copied, n.bytes / 1000000, copy_rate);
+            if (!final && rate > 0)
+                fprintf(stderr, ", ETA %.0f s", left > 0 ? (double)left / rate : 0.0);
+        } else {
+            fprintf(stderr, "\rredtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", n.scanned,
+                    n.copied, n.bytes / 1000000, copy_rate);
+        }
+        fputs("\033[K", stderr);
+        if (final)
+            fputc('\n', stderr);
+        c->bar = !final;
+        fflush(stderr);
+        return;
     }
+    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", n.scanned, n.copied,
+            n.bytes / 1000000, copy_rate);
+    if (known && !final && rate > 0)
+        fprintf(stderr, ", about %.0f%% of %lld, %.0f s left", 100.0 * (double)n.scanned / (double)c->total,
+                c->total, left > 0 ? (double)left / rate : 0.0);
     fputc('\n', stderr);
 }
 
@@ -451,7 +575,7 @@ static long long expiry_margin_ms(const struct migrate_options *o)
 static int write_batch(struct run *r, size_t nkeys)
 {
     size_t i, queued = 0;
-    redtls_status st;
+    redtls_status st, lost = REDTLS_OK;
     long long now = now_ms() + r->skew, margin = expiry_margin_ms(r->o);
     char ttlbuf[32];
 
@@ -511,8 +635,7 @@ static int write_batch(struct run *r, size_t nkeys)
             redtls_reply_integer(exists) == 0) {
             r->n.expired++; /* RESTORE ran after the expiry time: nothing made */
         } else if (st != REDTLS_OK) {
-            const char *m = side_errmsg(r->to, st);
-            key_failed(r, k, m, strlen(m));
+            lost = st; /* the connection broke: the whole batch is retried */
         } else if (redtls_reply_type(rep) == REDTLS_REPLY_ERROR) {
             size_t len;
             const char *e = redtls_reply_str(rep, &len);
@@ -526,6 +649,10 @@ static int write_batch(struct run *r, size_t nkeys)
         redtls_reply_free(rep);
         redtls_reply_free(exists);
     }
+    if (lost != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, lost));
+        return EXIT_CONNECT;
+    }
     return EXIT_CONTINUE;
 }
 
@@ -538,20 +665,129 @@ static void free_batch(struct run *r, size_t nkeys)
     }
 }
 
-/* SCAN one source node (NULL: the standalone source) to the end. */
-static int copy_node(struct run *r, const char *node)
-{
-    char cursor[32] = "0";
-    char count[32];
-    int rc = EXIT_CONTINUE;
+/* A batch or SCAN step lost with its connection is tried again on a new
+ * one, this many times in all, after pauses doubling from RETRY_FIRST_MS. */
+#define RETRY_ATTEMPTS 6
+#define RETRY_FIRST_MS 250
 
-    snprintf(count, sizeof count, "%ld", r->o->batch);
+static void sleep_s(double s)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static void retry_pause(struct run *r, const char *what, int attempt)
+{
+    long ms = (long)RETRY_FIRST_MS << (attempt - 1);
+
+    pthread_mutex_lock(&r->c->mu);
+    clear_bar(r->c);
+    fprintf(stderr, "redtls-migrate: %s failed (attempt %d of %d); trying again in %ld ms\n", what, attempt,
+            RETRY_ATTEMPTS, ms);
+    pthread_mutex_unlock(&r->c->mu);
+    sleep_s((double)ms / 1000.0);
+}
+
+/* Back to the state SCAN left: DUMP replies dropped, keys kept. */
+static void reset_batch(struct run *r, size_t nkeys)
+{
+    size_t i;
+    for (i = 0; i < nkeys; i++) {
+        struct batch_key *k = &r->keys[i];
+        const char *key = k->key;
+        size_t len = k->key_len;
+        redtls_reply_free(k->dump);
+        memset(k, 0, sizeof(*k));
+        k->key = key;
+        k->key_len = len;
+    }
+}
+
+/* Read and write one batch; on a broken connection again from the
+ * start (RESTORE ... REPLACE of the same payload changes nothing), its
+ * counts taken back first. */
+static int copy_batch(struct run *r, const char *node, size_t nkeys)
+{
+    struct counts before = r->n;
+    int attempt, rc = EXIT_CONTINUE;
+
+    for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
+        if (attempt > 1) {
+            side_discard(r->from);
+            side_discard(r->to);
+            reset_batch(r, nkeys);
+            r->n = before;
+            retry_pause(r, node != NULL ? node : "batch", attempt - 1);
+        }
+        rc = read_batch(r, node, nkeys);
+        if (rc == EXIT_CONTINUE)
+            rc = write_batch(r, nkeys);
+        if (rc != EXIT_CONNECT)
+            break;
+    }
+    return rc;
+}
+
+static int scan_step(struct run *r, const char *node, const char *count, char *cursor, struct redisReply **rep)
+{
+    int attempt, rc = EXIT_CONTINUE;
+
+    for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
+        if (attempt > 1)
+            retry_pause(r, "SCAN", attempt - 1);
+        rc = side_scan(r->from, node, r->o->match, count, cursor, CURSOR_MAX, rep);
+        if (rc != EXIT_CONNECT)
+            break;
+    }
+    return rc;
+}
+
+/* --max-ops: nkeys were just read; waits until reading them at the
+ * allowed rate would have taken that long. */
+static void throttle(struct run *r, size_t nkeys)
+{
+    double now, wait;
+
+    if (r->o->max_ops <= 0)
+        return;
+    now = mono_s();
+    if (r->next_read < now)
+        r->next_read = now;
+    r->next_read += (double)nkeys / (double)r->o->max_ops;
+    wait = r->next_read - now;
+    if (wait > 0)
+        sleep_s(wait);
+}
+
+/* SCAN source node idx to the end from its recorded cursor; the cursor
+ * and counts are published after each batch the target acknowledged. */
+static int copy_node(struct run *r, size_t idx)
+{
+    struct copy *c = r->c;
+    struct node_progress *np = &c->cp->node[idx];
+    const char *node = c->standalone ? NULL : c->names[idx];
+    char cursor[CURSOR_MAX];
+    char count[32];
+    struct counts base;
+    int rc = EXIT_CONTINUE, last = 0, stop = 0;
+    double t0 = mono_s();
+
+    pthread_mutex_lock(&c->mu);
+    base = np->n;
+    memcpy(cursor, np->cursor, sizeof cursor);
+    pthread_mutex_unlock(&c->mu);
+    memset(&r->n, 0, sizeof r->n);
+    snprintf(count, sizeof count, "%ld",
+             r->o->max_ops > 0 && r->o->max_ops < r->o->batch ? r->o->max_ops : r->o->batch);
     do {
         struct redisReply *rep = NULL;
         const struct redisReply *keys;
         size_t n, i;
 
-        if ((rc = side_scan(r->from, node, r->o->match, count, cursor, sizeof cursor, &rep)) != EXIT_CONTINUE)
+        if ((rc = scan_step(r, node, count, cursor, &rep)) != EXIT_CONTINUE)
             return rc;
         keys = redtls_reply_element(rep, 1);
         n = redtls_reply_len(keys);
@@ -572,40 +808,213 @@ static int copy_node(struct run *r, const char *node)
             r->keys[i].key = redtls_reply_str(k, &r->keys[i].key_len);
         }
         r->n.scanned += n;
-        if (n > 0) {
-            rc = read_batch(r, node, n);
-            if (rc == EXIT_CONTINUE)
-                rc = write_batch(r, n);
-        }
+        if (n > 0)
+            rc = copy_batch(r, node, n);
         free_batch(r, n);
         redtls_reply_free(rep);
-        progress(r, 0);
-    } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
-    return rc;
+        if (rc != EXIT_CONTINUE)
+            return rc;
+        last = strcmp(cursor, "0") == 0;
+        pthread_mutex_lock(&c->mu);
+        np->n = base;
+        add_counts(&np->n, &r->n);
+        memcpy(np->cursor, cursor, sizeof np->cursor);
+        np->done = last;
+        c->version++;
+        stop = c->stop;
+        if (last && !c->standalone) {
+            clear_bar(c);
+            fprintf(stderr, "redtls-migrate: node %s done: %llu keys scanned, %llu copied in %.1f s\n", np->addr,
+                    np->n.scanned, np->n.copied, mono_s() - t0);
+        }
+        pthread_mutex_unlock(&c->mu);
+        throttle(r, n);
+    } while (!last && !stop);
+    return EXIT_CONTINUE;
 }
 
-static int run_copy(const struct migrate_options *o, struct side *from, struct side *to)
+static void *worker(void *arg)
 {
-    struct run r;
-    const char *nodes[MAX_NODES];
-    size_t nn, i;
+    struct run *r = arg;
+    struct copy *c = r->c;
     int rc = EXIT_CONTINUE;
-    double el;
 
-    memset(&r, 0, sizeof r);
-    r.o = o;
-    r.from = from;
-    r.to = to;
-    r.total = source_size(from);
-    if ((rc = target_clock_skew(to, &r.skew)) != EXIT_CONTINUE)
-        return rc;
-    r.start = r.last_progress = mono_s();
-    nn = side_masters(from, nodes, MAX_NODES);
-    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
-        rc = copy_node(&r, nodes[i]);
-    free(r.keys);
-    progress(&r, 1);
-    el = mono_s() - r.start;
+    for (;;) {
+        size_t idx;
+        pthread_mutex_lock(&c->mu);
+        while (c->next < c->cp->nnodes && c->cp->node[c->next].done)
+            c->next++;
+        if (c->stop || c->next == c->cp->nnodes) {
+            pthread_mutex_unlock(&c->mu);
+            break;
+        }
+        idx = c->next++;
+        pthread_mutex_unlock(&c->mu);
+        if ((rc = copy_node(r, idx)) != EXIT_CONTINUE)
+            break;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (rc != EXIT_CONTINUE) {
+        c->stop = 1;
+        if (c->rc == EXIT_CONTINUE)
+            c->rc = rc;
+    }
+    c->running--;
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* The source's nodes with their run_ids; with a saved checkpoint, each
+ * node found there with the same run_id continues from its cursor. */
+static int plan_nodes(struct copy *c, struct side *from, const struct checkpoint *saved)
+{
+    const char *names[MAX_NODES];
+    size_t n = side_masters(from, names, MAX_NODES), i, j;
+    struct checkpoint *cp = c->cp;
+    int rc;
+
+    c->standalone = from->cl == NULL;
+    cp->nnodes = n;
+    for (i = 0; i < n; i++) {
+        struct node_progress *np = &cp->node[i];
+        if (names[i] != NULL) {
+            copy_str(c->names[i], sizeof c->names[i], names[i]);
+            checkpoint_escape(names[i], strlen(names[i]), np->addr, sizeof np->addr);
+        } else {
+            copy_str(np->addr, sizeof np->addr, cp->from);
+        }
+        copy_str(np->cursor, sizeof np->cursor, "0");
+        if ((rc = side_node_run_id(from, names[i], np->run_id)) != EXIT_CONTINUE)
+            return rc;
+    }
+    if (saved == NULL)
+        return EXIT_CONTINUE;
+    for (j = 0; j < saved->nnodes; j++) {
+        const struct node_progress *old = &saved->node[j];
+        for (i = 0; i < n && strcmp(cp->node[i].addr, old->addr) != 0; i++)
+            ;
+        if (i == n) {
+            fprintf(stderr,
+                    "redtls-migrate: note: node %s of the checkpoint is no longer a source master; its keys are "
+                    "copied from the masters that serve them now\n",
+                    old->addr);
+        } else if (strcmp(cp->node[i].run_id, old->run_id) != 0) {
+            fprintf(stderr,
+                    "redtls-migrate: note: node %s restarted since the checkpoint (run_id %.8s..., now %.8s...): "
+                    "copied again from the start\n",
+                    old->addr, old->run_id, cp->node[i].run_id);
+        } else {
+            cp->node[i] = *old;
+            add_counts(&c->earlier, &old->n);
+        }
+    }
+    return EXIT_CONTINUE;
+}
+
+static void save_checkpoint(const struct copy *c, const struct checkpoint *snap)
+{
+    char why[512];
+    if (checkpoint_save(c->o->checkpoint, snap, why, sizeof why) != 0)
+        fprintf(stderr, "redtls-migrate: warning: checkpoint not updated: %s\n", why);
+}
+
+/* Starts the workers, each with its own source and target handles (a
+ * handle is used by one thread at a time), then shows progress and keeps
+ * the checkpoint until they are done. */
+static int run_workers(struct copy *c, unsigned nworkers)
+{
+    struct run *w = calloc(nworkers, sizeof(*w));
+    struct checkpoint *snap = c->o->checkpoint != NULL ? malloc(sizeof(*snap)) : NULL;
+    unsigned i, started = 0;
+    unsigned long long saved_version = 0;
+    double last_save = 0;
+    int rc = EXIT_CONTINUE;
+
+    if (w == NULL || (c->o->checkpoint != NULL && snap == NULL)) {
+        free(w);
+        free(snap);
+        fputs("redtls-migrate: out of memory\n", stderr);
+        return EXIT_CONNECT;
+    }
+    for (i = 0; i < nworkers && rc == EXIT_CONTINUE; i++) {
+        struct run *r = &w[i];
+        r->o = c->o;
+        r->c = c;
+        r->skew = c->skew;
+        r->from = &r->from_side;
+        r->to = &r->to_side;
+        rc = side_prepare(c->o, &c->o->to, r->to);
+        if (rc == EXIT_CONTINUE)
+            rc = side_prepare(c->o, &c->o->from, r->from);
+        if (rc == EXIT_CONTINUE)
+            rc = side_connect(r->to);
+        if (rc == EXIT_CONTINUE)
+            rc = side_connect(r->from);
+    }
+    c->start = c->last_line = mono_s();
+    for (i = 0; i < nworkers && rc == EXIT_CONTINUE; i++) {
+        c->running++;
+        if (pthread_create(&w[i].thread, NULL, worker, &w[i]) != 0) {
+            c->running--;
+            fputs("redtls-migrate: cannot start a worker thread\n", stderr);
+            rc = EXIT_CONNECT;
+            break;
+        }
+        started++;
+    }
+    if (rc != EXIT_CONTINUE) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        c->rc = rc;
+        pthread_mutex_unlock(&c->mu);
+    }
+    for (;;) {
+        int more, save = 0;
+        double t = mono_s();
+        pthread_mutex_lock(&c->mu);
+        more = c->running > 0;
+        if (more)
+            progress(c, 0);
+        if (snap != NULL && c->version != saved_version && (t - last_save >= 0.2 || !more)) {
+            *snap = *c->cp;
+            saved_version = c->version;
+            save = 1;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (save) {
+            save_checkpoint(c, snap);
+            last_save = t;
+        }
+        if (!more)
+            break;
+        sleep_s(0.05);
+    }
+    for (i = 0; i < started; i++)
+        pthread_join(w[i].thread, NULL);
+    for (i = 0; i < nworkers; i++) {
+        free(w[i].keys);
+        side_close(&w[i].from_side);
+        side_close(&w[i].to_side);
+    }
+    free(w);
+    free(snap);
+    return c->rc;
+}
+
+static void report(const struct copy *c, double el)
+{
+    struct counts n = sum_counts(c);
+    size_t i, done = 0;
+
     printf("keys scanned: %llu\n"
            "keys copied: %llu\n"
            "keys skipped: %llu\n"
@@ -614,23 +1023,139 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
            "payload bytes: %llu\n"
            "seconds: %.3f\n"
            "keys/s: %.0f\n",
-           r.n.scanned, r.n.copied, r.n.skipped, r.n.expired, r.n.failed, r.n.bytes, el,
-           el > 0 ? (double)r.n.copied / el : 0.0);
-    if (o->dry_run)
+           n.scanned, n.copied, n.skipped, n.expired, n.failed, n.bytes, el,
+           el > 0 ? (double)(n.copied - c->earlier.copied) / el : 0.0);
+    for (i = 0; i < c->cp->nnodes; i++) {
+        const struct node_progress *np = &c->cp->node[i];
+        done += np->done != 0;
+        printf("node %s: %llu scanned, %llu copied, %llu skipped, %llu expired, %llu failed, %s\n", np->addr,
+               np->n.scanned, np->n.copied, np->n.skipped, np->n.expired, np->n.failed,
+               np->done ? "done" : "not done");
+    }
+    if (c->earlier.scanned > 0)
+        printf("from earlier runs: %llu keys scanned, %llu copied (counted above)\n", c->earlier.scanned,
+               c->earlier.copied);
+    if (c->o->checkpoint != NULL)
+        printf("checkpoint: %s, %zu of %zu nodes done\n", c->o->checkpoint, done, c->cp->nnodes);
+    if (c->o->dry_run)
         puts("dry run: nothing was written");
     fflush(stdout);
-    if (rc != EXIT_CONTINUE)
-        return rc;
-    return r.n.failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
+}
+
+static int run_copy(const struct migrate_options *o, struct side *from, struct side *to,
+                    const struct checkpoint *saved)
+{
+    struct copy *c = calloc(1, sizeof(*c));
+    struct counts n;
+    size_t i, todo = 0;
+    unsigned nworkers;
+    int rc;
+
+    if (c == NULL || (c->cp = calloc(1, sizeof(*c->cp))) == NULL) {
+        free(c);
+        fputs("redtls-migrate: out of memory\n", stderr);
+        return EXIT_CONNECT;
+    }
+    c->o = o;
+    c->rc = EXIT_CONTINUE;
+    c->tty = isatty(STDERR_FILENO);
+    pthread_mutex_init(&c->mu, NULL);
+    checkpoint_fingerprint(o, c->cp);
+    rc = plan_nodes(c, from, saved);
+    if (rc == EXIT_CONTINUE) {
+        c->total = source_size(from);
+        rc = target_clock_skew(to, &c->skew);
+    }
+    if (rc == EXIT_CONTINUE && o->checkpoint != NULL) {
+        char why[512];
+        /* Before anything is copied: a checkpoint that cannot be kept is
+         * a mistake in the command. */
+        if (checkpoint_save(o->checkpoint, c->cp, why, sizeof why) != 0) {
+            fprintf(stderr, "redtls-migrate: --checkpoint: %s\n", why);
+            rc = EXIT_USAGE;
+        }
+    }
+    if (rc == EXIT_CONTINUE) {
+        for (i = 0; i < c->cp->nnodes; i++)
+            todo += c->cp->node[i].done == 0;
+        nworkers = (unsigned)(o->parallel > 0 && (size_t)o->parallel < todo ? (size_t)o->parallel : todo);
+        if (todo == 0 && saved != NULL)
+            fputs("redtls-migrate: note: every source node is done in the checkpoint; nothing left to copy\n",
+                  stderr);
+        c->start = mono_s();
+        if (nworkers > 0)
+            rc = run_workers(c, nworkers);
+        pthread_mutex_lock(&c->mu);
+        progress(c, 1);
+        report(c, mono_s() - c->start);
+        n = sum_counts(c);
+        pthread_mutex_unlock(&c->mu);
+        if (rc == EXIT_CONTINUE)
+            rc = n.failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c->cp);
+    free(c);
+    return rc;
+}
+
+/* --checkpoint without --resume must not overwrite a run's progress;
+ * with --resume the file must record this very run. */
+static int open_checkpoint(const struct migrate_options *o, struct checkpoint **saved)
+{
+    struct checkpoint *now, *cp;
+    int rc;
+
+    *saved = NULL;
+    if (o->checkpoint == NULL)
+        return EXIT_CONTINUE;
+    if (!o->resume) {
+        if (access(o->checkpoint, F_OK) == 0)
+            return usage_error("the checkpoint %s exists: add --resume to continue the run it records, or "
+                               "remove it to start over",
+                               o->checkpoint);
+        return EXIT_CONTINUE;
+    }
+    cp = malloc(sizeof(*cp));
+    now = malloc(sizeof(*now));
+    if (cp == NULL || now == NULL) {
+        free(cp);
+        free(now);
+        fputs("redtls-migrate: out of memory\n", stderr);
+        return EXIT_CONNECT;
+    }
+    rc = checkpoint_load(o->checkpoint, cp);
+    if (rc == 1) {
+        fprintf(stderr, "redtls-migrate: note: no checkpoint %s yet; starting from the beginning\n", o->checkpoint);
+        free(cp);
+        free(now);
+        return EXIT_CONTINUE;
+    }
+    if (rc == 0) {
+        memset(now, 0, sizeof(*now));
+        checkpoint_fingerprint(o, now);
+        rc = checkpoint_match(o->checkpoint, cp, now) == EXIT_CONTINUE ? 0 : -1;
+    }
+    free(now);
+    if (rc != 0) {
+        free(cp);
+        return EXIT_USAGE;
+    }
+    *saved = cp;
+    return EXIT_CONTINUE;
 }
 
 int main(int argc, char **argv)
 {
     struct migrate_options o;
     struct side from, to;
+    struct checkpoint *saved = NULL;
     int rc;
 
     rc = parse_options(argc, argv, &o);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    rc = open_checkpoint(&o, &saved);
     if (rc != EXIT_CONTINUE)
         return rc;
     memset(&from, 0, sizeof from);
@@ -648,9 +1173,10 @@ int main(int argc, char **argv)
     if (rc == EXIT_CONTINUE)
         rc = refuse_same_server(&from, &to);
     if (rc == EXIT_CONTINUE && o.verify != 2)
-        rc = run_copy(&o, &from, &to);
+        rc = run_copy(&o, &from, &to, saved);
     if ((rc == EXIT_ALL_COPIED && o.verify == 1) || (rc == EXIT_CONTINUE && o.verify == 2))
         rc = verify_run(&o, &from, &to);
+    free(saved);
     side_close(&from);
     side_close(&to);
     return rc;
