@@ -102,25 +102,23 @@ void lab_expect_ok(struct redisReply *r) {
   redtls_reply_free(r);
 }
 
-/* Runs redtls-migrate with argv (NULL-terminated, argv[0] omitted) and
- * REDTLS_TO_TOKEN=env_token when not NULL; stdout and stderr are captured
- * into out/err. Returns the exit status. */
-int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
-                    size_t err_cap, ...) {
+static void migrate_paths(char *out_path, char *err_path) {
+  snprintf(out_path, LAB_PATH_MAX, "%s/migrate.out", lab_workdir());
+  snprintf(err_path, LAB_PATH_MAX, "%s/migrate.err", lab_workdir());
+}
+
+static pid_t start_migrate(const char *env_token, va_list ap) {
   const char *argv[40];
   int argc = 0;
-  va_list ap;
   char out_path[LAB_PATH_MAX], err_path[LAB_PATH_MAX];
   pid_t pid;
-  int status;
 
   argv[argc++] = REDTLS_MIGRATE_BIN;
-  va_start(ap, err_cap);
-  while ((argv[argc] = va_arg(ap, const char *)) != NULL)
+  while ((argv[argc] = va_arg(ap, const char *)) != NULL) {
     argc++;
-  va_end(ap);
-  snprintf(out_path, sizeof out_path, "%s/migrate.out", lab_workdir());
-  snprintf(err_path, sizeof err_path, "%s/migrate.err", lab_workdir());
+    assert_true(argc < 40);
+  }
+  migrate_paths(out_path, err_path);
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
@@ -138,6 +136,23 @@ int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
     execv(v[0], v);
     _exit(127);
   }
+  return pid;
+}
+
+pid_t lab_start_migrate(const char *env_token, ...) {
+  va_list ap;
+  va_start(ap, env_token);
+  pid_t pid = start_migrate(env_token, ap);
+  va_end(ap);
+  return pid;
+}
+
+int lab_wait_migrate(pid_t pid, char *out, size_t out_cap, char *err,
+                     size_t err_cap) {
+  char out_path[LAB_PATH_MAX], err_path[LAB_PATH_MAX];
+  int status;
+
+  migrate_paths(out_path, err_path);
   while (waitpid(pid, &status, 0) < 0)
     assert_int_equal(errno, EINTR);
   char *o = lab_read_file(out_path, NULL), *e = lab_read_file(err_path, NULL);
@@ -155,8 +170,24 @@ int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
     assert_null(strstr(out, lab_migrate_secrets[s]));
     assert_null(strstr(err, lab_migrate_secrets[s]));
   }
+  if (WIFSIGNALED(status))
+    return -WTERMSIG(status);
   assert_true(WIFEXITED(status));
   return WEXITSTATUS(status);
+}
+
+/* Runs redtls-migrate with argv (NULL-terminated, argv[0] omitted) and
+ * REDTLS_TO_TOKEN=env_token when not NULL; stdout and stderr are captured
+ * into out/err. Returns the exit status. */
+int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
+                    size_t err_cap, ...) {
+  va_list ap;
+  va_start(ap, err_cap);
+  pid_t pid = start_migrate(env_token, ap);
+  va_end(ap);
+  int rc = lab_wait_migrate(pid, out, out_cap, err, err_cap);
+  assert_true(rc >= 0); /* not ended by a signal */
+  return rc;
 }
 
 long long lab_report(const char *out, const char *label) {
