@@ -44,11 +44,12 @@ void checkpoint_escape(const char *in, size_t len, char *out, size_t cap)
 static void url_without_secrets(const char *url, int cluster, char *out, size_t cap)
 {
     char plain[FINGERPRINT_MAX];
-    const char *auth = strstr(url, "://"), *end, *at = NULL, *p;
+    const char *auth = strstr(url, "://"), *at = NULL, *p;
 
     if (auth == NULL) {
         snprintf(plain, sizeof plain, "%s", url);
     } else {
+        const char *end;
         auth += 3;
         end = auth + strcspn(auth, "/?#");
         for (p = auth; p < end; p++)
@@ -84,6 +85,51 @@ static int load_failed(const char *path, int line, const char *what)
     return -1;
 }
 
+/* A word of at most cap - 1 bytes into dst; the rest of the line after it. */
+static const char *take_word(const char *p, char *dst, size_t cap)
+{
+    size_t len = strcspn(p, " ");
+    if (len == 0 || len >= cap)
+        return NULL;
+    memcpy(dst, p, len);
+    dst[len] = '\0';
+    return p[len] == ' ' ? p + len + 1 : p + len;
+}
+
+static const char *take_number(const char *p, unsigned long long *v)
+{
+    char *end;
+    if (p == NULL || *p < '0' || *p > '9')
+        return NULL;
+    errno = 0;
+    *v = strtoull(p, &end, 10);
+    if (errno != 0 || (*end != ' ' && *end != '\0'))
+        return NULL;
+    return *end == ' ' ? end + 1 : end;
+}
+
+/* ADDR RUN_ID DONE CURSOR SCANNED COPIED SKIPPED EXPIRED FAILED BYTES */
+static int parse_node(const char *p, struct node_progress *np)
+{
+    unsigned long long done = 2;
+    struct counts *n = &np->n;
+
+    p = take_word(p, np->addr, sizeof np->addr);
+    p = p != NULL ? take_word(p, np->run_id, sizeof np->run_id) : NULL;
+    p = take_number(p, &done);
+    p = p != NULL ? take_word(p, np->cursor, sizeof np->cursor) : NULL;
+    p = take_number(p, &n->scanned);
+    p = take_number(p, &n->copied);
+    p = take_number(p, &n->skipped);
+    p = take_number(p, &n->expired);
+    p = take_number(p, &n->failed);
+    p = take_number(p, &n->bytes);
+    if (p == NULL || *p != '\0' || done > 1 || strlen(np->run_id) != RUN_ID_LEN)
+        return -1;
+    np->done = (int)done;
+    return 0;
+}
+
 int checkpoint_load(const char *path, struct checkpoint *cp)
 {
     char line[4 * FINGERPRINT_MAX];
@@ -110,27 +156,22 @@ int checkpoint_load(const char *path, struct checkpoint *cp)
                 fclose(f);
                 return load_failed(path, lineno, "not a redtls-migrate checkpoint");
             }
-        } else if (strncmp(line, "from ", 5) == 0) {
-            snprintf(cp->from, sizeof cp->from, "%s", line + 5);
-        } else if (strncmp(line, "to ", 3) == 0) {
-            snprintf(cp->to, sizeof cp->to, "%s", line + 3);
-        } else if (strncmp(line, "match ", 6) == 0) {
-            snprintf(cp->match, sizeof cp->match, "%s", line + 6);
-        } else if (strncmp(line, "db ", 3) == 0) {
-            snprintf(cp->db, sizeof cp->db, "%s", line + 3);
+        } else if (strncmp(line, "from ", 5) == 0 || strncmp(line, "to ", 3) == 0 || strncmp(line, "match ", 6) == 0 ||
+                   strncmp(line, "db ", 3) == 0) {
+            const char *value = strchr(line, ' ') + 1;
+            char *field = line[0] == 'f' ? cp->from : line[0] == 't' ? cp->to : line[0] == 'm' ? cp->match : cp->db;
+            size_t cap = line[0] == 'd' ? sizeof cp->db : sizeof cp->from, vlen = strlen(value);
+            if (vlen >= cap) {
+                fclose(f);
+                return load_failed(path, lineno, "value too long");
+            }
+            memcpy(field, value, vlen + 1);
         } else if (strncmp(line, "node ", 5) == 0) {
-            struct node_progress *np = &cp->node[cp->nnodes];
-            struct counts *n = &np->n;
-            char tail;
             if (cp->nnodes == MAX_NODES) {
                 fclose(f);
                 return load_failed(path, lineno, "too many nodes");
             }
-            /* The widths are the buffers' sizes less one. */
-            if (sscanf(line + 5, "%255s %40s %d %31s %llu %llu %llu %llu %llu %llu %c", np->addr, np->run_id,
-                       &np->done, np->cursor, &n->scanned, &n->copied, &n->skipped, &n->expired, &n->failed,
-                       &n->bytes, &tail) != 10 ||
-                strlen(np->run_id) != RUN_ID_LEN || (np->done != 0 && np->done != 1)) {
+            if (parse_node(line + 5, &cp->node[cp->nnodes]) != 0) {
                 fclose(f);
                 return load_failed(path, lineno, "malformed node line");
             }

@@ -196,11 +196,11 @@ static int side_run_ids(struct side *s, char (*ids)[RUN_ID_LEN + 1], size_t *nid
 {
     const char *names[MAX_NODES];
     size_t n = side_masters(s, names, MAX_NODES), i;
-    int rc;
 
     *nids = 0;
     for (i = 0; i < n; i++) {
-        if ((rc = side_node_run_id(s, names[i], ids[*nids])) != EXIT_CONTINUE)
+        int rc = side_node_run_id(s, names[i], ids[*nids]);
+        if (rc != EXIT_CONTINUE)
             return rc;
         (*nids)++;
     }

@@ -772,7 +772,7 @@ static int copy_node(struct run *r, size_t idx)
     char cursor[CURSOR_MAX];
     char count[32];
     struct counts base;
-    int rc = EXIT_CONTINUE, last = 0, stop = 0;
+    int last = 0, stop = 0;
     double t0 = mono_s();
 
     pthread_mutex_lock(&c->mu);
@@ -786,8 +786,9 @@ static int copy_node(struct run *r, size_t idx)
         struct redisReply *rep = NULL;
         const struct redisReply *keys;
         size_t n, i;
+        int rc = scan_step(r, node, count, cursor, &rep);
 
-        if ((rc = scan_step(r, node, count, cursor, &rep)) != EXIT_CONTINUE)
+        if (rc != EXIT_CONTINUE)
             return rc;
         keys = redtls_reply_element(rep, 1);
         n = redtls_reply_len(keys);
@@ -880,7 +881,6 @@ static int plan_nodes(struct copy *c, struct side *from, const struct checkpoint
     const char *names[MAX_NODES];
     size_t n = side_masters(from, names, MAX_NODES), i, j;
     struct checkpoint *cp = c->cp;
-    int rc;
 
     c->standalone = from->cl == NULL;
     cp->nnodes = n;
@@ -893,7 +893,8 @@ static int plan_nodes(struct copy *c, struct side *from, const struct checkpoint
             copy_str(np->addr, sizeof np->addr, cp->from);
         }
         copy_str(np->cursor, sizeof np->cursor, "0");
-        if ((rc = side_node_run_id(from, names[i], np->run_id)) != EXIT_CONTINUE)
+        int rc = side_node_run_id(from, names[i], np->run_id);
+        if (rc != EXIT_CONTINUE)
             return rc;
     }
     if (saved == NULL)
@@ -1046,9 +1047,6 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
                     const struct checkpoint *saved)
 {
     struct copy *c = calloc(1, sizeof(*c));
-    struct counts n;
-    size_t i, todo = 0;
-    unsigned nworkers;
     int rc;
 
     if (c == NULL || (c->cp = calloc(1, sizeof(*c->cp))) == NULL) {
@@ -1076,6 +1074,9 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
         }
     }
     if (rc == EXIT_CONTINUE) {
+        struct counts n;
+        size_t i, todo = 0;
+        unsigned nworkers;
         for (i = 0; i < c->cp->nnodes; i++)
             todo += c->cp->node[i].done == 0;
         nworkers = (unsigned)(o->parallel > 0 && (size_t)o->parallel < todo ? (size_t)o->parallel : todo);

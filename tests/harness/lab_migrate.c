@@ -107,17 +107,19 @@ static void migrate_paths(char *out_path, char *err_path) {
   snprintf(err_path, LAB_PATH_MAX, "%s/migrate.err", lab_workdir());
 }
 
-static pid_t start_migrate(const char *env_token, va_list ap) {
-  const char *argv[40];
+#define MIGRATE_MAX_ARGS 40
+
+/* argv: the tool's arguments after argv[0], NULL-terminated. */
+static pid_t start_migrate(const char *env_token, const char *const *args) {
+  const char *argv[MIGRATE_MAX_ARGS + 1];
   int argc = 0;
   char out_path[LAB_PATH_MAX], err_path[LAB_PATH_MAX];
   pid_t pid;
 
   argv[argc++] = REDTLS_MIGRATE_BIN;
-  while ((argv[argc] = va_arg(ap, const char *)) != NULL) {
-    argc++;
-    assert_true(argc < 40);
-  }
+  for (int i = 0; args[i] != NULL; i++)
+    argv[argc++] = args[i];
+  argv[argc] = NULL;
   migrate_paths(out_path, err_path);
   pid = fork();
   assert_true(pid >= 0);
@@ -130,7 +132,7 @@ static pid_t start_migrate(const char *env_token, va_list ap) {
       setenv("REDTLS_TO_TOKEN", env_token, 1);
     else
       unsetenv("REDTLS_TO_TOKEN");
-    char *v[40];
+    char *v[MIGRATE_MAX_ARGS + 1];
     for (int i = 0; i <= argc; i++)
       v[i] = argv[i] != NULL ? strdup(argv[i]) : NULL;
     execv(v[0], v);
@@ -139,12 +141,21 @@ static pid_t start_migrate(const char *env_token, va_list ap) {
   return pid;
 }
 
+/* The variadic arguments up to NULL into args (MIGRATE_MAX_ARGS + 1). */
+#define COLLECT_ARGS(args, last)                                               \
+  do {                                                                         \
+    va_list ap;                                                                \
+    int n = 0;                                                                 \
+    va_start(ap, last);                                                        \
+    while (((args)[n] = va_arg(ap, const char *)) != NULL)                     \
+      assert_true(++n < MIGRATE_MAX_ARGS);                                     \
+    va_end(ap);                                                                \
+  } while (0)
+
 pid_t lab_start_migrate(const char *env_token, ...) {
-  va_list ap;
-  va_start(ap, env_token);
-  pid_t pid = start_migrate(env_token, ap);
-  va_end(ap);
-  return pid;
+  const char *args[MIGRATE_MAX_ARGS + 1];
+  COLLECT_ARGS(args, env_token);
+  return start_migrate(env_token, args);
 }
 
 int lab_wait_migrate(pid_t pid, char *out, size_t out_cap, char *err,
@@ -181,10 +192,9 @@ int lab_wait_migrate(pid_t pid, char *out, size_t out_cap, char *err,
  * into out/err. Returns the exit status. */
 int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
                     size_t err_cap, ...) {
-  va_list ap;
-  va_start(ap, err_cap);
-  pid_t pid = start_migrate(env_token, ap);
-  va_end(ap);
+  const char *args[MIGRATE_MAX_ARGS + 1];
+  COLLECT_ARGS(args, err_cap);
+  pid_t pid = start_migrate(env_token, args);
   int rc = lab_wait_migrate(pid, out, out_cap, err, err_cap);
   assert_true(rc >= 0); /* not ended by a signal */
   return rc;
@@ -192,8 +202,10 @@ int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
 
 long long lab_report(const char *out, const char *label) {
   const char *p = strstr(out, label);
-  if (p == NULL)
+  if (p == NULL) {
     fail_msg("no '%s' in the report", label);
+    return -1;
+  }
   return strtoll(p + strlen(label), NULL, 10);
 }
 

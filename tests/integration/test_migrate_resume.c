@@ -30,9 +30,9 @@
 #define TOKEN "lab-Resume-Token-93ad10"
 #define OLD_TOKEN "lab-Resume-Old-5c02e7"
 #define NEW_TOKEN "lab-Resume-New-b81f4a"
-#define NKEYS 60000   /* source keys, "mig:N" */
+#define NKEYS 60000     /* source keys, "mig:N" */
 #define MAX_OPS "20000" /* keys/s: a whole copy lasts about 3 s */
-#define NCLUSTER 9000 /* cluster source keys, "c:N" */
+#define NCLUSTER 9000   /* cluster source keys, "c:N" */
 
 static lab_server source; /* plain, no password */
 static lab_server target; /* TLS + plain port, requirepass TOKEN */
@@ -124,14 +124,21 @@ static long long checkpoint_scanned(const char *path, int *nodes, int *done) {
   }
   for (line = strtok_r(text, "\n", &save); line != NULL;
        line = strtok_r(NULL, "\n", &save)) {
-    int d;
-    long long s;
+    /* node ADDR RUN_ID DONE CURSOR SCANNED ... */
+    char *f[6], *fsave = NULL, *w;
+    int nf = 0;
     if (strncmp(line, "node ", 5) != 0)
       continue;
-    assert_int_equal(sscanf(line, "node %*s %*s %d %*s %lld", &d, &s), 2);
+    for (w = strtok_r(line, " ", &fsave); w != NULL && nf < 6;
+         w = strtok_r(NULL, " ", &fsave))
+      f[nf++] = w;
+    if (nf < 6) {
+      fail_msg("a node line of %d fields in %s", nf, path);
+      continue;
+    }
     (*nodes)++;
-    *done += d;
-    scanned += s;
+    *done += (int)strtol(f[3], NULL, 10);
+    scanned += strtoll(f[5], NULL, 10);
   }
   free(text);
   return scanned;
@@ -183,13 +190,13 @@ static void test_kill_and_resume(void **state) {
   unlink(ckpt);
   fprintf(stderr, "kill points: seed %u\n", seed);
   for (k = 0; k < 3; k++) {
-    pid_t pid = k == 0 ? lab_start_migrate(NULL, COPY_ARGS, (char *)NULL)
-                       : lab_start_migrate(NULL, COPY_ARGS, "--resume",
-                                           (char *)NULL);
+    pid_t pid =
+        k == 0 ? lab_start_migrate(NULL, COPY_ARGS, (char *)NULL)
+               : lab_start_migrate(NULL, COPY_ARGS, "--resume", (char *)NULL);
     /* Somewhere 2,000 to 10,000 keys further than the last checkpoint. */
-    long long goal = prev + 2000 + rand_r(&seed) % 8000, now = -1;
+    long long goal = prev + 2000 + rand_r(&seed) % 8000, now;
     long long deadline = lab_wall_ms() + 20000;
-    while ((now = checkpoint_scanned(ckpt, &nodes, &done)) < goal) {
+    while (checkpoint_scanned(ckpt, &nodes, &done) < goal) {
       assert_true(lab_wall_ms() < deadline);
       sleep_ms(5);
     }
@@ -307,11 +314,11 @@ static void test_auth_rotation_mid_run(void **state) {
   char to2[64];
   (void)state;
 
-  assert_int_equal(lab_redis_start(&t2, &(lab_redis_opts){.tls = 1,
-                                                          .plain_port = 1,
-                                                          .password =
-                                                              OLD_TOKEN}),
-                   0);
+  assert_int_equal(
+      lab_redis_start(
+          &t2,
+          &(lab_redis_opts){.tls = 1, .plain_port = 1, .password = OLD_TOKEN}),
+      0);
   snprintf(to2, sizeof to2, "rediss://localhost:%u", t2.port);
   struct lab_end dst = lab_plain_end(t2.plain_port, OLD_TOKEN);
   pid_t pid = lab_start_migrate(
@@ -406,12 +413,12 @@ static void test_cluster_source_parallel(void **state) {
   snprintf(seed, sizeof seed, "rediss://127.0.0.1:%u", c.node[0].srv.port);
   snprintf(cp2, sizeof cp2, "%s/cluster.ckpt", lab_workdir());
   unlink(cp2);
-  int rc = lab_run_migrate(
-      NULL, out, sizeof out, err, sizeof err, "--from", seed, "--from-cluster",
-      "--from-cacert", lab_cert("ca.crt"), "--from-sni", "src.cluster.test",
-      "--from-token", TOKEN, "--to", to, "--to-cacert", lab_cert("ca.crt"),
-      "--to-token", TOKEN, "--max-ops", "1500", "--checkpoint", cp2,
-      (char *)NULL);
+  int rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from",
+                           seed, "--from-cluster", "--from-cacert",
+                           lab_cert("ca.crt"), "--from-sni", "src.cluster.test",
+                           "--from-token", TOKEN, "--to", to, "--to-cacert",
+                           lab_cert("ca.crt"), "--to-token", TOKEN, "--max-ops",
+                           "1500", "--checkpoint", cp2, (char *)NULL);
   assert_int_equal(rc, 0);
   assert_int_equal(lab_report(out, "keys scanned: "), NCLUSTER);
   assert_int_equal(lab_report(out, "keys copied: "), NCLUSTER);
@@ -505,10 +512,10 @@ static void test_source_changes(void **state) {
   flush_target(&dst);
   assert_int_equal(pthread_create(&th, NULL, churn_writer, &ch), 0);
   sleep_ms(200); /* churn keys exist before the copy starts */
-  int rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from",
-                           from, "--to", to, "--to-cacert", lab_cert("ca.crt"),
-                           "--to-token", TOKEN, "--max-ops", "30000",
-                           (char *)NULL);
+  int rc =
+      lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from,
+                      "--to", to, "--to-cacert", lab_cert("ca.crt"),
+                      "--to-token", TOKEN, "--max-ops", "30000", (char *)NULL);
   ch.stop = 1;
   assert_int_equal(pthread_join(th, NULL), 0);
   long long ops_during = ch.ops; /* and the last pipeline after it */
@@ -522,8 +529,8 @@ static void test_source_changes(void **state) {
   assert_int_equal(count_present(&dst, "mig", NKEYS), NKEYS);
   lab_end_free(&dst);
   rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from,
-                       "--to", to, "--to-cacert", lab_cert("ca.crt"),
-                       "--match", "mig:*", "--verify-only", (char *)NULL);
+                       "--to", to, "--to-cacert", lab_cert("ca.crt"), "--match",
+                       "mig:*", "--verify-only", (char *)NULL);
   assert_int_equal(rc, 0);
   assert_int_equal(lab_report(out, "verify: keys compared: "), NKEYS);
 }
