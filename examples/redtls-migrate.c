@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +155,9 @@ static void usage(FILE *out)
           "  0  every key was copied (or skipped, or expired on the way)\n"
           "  1  some keys failed, or --verify found differences\n"
           "  2  usage or configuration error, or source and target are the same server\n"
-          "  3  connection, TLS, authentication or I/O failure\n",
+          "  3  connection, TLS, authentication or I/O failure\n"
+          "  130, 143  stopped by SIGINT or SIGTERM (after the batches in progress;\n"
+          "     with --checkpoint, --resume continues); a second signal ends it at once\n",
           out);
 }
 
@@ -928,6 +931,31 @@ static void save_checkpoint(const struct copy *c, const struct checkpoint *snap)
         fprintf(stderr, "redtls-migrate: warning: checkpoint not updated: %s\n", why);
 }
 
+/* SIGINT or SIGTERM during the copy: the workers stop after their batch
+ * and the checkpoint is written; a second one ends the program at once. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal != 0) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(int on)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_stop_signal : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Starts the workers, each with its own source and target handles (a
  * handle is used by one thread at a time), then shows progress and keeps
  * the checkpoint until they are done. */
@@ -938,6 +966,7 @@ static int run_workers(struct copy *c, unsigned nworkers)
     unsigned i, started = 0;
     unsigned long long saved_version = 0;
     double last_save = 0;
+    sigset_t stop_set, old_set;
     int rc = EXIT_CONTINUE;
 
     if (w == NULL || (c->o->checkpoint != NULL && snap == NULL)) {
@@ -962,6 +991,12 @@ static int run_workers(struct copy *c, unsigned nworkers)
             rc = side_connect(r->from);
     }
     c->start = c->last_line = mono_s();
+    /* The workers inherit a mask without SIGINT and SIGTERM: the main
+     * thread takes them. */
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_set, &old_set);
     for (i = 0; i < nworkers && rc == EXIT_CONTINUE; i++) {
         c->running++;
         if (pthread_create(&w[i].thread, NULL, worker, &w[i]) != 0) {
@@ -972,6 +1007,7 @@ static int run_workers(struct copy *c, unsigned nworkers)
         }
         started++;
     }
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
     if (rc != EXIT_CONTINUE) {
         pthread_mutex_lock(&c->mu);
         c->stop = 1;
@@ -983,6 +1019,13 @@ static int run_workers(struct copy *c, unsigned nworkers)
         double t = mono_s();
         pthread_mutex_lock(&c->mu);
         more = c->running > 0;
+        if (stop_signal != 0 && !c->stop) {
+            c->stop = 1;
+            clear_bar(c);
+            fprintf(stderr, "redtls-migrate: %s: stopping after the batches in progress%s\n",
+                    stop_signal == SIGINT ? "interrupted" : "terminated",
+                    c->o->checkpoint != NULL ? "; --resume continues from the checkpoint" : "");
+        }
         if (more)
             progress(c, 0);
         if (snap != NULL && c->version != saved_version && (t - last_save >= 0.2 || !more)) {
@@ -1091,6 +1134,8 @@ static int run_copy(const struct migrate_options *o, struct side *from, struct s
         report(c, mono_s() - c->start);
         n = sum_counts(c);
         pthread_mutex_unlock(&c->mu);
+        if (rc == EXIT_CONTINUE && stop_signal != 0)
+            rc = 128 + stop_signal;
         if (rc == EXIT_CONTINUE)
             rc = n.failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
     }
@@ -1173,8 +1218,11 @@ int main(int argc, char **argv)
         rc = side_connect(&from);
     if (rc == EXIT_CONTINUE)
         rc = refuse_same_server(&from, &to);
-    if (rc == EXIT_CONTINUE && o.verify != 2)
+    if (rc == EXIT_CONTINUE && o.verify != 2) {
+        catch_stop_signals(1);
         rc = run_copy(&o, &from, &to, saved);
+        catch_stop_signals(0);
+    }
     if ((rc == EXIT_ALL_COPIED && o.verify == 1) || (rc == EXIT_CONTINUE && o.verify == 2))
         rc = verify_run(&o, &from, &to);
     free(saved);

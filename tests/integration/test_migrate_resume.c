@@ -248,6 +248,50 @@ static void test_kill_and_resume(void **state) {
   assert_int_equal(lab_report(out, "verify: keys compared: "), NKEYS);
 }
 
+/* SIGTERM: the run stops after its batch in progress and writes the
+ * checkpoint with exactly what the target holds, so --resume copies every
+ * other key once. */
+static void test_sigterm_then_resume(void **state) {
+  char cp3[LAB_PATH_MAX];
+  int nodes, done;
+  (void)state;
+
+  struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
+  flush_target(&dst);
+  long long restores = lab_command_calls(&dst, "restore");
+  snprintf(cp3, sizeof cp3, "%s/term.ckpt", lab_workdir());
+  unlink(cp3);
+#define TERM_ARGS                                                              \
+  "--from", from, "--to", to, "--to-cacert", lab_cert("ca.crt"), "--to-token", \
+      TOKEN, "--checkpoint", cp3, "--max-ops", MAX_OPS
+  pid_t pid = lab_start_migrate(NULL, TERM_ARGS, (char *)NULL);
+  long long deadline = lab_wall_ms() + 20000;
+  while (checkpoint_scanned(cp3, &nodes, &done) < 10000) {
+    assert_true(lab_wall_ms() < deadline);
+    sleep_ms(5);
+  }
+  assert_int_equal(kill(pid, SIGTERM), 0);
+  assert_int_equal(lab_wait_migrate(pid, out, sizeof out, err, sizeof err),
+                   128 + SIGTERM);
+  assert_contains(err, "terminated: stopping after the batches in progress");
+  assert_contains(out, ", not done\n");
+  long long copied = lab_report(out, "keys copied: ");
+  assert_true(copied < NKEYS);
+  assert_int_equal(checkpoint_scanned(cp3, &nodes, &done), copied);
+  assert_int_equal(lab_end_integer(&dst, "DBSIZE", NULL), copied);
+
+  int rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, TERM_ARGS,
+                           "--resume", (char *)NULL);
+  assert_int_equal(rc, 0);
+  assert_int_equal(lab_report(out, "keys copied: "), NKEYS);
+  assert_int_equal(lab_report(out, "from earlier runs: "), copied);
+  /* Nothing was copied twice. */
+  assert_int_equal(lab_command_calls(&dst, "restore") - restores, NKEYS);
+  assert_int_equal(lab_end_integer(&dst, "DBSIZE", NULL), NKEYS);
+  lab_end_free(&dst);
+#undef TERM_ARGS
+}
+
 /* A --resume of another command is refused before anything is written;
  * so are a damaged checkpoint and --resume without one. A finished run
  * resumed copies nothing. */
@@ -539,6 +583,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kill_and_resume),
       cmocka_unit_test(test_resume_refused),
+      cmocka_unit_test(test_sigterm_then_resume),
       cmocka_unit_test(test_auth_rotation_mid_run),
       cmocka_unit_test(test_cluster_source_parallel),
       cmocka_unit_test(test_source_changes),
