@@ -363,7 +363,7 @@ struct run {
     struct batch_key *keys;
     size_t keys_cap;
     long long skew;
-    double next_read; /* --max-ops: the earliest time of the next SCAN */
+    double next_read; /* --max-ops: the earliest start of the next batch */
     pthread_t thread;
 };
 
@@ -748,17 +748,18 @@ static int scan_step(struct run *r, const char *node, const char *count, char *c
     return rc;
 }
 
-/* --max-ops: nkeys were just read; waits until reading them at the
- * allowed rate would have taken that long. */
-static void throttle(struct run *r, size_t nkeys)
+/* --max-ops: a batch of nkeys that began at started is done; waits
+ * until reading them at the allowed rate would have taken that long (the
+ * batch's own time counts, a pause before it does not). */
+static void throttle(struct run *r, size_t nkeys, double started)
 {
     double now, wait;
 
     if (r->o->max_ops <= 0)
         return;
     now = mono_s();
-    if (r->next_read < now)
-        r->next_read = now;
+    if (r->next_read < started)
+        r->next_read = started;
     r->next_read += (double)nkeys / (double)r->o->max_ops;
     wait = r->next_read - now;
     if (wait > 0)
@@ -789,6 +790,7 @@ static int copy_node(struct run *r, size_t idx)
         struct redisReply *rep = NULL;
         const struct redisReply *keys;
         size_t n, i;
+        double started = mono_s();
         int rc = scan_step(r, node, count, cursor, &rep);
 
         if (rc != EXIT_CONTINUE)
@@ -832,7 +834,7 @@ static int copy_node(struct run *r, size_t idx)
                     np->n.scanned, np->n.copied, mono_s() - t0);
         }
         pthread_mutex_unlock(&c->mu);
-        throttle(r, n);
+        throttle(r, n, started);
     } while (!last && !stop);
     return EXIT_CONTINUE;
 }
