@@ -414,26 +414,15 @@ static void test_auth_rotation_mid_run(void **state) {
   lab_stop(&t2);
 }
 
-/* A 3-master cluster source: one worker per master, each held to
- * --max-ops on its own, so the run takes about as long as one node's
- * share at that rate, not the sum. */
-static void test_cluster_source_parallel(void **state) {
-  static lab_cluster c;
-  lab_cluster_opts co = lab_cluster_default_opts();
-  char seed[64], cp2[LAB_PATH_MAX], key[32];
-  int nodes, done, i, j;
-  (void)state;
-
-  co.replicas = 0;
-  co.wildcard_cert = 1;
-  co.announce_ips = 1;
-  co.password = TOKEN;
-  assert_int_equal(lab_cluster_start(&c, &co), 0);
+/* NCLUSTER keys "c:N" set on the cluster (again). */
+static void fill_cluster(lab_cluster *c) {
+  char key[32];
+  int i, j;
   struct lab_end src = {0};
   redtls_config *cfg = NULL;
   assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-  assert_int_equal(redtls_config_set_host(cfg, "127.0.0.1", c.node[0].srv.port),
-                   REDTLS_OK);
+  assert_int_equal(
+      redtls_config_set_host(cfg, "127.0.0.1", c->node[0].srv.port), REDTLS_OK);
   assert_int_equal(redtls_config_set_ca_file(cfg, lab_cert("ca.crt")),
                    REDTLS_OK);
   assert_int_equal(redtls_config_set_verify_name(cfg, "fill.cluster.test"),
@@ -451,6 +440,25 @@ static void test_cluster_source_parallel(void **state) {
       lab_expect_ok(lab_end_reply(&src));
   }
   lab_end_free(&src);
+}
+
+/* A 3-master cluster source: one worker per master, each held to
+ * --max-ops on its own, so the run takes about as long as one node's
+ * share at that rate, not the sum. Then a master restarts (a new run_id):
+ * --resume copies that node again from the start and skips the others. */
+static void test_cluster_source_parallel(void **state) {
+  static lab_cluster c;
+  lab_cluster_opts co = lab_cluster_default_opts();
+  char seed[64], cp2[LAB_PATH_MAX];
+  int nodes, done, i;
+  (void)state;
+
+  co.replicas = 0;
+  co.wildcard_cert = 1;
+  co.announce_ips = 1;
+  co.password = TOKEN;
+  assert_int_equal(lab_cluster_start(&c, &co), 0);
+  fill_cluster(&c);
 
   struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
   flush_target(&dst);
@@ -495,6 +503,28 @@ static void test_cluster_source_parallel(void **state) {
   assert_in_range(ms, 1900, 4500);
   assert_int_equal(lab_end_integer(&dst, "DBSIZE", NULL), NCLUSTER);
   assert_int_equal(count_present(&dst, "c", NCLUSTER), NCLUSTER);
+
+  /* Master 1 restarts (without its keys: they are set again). */
+  char node1[64];
+  snprintf(node1, sizeof node1, "node 127.0.0.1:%u: ", c.node[1].srv.port);
+  long long node1_keys = lab_report(out, node1);
+  assert_int_equal(lab_cluster_kill(&c, 1), 0);
+  assert_int_equal(lab_cluster_restart(&c, 1), 0);
+  assert_int_equal(lab_cluster_wait_ok(&c, 20000), 0);
+  fill_cluster(&c);
+  long long restores = lab_command_calls(&dst, "restore");
+  rc = lab_run_migrate(
+      NULL, out, sizeof out, err, sizeof err, "--from", seed, "--from-cluster",
+      "--from-cacert", lab_cert("ca.crt"), "--from-sni", "src.cluster.test",
+      "--from-token", TOKEN, "--to", to, "--to-cacert", lab_cert("ca.crt"),
+      "--to-token", TOKEN, "--checkpoint", cp2, "--resume", (char *)NULL);
+  assert_int_equal(rc, 0);
+  assert_contains(err, "restarted since the checkpoint");
+  assert_int_equal(lab_command_calls(&dst, "restore") - restores, node1_keys);
+  assert_int_equal(lab_report(out, node1), node1_keys);
+  assert_int_equal(lab_report(out, "keys copied: "), NCLUSTER);
+  assert_int_equal(lab_report(out, "from earlier runs: "),
+                   NCLUSTER - node1_keys);
   lab_end_free(&dst);
   lab_cluster_stop(&c);
 }
