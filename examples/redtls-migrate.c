@@ -694,6 +694,15 @@ static void retry_pause(struct run *r, const char *what, int attempt)
     sleep_s((double)ms / 1000.0);
 }
 
+static void give_up(struct run *r, const char *what)
+{
+    pthread_mutex_lock(&r->c->mu);
+    clear_bar(r->c);
+    fprintf(stderr, "redtls-migrate: %s failed %d times; giving up%s\n", what, RETRY_ATTEMPTS,
+            r->o->checkpoint != NULL ? " (the checkpoint keeps what was done: --resume continues)" : "");
+    pthread_mutex_unlock(&r->c->mu);
+}
+
 /* Back to the state SCAN left: DUMP replies dropped, keys kept. */
 static void reset_batch(struct run *r, size_t nkeys)
 {
@@ -716,6 +725,9 @@ static int copy_batch(struct run *r, const char *node, size_t nkeys)
 {
     struct counts before = r->n;
     int attempt, rc = EXIT_CONTINUE;
+    char what[NODE_ADDR_MAX + 16];
+
+    snprintf(what, sizeof what, "batch%s%s", node != NULL ? " from " : "", node != NULL ? node : "");
 
     for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
         if (attempt > 1) {
@@ -723,14 +735,15 @@ static int copy_batch(struct run *r, const char *node, size_t nkeys)
             side_discard(r->to);
             reset_batch(r, nkeys);
             r->n = before;
-            retry_pause(r, node != NULL ? node : "batch", attempt - 1);
+            retry_pause(r, what, attempt - 1);
         }
         rc = read_batch(r, node, nkeys);
         if (rc == EXIT_CONTINUE)
             rc = write_batch(r, nkeys);
         if (rc != EXIT_CONNECT)
-            break;
+            return rc;
     }
+    give_up(r, what);
     return rc;
 }
 
@@ -743,8 +756,9 @@ static int scan_step(struct run *r, const char *node, const char *count, char *c
             retry_pause(r, "SCAN", attempt - 1);
         rc = side_scan(r->from, node, r->o->match, count, cursor, CURSOR_MAX, rep);
         if (rc != EXIT_CONNECT)
-            break;
+            return rc;
     }
+    give_up(r, "SCAN");
     return rc;
 }
 

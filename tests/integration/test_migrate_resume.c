@@ -414,6 +414,48 @@ static void test_auth_rotation_mid_run(void **state) {
   lab_stop(&t2);
 }
 
+/* A target that goes away for good: the batch is tried again until the
+ * attempts run out (about 8 s), then exit 3 with the checkpoint at the
+ * last acknowledged batch, matching the report. */
+static void test_target_gone(void **state) {
+  static lab_server t3;
+  char to3[64], cp4[LAB_PATH_MAX];
+  int nodes, done;
+  (void)state;
+
+  assert_int_equal(
+      lab_redis_start(
+          &t3, &(lab_redis_opts){.tls = 1, .plain_port = 1, .password = TOKEN}),
+      0);
+  snprintf(to3, sizeof to3, "rediss://localhost:%u", t3.port);
+  snprintf(cp4, sizeof cp4, "%s/gone.ckpt", lab_workdir());
+  unlink(cp4);
+  struct lab_end dst = lab_plain_end(t3.plain_port, TOKEN);
+  pid_t pid = lab_start_migrate(NULL, "--from", from, "--to", to3,
+                                "--to-cacert", lab_cert("ca.crt"), "--to-token",
+                                TOKEN, "--max-ops", MAX_OPS, "--timeout",
+                                "1000", "--checkpoint", cp4, (char *)NULL);
+  long long deadline = lab_wall_ms() + 20000;
+  while (lab_end_integer(&dst, "DBSIZE", NULL) < 5000) {
+    assert_true(lab_wall_ms() < deadline);
+    sleep_ms(10);
+  }
+  lab_end_free(&dst);
+  lab_stop(&t3);
+  long long t0 = lab_wall_ms();
+  assert_int_equal(lab_wait_migrate(pid, out, sizeof out, err, sizeof err), 3);
+  long long took = lab_wall_ms() - t0;
+  fprintf(stderr, "gave up %lld ms after the target stopped\n", took);
+  assert_true(took >= 7000);
+  assert_contains(err, "failed (attempt 5 of 6)");
+  assert_contains(err, "batch failed 6 times; giving up (the checkpoint");
+  assert_contains(out, ", not done\n");
+  long long scanned = checkpoint_scanned(cp4, &nodes, &done);
+  assert_in_range(scanned, 5000, NKEYS - 1);
+  assert_int_equal(lab_report(out, "keys scanned: "), scanned);
+  assert_int_equal(lab_report(out, "keys failed: "), 0);
+}
+
 /* NCLUSTER keys "c:N" set on the cluster (again). */
 static void fill_cluster(lab_cluster *c) {
   char key[32];
@@ -615,6 +657,7 @@ int main(void) {
       cmocka_unit_test(test_resume_refused),
       cmocka_unit_test(test_sigterm_then_resume),
       cmocka_unit_test(test_auth_rotation_mid_run),
+      cmocka_unit_test(test_target_gone),
       cmocka_unit_test(test_cluster_source_parallel),
       cmocka_unit_test(test_source_changes),
   };
