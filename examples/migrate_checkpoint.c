@@ -226,7 +226,9 @@ int checkpoint_save(const char *path, const struct checkpoint *cp, char *why, si
     FILE *f;
     int fd, err;
 
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+    /* One name, so a run killed while writing leaves at most one stray
+     * file, replaced by the next write. */
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
         return save_failed(why, cap, "path too long:", path, ENAMETOOLONG);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
