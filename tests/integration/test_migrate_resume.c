@@ -325,6 +325,19 @@ static void test_resume_refused(void **state) {
   assert_int_equal(rc, 2);
   assert_contains(err, "--resume needs the --checkpoint");
 
+  rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, COPY_ARGS,
+                       "--dry-run", (char *)NULL);
+  assert_int_equal(rc, 2);
+  assert_contains(err, "not with --dry-run");
+  rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from,
+                       "--to", to, "--parallel", "0", (char *)NULL);
+  assert_int_equal(rc, 2);
+  assert_contains(err, "bad --parallel '0'");
+  rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from,
+                       "--to", to, "--max-ops", "-5", (char *)NULL);
+  assert_int_equal(rc, 2);
+  assert_contains(err, "bad --max-ops '-5'");
+
   /* Finished: nothing left to copy, the report still counts every key. */
   rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, COPY_ARGS,
                        "--resume", (char *)NULL);
