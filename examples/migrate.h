@@ -3,6 +3,7 @@
 #ifndef REDTLS_EXAMPLES_MIGRATE_H
 #define REDTLS_EXAMPLES_MIGRATE_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include <redtls/redtls.h>
@@ -134,5 +135,52 @@ int checkpoint_save(const char *path, const struct checkpoint *cp, char *why, si
  * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,
  * EXIT_SOME_FAILED, or EXIT_CONNECT. */
 int verify_run(const struct migrate_options *o, struct side *from, struct side *to);
+
+/* --checkpoint without --resume refuses an existing FILE; --resume loads
+ * it into *saved (NULL when there is none yet, with a note) and refuses one
+ * of another run. EXIT_CONTINUE or an exit status, the cause said. */
+int checkpoint_open(const struct migrate_options *o, struct checkpoint **saved);
+
+/* The run (migrate_run.c), shared by its workers; the fields from mu on
+ * are under it. */
+struct copy {
+    const struct migrate_options *o;
+    char names[MAX_NODES][NODE_ADDR_MAX]; /* source masters; a standalone source has none */
+    int standalone;
+    long long total; /* DBSIZE of the source at the start, -1: unknown */
+    long long skew;  /* target clock minus ours (ms), a lower bound */
+    double start, last_line;
+    int tty;
+    struct counts earlier; /* what the checkpoint held at the start */
+    pthread_mutex_t mu;
+    struct checkpoint *cp; /* every source node's progress */
+    size_t next;           /* the next node to hand out */
+    unsigned running;      /* workers not finished */
+    unsigned long long version;
+    int stop; /* a worker gave up, or a signal came: the others end after their batch */
+    int rc;
+    int bar;  /* a progress bar is on the terminal's last line */
+    unsigned long long errors_shown;
+};
+
+long long now_ms(void); /* unix time */
+double mono_s(void);    /* monotonic */
+void sleep_s(double s);
+void add_counts(struct counts *to, const struct counts *n);
+/* Under c->mu: ends a progress bar's line, so a message has one of its own. */
+void copy_clear_bar(struct copy *c);
+/* Copies every source node not done in saved (NULL: every node) with
+ * worker threads, prints the report. An exit status. */
+int run_copy(const struct migrate_options *o, struct side *from, struct side *to, const struct checkpoint *saved);
+
+/* One worker (redtls-migrate.c): its own source and target handles. */
+struct run;
+/* Connected, or NULL with *rc an exit status (the cause said). */
+struct run *run_new(struct copy *c, int *rc);
+void run_free(struct run *r);
+/* SCANs source node idx of c->cp to the end from its recorded cursor (or
+ * until c->stop), publishing cursor and counts after each batch the target
+ * acknowledged. EXIT_CONTINUE or an exit status. */
+int copy_node(struct run *r, size_t idx);
 
 #endif

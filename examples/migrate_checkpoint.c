@@ -277,3 +277,52 @@ int checkpoint_save(const char *path, const struct checkpoint *cp, char *why, si
     }
     return 0;
 }
+
+/* --checkpoint without --resume must not overwrite a run's progress;
+ * with --resume the file must record this very run. */
+int checkpoint_open(const struct migrate_options *o, struct checkpoint **saved)
+{
+    struct checkpoint *now, *cp;
+    int rc;
+
+    *saved = NULL;
+    if (o->checkpoint == NULL)
+        return EXIT_CONTINUE;
+    if (!o->resume) {
+        if (access(o->checkpoint, F_OK) == 0) {
+            fprintf(stderr,
+                    "redtls-migrate: the checkpoint %s exists: add --resume to continue the run it records, or "
+                    "remove it to start over\n",
+                    o->checkpoint);
+            return EXIT_USAGE;
+        }
+        return EXIT_CONTINUE;
+    }
+    cp = malloc(sizeof(*cp));
+    now = malloc(sizeof(*now));
+    if (cp == NULL || now == NULL) {
+        free(cp);
+        free(now);
+        fputs("redtls-migrate: out of memory\n", stderr);
+        return EXIT_CONNECT;
+    }
+    rc = checkpoint_load(o->checkpoint, cp);
+    if (rc == 1) {
+        fprintf(stderr, "redtls-migrate: note: no checkpoint %s yet; starting from the beginning\n", o->checkpoint);
+        free(cp);
+        free(now);
+        return EXIT_CONTINUE;
+    }
+    if (rc == 0) {
+        memset(now, 0, sizeof(*now));
+        checkpoint_fingerprint(o, now);
+        rc = checkpoint_match(o->checkpoint, cp, now) == EXIT_CONTINUE ? 0 : -1;
+    }
+    free(now);
+    if (rc != 0) {
+        free(cp);
+        return EXIT_USAGE;
+    }
+    *saved = cp;
+    return EXIT_CONTINUE;
+}
