@@ -131,15 +131,15 @@ int checkpoint_match(const char *path, const struct checkpoint *saved, const str
  * rename). 0, or -1 with the cause in why (cap bytes). */
 int checkpoint_save(const char *path, const struct checkpoint *cp, char *why, size_t cap);
 
-/* --verify: compares every source key (matching --match) with the
- * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,
- * EXIT_SOME_FAILED, or EXIT_CONNECT. */
-int verify_run(const struct migrate_options *o, struct side *from, struct side *to);
-
 /* --checkpoint without --resume refuses an existing FILE; --resume loads
  * it into *saved (NULL when there is none yet, with a note) and refuses one
  * of another run. EXIT_CONTINUE or an exit status, the cause said. */
 int checkpoint_open(const struct migrate_options *o, struct checkpoint **saved);
+
+/* --verify: compares every source key (matching --match) with the
+ * target's, lists the differences on stdout. EXIT_ALL_COPIED when none,
+ * EXIT_SOME_FAILED, or EXIT_CONNECT. */
+int verify_run(const struct migrate_options *o, struct side *from, struct side *to);
 
 /* The run (migrate_run.c), shared by its workers; the fields from mu on
  * are under it. */
