@@ -584,8 +584,10 @@ static void test_cluster_source_parallel(void **state) {
   lab_cluster_stop(&c);
 }
 
-/* A writer adding and deleting "churn:N" keys on the source while the
- * copy runs; the "mig:N" keys are never touched. */
+/* A writer adding "churn:N" keys on the source, about 18,000 a second,
+ * and from the 15,000th on deleting as many: the source goes past 65,536
+ * keys early in the copy, so its hash table grows (and is rehashed) while
+ * SCAN walks it. The "mig:N" keys are never touched. */
 struct churn {
   uint16_t port;
   volatile int stop;
@@ -614,8 +616,8 @@ static void *churn_writer(void *arg) {
       const char *a[] = {"SET", key, "transient"};
       if (redtls_conn_append_argv(conn, 3, a, NULL) == REDTLS_OK)
         queued++;
-      if (i >= 5000) { /* about 5,000 of them at any time */
-        snprintf(old, sizeof old, "churn:%lld", i - 5000);
+      if (i >= 15000) {
+        snprintf(old, sizeof old, "churn:%lld", i - 15000);
         const char *d[] = {"DEL", old};
         if (redtls_conn_append_argv(conn, 2, d, NULL) == REDTLS_OK)
           queued++;
@@ -627,31 +629,49 @@ static void *churn_writer(void *arg) {
         ch->ops++;
       redtls_reply_free(r);
     }
+    sleep_ms(5);
   }
   redtls_conn_free(conn);
   return NULL;
 }
 
+/* The source changes during a copy that is also killed and resumed:
+ * every key present for the whole run is on the target. */
 static void test_source_changes(void **state) {
   struct churn ch = {.port = source.port};
+  char cp5[LAB_PATH_MAX];
+  int nodes, done;
   pthread_t th;
   (void)state;
 
   struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
   flush_target(&dst);
+  snprintf(cp5, sizeof cp5, "%s/churn.ckpt", lab_workdir());
+  unlink(cp5);
   assert_int_equal(pthread_create(&th, NULL, churn_writer, &ch), 0);
   sleep_ms(200); /* churn keys exist before the copy starts */
-  int rc =
-      lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from,
-                      "--to", to, "--to-cacert", lab_cert("ca.crt"),
-                      "--to-token", TOKEN, "--max-ops", "30000", (char *)NULL);
+#define CHURN_ARGS                                                             \
+  "--from", from, "--to", to, "--to-cacert", lab_cert("ca.crt"), "--to-token", \
+      TOKEN, "--max-ops", "30000", "--checkpoint", cp5, "--resume"
+  pid_t pid = lab_start_migrate(NULL, CHURN_ARGS, (char *)NULL);
+  long long deadline = lab_wall_ms() + 20000;
+  while (checkpoint_scanned(cp5, &nodes, &done) < 30000) {
+    assert_true(lab_wall_ms() < deadline);
+    sleep_ms(5);
+  }
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  assert_int_equal(lab_wait_migrate(pid, out, sizeof out, err, sizeof err),
+                   -SIGKILL);
+  int rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, CHURN_ARGS,
+                           (char *)NULL);
+#undef CHURN_ARGS
   ch.stop = 1;
   assert_int_equal(pthread_join(th, NULL), 0);
   long long ops_during = ch.ops; /* and the last pipeline after it */
   assert_int_equal(rc, 0);
   fprintf(stderr, "writes on the source by the end of the copy: %lld\n",
           ops_during);
-  assert_true(ops_during > 10000);
+  assert_true(ops_during > 20000);
   assert_int_equal(lab_report(out, "keys failed: "), 0);
   assert_true(lab_report(out, "keys scanned: ") >= NKEYS);
   /* Every key present for the whole run is there. */
