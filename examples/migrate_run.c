@@ -97,9 +97,10 @@ static void progress(struct copy *c, int final)
             fprintf(stderr, "\rredtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", n.scanned,
                     n.copied, n.bytes / 1000000, copy_rate);
         }
-        fputs("\033[K", stderr);
-        if (final)
-            fputc('\n', stderr);
+        /* The cursor waits at the start of the line: a message a worker
+         * prints without the lock then writes over the bar instead of
+         * after it. */
+        fputs(final ? "\033[K\n" : "\033[K\r", stderr);
         c->bar = !final;
         fflush(stderr);
         return;
