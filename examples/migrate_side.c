@@ -136,6 +136,22 @@ redtls_status side_get_reply(struct side *s, struct redisReply **reply)
     return redtls_conn_get_reply(s->conn, reply);
 }
 
+void side_discard(struct side *s)
+{
+    size_t n = s->cl != NULL ? redtls_cluster_pending(s->cl) : redtls_conn_pending(s->conn);
+
+    /* Each call hands out one owed reply or its failure; a connection
+     * that cannot even be re-established keeps them, and closing it
+     * drops them. */
+    while (n-- > 0) {
+        struct redisReply *r = NULL;
+        (void)side_get_reply(s, &r);
+        redtls_reply_free(r);
+    }
+    if (s->conn != NULL && redtls_conn_pending(s->conn) > 0)
+        redtls_conn_close(s->conn);
+}
+
 /* The nodes to SCAN (cluster masters) or to identify; a standalone side
  * has one, NULL. Returns the count; names are borrowed from the handle. */
 size_t side_masters(const struct side *s, const char **names, size_t cap)
@@ -152,43 +168,48 @@ size_t side_masters(const struct side *s, const char **names, size_t cap)
     return n;
 }
 
-#define RUN_ID_LEN 40
+int side_node_run_id(struct side *s, const char *node, char *id)
+{
+    static const char *argv[] = {"INFO", "server"};
+    struct redisReply *r = NULL;
+    redtls_status st = side_command(s, node, 2, argv, NULL, &r);
+    const char *text, *p;
+    size_t len;
+
+    if (st != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: %s INFO: %s\n", s->o->name, side_errmsg(s, st));
+        return EXIT_CONNECT;
+    }
+    if (redtls_reply_type(r) != REDTLS_REPLY_STRING) {
+        fprintf(stderr, "redtls-migrate: %s: INFO server was refused; cannot tell the servers apart\n", s->o->name);
+        redtls_reply_free(r);
+        return EXIT_USAGE;
+    }
+    text = redtls_reply_str(r, &len);
+    p = strstr(text, "run_id:");
+    if (p == NULL || strlen(p + 7) < RUN_ID_LEN) {
+        fprintf(stderr, "redtls-migrate: %s: INFO server has no run_id\n", s->o->name);
+        redtls_reply_free(r);
+        return EXIT_USAGE;
+    }
+    memcpy(id, p + 7, RUN_ID_LEN);
+    id[RUN_ID_LEN] = '\0';
+    redtls_reply_free(r);
+    return EXIT_CONTINUE;
+}
 
 /* run_id of every master of the side, from INFO server. */
 static int side_run_ids(struct side *s, char (*ids)[RUN_ID_LEN + 1], size_t *nids)
 {
     const char *names[MAX_NODES];
     size_t n = side_masters(s, names, MAX_NODES), i;
-    static const char *argv[] = {"INFO", "server"};
 
     *nids = 0;
     for (i = 0; i < n; i++) {
-        struct redisReply *r = NULL;
-        redtls_status st = side_command(s, names[i], 2, argv, NULL, &r);
-        const char *text, *p;
-        size_t len;
-
-        if (st != REDTLS_OK) {
-            fprintf(stderr, "redtls-migrate: %s INFO: %s\n", s->o->name, side_errmsg(s, st));
-            return EXIT_CONNECT;
-        }
-        if (redtls_reply_type(r) != REDTLS_REPLY_STRING) {
-            fprintf(stderr, "redtls-migrate: %s: INFO server was refused; cannot tell the servers apart\n",
-                    s->o->name);
-            redtls_reply_free(r);
-            return EXIT_USAGE;
-        }
-        text = redtls_reply_str(r, &len);
-        p = strstr(text, "run_id:");
-        if (p == NULL || strlen(p + 7) < RUN_ID_LEN) {
-            fprintf(stderr, "redtls-migrate: %s: INFO server has no run_id\n", s->o->name);
-            redtls_reply_free(r);
-            return EXIT_USAGE;
-        }
-        memcpy(ids[*nids], p + 7, RUN_ID_LEN);
-        ids[*nids][RUN_ID_LEN] = '\0';
+        int rc = side_node_run_id(s, names[i], ids[*nids]);
+        if (rc != EXIT_CONTINUE)
+            return rc;
         (*nids)++;
-        redtls_reply_free(r);
     }
     return EXIT_CONTINUE;
 }

@@ -12,16 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <redtls/redtls.h>
 
 #include "cli_common.h"
 #include "migrate.h"
-
-struct counts {
-    unsigned long long scanned, copied, skipped, expired, failed, bytes, chunked;
-};
 
 enum {
     OPT_FROM = 256,
@@ -57,6 +52,10 @@ enum {
     OPT_TIMEOUT,
     OPT_CHUNK_LIMIT,
     OPT_FROM_MAX_BULK,
+    OPT_PARALLEL,
+    OPT_MAX_OPS,
+    OPT_CHECKPOINT,
+    OPT_RESUME,
     OPT_HELP
 };
 
@@ -94,6 +93,10 @@ static const struct option long_options[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"chunk-limit", required_argument, NULL, OPT_CHUNK_LIMIT},
     {"from-max-bulk", required_argument, NULL, OPT_FROM_MAX_BULK},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"max-ops", required_argument, NULL, OPT_MAX_OPS},
+    {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+    {"resume", no_argument, NULL, OPT_RESUME},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -138,8 +141,20 @@ static void usage(FILE *out)
           "  --sample N             with --verify(-only): compare N keys drawn at\n"
           "                         random instead of every key (RANDOMKEY on each\n"
           "                         master by its share of the keys, or a SCAN when N\n"
-          "                         is over a quarter of them or with --match)\n"
-          "  --batch N              keys per SCAN and pipeline (default 500)\n"
+          "                         is over a quarter of them or with --match)\n",
+          out);
+    /* Two strings: C99 promises string literals of 4,095 bytes only. */
+    fputs("  --batch N              keys per SCAN and pipeline (default 500)\n"
+          "  --parallel N           copy at most N source nodes at once (default: every\n"
+          "                         master of a cluster source, each by its own thread\n"
+          "                         with its own connections; a standalone source is one)\n"
+          "  --max-ops N            read at most N keys per second from each source node\n"
+          "  --checkpoint FILE      keep each source node's progress (SCAN cursor and\n"
+          "                         counts) in FILE, replaced atomically as batches\n"
+          "                         complete; refused if FILE exists without --resume\n"
+          "  --resume               continue the run recorded in the --checkpoint FILE\n"
+          "                         (the same --from, --to, --match and --db; a missing\n"
+          "                         FILE starts afresh); the report counts every run\n"
           "  --timeout MS           connect, handshake and command timeout\n"
           "  --chunk-limit BYTES    a value whose DUMP is larger (default 64m; k, m, g\n"
           "                         suffixes count 1024s), or larger than the target's\n"
@@ -152,13 +167,18 @@ static void usage(FILE *out)
           "                         in pieces too, a bigger single element fails its key\n"
           "  --help                 print this help and exit\n"
           "\n"
-          "Progress lines go to stderr, the final report to stdout.\n"
+          "Progress goes to stderr (a bar redrawn in place on a terminal, a line a\n"
+          "second otherwise), the final report to stdout. A batch or SCAN step that\n"
+          "fails on a broken connection is retried on a new one (up to 6 attempts\n"
+          "over about 8 s) before the run gives up with status 3.\n"
           "\n"
           "Exit status:\n"
           "  0  every key was copied (or skipped, or expired on the way)\n"
           "  1  some keys failed, or --verify found differences\n"
           "  2  usage or configuration error, or source and target are the same server\n"
-          "  3  connection, TLS, authentication or I/O failure\n",
+          "  3  connection, TLS, authentication or I/O failure\n"
+          "  130, 143  stopped by SIGINT or SIGTERM (after the batches in progress;\n"
+          "     with --checkpoint, --resume continues); a second signal ends it at once\n",
           out);
 }
 
@@ -199,9 +219,12 @@ static int parse_size(const char *s, unsigned long long min, unsigned long long 
     if (errno != 0)
         return -1;
     switch (*end) {
-    case 'k': case 'K': mult = 1ULL << 10, end++; break;
-    case 'm': case 'M': mult = 1ULL << 20, end++; break;
-    case 'g': case 'G': mult = 1ULL << 30, end++; break;
+    case 'k':
+    case 'K': mult = 1ULL << 10, end++; break;
+    case 'm':
+    case 'M': mult = 1ULL << 20, end++; break;
+    case 'g':
+    case 'G': mult = 1ULL << 30, end++; break;
     default: break;
     }
     if (*end != '\0' || v > max / mult || v * mult < min)
@@ -246,8 +269,7 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         case OPT_TO_TLS_MIN: {
             struct side_options *so = c == OPT_FROM_TLS_MIN ? &o->from : &o->to;
             if ((so->tls_min = cli_parse_tls_min(optarg)) == 0)
-                return usage_error("bad --%s-tls-min '%s' (1.2 or 1.3)", c == OPT_FROM_TLS_MIN ? "from" : "to",
-                                   optarg);
+                return usage_error("bad --%s-tls-min '%s' (1.2 or 1.3)", c == OPT_FROM_TLS_MIN ? "from" : "to", optarg);
             break;
         }
         case OPT_FROM_RESOLVE:
@@ -288,10 +310,22 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
             if (parse_size(optarg, 64ULL << 10, (unsigned long long)SIZE_MAX / 2, &o->from_max_bulk) != 0)
                 return usage_error("bad --from-max-bulk '%s' (bytes, at least 64k; k, m, g suffixes)", optarg);
             break;
+        case OPT_PARALLEL:
+            if (cli_parse_number(optarg, 1, MAX_NODES, &o->parallel) != 0)
+                return usage_error("bad --parallel '%s' (1-%d)", optarg, MAX_NODES);
+            break;
+        case OPT_MAX_OPS:
+            if (cli_parse_number(optarg, 1, 100000000, &o->max_ops) != 0)
+                return usage_error("bad --max-ops '%s' (keys per second, 1-100000000)", optarg);
+            break;
+        case OPT_CHECKPOINT:
+            if (*optarg == '\0')
+                return usage_error("--checkpoint needs a file name");
+            o->checkpoint = optarg;
+            break;
+        case OPT_RESUME: o->resume = 1; break;
         case OPT_HELP: usage(stdout); return EXIT_ALL_COPIED;
-        default:
-            fputs("Try 'redtls-migrate --help'.\n", stderr);
-            return EXIT_USAGE;
+        default: fputs("Try 'redtls-migrate --help'.\n", stderr); return EXIT_USAGE;
         }
     }
     if (optind < argc)
@@ -306,25 +340,16 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
     if (o->db > 0 && o->from.cluster && o->to.cluster)
         return usage_error("--db is for standalone sides (a cluster has database 0 only)");
+    if (o->resume && o->checkpoint == NULL)
+        return usage_error("--resume needs the --checkpoint FILE of the run to continue");
+    if (o->checkpoint != NULL && (o->dry_run || o->verify == 2))
+        return usage_error("--checkpoint keeps the progress of a copy: not with --%s",
+                           o->dry_run ? "dry-run" : "verify-only");
     o->from.token = env_or(o->from.token, "REDTLS_FROM_TOKEN");
     o->to.token = env_or(o->to.token, "REDTLS_TO_TOKEN");
     o->from.token_alt = env_or(o->from.token_alt, "REDTLS_FROM_TOKEN_ALT");
     o->to.token_alt = env_or(o->to.token_alt, "REDTLS_TO_TOKEN_ALT");
     return EXIT_CONTINUE;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A key for a message: printable bytes as they are, others as \xHH, cut
@@ -354,103 +379,104 @@ struct batch_key {
     int chunk;        /* too big for one RESTORE: copied in pieces */
 };
 
+/* One worker: a source node at a time, with its own two handles. */
 struct run {
     const struct migrate_options *o;
+    struct migration *c;
     struct side *from, *to;
-    struct counts n;
+    struct side from_side, to_side;
+    struct counts n; /* the node being copied, this run */
     struct batch_key *keys;
     size_t keys_cap;
-    long long total; /* DBSIZE of the source at the start, -1: unknown */
-    long long skew;  /* target clock minus ours (ms), a lower bound */
-    double start, last_progress;
-    unsigned long long errors_shown;
+    long long skew;
+    double next_read;              /* --max-ops: the earliest start of the next batch */
     unsigned long long chunk_over; /* DUMP payloads above: in pieces */
     struct chunk_job chunks;
 };
 
+/* Which DUMP payloads go in pieces, and how big a piece is: the smaller
+ * of --chunk-limit and what the target takes in one argument (its
+ * proto-max-bulk-len less some room); pieces of at most 4 MiB, the chunk
+ * limit, and half of either end's bulk limit. */
+static int plan_pieces(struct run *r)
+{
+    unsigned long long target_max, reader = r->o->from_max_bulk, piece = 4ULL << 20;
+    int rc;
+
+    if ((rc = chunk_target_limit(r->to, &target_max)) != EXIT_CONTINUE)
+        return rc;
+    if (reader == 0)
+        reader = redtls_default_max_bulk_len();
+    r->chunk_over = target_max > 8192 ? target_max - 4096 : target_max / 2;
+    if (r->o->chunk_limit < r->chunk_over)
+        r->chunk_over = r->o->chunk_limit;
+    if (r->o->chunk_limit < piece)
+        piece = r->o->chunk_limit;
+    if (target_max / 2 < piece)
+        piece = target_max / 2;
+    if (reader / 2 < piece)
+        piece = reader / 2;
+    r->chunks.o = r->o;
+    r->chunks.from = r->from;
+    r->chunks.to = r->to;
+    r->chunks.skew = r->skew;
+    r->chunks.piece = (size_t)(piece > 0 ? piece : 1);
+    return EXIT_CONTINUE;
+}
+
+struct run *run_new(struct migration *c, int *rc)
+{
+    struct run *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        fputs("redtls-migrate: out of memory\n", stderr);
+        *rc = EXIT_CONNECT;
+        return NULL;
+    }
+    r->o = c->o;
+    r->c = c;
+    r->skew = c->skew;
+    r->from = &r->from_side;
+    r->to = &r->to_side;
+    *rc = side_prepare(c->o, &c->o->to, r->to);
+    if (*rc == EXIT_CONTINUE)
+        *rc = side_prepare(c->o, &c->o->from, r->from);
+    if (*rc == EXIT_CONTINUE)
+        *rc = side_connect(r->to);
+    if (*rc == EXIT_CONTINUE)
+        *rc = side_connect(r->from);
+    if (*rc == EXIT_CONTINUE)
+        *rc = plan_pieces(r);
+    if (*rc != EXIT_CONTINUE) {
+        run_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void run_free(struct run *r)
+{
+    if (r == NULL)
+        return;
+    free(r->keys);
+    side_close(&r->from_side);
+    side_close(&r->to_side);
+    free(r);
+}
+
 static void key_failed(struct run *r, const struct batch_key *k, const char *why, size_t why_len)
 {
+    struct migration *c = r->c;
+
     r->n.failed++;
-    if (r->errors_shown++ < 20) {
+    pthread_mutex_lock(&c->mu);
+    if (c->errors_shown++ < 20) {
+        copy_clear_bar(c);
         fputs("redtls-migrate: key '", stderr);
         print_key(stderr, k->key, k->key_len);
         fprintf(stderr, "' failed: %.*s\n", (int)(why_len > 200 ? 200 : why_len), why);
     }
-}
-
-static void progress(struct run *r, int force)
-{
-    double t = mono_s();
-    if (!force && t - r->last_progress < 1.0)
-        return;
-    r->last_progress = t;
-    double el = t - r->start;
-    double rate = el > 0 ? (double)r->n.scanned / el : 0.0;
-    fprintf(stderr, "redtls-migrate: %llu keys scanned, %llu copied, %llu MB, %.0f keys/s", r->n.scanned,
-            r->n.copied, r->n.bytes / 1000000, el > 0 ? (double)r->n.copied / el : 0.0);
-    /* With --match, DBSIZE counts keys that will not be copied: no ETA. */
-    if (r->total > 0 && r->o->match == NULL && !force && rate > 0) {
-        long long left = r->total - (long long)r->n.scanned;
-        fprintf(stderr, ", about %.0f%% of %lld, %.0f s left", 100.0 * (double)r->n.scanned / (double)r->total,
-                r->total, left > 0 ? (double)left / rate : 0.0);
-    }
-    fputc('\n', stderr);
-}
-
-/* ABSTTL is read by the target's clock, the expiry times are computed by
- * ours: how far ahead the target's clock is, at least (TIME ran somewhere
- * between our two readings, and taking the later one errs towards earlier
- * expiry, never later). One node of a cluster target stands for all. */
-static int target_clock_skew(struct side *to, long long *skew)
-{
-    const char *names[MAX_NODES];
-    static const char *argv[] = {"TIME"};
-    struct redisReply *r = NULL;
-    long long sec, usec, after;
-
-    side_masters(to, names, MAX_NODES);
-    redtls_status st = side_command(to, names[0], 1, argv, NULL, &r);
-    after = now_ms();
-    if (st != REDTLS_OK) {
-        fprintf(stderr, "redtls-migrate: target TIME: %s\n", side_errmsg(to, st));
-        return EXIT_CONNECT;
-    }
-    if (redtls_reply_type(r) != REDTLS_REPLY_ARRAY || redtls_reply_len(r) != 2 ||
-        redtls_reply_type(redtls_reply_element(r, 0)) != REDTLS_REPLY_STRING ||
-        redtls_reply_type(redtls_reply_element(r, 1)) != REDTLS_REPLY_STRING) {
-        fputs("redtls-migrate: target: TIME was refused; cannot carry TTLs over\n", stderr);
-        redtls_reply_free(r);
-        return EXIT_USAGE;
-    }
-    sec = strtoll(redtls_reply_str(redtls_reply_element(r, 0), NULL), NULL, 10);
-    usec = strtoll(redtls_reply_str(redtls_reply_element(r, 1), NULL), NULL, 10);
-    redtls_reply_free(r);
-    *skew = sec * 1000 + usec / 1000 - after;
-    if (*skew > 1000 || *skew < -1000)
-        fprintf(stderr, "redtls-migrate: note: the target's clock is %lld ms %s this machine's; TTLs are "
-                        "corrected for it\n",
-                *skew > 0 ? *skew : -*skew, *skew > 0 ? "ahead of" : "behind");
-    return EXIT_CONTINUE;
-}
-
-/* Keys in the source (every master's DBSIZE), for the progress ETA. */
-static long long source_size(struct side *s)
-{
-    const char *names[MAX_NODES];
-    size_t n = side_masters(s, names, MAX_NODES), i;
-    static const char *argv[] = {"DBSIZE"};
-    long long total = 0;
-
-    for (i = 0; i < n; i++) {
-        struct redisReply *r = NULL;
-        if (side_command(s, names[i], 1, argv, NULL, &r) != REDTLS_OK || redtls_reply_type(r) != REDTLS_REPLY_INTEGER) {
-            redtls_reply_free(r);
-            return -1;
-        }
-        total += redtls_reply_integer(r);
-        redtls_reply_free(r);
-    }
-    return total;
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Reads and drops n pipelined replies, whatever their status. */
@@ -506,8 +532,8 @@ again:
             size_t len;
             const char *e = redtls_reply_str(k->dump, &len);
             key_failed(r, k, e, len);
-        } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING && redtls_reply_type(ttl) == REDTLS_REPLY_INTEGER &&
-                   redtls_reply_integer(ttl) != -2) {
+        } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING &&
+                   redtls_reply_type(ttl) == REDTLS_REPLY_INTEGER && redtls_reply_integer(ttl) != -2) {
             k->pttl = redtls_reply_integer(ttl);
             k->abs_ms = k->pttl >= 0 ? t0 + r->skew + k->pttl : 0;
             k->live = 1;
@@ -565,7 +591,7 @@ static int copy_in_pieces(struct run *r, const struct batch_key *k)
 static int write_batch(struct run *r, size_t nkeys)
 {
     size_t i, queued = 0;
-    redtls_status st;
+    redtls_status st, lost = REDTLS_OK;
     long long now = now_ms() + r->skew, margin = expiry_margin_ms(r->o);
     char ttlbuf[32];
 
@@ -628,8 +654,7 @@ static int write_batch(struct run *r, size_t nkeys)
             redtls_reply_integer(exists) == 0) {
             r->n.expired++; /* RESTORE ran after the expiry time: nothing made */
         } else if (st != REDTLS_OK) {
-            const char *m = side_errmsg(r->to, st);
-            key_failed(r, k, m, strlen(m));
+            lost = st; /* the connection broke: the whole batch is retried */
         } else if (redtls_reply_type(rep) == REDTLS_REPLY_ERROR) {
             size_t len;
             const char *e = redtls_reply_str(rep, &len);
@@ -642,6 +667,10 @@ static int write_batch(struct run *r, size_t nkeys)
         }
         redtls_reply_free(rep);
         redtls_reply_free(exists);
+    }
+    if (lost != REDTLS_OK) {
+        fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, lost));
+        return EXIT_CONNECT;
     }
     for (i = 0; i < nkeys; i++)
         if (r->keys[i].live && r->keys[i].chunk && copy_in_pieces(r, &r->keys[i]) != EXIT_CONTINUE)
@@ -658,20 +687,135 @@ static void free_batch(struct run *r, size_t nkeys)
     }
 }
 
-/* SCAN one source node (NULL: the standalone source) to the end. */
-static int copy_node(struct run *r, const char *node)
-{
-    char cursor[32] = "0";
-    char count[32];
-    int rc = EXIT_CONTINUE;
+/* A batch or SCAN step lost with its connection is tried again on a new
+ * one, this many times in all, after pauses doubling from RETRY_FIRST_MS. */
+#define RETRY_ATTEMPTS 6
+#define RETRY_FIRST_MS 250
 
-    snprintf(count, sizeof count, "%ld", r->o->batch);
+static void retry_pause(struct run *r, const char *what, int attempt)
+{
+    long ms = (long)RETRY_FIRST_MS << (attempt - 1);
+
+    pthread_mutex_lock(&r->c->mu);
+    copy_clear_bar(r->c);
+    fprintf(stderr, "redtls-migrate: %s failed (attempt %d of %d); trying again in %ld ms\n", what, attempt,
+            RETRY_ATTEMPTS, ms);
+    pthread_mutex_unlock(&r->c->mu);
+    sleep_s((double)ms / 1000.0);
+}
+
+static void give_up(struct run *r, const char *what)
+{
+    pthread_mutex_lock(&r->c->mu);
+    copy_clear_bar(r->c);
+    fprintf(stderr, "redtls-migrate: %s failed %d times; giving up%s\n", what, RETRY_ATTEMPTS,
+            r->o->checkpoint != NULL ? " (the checkpoint keeps what was done: --resume continues)" : "");
+    pthread_mutex_unlock(&r->c->mu);
+}
+
+/* Back to the state SCAN left: DUMP replies dropped, keys kept. */
+static void reset_batch(struct run *r, size_t nkeys)
+{
+    size_t i;
+    for (i = 0; i < nkeys; i++) {
+        struct batch_key *k = &r->keys[i];
+        const char *key = k->key;
+        size_t len = k->key_len;
+        redtls_reply_free(k->dump);
+        memset(k, 0, sizeof(*k));
+        k->key = key;
+        k->key_len = len;
+    }
+}
+
+/* Read and write one batch; on a broken connection again from the
+ * start (RESTORE ... REPLACE of the same payload changes nothing), its
+ * counts taken back first. */
+static int copy_batch(struct run *r, const char *node, size_t nkeys)
+{
+    struct counts before = r->n;
+    int attempt, rc = EXIT_CONTINUE;
+    char what[NODE_ADDR_MAX + 16];
+
+    snprintf(what, sizeof what, "batch%s%s", node != NULL ? " from " : "", node != NULL ? node : "");
+
+    for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
+        if (attempt > 1) {
+            side_discard(r->from);
+            side_discard(r->to);
+            reset_batch(r, nkeys);
+            r->n = before;
+            retry_pause(r, what, attempt - 1);
+        }
+        rc = read_batch(r, node, nkeys);
+        if (rc == EXIT_CONTINUE)
+            rc = write_batch(r, nkeys);
+        if (rc != EXIT_CONNECT)
+            return rc;
+    }
+    give_up(r, what);
+    return rc;
+}
+
+static int scan_step(struct run *r, const char *node, const char *count, char *cursor, struct redisReply **rep)
+{
+    int attempt, rc = EXIT_CONTINUE;
+
+    for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
+        if (attempt > 1)
+            retry_pause(r, "SCAN", attempt - 1);
+        rc = side_scan(r->from, node, r->o->match, count, cursor, CURSOR_MAX, rep);
+        if (rc != EXIT_CONNECT)
+            return rc;
+    }
+    give_up(r, "SCAN");
+    return rc;
+}
+
+/* --max-ops: a batch of nkeys that began at started is done; waits
+ * until reading them at the allowed rate would have taken that long (the
+ * batch's own time counts, a pause before it does not). */
+static void throttle(struct run *r, size_t nkeys, double started)
+{
+    double now, wait;
+
+    if (r->o->max_ops <= 0)
+        return;
+    now = mono_s();
+    if (r->next_read < started)
+        r->next_read = started;
+    r->next_read += (double)nkeys / (double)r->o->max_ops;
+    wait = r->next_read - now;
+    if (wait > 0)
+        sleep_s(wait);
+}
+
+int copy_node(struct run *r, size_t idx)
+{
+    struct migration *c = r->c;
+    struct node_progress *np = &c->cp->node[idx];
+    const char *node = c->standalone ? NULL : c->names[idx];
+    char cursor[CURSOR_MAX];
+    char count[32];
+    struct counts base;
+    int last = 0, stop = 0;
+    double t0 = mono_s();
+
+    pthread_mutex_lock(&c->mu);
+    base = np->n;
+    memcpy(cursor, np->cursor, sizeof cursor);
+    pthread_mutex_unlock(&c->mu);
+    memset(&r->n, 0, sizeof r->n);
+    snprintf(count, sizeof count, "%ld",
+             r->o->max_ops > 0 && r->o->max_ops < r->o->batch ? r->o->max_ops : r->o->batch);
     do {
         struct redisReply *rep = NULL;
         const struct redisReply *keys;
         size_t n, i;
+        double started = mono_s();
+        int rc = scan_step(r, node, count, cursor, &rep);
 
-        if ((rc = side_scan(r->from, node, r->o->match, count, cursor, sizeof cursor, &rep)) != EXIT_CONTINUE)
+        if (rc != EXIT_CONTINUE)
             return rc;
         keys = redtls_reply_element(rep, 1);
         n = redtls_reply_len(keys);
@@ -692,98 +836,42 @@ static int copy_node(struct run *r, const char *node)
             r->keys[i].key = redtls_reply_str(k, &r->keys[i].key_len);
         }
         r->n.scanned += n;
-        if (n > 0) {
-            rc = read_batch(r, node, n);
-            if (rc == EXIT_CONTINUE)
-                rc = write_batch(r, n);
-        }
+        if (n > 0)
+            rc = copy_batch(r, node, n);
         free_batch(r, n);
         redtls_reply_free(rep);
-        progress(r, 0);
-    } while (rc == EXIT_CONTINUE && strcmp(cursor, "0") != 0);
-    return rc;
-}
-
-/* Which DUMP payloads go in pieces, and how big a piece is: the smaller
- * of --chunk-limit and what the target takes in one argument (its
- * proto-max-bulk-len less some room); pieces of at most 4 MiB, the chunk
- * limit, and half of either end's bulk limit. */
-static int plan_pieces(struct run *r)
-{
-    unsigned long long target_max, reader = r->o->from_max_bulk, piece = 4ULL << 20;
-    int rc;
-
-    if ((rc = chunk_target_limit(r->to, &target_max)) != EXIT_CONTINUE)
-        return rc;
-    if (reader == 0)
-        reader = redtls_default_max_bulk_len();
-    r->chunk_over = target_max > 8192 ? target_max - 4096 : target_max / 2;
-    if (r->o->chunk_limit < r->chunk_over)
-        r->chunk_over = r->o->chunk_limit;
-    if (r->o->chunk_limit < piece)
-        piece = r->o->chunk_limit;
-    if (target_max / 2 < piece)
-        piece = target_max / 2;
-    if (reader / 2 < piece)
-        piece = reader / 2;
-    r->chunks.o = r->o;
-    r->chunks.from = r->from;
-    r->chunks.to = r->to;
-    r->chunks.skew = r->skew;
-    r->chunks.piece = (size_t)(piece > 0 ? piece : 1);
+        if (rc != EXIT_CONTINUE)
+            return rc;
+        last = strcmp(cursor, "0") == 0;
+        pthread_mutex_lock(&c->mu);
+        np->n = base;
+        add_counts(&np->n, &r->n);
+        memcpy(np->cursor, cursor, sizeof np->cursor);
+        np->done = last;
+        c->version++;
+        stop = c->stop;
+        if (last && !c->standalone) {
+            copy_clear_bar(c);
+            fprintf(stderr, "redtls-migrate: node %s done: %llu keys scanned, %llu copied in %.1f s\n", np->addr,
+                    np->n.scanned, np->n.copied, mono_s() - t0);
+        }
+        pthread_mutex_unlock(&c->mu);
+        throttle(r, n, started);
+    } while (!last && !stop);
     return EXIT_CONTINUE;
-}
-
-static int run_copy(const struct migrate_options *o, struct side *from, struct side *to)
-{
-    struct run r;
-    const char *nodes[MAX_NODES];
-    size_t nn, i;
-    int rc = EXIT_CONTINUE;
-    double el;
-
-    memset(&r, 0, sizeof r);
-    r.o = o;
-    r.from = from;
-    r.to = to;
-    r.total = source_size(from);
-    if ((rc = target_clock_skew(to, &r.skew)) != EXIT_CONTINUE)
-        return rc;
-    if ((rc = plan_pieces(&r)) != EXIT_CONTINUE)
-        return rc;
-    r.start = r.last_progress = mono_s();
-    nn = side_masters(from, nodes, MAX_NODES);
-    for (i = 0; i < nn && rc == EXIT_CONTINUE; i++)
-        rc = copy_node(&r, nodes[i]);
-    free(r.keys);
-    progress(&r, 1);
-    el = mono_s() - r.start;
-    printf("keys scanned: %llu\n"
-           "keys copied: %llu\n"
-           "keys skipped: %llu\n"
-           "expired on the way: %llu\n"
-           "keys failed: %llu\n"
-           "keys chunked: %llu\n"
-           "payload bytes: %llu\n"
-           "seconds: %.3f\n"
-           "keys/s: %.0f\n",
-           r.n.scanned, r.n.copied, r.n.skipped, r.n.expired, r.n.failed, r.n.chunked, r.n.bytes, el,
-           el > 0 ? (double)r.n.copied / el : 0.0);
-    if (o->dry_run)
-        puts("dry run: nothing was written");
-    fflush(stdout);
-    if (rc != EXIT_CONTINUE)
-        return rc;
-    return r.n.failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_COPIED;
 }
 
 int main(int argc, char **argv)
 {
     struct migrate_options o;
     struct side from, to;
+    struct checkpoint *saved = NULL;
     int rc;
 
     rc = parse_options(argc, argv, &o);
+    if (rc != EXIT_CONTINUE)
+        return rc;
+    rc = checkpoint_open(&o, &saved);
     if (rc != EXIT_CONTINUE)
         return rc;
     memset(&from, 0, sizeof from);
@@ -801,9 +889,10 @@ int main(int argc, char **argv)
     if (rc == EXIT_CONTINUE)
         rc = refuse_same_server(&from, &to);
     if (rc == EXIT_CONTINUE && o.verify != 2)
-        rc = run_copy(&o, &from, &to);
+        rc = run_copy(&o, &from, &to, saved);
     if ((rc == EXIT_ALL_COPIED && o.verify == 1) || (rc == EXIT_CONTINUE && o.verify == 2))
         rc = verify_run(&o, &from, &to);
+    free(saved);
     side_close(&from);
     side_close(&to);
     return rc;

@@ -105,25 +105,27 @@ void lab_expect_ok(struct redisReply *r)
     redtls_reply_free(r);
 }
 
-/* Runs redtls-migrate with argv (NULL-terminated, argv[0] omitted) and
- * REDTLS_TO_TOKEN=env_token when not NULL; stdout and stderr are captured
- * into out/err. Returns the exit status. */
-int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err, size_t err_cap, ...)
+static void migrate_paths(char *out_path, char *err_path)
 {
-    const char *argv[40];
+    snprintf(out_path, LAB_PATH_MAX, "%s/migrate.out", lab_workdir());
+    snprintf(err_path, LAB_PATH_MAX, "%s/migrate.err", lab_workdir());
+}
+
+#define MIGRATE_MAX_ARGS 40
+
+/* argv: the tool's arguments after argv[0], NULL-terminated. */
+static pid_t start_migrate(const char *env_token, const char *const *args)
+{
+    const char *argv[MIGRATE_MAX_ARGS + 1];
     int argc = 0;
-    va_list ap;
     char out_path[LAB_PATH_MAX], err_path[LAB_PATH_MAX];
     pid_t pid;
-    int status;
 
     argv[argc++] = REDTLS_MIGRATE_BIN;
-    va_start(ap, err_cap);
-    while ((argv[argc] = va_arg(ap, const char *)) != NULL)
-        argc++;
-    va_end(ap);
-    snprintf(out_path, sizeof out_path, "%s/migrate.out", lab_workdir());
-    snprintf(err_path, sizeof err_path, "%s/migrate.err", lab_workdir());
+    for (int i = 0; args[i] != NULL; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    migrate_paths(out_path, err_path);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -135,12 +137,39 @@ int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
             setenv("REDTLS_TO_TOKEN", env_token, 1);
         else
             unsetenv("REDTLS_TO_TOKEN");
-        char *v[40];
+        char *v[MIGRATE_MAX_ARGS + 1];
         for (int i = 0; i <= argc; i++)
             v[i] = argv[i] != NULL ? strdup(argv[i]) : NULL;
         execv(v[0], v);
         _exit(127);
     }
+    return pid;
+}
+
+/* The variadic arguments up to NULL into args (MIGRATE_MAX_ARGS + 1). */
+#define COLLECT_ARGS(args, last)                                                                                       \
+    do {                                                                                                               \
+        va_list ap;                                                                                                    \
+        int n = 0;                                                                                                     \
+        va_start(ap, last);                                                                                            \
+        while (((args)[n] = va_arg(ap, const char *)) != NULL)                                                         \
+            assert_true(++n < MIGRATE_MAX_ARGS);                                                                       \
+        va_end(ap);                                                                                                    \
+    } while (0)
+
+pid_t lab_start_migrate(const char *env_token, ...)
+{
+    const char *args[MIGRATE_MAX_ARGS + 1];
+    COLLECT_ARGS(args, env_token);
+    return start_migrate(env_token, args);
+}
+
+int lab_wait_migrate(pid_t pid, char *out, size_t out_cap, char *err, size_t err_cap)
+{
+    char out_path[LAB_PATH_MAX], err_path[LAB_PATH_MAX];
+    int status;
+
+    migrate_paths(out_path, err_path);
     while (waitpid(pid, &status, 0) < 0)
         assert_int_equal(errno, EINTR);
     char *o = lab_read_file(out_path, NULL), *e = lab_read_file(err_path, NULL);
@@ -156,15 +185,32 @@ int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err,
         assert_null(strstr(out, lab_migrate_secrets[s]));
         assert_null(strstr(err, lab_migrate_secrets[s]));
     }
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
+}
+
+/* Runs redtls-migrate with argv (NULL-terminated, argv[0] omitted) and
+ * REDTLS_TO_TOKEN=env_token when not NULL; stdout and stderr are captured
+ * into out/err. Returns the exit status. */
+int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err, size_t err_cap, ...)
+{
+    const char *args[MIGRATE_MAX_ARGS + 1];
+    COLLECT_ARGS(args, err_cap);
+    pid_t pid = start_migrate(env_token, args);
+    int rc = lab_wait_migrate(pid, out, out_cap, err, err_cap);
+    assert_true(rc >= 0); /* not ended by a signal */
+    return rc;
 }
 
 long long lab_report(const char *out, const char *label)
 {
     const char *p = strstr(out, label);
-    if (p == NULL)
+    if (p == NULL) {
         fail_msg("no '%s' in the report", label);
+        return -1;
+    }
     return strtoll(p + strlen(label), NULL, 10);
 }
 

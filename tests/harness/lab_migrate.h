@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <redtls/redtls.h>
 
@@ -36,6 +37,13 @@ extern const char *lab_migrate_secrets[LAB_MIGRATE_SECRETS];
  * stdout and stderr are captured into out/err and echoed on stderr, and
  * checked for lab_migrate_secrets. Returns the exit status. */
 int lab_run_migrate(const char *env_token, char *out, size_t out_cap, char *err, size_t err_cap, ...);
+/* lab_run_migrate in two steps, so the run can be killed in between:
+ * starts the tool (arguments after env_token, NULL-terminated) and returns
+ * its pid; lab_wait_migrate reaps it, captures and checks its output as
+ * lab_run_migrate does, and returns its exit status, or -SIGNAL when a
+ * signal ended it. One run at a time (the output files are shared). */
+pid_t lab_start_migrate(const char *env_token, ...);
+int lab_wait_migrate(pid_t pid, char *out, size_t out_cap, char *err, size_t err_cap);
 /* The number after label in the tool's report; fails when absent. */
 long long lab_report(const char *out, const char *label);
 /* Wall clock, unix milliseconds. */
