@@ -72,8 +72,7 @@ static int source_read(struct copy *c, int argc, const char **argv, const size_t
     redtls_status st = key_command(c->j->from, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, reply);
 
     if (st == REDTLS_E_LIMIT)
-        return failed(c, CHUNK_FAILED, "source %s: %s (raise --from-max-bulk)", argv[0],
-                      side_errmsg(c->j->from, st));
+        return failed(c, CHUNK_FAILED, "source %s: %s (raise --from-max-bulk)", argv[0], side_errmsg(c->j->from, st));
     if (st != REDTLS_OK)
         return failed(c, CHUNK_CONNECT, "source %s: %s", argv[0], side_errmsg(c->j->from, st));
     return CHUNK_COPIED;
@@ -480,8 +479,9 @@ static int copy_stream(struct copy *c)
             rc = sync_writes(c);
         }
     } else if (rc == CHUNK_COPIED) {
-        rc = failed(c, CHUNK_FAILED, "the stream has no entries, only consumer groups, which are not copied "
-                                     "in pieces");
+        rc = failed(c, CHUNK_FAILED,
+                    "the stream has no entries, only consumer groups, which are not copied "
+                    "in pieces");
     }
     redtls_reply_free(info);
     return rc;
@@ -612,7 +612,7 @@ static int finish(struct copy *c, long long abs_ms)
 static int copy_key(struct copy *c)
 {
     char type[64];
-    long long abs_ms = 0, end_ms = 0;
+    long long start_ms = 0, end_ms = 0;
     int rc;
 
     if (c->j->o->no_replace) {
@@ -628,9 +628,9 @@ static int copy_key(struct copy *c)
         if (there > 0)
             return CHUNK_SKIPPED;
     }
-    if ((rc = source_state(c, type, sizeof type, &abs_ms)) != CHUNK_COPIED)
+    if ((rc = source_state(c, type, sizeof type, &start_ms)) != CHUNK_COPIED)
         return rc;
-    if (abs_ms < 0 || strcmp(type, "none") == 0)
+    if (start_ms < 0 || strcmp(type, "none") == 0)
         return CHUNK_EXPIRED;
     if (strcmp(type, "string") == 0)
         rc = copy_string(c);
@@ -651,12 +651,14 @@ static int copy_key(struct copy *c)
                       type);
     if (rc != CHUNK_COPIED)
         return rc;
-    /* Gone from the source meanwhile: not resurrected. */
+    /* The expiry as it is now, the latest state: a TTL set, changed or
+     * removed on the source during the copy is the one that holds. Gone
+     * from the source meanwhile: not resurrected. */
     if ((rc = source_state(c, NULL, 0, &end_ms)) != CHUNK_COPIED)
         return rc;
     if (end_ms < 0 || !c->made)
         return CHUNK_EXPIRED;
-    return finish(c, abs_ms);
+    return finish(c, end_ms);
 }
 
 /* FNV-1a, to tell apart the temporary names of different keys. */

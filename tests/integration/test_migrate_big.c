@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -365,6 +366,138 @@ static const char *to_url(void)
     return u;
 }
 
+/* ----- a second client changing things while the tool copies ----------- */
+
+/* In a child process, with connections of its own to the source and the
+ * target: ready() answers 1 once the copy has reached the point wanted (0:
+ * not yet, -1: give up), then act() makes the change (0: done). */
+typedef int (*race_fn)(redtls_conn *src, redtls_conn *dst);
+
+static redtls_conn *child_conn(uint16_t port, const char *token)
+{
+    redtls_config *cfg = NULL;
+    redtls_conn *c = NULL;
+    if (redtls_config_new(&cfg) != REDTLS_OK)
+        return NULL;
+    if (redtls_config_set_host(cfg, "127.0.0.1", port) != REDTLS_OK || redtls_config_set_tls(cfg, 0) != REDTLS_OK ||
+        (token != NULL && redtls_config_set_token(cfg, token) != REDTLS_OK) || redtls_conn_new(cfg, &c) != REDTLS_OK) {
+        redtls_config_free(cfg);
+        return NULL;
+    }
+    redtls_config_free(cfg);
+    if (redtls_conn_connect(c) != REDTLS_OK) {
+        redtls_conn_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Forks the child (no cmocka call in it): it waits for ready(), runs
+ * act(), lifts any CLIENT PAUSE of the target and exits 0, or 1 when the
+ * moment never came within 60 s or the change failed. */
+static pid_t race_start(race_fn ready, race_fn act)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    redtls_conn *src = child_conn(source.port, NULL), *dst = child_conn(target.plain_port, TOKEN);
+    int ok = 0;
+    long long until = lab_wall_ms() + 60000;
+    while (src != NULL && dst != NULL && lab_wall_ms() < until) {
+        int r = ready(src, dst);
+        if (r < 0)
+            break;
+        if (r > 0) {
+            ok = act(src, dst) == 0;
+            break;
+        }
+        usleep(500);
+    }
+    if (dst != NULL) {
+        struct redisReply *r = NULL;
+        (void)redtls_conn_command(dst, &r, "CLIENT UNPAUSE");
+        redtls_reply_free(r);
+    }
+    _exit(ok ? 0 : 1);
+}
+
+/* The child saw its moment and made its change. */
+static void race_end(pid_t pid)
+{
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* 1 when INFO commandstats has counted a call of stat ("hscan",
+ * "xinfo|stream") since the last CONFIG RESETSTAT. */
+static int child_called(redtls_conn *c, const char *stat)
+{
+    struct redisReply *r = NULL;
+    char needle[64];
+    int seen;
+    if (redtls_conn_command(c, &r, "INFO commandstats") != REDTLS_OK || redtls_reply_type(r) != REDTLS_REPLY_STRING) {
+        redtls_reply_free(r);
+        return -1;
+    }
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", stat);
+    seen = strstr(redtls_reply_str(r, NULL), needle) != NULL;
+    redtls_reply_free(r);
+    return seen;
+}
+
+/* 0 when c answers cmd (a format without arguments) with no error. */
+static int child_ok(redtls_conn *c, const char *fmt, const char *arg)
+{
+    struct redisReply *r = NULL;
+    redtls_status st = redtls_conn_command(c, &r, fmt, arg);
+    int bad = st != REDTLS_OK || redtls_reply_type(r) == REDTLS_REPLY_ERROR;
+    redtls_reply_free(r);
+    return bad ? -1 : 0;
+}
+
+/* A hash of n fields ("x<i>" = "x<i>") on the source, no TTL. */
+static void fill_hash(struct lab_end *src, const char *key, int n)
+{
+    static const char *argv[2 + 2 * 1000];
+    static size_t lens[2 + 2 * 1000];
+    static char names[1000][16];
+    int q = 0;
+
+    for (int i = 0; i < n; i += 1000) {
+        argv[0] = "HSET", argv[1] = key;
+        lens[0] = 4, lens[1] = strlen(key);
+        for (int j = 0; j < 1000; j++) {
+            argv[2 + 2 * j] = argv[3 + 2 * j] = names[j];
+            lens[2 + 2 * j] = lens[3 + 2 * j] = (size_t)snprintf(names[j], sizeof names[j], "x%d", i + j);
+        }
+        lab_end_append(src, 2 + 2000, argv, lens);
+        q++;
+    }
+    drain(src, &q);
+}
+
+static void reset_stats(struct lab_end *e)
+{
+    const char *rs[] = {"CONFIG", "RESETSTAT"};
+    cmd(e, 2, rs, NULL);
+}
+
+static void pause_writes(struct lab_end *e)
+{
+    const char *pause[] = {"CLIENT", "PAUSE", "30000", "WRITE"};
+    cmd(e, 4, pause, NULL);
+}
+
+static void del_key(struct lab_end *e, const char *key)
+{
+    const char *d[] = {"DEL", key};
+    cmd(e, 2, d, NULL);
+}
+
 /* ----- tests ------------------------------------------------------------ */
 
 static int group_setup(void **state)
@@ -633,13 +766,64 @@ static void test_pieces_cluster(void **state)
     lab_cluster_stop(&c);
 }
 
+static int hscan_started(redtls_conn *src, redtls_conn *dst)
+{
+    (void)dst;
+    return child_called(src, "hscan");
+}
+
+static int set_ttl(redtls_conn *src, redtls_conn *dst)
+{
+    (void)dst;
+    return child_ok(src, "PEXPIRE %s 600000", "late:hash");
+}
+
+/* A TTL set, or shortened, on the source while the key is copied in
+ * pieces (the target holds the writes back until then) is the expiry the
+ * copy gets: the PTTL read after the copy is the latest state. */
+static void test_ttl_changed_during_copy(void **state)
+{
+    (void)state;
+    struct lab_end src = lab_plain_end(source.port, NULL);
+    struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
+
+    for (int shorten = 0; shorten < 2; shorten++) {
+        flush_target(&dst);
+        fill_hash(&src, "late:hash", NFIELDS);
+        if (shorten) {
+            const char *px[] = {"PEXPIRE", "late:hash", "3600000"};
+            cmd(&src, 3, px, NULL);
+        }
+        reset_stats(&src);
+        pause_writes(&dst);
+        pid_t child = race_start(hscan_started, set_ttl);
+        int rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from_url(), "--to", to_url(),
+                                 "--to-cacert", lab_cert("ca.crt"), "--chunk-limit", "64k", "--match", "late:*",
+                                 (char *)NULL);
+        race_end(child);
+        assert_int_equal(rc, 0);
+        assert_int_equal(lab_report(out, "keys copied: "), 1);
+        assert_int_equal(lab_report(out, "keys chunked: "), 1);
+        long long ea = expire_time(&src, "late:hash"), eb = expire_time(&dst, "late:hash");
+        assert_true(ea > 0);
+        assert_true(eb <= ea);
+        assert_true(eb >= ea - TTL_SLACK_MS);
+        assert_int_equal(lab_end_integer(&dst, "HLEN", "late:hash"), NFIELDS);
+        assert_no_tmp(&dst);
+        del_key(&src, "late:hash");
+    }
+    flush_target(&dst);
+    lab_end_free(&src);
+    lab_end_free(&dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pieces_standalone),  cmocka_unit_test(test_no_replace),
         cmocka_unit_test(test_target_bulk_limit),  cmocka_unit_test(test_reader_limit),
         cmocka_unit_test(test_expired_on_the_way), cmocka_unit_test(test_bad_chunk_limit),
-        cmocka_unit_test(test_pieces_cluster),
+        cmocka_unit_test(test_pieces_cluster),     cmocka_unit_test(test_ttl_changed_during_copy),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
