@@ -817,13 +817,95 @@ static void test_ttl_changed_during_copy(void **state)
     lab_end_free(&dst);
 }
 
+static char tmp_seen[256]; /* in the race's child */
+
+static int tmp_made(redtls_conn *src, redtls_conn *dst)
+{
+    struct redisReply *r = NULL;
+    int seen = 0;
+    (void)src;
+    if (redtls_conn_command(dst, &r, "KEYS *redtls-migrate:tmp*") != REDTLS_OK ||
+        redtls_reply_type(r) != REDTLS_REPLY_ARRAY) {
+        redtls_reply_free(r);
+        return -1;
+    }
+    if (redtls_reply_len(r) > 0) {
+        snprintf(tmp_seen, sizeof tmp_seen, "%s", redtls_reply_str(redtls_reply_element(r, 0), NULL));
+        seen = 1;
+    }
+    redtls_reply_free(r);
+    return seen;
+}
+
+static int unlink_tmp(redtls_conn *src, redtls_conn *dst)
+{
+    (void)src;
+    return child_ok(dst, "UNLINK %s", tmp_seen);
+}
+
+/* The temporary key deleted on the target during a long copy (as
+ * eviction would): later writes would make it again, half full; the key
+ * fails instead, with the cause, and nothing is left on the target. */
+static void test_tmp_lost_during_copy(void **state)
+{
+    (void)state;
+    struct lab_end src = lab_plain_end(source.port, NULL);
+    struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
+
+    flush_target(&dst);
+    fill_hash(&src, "late:hash", NFIELDS);
+    pid_t child = race_start(tmp_made, unlink_tmp);
+    int rc =
+        lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from_url(), "--to", to_url(), "--to-cacert",
+                        lab_cert("ca.crt"), "--chunk-limit", "1k", "--match", "late:*", (char *)NULL);
+    race_end(child);
+    assert_int_equal(rc, 1);
+    assert_int_equal(lab_report(out, "keys failed: "), 1);
+    assert_int_equal(lab_report(out, "keys copied: "), 0);
+    assert_contains(err, "key 'late:hash' failed");
+    assert_contains(err, "disappeared during the copy");
+    assert_int_equal(lab_end_integer(&dst, "DBSIZE", NULL), 0);
+    del_key(&src, "late:hash");
+    lab_end_free(&src);
+    lab_end_free(&dst);
+}
+
+/* A target user that may not run PERSIST: the key fails, naming the ACL,
+ * instead of being left with the copy's one-hour safety TTL. */
+static void test_expiry_refused(void **state)
+{
+    (void)state;
+    struct lab_end src = lab_plain_end(source.port, NULL);
+    struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
+    const char *user[] = {"ACL", "SETUSER", "nopersist", "on", ">nopersist-pw", "~*", "&*", "+@all", "-persist"};
+
+    flush_target(&dst);
+    cmd(&dst, 9, user, NULL);
+    fill_hash(&src, "late:hash", 20000);
+    int rc = lab_run_migrate("nopersist-pw", out, sizeof out, err, sizeof err, "--from", from_url(), "--to", to_url(),
+                             "--to-cacert", lab_cert("ca.crt"), "--to-user", "nopersist", "--chunk-limit", "64k",
+                             "--match", "late:*", (char *)NULL);
+    const char *deluser[] = {"ACL", "DELUSER", "nopersist"};
+    cmd(&dst, 3, deluser, NULL);
+    assert_int_equal(rc, 1);
+    assert_int_equal(lab_report(out, "keys failed: "), 1);
+    assert_int_equal(lab_report(out, "keys copied: "), 0);
+    assert_contains(err, "target PERSIST: NOPERM");
+    assert_contains(err, "ACL user needs");
+    assert_int_equal(lab_end_integer(&dst, "DBSIZE", NULL), 0);
+    del_key(&src, "late:hash");
+    lab_end_free(&src);
+    lab_end_free(&dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pieces_standalone),  cmocka_unit_test(test_no_replace),
-        cmocka_unit_test(test_target_bulk_limit),  cmocka_unit_test(test_reader_limit),
-        cmocka_unit_test(test_expired_on_the_way), cmocka_unit_test(test_bad_chunk_limit),
-        cmocka_unit_test(test_pieces_cluster),     cmocka_unit_test(test_ttl_changed_during_copy),
+        cmocka_unit_test(test_pieces_standalone),    cmocka_unit_test(test_no_replace),
+        cmocka_unit_test(test_target_bulk_limit),    cmocka_unit_test(test_reader_limit),
+        cmocka_unit_test(test_expired_on_the_way),   cmocka_unit_test(test_bad_chunk_limit),
+        cmocka_unit_test(test_pieces_cluster),       cmocka_unit_test(test_ttl_changed_during_copy),
+        cmocka_unit_test(test_tmp_lost_during_copy), cmocka_unit_test(test_expiry_refused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
