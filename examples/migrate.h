@@ -40,11 +40,11 @@ struct migrate_options {
     int no_replace;
     int dry_run;
     long batch;
-    long timeout_ms; /* -1: library defaults */
-    int verify;      /* 1: after the copy, 2: instead of it */
+    long timeout_ms;                  /* -1: library defaults */
+    int verify;                       /* 1: after the copy, 2: instead of it */
     unsigned long long chunk_limit;   /* DUMP payloads above: copied in pieces */
     unsigned long long from_max_bulk; /* the source reader's bulk limit, 0: default */
-    long sample;     /* --verify: keys to compare, 0: every key */
+    long sample;                      /* --verify: keys to compare, 0: every key */
 };
 
 /* A connected end: a standalone connection or a cluster handle. */
@@ -110,6 +110,11 @@ struct chunk_result {
  * CHUNK_CONNECT (its safety TTL removes it then). No shared state: workers
  * with sides of their own may call it side by side. */
 int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struct chunk_result *res);
+/* The stream ID right after id ("ms-seq"): seq + 1, or ms + 1 and seq 0,
+ * written to out; an exclusive XRANGE start that Redis before 6.2 takes
+ * too. 0, 1 when id is the largest there is, -1 when it is no such ID or
+ * out is too small. */
+int stream_next_id(const char *id, size_t len, char *out, size_t cap);
 /* The largest RESTORE payload the target accepts: the smallest
  * proto-max-bulk-len of its masters (512 MiB when CONFIG is refused, as on
  * ElastiCache). EXIT_CONTINUE or EXIT_CONNECT. */

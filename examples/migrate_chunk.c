@@ -3,6 +3,7 @@
  * into a temporary key of the same hash slot, which then gets the expiry
  * and is renamed onto the real name, so the target never shows half a
  * value. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,10 +442,37 @@ static const struct redisReply *info_field(const struct redisReply *info, const 
     return NULL;
 }
 
-/* Entries with XRANGE (exclusive start after the first read) to XADD with
- * the same IDs, then XSETID to the source's last generated ID (and, where
- * the source reports them, its entries-added and max-deleted-entry-id).
- * Consumer groups and their pending entries do not travel. */
+int stream_next_id(const char *id, size_t len, char *out, size_t cap)
+{
+    char buf[48], *dash, *end;
+    unsigned long long ms, seq;
+
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, id, len);
+    buf[len] = '\0';
+    if ((dash = strchr(buf, '-')) == NULL || buf[0] < '0' || buf[0] > '9' || dash[1] < '0' || dash[1] > '9')
+        return -1;
+    ms = strtoull(buf, &end, 10);
+    if (end != dash)
+        return -1;
+    seq = strtoull(dash + 1, &end, 10);
+    if (*end != '\0')
+        return -1;
+    if (seq < ULLONG_MAX)
+        seq++;
+    else if (ms < ULLONG_MAX)
+        ms++, seq = 0;
+    else
+        return 1;
+    return (size_t)snprintf(out, cap, "%llu-%llu", ms, seq) < cap ? 0 : -1;
+}
+
+/* Entries with XRANGE, up to the last generated ID XINFO STREAM gave (so
+ * they are the ones its counters describe, whatever is added meanwhile),
+ * to XADD with the same IDs; then XSETID to that ID (and, where the source
+ * reports them, its entries-added and max-deleted-entry-id). Consumer
+ * groups and their pending entries do not travel. */
 static int copy_stream(struct copy *c)
 {
     char start[64] = "-", count[24];
@@ -452,7 +480,7 @@ static int copy_stream(struct copy *c)
     const struct redisReply *last, *groups;
     const char *iargv[3] = {"XINFO", "STREAM", c->key};
     size_t ilens[3] = {5, 6, c->klen};
-    int rc, any = 0;
+    int rc, any = 0, done = 0;
 
     if ((rc = source_read(c, 3, iargv, ilens, &info)) != CHUNK_COPIED)
         return rc;
@@ -469,11 +497,12 @@ static int copy_stream(struct copy *c)
                  redtls_reply_integer(groups));
     for (;;) {
         struct redisReply *r = NULL;
-        const char *argv[6] = {"XRANGE", c->key, start, "+", "COUNT", count};
-        size_t lens[6] = {6, c->klen, strlen(start), 1, 5, 0};
+        const char *argv[6] = {"XRANGE", c->key, start, NULL, "COUNT", count};
+        size_t lens[6] = {6, c->klen, strlen(start), 0, 5, 0};
         size_t i, n, bytes = 0;
         long long want = c->count;
 
+        argv[3] = redtls_reply_str(last, &lens[3]);
         lens[5] = (size_t)snprintf(count, sizeof count, "%lld", want);
         if ((rc = source_read(c, 6, argv, lens, &r)) != CHUNK_COPIED)
             break;
@@ -507,18 +536,18 @@ static int copy_stream(struct copy *c)
             }
             bytes += c->bytes;
             rc = cmd_end(c);
-            if (i + 1 == n && idlen + 2 <= sizeof start) {
-                start[0] = '(';
-                memcpy(start + 1, redtls_reply_str(id, NULL), idlen);
-                start[idlen + 1] = '\0';
-            }
+            /* The next read starts after this ID: "(ID" needs Redis 6.2. */
+            if (i + 1 == n && rc == CHUNK_COPIED &&
+                (done = stream_next_id(redtls_reply_str(id, NULL), idlen, start, sizeof start)) < 0)
+                rc = failed(c, CHUNK_FAILED, "source XRANGE: unexpected entry ID '%.*s'",
+                            (int)(idlen > 40 ? 40 : idlen), redtls_reply_str(id, NULL));
             any = 1;
         }
         if (rc == CHUNK_COPIED)
             rc = sync_writes(c);
         c->argc = 0;
         redtls_reply_free(r);
-        if (rc != CHUNK_COPIED || (long long)n < want)
+        if (rc != CHUNK_COPIED || (long long)n < want || done)
             break;
         adapt_count(c, n, bytes);
     }

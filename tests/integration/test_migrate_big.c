@@ -394,7 +394,7 @@ static redtls_conn *child_conn(uint16_t port, const char *token)
 
 /* Forks the child (no cmocka call in it): it waits for ready(), runs
  * act(), lifts any CLIENT PAUSE of the target and exits 0, or 1 when the
- * moment never came within 60 s or the change failed. */
+ * moment never came within 20 s or the change failed. */
 static pid_t race_start(race_fn ready, race_fn act)
 {
     fflush(NULL);
@@ -404,7 +404,7 @@ static pid_t race_start(race_fn ready, race_fn act)
         return pid;
     redtls_conn *src = child_conn(source.port, NULL), *dst = child_conn(target.plain_port, TOKEN);
     int ok = 0;
-    long long until = lab_wall_ms() + 60000;
+    long long until = lab_wall_ms() + 20000;
     while (src != NULL && dst != NULL && lab_wall_ms() < until) {
         int r = ready(src, dst);
         if (r < 0)
@@ -898,14 +898,82 @@ static void test_expiry_refused(void **state)
     lab_end_free(&dst);
 }
 
+static int xinfo_read(redtls_conn *src, redtls_conn *dst)
+{
+    (void)dst;
+    return child_called(src, "xinfo|stream");
+}
+
+static int add_entries(redtls_conn *src, redtls_conn *dst)
+{
+    (void)dst;
+    for (int i = 0; i < 5; i++)
+        if (child_ok(src, "XADD %s * new entry", "late:stream") != 0)
+            return -1;
+    return 0;
+}
+
+/* Entries added to a stream while it is copied in pieces: the copy is the
+ * stream as XINFO STREAM saw it (its last ID, entries-added), not a
+ * mixture XSETID refuses. */
+static void test_stream_written_during_copy(void **state)
+{
+    (void)state;
+    struct lab_end src = lab_plain_end(source.port, NULL);
+    struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
+    int q = 0;
+
+    flush_target(&dst);
+    for (int i = 1; i <= NENTRIES; i++) {
+        char id[24];
+        const char *x[] = {"XADD", "late:stream", id, "f", "some value"};
+        size_t xl[] = {4, 11, (size_t)snprintf(id, sizeof id, "1-%d", i), 1, 10};
+        lab_end_append(&src, 5, x, xl);
+        q++;
+    }
+    drain(&src, &q);
+    const char *xd[] = {"XDEL", "late:stream", "1-7"};
+    cmd(&src, 3, xd, NULL);
+    reset_stats(&src);
+    pause_writes(&dst);
+    pid_t child = race_start(xinfo_read, add_entries);
+    int rc =
+        lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from_url(), "--to", to_url(), "--to-cacert",
+                        lab_cert("ca.crt"), "--chunk-limit", "1k", "--match", "late:*", (char *)NULL);
+    race_end(child);
+    assert_int_equal(rc, 0);
+    assert_int_equal(lab_report(out, "keys copied: "), 1);
+    assert_int_equal(lab_report(out, "keys chunked: "), 1);
+    assert_int_equal(lab_end_integer(&src, "XLEN", "late:stream"), NENTRIES - 1 + 5);
+    assert_int_equal(lab_end_integer(&dst, "XLEN", "late:stream"), NENTRIES - 1);
+    struct redisReply *b = get(&dst, "XINFO", "STREAM", "late:stream", NULL, NULL);
+    char lastid[24];
+    snprintf(lastid, sizeof lastid, "1-%d", NENTRIES);
+    assert_reply_str(info(b, "last-generated-id"), REDTLS_REPLY_STRING, lastid);
+    assert_int_equal(redtls_reply_integer(info(b, "entries-added")), NENTRIES);
+    assert_reply_str(info(b, "max-deleted-entry-id"), REDTLS_REPLY_STRING, "1-7");
+    redtls_reply_free(b);
+    assert_no_tmp(&dst);
+    del_key(&src, "late:stream");
+    flush_target(&dst);
+    lab_end_free(&src);
+    lab_end_free(&dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pieces_standalone),    cmocka_unit_test(test_no_replace),
-        cmocka_unit_test(test_target_bulk_limit),    cmocka_unit_test(test_reader_limit),
-        cmocka_unit_test(test_expired_on_the_way),   cmocka_unit_test(test_bad_chunk_limit),
-        cmocka_unit_test(test_pieces_cluster),       cmocka_unit_test(test_ttl_changed_during_copy),
-        cmocka_unit_test(test_tmp_lost_during_copy), cmocka_unit_test(test_expiry_refused),
+        cmocka_unit_test(test_pieces_standalone),
+        cmocka_unit_test(test_no_replace),
+        cmocka_unit_test(test_target_bulk_limit),
+        cmocka_unit_test(test_reader_limit),
+        cmocka_unit_test(test_expired_on_the_way),
+        cmocka_unit_test(test_bad_chunk_limit),
+        cmocka_unit_test(test_pieces_cluster),
+        cmocka_unit_test(test_ttl_changed_during_copy),
+        cmocka_unit_test(test_tmp_lost_during_copy),
+        cmocka_unit_test(test_expiry_refused),
+        cmocka_unit_test(test_stream_written_during_copy),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
