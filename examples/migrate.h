@@ -110,6 +110,10 @@ struct chunk_result {
  * CHUNK_CONNECT (its safety TTL removes it then). No shared state: workers
  * with sides of their own may call it side by side. */
 int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struct chunk_result *res);
+/* The DUMP length the source reader refused, from its message ("bulk
+ * string of N bytes exceeds the limit ..."), 0 when it does not say: a key
+ * over --from-max-bulk still counts in "payload bytes". */
+unsigned long long chunk_refused_len(const char *errmsg);
 /* The stream ID right after id ("ms-seq"): seq + 1, or ms + 1 and seq 0,
  * written to out; an exclusive XRANGE start that Redis before 6.2 takes
  * too. 0, 1 when id is the largest there is, -1 when it is no such ID or

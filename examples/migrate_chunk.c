@@ -442,6 +442,12 @@ static const struct redisReply *info_field(const struct redisReply *info, const 
     return NULL;
 }
 
+unsigned long long chunk_refused_len(const char *errmsg)
+{
+    const char *p = errmsg != NULL ? strstr(errmsg, "bulk string of ") : NULL;
+    return p != NULL ? strtoull(p + 15, NULL, 10) : 0;
+}
+
 int stream_next_id(const char *id, size_t len, char *out, size_t cap)
 {
     char buf[48], *dash, *end;
