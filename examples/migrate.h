@@ -103,9 +103,10 @@ struct chunk_result {
 };
 
 /* Copies one key by type in pieces: into a temporary key of the key's hash
- * slot (with a safety TTL while it is built), then its expiry (read from
- * the source: PEXPIREAT or PERSIST), then RENAME (RENAMENX with
- * --no-replace) onto key. Nothing may be pending on either side. Returns
+ * slot (with a safety TTL while it is built, renewed before each later
+ * round of writes; its size checked against what was written), then its
+ * expiry (the source's after the copy: PEXPIREAT or PERSIST), then RENAME
+ * (RENAMENX with --no-replace) onto key. Nothing may be pending on either side. Returns
  * an enum chunk_outcome; the temporary key is removed on every outcome but
  * CHUNK_CONNECT (its safety TTL removes it then). No shared state: workers
  * with sides of their own may call it side by side. */
