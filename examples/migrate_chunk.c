@@ -117,10 +117,10 @@ static int append_renew(struct copy *c)
 static int queue_write(struct copy *c, int argc, const char **argv, const size_t *lens, size_t elems, size_t bytes)
 {
     redtls_status st;
-    int rc;
 
     if (c->queued == 0 && c->rounds > 0) {
-        if ((rc = append_renew(c)) != CHUNK_COPIED)
+        int rc = append_renew(c);
+        if (rc != CHUNK_COPIED)
             return rc;
         c->renew = 1;
     }
@@ -140,7 +140,6 @@ static int sync_writes(struct copy *c)
 {
     int first = c->rounds == 0, rc = CHUNK_COPIED;
     size_t n, i;
-    redtls_status st;
 
     if (c->queued == 0)
         return CHUNK_COPIED;
@@ -150,7 +149,7 @@ static int sync_writes(struct copy *c)
     for (i = 0; i < n; i++) {
         struct redisReply *r = NULL;
         int renewal = (c->renew && i == 0) || (first && i + 1 == n);
-        st = side_get_reply(c->j->to, &r);
+        redtls_status st = side_get_reply(c->j->to, &r);
         if (rc == CHUNK_COPIED) {
             size_t elen;
             const char *e = error_text(r, &elen);
@@ -783,18 +782,29 @@ static int copy_key(struct copy *c)
         return rc;
     if (start_ms < 0 || strcmp(type, "none") == 0)
         return CHUNK_EXPIRED;
+    /* What the temporary key's size is checked against before the rename. */
+    static const struct {
+        const char *type, *size_cmd;
+        enum written_by by;
+    } kinds[] = {{"string", "STRLEN", BY_BYTES}, {"hash", "HLEN", BY_REPLIES}, {"set", "SCARD", BY_REPLIES},
+                 {"zset", "ZCARD", BY_REPLIES},  {"list", "LLEN", BY_ELEMS},   {"stream", "XLEN", BY_CMDS}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (strcmp(type, kinds[k].type) == 0) {
+            c->size_cmd = kinds[k].size_cmd;
+            c->by = kinds[k].by;
+        }
     if (strcmp(type, "string") == 0)
-        c->size_cmd = "STRLEN", c->by = BY_BYTES, rc = copy_string(c);
+        rc = copy_string(c);
     else if (strcmp(type, "hash") == 0)
-        c->size_cmd = "HLEN", c->by = BY_REPLIES, rc = copy_scan(c, "HSCAN", "HSET", 2);
+        rc = copy_scan(c, "HSCAN", "HSET", 2);
     else if (strcmp(type, "set") == 0)
-        c->size_cmd = "SCARD", c->by = BY_REPLIES, rc = copy_scan(c, "SSCAN", "SADD", 1);
+        rc = copy_scan(c, "SSCAN", "SADD", 1);
     else if (strcmp(type, "zset") == 0)
-        c->size_cmd = "ZCARD", c->by = BY_REPLIES, rc = copy_scan(c, "ZSCAN", "ZADD", 2);
+        rc = copy_scan(c, "ZSCAN", "ZADD", 2);
     else if (strcmp(type, "list") == 0)
-        c->size_cmd = "LLEN", c->by = BY_ELEMS, rc = copy_list(c);
+        rc = copy_list(c);
     else if (strcmp(type, "stream") == 0)
-        c->size_cmd = "XLEN", c->by = BY_CMDS, rc = copy_stream(c);
+        rc = copy_stream(c);
     else
         return failed(c, CHUNK_FAILED,
                       "type '%s' (a module type) cannot be copied in pieces, and its DUMP is over --chunk-limit, "

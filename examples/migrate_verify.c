@@ -111,14 +111,14 @@ static int both(struct verify *v, int argc, const char **argv, const size_t *len
 static int same_reply(const struct redisReply *a, const struct redisReply *b)
 {
     int t = redtls_reply_type(a);
-    size_t i, la = 0, lb = 0;
+    size_t la = 0, lb = 0;
 
     if (t != redtls_reply_type(b) || t == REDTLS_REPLY_ERROR)
         return 0;
     if (t == REDTLS_REPLY_ARRAY) {
         if (redtls_reply_len(a) != redtls_reply_len(b))
             return 0;
-        for (i = 0; i < redtls_reply_len(a); i++)
+        for (size_t i = 0; i < redtls_reply_len(a); i++)
             if (!same_reply(redtls_reply_element(a, i), redtls_reply_element(b, i)))
                 return 0;
         return 1;
@@ -197,7 +197,7 @@ static int same_stream(struct verify *v, const char *key, size_t len)
     const char *argv[6] = {"XINFO", "STREAM", key, "+", "COUNT", count};
     size_t lens[6] = {5, 6, len, 1, 5, 0};
     struct redisReply *a = NULL, *b = NULL;
-    size_t i, n;
+    size_t i;
     int same, done = 0;
 
     if (both(v, 3, argv, lens, &a, &b) != 0)
@@ -225,7 +225,7 @@ static int same_stream(struct verify *v, const char *key, size_t len)
         if (both(v, 6, argv, lens, &a, &b) != 0)
             return -1;
         same = redtls_reply_type(a) == REDTLS_REPLY_ARRAY && same_reply(a, b);
-        n = redtls_reply_len(a);
+        size_t n = redtls_reply_len(a);
         if (same && n == VERIFY_STEP) {
             size_t idlen;
             const char *id = redtls_reply_str(redtls_reply_element(redtls_reply_element(a, n - 1), 0), &idlen);
