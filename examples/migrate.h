@@ -108,13 +108,23 @@ struct chunk_result {
 };
 
 /* Copies one key by type in pieces: into a temporary key of the key's hash
- * slot (with a safety TTL while it is built), then its expiry (read from
- * the source: PEXPIREAT or PERSIST), then RENAME (RENAMENX with
- * --no-replace) onto key. Nothing may be pending on either side. Returns
+ * slot (with a safety TTL while it is built, renewed before each later
+ * round of writes; its size checked against what was written), then its
+ * expiry (the source's after the copy: PEXPIREAT or PERSIST), then RENAME
+ * (RENAMENX with --no-replace) onto key. Nothing may be pending on either side. Returns
  * an enum chunk_outcome; the temporary key is removed on every outcome but
  * CHUNK_CONNECT (its safety TTL removes it then). No shared state: workers
  * with sides of their own may call it side by side. */
 int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struct chunk_result *res);
+/* The DUMP length the source reader refused, from its message ("bulk
+ * string of N bytes exceeds the limit ..."), 0 when it does not say: a key
+ * over --from-max-bulk still counts in "payload bytes". */
+unsigned long long chunk_refused_len(const char *errmsg);
+/* The stream ID right after id ("ms-seq"): seq + 1, or ms + 1 and seq 0,
+ * written to out; an exclusive XRANGE start that Redis before 6.2 takes
+ * too. 0, 1 when id is the largest there is, -1 when it is no such ID or
+ * out is too small. */
+int stream_next_id(const char *id, size_t len, char *out, size_t cap);
 /* The largest RESTORE payload the target accepts: the smallest
  * proto-max-bulk-len of its masters (512 MiB when CONFIG is refused, as on
  * ElastiCache). EXIT_CONTINUE or EXIT_CONNECT. */

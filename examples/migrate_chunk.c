@@ -3,6 +3,7 @@
  * into a temporary key of the same hash slot, which then gets the expiry
  * and is renamed onto the real name, so the target never shows half a
  * value. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,15 @@
 /* A temporary key left by a killed run disappears after this long; each
  * round of writes renews it. */
 #define SAFETY_TTL_MS "3600000"
+#define LOST_TMP                                                                                                       \
+    "the temporary key disappeared during the copy (evicted or deleted on the target); if the target evicts keys "     \
+    "(maxmemory-policy), give it more memory, then copy the key again"
+
+/* What the temporary key's size (HLEN, SCARD, ZCARD, LLEN, STRLEN, XLEN)
+ * is checked against before the rename: the sum of the writes' replies
+ * (HSET, SADD, ZADD: what each one added), or the elements, bytes or
+ * commands sent (RPUSH, SET and APPEND, XADD). */
+enum written_by { BY_REPLIES, BY_ELEMS, BY_BYTES, BY_CMDS };
 
 struct copy {
     const struct chunk_job *j;
@@ -25,15 +35,20 @@ struct copy {
     size_t klen;
     char tmp[128];
     size_t tlen;
-    int made; /* something was written to tmp */
+    int made;   /* something was written to tmp */
+    int rounds; /* rounds of writes answered: tmp exists, with a TTL */
+    const char *size_cmd;
+    enum written_by by;
+    long long written; /* what tmp must hold, counted as by says */
     struct chunk_result *res;
     /* the write being built: argv borrowed from the current source reply */
     const char **argv;
     size_t *lens;
     int argc, cap;
     size_t elems, bytes;
-    /* written but not yet answered */
+    /* written but not yet answered; renew: a PEXPIRE is queued before them */
     size_t queued, queued_bytes;
+    int renew;
     long long count; /* read size hint for the next source call */
 };
 
@@ -72,8 +87,7 @@ static int source_read(struct copy *c, int argc, const char **argv, const size_t
     redtls_status st = key_command(c->j->from, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, reply);
 
     if (st == REDTLS_E_LIMIT)
-        return failed(c, CHUNK_FAILED, "source %s: %s (raise --from-max-bulk)", argv[0],
-                      side_errmsg(c->j->from, st));
+        return failed(c, CHUNK_FAILED, "source %s: %s (raise --from-max-bulk)", argv[0], side_errmsg(c->j->from, st));
     if (st != REDTLS_OK)
         return failed(c, CHUNK_CONNECT, "source %s: %s", argv[0], side_errmsg(c->j->from, st));
     return CHUNK_COPIED;
@@ -88,24 +102,54 @@ static const char *error_text(const struct redisReply *r, size_t *len)
     return "";
 }
 
-/* Reads the replies of the queued writes (and of the PEXPIRE that renews
- * the temporary key's safety TTL after them). */
-static int sync_writes(struct copy *c)
+static int append_renew(struct copy *c)
 {
     const char *argv[3] = {"PEXPIRE", c->tmp, SAFETY_TTL_MS};
     size_t lens[3] = {7, c->tlen, strlen(SAFETY_TTL_MS)};
+    redtls_status st = side_append(c->j->to, 3, argv, lens);
+    return st == REDTLS_OK ? CHUNK_COPIED : failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
+}
+
+/* Queues one write to tmp. After the first round the safety TTL is
+ * renewed before the writes, so that a temporary key lost meanwhile
+ * (evicted: it has a TTL; deleted; flushed) answers 0 there instead of
+ * being made again by the writes, half full. */
+static int queue_write(struct copy *c, int argc, const char **argv, const size_t *lens, size_t elems, size_t bytes)
+{
     redtls_status st;
-    int rc = CHUNK_COPIED;
-    size_t n;
+
+    if (c->queued == 0 && c->rounds > 0) {
+        int rc = append_renew(c);
+        if (rc != CHUNK_COPIED)
+            return rc;
+        c->renew = 1;
+    }
+    if ((st = side_append(c->j->to, argc, argv, lens)) != REDTLS_OK)
+        return failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
+    c->made = 1;
+    c->queued++;
+    c->queued_bytes += bytes;
+    c->written += c->by == BY_ELEMS ? (long long)elems : c->by == BY_BYTES ? (long long)bytes : c->by == BY_CMDS;
+    return CHUNK_COPIED;
+}
+
+/* Reads the replies of the queued writes, and of the PEXPIRE that renews
+ * the temporary key's safety TTL (before them; after them in the first
+ * round, which makes the key). */
+static int sync_writes(struct copy *c)
+{
+    int first = c->rounds == 0, rc = CHUNK_COPIED;
+    size_t n, i;
 
     if (c->queued == 0)
         return CHUNK_COPIED;
-    if ((st = side_append(c->j->to, 3, argv, lens)) != REDTLS_OK)
-        return failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
-    c->made = 1;
-    for (n = c->queued + 1; n > 0; n--) {
+    if (first && (rc = append_renew(c)) != CHUNK_COPIED)
+        return rc;
+    n = c->queued + (size_t)c->renew + (size_t)first;
+    for (i = 0; i < n; i++) {
         struct redisReply *r = NULL;
-        st = side_get_reply(c->j->to, &r);
+        int renewal = (c->renew && i == 0) || (first && i + 1 == n);
+        redtls_status st = side_get_reply(c->j->to, &r);
         if (rc == CHUNK_COPIED) {
             size_t elen;
             const char *e = error_text(r, &elen);
@@ -113,11 +157,35 @@ static int sync_writes(struct copy *c)
                 rc = failed(c, CHUNK_FAILED, "target: %s", side_errmsg(c->j->to, st));
             else if (elen > 0)
                 rc = failed(c, CHUNK_FAILED, "target refused a piece: %.*s", (int)(elen > 200 ? 200 : elen), e);
+            else if (renewal && redtls_reply_integer(r) != 1)
+                rc = failed(c, CHUNK_FAILED, LOST_TMP);
+            else if (!renewal && c->by == BY_REPLIES)
+                c->written += redtls_reply_integer(r);
         }
         redtls_reply_free(r);
     }
     c->queued = c->queued_bytes = 0;
+    c->renew = 0;
+    c->rounds++;
     return rc;
+}
+
+/* After a failure: the replies still due, read and dropped, so that none
+ * is taken for the answer to a later command. */
+static void discard_writes(struct copy *c)
+{
+    size_t n = c->queued + (size_t)c->renew;
+
+    for (; n > 0; n--) {
+        struct redisReply *r = NULL;
+        if (side_get_reply(c->j->to, &r) != REDTLS_OK) {
+            redtls_reply_free(r);
+            break;
+        }
+        redtls_reply_free(r);
+    }
+    c->queued = 0;
+    c->renew = 0;
 }
 
 static int arg_room(struct copy *c, int more)
@@ -151,14 +219,12 @@ static void cmd_begin(struct copy *c, const char *name)
  * replies when enough is in flight. */
 static int cmd_end(struct copy *c)
 {
-    redtls_status st;
+    int rc;
 
     if (c->argc <= 2)
         return CHUNK_COPIED;
-    if ((st = side_append(c->j->to, c->argc, c->argv, c->lens)) != REDTLS_OK)
-        return failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
-    c->queued++;
-    c->queued_bytes += c->bytes;
+    if ((rc = queue_write(c, c->argc, c->argv, c->lens, c->elems, c->bytes)) != CHUNK_COPIED)
+        return rc;
     c->argc = 2;
     c->elems = c->bytes = 0;
     if (c->queued >= PIECE_CMDS || c->queued_bytes >= c->j->piece)
@@ -375,10 +441,43 @@ static const struct redisReply *info_field(const struct redisReply *info, const 
     return NULL;
 }
 
-/* Entries with XRANGE (exclusive start after the first read) to XADD with
- * the same IDs, then XSETID to the source's last generated ID (and, where
- * the source reports them, its entries-added and max-deleted-entry-id).
- * Consumer groups and their pending entries do not travel. */
+unsigned long long chunk_refused_len(const char *errmsg)
+{
+    const char *p = errmsg != NULL ? strstr(errmsg, "bulk string of ") : NULL;
+    return p != NULL ? strtoull(p + 15, NULL, 10) : 0;
+}
+
+int stream_next_id(const char *id, size_t len, char *out, size_t cap)
+{
+    char buf[48], *dash, *end;
+    unsigned long long ms, seq;
+
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, id, len);
+    buf[len] = '\0';
+    if ((dash = strchr(buf, '-')) == NULL || buf[0] < '0' || buf[0] > '9' || dash[1] < '0' || dash[1] > '9')
+        return -1;
+    ms = strtoull(buf, &end, 10);
+    if (end != dash)
+        return -1;
+    seq = strtoull(dash + 1, &end, 10);
+    if (*end != '\0')
+        return -1;
+    if (seq < ULLONG_MAX)
+        seq++;
+    else if (ms < ULLONG_MAX)
+        ms++, seq = 0;
+    else
+        return 1;
+    return (size_t)snprintf(out, cap, "%llu-%llu", ms, seq) < cap ? 0 : -1;
+}
+
+/* Entries with XRANGE, up to the last generated ID XINFO STREAM gave (so
+ * they are the ones its counters describe, whatever is added meanwhile),
+ * to XADD with the same IDs; then XSETID to that ID (and, where the source
+ * reports them, its entries-added and max-deleted-entry-id). Consumer
+ * groups and their pending entries do not travel. */
 static int copy_stream(struct copy *c)
 {
     char start[64] = "-", count[24];
@@ -386,7 +485,7 @@ static int copy_stream(struct copy *c)
     const struct redisReply *last, *groups;
     const char *iargv[3] = {"XINFO", "STREAM", c->key};
     size_t ilens[3] = {5, 6, c->klen};
-    int rc, any = 0;
+    int rc, any = 0, done = 0;
 
     if ((rc = source_read(c, 3, iargv, ilens, &info)) != CHUNK_COPIED)
         return rc;
@@ -403,11 +502,12 @@ static int copy_stream(struct copy *c)
                  redtls_reply_integer(groups));
     for (;;) {
         struct redisReply *r = NULL;
-        const char *argv[6] = {"XRANGE", c->key, start, "+", "COUNT", count};
-        size_t lens[6] = {6, c->klen, strlen(start), 1, 5, 0};
+        const char *argv[6] = {"XRANGE", c->key, start, NULL, "COUNT", count};
+        size_t lens[6] = {6, c->klen, strlen(start), 0, 5, 0};
         size_t i, n, bytes = 0;
         long long want = c->count;
 
+        argv[3] = redtls_reply_str(last, &lens[3]);
         lens[5] = (size_t)snprintf(count, sizeof count, "%lld", want);
         if ((rc = source_read(c, 6, argv, lens, &r)) != CHUNK_COPIED)
             break;
@@ -441,18 +541,18 @@ static int copy_stream(struct copy *c)
             }
             bytes += c->bytes;
             rc = cmd_end(c);
-            if (i + 1 == n && idlen + 2 <= sizeof start) {
-                start[0] = '(';
-                memcpy(start + 1, redtls_reply_str(id, NULL), idlen);
-                start[idlen + 1] = '\0';
-            }
+            /* The next read starts after this ID: "(ID" needs Redis 6.2. */
+            if (i + 1 == n && rc == CHUNK_COPIED &&
+                (done = stream_next_id(redtls_reply_str(id, NULL), idlen, start, sizeof start)) < 0)
+                rc = failed(c, CHUNK_FAILED, "source XRANGE: unexpected entry ID '%.*s'",
+                            (int)(idlen > 40 ? 40 : idlen), redtls_reply_str(id, NULL));
             any = 1;
         }
         if (rc == CHUNK_COPIED)
             rc = sync_writes(c);
         c->argc = 0;
         redtls_reply_free(r);
-        if (rc != CHUNK_COPIED || (long long)n < want)
+        if (rc != CHUNK_COPIED || (long long)n < want || done)
             break;
         adapt_count(c, n, bytes);
     }
@@ -472,16 +572,22 @@ static int copy_stream(struct copy *c)
             argv[argc] = redtls_reply_str(maxdel, &lens[argc]);
             argc++;
         }
-        redtls_status st = side_append(c->j->to, argc, argv, lens);
-        if (st != REDTLS_OK) {
-            rc = failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
-        } else {
-            c->queued++;
-            rc = sync_writes(c);
-        }
+        struct redisReply *r = NULL;
+        redtls_status st = key_command(c->j->to, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, &r);
+        size_t elen;
+        const char *e = error_text(r, &elen);
+        if (st != REDTLS_OK)
+            rc = failed(c, CHUNK_CONNECT, "target XSETID: %s", side_errmsg(c->j->to, st));
+        else if (elen > 0)
+            rc = failed(c, CHUNK_FAILED,
+                        "target XSETID: %.*s (the stream's last ID and counters could not be set as on the "
+                        "source; copy the key again)",
+                        (int)(elen > 200 ? 200 : elen), e);
+        redtls_reply_free(r);
     } else if (rc == CHUNK_COPIED) {
-        rc = failed(c, CHUNK_FAILED, "the stream has no entries, only consumer groups, which are not copied "
-                                     "in pieces");
+        rc = failed(c, CHUNK_FAILED,
+                    "the stream has no entries, only consumer groups, which are not copied "
+                    "in pieces");
     }
     redtls_reply_free(info);
     return rc;
@@ -557,62 +663,106 @@ static int source_state(struct copy *c, char *type, size_t cap, long long *abs_m
     return CHUNK_COPIED;
 }
 
-/* The expiry, then the rename onto the real name. */
+/* A target command on the temporary key (or renaming it); a transport
+ * failure fails the key with its cause. */
+static int tmp_command(struct copy *c, unsigned flags, int argc, const char **argv, const size_t *lens,
+                       struct redisReply **r)
+{
+    redtls_status st = key_command(c->j->to, flags, argc, argv, lens, r);
+    if (st != REDTLS_OK)
+        return failed(c, CHUNK_FAILED, "target %s: %s", argv[0], side_errmsg(c->j->to, st));
+    return CHUNK_COPIED;
+}
+
+/* The temporary key holds what was written: a key lost during the copy
+ * and made again by later writes holds less. */
+static int check_size(struct copy *c)
+{
+    const char *argv[2] = {c->size_cmd, c->tmp};
+    size_t lens[2] = {strlen(c->size_cmd), c->tlen};
+    struct redisReply *r = NULL;
+    int rc;
+
+    if ((rc = tmp_command(c, REDTLS_CMD_IDEMPOTENT, 2, argv, lens, &r)) != CHUNK_COPIED)
+        return rc;
+    if (redtls_reply_type(r) != REDTLS_REPLY_INTEGER)
+        rc = failed(c, CHUNK_FAILED, "target %s: unexpected reply (type %d)", argv[0], redtls_reply_type(r));
+    else if (redtls_reply_integer(r) == 0)
+        rc = failed(c, CHUNK_FAILED, LOST_TMP);
+    else if (redtls_reply_integer(r) != c->written)
+        rc = failed(c, CHUNK_FAILED,
+                    "the temporary key holds %lld where %lld were written (%s): it was evicted, deleted or "
+                    "changed on the target during the copy; copy the key again",
+                    redtls_reply_integer(r), c->written, argv[0]);
+    redtls_reply_free(r);
+    return rc;
+}
+
+/* The expiry (abs_ms, 0: none), then the rename onto the real name; one
+ * at a time, so that a refused expiry never reaches the real name. */
 static int finish(struct copy *c, long long abs_ms)
 {
     const char *argv[3];
     size_t lens[3];
     char when[24];
-    struct redisReply *exp = NULL, *ren = NULL;
-    redtls_status st, st2;
-    int rc;
+    struct redisReply *r = NULL;
+    int rc, argc = 2;
     size_t elen;
     const char *e;
 
     if (abs_ms != 0 && abs_ms <= wall_ms() + c->j->skew)
         return CHUNK_EXPIRED;
+    if ((rc = check_size(c)) != CHUNK_COPIED)
+        return rc;
     argv[1] = c->tmp, lens[1] = c->tlen;
     if (abs_ms != 0) {
         argv[0] = "PEXPIREAT", lens[0] = 9;
         argv[2] = when, lens[2] = (size_t)snprintf(when, sizeof when, "%lld", abs_ms);
-        st = side_append(c->j->to, 3, argv, lens);
+        argc = 3;
     } else {
         argv[0] = "PERSIST", lens[0] = 7;
-        st = side_append(c->j->to, 2, argv, lens);
     }
-    if (st != REDTLS_OK)
-        return failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
+    if ((rc = tmp_command(c, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, &r)) != CHUNK_COPIED)
+        return rc;
+    e = error_text(r, &elen);
+    if (elen > 0)
+        rc = failed(c, CHUNK_FAILED, "target %s: %.*s%s", argv[0], (int)(elen > 200 ? 200 : elen), e,
+                    strncmp(e, "NOPERM", 6) == 0 ? " (the target's ACL user needs PEXPIREAT, PERSIST and RENAME)" : "");
+    else if (redtls_reply_type(r) != REDTLS_REPLY_INTEGER)
+        rc = failed(c, CHUNK_FAILED, "target %s: unexpected reply (type %d)", argv[0], redtls_reply_type(r));
+    else if (redtls_reply_integer(r) != 1)
+        rc = failed(c, CHUNK_FAILED, LOST_TMP); /* tmp always has its safety TTL, so PERSIST answers 1 too */
+    redtls_reply_free(r);
+    if (rc != CHUNK_COPIED)
+        return rc;
+
     argv[0] = c->j->o->no_replace ? "RENAMENX" : "RENAME";
     lens[0] = strlen(argv[0]);
     argv[2] = c->key, lens[2] = c->klen;
-    if ((st = side_append(c->j->to, 3, argv, lens)) != REDTLS_OK)
-        return failed(c, CHUNK_CONNECT, "target: %s", side_errmsg(c->j->to, st));
-    st = side_get_reply(c->j->to, &exp);
-    st2 = side_get_reply(c->j->to, &ren);
-    if (st == REDTLS_OK)
-        st = st2;
-    e = error_text(ren, &elen);
-    if (st != REDTLS_OK)
-        rc = failed(c, CHUNK_FAILED, "target %s: %s", argv[0], side_errmsg(c->j->to, st));
-    else if (elen > 0 && abs_ms != 0 && strstr(e, "no such key") != NULL)
-        rc = CHUNK_EXPIRED; /* PEXPIREAT found the time past */
+    r = NULL;
+    if ((rc = tmp_command(c, 0, 3, argv, lens, &r)) != CHUNK_COPIED)
+        return rc;
+    e = error_text(r, &elen);
+    /* PEXPIREAT answered 1 for a time that passed before the RENAME ran:
+     * it expired on the way. */
+    if (elen > 0 && abs_ms != 0 && strstr(e, "no such key") != NULL && abs_ms <= wall_ms() + c->j->skew)
+        rc = CHUNK_EXPIRED;
+    else if (elen > 0 && strstr(e, "no such key") != NULL)
+        rc = failed(c, CHUNK_FAILED, LOST_TMP);
     else if (elen > 0)
         rc = failed(c, CHUNK_FAILED, "target %s: %.*s", argv[0], (int)(elen > 200 ? 200 : elen), e);
-    else if (redtls_reply_type(ren) == REDTLS_REPLY_INTEGER && redtls_reply_integer(ren) == 0)
+    else if (redtls_reply_type(r) == REDTLS_REPLY_INTEGER && redtls_reply_integer(r) == 0)
         rc = CHUNK_SKIPPED;
-    else {
-        rc = CHUNK_COPIED;
+    else
         c->made = 0;
-    }
-    redtls_reply_free(exp);
-    redtls_reply_free(ren);
+    redtls_reply_free(r);
     return rc;
 }
 
 static int copy_key(struct copy *c)
 {
     char type[64];
-    long long abs_ms = 0, end_ms = 0;
+    long long start_ms = 0, end_ms = 0;
     int rc;
 
     if (c->j->o->no_replace) {
@@ -628,10 +778,21 @@ static int copy_key(struct copy *c)
         if (there > 0)
             return CHUNK_SKIPPED;
     }
-    if ((rc = source_state(c, type, sizeof type, &abs_ms)) != CHUNK_COPIED)
+    if ((rc = source_state(c, type, sizeof type, &start_ms)) != CHUNK_COPIED)
         return rc;
-    if (abs_ms < 0 || strcmp(type, "none") == 0)
+    if (start_ms < 0 || strcmp(type, "none") == 0)
         return CHUNK_EXPIRED;
+    /* What the temporary key's size is checked against before the rename. */
+    static const struct {
+        const char *type, *size_cmd;
+        enum written_by by;
+    } kinds[] = {{"string", "STRLEN", BY_BYTES}, {"hash", "HLEN", BY_REPLIES}, {"set", "SCARD", BY_REPLIES},
+                 {"zset", "ZCARD", BY_REPLIES},  {"list", "LLEN", BY_ELEMS},   {"stream", "XLEN", BY_CMDS}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (strcmp(type, kinds[k].type) == 0) {
+            c->size_cmd = kinds[k].size_cmd;
+            c->by = kinds[k].by;
+        }
     if (strcmp(type, "string") == 0)
         rc = copy_string(c);
     else if (strcmp(type, "hash") == 0)
@@ -651,12 +812,14 @@ static int copy_key(struct copy *c)
                       type);
     if (rc != CHUNK_COPIED)
         return rc;
-    /* Gone from the source meanwhile: not resurrected. */
+    /* The expiry as it is now, the latest state: a TTL set, changed or
+     * removed on the source during the copy is the one that holds. Gone
+     * from the source meanwhile: not resurrected. */
     if ((rc = source_state(c, NULL, 0, &end_ms)) != CHUNK_COPIED)
         return rc;
     if (end_ms < 0 || !c->made)
         return CHUNK_EXPIRED;
-    return finish(c, abs_ms);
+    return finish(c, end_ms);
 }
 
 /* FNV-1a, to tell apart the temporary names of different keys. */
@@ -691,8 +854,10 @@ int chunk_copy_key(const struct chunk_job *j, const char *key, size_t len, struc
     c.tlen = (size_t)snprintf(c.tmp, sizeof c.tmp, "{%.*s}redtls-migrate:tmp:%ld:%lld%09ld:%016llx", (int)tl, tag,
                               (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec, name_hash(key, len));
     rc = copy_key(&c);
-    if (rc != CHUNK_COPIED && rc != CHUNK_CONNECT)
+    if (rc != CHUNK_COPIED && rc != CHUNK_CONNECT) {
+        discard_writes(&c);
         drop_tmp(&c);
+    }
     free(c.argv);
     free(c.lens);
     return rc;

@@ -1,8 +1,10 @@
 /* redtls-migrate --verify: source keys compared with the target's by DUMP
  * payload and remaining TTL, every key or a random sample of them, and the
  * key counts of the two sides. Sets and hashes stored as hash tables dump
- * their elements in an order that depends on each server's hash seed, so
- * when their payloads differ their contents are compared instead. */
+ * their elements in an order that depends on each server's hash seed, and
+ * lists and streams copied in pieces are laid out (quicklist nodes,
+ * listpacks) by the writes that made them, so when their payloads differ
+ * their contents are compared instead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,8 @@
  * makes the target's slightly shorter. */
 #define VERIFY_TTL_TOLERANCE_MS 2000
 #define VERIFY_SHOW_MAX 100
+/* Elements of a list, entries of a stream, read at a time. */
+#define VERIFY_STEP 1000
 
 struct verify {
     const struct migrate_options *o;
@@ -88,8 +92,156 @@ static struct elem *sorted_elems(const struct redisReply *r, size_t step, size_t
     return e;
 }
 
-/* 1 when a set or hash whose payloads differ holds the same elements on
- * both sides, 0 when not (or it is another type), -1 on a failed read. */
+/* Both sides' replies to one command (routed by its key on a cluster).
+ * 0, or -1 on a failed read. */
+static int both(struct verify *v, int argc, const char **argv, const size_t *lens, struct redisReply **a,
+                struct redisReply **b)
+{
+    *a = *b = NULL;
+    if (side_append(v->from, argc, argv, lens) == REDTLS_OK && side_get_reply(v->from, a) == REDTLS_OK &&
+        side_append(v->to, argc, argv, lens) == REDTLS_OK && side_get_reply(v->to, b) == REDTLS_OK)
+        return 0;
+    redtls_reply_free(*a);
+    redtls_reply_free(*b);
+    *a = *b = NULL;
+    return -1;
+}
+
+/* 1 when two replies are equal; error replies never are. */
+static int same_reply(const struct redisReply *a, const struct redisReply *b)
+{
+    int t = redtls_reply_type(a);
+    size_t la = 0, lb = 0;
+
+    if (t != redtls_reply_type(b) || t == REDTLS_REPLY_ERROR)
+        return 0;
+    if (t == REDTLS_REPLY_ARRAY) {
+        if (redtls_reply_len(a) != redtls_reply_len(b))
+            return 0;
+        for (size_t i = 0; i < redtls_reply_len(a); i++)
+            if (!same_reply(redtls_reply_element(a, i), redtls_reply_element(b, i)))
+                return 0;
+        return 1;
+    }
+    if (t == REDTLS_REPLY_INTEGER)
+        return redtls_reply_integer(a) == redtls_reply_integer(b);
+    if (t == REDTLS_REPLY_NIL)
+        return 1;
+    const char *sa = redtls_reply_str(a, &la), *sb = redtls_reply_str(b, &lb);
+    return la == lb && (la == 0 || memcmp(sa, sb, la) == 0);
+}
+
+/* A field of a flat [name, value, ...] reply (XINFO), NULL when absent. */
+static const struct redisReply *field(const struct redisReply *r, const char *name)
+{
+    size_t i;
+    for (i = 0; i + 1 < redtls_reply_len(r); i += 2) {
+        const char *s = redtls_reply_str(redtls_reply_element(r, i), NULL);
+        if (s != NULL && strcmp(s, name) == 0)
+            return redtls_reply_element(r, i + 1);
+    }
+    return NULL;
+}
+
+/* The named fields of two XINFO replies are equal (absent on both is). */
+static int same_fields(const struct redisReply *a, const struct redisReply *b, const char *const *names)
+{
+    for (; *names != NULL; names++) {
+        const struct redisReply *fa = field(a, *names), *fb = field(b, *names);
+        if ((fa == NULL) != (fb == NULL) || (fa != NULL && !same_reply(fa, fb)))
+            return 0;
+    }
+    return 1;
+}
+
+/* A list: LLEN, then LRANGE VERIFY_STEP elements at a time. 1 when the
+ * same, 0 when not, -1 on a failed read. */
+static int same_list(struct verify *v, const char *key, size_t len)
+{
+    char from[24], to[24];
+    const char *argv[4] = {"LLEN", key, from, to};
+    size_t lens[4] = {4, len, 0, 0};
+    struct redisReply *a = NULL, *b = NULL;
+    long long n, start;
+    int same;
+
+    if (both(v, 2, argv, lens, &a, &b) != 0)
+        return -1;
+    same = redtls_reply_type(a) == REDTLS_REPLY_INTEGER && same_reply(a, b);
+    n = redtls_reply_integer(a);
+    redtls_reply_free(a);
+    redtls_reply_free(b);
+    argv[0] = "LRANGE", lens[0] = 6;
+    for (start = 0; same && start < n; start += VERIFY_STEP) {
+        lens[2] = (size_t)snprintf(from, sizeof from, "%lld", start);
+        lens[3] = (size_t)snprintf(to, sizeof to, "%lld", start + VERIFY_STEP - 1);
+        if (both(v, 4, argv, lens, &a, &b) != 0)
+            return -1;
+        same = redtls_reply_type(a) == REDTLS_REPLY_ARRAY && same_reply(a, b);
+        redtls_reply_free(a);
+        redtls_reply_free(b);
+    }
+    return same;
+}
+
+/* A stream: XINFO STREAM's length, last ID and counters, its consumer
+ * groups (name, last delivered ID, pending count: a copy in pieces does
+ * not carry them, and that is a difference), then the entries, XRANGE
+ * VERIFY_STEP at a time. 1 when the same, 0 when not, -1 on a failed
+ * read. */
+static int same_stream(struct verify *v, const char *key, size_t len)
+{
+    static const char *const info[] = {"length", "last-generated-id", "entries-added", "max-deleted-entry-id", NULL};
+    static const char *const group[] = {"name", "last-delivered-id", "pending", NULL};
+    char start[64] = "-", count[24];
+    const char *argv[6] = {"XINFO", "STREAM", key, "+", "COUNT", count};
+    size_t lens[6] = {5, 6, len, 1, 5, 0};
+    struct redisReply *a = NULL, *b = NULL;
+    size_t i;
+    int same, done = 0;
+
+    if (both(v, 3, argv, lens, &a, &b) != 0)
+        return -1;
+    same = redtls_reply_type(a) == REDTLS_REPLY_ARRAY && redtls_reply_type(b) == REDTLS_REPLY_ARRAY &&
+           same_fields(a, b, info);
+    redtls_reply_free(a);
+    redtls_reply_free(b);
+    if (!same)
+        return 0;
+    argv[1] = "GROUPS", lens[1] = 6;
+    if (both(v, 3, argv, lens, &a, &b) != 0)
+        return -1;
+    same = redtls_reply_type(a) == REDTLS_REPLY_ARRAY && redtls_reply_type(b) == REDTLS_REPLY_ARRAY &&
+           redtls_reply_len(a) == redtls_reply_len(b);
+    for (i = 0; same && i < redtls_reply_len(a); i++)
+        same = same_fields(redtls_reply_element(a, i), redtls_reply_element(b, i), group);
+    redtls_reply_free(a);
+    redtls_reply_free(b);
+    lens[5] = (size_t)snprintf(count, sizeof count, "%d", VERIFY_STEP);
+    argv[0] = "XRANGE", lens[0] = 6;
+    argv[1] = key, lens[1] = len;
+    while (same && !done) {
+        argv[2] = start, lens[2] = strlen(start);
+        if (both(v, 6, argv, lens, &a, &b) != 0)
+            return -1;
+        same = redtls_reply_type(a) == REDTLS_REPLY_ARRAY && same_reply(a, b);
+        size_t n = redtls_reply_len(a);
+        if (same && n == VERIFY_STEP) {
+            size_t idlen;
+            const char *id = redtls_reply_str(redtls_reply_element(redtls_reply_element(a, n - 1), 0), &idlen);
+            done = id == NULL || stream_next_id(id, idlen, start, sizeof start) != 0;
+        } else {
+            done = 1;
+        }
+        redtls_reply_free(a);
+        redtls_reply_free(b);
+    }
+    return same;
+}
+
+/* 1 when a set, hash, list or stream whose payloads differ holds the same
+ * contents on both sides, 0 when not (or it is another type), -1 on a
+ * failed read. */
 static int same_contents(struct verify *v, const char *key, size_t len)
 {
     const char *argv[2] = {"TYPE", key};
@@ -104,6 +256,11 @@ static int same_contents(struct verify *v, const char *key, size_t len)
     if (redtls_reply_type(t) != REDTLS_REPLY_STATUS)
         goto done;
     const char *type = redtls_reply_str(t, NULL);
+    if (strcmp(type, "list") == 0 || strcmp(type, "stream") == 0) {
+        same = type[0] == 'l' ? same_list(v, key, len) : same_stream(v, key, len);
+        redtls_reply_free(t);
+        return same;
+    }
     if (strcmp(type, "set") == 0) {
         argv[0] = "SMEMBERS", lens[0] = 8, step = 1;
     } else if (strcmp(type, "hash") == 0) {
@@ -144,7 +301,8 @@ static long long integer_or(const struct redisReply *r, long long fallback)
 static int verify_keys(struct verify *v, const struct keyref *keys, size_t n)
 {
     size_t i;
-    struct redisReply **rep = calloc(n * 4 + 1, sizeof(*rep)); // NOLINT(bugprone-sizeof-expression): an array of pointers
+    struct redisReply **rep =
+        calloc(n * 4 + 1, sizeof(*rep)); // NOLINT(bugprone-sizeof-expression): an array of pointers
     int rc = EXIT_CONTINUE;
     redtls_status st = REDTLS_OK;
 

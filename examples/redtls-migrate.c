@@ -520,6 +520,7 @@ again:
              * one went with it: this key goes in pieces, the rest are read
              * again. */
             k->live = k->chunk = 1;
+            r->n.bytes += chunk_refused_len(side_errmsg(r->from, st));
             skip_replies(r->from, 2 * (nkeys - i) - 1);
             first = i + 1;
             goto again;
