@@ -375,23 +375,50 @@ struct batch_key {
     long long pttl;
     long long abs_ms; /* 0: no TTL */
     int live;         /* still there when read */
-    int check;        /* an EXISTS follows its RESTORE */
     int chunk;        /* too big for one RESTORE: copied in pieces */
+    /* set by each attempt to write the batch */
+    int sent;   /* a RESTORE went out */
+    int check;  /* an EXISTS follows its RESTORE */
+    int pieces; /* copied in pieces after the RESTOREs */
 };
 
-/* One worker: a source node at a time, with its own two handles. */
+/* One SCAN step's keys on their way from the source to the target: read
+ * by the worker's thread, written by its writer thread (two batches, so
+ * the source reads the next one while the target restores this one). */
+enum batch_state { BATCH_FREE, BATCH_READY, BATCH_WRITING };
+
+struct batch {
+    enum batch_state state;  /* under run.mu */
+    struct redisReply *scan; /* owns the key names */
+    struct batch_key *keys;
+    size_t nkeys, cap;
+    char cursor[CURSOR_MAX]; /* the SCAN cursor after these keys */
+    int last;                /* the node's last batch */
+    struct counts n;         /* reading it, then writing it */
+};
+
+/* One worker: a source node at a time, with its own handles: source and
+ * target, and a second source handle for the writer thread's copies in
+ * pieces (opened on first use). */
 struct run {
     const struct migrate_options *o;
     struct migration *c;
-    struct side *from, *to;
-    struct side from_side, to_side;
-    struct counts n; /* the node being copied, this run */
-    struct batch_key *keys;
-    size_t keys_cap;
+    struct side *from, *to, *pieces_from;
+    struct side from_side, to_side, pieces_side;
     long long skew;
     double next_read;              /* --max-ops: the earliest start of the next batch */
     unsigned long long chunk_over; /* DUMP payloads above: in pieces */
     struct chunk_job chunks;
+    /* the node being copied, between the two threads */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct batch buf[2];
+    size_t node_idx;
+    struct counts base; /* the node's counts before this run */
+    struct counts done; /* the batches written, this run */
+    int reader_done;    /* no more batches will come */
+    int writer_rc;      /* EXIT_CONTINUE, or why the writer stopped */
+    double t0;
 };
 
 /* Which DUMP payloads go in pieces, and how big a piece is: the smaller
@@ -438,9 +465,14 @@ struct run *run_new(struct migration *c, int *rc)
     r->skew = c->skew;
     r->from = &r->from_side;
     r->to = &r->to_side;
+    r->pieces_from = &r->pieces_side;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
     *rc = side_prepare(c->o, &c->o->to, r->to);
     if (*rc == EXIT_CONTINUE)
         *rc = side_prepare(c->o, &c->o->from, r->from);
+    if (*rc == EXIT_CONTINUE)
+        *rc = side_prepare(c->o, &c->o->from, r->pieces_from);
     if (*rc == EXIT_CONTINUE)
         *rc = side_connect(r->to);
     if (*rc == EXIT_CONTINUE)
@@ -451,24 +483,47 @@ struct run *run_new(struct migration *c, int *rc)
         run_free(r);
         return NULL;
     }
+    /* Pieces are read on a handle of their own: the worker's thread reads
+     * the next batch on r->from meanwhile. */
+    r->chunks.from = r->pieces_from;
     return r;
+}
+
+static void free_batch(struct batch *b)
+{
+    size_t i;
+    for (i = 0; i < b->nkeys; i++)
+        redtls_reply_free(b->keys[i].dump);
+    if (b->cap > 0)
+        memset(b->keys, 0, b->cap * sizeof(*b->keys));
+    redtls_reply_free(b->scan);
+    b->scan = NULL;
+    b->nkeys = 0;
+    b->last = 0;
+    memset(&b->n, 0, sizeof b->n);
 }
 
 void run_free(struct run *r)
 {
     if (r == NULL)
         return;
-    free(r->keys);
+    for (int i = 0; i < 2; i++) {
+        free_batch(&r->buf[i]);
+        free(r->buf[i].keys);
+    }
     side_close(&r->from_side);
     side_close(&r->to_side);
+    side_close(&r->pieces_side);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
     free(r);
 }
 
-static void key_failed(struct run *r, const struct batch_key *k, const char *why, size_t why_len)
+static void key_failed(struct run *r, struct counts *n, const struct batch_key *k, const char *why, size_t why_len)
 {
     struct migration *c = r->c;
 
-    r->n.failed++;
+    n->failed++;
     pthread_mutex_lock(&c->mu);
     if (c->errors_shown++ < 20) {
         copy_clear_bar(c);
@@ -490,19 +545,20 @@ static void skip_replies(struct side *s, size_t n)
 }
 
 /* DUMP + PTTL for the batch, pipelined on the source. A failed read is a
- * source failure: the run stops (exit 3), except a DUMP over the reader's
- * limit (--from-max-bulk), which marks that key for a copy in pieces. */
-static int read_batch(struct run *r, const char *node, size_t nkeys)
+ * source failure (EXIT_CONNECT: the batch is read again), except a DUMP over
+ * the reader's limit (--from-max-bulk), which marks that key for a copy in
+ * pieces. Counts go to b->n. */
+static int read_batch(struct run *r, struct batch *b)
 {
     size_t i, first = 0;
     redtls_status st;
     long long t0;
+    size_t nkeys = b->nkeys;
 
-    (void)node;
 again:
     for (i = first; i < nkeys; i++) {
-        const char *argv[2] = {"DUMP", r->keys[i].key};
-        size_t lens[2] = {4, r->keys[i].key_len};
+        const char *argv[2] = {"DUMP", b->keys[i].key};
+        size_t lens[2] = {4, b->keys[i].key_len};
         if ((st = side_append(r->from, 2, argv, lens)) != REDTLS_OK)
             goto failed;
         argv[0] = "PTTL";
@@ -513,14 +569,14 @@ again:
      * is never later than the source's. */
     t0 = now_ms();
     for (i = first; i < nkeys; i++) {
-        struct batch_key *k = &r->keys[i];
+        struct batch_key *k = &b->keys[i];
         struct redisReply *ttl = NULL;
         if ((st = side_get_reply(r->from, &k->dump)) == REDTLS_E_LIMIT) {
             /* The reader closed that connection, and the replies after this
              * one went with it: this key goes in pieces, the rest are read
              * again. */
             k->live = k->chunk = 1;
-            r->n.bytes += chunk_refused_len(side_errmsg(r->from, st));
+            b->n.bytes += chunk_refused_len(side_errmsg(r->from, st));
             skip_replies(r->from, 2 * (nkeys - i) - 1);
             first = i + 1;
             goto again;
@@ -532,7 +588,7 @@ again:
         if (redtls_reply_type(k->dump) == REDTLS_REPLY_ERROR) {
             size_t len;
             const char *e = redtls_reply_str(k->dump, &len);
-            key_failed(r, k, e, len);
+            key_failed(r, &b->n, k, e, len);
         } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING &&
                    redtls_reply_type(ttl) == REDTLS_REPLY_INTEGER && redtls_reply_integer(ttl) != -2) {
             k->pttl = redtls_reply_integer(ttl);
@@ -540,14 +596,14 @@ again:
             k->live = 1;
             size_t len;
             (void)redtls_reply_str(k->dump, &len);
-            r->n.bytes += len;
+            b->n.bytes += len;
             if (len > r->chunk_over) {
                 k->chunk = 1;
                 redtls_reply_free(k->dump);
                 k->dump = NULL;
             }
         } else {
-            r->n.expired++; /* DUMP nil or PTTL -2: gone on the way */
+            b->n.expired++; /* DUMP nil or PTTL -2: gone on the way */
         }
         redtls_reply_free(ttl);
     }
@@ -566,60 +622,75 @@ static long long expiry_margin_ms(const struct migrate_options *o)
     return t + 1000;
 }
 
-/* One key through migrate_chunk.c, counted. */
-static int copy_in_pieces(struct run *r, const struct batch_key *k)
+/* One key through migrate_chunk.c, counted in n. */
+static int copy_in_pieces(struct run *r, struct counts *n, const struct batch_key *k)
 {
     struct chunk_result res;
 
+    if (r->pieces_from->conn == NULL && r->pieces_from->cl == NULL) {
+        int rc = side_connect(r->pieces_from);
+        if (rc != EXIT_CONTINUE)
+            return rc;
+    }
     switch (chunk_copy_key(&r->chunks, k->key, k->key_len, &res)) {
     case CHUNK_COPIED:
-        r->n.copied++;
-        r->n.chunked++;
+        n->copied++;
+        n->chunked++;
         if (res.warn[0] != '\0') {
+            pthread_mutex_lock(&r->c->mu);
+            copy_clear_bar(r->c);
             fputs("redtls-migrate: warning: key '", stderr);
             print_key(stderr, k->key, k->key_len);
             fprintf(stderr, "': %s\n", res.warn);
+            pthread_mutex_unlock(&r->c->mu);
         }
         break;
-    case CHUNK_SKIPPED: r->n.skipped++; break;
-    case CHUNK_EXPIRED: r->n.expired++; break;
-    case CHUNK_FAILED: key_failed(r, k, res.msg, strlen(res.msg)); break;
+    case CHUNK_SKIPPED: n->skipped++; break;
+    case CHUNK_EXPIRED: n->expired++; break;
+    case CHUNK_FAILED: key_failed(r, n, k, res.msg, strlen(res.msg)); break;
     default: fprintf(stderr, "redtls-migrate: %s\n", res.msg); return EXIT_CONNECT;
     }
     return EXIT_CONTINUE;
 }
 
-static int write_batch(struct run *r, size_t nkeys)
+/* One attempt at writing batch b: RESTOREs pipelined, then the keys that
+ * go in pieces. Counts go to *n, which the caller keeps only when the
+ * attempt did not end with EXIT_CONNECT (a broken connection: the whole
+ * batch is written again; RESTORE ... REPLACE of the same payload changes
+ * nothing). The batch's keys are not changed, so an attempt can be
+ * repeated. */
+static int write_batch(struct run *r, struct batch *b, struct counts *n)
 {
-    size_t i, queued = 0;
+    size_t i, queued = 0, nkeys = b->nkeys;
     redtls_status st, lost = REDTLS_OK;
     long long now = now_ms() + r->skew, margin = expiry_margin_ms(r->o);
     char ttlbuf[32];
 
     for (i = 0; i < nkeys; i++) {
-        struct batch_key *k = &r->keys[i];
+        struct batch_key *k = &b->keys[i];
         const char *argv[6];
         size_t lens[6];
         int argc = 0;
         size_t plen;
         const char *payload;
 
+        k->sent = k->check = k->pieces = 0;
         if (!k->live)
             continue;
         if (k->abs_ms != 0 && k->abs_ms <= now) {
             /* RESTORE would not create it either: it expired on the way. */
-            k->live = 0;
-            r->n.expired++;
+            n->expired++;
             continue;
         }
         if (r->o->dry_run) {
-            r->n.copied++;
-            r->n.chunked += (unsigned)k->chunk;
-            k->live = 0;
+            n->copied++;
+            n->chunked += (unsigned)k->chunk;
             continue;
         }
-        if (k->chunk)
-            continue; /* after this batch's RESTOREs */
+        if (k->chunk) {
+            k->pieces = 1; /* after this batch's RESTOREs */
+            continue;
+        }
         payload = redtls_reply_str(k->dump, &plen);
         snprintf(ttlbuf, sizeof ttlbuf, "%lld", k->abs_ms);
         argv[argc] = "RESTORE", lens[argc++] = 7;
@@ -633,6 +704,7 @@ static int write_batch(struct run *r, size_t nkeys)
             fprintf(stderr, "redtls-migrate: target: %s\n", side_errmsg(r->to, st));
             return EXIT_CONNECT;
         }
+        k->sent = 1;
         queued++;
         if (k->abs_ms != 0 && k->abs_ms - now < margin) {
             argv[0] = "EXISTS", lens[0] = 6;
@@ -644,27 +716,27 @@ static int write_batch(struct run *r, size_t nkeys)
         }
     }
     for (i = 0; i < nkeys && queued > 0; i++) {
-        struct batch_key *k = &r->keys[i];
+        struct batch_key *k = &b->keys[i];
         struct redisReply *rep = NULL, *exists = NULL;
-        if (!k->live || k->chunk)
+        if (!k->sent)
             continue;
         queued--;
         st = side_get_reply(r->to, &rep);
         if (k->check && side_get_reply(r->to, &exists) == REDTLS_OK && st == REDTLS_OK &&
             redtls_reply_type(rep) == REDTLS_REPLY_STATUS && redtls_reply_type(exists) == REDTLS_REPLY_INTEGER &&
             redtls_reply_integer(exists) == 0) {
-            r->n.expired++; /* RESTORE ran after the expiry time: nothing made */
+            n->expired++; /* RESTORE ran after the expiry time: nothing made */
         } else if (st != REDTLS_OK) {
-            lost = st; /* the connection broke: the whole batch is retried */
+            lost = st; /* the connection broke: the whole batch is written again */
         } else if (redtls_reply_type(rep) == REDTLS_REPLY_ERROR) {
             size_t len;
             const char *e = redtls_reply_str(rep, &len);
             if (r->o->no_replace && len >= 7 && memcmp(e, "BUSYKEY", 7) == 0)
-                r->n.skipped++;
+                n->skipped++;
             else
-                key_failed(r, k, e, len);
+                key_failed(r, n, k, e, len);
         } else {
-            r->n.copied++;
+            n->copied++;
         }
         redtls_reply_free(rep);
         redtls_reply_free(exists);
@@ -674,18 +746,9 @@ static int write_batch(struct run *r, size_t nkeys)
         return EXIT_CONNECT;
     }
     for (i = 0; i < nkeys; i++)
-        if (r->keys[i].live && r->keys[i].chunk && copy_in_pieces(r, &r->keys[i]) != EXIT_CONTINUE)
+        if (b->keys[i].pieces && copy_in_pieces(r, n, &b->keys[i]) != EXIT_CONTINUE)
             return EXIT_CONNECT;
     return EXIT_CONTINUE;
-}
-
-static void free_batch(struct run *r, size_t nkeys)
-{
-    size_t i;
-    for (i = 0; i < nkeys; i++) {
-        redtls_reply_free(r->keys[i].dump);
-        memset(&r->keys[i], 0, sizeof(r->keys[i]));
-    }
 }
 
 /* A batch or SCAN step lost with its connection is tried again on a new
@@ -714,12 +777,13 @@ static void give_up(struct run *r, const char *what)
     pthread_mutex_unlock(&r->c->mu);
 }
 
-/* Back to the state SCAN left: DUMP replies dropped, keys kept. */
-static void reset_batch(struct run *r, size_t nkeys)
+/* Back to the state SCAN left: DUMP replies dropped, keys kept, the
+ * read's counts taken back. */
+static void reset_batch(struct batch *b)
 {
     size_t i;
-    for (i = 0; i < nkeys; i++) {
-        struct batch_key *k = &r->keys[i];
+    for (i = 0; i < b->nkeys; i++) {
+        struct batch_key *k = &b->keys[i];
         const char *key = k->key;
         size_t len = k->key_len;
         redtls_reply_free(k->dump);
@@ -727,32 +791,49 @@ static void reset_batch(struct run *r, size_t nkeys)
         k->key = key;
         k->key_len = len;
     }
+    memset(&b->n, 0, sizeof b->n);
+    b->n.scanned = b->nkeys;
 }
 
-/* Read and write one batch; on a broken connection again from the
- * start (RESTORE ... REPLACE of the same payload changes nothing), its
- * counts taken back first. */
-static int copy_batch(struct run *r, const char *node, size_t nkeys)
+/* Reads batch b (DUMP + PTTL), again on a new connection when one breaks. */
+static int read_batch_retried(struct run *r, struct batch *b, const char *what)
 {
-    struct counts before = r->n;
     int attempt, rc = EXIT_CONTINUE;
-    char what[NODE_ADDR_MAX + 16];
-
-    snprintf(what, sizeof what, "batch%s%s", node != NULL ? " from " : "", node != NULL ? node : "");
 
     for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
         if (attempt > 1) {
             side_discard(r->from);
-            side_discard(r->to);
-            reset_batch(r, nkeys);
-            r->n = before;
+            reset_batch(b);
             retry_pause(r, what, attempt - 1);
         }
-        rc = read_batch(r, node, nkeys);
-        if (rc == EXIT_CONTINUE)
-            rc = write_batch(r, nkeys);
+        rc = read_batch(r, b);
         if (rc != EXIT_CONNECT)
             return rc;
+    }
+    give_up(r, what);
+    return rc;
+}
+
+/* Writes batch b, again on a new connection when one breaks; its counts
+ * join b->n once an attempt went through. */
+static int write_batch_retried(struct run *r, struct batch *b, const char *what)
+{
+    int attempt, rc = EXIT_CONTINUE;
+
+    for (attempt = 1; attempt <= RETRY_ATTEMPTS; attempt++) {
+        struct counts n;
+        memset(&n, 0, sizeof n);
+        if (attempt > 1) {
+            side_discard(r->to);
+            if (r->pieces_from->conn != NULL || r->pieces_from->cl != NULL)
+                side_discard(r->pieces_from);
+            retry_pause(r, what, attempt - 1);
+        }
+        rc = write_batch(r, b, &n);
+        if (rc != EXIT_CONNECT) {
+            add_counts(&b->n, &n);
+            return rc;
+        }
     }
     give_up(r, what);
     return rc;
@@ -791,75 +872,165 @@ static void throttle(struct run *r, size_t nkeys, double started)
         sleep_s(wait);
 }
 
+/* The writer thread of a worker: writes the batches in the order they were
+ * read, then publishes the node's cursor and counts, so a checkpoint only
+ * ever holds batches the target acknowledged. */
+static void *writer_main(void *arg)
+{
+    struct run *r = arg;
+    struct migration *c = r->c;
+    struct node_progress *np = &c->cp->node[r->node_idx];
+    char what[NODE_ADDR_MAX + 16];
+    size_t next = 0;
+    int rc = EXIT_CONTINUE;
+
+    snprintf(what, sizeof what, "batch%s%s", c->standalone ? "" : " to ", c->standalone ? "" : np->addr);
+    for (;;) {
+        struct batch *b = &r->buf[next % 2];
+        pthread_mutex_lock(&r->mu);
+        while (b->state != BATCH_READY && !r->reader_done)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (b->state != BATCH_READY) {
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        b->state = BATCH_WRITING;
+        pthread_mutex_unlock(&r->mu);
+
+        rc = b->nkeys > 0 ? write_batch_retried(r, b, what) : EXIT_CONTINUE;
+        if (rc == EXIT_CONTINUE) {
+            add_counts(&r->done, &b->n);
+            pthread_mutex_lock(&c->mu);
+            np->n = r->base;
+            add_counts(&np->n, &r->done);
+            memcpy(np->cursor, b->cursor, sizeof np->cursor);
+            np->done = b->last;
+            c->version++;
+            if (b->last && !c->standalone) {
+                copy_clear_bar(c);
+                fprintf(stderr, "redtls-migrate: node %s done: %llu keys scanned, %llu copied in %.1f s\n", np->addr,
+                        np->n.scanned, np->n.copied, mono_s() - r->t0);
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+        pthread_mutex_lock(&r->mu);
+        free_batch(b);
+        b->state = BATCH_FREE;
+        if (rc != EXIT_CONTINUE)
+            r->writer_rc = rc;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (rc != EXIT_CONTINUE)
+            break;
+        next++;
+    }
+    return NULL;
+}
+
+/* The worker's thread: SCAN and DUMP + PTTL, a batch ahead of the writer. */
+static int read_node(struct run *r, const char *node, char *cursor)
+{
+    struct migration *c = r->c;
+    char count[32], what[NODE_ADDR_MAX + 16];
+    size_t next = 0;
+    int last = 0;
+
+    snprintf(count, sizeof count, "%ld",
+             r->o->max_ops > 0 && r->o->max_ops < r->o->batch ? r->o->max_ops : r->o->batch);
+    snprintf(what, sizeof what, "batch%s%s", node != NULL ? " from " : "", node != NULL ? node : "");
+    do {
+        struct batch *b = &r->buf[next % 2];
+        const struct redisReply *keys;
+        size_t n, i;
+        double started = mono_s();
+        int rc, stop;
+
+        pthread_mutex_lock(&r->mu);
+        while (b->state != BATCH_FREE && r->writer_rc == EXIT_CONTINUE)
+            pthread_cond_wait(&r->cv, &r->mu);
+        rc = r->writer_rc;
+        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(&c->mu);
+        stop = c->stop;
+        pthread_mutex_unlock(&c->mu);
+        if (rc != EXIT_CONTINUE || stop)
+            return rc;
+
+        if ((rc = scan_step(r, node, count, cursor, &b->scan)) != EXIT_CONTINUE)
+            return rc;
+        keys = redtls_reply_element(b->scan, 1);
+        n = redtls_reply_len(keys);
+        /* COUNT is a hint: a reply may hold more keys (a bucket chain). */
+        if (n > b->cap) {
+            struct batch_key *grown = realloc(b->keys, n * sizeof(*grown));
+            if (grown == NULL) {
+                free_batch(b);
+                fputs("redtls-migrate: out of memory\n", stderr);
+                return EXIT_CONNECT;
+            }
+            memset(grown + b->cap, 0, (n - b->cap) * sizeof(*grown));
+            b->keys = grown;
+            b->cap = n;
+        }
+        for (i = 0; i < n; i++) {
+            const struct redisReply *k = redtls_reply_element(keys, i);
+            b->keys[i].key = redtls_reply_str(k, &b->keys[i].key_len);
+        }
+        b->nkeys = n;
+        b->n.scanned = n;
+        if (n > 0 && (rc = read_batch_retried(r, b, what)) != EXIT_CONTINUE) {
+            free_batch(b);
+            return rc;
+        }
+        last = strcmp(cursor, "0") == 0;
+        memcpy(b->cursor, cursor, sizeof b->cursor);
+        b->last = last;
+        pthread_mutex_lock(&r->mu);
+        b->state = BATCH_READY;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        next++;
+        throttle(r, n, started);
+    } while (!last);
+    return EXIT_CONTINUE;
+}
+
 int copy_node(struct run *r, size_t idx)
 {
     struct migration *c = r->c;
     struct node_progress *np = &c->cp->node[idx];
     const char *node = c->standalone ? NULL : c->names[idx];
     char cursor[CURSOR_MAX];
-    char count[32];
-    struct counts base;
-    int last = 0, stop = 0;
-    double t0 = mono_s();
+    pthread_t writer;
+    int rc;
 
     pthread_mutex_lock(&c->mu);
-    base = np->n;
+    r->base = np->n;
     memcpy(cursor, np->cursor, sizeof cursor);
     pthread_mutex_unlock(&c->mu);
-    memset(&r->n, 0, sizeof r->n);
-    snprintf(count, sizeof count, "%ld",
-             r->o->max_ops > 0 && r->o->max_ops < r->o->batch ? r->o->max_ops : r->o->batch);
-    do {
-        struct redisReply *rep = NULL;
-        const struct redisReply *keys;
-        size_t n, i;
-        double started = mono_s();
-        int rc = scan_step(r, node, count, cursor, &rep);
-
-        if (rc != EXIT_CONTINUE)
-            return rc;
-        keys = redtls_reply_element(rep, 1);
-        n = redtls_reply_len(keys);
-        /* COUNT is a hint: a reply may hold more keys (a bucket chain). */
-        if (n > r->keys_cap) {
-            struct batch_key *grown = realloc(r->keys, n * sizeof(*grown));
-            if (grown == NULL) {
-                redtls_reply_free(rep);
-                fputs("redtls-migrate: out of memory\n", stderr);
-                return EXIT_CONNECT;
-            }
-            memset(grown + r->keys_cap, 0, (n - r->keys_cap) * sizeof(*grown));
-            r->keys = grown;
-            r->keys_cap = n;
-        }
-        for (i = 0; i < n; i++) {
-            const struct redisReply *k = redtls_reply_element(keys, i);
-            r->keys[i].key = redtls_reply_str(k, &r->keys[i].key_len);
-        }
-        r->n.scanned += n;
-        if (n > 0)
-            rc = copy_batch(r, node, n);
-        free_batch(r, n);
-        redtls_reply_free(rep);
-        if (rc != EXIT_CONTINUE)
-            return rc;
-        last = strcmp(cursor, "0") == 0;
-        pthread_mutex_lock(&c->mu);
-        np->n = base;
-        add_counts(&np->n, &r->n);
-        memcpy(np->cursor, cursor, sizeof np->cursor);
-        np->done = last;
-        c->version++;
-        stop = c->stop;
-        if (last && !c->standalone) {
-            copy_clear_bar(c);
-            fprintf(stderr, "redtls-migrate: node %s done: %llu keys scanned, %llu copied in %.1f s\n", np->addr,
-                    np->n.scanned, np->n.copied, mono_s() - t0);
-        }
-        pthread_mutex_unlock(&c->mu);
-        throttle(r, n, started);
-    } while (!last && !stop);
-    return EXIT_CONTINUE;
+    memset(&r->done, 0, sizeof r->done);
+    r->node_idx = idx;
+    r->reader_done = 0;
+    r->writer_rc = EXIT_CONTINUE;
+    r->t0 = mono_s();
+    if ((rc = pthread_create(&writer, NULL, writer_main, r)) != 0) {
+        fprintf(stderr, "redtls-migrate: cannot start a thread: %s\n", strerror(rc));
+        return EXIT_CONNECT;
+    }
+    rc = read_node(r, node, cursor);
+    pthread_mutex_lock(&r->mu);
+    r->reader_done = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(writer, NULL);
+    /* A batch read but never written (the writer stopped first). */
+    for (int i = 0; i < 2; i++) {
+        free_batch(&r->buf[i]);
+        r->buf[i].state = BATCH_FREE;
+    }
+    if (rc == EXIT_CONTINUE)
+        rc = r->writer_rc;
+    return rc;
 }
 
 int main(int argc, char **argv)
