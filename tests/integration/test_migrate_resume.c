@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -608,7 +609,7 @@ static void test_cluster_source_parallel(void **state)
  * SCAN walks it. The "mig:N" keys are never touched. */
 struct churn {
     uint16_t port;
-    volatile int stop;
+    atomic_int stop;
     long long ops;
 };
 
@@ -626,7 +627,7 @@ static void *churn_writer(void *arg)
         return NULL;
     }
     redtls_config_free(cfg);
-    while (!ch->stop) {
+    while (!atomic_load(&ch->stop)) {
         int j, queued = 0;
         for (j = 0; j < 100; j++, i++) {
             snprintf(key, sizeof key, "churn:%lld", i);
@@ -681,7 +682,7 @@ static void test_source_changes(void **state)
     assert_int_equal(lab_wait_migrate(pid, out, sizeof out, err, sizeof err), -SIGKILL);
     int rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, CHURN_ARGS, (char *)NULL);
 #undef CHURN_ARGS
-    ch.stop = 1;
+    atomic_store(&ch.stop, 1);
     assert_int_equal(pthread_join(th, NULL), 0);
     long long ops_during = ch.ops; /* and the last pipeline after it */
     assert_int_equal(rc, 0);
