@@ -32,6 +32,10 @@ struct side_options {
     int tls_min;
     int nresolve;
     const char *resolve[MAX_RESOLVE]; /* HOST:PORT:ADDR */
+    const char *iam;                  /* IAM authentication for this cache name */
+    const char *region;
+    int serverless;
+    const char *iam_service;
 };
 
 struct migrate_options {

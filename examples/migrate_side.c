@@ -8,8 +8,7 @@
 #include "migrate.h"
 
 /* The library's message never holds a token. */
-static int config_failed(const struct side_options *so, const redtls_config *cfg, const char *what,
-                         redtls_status st)
+static int config_failed(const struct side_options *so, const redtls_config *cfg, const char *what, redtls_status st)
 {
     const char *detail = redtls_config_errmsg(cfg);
 
@@ -29,10 +28,10 @@ static int build_config(const struct migrate_options *mo, const struct side_opti
     }
     *out = cfg;
 
-#define APPLY(what, call)                                       \
-    do {                                                        \
-        if ((st = (call)) != REDTLS_OK)                         \
-            return config_failed(so, cfg, (what), st);          \
+#define APPLY(what, call)                                                                                              \
+    do {                                                                                                               \
+        if ((st = (call)) != REDTLS_OK)                                                                                \
+            return config_failed(so, cfg, (what), st);                                                                 \
     } while (0)
 
     APPLY("URL", redtls_config_set_url(cfg, so->url));
@@ -45,7 +44,8 @@ static int build_config(const struct migrate_options *mo, const struct side_opti
     if (so->tls_min != 0)
         APPLY("TLS minimum", redtls_config_set_tls_min_version(cfg, (redtls_tls_version)so->tls_min));
     for (int i = 0; i < so->nresolve; i++)
-        if (cli_apply_resolve(cfg, so->resolve[i], "redtls-migrate", so == &mo->from ? "--from-resolve" : "--to-resolve") != 0)
+        if (cli_apply_resolve(cfg, so->resolve[i], "redtls-migrate",
+                              so == &mo->from ? "--from-resolve" : "--to-resolve") != 0)
             return EXIT_USAGE;
     if (so->user != NULL)
         APPLY("user", redtls_config_set_user(cfg, so->user));
@@ -53,6 +53,13 @@ static int build_config(const struct migrate_options *mo, const struct side_opti
         APPLY("token", redtls_config_set_token(cfg, so->token));
     if (so->token_alt != NULL)
         APPLY("alternate token", redtls_config_set_token_alt(cfg, so->token_alt));
+    if (so->iam != NULL) {
+        APPLY("IAM",
+              redtls_config_set_iam(cfg, so->iam, so->user, so->region, so->serverless ? REDTLS_IAM_SERVERLESS : 0));
+        if (so->iam_service != NULL)
+            APPLY("IAM service", redtls_config_set_iam_service(cfg, so->iam_service));
+        APPLY("IAM", redtls_config_set_aws_credentials_from_env(cfg));
+    }
     if (mo->db >= 0 && !so->cluster)
         APPLY("--db", redtls_config_set_db(cfg, (int)mo->db));
     if (mo->timeout_ms >= 0) {
@@ -114,8 +121,8 @@ void side_close(struct side *s)
 }
 
 /* node: a cluster node's name, or NULL for a standalone side. */
-redtls_status side_command(struct side *s, const char *node, int argc, const char **argv,
-                                  const size_t *lens, struct redisReply **reply)
+redtls_status side_command(struct side *s, const char *node, int argc, const char **argv, const size_t *lens,
+                           struct redisReply **reply)
 {
     if (s->cl != NULL)
         return redtls_cluster_command_node(s->cl, node, REDTLS_CMD_IDEMPOTENT, argc, argv, lens, reply);
@@ -227,14 +234,14 @@ int refuse_same_server(struct side *from, struct side *to)
     for (i = 0; i < na; i++)
         for (j = 0; j < nb; j++)
             if (strcmp(a[i], b[j]) == 0) {
-                fprintf(stderr, "redtls-migrate: source and target are the same server (run_id %s); "
-                                "nothing was written\n",
+                fprintf(stderr,
+                        "redtls-migrate: source and target are the same server (run_id %s); "
+                        "nothing was written\n",
                         a[i]);
                 return EXIT_USAGE;
             }
     return EXIT_CONTINUE;
 }
-
 
 int side_scan(struct side *s, const char *node, const char *match, const char *count, char *cursor, size_t cap,
               struct redisReply **reply)

@@ -41,6 +41,14 @@ enum {
     OPT_TO_TLS_MIN,
     OPT_FROM_RESOLVE,
     OPT_TO_RESOLVE,
+    OPT_FROM_IAM,
+    OPT_TO_IAM,
+    OPT_FROM_REGION,
+    OPT_TO_REGION,
+    OPT_FROM_SERVERLESS,
+    OPT_TO_SERVERLESS,
+    OPT_FROM_IAM_SERVICE,
+    OPT_TO_IAM_SERVICE,
     OPT_MATCH,
     OPT_DB,
     OPT_NO_REPLACE,
@@ -82,6 +90,14 @@ static const struct option long_options[] = {
     {"to-tls-min", required_argument, NULL, OPT_TO_TLS_MIN},
     {"from-resolve", required_argument, NULL, OPT_FROM_RESOLVE},
     {"to-resolve", required_argument, NULL, OPT_TO_RESOLVE},
+    {"from-iam", required_argument, NULL, OPT_FROM_IAM},
+    {"to-iam", required_argument, NULL, OPT_TO_IAM},
+    {"from-region", required_argument, NULL, OPT_FROM_REGION},
+    {"to-region", required_argument, NULL, OPT_TO_REGION},
+    {"from-serverless", no_argument, NULL, OPT_FROM_SERVERLESS},
+    {"to-serverless", no_argument, NULL, OPT_TO_SERVERLESS},
+    {"from-iam-service", required_argument, NULL, OPT_FROM_IAM_SERVICE},
+    {"to-iam-service", required_argument, NULL, OPT_TO_IAM_SERVICE},
     {"match", required_argument, NULL, OPT_MATCH},
     {"db", required_argument, NULL, OPT_DB},
     {"no-replace", no_argument, NULL, OPT_NO_REPLACE},
@@ -123,6 +139,15 @@ static void usage(FILE *out)
           "  --from-resolve H:P:A, --to-resolve H:P:A  connect to A when asked for\n"
           "                         H:P, still verifying H (P * : any port); repeatable\n"
           "  --from-user U, --to-user U  ACL user name\n"
+          "  --from-iam CACHE, --to-iam CACHE  ElastiCache/MemoryDB IAM authentication\n"
+          "                         for that side's cache (replication group or\n"
+          "                         serverless cache name); needs --X-region and\n"
+          "                         --X-user (the IAM user id); AWS credentials from\n"
+          "                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
+          "                         AWS_SESSION_TOKEN (or iam=CACHE&region=R in the URL)\n"
+          "  --from-region R, --to-region R  the cache's AWS region\n"
+          "  --from-serverless, --to-serverless  the cache is serverless\n"
+          "  --from-iam-service S, --to-iam-service S  elasticache (default) or memorydb\n"
           "  --from-token T, --to-token T  password or token (or REDTLS_FROM_TOKEN,\n"
           "                         REDTLS_TO_TOKEN: arguments are visible in `ps`)\n"
           "  --from-token-alt T, --to-token-alt T  second token, tried when the\n"
@@ -272,6 +297,14 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
                 return usage_error("bad --%s-tls-min '%s' (1.2 or 1.3)", c == OPT_FROM_TLS_MIN ? "from" : "to", optarg);
             break;
         }
+        case OPT_FROM_IAM: o->from.iam = optarg; break;
+        case OPT_TO_IAM: o->to.iam = optarg; break;
+        case OPT_FROM_REGION: o->from.region = optarg; break;
+        case OPT_TO_REGION: o->to.region = optarg; break;
+        case OPT_FROM_SERVERLESS: o->from.serverless = 1; break;
+        case OPT_TO_SERVERLESS: o->to.serverless = 1; break;
+        case OPT_FROM_IAM_SERVICE: o->from.iam_service = optarg; break;
+        case OPT_TO_IAM_SERVICE: o->to.iam_service = optarg; break;
         case OPT_FROM_RESOLVE:
         case OPT_TO_RESOLVE: {
             struct side_options *so = c == OPT_FROM_RESOLVE ? &o->from : &o->to;
@@ -340,6 +373,17 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
         return usage_error("--from-cert and --from-key (--to-cert and --to-key) go together");
     if (o->db > 0 && o->from.cluster && o->to.cluster)
         return usage_error("--db is for standalone sides (a cluster has database 0 only)");
+    for (int i = 0; i < 2; i++) {
+        const struct side_options *so = i == 0 ? &o->from : &o->to;
+        const char *side = i == 0 ? "from" : "to";
+        if ((so->region != NULL || so->serverless || so->iam_service != NULL) && so->iam == NULL)
+            return usage_error("--%s-region, --%s-serverless and --%s-iam-service go with --%s-iam", side, side, side,
+                               side);
+        if (so->iam != NULL && (so->region == NULL || so->user == NULL))
+            return usage_error("--%s-iam needs --%s-region and --%s-user (the IAM user id)", side, side, side);
+        if (so->iam != NULL && so->token != NULL)
+            return usage_error("--%s-iam signs its own tokens: no --%s-token with it", side, side);
+    }
     if (o->resume && o->checkpoint == NULL)
         return usage_error("--resume needs the --checkpoint FILE of the run to continue");
     if (o->checkpoint != NULL && (o->dry_run || o->verify == 2))

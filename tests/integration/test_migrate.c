@@ -661,6 +661,75 @@ static void test_bad_token_refused(void **state)
     lab_end_free(&dst);
 }
 
+/* IAM on the target: an ACL user that takes the tokens these seconds sign
+ * (as ElastiCache checks them); the tool has no password for the target,
+ * so only the IAM token can let it in. Another region signs other tokens:
+ * refused before anything is written. */
+#define IAM_USER "mig-iam-user"
+#define IAM_SECRET "lab/Migrate+Secret=00000000000000000000000"
+static void test_iam_target(void **state)
+{
+    char from[64], to[64];
+    static char tok[8192];
+    redtls_config *cfg = NULL;
+    (void)state;
+
+    lab_migrate_secrets[2] = IAM_SECRET;
+    assert_int_equal(setenv("AWS_ACCESS_KEY_ID", "AKIDLABMIGRATE000001", 1), 0);
+    assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", IAM_SECRET, 1), 0);
+    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    assert_int_equal(redtls_config_set_iam(cfg, "mig-cache", IAM_USER, "us-east-1", 0), REDTLS_OK);
+    assert_int_equal(redtls_config_set_aws_credentials_from_env(cfg), REDTLS_OK);
+    struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);
+    const char *reset[] = {"ACL", "SETUSER", IAM_USER, "reset", "on", "~*", "+@all"};
+    lab_expect_ok(lab_end_command(&dst, 7, reset, NULL));
+    long long now = lab_wall_ms() / 1000;
+    for (long long t = now - 2; t <= now + 30; t++) {
+        assert_int_equal(redtls_iam_token(cfg, t, tok, sizeof tok), REDTLS_OK);
+        char pass[sizeof tok + 1];
+        snprintf(pass, sizeof pass, ">%s", tok);
+        const char *add[] = {"ACL", "SETUSER", IAM_USER, pass};
+        lab_expect_ok(lab_end_command(&dst, 4, add, NULL));
+    }
+    memset(tok, 0, sizeof tok);
+    redtls_config_free(cfg);
+    const char *flush[] = {"FLUSHALL"};
+    lab_expect_ok(lab_end_command(&dst, 1, flush, NULL));
+    long long restores = lab_command_calls(&dst, "restore");
+
+    snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+    int rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                             lab_cert("ca.crt"), "--to-iam", "mig-cache", "--to-region", "eu-west-1", "--to-user",
+                             IAM_USER, "--match", "mig:1*", (char *)NULL);
+    assert_int_equal(rc, 3);
+    assert_contains(err, "target");
+    assert_int_equal(lab_command_calls(&dst, "restore"), restores);
+
+    rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                         lab_cert("ca.crt"), "--to-iam", "mig-cache", "--to-region", "us-east-1", "--to-user", IAM_USER,
+                         "--match", "mig:1*", (char *)NULL);
+    assert_int_equal(rc, 0);
+    long long copied = lab_report(out, "keys copied: ");
+    assert_true(copied > 100);
+    assert_int_equal(lab_report(out, "keys failed: "), 0);
+    assert_int_equal(lab_end_integer(&dst, "DBSIZE", NULL), copied);
+    /* Options that go with IAM: usage errors. */
+    rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-iam", "mig-cache",
+                         "--to-region", "us-east-1", (char *)NULL);
+    assert_int_equal(rc, 2);
+    assert_contains(err, "--to-user");
+    lab_expect_ok(lab_end_command(&dst, 1, flush, NULL));
+    const char *del[] = {"ACL", "DELUSER", IAM_USER};
+    lab_end_free(&dst);
+    dst = lab_plain_end(target.plain_port, TOKEN);
+    struct redisReply *r = lab_end_command(&dst, 3, del, NULL);
+    redtls_reply_free(r);
+    lab_end_free(&dst);
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_same_server_refused),
         cmocka_unit_test(test_wrong_name_refused),
         cmocka_unit_test(test_bad_token_refused),
+        cmocka_unit_test(test_iam_target),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_match_and_db),
         cmocka_unit_test(test_copy_cluster_tls),
