@@ -431,6 +431,13 @@ struct batch_key {
  * the source reads the next one while the target restores this one). */
 enum batch_state { BATCH_FREE, BATCH_READY, BATCH_WRITING };
 
+/* Batches in hand per worker: the one being written and those read ahead
+ * (a key whose RESTORE takes long, like a hash of millions of fields, does
+ * not stop the reads meanwhile). */
+#ifndef BATCHES_AHEAD
+#define BATCHES_AHEAD 4
+#endif
+
 struct batch {
     enum batch_state state;  /* under run.mu */
     struct redisReply *scan; /* owns the key names */
@@ -456,7 +463,7 @@ struct run {
     /* the node being copied, between the two threads */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct batch buf[2];
+    struct batch buf[BATCHES_AHEAD];
     size_t node_idx;
     struct counts base; /* the node's counts before this run */
     struct counts done; /* the batches written, this run */
@@ -551,7 +558,7 @@ void run_free(struct run *r)
 {
     if (r == NULL)
         return;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < BATCHES_AHEAD; i++) {
         free_batch(&r->buf[i]);
         free(r->buf[i].keys);
     }
@@ -930,7 +937,7 @@ static void *writer_main(void *arg)
 
     snprintf(what, sizeof what, "batch%s%s", c->standalone ? "" : " to ", c->standalone ? "" : np->addr);
     for (;;) {
-        struct batch *b = &r->buf[next % 2];
+        struct batch *b = &r->buf[next % BATCHES_AHEAD];
         pthread_mutex_lock(&r->mu);
         while (b->state != BATCH_READY && !r->reader_done)
             pthread_cond_wait(&r->cv, &r->mu);
@@ -983,7 +990,7 @@ static int read_node(struct run *r, const char *node, char *cursor)
              r->o->max_ops > 0 && r->o->max_ops < r->o->batch ? r->o->max_ops : r->o->batch);
     snprintf(what, sizeof what, "batch%s%s", node != NULL ? " from " : "", node != NULL ? node : "");
     do {
-        struct batch *b = &r->buf[next % 2];
+        struct batch *b = &r->buf[next % BATCHES_AHEAD];
         const struct redisReply *keys;
         size_t n, i;
         double started = mono_s();
@@ -1068,7 +1075,7 @@ int copy_node(struct run *r, size_t idx)
     pthread_mutex_unlock(&r->mu);
     pthread_join(writer, NULL);
     /* A batch read but never written (the writer stopped first). */
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < BATCHES_AHEAD; i++) {
         free_batch(&r->buf[i]);
         r->buf[i].state = BATCH_FREE;
     }
