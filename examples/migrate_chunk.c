@@ -257,6 +257,17 @@ static int cmd_elem(struct copy *c, const char *name, int n, const struct redisR
 }
 
 /* The next read's COUNT: PIECE_ELEMS, fewer when elements are big. */
+/* Ends the write being built and waits for every write's reply (the
+ * arguments may point into a source reply about to be freed). */
+static int cmd_flush(struct copy *c)
+{
+    int rc = cmd_end(c);
+    if (rc == CHUNK_COPIED)
+        rc = sync_writes(c);
+    c->argc = 0;
+    return rc;
+}
+
 static void adapt_count(struct copy *c, size_t nelems, size_t bytes)
 {
     long long per = nelems > 0 ? (long long)(bytes / nelems) + 1 : 1;
@@ -327,10 +338,9 @@ static int copy_scan(struct copy *c, const char *scan, const char *write, int pe
         for (i = 0; i < n; i++)
             (void)redtls_reply_str(redtls_reply_element(items, i), &clen), bytes += clen;
         if (rc == CHUNK_COPIED)
-            rc = cmd_end(c); /* the arguments point into r */
-        if (rc == CHUNK_COPIED)
-            rc = sync_writes(c);
-        c->argc = 0;
+            rc = cmd_flush(c); /* the arguments point into r */
+        else
+            c->argc = 0;
         cur = redtls_reply_str(redtls_reply_element(r, 0), &clen);
         if (clen >= sizeof cursor) {
             redtls_reply_free(r);
@@ -378,10 +388,9 @@ static int copy_list(struct copy *c)
             rc = cmd_elem(c, "RPUSH", 1, &e);
         }
         if (rc == CHUNK_COPIED)
-            rc = cmd_end(c);
-        if (rc == CHUNK_COPIED)
-            rc = sync_writes(c);
-        c->argc = 0;
+            rc = cmd_flush(c);
+        else
+            c->argc = 0;
         redtls_reply_free(r);
         if (rc != CHUNK_COPIED || (long long)n < want)
             return rc;
@@ -417,10 +426,9 @@ static int copy_string(struct copy *c)
             const struct redisReply *e = r;
             rc = cmd_elem(c, off == 0 ? "SET" : "APPEND", 1, &e);
             if (rc == CHUNK_COPIED)
-                rc = cmd_end(c);
-            if (rc == CHUNK_COPIED)
-                rc = sync_writes(c);
-            c->argc = 0;
+                rc = cmd_flush(c);
+            else
+                c->argc = 0;
         }
         redtls_reply_free(r);
         if (rc != CHUNK_COPIED || (long long)len < piece)

@@ -220,3 +220,29 @@ long long lab_wall_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+void lab_migrate_cluster_start(lab_cluster *c, const char *password)
+{
+    lab_cluster_opts co = lab_cluster_default_opts();
+    co.replicas = 0;
+    co.wildcard_cert = 1;
+    co.announce_ips = 1;
+    co.password = password;
+    assert_int_equal(lab_cluster_start(c, &co), 0);
+}
+
+struct lab_end lab_cluster_end(lab_cluster *c, const char *token)
+{
+    struct lab_end e = {0};
+    redtls_config *cfg = NULL;
+    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    assert_int_equal(redtls_config_set_host(cfg, "127.0.0.1", c->node[0].srv.port), REDTLS_OK);
+    assert_int_equal(redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
+    assert_int_equal(redtls_config_set_verify_name(cfg, "check.cluster.test"), REDTLS_OK);
+    if (token != NULL)
+        assert_int_equal(redtls_config_set_token(cfg, token), REDTLS_OK);
+    assert_int_equal(redtls_config_set_command_timeout_ms(cfg, 10000), REDTLS_OK);
+    assert_int_equal(redtls_cluster_new(cfg, NULL, &e.cl), REDTLS_OK);
+    redtls_config_free(cfg);
+    return e;
+}

@@ -8,6 +8,8 @@
 
 #include <redtls/redtls.h>
 
+#include "lab_cluster.h"
+
 /* One end to check: a standalone connection or a cluster handle. Every
  * call fails the running test on an error status. */
 struct lab_end {
@@ -27,6 +29,14 @@ long long lab_end_integer(struct lab_end *e, const char *cmd, const char *arg);
 long long lab_command_calls(struct lab_end *e, const char *name);
 /* Frees r, failing the test when it is an error reply. */
 void lab_expect_ok(struct redisReply *r);
+
+/* A 3-master TLS cluster without replicas whose nodes present the
+ * *.cluster.test certificate and announce 127.0.0.1, with password (NULL:
+ * none); fails the test when it does not start. */
+void lab_migrate_cluster_start(lab_cluster *c, const char *password);
+/* A cluster handle on c (seed node 0, verified as "check.cluster.test")
+ * as the default user with token, 10 s command timeout. */
+struct lab_end lab_cluster_end(lab_cluster *c, const char *token);
 
 /* Strings no output of the tool may contain (tokens); NULL-terminated. */
 #define LAB_MIGRATE_SECRETS 8

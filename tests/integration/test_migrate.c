@@ -539,16 +539,11 @@ static void test_copy_from_cluster(lab_cluster *c)
 static void test_copy_cluster_tls(void **state)
 {
     static lab_cluster c;
-    lab_cluster_opts co = lab_cluster_default_opts();
     char from[64], to[64];
     long long deadline[NMORTAL];
     (void)state;
 
-    co.replicas = 0;
-    co.wildcard_cert = 1;
-    co.announce_ips = 1;
-    co.password = TOKEN;
-    assert_int_equal(lab_cluster_start(&c, &co), 0);
+    lab_migrate_cluster_start(&c, TOKEN);
     snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
     snprintf(to, sizeof to, "rediss://127.0.0.1:%u", c.node[0].srv.port);
     add_mortal_keys(deadline);
@@ -557,15 +552,7 @@ static void test_copy_cluster_tls(void **state)
     assert_int_equal(rc, 0);
     check_counts(out);
 
-    struct lab_end dst = {0};
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_int_equal(redtls_config_set_host(cfg, "127.0.0.1", c.node[0].srv.port), REDTLS_OK);
-    assert_int_equal(redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_int_equal(redtls_config_set_verify_name(cfg, "check.cluster.test"), REDTLS_OK);
-    assert_int_equal(redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_int_equal(redtls_cluster_new(cfg, NULL, &dst.cl), REDTLS_OK);
-    redtls_config_free(cfg);
+    struct lab_end dst = lab_cluster_end(&c, TOKEN);
     compare_keys(&dst);
     /* "copied" counts keys RESTORE made: every mortal key seen counts. */
     assert_true(check_mortal(&dst, deadline) <= lab_report(out, "keys copied: ") - NKEYS);

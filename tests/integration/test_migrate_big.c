@@ -712,15 +712,10 @@ static void test_bad_chunk_limit(void **state)
 static void test_pieces_cluster(void **state)
 {
     static lab_cluster c;
-    lab_cluster_opts co = lab_cluster_default_opts();
     char to[64];
     (void)state;
 
-    co.replicas = 0;
-    co.wildcard_cert = 1;
-    co.announce_ips = 1;
-    co.password = TOKEN;
-    assert_int_equal(lab_cluster_start(&c, &co), 0);
+    lab_migrate_cluster_start(&c, TOKEN);
     snprintf(to, sizeof to, "rediss://127.0.0.1:%u", c.node[0].srv.port);
     int rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from_url(), "--to", to, "--to-cluster",
                              "--to-cacert", lab_cert("ca.crt"), "--to-sni", "migrate.cluster.test", "--chunk-limit",
@@ -729,15 +724,7 @@ static void test_pieces_cluster(void **state)
     assert_int_equal(lab_report(out, "keys copied: "), NBIG + NSMALL);
     assert_int_equal(lab_report(out, "keys chunked: "), NBIG);
 
-    struct lab_end dst = {0};
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_int_equal(redtls_config_set_host(cfg, "127.0.0.1", c.node[0].srv.port), REDTLS_OK);
-    assert_int_equal(redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_int_equal(redtls_config_set_verify_name(cfg, "check.cluster.test"), REDTLS_OK);
-    assert_int_equal(redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_int_equal(redtls_cluster_new(cfg, NULL, &dst.cl), REDTLS_OK);
-    redtls_config_free(cfg);
+    struct lab_end dst = lab_cluster_end(&c, TOKEN);
     struct lab_end src = lab_plain_end(source.port, NULL);
     for (int i = 0; i < NBIG; i++)
         compare_big(&src, &dst, i, 1);

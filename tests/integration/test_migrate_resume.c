@@ -454,15 +454,7 @@ static void fill_cluster(lab_cluster *c)
 {
     char key[32];
     int i, j;
-    struct lab_end src = {0};
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_int_equal(redtls_config_set_host(cfg, "127.0.0.1", c->node[0].srv.port), REDTLS_OK);
-    assert_int_equal(redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_int_equal(redtls_config_set_verify_name(cfg, "fill.cluster.test"), REDTLS_OK);
-    assert_int_equal(redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
-    assert_int_equal(redtls_cluster_new(cfg, NULL, &src.cl), REDTLS_OK);
-    redtls_config_free(cfg);
+    struct lab_end src = lab_cluster_end(c, TOKEN);
     for (i = 0; i < NCLUSTER; i += 1000) {
         for (j = 0; j < 1000; j++) {
             snprintf(key, sizeof key, "c:%d", i + j);
@@ -503,16 +495,11 @@ static long long master_dumps(lab_cluster *c, size_t i)
 static void test_cluster_source_parallel(void **state)
 {
     static lab_cluster c;
-    lab_cluster_opts co = lab_cluster_default_opts();
     char seed[64], cp2[LAB_PATH_MAX];
     int nodes, done, i;
     (void)state;
 
-    co.replicas = 0;
-    co.wildcard_cert = 1;
-    co.announce_ips = 1;
-    co.password = TOKEN;
-    assert_int_equal(lab_cluster_start(&c, &co), 0);
+    lab_migrate_cluster_start(&c, TOKEN);
     fill_cluster(&c);
 
     struct lab_end dst = lab_plain_end(target.plain_port, TOKEN);

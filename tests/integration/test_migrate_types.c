@@ -74,22 +74,6 @@ static void run_fill(const char *url, const char *token, ...)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* A cluster handle on c as the default user with token. */
-static struct lab_end cluster_end(lab_cluster *c, const char *token)
-{
-    struct lab_end e = {0};
-    redtls_config *cfg = NULL;
-    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
-    assert_int_equal(redtls_config_set_host(cfg, "127.0.0.1", c->node[0].srv.port), REDTLS_OK);
-    assert_int_equal(redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
-    assert_int_equal(redtls_config_set_verify_name(cfg, "check.cluster.test"), REDTLS_OK);
-    assert_int_equal(redtls_config_set_token(cfg, token), REDTLS_OK);
-    assert_int_equal(redtls_config_set_command_timeout_ms(cfg, 10000), REDTLS_OK);
-    assert_int_equal(redtls_cluster_new(cfg, NULL, &e.cl), REDTLS_OK);
-    redtls_config_free(cfg);
-    return e;
-}
-
 static long long cluster_dbsize(lab_cluster *c)
 {
     long long total = 0;
@@ -262,23 +246,13 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static void start_cluster(lab_cluster *c, const char *password)
-{
-    lab_cluster_opts co = lab_cluster_default_opts();
-    co.replicas = 0;
-    co.wildcard_cert = 1;
-    co.announce_ips = 1;
-    co.password = password;
-    assert_int_equal(lab_cluster_start(c, &co), 0);
-}
-
 /* Plain standalone to a TLS 3-master cluster with AUTH. */
 static void test_standalone_to_tls_cluster(void **state)
 {
     char from[64], to[64];
     (void)state;
 
-    start_cluster(&cl_a, TOKEN);
+    lab_migrate_cluster_start(&cl_a, TOKEN);
     snprintf(from, sizeof from, "redis://127.0.0.1:%u", source.port);
     run_fill(from, NULL, "--seed", "7", "--keys", "20000", "--big-hash", "100000", "--mortal", "300", "--mortal-ms",
              MORTAL_MS, (char *)NULL);
@@ -293,7 +267,7 @@ static void test_standalone_to_tls_cluster(void **state)
     assert_int_equal(scanned, copied + expired);
     assert_in_range(copied, NLIVE, NLIVE + NMORTAL);
 
-    struct lab_end dst = cluster_end(&cl_a, TOKEN);
+    struct lab_end dst = lab_cluster_end(&cl_a, TOKEN);
     struct lab_end src = lab_plain_end(source.port, NULL);
     int present = check_mortal(&dst);
     assert_true(present <= copied - NLIVE);
@@ -333,7 +307,7 @@ static void test_cluster_to_cluster(void **state)
     char from[64], to[64];
     (void)state;
 
-    start_cluster(&cl_b, TOKEN2);
+    lab_migrate_cluster_start(&cl_b, TOKEN2);
     snprintf(from, sizeof from, "rediss://127.0.0.1:%u", cl_a.node[0].srv.port);
     snprintf(to, sizeof to, "rediss://127.0.0.1:%u", cl_b.node[0].srv.port);
     int rc =
@@ -345,8 +319,8 @@ static void test_cluster_to_cluster(void **state)
     assert_int_equal(lab_report(out, "keys copied: "), NLIVE);
     assert_int_equal(cluster_dbsize(&cl_b), NLIVE);
 
-    struct lab_end src = cluster_end(&cl_a, TOKEN);
-    struct lab_end dst = cluster_end(&cl_b, TOKEN2);
+    struct lab_end src = lab_cluster_end(&cl_a, TOKEN);
+    struct lab_end dst = lab_cluster_end(&cl_b, TOKEN2);
     compare_expiry(&src, &dst);
     check_special(&dst);
     lab_end_free(&src);
@@ -372,7 +346,7 @@ static void test_planted_differences(void **state)
     char from[64], to[64], key[32];
     (void)state;
 
-    struct lab_end dst = cluster_end(&cl_a, TOKEN);
+    struct lab_end dst = lab_cluster_end(&cl_a, TOKEN);
     size_t l0 = typed_key(key, sizeof key, 70); /* a string, binary name */
     const char *set[] = {"SET", key, "changed", "KEEPTTL"};
     size_t setl[] = {3, l0, 7, 7};
