@@ -62,6 +62,7 @@ struct side {
     redtls_config *cfg;
     redtls_conn *conn;
     redtls_cluster *cl;
+    int refused; /* side_scan's last failure was the server's answer, not the connection */
 };
 
 #define MAX_NODES 256

@@ -253,6 +253,7 @@ int side_scan(struct side *s, const char *node, const char *match, const char *c
     redtls_status st = side_command(s, node, match != NULL ? 6 : 4, argv, NULL, &rep);
 
     *reply = NULL;
+    s->refused = 0;
     if (st != REDTLS_OK) {
         fprintf(stderr, "redtls-migrate: %s SCAN: %s\n", s->o->name, side_errmsg(s, st));
         return EXIT_CONNECT;
@@ -262,8 +263,10 @@ int side_scan(struct side *s, const char *node, const char *match, const char *c
         redtls_reply_type(redtls_reply_element(rep, 1)) != REDTLS_REPLY_ARRAY) {
         size_t len = 0;
         const char *e = redtls_reply_type(rep) == REDTLS_REPLY_ERROR ? redtls_reply_str(rep, &len) : "";
-        fprintf(stderr, "redtls-migrate: %s SCAN: unexpected reply %.*s\n", s->o->name, (int)len, e);
+        fprintf(stderr, "redtls-migrate: %s SCAN: %s%.*s\n", s->o->name,
+                len > 0 ? "refused: " : "unexpected reply (not a cursor and a list of keys)", (int)len, e);
         redtls_reply_free(rep);
+        s->refused = 1;
         return EXIT_CONNECT;
     }
     c = redtls_reply_str(redtls_reply_element(rep, 0), &clen);

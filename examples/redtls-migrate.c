@@ -381,8 +381,6 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
                                side);
         if (so->iam != NULL && (so->region == NULL || so->user == NULL))
             return usage_error("--%s-iam needs --%s-region and --%s-user (the IAM user id)", side, side, side);
-        if (so->iam != NULL && so->token != NULL)
-            return usage_error("--%s-iam signs its own tokens: no --%s-token with it", side, side);
     }
     if (o->resume && o->checkpoint == NULL)
         return usage_error("--resume needs the --checkpoint FILE of the run to continue");
@@ -393,6 +391,14 @@ static int parse_options(int argc, char **argv, struct migrate_options *o)
     o->to.token = env_or(o->to.token, "REDTLS_TO_TOKEN");
     o->from.token_alt = env_or(o->from.token_alt, "REDTLS_FROM_TOKEN_ALT");
     o->to.token_alt = env_or(o->to.token_alt, "REDTLS_TO_TOKEN_ALT");
+    for (int i = 0; i < 2; i++) {
+        const struct side_options *so = i == 0 ? &o->from : &o->to;
+        const char *side = i == 0 ? "from" : "to";
+        if (so->iam != NULL && (so->token != NULL || so->token_alt != NULL))
+            return usage_error("--%s-iam signs its own tokens: no --%s-token or --%s-token-alt with it (nor "
+                               "REDTLS_%s_TOKEN or REDTLS_%s_TOKEN_ALT in the environment)",
+                               side, side, side, i == 0 ? "FROM" : "TO", i == 0 ? "FROM" : "TO");
+    }
     return EXIT_CONTINUE;
 }
 
@@ -437,6 +443,9 @@ enum batch_state { BATCH_FREE, BATCH_READY, BATCH_WRITING };
 #ifndef BATCHES_AHEAD
 #define BATCHES_AHEAD 4
 #endif
+/* ... and no further ahead once the batches in hand hold this many DUMP
+ * bytes (a batch of big values is then written before the next is read). */
+#define AHEAD_MAX_BYTES (256ULL << 20)
 
 struct batch {
     enum batch_state state;  /* under run.mu */
@@ -446,6 +455,7 @@ struct batch {
     char cursor[CURSOR_MAX]; /* the SCAN cursor after these keys */
     int last;                /* the node's last batch */
     struct counts n;         /* reading it, then writing it */
+    unsigned long long held; /* DUMP bytes in hand once read */
 };
 
 /* One worker: a source node at a time, with its own handles: source and
@@ -465,10 +475,11 @@ struct run {
     pthread_cond_t cv;
     struct batch buf[BATCHES_AHEAD];
     size_t node_idx;
-    struct counts base; /* the node's counts before this run */
-    struct counts done; /* the batches written, this run */
-    int reader_done;    /* no more batches will come */
-    int writer_rc;      /* EXIT_CONTINUE, or why the writer stopped */
+    struct counts base;      /* the node's counts before this run */
+    struct counts done;      /* the batches written, this run */
+    int reader_done;         /* no more batches will come */
+    unsigned long long held; /* DUMP bytes of the batches read and not yet written */
+    int writer_rc;           /* EXIT_CONTINUE, or why the writer stopped */
     double t0;
 };
 
@@ -653,6 +664,16 @@ again:
                 redtls_reply_free(k->dump);
                 k->dump = NULL;
             }
+        } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING && redtls_reply_type(ttl) == REDTLS_REPLY_ERROR) {
+            /* Without its TTL the key cannot be copied right (an ACL without
+             * PTTL, say): a failure, never "expired". */
+            size_t len;
+            const char *e = redtls_reply_str(ttl, &len);
+            key_failed(r, &b->n, k, e, len);
+        } else if (redtls_reply_type(k->dump) == REDTLS_REPLY_STRING &&
+                   redtls_reply_type(ttl) != REDTLS_REPLY_INTEGER) {
+            static const char why[] = "the source's PTTL answer is not a number";
+            key_failed(r, &b->n, k, why, sizeof why - 1);
         } else {
             b->n.expired++; /* DUMP nil or PTTL -2: gone on the way */
         }
@@ -898,8 +919,8 @@ static int scan_step(struct run *r, const char *node, const char *count, char *c
         if (attempt > 1)
             retry_pause(r, "SCAN", attempt - 1);
         rc = side_scan(r->from, node, r->o->match, count, cursor, CURSOR_MAX, rep);
-        if (rc != EXIT_CONNECT)
-            return rc;
+        if (rc != EXIT_CONNECT || r->from->refused)
+            return rc; /* the server's own refusal (an ACL, say) is not retried */
     }
     give_up(r, "SCAN");
     return rc;
@@ -935,7 +956,7 @@ static void *writer_main(void *arg)
     size_t next = 0;
     int rc = EXIT_CONTINUE;
 
-    snprintf(what, sizeof what, "batch%s%s", c->standalone ? "" : " to ", c->standalone ? "" : np->addr);
+    snprintf(what, sizeof what, "writing the batch%s%s", c->standalone ? "" : " from ", c->standalone ? "" : np->addr);
     for (;;) {
         struct batch *b = &r->buf[next % BATCHES_AHEAD];
         pthread_mutex_lock(&r->mu);
@@ -965,6 +986,8 @@ static void *writer_main(void *arg)
             pthread_mutex_unlock(&c->mu);
         }
         pthread_mutex_lock(&r->mu);
+        r->held -= b->held;
+        b->held = 0;
         free_batch(b);
         b->state = BATCH_FREE;
         if (rc != EXIT_CONTINUE)
@@ -997,7 +1020,7 @@ static int read_node(struct run *r, const char *node, char *cursor)
         int rc, stop;
 
         pthread_mutex_lock(&r->mu);
-        while (b->state != BATCH_FREE && r->writer_rc == EXIT_CONTINUE)
+        while ((b->state != BATCH_FREE || r->held >= AHEAD_MAX_BYTES) && r->writer_rc == EXIT_CONTINUE)
             pthread_cond_wait(&r->cv, &r->mu);
         rc = r->writer_rc;
         pthread_mutex_unlock(&r->mu);
@@ -1037,6 +1060,8 @@ static int read_node(struct run *r, const char *node, char *cursor)
         memcpy(b->cursor, cursor, sizeof b->cursor);
         b->last = last;
         pthread_mutex_lock(&r->mu);
+        b->held = b->n.bytes;
+        r->held += b->held;
         b->state = BATCH_READY;
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
@@ -1062,6 +1087,7 @@ int copy_node(struct run *r, size_t idx)
     memset(&r->done, 0, sizeof r->done);
     r->node_idx = idx;
     r->reader_done = 0;
+    r->held = 0;
     r->writer_rc = EXIT_CONTINUE;
     r->t0 = mono_s();
     if ((rc = pthread_create(&writer, NULL, writer_main, r)) != 0) {
@@ -1078,6 +1104,7 @@ int copy_node(struct run *r, size_t idx)
     for (int i = 0; i < BATCHES_AHEAD; i++) {
         free_batch(&r->buf[i]);
         r->buf[i].state = BATCH_FREE;
+        r->buf[i].held = 0;
     }
     if (rc == EXIT_CONTINUE)
         rc = r->writer_rc;
@@ -1094,17 +1121,18 @@ int main(int argc, char **argv)
     rc = parse_options(argc, argv, &o);
     if (rc != EXIT_CONTINUE)
         return rc;
-    rc = checkpoint_open(&o, &saved);
-    if (rc != EXIT_CONTINUE)
-        return rc;
     memset(&from, 0, sizeof from);
     memset(&to, 0, sizeof to);
     /* Both configurations before any connection, so a mistake in either is
-     * a usage error (2); then the target first: one that fails
-     * verification is refused before the source is even read. */
+     * a usage error (2) (and before the checkpoint, whose messages quote
+     * the URLs: only URLs the library accepted, secrets taken out); then
+     * the target first: one that fails verification is refused before the
+     * source is even read. */
     rc = side_prepare(&o, &o.to, &to);
     if (rc == EXIT_CONTINUE)
         rc = side_prepare(&o, &o.from, &from);
+    if (rc == EXIT_CONTINUE)
+        rc = checkpoint_open(&o, &saved);
     if (rc == EXIT_CONTINUE)
         rc = side_connect(&to);
     if (rc == EXIT_CONTINUE)

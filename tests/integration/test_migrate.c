@@ -717,6 +717,50 @@ static void test_iam_target(void **state)
     unsetenv("AWS_SECRET_ACCESS_KEY");
 }
 
+/* The source answers some commands with refusals (an ACL): a refused PTTL
+ * fails its key (never "expired on the way"), a refused SCAN ends the run
+ * at once (exit 3, no retries), and a URL with a token where the port goes
+ * is a usage error whose message does not quote it. */
+static void test_source_refusals(void **state)
+{
+    char from[128], to[64];
+    (void)state;
+
+    struct lab_end src = lab_plain_end(source.port, NULL);
+    const char *nopttl[] = {"ACL", "SETUSER", "mig-nopttl", "reset", "on", ">" OLD_TOKEN, "~*", "+@all", "-pttl"};
+    lab_expect_ok(lab_end_command(&src, 9, nopttl, NULL));
+    const char *noscan[] = {"ACL", "SETUSER", "mig-noscan", "reset", "on", ">" OLD_TOKEN, "~*", "+@all", "-scan"};
+    lab_expect_ok(lab_end_command(&src, 9, noscan, NULL));
+    snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
+
+    snprintf(from, sizeof from, "redis://mig-nopttl:%s@127.0.0.1:%u", OLD_TOKEN, source.port);
+    int rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                             lab_cert("ca.crt"), "--match", "mig:2*", (char *)NULL);
+    assert_int_equal(rc, 1);
+    long long scanned = lab_report(out, "keys scanned: ");
+    assert_true(scanned > 100);
+    assert_int_equal(lab_report(out, "keys failed: "), scanned);
+    assert_int_equal(lab_report(out, "expired on the way: "), 0);
+    assert_int_equal(lab_report(out, "keys copied: "), 0);
+    assert_contains(err, "NOPERM");
+
+    snprintf(from, sizeof from, "redis://mig-noscan:%s@127.0.0.1:%u", OLD_TOKEN, source.port);
+    rc = lab_run_migrate(TOKEN, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--to-cacert",
+                         lab_cert("ca.crt"), (char *)NULL);
+    assert_int_equal(rc, 3);
+    assert_contains(err, "SCAN: refused");
+    assert_null(strstr(err, "attempt"));
+
+    snprintf(from, sizeof from, "redis://default:%s", TOKEN);
+    rc = lab_run_migrate(NULL, out, sizeof out, err, sizeof err, "--from", from, "--to", to, "--checkpoint",
+                         "/nonexistent/ckpt", "--resume", (char *)NULL);
+    assert_int_equal(rc, 2);
+    const char *del[] = {"ACL", "DELUSER", "mig-nopttl", "mig-noscan"};
+    struct redisReply *r = lab_end_command(&src, 4, del, NULL);
+    redtls_reply_free(r);
+    lab_end_free(&src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_wrong_name_refused),
         cmocka_unit_test(test_bad_token_refused),
         cmocka_unit_test(test_iam_target),
+        cmocka_unit_test(test_source_refusals),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_match_and_db),
         cmocka_unit_test(test_copy_cluster_tls),
