@@ -525,9 +525,11 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
     size_t *who = small_who, cap = 64, first = 0;
     redtls_status st = REDTLS_OK;
     acl->depth++;
+    /* The clock is read once per turn and once after the wait (the node
+     * connections keep the same clock as this handle). */
     for (;;) {
-        int64_t now = redtls__now_ms();
-        if (redtls_async_cluster_timeout_ms(acl) == 0)
+        int64_t now = redtls__acl_now();
+        if (due_at(acl) <= now)
             redtls_async_cluster_process(acl);
         /* The depth taken above keeps acl's memory through any free. */
         if (acl->freeing || done(arg)) // NOLINT(clang-analyzer-unix.Malloc)
@@ -541,7 +543,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
         int ran = 0;
         for (size_t i = 0; i < acl->nnodes && !acl->freeing; i++) {
             redtls_async *ac = acl->nodes[i]->ac;
-            if (ac && redtls_async_timeout_ms(ac) == 0) {
+            if (ac && redtls__async_due(ac) <= now) {
                 redtls_async_process(ac, 0);
                 ran = 1;
             }
@@ -564,10 +566,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
                 free(p);
             }
         }
-        int64_t wake = end;
-        int ms = redtls_async_cluster_timeout_ms(acl);
-        if (ms >= 0)
-            wake = redtls__deadline_min(wake, now + ms);
+        int64_t wake = redtls__deadline_min(end, due_at(acl));
         if (n > cap)
             wake = redtls__deadline_min(wake, now + 10);
         nfds_t np = 0;
@@ -576,9 +575,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             redtls_async *ac = acl->nodes[i]->ac;
             if (!ac)
                 continue;
-            int t = redtls_async_timeout_ms(ac);
-            if (t >= 0)
-                wake = redtls__deadline_min(wake, now + t);
+            wake = redtls__deadline_min(wake, redtls__async_due(ac));
             int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
             if (fd >= 0 && ev) {
                 pfd[np] = (struct pollfd){fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) |
@@ -601,6 +598,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
          * handle's own deadlines, at the top of the next turn: a reply in
          * the socket by then is delivered); the node list may grow
          * meanwhile (a redirection to a new node). */
+        now = redtls__acl_now();
         for (size_t i = 0; i < n && !acl->freeing; i++) {
             redtls_async *ac = acl->nodes[i]->ac;
             if (!ac)
@@ -608,7 +606,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             int ready = 0;
             for (nfds_t k = 0; k < np && !ready; k++)
                 ready = who[k] == i && pfd[k].revents != 0;
-            if (ready || redtls_async_timeout_ms(ac) == 0)
+            if (ready || redtls__async_due(ac) <= now)
                 redtls_async_process(ac, 0);
         }
     }
