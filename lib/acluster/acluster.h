@@ -197,7 +197,11 @@ int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap
  * explicit node). SIZE_MAX when out of memory or room (errmsg says). */
 size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_t port, int extra, int *added);
 /* The node's connection, made (and attached to the loop) on first use. */
-redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n);
+redtls_status redtls__acl_node_conn_new(redtls_async_cluster *acl, acl_node *n);
+static inline redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
+{
+    return n->ac ? REDTLS_OK : redtls__acl_node_conn_new(acl, n);
+}
 /* Frees the node's connection once nothing is owed on it, when it left the map. */
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n);
 static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n)

@@ -121,10 +121,8 @@ size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_
     return free_i;
 }
 
-redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
+redtls_status redtls__acl_node_conn_new(redtls_async_cluster *acl, acl_node *n)
 {
-    if (n->ac)
-        return REDTLS_OK;
     acl->base.host = n->host;
     acl->base.port = n->port;
     acl->base.cluster_readonly = acl->read_replicas;

@@ -28,7 +28,7 @@ static redtls__acmd *acmd_get(redtls_async *ac)
 
 void redtls__acmd_free(redtls_async *ac, redtls__acmd *m)
 {
-    if (!m->borrowed)
+    if (m->frame && !m->borrowed)
         free(m->frame);
     if (ac->npool < (ac->pool_max ? ac->pool_max : ACMD_POOL_MAX)) {
         m->frame = NULL;
@@ -410,7 +410,8 @@ redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size
     m->cb = cb;
     m->ud = ud;
     ac->n_alive++;
-    redtls__async_kick(ac);
+    if (ac->has_hooks)
+        redtls__async_kick(ac);
     return REDTLS_OK;
 }
 
