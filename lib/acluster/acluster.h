@@ -145,6 +145,8 @@ struct redtls_async_cluster {
     int64_t armed_at;      /* the timer hook's time (INT64_MAX: none) */
     /* The blocking client's batches (lib/cluster/cluster.c). */
     int hold;              /* ops issued now wait, unsent, for redtls__acl_release */
+    int64_t hold_now;      /* with hold: the time their records are made at
+                            * (release gives them their deadlines) */
     void *owner;           /* the blocking handle driving this one */
     unsigned refreshes_done;
     redtls_status refresh_result;

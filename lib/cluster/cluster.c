@@ -150,6 +150,8 @@ static redtls_status add(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_
     redtls_async_cluster *acl = cl->acl;
     memset(&cl->res[cl->nres], 0, sizeof cl->res[cl->nres]);
     acl->hold = 1;
+    if (cl->nres == 0)
+        acl->hold_now = redtls__acl_now(); /* one clock read per batch */
     acl->owner = cl;
     redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, on_outcome,
                                          (void *)(uintptr_t)cl->nres); // NOLINT(performance-no-int-to-ptr): an index, not an address
