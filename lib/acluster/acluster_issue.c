@@ -208,7 +208,10 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     size_t *pos = inline_pos;
     unsigned kf = 0;
     size_t nkeys = 0;
-    if (!node && slot == ACL_NO_SLOT) {
+    if (!node && slot == ACL_NO_SLOT && redtls__command_one_key(&acl->cmd_cache, argc, argv, lens, &kf)) {
+        pos[0] = 1;
+        nkeys = 1;
+    } else if (!node && slot == ACL_NO_SLOT) {
         nkeys = redtls__command_keys_cached(&acl->cmd_cache, argc, argv, lens, pos, INLINE_KEYS, &kf);
         if (nkeys > INLINE_KEYS) {
             pos = malloc(nkeys * sizeof *pos);

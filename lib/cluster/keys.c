@@ -748,6 +748,10 @@ size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const cha
                 memcpy(cache->name, argv[0], len);
                 cache->len = len;
                 cache->entry = e;
+                size_t need = (size_t)(e->arity < 0 ? -e->arity : e->arity);
+                int one = e->layout == LAYOUT_RANGE && e->a == 1 && e->b == 1;
+                cache->one_key_argc = one ? (need > 2 ? need : 2) : 0;
+                cache->one_key_flags = REDTLS__CMD_KNOWN | (e->readonly ? REDTLS__CMD_READONLY : 0);
             }
         }
     }
