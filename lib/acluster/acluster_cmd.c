@@ -21,19 +21,29 @@
 acl_op *redtls__acl_op_get(redtls_async_cluster *acl)
 {
     acl_op *o = acl->pool;
-    char *frame = NULL;
-    size_t cap = 0;
     if (o) {
+        /* A spare: op_put left its references, message and last reply
+         * NULL, and kept its frame buffer; the rest is set here rather than
+         * the whole record cleared. */
         acl->pool = o->wnext;
         acl->npool--;
-        frame = o->frame;
-        cap = o->cap;
-    } else if (!(o = malloc(sizeof *o))) {
+        o->prev = o->next = o->wprev = o->wnext = NULL;
+        o->in_wait = 0;
+        o->cb = NULL;
+        o->ud = NULL;
+        o->split = NULL;
+        o->part = o->map_off = o->map_n = 0;
+        o->len = 0;
+        o->flags = 0;
+        o->readonly = o->state = o->ended = o->at_node = o->live = 0;
+        o->redirects = 0;
+        o->resent = o->noauth = o->to_master = 0;
+        o->st = REDTLS_OK;
+    } else if ((o = malloc(sizeof *o)) != NULL) {
+        memset(o, 0, sizeof *o);
+    } else {
         return NULL;
     }
-    memset(o, 0, sizeof *o);
-    o->frame = frame;
-    o->cap = cap;
     o->slot = ACL_NO_SLOT;
     o->deadline = o->retry_end = REDTLS__NO_DEADLINE;
     return o;
