@@ -317,7 +317,7 @@ void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acm
  * when it can go out in this pass, else queued with its own copy; *m is
  * its record (the caller sets the callback). */
 static inline redtls_status issue_raw_one(redtls_async *ac, const char *frame, size_t len, int64_t deadline,
-                                   redtls__acmd **out)
+                                          redtls__acmd **out)
 {
     redtls_conn *c = ac->c;
     redtls__acmd *m = acmd_get(ac);
