@@ -529,8 +529,11 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
      * connections keep the same clock as this handle). */
     for (;;) {
         int64_t now = redtls__acl_now();
-        if (due_at(acl) <= now)
+        int64_t due = due_at(acl);
+        if (due <= now) {
             redtls_async_cluster_process(acl);
+            due = due_at(acl);
+        }
         /* The depth taken above keeps acl's memory through any free. */
         if (acl->freeing || done(arg)) // NOLINT(clang-analyzer-unix.Malloc)
             break;
@@ -538,18 +541,6 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             st = REDTLS_E_COMMAND_TIMEOUT;
             break;
         }
-        /* Nodes with work due now (commands issued to them, a step to
-         * take) go first: no poll is needed to learn that. */
-        int ran = 0;
-        for (size_t i = 0; i < acl->nnodes && !acl->freeing; i++) {
-            redtls_async *ac = acl->nodes[i]->ac;
-            if (ac && redtls__async_due(ac) <= now) {
-                redtls_async_process(ac, 0);
-                ran = 1;
-            }
-        }
-        if (ran)
-            continue;
         size_t n = acl->nnodes;
         if (n > cap) {
             struct pollfd *p = malloc(n * sizeof *p);
@@ -566,16 +557,28 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
                 free(p);
             }
         }
-        int64_t wake = redtls__deadline_min(end, due_at(acl));
+        /* Nodes with work due now (commands issued to them, a step to
+         * take) run, and the turn starts again: no poll is needed to learn
+         * that. Until one does, the others make up the wait. */
+        int ran = 0;
+        int64_t wake = redtls__deadline_min(end, due);
         if (n > cap)
             wake = redtls__deadline_min(wake, now + 10);
         nfds_t np = 0;
-        for (size_t j = 0; j < n && np < cap; j++) {
+        for (size_t j = 0; j < n && !acl->freeing; j++) {
             size_t i = n > cap ? (first + j) % n : j;
             redtls_async *ac = acl->nodes[i]->ac;
             if (!ac)
                 continue;
-            wake = redtls__deadline_min(wake, redtls__async_due(ac));
+            int64_t t = redtls__async_due(ac);
+            if (t <= now) {
+                redtls_async_process(ac, 0);
+                ran = 1;
+                continue;
+            }
+            if (ran || np >= cap)
+                continue;
+            wake = redtls__deadline_min(wake, t);
             int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
             if (fd >= 0 && ev) {
                 pfd[np] = (struct pollfd){fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) |
@@ -584,6 +587,8 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
                 who[np++] = i;
             }
         }
+        if (ran)
+            continue;
         if (n > cap)
             first = (first + cap) % n;
         if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
