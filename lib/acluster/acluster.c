@@ -515,6 +515,14 @@ int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap
     return redtls__parse_endpoint(s, len, host, hostcap, port) == 0 && host[0] ? 0 : -1;
 }
 
+/* A node connection has work due (its due time t): a pass it wanted at
+ * once counts whatever the clock read before says (the pass that asked
+ * may have started after that read), any other time once now reaches it. */
+static int node_due(const redtls_async *ac, int64_t t, int64_t now)
+{
+    return ac->wanted || t <= now;
+}
+
 redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end)
 {
     /* Up to 64 nodes on the stack; more on the heap, and when that fails,
@@ -530,13 +538,14 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
     for (;;) {
         int64_t now = redtls__acl_now();
         int64_t due = due_at(acl);
-        if (due <= now) {
+        int processed = due <= now;
+        if (processed)
             redtls_async_cluster_process(acl);
-            due = due_at(acl);
-        }
         /* The depth taken above keeps acl's memory through any free. */
         if (acl->freeing || done(arg)) // NOLINT(clang-analyzer-unix.Malloc)
             break;
+        if (processed)
+            due = due_at(acl);
         if (now >= end) {
             st = REDTLS_E_COMMAND_TIMEOUT;
             break;
@@ -571,7 +580,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             if (!ac)
                 continue;
             int64_t t = redtls__async_due(ac);
-            if (t <= now) {
+            if (node_due(ac, t, now)) {
                 redtls_async_process(ac, 0);
                 ran = 1;
                 continue;
@@ -611,7 +620,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             int ready = 0;
             for (nfds_t k = 0; k < np && !ready; k++)
                 ready = who[k] == i && pfd[k].revents != 0;
-            if (ready || redtls__async_due(ac) <= now)
+            if (ready || node_due(ac, redtls__async_due(ac), now))
                 redtls_async_process(ac, 0);
         }
     }
