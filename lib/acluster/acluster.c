@@ -39,7 +39,7 @@ static int64_t due_at(const redtls_async_cluster *acl)
     return redtls__deadline_min(due, redtls__acl_refresh_due(acl));
 }
 
-void redtls__acl_arm(redtls_async_cluster *acl)
+void redtls__acl_arm_timer(redtls_async_cluster *acl)
 {
     if (!acl->has_hooks || acl->freeing || !acl->hooks.timer)
         return;

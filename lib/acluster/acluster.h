@@ -160,7 +160,12 @@ struct redtls_async_cluster {
 /* acluster.c */
 int64_t redtls__acl_now(void);
 /* Tells the timer hook about the earliest time due, when it moved earlier. */
-void redtls__acl_arm(redtls_async_cluster *acl);
+void redtls__acl_arm_timer(redtls_async_cluster *acl);
+static inline void redtls__acl_arm(redtls_async_cluster *acl)
+{
+    if (acl->has_hooks)
+        redtls__acl_arm_timer(acl);
+}
 uint64_t redtls__acl_rand(redtls_async_cluster *acl);
 
 /* For the blocking cluster client, a loop over this engine
@@ -214,8 +219,22 @@ static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *
 /* Starts a refresh when one is due (or forced), or moves on from a node
  * that did not answer in time. */
 void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now);
-/* When the refresh work is next due (REDTLS__NO_DEADLINE: never). */
-int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl);
+/* When the refresh work is next due (REDTLS__NO_DEADLINE: never). Asked
+ * every turn of a loop, hence inline. */
+static inline int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
+{
+    if (acl->refreshing)
+        return acl->refresh_deadline;
+    if (acl->force_refresh)
+        return 0; /* at once */
+    int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
+    if (!acl->have_map)
+        return acl->connect_asked || acl->wait_head ? gap_at : REDTLS__NO_DEADLINE;
+    int64_t due = acl->want_refresh ? gap_at : REDTLS__NO_DEADLINE;
+    if (acl->refresh_interval_ms)
+        due = redtls__deadline_min(due, acl->last_refresh + (int64_t)acl->refresh_interval_ms);
+    return due;
+}
 void redtls__acl_nodes_free(redtls_async_cluster *acl);
 int redtls__acl_hard_failure(redtls_status st);
 

@@ -80,6 +80,20 @@ void redtls__acl_op_put(redtls_async_cluster *acl, acl_op *o)
     acl->npool++;
 }
 
+/* op_put's common case without the call: a record with nothing to drop
+ * goes straight back to the spares. */
+static inline void op_recycle(redtls_async_cluster *acl, acl_op *o)
+{
+    if (o->fixed || o->ask || o->moved || o->target || o->msg || o->last || acl->freeing ||
+        acl->npool >= ACL_OP_POOL_MAX || o->cap > KEEP_FRAME) {
+        redtls__acl_op_put(acl, o);
+        return;
+    }
+    o->wnext = acl->pool;
+    acl->pool = o;
+    acl->npool++;
+}
+
 void redtls__acl_ops_free(redtls_async_cluster *acl)
 {
     while (acl->pool) {
@@ -177,7 +191,7 @@ void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, 
     acl_split *sp = o->split;
     size_t part = o->part;
     if (!o->at_node)
-        redtls__acl_op_put(acl, o);
+        op_recycle(acl, o);
     else if (o->target)
         o->target->orphans++;
     if (sp) {

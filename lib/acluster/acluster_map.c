@@ -424,21 +424,6 @@ static void refresh_start(redtls_async_cluster *acl, int64_t now)
     refresh_next(acl, now);
 }
 
-int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
-{
-    if (acl->refreshing)
-        return acl->refresh_deadline;
-    if (acl->force_refresh)
-        return 0; /* at once */
-    int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
-    if (!acl->have_map)
-        return acl->connect_asked || acl->wait_head ? gap_at : REDTLS__NO_DEADLINE;
-    int64_t due = acl->want_refresh ? gap_at : REDTLS__NO_DEADLINE;
-    if (acl->refresh_interval_ms)
-        due = redtls__deadline_min(due, acl->last_refresh + (int64_t)acl->refresh_interval_ms);
-    return due;
-}
-
 void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now)
 {
     if (acl->refreshing) {
