@@ -65,6 +65,15 @@ typedef struct acl_split {
     size_t failed_part;
 } acl_split;
 
+/* What the blocking client's batch holds back until it is released. */
+enum {
+    ACL_HOLD_NONE,
+    ACL_HOLD_ALL,  /* every op (a pipeline: released by the first read) */
+    ACL_HOLD_SPLIT /* a split command's parts only; one op goes at once, and
+                    * a failure to send it ends it through its callback, as
+                    * the release would have */
+};
+
 /* Where an op is. */
 enum {
     ACL_OP_NEW,     /* being built */
@@ -144,8 +153,10 @@ struct redtls_async_cluster {
     redtls_async_cluster_hooks hooks;
     int64_t armed_at;      /* the timer hook's time (INT64_MAX: none) */
     /* The blocking client's batches (lib/cluster/cluster.c). */
-    int hold;              /* ops issued now wait, unsent, for redtls__acl_release */
-    int64_t hold_now;      /* with hold: the time their records are made at
+    int hold;              /* ACL_HOLD_*: which ops issued now wait, unsent,
+                            * for redtls__acl_release */
+    int held;              /* some do (release is owed) */
+    int64_t hold_now;      /* ACL_HOLD_ALL: the time their records are made at
                             * (release gives them their deadlines) */
     void *owner;           /* the blocking handle driving this one */
     unsigned refreshes_done;
@@ -173,8 +184,8 @@ uint64_t redtls__acl_rand(redtls_async_cluster *acl);
 /* Runs the node connections and the handle's timer until done(arg) says
  * so or end passes: REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT at end. */
 redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end);
-/* Ops issued while hold is on wait unsent; release gives each its
- * deadline from now and sends them all, in the order issued. */
+/* Ops issued while hold is on wait unsent; release gives each live op its
+ * deadline from now and sends those held, in the order issued. */
 void redtls__acl_release(redtls_async_cluster *acl);
 /* Fetches the slot map now (a refresh already under way will do) and
  * waits for it until end: its status (message in acl->errmsg). */

@@ -254,10 +254,12 @@ static void op_wait(redtls_async_cluster *acl, acl_op *o, int64_t now)
 void redtls__acl_hold_op(redtls_async_cluster *acl, acl_op *o)
 {
     wait_push(acl, o);
+    acl->held = 1;
 }
 
 void redtls__acl_release(redtls_async_cluster *acl)
 {
+    acl->held = 0;
     int64_t now = redtls__acl_now();
     for (acl_op *o = acl->live_head; o; o = o->next) {
         o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);

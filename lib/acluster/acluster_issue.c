@@ -238,7 +238,7 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     /* From a node's callback, its pass's time will do (as for the
      * single-connection API); a held op's deadlines are set again when it
      * is released, so the batch's time will do. */
-    int64_t now = acl->pass_now ? acl->pass_now : acl->hold ? acl->hold_now : redtls__acl_now();
+    int64_t now = acl->pass_now ? acl->pass_now : acl->hold == ACL_HOLD_ALL ? acl->hold_now : redtls__acl_now();
     int merge = REDTLS__MERGE_NONE;
     if (!node && slot == ACL_NO_SLOT) {
         if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {
@@ -332,11 +332,14 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     }
     acl->n_live++;
     redtls__acl_live_push(acl, o);
-    if (acl->hold) {
+    if (acl->hold == ACL_HOLD_ALL) {
         redtls__acl_hold_op(acl, o);
         goto out;
     }
-    if ((st = redtls__acl_op_send(acl, o, now)) != REDTLS_OK) {
+    if ((st = redtls__acl_op_send(acl, o, now)) != REDTLS_OK && acl->hold == ACL_HOLD_SPLIT) {
+        redtls__acl_op_end(acl, o, st, NULL, acl->errmsg);
+        st = REDTLS_OK;
+    } else if (st != REDTLS_OK) {
         redtls__acl_live_unlink(acl, o);
         redtls__acl_wait_unlink(acl, o);
         redtls__acl_op_put(acl, o);
