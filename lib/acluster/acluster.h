@@ -156,8 +156,9 @@ struct redtls_async_cluster {
     int hold;              /* ACL_HOLD_*: which ops issued now wait, unsent,
                             * for redtls__acl_release */
     int held;              /* some do (release is owed) */
-    int64_t hold_now;      /* ACL_HOLD_ALL: the time their records are made at
-                            * (release gives them their deadlines) */
+    int64_t hold_now;      /* with hold: the batch's time, when its first op
+                            * was issued (release gives held ops their
+                            * deadlines again) */
     void *owner;           /* the blocking handle driving this one */
     unsigned refreshes_done;
     redtls_status refresh_result;

@@ -238,7 +238,7 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     /* From a node's callback, its pass's time will do (as for the
      * single-connection API); a held op's deadlines are set again when it
      * is released, so the batch's time will do. */
-    int64_t now = acl->pass_now ? acl->pass_now : acl->hold == ACL_HOLD_ALL ? acl->hold_now : redtls__acl_now();
+    int64_t now = acl->pass_now ? acl->pass_now : acl->hold ? acl->hold_now : redtls__acl_now();
     int merge = REDTLS__MERGE_NONE;
     if (!node && slot == ACL_NO_SLOT) {
         if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {

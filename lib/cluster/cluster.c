@@ -160,9 +160,9 @@ static redtls_status add(redtls_cluster *cl, int hold, unsigned flags, uint32_t 
          * commands that have to wait. */
         redtls__backoff_reset(&acl->backoff);
         acl->retry_at = REDTLS__NO_DEADLINE;
-    } else if (cl->nres == 0) {
-        acl->hold_now = redtls__acl_now(); /* one clock read per batch */
     }
+    if (cl->nres == 0)
+        acl->hold_now = redtls__acl_now(); /* one clock read per batch */
     acl->hold = hold;
     acl->owner = cl;
     redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, on_outcome,
@@ -194,7 +194,10 @@ static void run_batch(redtls_cluster *cl)
 {
     cl->ran = 1;
     redtls_async_cluster *acl = cl->acl;
-    int64_t end = redtls__deadline_after(acl->base.command_timeout_ms);
+    /* A call's command went out in add, at hold_now (a pipeline is released
+     * now). */
+    int64_t end = acl->held ? redtls__deadline_after(acl->base.command_timeout_ms)
+                            : redtls__deadline_from(acl->hold_now, acl->base.command_timeout_ms);
     if (acl->held)
         redtls__acl_release(acl);
     if (!batch_done(cl))
