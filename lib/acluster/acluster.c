@@ -39,7 +39,7 @@ static int64_t due_at(const redtls_async_cluster *acl)
     return redtls__deadline_min(due, redtls__acl_refresh_due(acl));
 }
 
-void redtls__acl_arm(redtls_async_cluster *acl)
+void redtls__acl_arm_timer(redtls_async_cluster *acl)
 {
     if (!acl->has_hooks || acl->freeing || !acl->hooks.timer)
         return;
@@ -515,6 +515,14 @@ int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap
     return redtls__parse_endpoint(s, len, host, hostcap, port) == 0 && host[0] ? 0 : -1;
 }
 
+/* A node connection has work due (its due time t): a pass it wanted at
+ * once counts whatever the clock read before says (the pass that asked
+ * may have started after that read), any other time once now reaches it. */
+static int node_due(const redtls_async *ac, int64_t t, int64_t now)
+{
+    return ac->wanted || t <= now;
+}
+
 redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end)
 {
     /* Up to 64 nodes on the stack; more on the heap, and when that fails,
@@ -525,29 +533,23 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
     size_t *who = small_who, cap = 64, first = 0;
     redtls_status st = REDTLS_OK;
     acl->depth++;
+    /* The clock is read once per turn and once after the wait (the node
+     * connections keep the same clock as this handle). */
     for (;;) {
-        int64_t now = redtls__now_ms();
-        if (redtls_async_cluster_timeout_ms(acl) == 0)
+        int64_t now = redtls__acl_now();
+        int64_t due = due_at(acl);
+        int processed = due <= now;
+        if (processed)
             redtls_async_cluster_process(acl);
         /* The depth taken above keeps acl's memory through any free. */
         if (acl->freeing || done(arg)) // NOLINT(clang-analyzer-unix.Malloc)
             break;
+        if (processed)
+            due = due_at(acl);
         if (now >= end) {
             st = REDTLS_E_COMMAND_TIMEOUT;
             break;
         }
-        /* Nodes with work due now (commands issued to them, a step to
-         * take) go first: no poll is needed to learn that. */
-        int ran = 0;
-        for (size_t i = 0; i < acl->nnodes && !acl->freeing; i++) {
-            redtls_async *ac = acl->nodes[i]->ac;
-            if (ac && redtls_async_timeout_ms(ac) == 0) {
-                redtls_async_process(ac, 0);
-                ran = 1;
-            }
-        }
-        if (ran)
-            continue;
         size_t n = acl->nnodes;
         if (n > cap) {
             struct pollfd *p = malloc(n * sizeof *p);
@@ -564,21 +566,28 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
                 free(p);
             }
         }
-        int64_t wake = end;
-        int ms = redtls_async_cluster_timeout_ms(acl);
-        if (ms >= 0)
-            wake = redtls__deadline_min(wake, now + ms);
+        /* Nodes with work due now (commands issued to them, a step to
+         * take) run, and the turn starts again: no poll is needed to learn
+         * that. Until one does, the others make up the wait. */
+        int ran = 0;
+        int64_t wake = redtls__deadline_min(end, due);
         if (n > cap)
             wake = redtls__deadline_min(wake, now + 10);
         nfds_t np = 0;
-        for (size_t j = 0; j < n && np < cap; j++) {
+        for (size_t j = 0; j < n && !acl->freeing; j++) {
             size_t i = n > cap ? (first + j) % n : j;
             redtls_async *ac = acl->nodes[i]->ac;
             if (!ac)
                 continue;
-            int t = redtls_async_timeout_ms(ac);
-            if (t >= 0)
-                wake = redtls__deadline_min(wake, now + t);
+            int64_t t = redtls__async_due(ac);
+            if (node_due(ac, t, now)) {
+                redtls_async_process(ac, 0);
+                ran = 1;
+                continue;
+            }
+            if (ran || np >= cap)
+                continue;
+            wake = redtls__deadline_min(wake, t);
             int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
             if (fd >= 0 && ev) {
                 pfd[np] = (struct pollfd){fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) |
@@ -587,6 +596,8 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
                 who[np++] = i;
             }
         }
+        if (ran)
+            continue;
         if (n > cap)
             first = (first + cap) % n;
         if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
@@ -601,6 +612,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
          * handle's own deadlines, at the top of the next turn: a reply in
          * the socket by then is delivered); the node list may grow
          * meanwhile (a redirection to a new node). */
+        now = redtls__acl_now();
         for (size_t i = 0; i < n && !acl->freeing; i++) {
             redtls_async *ac = acl->nodes[i]->ac;
             if (!ac)
@@ -608,7 +620,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             int ready = 0;
             for (nfds_t k = 0; k < np && !ready; k++)
                 ready = who[k] == i && pfd[k].revents != 0;
-            if (ready || redtls_async_timeout_ms(ac) == 0)
+            if (ready || node_due(ac, redtls__async_due(ac), now))
                 redtls_async_process(ac, 0);
         }
     }

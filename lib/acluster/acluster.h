@@ -65,6 +65,15 @@ typedef struct acl_split {
     size_t failed_part;
 } acl_split;
 
+/* What the blocking client's batch holds back until it is released. */
+enum {
+    ACL_HOLD_NONE,
+    ACL_HOLD_ALL,  /* every op (a pipeline: released by the first read) */
+    ACL_HOLD_SPLIT /* a split command's parts only; one op goes at once, and
+                    * a failure to send it ends it through its callback, as
+                    * the release would have */
+};
+
 /* Where an op is. */
 enum {
     ACL_OP_NEW,     /* being built */
@@ -144,7 +153,12 @@ struct redtls_async_cluster {
     redtls_async_cluster_hooks hooks;
     int64_t armed_at;      /* the timer hook's time (INT64_MAX: none) */
     /* The blocking client's batches (lib/cluster/cluster.c). */
-    int hold;              /* ops issued now wait, unsent, for redtls__acl_release */
+    int hold;              /* ACL_HOLD_*: which ops issued now wait, unsent,
+                            * for redtls__acl_release */
+    int held;              /* some do (release is owed) */
+    int64_t hold_now;      /* with hold: the batch's time, when its first op
+                            * was issued (release gives held ops their
+                            * deadlines again) */
     void *owner;           /* the blocking handle driving this one */
     unsigned refreshes_done;
     redtls_status refresh_result;
@@ -158,7 +172,12 @@ struct redtls_async_cluster {
 /* acluster.c */
 int64_t redtls__acl_now(void);
 /* Tells the timer hook about the earliest time due, when it moved earlier. */
-void redtls__acl_arm(redtls_async_cluster *acl);
+void redtls__acl_arm_timer(redtls_async_cluster *acl);
+static inline void redtls__acl_arm(redtls_async_cluster *acl)
+{
+    if (acl->has_hooks)
+        redtls__acl_arm_timer(acl);
+}
 uint64_t redtls__acl_rand(redtls_async_cluster *acl);
 
 /* For the blocking cluster client, a loop over this engine
@@ -166,8 +185,8 @@ uint64_t redtls__acl_rand(redtls_async_cluster *acl);
 /* Runs the node connections and the handle's timer until done(arg) says
  * so or end passes: REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT at end. */
 redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end);
-/* Ops issued while hold is on wait unsent; release gives each its
- * deadline from now and sends them all, in the order issued. */
+/* Ops issued while hold is on wait unsent; release gives each live op its
+ * deadline from now and sends those held, in the order issued. */
 void redtls__acl_release(redtls_async_cluster *acl);
 /* Fetches the slot map now (a refresh already under way will do) and
  * waits for it until end: its status (message in acl->errmsg). */
@@ -197,7 +216,11 @@ int redtls__acl_parse_node(const char *s, size_t len, char *host, size_t hostcap
  * explicit node). SIZE_MAX when out of memory or room (errmsg says). */
 size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_t port, int extra, int *added);
 /* The node's connection, made (and attached to the loop) on first use. */
-redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n);
+redtls_status redtls__acl_node_conn_new(redtls_async_cluster *acl, acl_node *n);
+static inline redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
+{
+    return n->ac ? REDTLS_OK : redtls__acl_node_conn_new(acl, n);
+}
 /* Frees the node's connection once nothing is owed on it, when it left the map. */
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n);
 static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n)
@@ -208,8 +231,22 @@ static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *
 /* Starts a refresh when one is due (or forced), or moves on from a node
  * that did not answer in time. */
 void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now);
-/* When the refresh work is next due (REDTLS__NO_DEADLINE: never). */
-int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl);
+/* When the refresh work is next due (REDTLS__NO_DEADLINE: never). Asked
+ * every turn of a loop, hence inline. */
+static inline int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
+{
+    if (acl->refreshing)
+        return acl->refresh_deadline;
+    if (acl->force_refresh)
+        return 0; /* at once */
+    int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
+    if (!acl->have_map)
+        return acl->connect_asked || acl->wait_head ? gap_at : REDTLS__NO_DEADLINE;
+    int64_t due = acl->want_refresh ? gap_at : REDTLS__NO_DEADLINE;
+    if (acl->refresh_interval_ms)
+        due = redtls__deadline_min(due, acl->last_refresh + (int64_t)acl->refresh_interval_ms);
+    return due;
+}
 void redtls__acl_nodes_free(redtls_async_cluster *acl);
 int redtls__acl_hard_failure(redtls_status st);
 

@@ -21,19 +21,29 @@
 acl_op *redtls__acl_op_get(redtls_async_cluster *acl)
 {
     acl_op *o = acl->pool;
-    char *frame = NULL;
-    size_t cap = 0;
     if (o) {
+        /* A spare: op_put left its references, message and last reply
+         * NULL, and kept its frame buffer; the rest is set here rather than
+         * the whole record cleared. */
         acl->pool = o->wnext;
         acl->npool--;
-        frame = o->frame;
-        cap = o->cap;
-    } else if (!(o = malloc(sizeof *o))) {
+        o->prev = o->next = o->wprev = o->wnext = NULL;
+        o->in_wait = 0;
+        o->cb = NULL;
+        o->ud = NULL;
+        o->split = NULL;
+        o->part = o->map_off = o->map_n = 0;
+        o->len = 0;
+        o->flags = 0;
+        o->readonly = o->state = o->ended = o->at_node = o->live = 0;
+        o->redirects = 0;
+        o->resent = o->noauth = o->to_master = 0;
+        o->st = REDTLS_OK;
+    } else if ((o = malloc(sizeof *o)) != NULL) {
+        memset(o, 0, sizeof *o);
+    } else {
         return NULL;
     }
-    memset(o, 0, sizeof *o);
-    o->frame = frame;
-    o->cap = cap;
     o->slot = ACL_NO_SLOT;
     o->deadline = o->retry_end = REDTLS__NO_DEADLINE;
     return o;
@@ -64,6 +74,20 @@ void redtls__acl_op_put(redtls_async_cluster *acl, acl_op *o)
         free(o->frame);
         o->frame = NULL;
         o->cap = 0;
+    }
+    o->wnext = acl->pool;
+    acl->pool = o;
+    acl->npool++;
+}
+
+/* op_put's common case without the call: a record with nothing to drop
+ * goes straight back to the spares. */
+static inline void op_recycle(redtls_async_cluster *acl, acl_op *o)
+{
+    if (o->fixed || o->ask || o->moved || o->target || o->msg || o->last || acl->freeing ||
+        acl->npool >= ACL_OP_POOL_MAX || o->cap > KEEP_FRAME) {
+        redtls__acl_op_put(acl, o);
+        return;
     }
     o->wnext = acl->pool;
     acl->pool = o;
@@ -167,7 +191,7 @@ void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, 
     acl_split *sp = o->split;
     size_t part = o->part;
     if (!o->at_node)
-        redtls__acl_op_put(acl, o);
+        op_recycle(acl, o);
     else if (o->target)
         o->target->orphans++;
     if (sp) {
@@ -230,10 +254,12 @@ static void op_wait(redtls_async_cluster *acl, acl_op *o, int64_t now)
 void redtls__acl_hold_op(redtls_async_cluster *acl, acl_op *o)
 {
     wait_push(acl, o);
+    acl->held = 1;
 }
 
 void redtls__acl_release(redtls_async_cluster *acl)
 {
+    acl->held = 0;
     int64_t now = redtls__acl_now();
     for (acl_op *o = acl->live_head; o; o = o->next) {
         o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);

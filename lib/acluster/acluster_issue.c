@@ -208,7 +208,10 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     size_t *pos = inline_pos;
     unsigned kf = 0;
     size_t nkeys = 0;
-    if (!node && slot == ACL_NO_SLOT) {
+    if (!node && slot == ACL_NO_SLOT && redtls__command_one_key(&acl->cmd_cache, argc, argv, lens, &kf)) {
+        pos[0] = 1;
+        nkeys = 1;
+    } else if (!node && slot == ACL_NO_SLOT) {
         nkeys = redtls__command_keys_cached(&acl->cmd_cache, argc, argv, lens, pos, INLINE_KEYS, &kf);
         if (nkeys > INLINE_KEYS) {
             pos = malloc(nkeys * sizeof *pos);
@@ -233,8 +236,9 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
         goto out;
     }
     /* From a node's callback, its pass's time will do (as for the
-     * single-connection API). */
-    int64_t now = acl->pass_now ? acl->pass_now : redtls__acl_now();
+     * single-connection API); a held op's deadlines are set again when it
+     * is released, so the batch's time will do. */
+    int64_t now = acl->pass_now ? acl->pass_now : acl->hold ? acl->hold_now : redtls__acl_now();
     int merge = REDTLS__MERGE_NONE;
     if (!node && slot == ACL_NO_SLOT) {
         if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {
@@ -328,11 +332,14 @@ redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint3
     }
     acl->n_live++;
     redtls__acl_live_push(acl, o);
-    if (acl->hold) {
+    if (acl->hold == ACL_HOLD_ALL) {
         redtls__acl_hold_op(acl, o);
         goto out;
     }
-    if ((st = redtls__acl_op_send(acl, o, now)) != REDTLS_OK) {
+    if ((st = redtls__acl_op_send(acl, o, now)) != REDTLS_OK && acl->hold == ACL_HOLD_SPLIT) {
+        redtls__acl_op_end(acl, o, st, NULL, acl->errmsg);
+        st = REDTLS_OK;
+    } else if (st != REDTLS_OK) {
         redtls__acl_live_unlink(acl, o);
         redtls__acl_wait_unlink(acl, o);
         redtls__acl_op_put(acl, o);

@@ -121,10 +121,8 @@ size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_
     return free_i;
 }
 
-redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl_node *n)
+redtls_status redtls__acl_node_conn_new(redtls_async_cluster *acl, acl_node *n)
 {
-    if (n->ac)
-        return REDTLS_OK;
     acl->base.host = n->host;
     acl->base.port = n->port;
     acl->base.cluster_readonly = acl->read_replicas;
@@ -424,21 +422,6 @@ static void refresh_start(redtls_async_cluster *acl, int64_t now)
     acl->refresh_last = REDTLS_E_CLUSTER_TOPOLOGY;
     snprintf(acl->refresh_cause, sizeof acl->refresh_cause, "no node to ask");
     refresh_next(acl, now);
-}
-
-int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
-{
-    if (acl->refreshing)
-        return acl->refresh_deadline;
-    if (acl->force_refresh)
-        return 0; /* at once */
-    int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
-    if (!acl->have_map)
-        return acl->connect_asked || acl->wait_head ? gap_at : REDTLS__NO_DEADLINE;
-    int64_t due = acl->want_refresh ? gap_at : REDTLS__NO_DEADLINE;
-    if (acl->refresh_interval_ms)
-        due = redtls__deadline_min(due, acl->last_refresh + (int64_t)acl->refresh_interval_ms);
-    return due;
 }
 
 void redtls__acl_refresh_tick(redtls_async_cluster *acl, int64_t now)

@@ -71,7 +71,10 @@ static inline int64_t redtls__deadline_from(int64_t now, unsigned timeout_ms)
     return timeout_ms ? now + (int64_t)timeout_ms : INT64_MAX;
 }
 /* The earlier of two deadlines. */
-int64_t redtls__deadline_min(int64_t a, int64_t b);
+static inline int64_t redtls__deadline_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
 
 #define REDTLS__NO_DEADLINE INT64_MAX
 

@@ -26,8 +26,3 @@ int redtls__poll_timeout(int64_t deadline)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;
 }
-
-int64_t redtls__deadline_min(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}

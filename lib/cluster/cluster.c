@@ -135,8 +135,12 @@ static void on_outcome(redtls_async_cluster *acl, redtls_status st, redisReply *
     cl->ndone++;
 }
 
-/* Queues one command, unsent, at the end of the batch. */
-static redtls_status add(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_node *node, int argc,
+/* Queues one command at the end of the batch: unsent until the batch is
+ * released (hold ACL_HOLD_ALL), or, for a call's single command
+ * (ACL_HOLD_SPLIT), handed to its node's connection at once unless it is
+ * split (its parts wait for the release). Nothing runs between the calls,
+ * so either way the nodes see it when the batch runs. */
+static redtls_status add(redtls_cluster *cl, int hold, unsigned flags, uint32_t slot, acl_node *node, int argc,
                          const char **argv, const size_t *lens)
 {
     if (cl->nres == cl->capres) {
@@ -149,11 +153,21 @@ static redtls_status add(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_
     }
     redtls_async_cluster *acl = cl->acl;
     memset(&cl->res[cl->nres], 0, sizeof cl->res[cl->nres]);
-    acl->hold = 1;
+    if (hold == ACL_HOLD_SPLIT && acl->wait_head)
+        hold = ACL_HOLD_ALL; /* never: every op of the last call has ended */
+    if (hold == ACL_HOLD_SPLIT) {
+        /* What the release does before it sends: a fresh backoff for
+         * commands that have to wait. */
+        redtls__backoff_reset(&acl->backoff);
+        acl->retry_at = REDTLS__NO_DEADLINE;
+    }
+    if (cl->nres == 0)
+        acl->hold_now = redtls__acl_now(); /* one clock read per batch */
+    acl->hold = hold;
     acl->owner = cl;
     redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, on_outcome,
                                          (void *)(uintptr_t)cl->nres); // NOLINT(performance-no-int-to-ptr): an index, not an address
-    acl->hold = 0;
+    acl->hold = ACL_HOLD_NONE;
     if (st != REDTLS_OK)
         return redtls__fail(cl->errmsg, st, "%s", acl->errmsg);
     cl->nres++;
@@ -180,8 +194,12 @@ static void run_batch(redtls_cluster *cl)
 {
     cl->ran = 1;
     redtls_async_cluster *acl = cl->acl;
-    int64_t end = redtls__deadline_after(acl->base.command_timeout_ms);
-    redtls__acl_release(acl);
+    /* A call's command went out in add, at hold_now (a pipeline is released
+     * now). */
+    int64_t end = acl->held ? redtls__deadline_after(acl->base.command_timeout_ms)
+                            : redtls__deadline_from(acl->hold_now, acl->base.command_timeout_ms);
+    if (acl->held)
+        redtls__acl_release(acl);
     if (!batch_done(cl))
         (void)redtls__acl_run_until(acl, batch_done, cl, end);
     /* Past the end only the commands' outcomes matter (a refresh still
@@ -212,7 +230,7 @@ static redtls_status take(redtls_cluster *cl, redisReply **reply)
 static redtls_status run_one(redtls_cluster *cl, unsigned flags, uint32_t slot, acl_node *node, int argc,
                              const char **argv, const size_t *lens, redisReply **reply)
 {
-    redtls_status st = add(cl, flags, slot, node, argc, argv, lens);
+    redtls_status st = add(cl, ACL_HOLD_SPLIT, flags, slot, node, argc, argv, lens);
     if (st != REDTLS_OK)
         return st;
     run_batch(cl);
@@ -293,7 +311,7 @@ redtls_status redtls_cluster_append_argv(redtls_cluster *cl, unsigned flags, int
     if (cl->ran)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "the previous batch still has %zu replies to read",
                             cl->nres - cl->next_out);
-    return add(cl, flags, ACL_NO_SLOT, NULL, argc, argv, argvlen);
+    return add(cl, ACL_HOLD_ALL, flags, ACL_NO_SLOT, NULL, argc, argv, argvlen);
 }
 
 redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)

@@ -717,6 +717,15 @@ static int container_has_keys(const cmd_entry *e)
     return 0;
 }
 
+/* Command names are short: a loop beats a call to memcmp. */
+static int same_name(const char *a, const char *b, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
 size_t redtls__command_keys(int argc, const char *const *argv, const size_t *lens, size_t *pos, size_t cap,
                             unsigned *flags)
 {
@@ -731,7 +740,7 @@ size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const cha
     const cmd_entry *e = NULL;
     if (argc > 0 && argv) {
         size_t len = arg_len(argv, lens, 0);
-        if (cache && cache->entry && cache->len == len && memcmp(cache->name, argv[0], len) == 0) {
+        if (cache && cache->entry && cache->len == len && same_name(cache->name, argv[0], len)) {
             e = cache->entry;
         } else {
             e = lookup(commands, COUNT(commands), argv[0], len);
@@ -739,6 +748,10 @@ size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const cha
                 memcpy(cache->name, argv[0], len);
                 cache->len = len;
                 cache->entry = e;
+                size_t need = (size_t)(e->arity < 0 ? -e->arity : e->arity);
+                int one = e->layout == LAYOUT_RANGE && e->a == 1 && e->b == 1;
+                cache->one_key_argc = one ? (need > 2 ? need : 2) : 0;
+                cache->one_key_flags = REDTLS__CMD_KNOWN | (e->readonly ? REDTLS__CMD_READONLY : 0);
             }
         }
     }
@@ -756,6 +769,15 @@ size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const cha
         return 0;
     }
     size_t n = (size_t)argc;
+    /* The common shape (GET, SET, INCR...): one key, the first argument. */
+    if (e->layout == LAYOUT_RANGE && e->a == 1 && e->b == 1 && n > 1 &&
+        n >= (size_t)(e->arity < 0 ? -e->arity : e->arity)) {
+        if (cap > 0 && pos)
+            pos[0] = 1;
+        if (flags)
+            *flags = REDTLS__CMD_KNOWN | (e->readonly ? REDTLS__CMD_READONLY : 0);
+        return 1;
+    }
     int rc = 0;
     fl = REDTLS__CMD_KNOWN | (e->readonly ? REDTLS__CMD_READONLY : 0);
     if (e->layout == LAYOUT_NOKEYS) {

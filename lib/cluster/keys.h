@@ -42,9 +42,29 @@ typedef struct redtls__cmd_cache {
     char name[24];
     size_t len;
     const void *entry;
+    /* The cached command takes one key, the first argument: the fewest
+     * arguments it takes (0: it is not such a command), and its flags. */
+    size_t one_key_argc;
+    unsigned one_key_flags;
 } redtls__cmd_cache;
 size_t redtls__command_keys_cached(redtls__cmd_cache *cache, int argc, const char *const *argv, const size_t *lens,
                                    size_t *pos, size_t cap, unsigned *flags);
+
+/* The answer of redtls__command_keys_cached without the call, for the
+ * common case: argv[0] is the cached command, which takes one key
+ * (argv[1]), and argc is enough. 1 with *flags set, or 0: ask
+ * redtls__command_keys_cached. */
+static inline int redtls__command_one_key(const redtls__cmd_cache *cache, int argc, const char *const *argv,
+                                          const size_t *lens, unsigned *flags)
+{
+    if (!cache->one_key_argc || !lens || argc < 0 || (size_t)argc < cache->one_key_argc || lens[0] != cache->len)
+        return 0;
+    for (size_t i = 0; i < cache->len; i++)
+        if (argv[0][i] != cache->name[i])
+            return 0;
+    *flags = cache->one_key_flags;
+    return 1;
+}
 
 /* How the parts of a multi-key command split by slot are merged: MGET
  * (values back in key order), MSET ("OK"), DEL/UNLINK/EXISTS/TOUCH (the

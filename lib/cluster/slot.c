@@ -1,7 +1,5 @@
 /* Redis Cluster key slots: CRC16 (XMODEM: polynomial 0x1021, initial value
  * 0, no reflection) of the key, or of its hash tag, modulo 16384. */
-#include <string.h>
-
 #include <redtls/redtls.h>
 
 /* Precomputed for the polynomial; constant, so no state. */
@@ -40,27 +38,37 @@ static const unsigned short crc16_table[256] = {
     0x6e17, 0x7e36, 0x4e55, 0x5e74, 0x2e93, 0x3eb2, 0x0ed1, 0x1ef0,
 };
 
+#define CRC16_STEP(crc, ch) ((((crc) << 8) & 0xffffU) ^ crc16_table[(((crc) >> 8) ^ (ch)) & 0xffU])
+
 static unsigned crc16(const unsigned char *p, size_t len)
 {
     unsigned crc = 0;
     for (size_t i = 0; i < len; i++)
-        crc = ((crc << 8) & 0xffffU) ^ crc16_table[((crc >> 8) ^ p[i]) & 0xffU];
+        crc = CRC16_STEP(crc, p[i]);
     return crc;
 }
 
 unsigned redtls_cluster_key_slot(const char *key, size_t len)
 {
+    const unsigned char *p = (const unsigned char *)key;
     if (!key)
         len = 0;
     /* The hash tag: the bytes between the first '{' and the first '}'
-     * after it, when that is not empty; otherwise the whole key. */
-    const char *open = len ? memchr(key, '{', len) : NULL;
-    if (open) {
-        const char *start = open + 1;
-        size_t rest = len - (size_t)(start - key);
-        const char *close = rest ? memchr(start, '}', rest) : NULL;
-        if (close && close > start)
-            return crc16((const unsigned char *)start, (size_t)(close - start)) & (REDTLS_CLUSTER_SLOTS - 1);
+     * after it, when that is not empty; otherwise the whole key. The key
+     * is hashed while the '{' is looked for, so a key without one is read
+     * once. */
+    unsigned crc = 0;
+    size_t i = 0;
+    for (; i < len && p[i] != '{'; i++)
+        crc = CRC16_STEP(crc, p[i]);
+    if (i < len) {
+        size_t tag_end = i + 1;
+        while (tag_end < len && p[tag_end] != '}')
+            tag_end++;
+        if (tag_end < len && tag_end > i + 1)
+            return crc16(p + i + 1, tag_end - i - 1) & (REDTLS_CLUSTER_SLOTS - 1);
+        for (; i < len; i++)
+            crc = CRC16_STEP(crc, p[i]);
     }
-    return crc16((const unsigned char *)key, len) & (REDTLS_CLUSTER_SLOTS - 1);
+    return crc & (REDTLS_CLUSTER_SLOTS - 1);
 }

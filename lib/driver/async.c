@@ -523,6 +523,11 @@ static int64_t next_time(const redtls_async *ac)
     return t;
 }
 
+int64_t redtls__async_due(const redtls_async *ac)
+{
+    return next_time(ac);
+}
+
 int redtls_async_timeout_ms(const redtls_async *ac)
 {
     if (!ac)

@@ -28,7 +28,7 @@ static redtls__acmd *acmd_get(redtls_async *ac)
 
 void redtls__acmd_free(redtls_async *ac, redtls__acmd *m)
 {
-    if (!m->borrowed)
+    if (m->frame && !m->borrowed)
         free(m->frame);
     if (ac->npool < (ac->pool_max ? ac->pool_max : ACMD_POOL_MAX)) {
         m->frame = NULL;
@@ -77,7 +77,7 @@ void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acm
  * either replies owed (in use) or a reply taken in this very pass (the
  * idle check would find nothing) with no health check or IAM re-AUTH
  * due. Otherwise the command waits in the queue for the next pass. */
-static int frame_now(const redtls_async *ac, int64_t now)
+static inline int frame_now(const redtls_async *ac, int64_t now)
 {
     const redtls_conn *c = ac->c;
     /* Inside a pass only: the pass writes it before any deadline is
@@ -316,8 +316,8 @@ void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acm
 /* One framed command of the cluster client's: straight into the buffer
  * when it can go out in this pass, else queued with its own copy; *m is
  * its record (the caller sets the callback). */
-static redtls_status issue_raw_one(redtls_async *ac, const char *frame, size_t len, int64_t deadline,
-                                   redtls__acmd **out)
+static inline redtls_status issue_raw_one(redtls_async *ac, const char *frame, size_t len, int64_t deadline,
+                                          redtls__acmd **out)
 {
     redtls_conn *c = ac->c;
     redtls__acmd *m = acmd_get(ac);
@@ -387,9 +387,10 @@ static void unissue_last(redtls_async *ac, redtls__acmd *m)
 redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size_t before_len, const char *frame,
                                       size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud)
 {
-    redtls_status st = check_issue(ac);
-    if (st != REDTLS_OK)
-        return st;
+    if (ac->n_alive >= ac->max_pending || ac->gave_up)
+        return check_issue(ac);
+    ac->c->errmsg[0] = '\0';
+    redtls_status st;
     redtls__acmd *first = NULL, *m = NULL;
     if (before && (st = issue_raw_one(ac, before, before_len, deadline, &first)) != REDTLS_OK)
         return st;
@@ -410,7 +411,8 @@ redtls_status redtls__async_issue_raw(redtls_async *ac, const char *before, size
     m->cb = cb;
     m->ud = ud;
     ac->n_alive++;
-    redtls__async_kick(ac);
+    if (ac->has_hooks)
+        redtls__async_kick(ac);
     return REDTLS_OK;
 }
 

@@ -113,6 +113,11 @@ int redtls__async_cancel_queued(redtls_async *ac, const void *ud);
  * are in. */
 redtls_status redtls__async_set_tokens(redtls_async *ac, const char *token, const char *token_alt, int flags);
 
+/* When process must next run (REDTLS__NO_DEADLINE: not before the socket
+ * asks), on the handle's clock: redtls_async_timeout_ms without reading
+ * the clock, for a loop that read it already. */
+int64_t redtls__async_due(const redtls_async *ac);
+
 /* Not connected, not trying, and no attempt allowed before a later time:
  * commands sent now would only wait for the backoff. */
 static inline int redtls__async_down(const redtls_async *ac, int64_t now)
