@@ -727,9 +727,10 @@ static void test_source_refusals(void **state)
     (void)state;
 
     struct lab_end src = lab_plain_end(source.port, NULL);
-    const char *nopttl[] = {"ACL", "SETUSER", "mig-nopttl", "reset", "on", ">" OLD_TOKEN, "~*", "+@all", "-pttl"};
+    static const char pass[] = ">" OLD_TOKEN;
+    const char *nopttl[] = {"ACL", "SETUSER", "mig-nopttl", "reset", "on", pass, "~*", "+@all", "-pttl"};
     lab_expect_ok(lab_end_command(&src, 9, nopttl, NULL));
-    const char *noscan[] = {"ACL", "SETUSER", "mig-noscan", "reset", "on", ">" OLD_TOKEN, "~*", "+@all", "-scan"};
+    const char *noscan[] = {"ACL", "SETUSER", "mig-noscan", "reset", "on", pass, "~*", "+@all", "-scan"};
     lab_expect_ok(lab_end_command(&src, 9, noscan, NULL));
     snprintf(to, sizeof to, "rediss://localhost:%u", target.port);
 
