@@ -73,7 +73,7 @@ typedef struct run {
     int calls[N_CMDS];
     redtls_status st[N_CMDS];
     long long ival[N_CMDS];
-    int bad[N_CMDS]; /* a reply that is not this command's */
+    int bad[N_CMDS];     /* a reply that is not this command's */
     redtls_status first; /* the first failure, REDTLS_OK when none */
     char why[512];
     int hung;
@@ -183,8 +183,8 @@ static void scenario(void)
 static void check_run(long n)
 {
     if (R.hung)
-        fail_msg("allocation %ld failed: the handle still had work after %d ms (first status %s: %s)", n,
-                 RUN_LIMIT_MS, redtls_strerror(R.first), R.why);
+        fail_msg("allocation %ld failed: the handle still had work after %d ms (first status %s: %s)", n, RUN_LIMIT_MS,
+                 redtls_strerror(R.first), R.why);
     if (R.connect_calls != R.connect_issued)
         fail_msg("allocation %ld failed: connect callback called %d times", n, R.connect_calls);
     for (int i = 0; i < N_CMDS; i++) {
@@ -198,6 +198,29 @@ static void check_run(long n)
     if (R.first != REDTLS_OK && R.why[0] == '\0')
         fail_msg("allocation %ld: status %s without a message", n, redtls_strerror(R.first));
 }
+
+#if LAB_ALLOC_HOOK
+/* Slow runs kept for a second look. */
+#define MAX_SLOW 64
+
+/* One run with allocation n failing; its time in ms. Fails the test on a
+ * leak. */
+static long long run_failing(long n)
+{
+    long long r0 = lab_now_ms();
+    lab_alloc_arm(n);
+    scenario();
+    /* OpenSSL keeps this thread's error queue until told the thread is
+     * done; release it inside the count so only real leaks remain. */
+    OPENSSL_thread_stop();
+    lab_alloc_disarm();
+    long long ms = lab_now_ms() - r0;
+    if (lab_alloc_live() != 0)
+        fail_msg("allocation %ld failed: %ld allocations leaked (first status %s: %s)", n, lab_alloc_live(),
+                 redtls_strerror(R.first), R.why);
+    return ms;
+}
+#endif
 
 static void test_every_allocation_may_fail(void **state)
 {
@@ -214,22 +237,18 @@ static void test_every_allocation_may_fail(void **state)
     check_run(0);
     assert_int_equal(R.first, REDTLS_OK);
     long total = 0, slow = 0, by_status[REDTLS_E_CLUSTER_TOPOLOGY + 1] = {0};
+    long slow_n[MAX_SLOW];
     long long t0 = lab_now_ms(), slowest = 0;
     for (long n = 1;; n++) {
-        long long r0 = lab_now_ms();
-        lab_alloc_arm(n);
-        scenario();
-        /* OpenSSL keeps this thread's error queue until told the thread is
-         * done; release it inside the count so only real leaks remain. */
-        OPENSSL_thread_stop();
-        lab_alloc_disarm();
-        long long ms = lab_now_ms() - r0;
+        long long ms = run_failing(n);
         slowest = ms > slowest ? ms : slowest;
-        slow += ms > COMMAND_MS / 2;
+        if (ms > COMMAND_MS / 2) {
+            if (slow == MAX_SLOW)
+                fail_msg("more than %d runs over %d ms: commands left waiting for their deadlines", MAX_SLOW,
+                         COMMAND_MS / 2);
+            slow_n[slow++] = n;
+        }
         long made = lab_alloc_calls();
-        if (lab_alloc_live() != 0)
-            fail_msg("allocation %ld failed: %ld allocations leaked (first status %s: %s)", n, lab_alloc_live(),
-                     redtls_strerror(R.first), R.why);
         check_run(n);
         if (made < n) {
             /* The run finished before reaching allocation n: done. */
@@ -253,12 +272,28 @@ static void test_every_allocation_may_fail(void **state)
     for (int i = 0; i <= REDTLS_E_CLUSTER_TOPOLOGY; i++)
         if (by_status[i])
             print_message("  %-55s %ld\n", redtls_strerror((redtls_status)i), by_status[i]);
-    print_message("no crash, no hang (slowest run %lld ms, %ld over %d ms), no leak, every callback once\n",
-                  slowest, slow, COMMAND_MS / 2);
+    print_message("no crash, no hang (slowest run %lld ms, %ld over %d ms), no leak, every callback once\n", slowest,
+                  slow, COMMAND_MS / 2);
     /* A run over half the command timeout is a command left waiting for
-     * its deadline after a failed allocation (integration.async_nomem):
-     * a stall, not slowness (the runs take milliseconds). */
-    assert_int_equal(slow, 0);
+     * its deadline after a failed allocation (integration.async_nomem), or
+     * a machine busy with other work. A stall comes back every time the
+     * same allocation fails; slowness from load does not: each slow run is
+     * repeated twice, and a stall is one slow all three times. */
+    long stalls = 0;
+    for (long i = 0; i < slow; i++) {
+        int again = 0;
+        for (int k = 0; k < 2; k++) {
+            again += run_failing(slow_n[i]) > COMMAND_MS / 2;
+            check_run(slow_n[i]);
+        }
+        if (again == 2) {
+            print_message("allocation %ld: slow three times (first status %s: %s)\n", slow_n[i],
+                          redtls_strerror(R.first), R.why);
+            stalls++;
+        }
+    }
+    print_message("%ld slow runs, %ld of them slow again when repeated\n", slow, stalls);
+    assert_int_equal(stalls, 0);
     assert_true(total > 100);
     assert_true(by_status[REDTLS_E_NOMEM] > 0);
 #endif
