@@ -460,7 +460,8 @@ struct batch {
 
 /* One worker: a source node at a time, with its own handles: source and
  * target, and a second source handle for the writer thread's copies in
- * pieces (opened on first use). */
+ * pieces (prepared, not connected: the handle connects on its first
+ * command, so a run without big values never opens it). */
 struct run {
     const struct migrate_options *o;
     struct migration *c;
@@ -699,11 +700,6 @@ static int copy_in_pieces(struct run *r, struct counts *n, const struct batch_ke
 {
     struct chunk_result res;
 
-    if (r->pieces_from->conn == NULL && r->pieces_from->cl == NULL) {
-        int rc = side_connect(r->pieces_from);
-        if (rc != EXIT_CONTINUE)
-            return rc;
-    }
     switch (chunk_copy_key(&r->chunks, k->key, k->key_len, &res)) {
     case CHUNK_COPIED:
         n->copied++;
@@ -897,8 +893,7 @@ static int write_batch_retried(struct run *r, struct batch *b, const char *what)
         memset(&n, 0, sizeof n);
         if (attempt > 1) {
             side_discard(r->to);
-            if (r->pieces_from->conn != NULL || r->pieces_from->cl != NULL)
-                side_discard(r->pieces_from);
+            side_discard(r->pieces_from);
             retry_pause(r, what, attempt - 1);
         }
         rc = write_batch(r, b, &n);

@@ -246,3 +246,15 @@ struct lab_end lab_cluster_end(lab_cluster *c, const char *token)
     redtls_config_free(cfg);
     return e;
 }
+
+long long lab_cluster_dbsize(lab_cluster *c)
+{
+    long long total = 0;
+    for (size_t i = 0; i < 3; i++) {
+        struct redisReply *r = NULL;
+        assert_int_equal(lab_cluster_admin(c, i, &r, "DBSIZE"), 0);
+        total += redtls_reply_integer(r);
+        redtls_reply_free(r);
+    }
+    return total;
+}

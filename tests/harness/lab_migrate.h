@@ -38,6 +38,9 @@ void lab_migrate_cluster_start(lab_cluster *c, const char *password);
  * as the default user with token, 10 s command timeout. */
 struct lab_end lab_cluster_end(lab_cluster *c, const char *token);
 
+/* The sum of DBSIZE over c's 3 masters. */
+long long lab_cluster_dbsize(lab_cluster *c);
+
 /* Strings no output of the tool may contain (tokens); NULL-terminated. */
 #define LAB_MIGRATE_SECRETS 8
 extern const char *lab_migrate_secrets[LAB_MIGRATE_SECRETS];

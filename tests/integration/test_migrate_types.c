@@ -74,18 +74,6 @@ static void run_fill(const char *url, const char *token, ...)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static long long cluster_dbsize(lab_cluster *c)
-{
-    long long total = 0;
-    for (size_t i = 0; i < 3; i++) {
-        struct redisReply *r = NULL;
-        assert_int_equal(lab_cluster_admin(c, i, &r, "DBSIZE"), 0);
-        total += redtls_reply_integer(r);
-        redtls_reply_free(r);
-    }
-    return total;
-}
-
 /* Key i of migrate_fill --keys: "t:<i>", every tenth "t\0\r\n:<i>". */
 static size_t typed_key(char *buf, size_t cap, unsigned i)
 {
@@ -287,7 +275,7 @@ static void test_standalone_to_tls_cluster(void **state)
     int with_ttl = compare_expiry(&src, &dst);
     assert_int_equal(with_ttl, (NTYPED + 2) / 3); /* every third */
     check_special(&dst);
-    assert_int_equal(cluster_dbsize(&cl_a), NLIVE);
+    assert_int_equal(lab_cluster_dbsize(&cl_a), NLIVE);
     lab_end_free(&src);
     lab_end_free(&dst);
 
@@ -317,7 +305,7 @@ static void test_cluster_to_cluster(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(lab_report(out, "keys scanned: "), NLIVE);
     assert_int_equal(lab_report(out, "keys copied: "), NLIVE);
-    assert_int_equal(cluster_dbsize(&cl_b), NLIVE);
+    assert_int_equal(lab_cluster_dbsize(&cl_b), NLIVE);
 
     struct lab_end src = lab_cluster_end(&cl_a, TOKEN);
     struct lab_end dst = lab_cluster_end(&cl_b, TOKEN2);
