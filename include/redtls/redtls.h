@@ -713,28 +713,64 @@ REDTLS_EXTERN const char *redtls_conn_peer_not_after(redtls_conn *conn);
 /* Replies                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Same values as hiredis's REDIS_REPLY_*. */
+/* Same values as hiredis's REDIS_REPLY_* (hiredis 1.x numbers the RESP3
+ * types 7 to 14; hiredis 0.14 knows only 1 to 6). The RESP3 kinds only
+ * come from a connection configured for protocol 3 (see
+ * redtls_config_set_protocol()), or from a server that sends them unasked
+ * to a client built against hiredis 1.x. */
 typedef enum redtls_reply_kind {
     REDTLS_REPLY_STRING = 1,
     REDTLS_REPLY_ARRAY = 2,
     REDTLS_REPLY_INTEGER = 3,
-    REDTLS_REPLY_NIL = 4,
+    REDTLS_REPLY_NIL = 4, /* RESP2's null bulk and array, RESP3's null */
     REDTLS_REPLY_STATUS = 5,
-    REDTLS_REPLY_ERROR = 6
+    REDTLS_REPLY_ERROR = 6, /* RESP3's blob errors too */
+    REDTLS_REPLY_DOUBLE = 7,
+    REDTLS_REPLY_BOOL = 8,
+    REDTLS_REPLY_MAP = 9,
+    REDTLS_REPLY_SET = 10,
+    REDTLS_REPLY_ATTR = 11, /* only ever seen by the push callback */
+    REDTLS_REPLY_PUSH = 12, /* only ever seen by the push callback */
+    REDTLS_REPLY_BIGNUM = 13,
+    REDTLS_REPLY_VERB = 14
 } redtls_reply_kind;
 
-/* Frees a reply and all its elements. Accepts NULL. */
+/* Frees a reply and all its elements. Accepts NULL. Use it (rather than
+ * hiredis's freeReplyObject()) for an attribute (REDTLS_REPLY_ATTR) a
+ * push callback copied: hiredis 1.2's freeReplyObject() does not know that
+ * type and would leak its elements. */
 REDTLS_EXTERN void redtls_reply_free(struct redisReply *reply);
-/* Type of the reply; 0 for NULL. */
+/* Type of the reply (a redtls_reply_kind); 0 for NULL. */
 REDTLS_EXTERN int redtls_reply_type(const struct redisReply *reply);
-/* String, status and error replies: the bytes (not NUL-terminated for
- * binary data; a NUL follows them anyway) and their length. NULL otherwise. */
+/* The bytes of a reply that has text, and their length (*len may be NULL;
+ * it is 0 when NULL is returned). A NUL always follows the bytes, but
+ * binary data may hold NULs of its own. NULL for other kinds.
+ *   STRING, STATUS, ERROR: the text as sent.
+ *   DOUBLE: the number as the server wrote it ("3.14", "inf", "-inf",
+ *     "nan"); redtls_reply_double() gives its value.
+ *   BIGNUM: its decimal digits, with a leading '-' when negative.
+ *   VERB: the text without its format prefix ("txt:"); the format is
+ *     redtls_reply_verbatim_format()'s. */
 REDTLS_EXTERN const char *redtls_reply_str(const struct redisReply *reply, size_t *len);
-/* Integer replies: the value; 0 otherwise. */
+/* INTEGER replies: the value; 0 otherwise (a BOOL is not an integer: see
+ * redtls_reply_bool()). */
 REDTLS_EXTERN long long redtls_reply_integer(const struct redisReply *reply);
-/* Array replies: the number of elements; 0 otherwise. */
+/* DOUBLE replies: the value (infinities and NaN included); 0.0
+ * otherwise. */
+REDTLS_EXTERN double redtls_reply_double(const struct redisReply *reply);
+/* BOOL replies: 1 for true, 0 for false; -1 for any other reply (NULL
+ * included), so a caller can tell "false" from "not a BOOL". */
+REDTLS_EXTERN int redtls_reply_bool(const struct redisReply *reply);
+/* VERB replies: the three-letter format, "txt" (plain text) or "mkd"
+ * (markdown), borrowed from reply; NULL for other kinds. */
+REDTLS_EXTERN const char *redtls_reply_verbatim_format(const struct redisReply *reply);
+/* Aggregates (ARRAY, MAP, SET, PUSH, ATTR): the number of elements; 0 for
+ * other kinds. A MAP or ATTR holds its keys and values interleaved (key 0,
+ * value 0, key 1, value 1, ...), so its length is twice its number of
+ * pairs. */
 REDTLS_EXTERN size_t redtls_reply_len(const struct redisReply *reply);
-/* Array replies: element i (borrowed from reply), NULL when out of range. */
+/* Aggregates: element i (borrowed from reply) in the order above; NULL
+ * when out of range or reply is not an aggregate. */
 REDTLS_EXTERN const struct redisReply *redtls_reply_element(const struct redisReply *reply, size_t i);
 
 #ifdef __cplusplus
