@@ -251,7 +251,7 @@ REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
  * TOKEN are percent-decoded. Query parameters (see README "URL format"):
  *   cacert=FILE capath=DIR cert=FILE key=FILE sni=NAME tls_min=1.2|1.3
  *   connect_timeout=MS handshake_timeout=MS timeout=MS (command)
- *   name=CLIENTNAME db=N
+ *   name=CLIENTNAME db=N protocol=2|3
  * Errors: REDTLS_E_URL (message names the bad part, never the token),
  * REDTLS_E_CONFIG (a named file cannot be used), REDTLS_E_NOMEM.
  * On failure cfg is unchanged. */
@@ -508,6 +508,51 @@ REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
 
 /* CLIENT SETNAME after AUTH/SELECT. NULL clears. No spaces allowed. */
 REDTLS_EXTERN redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name);
+
+/* The protocol the connection speaks: 2 (RESP2, the default) or 3
+ * (RESP3). With 3 the set-up is one "HELLO 3 [AUTH user token] [SETNAME
+ * name]" round trip in place of AUTH and CLIENT SETNAME (SELECT and
+ * READONLY stay separate steps), with the same token rotation, credential
+ * callback, IAM and messages as AUTH; without a user name HELLO
+ * authenticates as "default", which is the user a plain AUTH token
+ * stands for. Replies then come with RESP3's kinds (maps, sets, doubles,
+ * booleans, big numbers, verbatim strings; see "Replies" below), and
+ * server pushes go to the push callback, never in place of a reply (see
+ * redtls_config_set_push_callback()). A server without HELLO (before
+ * Redis 6) fails the connection with REDTLS_E_SETUP, and so does one that
+ * refuses protocol 3 (NOPROTO). Re-authentication on an open connection
+ * (NOAUTH, a live token update, the IAM schedule) sends a plain AUTH
+ * under both protocols: HELLO would reset the connection's protocol and
+ * name, which the set-up made already, and AUTH's "+OK" is the same
+ * under RESP2 and RESP3. Cluster handles made from the configuration use
+ * it for every node. Errors: REDTLS_E_INVALID (not 2 or 3),
+ * REDTLS_E_CONFIG (3 in a build against hiredis older than 1.0, which
+ * cannot parse RESP3; the message names the hiredis version). */
+REDTLS_EXTERN redtls_status redtls_config_set_protocol(redtls_config *cfg, int version);
+
+/* 1 when this build of redtls can speak protocol version (2 or 3: 3 needs
+ * hiredis 1.0 or later at build time), else 0. Thread-safe. */
+REDTLS_EXTERN int redtls_protocol_supported(int version);
+
+/* Server pushes (RESP3, protocol 3): out-of-band data that answers no
+ * command, such as CLIENT TRACKING's invalidations ("invalidate" and the
+ * keys). A push never takes the place of a command's reply: each is
+ * handed to cb (reply kind REDTLS_REPLY_PUSH, its first element the
+ * push's name) and freed after cb returns; without a callback pushes are
+ * dropped. An attribute (RESP3 '|', kind REDTLS_REPLY_ATTR: a map of
+ * keys and values about the reply that follows it) is handed to cb in
+ * the same way, right before the command's reply it describes is
+ * returned; the reply itself is returned as usual. The reply is borrowed
+ * for the call only: copy what is needed. When cb runs: blocking API,
+ * during any call that reads replies (a command, redtls_conn_get_reply,
+ * the set-up and the library's own round trips), and at the start of a
+ * command on a connection with nothing owed, where what arrived while it
+ * was idle is read first; asynchronous API, from the loop's processing,
+ * like the reply callbacks. cb must not call any function on the same
+ * connection or asynchronous handle (nor free it); it may use other
+ * handles. NULL clears. */
+typedef void (*redtls_push_cb)(void *userdata, const struct redisReply *push);
+REDTLS_EXTERN redtls_status redtls_config_set_push_callback(redtls_config *cfg, redtls_push_cb cb, void *userdata);
 
 /* Timeouts in milliseconds; 0 means no limit (not recommended). The
  * connect timeout covers resolving the host name (on a short-lived thread
