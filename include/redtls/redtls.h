@@ -129,7 +129,8 @@ typedef enum redtls_status {
     /* The server refused the credentials (AUTH failed). */
     REDTLS_E_AUTH = 14,
     /* A step of the connection set-up after AUTH (SELECT, CLIENT SETNAME)
-     * was refused by the server. */
+     * was refused by the server, or, under protocol 3, the server does not
+     * speak RESP3 (no HELLO, NOPROTO). */
     REDTLS_E_SETUP = 15,
     /* A socket read or write failed (connection reset, broken pipe, ...). */
     REDTLS_E_IO = 16,
@@ -506,7 +507,8 @@ REDTLS_EXTERN redtls_status redtls_config_set_event_callback(redtls_config *cfg,
 /* SELECT this database after AUTH when it is not 0. */
 REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
 
-/* CLIENT SETNAME after AUTH/SELECT. NULL clears. No spaces allowed. */
+/* CLIENT SETNAME after AUTH/SELECT (under protocol 3, SETNAME inside the
+ * set-up's HELLO 3). NULL clears. No spaces allowed. */
 REDTLS_EXTERN redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name);
 
 /* The protocol the connection speaks: 2 (RESP2, the default) or 3
@@ -637,7 +639,8 @@ REDTLS_EXTERN void redtls_conn_free(redtls_conn *conn);
 
 /* Blocking connect: resolve, TCP connect (every address in turn, within the
  * connect timeout), TLS handshake with certificate and hostname verification
- * (handshake timeout), then AUTH, SELECT and CLIENT SETNAME as configured.
+ * (handshake timeout), then AUTH, SELECT and CLIENT SETNAME as configured
+ * (under protocol 3: HELLO 3 with AUTH and SETNAME, then SELECT).
  * Credentials are only sent once the server certificate has been verified.
  * An open connection is closed first. Errors: REDTLS_E_RESOLVE,
  * REDTLS_E_CONNECT, REDTLS_E_CONNECT_TIMEOUT, REDTLS_E_HANDSHAKE_TIMEOUT,
@@ -694,15 +697,21 @@ REDTLS_EXTERN redtls_status redtls_conn_command_argv(redtls_conn *conn, int argc
  * server did not execute it. In a pipeline a NOAUTH reply is returned as it
  * is and the connection re-authenticates before the next command. */
 
-/* Protocol: redtls speaks RESP2. A HELLO asking for another protocol
- * version (HELLO 3) is refused by every command and append call with
- * REDTLS_E_INVALID before anything is written: under RESP3 the server's
- * pushes would be taken for replies. HELLO 2, and HELLO without a version,
- * pass. If a server sends a RESP3 push anyway, hiredis 1.x parses it and
- * redtls drops it (it answers no command); with hiredis 0.14, which cannot
- * parse RESP3, the connection ends with REDTLS_E_PROTOCOL. Replies of
- * other RESP3 types that hiredis 1.x parses keep hiredis's type numbers
- * and are held to the same limits as RESP2 replies. */
+/* Protocol: a connection speaks RESP2 unless its configuration asks for
+ * RESP3 (redtls_config_set_protocol(cfg, 3), or protocol=3 in the URL;
+ * a build against hiredis 1.0 or later is needed). A HELLO asking for
+ * another protocol than the connection's (under RESP2 HELLO 3, under
+ * RESP3 HELLO 2) is refused by every command and append call with
+ * REDTLS_E_INVALID before anything is written: the replies of every later
+ * command would be read in the wrong protocol. HELLO without a version,
+ * and HELLO with the connection's own version, pass. Server pushes never
+ * take the place of a reply: they go to the push callback
+ * (redtls_config_set_push_callback()) or are dropped; a RESP3 attribute
+ * goes to the same callback right before the reply it describes. A server
+ * that sends RESP3 to a RESP2 connection anyway is read the same way with
+ * hiredis 1.x; with hiredis 0.14, which cannot parse RESP3, the
+ * connection ends with REDTLS_E_PROTOCOL. Every reply kind, RESP2 or
+ * RESP3, is held to the same limits. */
 
 /* Flags for redtls_conn_command_argv_ex(). */
 #define REDTLS_CMD_IDEMPOTENT 1u /* safe to run twice: resent once after a
