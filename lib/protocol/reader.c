@@ -433,9 +433,12 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
         {
             /* hiredis 1.2 does not know RESP3's attribute type; its body is
              * a map's, so a top-level one is parsed as a map and retyped
-             * once whole. */
+             * once whole. Top level: no task yet, or the root task set up
+             * by an earlier call that found no byte to read (its type is
+             * still unknown). */
             redisReader *r = rd->r;
-            if (!r->err && r->ridx == -1 && r->pos < r->len && r->buf[r->pos] == '|') {
+            int top = r->ridx == -1 || (r->ridx == 0 && r->task[0]->type < 0);
+            if (!r->err && top && r->pos < r->len && r->buf[r->pos] == '|') {
                 r->buf[r->pos] = '%';
                 rd->attr = 1;
             }

@@ -235,7 +235,10 @@ static void test_attribute_in_pieces_and_nested(void **state)
 {
     (void)state;
     NEED_RESP3();
-    const char text[] = "|1\r\n+ttl\r\n:3600\r\n+OK\r\n";
+    /* After a reply, hiredis alone sets up the next reply's task on a call
+     * that finds no byte yet: the attribute's '|' must still be known as
+     * the top level's (fuzz_reply found it). */
+    const char text[] = "+first\r\n|1\r\n+ttl\r\n:3600\r\n+OK\r\n";
     for (int slow = 0; slow < 2; slow++) {
         char err[REDTLS__ERRMSG_MAX] = "";
         seen s = {.take = 1};
@@ -245,14 +248,24 @@ static void test_attribute_in_pieces_and_nested(void **state)
         rd.slow_only = slow;
         rd.claim = claim_note;
         rd.claim_ud = &s;
-        redisReply *r = NULL;
-        for (size_t i = 0; i < sizeof text - 1 && !r; i++) {
+        redisReply *got[2] = {NULL, NULL};
+        int n = 0;
+        for (size_t i = 0; i < sizeof text - 1; i++) {
+            redisReply *r = NULL;
+            assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK); /* nothing new yet */
+            assert_null(r);
             assert_status(redtls__reader_feed(&rd, text + i, 1, err), REDTLS_OK);
             assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+            if (r) {
+                assert_true(n < 2);
+                got[n++] = r;
+            }
         }
-        assert_non_null(r);
-        assert_int_equal(r->type, REDIS_REPLY_STATUS);
-        redtls_reply_free(r);
+        assert_int_equal(n, 2);
+        assert_string_equal(redtls_reply_str(got[0], NULL), "first");
+        assert_string_equal(redtls_reply_str(got[1], NULL), "OK");
+        redtls_reply_free(got[0]);
+        redtls_reply_free(got[1]);
         assert_int_equal(s.n, 1);
         assert_int_equal(s.types[0], REDTLS_REPLY_ATTR);
         assert_string_equal(s.first[0], "ttl");
