@@ -277,7 +277,7 @@ static void step_up(redtls_async *ac, int64_t now)
                 ac->readying = 1;
                 return;
             }
-        } else if ((idle = c->tp->ops->idle_check(c->tp, c->errmsg)) != REDTLS_OK) {
+        } else if ((idle = redtls__conn_idle_check(c)) != REDTLS_OK) {
             /* Nothing owed and the server closed the connection (or sent
              * something unasked): noticed now, not at the next command,
              * so the loop does not watch a socket that stays readable. */

@@ -192,8 +192,8 @@ redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int ar
         return st;
     if (argc <= 0 || !argv)
         return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
-    if (redtls__argv_asks_resp3(argc, argv, argvlen))
-        return redtls__conn_resp3_refused(ac->c);
+    if (redtls__argv_switches_protocol(argc, argv, argvlen, ac->c->cfg.protocol))
+        return redtls__conn_protocol_refused(ac->c);
     return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, userdata);
 }
 
@@ -225,10 +225,10 @@ redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, v
 #endif
     if (!frame)
         return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__frame_asks_resp3(frame, (size_t)n)) {
+    if (redtls__frame_switches_protocol(frame, (size_t)n, ac->c->cfg.protocol)) {
         OPENSSL_cleanse(frame, (size_t)n);
         free(frame);
-        return redtls__conn_resp3_refused(ac->c);
+        return redtls__conn_protocol_refused(ac->c);
     }
     return issue(ac, 0, frame, (size_t)n, 0, NULL, NULL, cb, userdata);
 }
