@@ -394,18 +394,26 @@ redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, 
         if (!r->err && r->ridx == -1 && r->pos == r->len)
             return REDTLS_OK;
     }
-    int rc = redisReaderGetReply(rd->r, &obj);
+    int rc;
+    /* Replies that answer no command are offered to the claim hook; one it
+     * takes (or a push nobody wants) is gone, and the next is looked at. */
+    while ((rc = redisReaderGetReply(rd->r, &obj)) == REDIS_OK && obj) {
+        redisReply *o = obj;
 #if REDTLS_HIREDIS_1
-    /* A RESP3 push is not the reply to any command: until redtls has a
-     * push callback it is dropped, so replies stay paired with their
-     * commands. */
-    while (rc == REDIS_OK && obj && ((redisReply *)obj)->type == REDIS_REPLY_PUSH) {
-        freeReplyObject(obj);
+        int push = o->type == REDIS_REPLY_PUSH;
+#else
+        int push = 0;
+#endif
+        if (!push && !(rd->claim_arrays && o->type == REDIS_REPLY_ARRAY))
+            break;
+        int took = rd->claim ? rd->claim(rd->claim_ud, o) : 0;
+        if (took == 2 || (took == 0 && !push))
+            break;
+        if (took == 0)
+            freeReplyObject(o);
         rd->held = 0;
         obj = NULL;
-        rc = redisReaderGetReply(rd->r, &obj);
     }
-#endif
     if (rc != REDIS_OK || obj)
         rd->held = 0; /* the reply is complete, or gone */
     if (rc != REDIS_OK) {

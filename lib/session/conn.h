@@ -105,6 +105,11 @@ struct redtls_conn {
                               * check, buffers): see took_reply */
     int is_tls;
     redtls__reader rd;
+    /* Pub/Sub's claim on replies that answer no command (reader.h), set
+     * by the driver and handed to every new reader. */
+    redtls__reader_claim_fn sub_claim;
+    void *sub_ud;
+    int sub_arrays;
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
     size_t ooff;             /* bytes of obuf already written */
@@ -171,6 +176,8 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
  * refused (REDTLS_E_INVALID). */
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* The text of a HELLO that asks for RESP3 being refused. */
+/* The (P|S)(UN)SUBSCRIBE refusal, REDTLS_E_INVALID with its message. */
+redtls_status redtls__conn_sub_refused(redtls_conn *c);
 redtls_status redtls__conn_resp3_refused(redtls_conn *c);
 
 /* Writes what the socket takes now of obuf. REDTLS_OK with *want 0: all

@@ -38,6 +38,9 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
         tp->ops->close(tp, 0);
         return redtls__fail(c->errmsg, st, "out of memory");
     }
+    c->rd.claim = c->sub_claim;
+    c->rd.claim_ud = c->sub_ud;
+    c->rd.claim_arrays = c->sub_arrays;
     c->tp = tp;
     c->sockets++;
     c->is_tls = is_tls;
@@ -57,12 +60,22 @@ redtls_status redtls__conn_resp3_refused(redtls_conn *c)
                         "server pushes would be taken for replies (use HELLO 2, or HELLO without a version)");
 }
 
+redtls_status redtls__conn_sub_refused(redtls_conn *c)
+{
+    return redtls__fail(c->errmsg, REDTLS_E_INVALID,
+                        "SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBE forms are refused as commands "
+                        "(their replies do not pair with commands): use redtls_subscriber or "
+                        "redtls_async_subscribe (redtls/pubsub.h)");
+}
+
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (argc <= 0 || !argv)
         return redtls__fail(c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
     if (redtls__argv_asks_resp3(argc, argv, argvlen))
         return redtls__conn_resp3_refused(c);
+    if (redtls__argv_is_sub_command(argc, argv, argvlen))
+        return redtls__conn_sub_refused(c);
     redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");
