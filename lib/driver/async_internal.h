@@ -78,6 +78,8 @@ struct redtls_async {
     struct redtls__ps *ps;     /* Pub/Sub (async_pubsub.c), NULL until the
                                 * first subscription */
     size_t n_subs;             /* its subscriptions */
+    void (*ps_lost)(redtls_async *ac); /* the cluster client's: a connection
+                                * with subscriptions was lost */
     int fail_queued;           /* a failed attempt ends the commands
                                 * waiting for it with its status (the
                                 * cluster sends them elsewhere); later
@@ -99,6 +101,11 @@ void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acm
 void redtls__async_unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail);
 /* Ends those with REDTLS_E_NOMEM. */
 void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail);
+
+/* Internal flags of a record (beside REDTLS_CMD_*): Pub/Sub's own
+ * SUBSCRIBE and UNSUBSCRIBE, whose confirmations pair with them. */
+#define REDTLS__ACMD_PS_SUB (1u << 16)
+#define REDTLS__ACMD_PS_UNSUB (1u << 17)
 
 /* Issues a command as redtls_async_command_argv does, without the checks
  * of what it asks (Pub/Sub's own commands). */

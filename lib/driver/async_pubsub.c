@@ -55,12 +55,13 @@ static void notice(redtls_async *ac, redtls__sub *s, int type, redtls_status st,
 
 /* The last notice: the entry leaves the table (freed once no command names
  * it). */
-static void end_sub(redtls_async *ac, redtls__sub *s, redtls_status st, const char *detail)
+static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, const char *detail, int moved)
 {
     redtls__ps *ps = ac->ps;
     redtls_async_message_cb cb = s->cb;
     void *ud = s->ud;
-    redtls_message m = {.type = REDTLS_MSG_UNSUBSCRIBED, .kind = s->kind, .status = st, .detail = detail};
+    redtls_message m = {
+        .type = REDTLS_MSG_UNSUBSCRIBED, .kind = s->kind, .status = st, .detail = detail, .moved = moved};
     /* The name outlives the entry for the call. */
     char small[128], *name = s->len < sizeof small ? small : malloc(s->len + 1);
     if (name) {
@@ -77,14 +78,63 @@ static void end_sub(redtls_async *ac, redtls__sub *s, redtls_status st, const ch
         free(name);
 }
 
+static void end_sub(redtls_async *ac, redtls__sub *s, redtls_status st, const char *detail)
+{
+    end_sub_moved(ac, s, st, detail, 0);
+}
+
+/* Error replies that mean "not here": the subscription belongs on another
+ * node (cluster). */
+static int is_moved_error(const redisReply *r)
+{
+    static const char *const words[] = {"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "LOADING"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (r->len >= strlen(words[i]) && strncmp(r->str, words[i], strlen(words[i])) == 0)
+            return 1;
+    return 0;
+}
+
 /* ---- the claim hook: messages out of the reply stream ---- */
+
+static void queue_in(redtls__ps *ps, redtls_message *m)
+{
+    if (ps->in_tail)
+        ps->in_tail->next = m;
+    else
+        ps->in_head = m;
+    ps->in_tail = m;
+}
 
 static int claim(void *ud, struct redisReply *r)
 {
     redtls_async *ac = ud;
     redtls__ps_reply pr;
     switch (redtls__ps_classify(r, &pr)) {
-    case REDTLS__PS_CONFIRM: return 2;
+    case REDTLS__PS_CONFIRM: {
+        /* The answer to the oldest command owed when that is a SUBSCRIBE
+         * or UNSUBSCRIBE of ours going the same way; otherwise the server
+         * ended a subscription by itself (a shard channel whose slot moved
+         * away): taken here, so replies stay paired. */
+        const redtls__acmd *h = ac->s_head;
+        unsigned want = pr.subscribe ? REDTLS__ACMD_PS_SUB : REDTLS__ACMD_PS_UNSUB;
+        if (h && (h->flags & want))
+            return 2;
+        ac->ps->server_count = pr.count;
+        redtls_message *m = pr.subscribe || !pr.name ? NULL : calloc(1, sizeof *m);
+        if (!m) {
+            freeReplyObject(r); /* nothing to end (or no memory): dropped */
+            return 1;
+        }
+        *m = (redtls_message){.type = REDTLS_MSG_UNSUBSCRIBED,
+                              .kind = pr.kind,
+                              .sub = pr.name,
+                              .sub_len = pr.name_len,
+                              .status = REDTLS_E_REFUSED,
+                              .moved = 1,
+                              .reply = r};
+        queue_in(ac->ps, m);
+        return 1;
+    }
     case REDTLS__PS_OTHER: return 0;
     }
     redtls_message *m = calloc(1, sizeof *m);
@@ -103,12 +153,7 @@ static int claim(void *ud, struct redisReply *r)
                           .payload = pr.payload,
                           .payload_len = pr.payload_len,
                           .reply = r};
-    redtls__ps *ps = ac->ps;
-    if (ps->in_tail)
-        ps->in_tail->next = m;
-    else
-        ps->in_head = m;
-    ps->in_tail = m;
+    queue_in(ac->ps, m);
     return 1;
 }
 
@@ -125,6 +170,17 @@ void redtls__async_ps_deliver(redtls_async *ac)
         if (!ps->in_head)
             ps->in_tail = NULL;
         redtls__sub *s = redtls__subs_find(&ps->t, m->kind, m->sub, m->sub_len);
+        if (m->type == REDTLS_MSG_UNSUBSCRIBED) {
+            /* Ended by the server: unless the application is ending it
+             * itself, that is the subscription's end (the cluster client
+             * makes it again at the slot's new owner). */
+            set_arrays(ac);
+            if (s && s->state != REDTLS__SUB_CLOSING)
+                end_sub_moved(ac, s, REDTLS_E_REFUSED,
+                              "the server ended the subscription (in a cluster: its slot moved to another node)", 1);
+            redtls_message_free(m);
+            continue;
+        }
         /* Only to a subscription the server confirmed: not one being
          * ended, nor a stale message for a name unsubscribed. */
         if (s && s->state == REDTLS__SUB_ACTIVE) {
@@ -173,13 +229,16 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
         /* An error reply (an ACL without the channel, say) or something
          * that is no confirmation: the subscription ends with the text. */
         char text[256] = "";
-        if (reply && reply->type == REDIS_REPLY_ERROR && reply->str)
+        int moved = 0;
+        if (reply && reply->type == REDIS_REPLY_ERROR && reply->str) {
             snprintf(text, sizeof text, "the server refused the subscription: %.200s", reply->str);
-        else
+            moved = is_moved_error(reply);
+        } else {
             snprintf(text, sizeof text,
                      "the server answered the subscription with something that is no "
                      "confirmation");
-        end_sub(ac, s, REDTLS_E_REFUSED, text);
+        }
+        end_sub_moved(ac, s, REDTLS_E_REFUSED, text, moved);
     } else if (st == REDTLS_E_CLOSED) {
         /* Closing: redtls__async_ps_end ends it. */
     } else {
@@ -218,7 +277,8 @@ static redtls_status send_sub(redtls_async *ac, redtls__sub *s, int subscribe)
     const char *argv[2] = {redtls__ps_command(s->kind, subscribe), s->name};
     size_t lens[2] = {strlen(argv[0]), s->len};
     s->refs++;
-    redtls_status st = redtls__async_issue_argv(ac, 0, 2, argv, lens, subscribe ? subscribed : unsubscribed, s);
+    redtls_status st = redtls__async_issue_argv(ac, subscribe ? REDTLS__ACMD_PS_SUB : REDTLS__ACMD_PS_UNSUB, 2, argv,
+                                                lens, subscribe ? subscribed : unsubscribed, s);
     if (st != REDTLS_OK)
         s->refs--;
     return st;
@@ -323,6 +383,8 @@ void redtls__async_ps_lost(redtls_async *ac)
     for (redtls__sub *s = ps->t.head; s; s = s->next)
         if (s->state == REDTLS__SUB_ACTIVE)
             s->state = REDTLS__SUB_LOST;
+    if (ps->t.n && ac->ps_lost)
+        ac->ps_lost(ac);
 }
 
 int redtls__async_ps_wants_connection(const redtls_async *ac)

@@ -96,6 +96,9 @@ struct redtls_message {
     size_t payload_len;
     redtls_status status;
     const char *detail;
+    int moved; /* UNSUBSCRIBED: the server sent it elsewhere (a MOVED or
+                * cluster error reply, or the server ended it when its slot
+                * moved): the cluster client subscribes again at the owner */
     /* Owned parts, for messages handed over (the blocking subscriber). */
     struct redtls_message *next;
     struct redisReply *reply;
