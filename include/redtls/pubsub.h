@@ -53,6 +53,7 @@
 #define REDTLS_PUBSUB_H
 
 #include <redtls/async.h>
+#include <redtls/async_cluster.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -131,6 +132,41 @@ REDTLS_EXTERN redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_su
 
 /* Subscriptions the handle holds (including those being set up or ended). */
 REDTLS_EXTERN size_t redtls_async_subscriptions(const redtls_async *ac);
+
+/* ------------------------------------------------------------------ */
+/* Sharded Pub/Sub on the asynchronous cluster client                  */
+/* ------------------------------------------------------------------ */
+
+/* Each shard channel is subscribed on the master that owns its slot (the
+ * channel hashes like a key, hash tags included), through a second
+ * connection to that node made for subscriptions. The subscription follows
+ * its slot: when the node answers MOVED, when it ends the subscription
+ * because the slot migrated away (Redis 7 sends SUNSUBSCRIBE), when a new
+ * slot map names another owner (a failover) or when the node is gone, it
+ * is made again on the owner the refreshed map names, and the callback
+ * gets REDTLS_MSG_RESTORED once it is confirmed there (messages published
+ * meanwhile were not delivered). The callback's rules are those of
+ * redtls_async_message_cb; m's kind is always REDTLS_SUB_SHARD.
+ * SPUBLISH is an ordinary command of the cluster client. Subscriptions
+ * count as work for redtls_async_cluster_run. */
+typedef void (*redtls_async_cluster_message_cb)(redtls_async_cluster *acl, const redtls_message *m,
+                                                void *userdata);
+
+/* Subscribes to a shard channel. Returns at once; cb gets
+ * REDTLS_MSG_SUBSCRIBED once the owner confirmed it (after the first slot
+ * map, when there is none yet). Errors (cb never called): REDTLS_E_INVALID
+ * (NULL handle or cb, empty name), REDTLS_E_STATE (already subscribed, or
+ * being unsubscribed), REDTLS_E_NOMEM. */
+REDTLS_EXTERN redtls_status redtls_async_cluster_ssubscribe(redtls_async_cluster *acl, const char *channel,
+                                                            size_t len, redtls_async_cluster_message_cb cb,
+                                                            void *userdata);
+/* Ends a shard subscription: no message is delivered from now on, and cb
+ * gets REDTLS_MSG_UNSUBSCRIBED from the loop. REDTLS_E_STATE when there is
+ * no such subscription (or it is already ending). */
+REDTLS_EXTERN redtls_status redtls_async_cluster_sunsubscribe(redtls_async_cluster *acl, const char *channel,
+                                                              size_t len);
+/* Shard subscriptions the handle holds. */
+REDTLS_EXTERN size_t redtls_async_cluster_subscriptions(const redtls_async_cluster *acl);
 
 /* ------------------------------------------------------------------ */
 /* Blocking subscriber                                                 */
