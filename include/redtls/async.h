@@ -166,8 +166,8 @@ REDTLS_EXTERN redtls_status redtls_async_attach(redtls_async *ac, const redtls_a
 /* ---- built-in loop ---- */
 
 /* Runs the handles' work with poll() until every one of them has nothing
- * pending (no command, no connect under way) or timeout_ms passes (-1: no
- * limit). Returns REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT when time ran
+ * pending (no command, no connect under way, no subscription: see
+ * redtls/pubsub.h) or timeout_ms passes (-1: no limit). Returns REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT when time ran
  * out with work pending. Its callbacks may close a handle of the array but
  * not free it (free it after this returns). */
 REDTLS_EXTERN redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms);

@@ -194,7 +194,8 @@ REDTLS_EXTERN redtls_status redtls_async_cluster_process(redtls_async_cluster *a
 REDTLS_EXTERN int redtls_async_cluster_timeout_ms(const redtls_async_cluster *acl);
 
 /* The built-in loop: poll() over every node connection and the handle's
- * timer until no command is pending and no connect is under way, or
+ * timer until no command is pending, no connect is under way and no shard
+ * subscription is held (redtls/pubsub.h), or
  * timeout_ms passes (-1: no limit). REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT
  * when time ran out with work pending. Not for a handle attached to hooks.
  * Its callbacks must not free the handle (free it after this returns). */

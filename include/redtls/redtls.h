@@ -165,7 +165,10 @@ typedef enum redtls_status {
     REDTLS_E_CLUSTER_REDIRECTS = 24,
     /* Cluster: no usable slot map (no seed or node answered CLUSTER SLOTS
      * with a valid map), or the slot of a command has no master in it. */
-    REDTLS_E_CLUSTER_TOPOLOGY = 25
+    REDTLS_E_CLUSTER_TOPOLOGY = 25,
+    /* The server refused a request of the library's own with an error
+     * reply (a subscription, say); the message quotes the server. */
+    REDTLS_E_REFUSED = 26
 } redtls_status;
 
 /* Static, human-readable description of a status. Never NULL. */
@@ -494,7 +497,10 @@ typedef enum redtls_event_type {
      * refusal, the deadline). The connection stays: the server honours its
      * earlier AUTH until its own limit; another try comes a minute later.
      * detail: the cause. */
-    REDTLS_EVENT_AUTH_REFRESH_FAILED = 6
+    REDTLS_EVENT_AUTH_REFRESH_FAILED = 6,
+    /* Pub/Sub: the subscriptions were made again on a new connection;
+     * messages published meanwhile were not delivered. detail: how many. */
+    REDTLS_EVENT_SUBSCRIPTIONS_RESTORED = 7
 } redtls_event_type;
 
 typedef void (*redtls_event_cb)(void *userdata, redtls_event_type type, const char *detail);

@@ -157,9 +157,11 @@ void redtls_async_cluster_free(redtls_async_cluster *acl)
             cb(acl, REDTLS_E_CLOSED, acl->cud);
     }
     redtls__acl_end_all(acl, REDTLS_E_CLOSED, "the cluster handle was freed before the command completed");
+    redtls__acl_ps_end_all(acl);
     /* The node connections' callbacks find their ops ended and let the
      * records go. */
     redtls__acl_nodes_free(acl);
+    redtls__acl_ps_free(acl);
     redtls__acl_ops_free(acl);
     redtls__topology_free(acl->topo);
     free(acl->topo_node);
@@ -397,6 +399,11 @@ redtls_status redtls_async_cluster_set_tokens(redtls_async_cluster *acl, const c
     redtls_status first = REDTLS_OK;
     for (size_t i = 0; i < acl->nnodes; i++) {
         acl_node *n = acl->nodes[i];
+        /* A subscriber connection keeps its subscriptions: out of memory
+         * for the new tokens only leaves it on the old ones until it
+         * reconnects. */
+        if (n->sub_ac)
+            (void)redtls__async_set_tokens(n->sub_ac, token, token_alt, flags);
         if (!n->ac)
             continue;
         st = redtls__async_set_tokens(n->ac, token, token_alt, flags);
@@ -463,11 +470,12 @@ redtls_status redtls_async_cluster_attach(redtls_async_cluster *acl, const redtl
         return REDTLS_OK;
     acl->hooks = *hooks;
     acl->has_hooks = 1;
-    for (size_t i = 0; i < acl->nnodes; i++) {
-        acl_node *n = acl->nodes[i];
-        if (!n->ac)
+    for (size_t h = 0; h < 2 * acl->nnodes; h++) {
+        acl_node *n = acl->nodes[h / 2];
+        redtls_async *ac = h % 2 ? n->sub_ac : n->ac;
+        if (!ac)
             continue;
-        redtls_status st = hooks->attach_node(hooks->data, n->ac);
+        redtls_status st = hooks->attach_node(hooks->data, ac);
         if (st != REDTLS_OK) {
             /* Nothing of the new hooks stays: their detach is their last
              * call (node connections attached so far stay on the loop). */
@@ -489,6 +497,8 @@ redtls_status redtls_async_cluster_process(redtls_async_cluster *acl)
     acl->armed_at = REDTLS__NO_DEADLINE; /* the timer fired (or the loop asks) */
     int64_t now = redtls__acl_now();
     redtls__acl_tick(acl, now);
+    if (!acl->freeing && acl->ps_head)
+        redtls__acl_ps_tick(acl);
     if (!acl->freeing)
         redtls__acl_refresh_tick(acl, now);
     if (!acl->freeing)
@@ -550,7 +560,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             st = REDTLS_E_COMMAND_TIMEOUT;
             break;
         }
-        size_t n = acl->nnodes;
+        size_t n = 2 * acl->nnodes; /* each node's command and subscriber connections */
         if (n > cap) {
             struct pollfd *p = malloc(n * sizeof *p);
             size_t *w = p ? malloc(n * sizeof *w) : NULL;
@@ -576,7 +586,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
         nfds_t np = 0;
         for (size_t j = 0; j < n && !acl->freeing; j++) {
             size_t i = n > cap ? (first + j) % n : j;
-            redtls_async *ac = acl->nodes[i]->ac;
+            redtls_async *ac = i % 2 ? acl->nodes[i / 2]->sub_ac : acl->nodes[i / 2]->ac;
             if (!ac)
                 continue;
             int64_t t = redtls__async_due(ac);
@@ -614,7 +624,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
          * meanwhile (a redirection to a new node). */
         now = redtls__acl_now();
         for (size_t i = 0; i < n && !acl->freeing; i++) {
-            redtls_async *ac = acl->nodes[i]->ac;
+            redtls_async *ac = i % 2 ? acl->nodes[i / 2]->sub_ac : acl->nodes[i / 2]->ac;
             if (!ac)
                 continue;
             int ready = 0;
@@ -636,7 +646,7 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
 static int run_done(void *arg)
 {
     const redtls_async_cluster *acl = arg;
-    return acl->n_live == 0 && !acl->connect_asked;
+    return acl->n_live == 0 && !acl->connect_asked && acl->n_subs == 0;
 }
 
 redtls_status redtls_async_cluster_run(redtls_async_cluster *acl, int timeout_ms)

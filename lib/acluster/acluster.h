@@ -37,6 +37,8 @@
 #define ACL_DEFAULT_REFRESH_INTERVAL_MS 30000u
 #define ACL_DEFAULT_REFRESH_GAP_MS 500u
 
+typedef struct acl_csub acl_csub;
+
 typedef struct acl_node {
     struct redtls_async_cluster *acl;
     char *host; /* NULL: a free entry */
@@ -44,6 +46,7 @@ typedef struct acl_node {
     char name[300]; /* "host:port", IPv6 bracketed */
     char *announced; /* Redis 7 "hostname" metadata of a node reached by IP */
     redtls_async *ac; /* made on first use; closed when the node leaves the map */
+    redtls_async *sub_ac; /* shard subscriptions (acluster_pubsub.c), made on first use */
     int in_map, master, seed;
     size_t refs; /* ops that name it (target, redirection, explicit node) */
     size_t orphans; /* ops ended while still at the node (their replies are dropped) */
@@ -166,6 +169,9 @@ struct redtls_async_cluster {
     int depth;             /* calls under way that may run callbacks */
     int freeing;
     int dead;              /* freed inside a callback: memory goes when depth is 0 */
+    /* Shard subscriptions (acluster_pubsub.c). */
+    acl_csub *ps_head, *ps_tail;
+    size_t n_subs;
     char errmsg[REDTLS__ERRMSG_MAX];
 };
 
@@ -221,6 +227,8 @@ static inline redtls_status redtls__acl_node_conn(redtls_async_cluster *acl, acl
 {
     return n->ac ? REDTLS_OK : redtls__acl_node_conn_new(acl, n);
 }
+/* The node's connection for shard subscriptions (n->sub_ac). */
+redtls_status redtls__acl_node_sub_conn_new(redtls_async_cluster *acl, acl_node *n);
 /* Frees the node's connection once nothing is owed on it, when it left the map. */
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n);
 static inline void redtls__acl_node_settle(redtls_async_cluster *acl, acl_node *n)
@@ -241,7 +249,7 @@ static inline int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
         return 0; /* at once */
     int64_t gap_at = acl->last_refresh + (int64_t)acl->refresh_gap_ms;
     if (!acl->have_map)
-        return acl->connect_asked || acl->wait_head ? gap_at : REDTLS__NO_DEADLINE;
+        return acl->connect_asked || acl->wait_head || acl->n_subs ? gap_at : REDTLS__NO_DEADLINE;
     int64_t due = acl->want_refresh ? gap_at : REDTLS__NO_DEADLINE;
     if (acl->refresh_interval_ms)
         due = redtls__deadline_min(due, acl->last_refresh + (int64_t)acl->refresh_interval_ms);
@@ -269,6 +277,18 @@ redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t 
 void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redisReply *reply, const char *msg);
 /* The callback of a command issued without one: drops the reply. */
 void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud);
+
+/* acluster_pubsub.c */
+/* A subscriber connection lost its connection: the map may have changed. */
+void redtls__acl_ps_lost(redtls_async *ac);
+/* Places what waits for a placement, ends what is owed its notice, and
+ * frees subscriber connections left with nothing. */
+void redtls__acl_ps_tick(redtls_async_cluster *acl);
+/* A new map: subscriptions whose slot changed owner move there. */
+void redtls__acl_ps_map_installed(redtls_async_cluster *acl);
+/* Teardown: the application's last notices, then the records. */
+void redtls__acl_ps_end_all(redtls_async_cluster *acl);
+void redtls__acl_ps_free(redtls_async_cluster *acl);
 
 /* acluster_issue.c */
 void redtls__acl_split_free(acl_split *sp);

@@ -669,6 +669,8 @@ void redtls__acl_map_installed(redtls_async_cluster *acl)
 {
     if (acl->wait_head)
         acl->retry_at = redtls__acl_now(); /* the next tick sends them */
+    if (acl->ps_head)
+        redtls__acl_ps_map_installed(acl);
 }
 
 void redtls__acl_map_failed(redtls_async_cluster *acl, redtls_status st)

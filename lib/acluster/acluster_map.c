@@ -121,35 +121,53 @@ size_t redtls__acl_node_for(redtls_async_cluster *acl, const char *host, uint16_
     return free_i;
 }
 
-redtls_status redtls__acl_node_conn_new(redtls_async_cluster *acl, acl_node *n)
+/* Makes a node's connection into *out: for commands (subs 0) or for shard
+ * subscriptions (subs 1: masters only, and it keeps reconnecting for its
+ * subscriptions). */
+static redtls_status node_handle_new(redtls_async_cluster *acl, acl_node *n, redtls_async **out, int subs)
 {
     acl->base.host = n->host;
     acl->base.port = n->port;
-    acl->base.cluster_readonly = acl->read_replicas;
+    acl->base.cluster_readonly = subs ? 0 : acl->read_replicas;
     /* A node announced by IP with a host name next to it is verified (and
      * sent SNI) by that name, unless the configuration says otherwise. */
     char *fixed = acl->base.verify_name;
     if (!fixed && n->announced && !redtls__alias_find(&acl->base.verify_names, n->host, 0))
         acl->base.verify_name = n->announced;
-    redtls_status st = redtls_async_new(&acl->base, &n->ac);
+    redtls_status st = redtls_async_new(&acl->base, out);
     acl->base.host = acl->base_host;
     acl->base.verify_name = fixed;
     if (st != REDTLS_OK)
         return redtls__fail(acl->errmsg, st, "node %s: %s", n->name, acl->base.errmsg);
-    n->ac->owner = n;
-    n->ac->fail_queued = 1;
-    n->ac->max_pending = SIZE_MAX; /* the cluster handle counts */
-    n->ac->pool_max = ACL_OP_POOL_MAX; /* a batch's worth of records kept */
+    redtls_async *ac = *out;
+    ac->owner = n;
+    ac->max_pending = SIZE_MAX; /* the cluster handle counts */
+    if (subs) {
+        ac->ps_lost = redtls__acl_ps_lost;
+    } else {
+        ac->fail_queued = 1;
+        ac->pool_max = ACL_OP_POOL_MAX; /* a batch's worth of records kept */
+    }
     if (acl->has_hooks && acl->hooks.attach_node) {
-        st = acl->hooks.attach_node(acl->hooks.data, n->ac);
+        st = acl->hooks.attach_node(acl->hooks.data, ac);
         if (st != REDTLS_OK) {
-            redtls_async_free(n->ac);
-            n->ac = NULL;
+            redtls_async_free(ac);
+            *out = NULL;
             return redtls__fail(acl->errmsg, st, "node %s: the event loop could not take its connection (%s)",
                                 n->name, redtls_strerror(st));
         }
     }
     return REDTLS_OK;
+}
+
+redtls_status redtls__acl_node_conn_new(redtls_async_cluster *acl, acl_node *n)
+{
+    return node_handle_new(acl, n, &n->ac, 0);
+}
+
+redtls_status redtls__acl_node_sub_conn_new(redtls_async_cluster *acl, acl_node *n)
+{
+    return node_handle_new(acl, n, &n->sub_ac, 1);
 }
 
 void redtls__acl_node_settle_slow(redtls_async_cluster *acl, acl_node *n)
@@ -179,14 +197,17 @@ void redtls__acl_nodes_free(redtls_async_cluster *acl)
 {
     for (size_t i = 0; i < acl->nnodes; i++) {
         acl_node *n = acl->nodes[i];
-        redtls_async *ac = n->ac;
-        n->ac = NULL;
+        redtls_async *ac = n->ac, *sub = n->sub_ac;
+        n->ac = n->sub_ac = NULL;
         /* A node connection inside its own pass outlives this (its memory
          * goes when the pass ends) and may still call back for commands it
          * had already taken off its lists: those calls find no owner. */
         if (ac)
             ac->owner = NULL;
+        if (sub)
+            sub->owner = NULL;
         redtls_async_free(ac);
+        redtls_async_free(sub);
     }
     for (size_t i = 0; i < acl->nnodes; i++) {
         free(acl->nodes[i]->host);

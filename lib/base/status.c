@@ -33,6 +33,7 @@ const char *redtls_strerror(redtls_status status)
     case REDTLS_E_UNAVAILABLE: return "server unavailable: reconnect not possible within the deadline";
     case REDTLS_E_CLUSTER_REDIRECTS: return "cluster: too many redirections";
     case REDTLS_E_CLUSTER_TOPOLOGY: return "cluster: no usable slot map";
+    case REDTLS_E_REFUSED: return "the server refused the request";
     }
     return "unknown status";
 }

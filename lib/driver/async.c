@@ -107,6 +107,7 @@ static void connection_lost(redtls_async *ac, redtls_status st)
     ac->sock_gen++;
     int was_up = ac->up;
     ac->up = 0;
+    redtls__async_ps_lost(ac);
     redtls__acmd *nomem_head = NULL, *nomem_tail = NULL;
     redtls__async_unframe_tail(ac, &nomem_head, &nomem_tail);
     redtls__conn_abandon(c, st);
@@ -153,7 +154,7 @@ static void step_connect(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
     if (!ac->attempting) {
-        if (!ac->q_head && !ac->connect_asked)
+        if (!ac->q_head && !ac->connect_asked && !redtls__async_ps_wants_connection(ac))
             return;
         if (ac->tried && !c->cfg.reconnect && !ac->connect_asked) {
             const char *cause = redtls__conn_cause(c);
@@ -187,6 +188,7 @@ static void step_connect(redtls_async *ac, int64_t now)
         redtls__attempt_succeeded(c);
         ac->up = 1;
         ac->last_read = now;
+        redtls__async_ps_restore(ac);
         connect_done(ac, REDTLS_OK);
         return;
     }
@@ -265,7 +267,9 @@ static void step_up(redtls_async *ac, int64_t now)
          * before the pass that notices may still go first. */
         if (redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
             ac->hold = 1;
-    } else {
+    } else if (!redtls__async_subscribed(ac)) {
+        /* (Subscribed, messages arrive unasked: no idle check; the
+         * keepalive PING watches the connection.) */
         redtls_status idle = REDTLS_OK;
         if (ac->q_head) {
             /* Before commands go out on a connection with nothing owed, as
@@ -340,7 +344,8 @@ static void step_up(redtls_async *ac, int64_t now)
             break;
         c->just_wrote = 0;
         /* Replies, in order, as far as they have come. */
-        for (int reads = 0; c->tp && ac->s_head && ac->epoch == epoch; reads++) {
+        for (int reads = 0; c->tp && (ac->s_head || redtls__async_subscribed(ac)) && ac->epoch == epoch;
+             reads++) {
             redisReply *r = NULL;
             int rwant = 0;
             size_t got = 0;
@@ -355,6 +360,15 @@ static void step_up(redtls_async *ac, int64_t now)
                 st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
                 if (got)
                     ac->last_read = now;
+            }
+            /* Messages that came before this reply go first. */
+            if (ac->ps) {
+                redtls__async_ps_deliver(ac);
+                if (ac->epoch != epoch) {
+                    if (r)
+                        freeReplyObject(r);
+                    return;
+                }
             }
             if (st != REDTLS_OK) {
                 /* A reply that breaks a limit or the protocol was the
@@ -380,6 +394,13 @@ static void step_up(redtls_async *ac, int64_t now)
             ac->last_read = now;
             ac->live_pass = 1;
             redtls__acmd *m = redtls__async_s_pop(ac);
+            if (!m) {
+                /* Subscribed, nothing owed, and a reply came. */
+                freeReplyObject(r);
+                redtls__fail(c->errmsg, REDTLS_E_PROTOCOL, "the server sent a reply to no command");
+                connection_lost(ac, REDTLS_E_PROTOCOL);
+                return;
+            }
             if (m->cb)
                 redtls__async_finish(ac, m, REDTLS_OK, r);
             else
@@ -459,6 +480,8 @@ static void pass(redtls_async *ac)
     if (ac->watch_failed)
         watch_failed(ac, now);
     unsigned epoch = ac->epoch;
+    if (ac->n_subs)
+        redtls__async_ps_keepalive(ac, now);
     for (int round = 0; round < 8 && ac->epoch == epoch; round++) {
         int was_up = ac->up, was_ready = ac->readying, was_attempting = ac->attempting;
         expire(ac, now);
@@ -518,6 +541,8 @@ static int64_t next_time(const redtls_async *ac)
         t = redtls__deadline_min(t, ac->s_live->deadline);
     if (ac->up && ac->s_head && ac->c->cfg.command_timeout_ms)
         t = redtls__deadline_min(t, ac->last_read + (int64_t)ac->c->cfg.command_timeout_ms);
+    if (ac->n_subs)
+        t = redtls__deadline_min(t, redtls__async_ps_keepalive_due(ac));
     if (ac->wanted)
         t = redtls__deadline_min(t, ac->now);
     return t;
@@ -636,6 +661,7 @@ static void end_everything(redtls_async *ac, redtls_status st, const char *why)
     redtls__async_s_take(ac, &sh, &st_);
     redtls__async_finish_all(ac, &sh, &st_, st);
     redtls__async_finish_all(ac, &ac->q_head, &ac->q_tail, st);
+    redtls__async_ps_end(ac, ac->freeing);
 }
 
 void redtls_async_close(redtls_async *ac)
@@ -655,6 +681,7 @@ static void really_free(redtls_async *ac)
 {
     if (ac->has_hooks && ac->hooks.detach)
         ac->hooks.detach(ac->hooks.data);
+    redtls__async_ps_free(ac);
     redtls_conn_free(ac->c);
     while (ac->pool) {
         redtls__acmd *m = ac->pool;

@@ -194,7 +194,17 @@ redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int ar
         return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
     if (redtls__argv_switches_protocol(argc, argv, argvlen, ac->c->cfg.protocol))
         return redtls__conn_protocol_refused(ac->c);
+    if (redtls__argv_is_sub_command(argc, argv, argvlen))
+        return redtls__conn_sub_refused(ac->c);
+    if (ac->n_subs && (st = redtls__async_ps_refuse(ac)) != REDTLS_OK)
+        return st;
     return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, userdata);
+}
+
+redtls_status redtls__async_issue_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,
+                                       const size_t *argvlen, redtls_async_reply_cb cb, void *ud)
+{
+    return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, ud);
 }
 
 redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, void *userdata, const char *fmt, ...)
@@ -229,6 +239,11 @@ redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, v
         OPENSSL_cleanse(frame, (size_t)n);
         free(frame);
         return redtls__conn_protocol_refused(ac->c);
+    }
+    if ((redtls__frame_is_sub_command(frame, (size_t)n) && (st = redtls__conn_sub_refused(ac->c)) != REDTLS_OK) ||
+        (ac->n_subs && (st = redtls__async_ps_refuse(ac)) != REDTLS_OK)) {
+        free(frame);
+        return st;
     }
     return issue(ac, 0, frame, (size_t)n, 0, NULL, NULL, cb, userdata);
 }

@@ -75,6 +75,11 @@ struct redtls_async {
     size_t hooked_dial;
     /* Set by the asynchronous cluster client for its node connections. */
     void *owner;               /* the node this handle serves */
+    struct redtls__ps *ps;     /* Pub/Sub (async_pubsub.c), NULL until the
+                                * first subscription */
+    size_t n_subs;             /* its subscriptions */
+    void (*ps_lost)(redtls_async *ac); /* the cluster client's: a connection
+                                * with subscriptions was lost */
     int fail_queued;           /* a failed attempt ends the commands
                                 * waiting for it with its status (the
                                 * cluster sends them elsewhere); later
@@ -96,6 +101,45 @@ void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acm
 void redtls__async_unframe_tail(redtls_async *ac, redtls__acmd **nomem_head, redtls__acmd **nomem_tail);
 /* Ends those with REDTLS_E_NOMEM. */
 void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acmd **tail);
+
+/* Internal flags of a record (beside REDTLS_CMD_*): Pub/Sub's own
+ * SUBSCRIBE and UNSUBSCRIBE, whose confirmations pair with them. */
+#define REDTLS__ACMD_PS_SUB (1u << 16)
+#define REDTLS__ACMD_PS_UNSUB (1u << 17)
+
+/* Issues a command as redtls_async_command_argv does, without the checks
+ * of what it asks (Pub/Sub's own commands). */
+redtls_status redtls__async_issue_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,
+                                       const size_t *argvlen, redtls_async_reply_cb cb, void *ud);
+
+/* ---- Pub/Sub (async_pubsub.c) ---- */
+
+/* 1 when the handle has subscriptions: the connection reads without
+ * commands owed, skips the idle checks (messages arrive unasked) and is
+ * kept alive with PINGs. */
+static inline int redtls__async_subscribed(const redtls_async *ac)
+{
+    return ac->n_subs != 0;
+}
+/* RESP2 and subscribed: ordinary commands are refused (REDTLS_E_STATE,
+ * the message set). */
+redtls_status redtls__async_ps_refuse(redtls_async *ac);
+/* The connection was lost: subscriptions are to be made again. */
+void redtls__async_ps_lost(redtls_async *ac);
+/* A new connection is up: lost subscriptions are sent again. */
+void redtls__async_ps_restore(redtls_async *ac);
+/* Subscriptions wait for a connection (the handle reconnects for them). */
+int redtls__async_ps_wants_connection(const redtls_async *ac);
+/* Hands the messages read so far to their callbacks. */
+void redtls__async_ps_deliver(redtls_async *ac);
+/* When a keepalive PING falls due (REDTLS__NO_DEADLINE: none), and one
+ * sent when it has. */
+int64_t redtls__async_ps_keepalive_due(const redtls_async *ac);
+void redtls__async_ps_keepalive(redtls_async *ac, int64_t now);
+/* The handle is closed or freed: every subscription ends (REDTLS_E_CLOSED). */
+void redtls__async_ps_end(redtls_async *ac, int freeing);
+/* Frees what Pub/Sub holds (with the handle's memory). */
+void redtls__async_ps_free(redtls_async *ac);
 
 /* ---- for the asynchronous cluster client (lib/acluster) ---- */
 
@@ -126,6 +170,7 @@ static inline int redtls__async_down(const redtls_async *ac, int64_t now)
 }
 
 /* ---- small, on every command's path ---- */
+
 
 static inline int64_t redtls__async_clock_now(redtls_async *ac)
 {

@@ -333,6 +333,12 @@ static redtls_status finish_command(redtls_conn *c, unsigned flags, size_t cmdle
  * such a HELLO (the printf-style calls). */
 static redtls_status refuse_resp3(redtls_conn *c, size_t from)
 {
+    if (redtls__frame_is_sub_command(c->obuf + from, c->olen - from)) {
+        c->olen = from;
+        c->pending--;
+        c->unsent--;
+        return redtls__conn_sub_refused(c);
+    }
     if (!redtls__frame_switches_protocol(c->obuf + from, c->olen - from, c->cfg.protocol))
         return REDTLS_OK;
     OPENSSL_cleanse(c->obuf + from, c->olen - from); /* HELLO may carry AUTH */

@@ -151,3 +151,44 @@ int redtls__frame_switches_protocol(const char *frame, size_t len, int proto)
         return 0;
     return !(vlen == 1 && p[0] == '0' + proto);
 }
+
+int redtls__frame_first_arg(const char *frame, size_t len, const char **name, size_t *name_len)
+{
+    const char *p = frame, *end = frame + len;
+    if (read_header(&p, end, '*') < 1)
+        return -1;
+    long n = read_header(&p, end, '$');
+    if (n < 0 || end - p < n)
+        return -1;
+    *name = p;
+    *name_len = (size_t)n;
+    return 0;
+}
+
+/* Told apart by the name's length first: 9 to 12 letters. */
+static int is_sub_name(const char *s, size_t n)
+{
+    if (n < 9 || n > 12)
+        return 0;
+    /* SUBSCRIBE, UNSUBSCRIBE, and each with a P or S in front. */
+    size_t skip = n == 10 || n == 12 ? 1 : 0;
+    if (skip && (s[0] | 0x20) != 'p' && (s[0] | 0x20) != 's')
+        return 0;
+    if (n - skip == 9)
+        return strncasecmp(s + skip, "subscribe", 9) == 0;
+    return n - skip == 11 && strncasecmp(s + skip, "unsubscribe", 11) == 0;
+}
+
+int redtls__argv_is_sub_command(int argc, const char *const *argv, const size_t *lens)
+{
+    if (argc < 1 || !argv || !argv[0])
+        return 0;
+    return is_sub_name(argv[0], lens ? lens[0] : strlen(argv[0]));
+}
+
+int redtls__frame_is_sub_command(const char *frame, size_t len)
+{
+    const char *name;
+    size_t n;
+    return redtls__frame_first_arg(frame, len, &name, &n) == 0 && is_sub_name(name, n);
+}

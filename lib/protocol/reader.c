@@ -402,12 +402,14 @@ static int unasked(const redtls__reader *rd, const redisReply *r)
 }
 
 /* 1 when r is gone (claimed, or a push or attribute nobody took, freed);
- * 0 when it is the next command's reply. */
+ * 0 when it is the next command's reply (an array left, or anything the
+ * hook says answers a command). */
 static int offer(redtls__reader *rd, redisReply *r)
 {
-    if (rd->claim && rd->claim(rd->claim_ud, r))
+    int took = rd->claim ? rd->claim(rd->claim_ud, r) : 0;
+    if (took == 1)
         return 1;
-    if (r->type == REDIS_REPLY_ARRAY)
+    if (took == 2 || r->type == REDIS_REPLY_ARRAY)
         return 0;
     redtls_reply_free(r);
     return 1;

@@ -18,8 +18,10 @@ typedef struct redtls__limits {
 /* Offered every complete reply that answers no command: each RESP3 push
  * (and attribute), and, while claim_arrays is set, each RESP2 array (a
  * subscribed connection's messages). Returns 1 when it took the reply
- * (it owns it now), 0 to leave it: a push or attribute left is freed, an
- * array left is the next command's reply. */
+ * (it owns it now), 2 when the reply answers a command after all (a
+ * subscription's confirmation, which comes as a push under RESP3), 0 to
+ * leave it: a push or attribute left is freed, an array left is the next
+ * command's reply. */
 typedef int (*redtls__reader_claim_fn)(void *ud, struct redisReply *r);
 
 typedef struct redtls__reader {
@@ -60,7 +62,7 @@ redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t le
  * (tests/fuzz/fuzz_reply.c compares them). Replies that answer no command
  * (RESP3 pushes and top-level attributes, which hiredis 1.x parses; RESP2
  * arrays while claim_arrays is set) are offered to claim and never
- * returned here unless claim leaves an array. A top-level attribute
+ * returned here unless claim leaves an array or says it answers a command. A top-level attribute
  * ('|', which hiredis 1.2 does not know) is parsed as a map and comes out
  * with type 11 (REDTLS_REPLY_ATTR), right before the reply it describes;
  * one nested inside an aggregate is a protocol error. REDTLS_E_PROTOCOL /

@@ -111,6 +111,7 @@ struct redtls_conn {
      * Kept when the reader is made anew on reconnect. */
     int (*sub_claim)(void *ud, struct redisReply *r);
     void *sub_ud;
+    int sub_arrays;          /* claim_arrays for every new reader */
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
     size_t ooff;             /* bytes of obuf already written */
@@ -178,6 +179,8 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* The text of such a HELLO being refused. */
 redtls_status redtls__conn_protocol_refused(redtls_conn *c);
+/* The (P|S)(UN)SUBSCRIBE refusal, REDTLS_E_INVALID with its message. */
+redtls_status redtls__conn_sub_refused(redtls_conn *c);
 
 /* Writes what the socket takes now of obuf. REDTLS_OK with *want 0: all
  * written (commands in flight from the first byte); with *want: wait for

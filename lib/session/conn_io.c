@@ -37,8 +37,9 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
 static int conn_claim(void *ud, redisReply *r)
 {
     redtls_conn *c = ud;
-    if (c->sub_claim && c->sub_claim(c->sub_ud, r))
-        return 1;
+    int took = c->sub_claim ? c->sub_claim(c->sub_ud, r) : 0;
+    if (took)
+        return took; /* taken, or (2) a confirmation answering a command */
     if (r->type != REDTLS_REPLY_PUSH && r->type != REDTLS_REPLY_ATTR)
         return 0;
     if (c->cfg.push_cb)
@@ -57,6 +58,7 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
     }
     c->rd.claim = conn_claim;
     c->rd.claim_ud = c;
+    c->rd.claim_arrays = c->sub_arrays;
     c->tp = tp;
     c->sockets++;
     c->is_tls = is_tls;
@@ -84,12 +86,22 @@ redtls_status redtls__conn_protocol_refused(redtls_conn *c)
                         "the URL)");
 }
 
+redtls_status redtls__conn_sub_refused(redtls_conn *c)
+{
+    return redtls__fail(c->errmsg, REDTLS_E_INVALID,
+                        "SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBE forms are refused as commands "
+                        "(their replies do not pair with commands): use redtls_subscriber or "
+                        "redtls_async_subscribe (redtls/pubsub.h)");
+}
+
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (argc <= 0 || !argv)
         return redtls__fail(c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
     if (redtls__argv_switches_protocol(argc, argv, argvlen, c->cfg.protocol))
         return redtls__conn_protocol_refused(c);
+    if (redtls__argv_is_sub_command(argc, argv, argvlen))
+        return redtls__conn_sub_refused(c);
     redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");

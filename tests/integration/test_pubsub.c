@@ -1,0 +1,561 @@
+/* Pub/Sub (include/redtls/pubsub.h) against a real TLS + AUTH
+ * redis-server: channel, pattern and shard subscriptions on the
+ * asynchronous API and the blocking subscriber, the refusals, a
+ * subscription the server refuses (ACL), and the restore after a cut
+ * connection, a server restart and a silently dead link (reached through
+ * the fault proxy), checked against numbered messages: every one that
+ * arrives is in order, none twice, and the gap is reported.
+ *
+ * Counts are checked on the server side too: PUBLISH answers how many
+ * subscribers received the message. Timing assertions are only "no hang
+ * past a deadline" with slack; REDTLS_TEST_TIME_SCALE=N stretches them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+#include <redtls/pubsub.h>
+
+#include "lab.h"
+#include "lab_assert.h"
+#include "lab_client.h"
+#include "lab_proxy.h"
+
+#define TOKEN "lab-PubSub-Token-6e21d0"
+#define MAX_SEEN 4096
+
+static long long scale = 1;
+#define SCALED(ms) ((long long)(ms)*scale)
+
+static lab_server redis;
+static const char *const redis_extra[] = {"--enable-debug-command", "yes", NULL};
+static const lab_redis_opts redis_opts = {.tls = 1, .password = TOKEN, .extra = redis_extra};
+static redtls_conn *admin;
+
+/* What one subscription's callback saw. */
+typedef struct seen {
+    int subscribed, restored, unsubscribed, messages;
+    redtls_status unsub_status;
+    char unsub_detail[300];
+    long long last;   /* the last numbered payload, -1 before any */
+    int out_of_order; /* a number not above the one before */
+    char channel[64]; /* of the last message */
+    char sub[64];     /* the subscription's name, as the message says */
+    size_t payload_len;
+    char payload[64];
+    int notice_type[64]; /* the order of everything */
+    int nnotice;
+} seen;
+
+static void on_msg(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    (void)ac;
+    seen *s = ud;
+    int type = redtls_message_type(m);
+    if (s->nnotice < 64)
+        s->notice_type[s->nnotice++] = type;
+    size_t n = 0;
+    const char *sub = redtls_message_subscription(m, &n);
+    snprintf(s->sub, sizeof s->sub, "%.*s", (int)n, sub ? sub : "");
+    switch (type) {
+    case REDTLS_MSG_SUBSCRIBED: s->subscribed++; break;
+    case REDTLS_MSG_RESTORED: s->restored++; break;
+    case REDTLS_MSG_UNSUBSCRIBED:
+        s->unsubscribed++;
+        s->unsub_status = redtls_message_status(m);
+        snprintf(s->unsub_detail, sizeof s->unsub_detail, "%s", redtls_message_detail(m));
+        break;
+    case REDTLS_MSG_MESSAGE: {
+        s->messages++;
+        const char *ch = redtls_message_channel(m, &n);
+        snprintf(s->channel, sizeof s->channel, "%.*s", (int)n, ch);
+        const char *p = redtls_message_payload(m, &s->payload_len);
+        memcpy(s->payload, p, s->payload_len < sizeof s->payload ? s->payload_len : sizeof s->payload);
+        long long v = strtoll(p, NULL, 10);
+        if (v <= s->last)
+            s->out_of_order++;
+        s->last = v;
+        break;
+    }
+    default: fail_msg("unknown message type %d", type);
+    }
+}
+
+static void seen_init(seen *s)
+{
+    memset(s, 0, sizeof *s);
+    s->last = -1;
+}
+
+static redtls_config *new_cfg(uint16_t port)
+{
+    redtls_config *cfg = NULL;
+    lab_client_config(&cfg, "localhost", port, "ca.crt", TOKEN);
+    lab_client_timeouts(cfg, (unsigned)SCALED(2000), (unsigned)SCALED(2000), (unsigned)SCALED(2000));
+    assert_cfg_status(cfg, redtls_config_set_backoff(cfg, 20, 200), REDTLS_OK);
+    return cfg;
+}
+
+/* PUBLISH (or SPUBLISH) through the admin connection: the receivers. */
+static long long publish(const char *cmd, const char *channel, const char *payload, size_t len)
+{
+    redisReply *r = NULL;
+    const char *argv[3] = {cmd, channel, payload};
+    size_t lens[3] = {strlen(cmd), strlen(channel), len};
+    assert_conn_status(admin, redtls_conn_command_argv(admin, 3, argv, lens, &r), REDTLS_OK);
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_INTEGER);
+    long long n = redtls_reply_integer(r);
+    redtls_reply_free(r);
+    return n;
+}
+
+static long long publish_n(const char *channel, long long i)
+{
+    char p[32];
+    int n = snprintf(p, sizeof p, "%lld", i);
+    return publish("PUBLISH", channel, p, (size_t)n);
+}
+
+/* Drives ac with the built-in loop until done(ud) or ms pass. */
+static int run_until(redtls_async *ac, int (*done)(void *), void *ud, long long ms)
+{
+    long long end = lab_now_ms() + ms;
+    while (!done(ud)) {
+        if (lab_now_ms() > end)
+            return 0;
+        redtls_status st = redtls_async_run(&ac, 1, 20);
+        if (st != REDTLS_OK && st != REDTLS_E_COMMAND_TIMEOUT)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct want {
+    seen *s;
+    int n;
+    int field; /* 0 subscribed, 1 messages, 2 unsubscribed, 3 restored */
+} want;
+
+static int reached(void *ud)
+{
+    want *w = ud;
+    for (int i = 0; i < w->n; i++) {
+        seen *s = &w->s[i];
+        int v = w->field == 0   ? s->subscribed
+                : w->field == 1 ? s->messages
+                : w->field == 2 ? s->unsubscribed
+                                : s->restored;
+        if (v < 1 || (w->field == 1 && s->messages < 100))
+            return 0;
+    }
+    return 1;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *sc = getenv("REDTLS_TEST_TIME_SCALE");
+    if (sc && atoll(sc) > 0)
+        scale = atoll(sc);
+    if (lab_init_redis(300, &redis, &redis_opts) != 0)
+        return -1;
+    lab_client_admin(&admin, "localhost", redis.port, TOKEN, 0);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redtls_conn_free(admin);
+    lab_stop_all();
+    return 0;
+}
+
+/* Channel, pattern and shard subscriptions on one handle: 100 numbered
+ * messages each, in order, with their channel and binary payloads; after
+ * unsubscribing, the server counts no receiver. */
+static void test_async_kinds(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s[3];
+    for (int i = 0; i < 3; i++)
+        seen_init(&s[i]);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "news", 4, on_msg, &s[0]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_PATTERN, "ev.*", 4, on_msg, &s[1]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_SHARD, "sh{1}", 5, on_msg, &s[2]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscriptions(ac), 3);
+    want w = {s, 3, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s[i].subscribed, 1);
+        assert_int_equal(s[i].notice_type[0], REDTLS_MSG_SUBSCRIBED);
+    }
+    assert_string_equal(s[1].sub, "ev.*");
+    for (long long i = 0; i < 100; i++) {
+        assert_int_equal(publish_n("news", i), 1);
+        assert_int_equal(publish_n("ev.a", i), 1);
+        char p[32];
+        int n = snprintf(p, sizeof p, "%lld", i);
+        assert_int_equal(publish("SPUBLISH", "sh{1}", p, (size_t)n), 1);
+    }
+    w.field = 1;
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s[i].messages, 100);
+        assert_int_equal(s[i].out_of_order, 0);
+        assert_int_equal(s[i].last, 99);
+    }
+    assert_string_equal(s[0].channel, "news");
+    assert_string_equal(s[1].channel, "ev.a");
+    assert_string_equal(s[1].sub, "ev.*");
+    assert_string_equal(s[2].channel, "sh{1}");
+    /* Binary-safe payload. */
+    assert_int_equal(publish("PUBLISH", "news", "1000\0x\r\n", 8), 1);
+    w.field = 1;
+    long long end = lab_now_ms() + SCALED(5000);
+    while (s[0].messages < 101 && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_int_equal(s[0].messages, 101);
+    assert_int_equal(s[0].payload_len, 8);
+    assert_memory_equal(s[0].payload, "1000\0x\r\n", 8);
+    /* Unsubscribe: the notice comes from the loop, not from the call. */
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "news", 4), REDTLS_OK);
+    assert_int_equal(s[0].unsubscribed, 0);
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "news", 4), REDTLS_E_STATE);
+    assert_contains(redtls_async_errmsg(ac), "already being unsubscribed");
+    w = (want){s, 1, 2};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_int_equal(s[0].unsub_status, REDTLS_OK);
+    assert_string_equal(s[0].sub, "news");
+    assert_int_equal(publish_n("news", 500), 0);
+    assert_int_equal(redtls_async_subscriptions(ac), 2);
+    /* The same name again, after the notice: a new subscription. */
+    seen again;
+    seen_init(&again);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "news", 4, on_msg, &again), REDTLS_OK);
+    w = (want){&again, 1, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_int_equal(publish_n("news", 600), 1);
+    /* Freeing ends every subscription with REDTLS_E_CLOSED. */
+    redtls_async_free(ac);
+    assert_int_equal(again.unsubscribed, 1);
+    assert_int_equal(again.unsub_status, REDTLS_E_CLOSED);
+    assert_int_equal(s[1].unsubscribed, 1);
+    assert_int_equal(s[1].unsub_status, REDTLS_E_CLOSED);
+    assert_int_equal(s[2].unsub_status, REDTLS_E_CLOSED);
+}
+
+static void count_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
+{
+    int *n = ud;
+    if (st == REDTLS_OK)
+        (*n)++;
+    else
+        print_message("reply status %d: %s\n", st, redtls_async_errmsg(ac));
+    redtls_reply_free(r);
+}
+
+/* What is refused, and with which status. */
+static void test_refusals(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_conn *conn = NULL;
+    lab_client_connect(&conn, cfg);
+    redtls_config_free(cfg);
+    seen s;
+    seen_init(&s);
+    const char *sub[2] = {"SUBSCRIBE", "x"};
+    const char *psub[2] = {"punsubscribe", "x"};
+    assert_int_equal(redtls_async_command_argv(ac, 0, 2, sub, NULL, NULL, NULL), REDTLS_E_INVALID);
+    assert_contains(redtls_async_errmsg(ac), "redtls_async_subscribe");
+    assert_int_equal(redtls_async_command_argv(ac, 0, 2, psub, NULL, NULL, NULL), REDTLS_E_INVALID);
+    assert_int_equal(redtls_async_command(ac, NULL, NULL, "SSUBSCRIBE %s", "x"), REDTLS_E_INVALID);
+    redisReply *r = NULL;
+    assert_int_equal(redtls_conn_command_argv(conn, 2, sub, NULL, &r), REDTLS_E_INVALID);
+    assert_null(r);
+    assert_contains(redtls_conn_errmsg(conn), "redtls_subscriber");
+    assert_int_equal(redtls_conn_command(conn, &r, "UNSUBSCRIBE"), REDTLS_E_INVALID);
+    /* The connection is usable after the refusals (nothing was sent). */
+    assert_conn_status(conn, redtls_conn_command(conn, &r, "PING"), REDTLS_OK);
+    assert_reply_str(r, REDTLS_REPLY_STATUS, "PONG");
+    redtls_reply_free(r);
+    redtls_conn_free(conn);
+    /* Arguments. */
+    assert_int_equal(redtls_async_subscribe(ac, (redtls_sub_kind)9, "x", 1, on_msg, &s), REDTLS_E_INVALID);
+    assert_contains(redtls_async_errmsg(ac), "unknown subscription kind 9");
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "x", 0, on_msg, &s), REDTLS_E_INVALID);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "x", 1, NULL, &s), REDTLS_E_INVALID);
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "x", 1), REDTLS_E_STATE);
+    assert_contains(redtls_async_errmsg(ac), "not subscribed to that channel");
+    /* A command issued before the first subscription gets its reply. */
+    int replies = 0;
+    assert_int_equal(redtls_async_command(ac, count_reply, &replies, "PING"), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "x", 1, on_msg, &s), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "x", 1, on_msg, &s), REDTLS_E_STATE);
+    assert_contains(redtls_async_errmsg(ac), "already subscribed to that channel");
+    /* RESP2: no ordinary command on a subscribed handle. */
+    assert_int_equal(redtls_async_command(ac, count_reply, &replies, "GET k"), REDTLS_E_STATE);
+    assert_contains(redtls_async_errmsg(ac), "second handle");
+    want w = {&s, 1, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_int_equal(replies, 1);
+    redtls_async_free(ac);
+}
+
+/* A channel the ACL user may not use: that subscription ends with
+ * REDTLS_E_REFUSED and the server's words; the allowed one works. */
+static void test_acl_refusal(void **state)
+{
+    (void)state;
+    redisReply *r = NULL;
+    assert_conn_status(admin,
+                       redtls_conn_command(admin, &r, "ACL SETUSER subber on >subber-pass-1 resetchannels &ok* +@all"),
+                       REDTLS_OK);
+    redtls_reply_free(r);
+    redtls_config *cfg = new_cfg(redis.port);
+    assert_cfg_status(cfg, redtls_config_set_user(cfg, "subber"), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_token(cfg, "subber-pass-1"), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s[2];
+    seen_init(&s[0]);
+    seen_init(&s[1]);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "forbidden", 9, on_msg, &s[0]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "ok1", 3, on_msg, &s[1]), REDTLS_OK);
+    want w = {&s[0], 1, 2};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_int_equal(s[0].unsub_status, REDTLS_E_REFUSED);
+    assert_contains(s[0].unsub_detail, "NOPERM");
+    assert_int_equal(s[0].subscribed, 0);
+    w = (want){&s[1], 1, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_int_equal(redtls_async_subscriptions(ac), 1);
+    assert_int_equal(publish_n("ok1", 1), 1);
+    assert_int_equal(publish_n("forbidden", 1), 0);
+    redtls_async_free(ac);
+    assert_conn_status(admin, redtls_conn_command(admin, &r, "ACL DELUSER subber"), REDTLS_OK);
+    redtls_reply_free(r);
+}
+
+/* The blocking subscriber: confirmation before subscribe returns, messages
+ * in order, "nothing within the timeout", unsubscribe dropping what waits. */
+static void test_blocking_subscriber(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    redtls_message *m = NULL;
+    assert_int_equal(redtls_subscriber_next(sub, 0, &m), REDTLS_E_STATE);
+    assert_null(m);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "b1", 2), REDTLS_OK);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_PATTERN, "bp.*", 4), REDTLS_OK);
+    /* Subscribed on return: the server counts the receiver at once. */
+    for (long long i = 0; i < 50; i++) {
+        assert_int_equal(publish_n("b1", i), 1);
+        assert_int_equal(publish_n("bp.x", i), 1);
+    }
+    long long next_b1 = 0, next_bp = 0;
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(5000), &m), REDTLS_OK);
+        assert_non_null(m);
+        assert_int_equal(redtls_message_type(m), REDTLS_MSG_MESSAGE);
+        size_t n = 0;
+        const char *p = redtls_message_payload(m, &n);
+        long long v = strtoll(p, NULL, 10);
+        if (redtls_message_sub_kind(m) == REDTLS_SUB_CHANNEL) {
+            assert_int_equal(v, next_b1++);
+            assert_string_equal(redtls_message_channel(m, NULL), "b1");
+        } else {
+            assert_int_equal(v, next_bp++);
+            assert_string_equal(redtls_message_channel(m, NULL), "bp.x");
+            assert_string_equal(redtls_message_subscription(m, NULL), "bp.*");
+        }
+        redtls_message_free(m);
+    }
+    long long t0 = lab_now_ms();
+    assert_int_equal(redtls_subscriber_next(sub, 150, &m), REDTLS_OK);
+    assert_null(m);
+    long long took = lab_now_ms() - t0;
+    assert_true(took >= 140 && took < SCALED(150) + 1500);
+    /* Messages of b1 waiting when it is unsubscribed are dropped. */
+    for (long long i = 0; i < 5; i++) {
+        assert_int_equal(publish_n("b1", 100 + i), 1);
+        assert_int_equal(publish_n("bp.y", 100 + i), 1);
+    }
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_SHARD, "s{2}", 4), REDTLS_OK);
+    assert_true(redtls_subscriber_backlog(sub) > 0);
+    assert_int_equal(redtls_subscriber_unsubscribe(sub, REDTLS_SUB_CHANNEL, "b1", 2), REDTLS_OK);
+    assert_int_equal(redtls_subscriber_unsubscribe(sub, REDTLS_SUB_CHANNEL, "b1", 2), REDTLS_E_STATE);
+    assert_int_equal(publish_n("b1", 200), 0);
+    int got = 0;
+    while (redtls_subscriber_next(sub, (int)SCALED(500), &m) == REDTLS_OK && m) {
+        assert_int_equal(redtls_message_sub_kind(m), REDTLS_SUB_PATTERN);
+        got++;
+        redtls_message_free(m);
+    }
+    assert_int_equal(got, 5);
+    redtls_subscriber_free(sub);
+}
+
+/* ---- restore ---- */
+
+typedef struct evlog {
+    int restored_events;
+    int disconnected;
+    char detail[300];
+} evlog;
+
+static void on_event(void *ud, redtls_event_type type, const char *detail)
+{
+    evlog *e = ud;
+    if (type == REDTLS_EVENT_SUBSCRIPTIONS_RESTORED) {
+        e->restored_events++;
+        snprintf(e->detail, sizeof e->detail, "%s", detail);
+    } else if (type == REDTLS_EVENT_DISCONNECTED) {
+        e->disconnected++;
+    }
+}
+
+/* A publisher numbers its messages while the subscriber's connection is
+ * cut (fault), the server restarted, or the link frozen: after each, the
+ * subscriber reports the gap once and receives again; what it receives
+ * is in order and never twice. */
+static void restore_walk(int fault)
+{
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    evlog ev = {0};
+    assert_cfg_status(cfg, redtls_config_set_event_callback(cfg, on_event, &ev), REDTLS_OK);
+    if (fault == 2) {
+        /* The keepalive finds the frozen link. */
+        assert_cfg_status(cfg, redtls_config_set_health_check_ms(cfg, 200), REDTLS_OK);
+        assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, (unsigned)SCALED(500)), REDTLS_OK);
+    }
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "walk", 4), REDTLS_OK);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_PATTERN, "walkp.*", 7), REDTLS_OK);
+    long long i = 0, last = -1, lastp = -1, received = 0;
+    int restored = 0, rounds = 0;
+    long long end = lab_now_ms() + SCALED(30000);
+    /* Three faults, each followed by the messages flowing again. */
+    while (rounds < 3 && lab_now_ms() < end) {
+        for (int k = 0; k < 20; k++, i++) {
+            publish_n("walk", i);
+            publish_n("walkp.q", i);
+        }
+        redtls_message *m = NULL;
+        while (redtls_subscriber_next(sub, 50, &m) == REDTLS_OK && m) {
+            int type = redtls_message_type(m);
+            if (type == REDTLS_MSG_RESTORED) {
+                restored++;
+            } else {
+                assert_int_equal(type, REDTLS_MSG_MESSAGE);
+                long long v = strtoll(redtls_message_payload(m, NULL), NULL, 10);
+                long long *lp = redtls_message_sub_kind(m) == REDTLS_SUB_CHANNEL ? &last : &lastp;
+                if (v <= *lp)
+                    fail_msg("message %lld after %lld: out of order or twice", v, *lp);
+                *lp = v;
+                received++;
+            }
+            redtls_message_free(m);
+        }
+        /* Flowing (the last batch arrived whole): the next fault. */
+        if (last == i - 1 && lastp == i - 1 && restored == 2 * rounds) {
+            rounds++;
+            if (fault == 0)
+                lab_proxy_cut_all(&px, 1);
+            else if (fault == 1)
+                assert_int_equal(lab_redis_restart(&redis, &redis_opts), 0);
+            else
+                lab_proxy_freeze_all(&px);
+            if (fault == 1) {
+                redtls_conn_free(admin);
+                lab_client_admin(&admin, "localhost", redis.port, TOKEN, 0);
+            }
+        }
+    }
+    /* The last fault's restore, and messages after it. */
+    while (lab_now_ms() < end && !(restored == 6 && last == i - 1 && lastp == i - 1)) {
+        for (int k = 0; k < 5; k++, i++) {
+            publish_n("walk", i);
+            publish_n("walkp.q", i);
+        }
+        redtls_message *m = NULL;
+        while (redtls_subscriber_next(sub, 50, &m) == REDTLS_OK && m) {
+            if (redtls_message_type(m) == REDTLS_MSG_RESTORED) {
+                restored++;
+            } else {
+                long long v = strtoll(redtls_message_payload(m, NULL), NULL, 10);
+                long long *lp = redtls_message_sub_kind(m) == REDTLS_SUB_CHANNEL ? &last : &lastp;
+                if (v <= *lp)
+                    fail_msg("message %lld after %lld: out of order or twice", v, *lp);
+                *lp = v;
+                received++;
+            }
+            redtls_message_free(m);
+        }
+    }
+    print_message("fault %d: %lld published per channel, %lld received, %d restores, %d restore events\n", fault, i,
+                  received, restored, ev.restored_events);
+    assert_int_equal(rounds, 3);
+    /* Two subscriptions, three faults: one notice each per fault. */
+    assert_int_equal(restored, 6);
+    assert_int_equal(ev.restored_events, 3);
+    assert_contains(ev.detail, "2 subscriptions restored");
+    assert_int_equal(last, i - 1);
+    assert_int_equal(lastp, i - 1);
+    assert_true(ev.disconnected >= 3);
+    redtls_subscriber_free(sub);
+    lab_proxy_stop(&px);
+}
+
+static void test_restore_after_cut(void **state)
+{
+    (void)state;
+    restore_walk(0);
+}
+
+static void test_restore_after_restart(void **state)
+{
+    (void)state;
+    restore_walk(1);
+}
+
+static void test_restore_after_silent_link(void **state)
+{
+    (void)state;
+    restore_walk(2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_async_kinds),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_acl_refusal),
+        cmocka_unit_test(test_blocking_subscriber),
+        cmocka_unit_test(test_restore_after_cut),
+        cmocka_unit_test(test_restore_after_restart),
+        cmocka_unit_test(test_restore_after_silent_link),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
