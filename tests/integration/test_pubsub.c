@@ -546,6 +546,69 @@ static void test_restore_after_silent_link(void **state)
     restore_walk(2);
 }
 
+/* ---- review: calls from inside callbacks ---- */
+
+typedef struct chain {
+    seen first, second;
+    redtls_status sub_st, unsub_st;
+    int unsubscribe_first; /* from the second's SUBSCRIBED: unsubscribe the first */
+} chain;
+
+static void on_second(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    chain *c = ud;
+    on_msg(ac, m, &c->second);
+    if (redtls_message_type(m) == REDTLS_MSG_SUBSCRIBED && c->unsubscribe_first)
+        c->unsub_st = redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "chain1", 6);
+}
+
+static void on_first(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    chain *c = ud;
+    on_msg(ac, m, &c->first);
+    if (redtls_message_type(m) == REDTLS_MSG_SUBSCRIBED) {
+        c->sub_st = redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "chain2", 6, on_second, c);
+        if (c->sub_st != REDTLS_OK)
+            print_message("subscribe from the SUBSCRIBED callback: %s\n", redtls_async_errmsg(ac));
+    }
+}
+
+static int chain_done(void *ud)
+{
+    chain *c = ud;
+    return c->second.subscribed && (!c->unsubscribe_first || c->first.unsubscribed);
+}
+
+/* pubsub.h: "The callback may subscribe, unsubscribe". A subscription
+ * made from a SUBSCRIBED notice (the loop has just taken a reply, so the
+ * command is framed straight into the connection's buffer) must be sent,
+ * and so must an unsubscribe made from the next one. */
+static void test_subscribe_from_callback(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    chain c;
+    memset(&c, 0, sizeof c);
+    seen_init(&c.first);
+    seen_init(&c.second);
+    c.unsubscribe_first = 1;
+    c.sub_st = c.unsub_st = (redtls_status)-1;
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "chain1", 6, on_first, &c), REDTLS_OK);
+    run_until(ac, chain_done, &c, SCALED(3000));
+    assert_int_equal(c.first.subscribed, 1);
+    assert_int_equal(c.sub_st, REDTLS_OK);
+    assert_int_equal(c.second.subscribed, 1);
+    assert_int_equal(c.unsub_st, REDTLS_OK);
+    assert_int_equal(c.first.unsubscribed, 1);
+    assert_int_equal(c.first.unsub_status, REDTLS_OK);
+    assert_int_equal(publish_n("chain2", 1), 1);
+    assert_int_equal(publish_n("chain1", 1), 0);
+    redtls_async_free(ac);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -556,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_restore_after_cut),
         cmocka_unit_test(test_restore_after_restart),
         cmocka_unit_test(test_restore_after_silent_link),
+        cmocka_unit_test(test_subscribe_from_callback),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
