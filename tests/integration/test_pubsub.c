@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -609,6 +610,89 @@ static void test_subscribe_from_callback(void **state)
     redtls_async_free(ac);
 }
 
+typedef struct reply_seen {
+    int n;
+    redtls_status st;
+    int type;
+    char str[64];
+} reply_seen;
+
+static void keep_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
+{
+    (void)ac;
+    reply_seen *rs = ud;
+    rs->n++;
+    rs->st = st;
+    rs->type = r ? redtls_reply_type(r) : -1;
+    size_t n = 0;
+    const char *p = r ? redtls_reply_str(r, &n) : NULL;
+    snprintf(rs->str, sizeof rs->str, "%.*s", (int)n, p ? p : "");
+    redtls_reply_free(r);
+}
+
+static int connected(void *ud)
+{
+    return redtls_async_is_connected(ud);
+}
+
+static int replied(void *ud)
+{
+    return ((reply_seen *)ud)->n > 0;
+}
+
+typedef struct then_echo {
+    seen s;
+    reply_seen rs;
+    redtls_status echo_st;
+} then_echo;
+
+/* After its UNSUBSCRIBED notice the handle has no subscription left: the
+ * callback uses it for an ordinary command (allowed again under RESP2). */
+static void on_then_echo(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    then_echo *t = ud;
+    on_msg(ac, m, &t->s);
+    if (redtls_message_type(m) == REDTLS_MSG_UNSUBSCRIBED)
+        t->echo_st = redtls_async_command(ac, keep_reply, &t->rs, "ECHO %s", "mine");
+}
+
+/* RESP2: a subscription ended before its confirmation was read, with a
+ * message published in between (SUBSCRIBE written in one pass, UNSUBSCRIBE
+ * in a later one). The message must not be taken for the UNSUBSCRIBE's
+ * confirmation, and the next ordinary command must get its own reply, not
+ * the server's late unsubscribe confirmation. */
+static void test_unsubscribe_before_confirmation(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_async_connect(ac, NULL, NULL), REDTLS_OK);
+    assert_true(run_until(ac, connected, ac, SCALED(3000)));
+    then_echo t;
+    memset(&t, 0, sizeof t);
+    seen_init(&t.s);
+    t.echo_st = (redtls_status)-1;
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "race1", 5, on_then_echo, &t), REDTLS_OK);
+    /* One pass writes the SUBSCRIBE; nothing is read yet. */
+    assert_int_equal(redtls_async_process(ac, 0), REDTLS_OK);
+    long long end = lab_now_ms() + SCALED(2000);
+    long long receivers = 0;
+    while ((receivers = publish_n("race1", 7)) == 0 && lab_now_ms() < end)
+        ;
+    assert_int_equal(receivers, 1); /* the server holds the subscription, the message is on its way */
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "race1", 5), REDTLS_OK);
+    assert_true(run_until(ac, replied, &t.rs, SCALED(3000)));
+    assert_int_equal(t.s.unsubscribed, 1);
+    assert_int_equal(t.s.unsub_status, REDTLS_OK);
+    assert_int_equal(t.echo_st, REDTLS_OK);
+    assert_int_equal(t.rs.st, REDTLS_OK);
+    assert_int_equal(t.rs.type, REDTLS_REPLY_STRING);
+    assert_string_equal(t.rs.str, "mine");
+    redtls_async_free(ac);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_restore_after_restart),
         cmocka_unit_test(test_restore_after_silent_link),
         cmocka_unit_test(test_subscribe_from_callback),
+        cmocka_unit_test(test_unsubscribe_before_confirmation),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
