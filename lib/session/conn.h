@@ -172,12 +172,15 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 
 /* redtls__conn_abandon and redtls__conn_append_raw: see conn_view.h. */
 
-/* Appends one formatted command to obuf. A HELLO asking for RESP3 is
- * refused (REDTLS_E_INVALID). */
+/* Appends one formatted command to obuf. A HELLO asking for RESP3, and
+ * (P|S)(UN)SUBSCRIBE, are refused (REDTLS_E_INVALID). */
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
-/* The text of a HELLO that asks for RESP3 being refused. */
+/* The same for a command its caller has already checked (the asynchronous
+ * driver: its commands, and Pub/Sub's own SUBSCRIBE and UNSUBSCRIBE). */
+redtls_status redtls__conn_append_checked(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* The (P|S)(UN)SUBSCRIBE refusal, REDTLS_E_INVALID with its message. */
 redtls_status redtls__conn_sub_refused(redtls_conn *c);
+/* The text of a HELLO that asks for RESP3 being refused. */
 redtls_status redtls__conn_resp3_refused(redtls_conn *c);
 
 /* Writes what the socket takes now of obuf. REDTLS_OK with *want 0: all
