@@ -768,6 +768,52 @@ static void test_restore_event_with_unsubscribe(void **state)
     lab_proxy_stop(&px);
 }
 
+/* Reconnect limits (redtls.h: "Gives up after max_attempts consecutive
+ * failed attempts ... until redtls_conn_connect() is called"; pubsub.h:
+ * redtls_subscriber_next returns REDTLS_E_UNAVAILABLE once they are
+ * exhausted, and the next call starts again). A subscriber whose server
+ * refuses every new connection makes its attempts, gives up and stops
+ * dialling; once the server is back, the next call restores, and a call
+ * that finds nothing to deliver on a restored connection is no error. */
+static void test_subscriber_reconnect_limits(void **state)
+{
+    (void)state;
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    assert_cfg_status(cfg, redtls_config_set_reconnect_limits(cfg, 2, 0), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_backoff(cfg, 20, 40), REDTLS_OK);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "gu", 2), REDTLS_OK);
+    lab_fault refuse = {.kind = LAB_FAULT_CUT, .dir = LAB_C2S, .after = 0, .rst = 1};
+    lab_proxy_set(&px, &refuse);
+    lab_proxy_cut_all(&px, 1);
+    unsigned long long before = lab_proxy_get_stats(&px).accepted;
+    redtls_message *m = NULL;
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(1500), &m), REDTLS_E_UNAVAILABLE);
+    assert_null(m);
+    unsigned long long attempts = lab_proxy_get_stats(&px).accepted - before;
+    print_message("attempts within one next() after the cut: %llu (limit 2)\n", attempts);
+    assert_true(attempts <= 3);
+    /* The server is reachable again: the next call restores. */
+    lab_proxy_set(&px, NULL);
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(3000), &m), REDTLS_OK);
+    assert_non_null(m);
+    assert_int_equal(redtls_message_type(m), REDTLS_MSG_RESTORED);
+    redtls_message_free(m);
+    assert_int_equal(publish_n("gu", 1), 1);
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(3000), &m), REDTLS_OK);
+    assert_non_null(m);
+    assert_int_equal(redtls_message_type(m), REDTLS_MSG_MESSAGE);
+    redtls_message_free(m);
+    assert_int_equal(redtls_subscriber_next(sub, 100, &m), REDTLS_OK);
+    assert_null(m);
+    redtls_subscriber_free(sub);
+    lab_proxy_stop(&px);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -781,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_from_callback),
         cmocka_unit_test(test_unsubscribe_before_confirmation),
         cmocka_unit_test(test_restore_event_with_unsubscribe),
+        cmocka_unit_test(test_subscriber_reconnect_limits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
