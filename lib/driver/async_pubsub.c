@@ -150,9 +150,13 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
     redtls__ps_reply pr;
     int what = reply ? redtls__ps_classify(reply, &pr) : REDTLS__PS_OTHER;
     if (s->dead || s->state != REDTLS__SUB_OPENING) {
-        /* Being ended (its UNSUBSCRIBE follows and ends it), or ended. */
-        if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && ps)
+        /* Being ended (its UNSUBSCRIBE follows and ends it), or ended.
+         * The server holds it meanwhile: its messages may come before the
+         * UNSUBSCRIBE's confirmation and must not pair with it. */
+        if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && ps) {
             ps->server_count = pr.count;
+            set_arrays(ac);
+        }
     } else if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && pr.subscribe) {
         ps->server_count = pr.count;
         s->state = REDTLS__SUB_ACTIVE;
