@@ -9,6 +9,7 @@
  * Counts are checked on the server side too: PUBLISH answers how many
  * subscribers received the message. Timing assertions are only "no hang
  * past a deadline" with slack; REDTLS_TEST_TIME_SCALE=N stretches them. */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -814,6 +815,52 @@ static void test_subscriber_reconnect_limits(void **state)
     lab_proxy_stop(&px);
 }
 
+/* Every redtls_* function a message tells the user to call exists in the
+ * library (looked up among its exported symbols). */
+static void assert_names_exist(const char *msg)
+{
+    for (const char *p = strstr(msg, "redtls_"); p; p = strstr(p, "redtls_")) {
+        char name[96];
+        size_t n = 0;
+        while (n + 1 < sizeof name && (p[n] == '_' || (p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9')))
+        {
+            name[n] = p[n];
+            n++;
+        }
+        name[n] = '\0';
+        p += n;
+        if (strcmp(name, "redtls_subscriber") == 0)
+            continue; /* the type */
+        if (!dlsym(RTLD_DEFAULT, name))
+            fail_msg("the message names %s, which the library does not have: %s", name, msg);
+    }
+}
+
+/* The RESP2 refusal of a command on a subscribed handle names its way out:
+ * it must name functions that exist. It advises
+ * redtls_config_set_protocol (and pubsub.h documents RESP3 through it),
+ * which redtls does not have (redtls.h: "redtls speaks RESP2"). */
+static void test_refusal_names_real_functions(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s;
+    seen_init(&s);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "names", 5, on_msg, &s), REDTLS_OK);
+    assert_int_equal(redtls_async_command(ac, NULL, NULL, "GET k"), REDTLS_E_STATE);
+    assert_names_exist(redtls_async_errmsg(ac));
+    const char *sub[2] = {"SUBSCRIBE", "x"};
+    redtls_async_free(ac);
+    assert_cfg_status(cfg = new_cfg(redis.port), redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_async_command_argv(ac, 0, 2, sub, NULL, NULL, NULL), REDTLS_E_INVALID);
+    assert_names_exist(redtls_async_errmsg(ac));
+    redtls_async_free(ac);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_unsubscribe_before_confirmation),
         cmocka_unit_test(test_restore_event_with_unsubscribe),
         cmocka_unit_test(test_subscriber_reconnect_limits),
+        cmocka_unit_test(test_refusal_names_real_functions),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
