@@ -117,7 +117,7 @@ static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t
     redtls_status st;
     if (frame_now(ac, now)) {
         size_t before = c->olen;
-        st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append(c, argc, argv, argvlen);
+        st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append_checked(c, argc, argv, argvlen);
         if (st == REDTLS_OK)
             m->len = c->olen - before; /* its share of the buffer (unframe_tail) */
         if (st == REDTLS_OK && (flags & REDTLS_CMD_IDEMPOTENT)) {

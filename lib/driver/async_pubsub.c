@@ -52,6 +52,22 @@ static void notice(redtls_async *ac, redtls__sub *s, int type, redtls_status st,
     s->cb(ac, &m, s->ud);
 }
 
+/* The restore's event, once every subscription it made again is
+ * confirmed or ended. */
+static void restore_check(redtls_async *ac)
+{
+    redtls__ps *ps = ac->ps;
+    if (!ps->restoring || ps->restored < ps->restoring)
+        return;
+    size_t n = ps->restored;
+    ps->restoring = ps->restored = 0;
+    if (n)
+        redtls__emit(ac->c, REDTLS_EVENT_SUBSCRIPTIONS_RESTORED,
+                     "%zu subscriptions restored on a new connection; messages published while they were "
+                     "not subscribed were not delivered",
+                     n);
+}
+
 /* The last notice: the entry leaves the table (freed once no command names
  * it). */
 static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, const char *detail, int moved)
@@ -68,8 +84,10 @@ static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, co
         m.sub = name;
         m.sub_len = s->len;
     }
-    if (s->gap && ps->restoring)
+    if (s->gap && ps->restoring) {
         ps->restoring--;
+        restore_check(ac);
+    }
     redtls__subs_remove(&ps->t, s);
     ac->n_subs = ps->t.n;
     cb(ac, &m, ud);
@@ -205,9 +223,13 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
     redtls__ps_reply pr;
     int what = reply ? redtls__ps_classify(reply, &pr) : REDTLS__PS_OTHER;
     if (s->dead || s->state != REDTLS__SUB_OPENING) {
-        /* Being ended (its UNSUBSCRIBE follows and ends it), or ended. */
-        if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && ps)
+        /* Being ended (its UNSUBSCRIBE follows and ends it), or ended.
+         * The server holds it meanwhile: its messages may come before the
+         * UNSUBSCRIBE's confirmation and must not pair with it. */
+        if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && ps) {
             ps->server_count = pr.count;
+            set_arrays(ac);
+        }
     } else if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && pr.subscribe) {
         ps->server_count = pr.count;
         s->state = REDTLS__SUB_ACTIVE;
@@ -217,12 +239,9 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
         s->gap = 0;
         set_arrays(ac);
         notice(ac, s, type, REDTLS_OK, "");
-        if (was_gap && ps->restoring && ++ps->restored == ps->restoring) {
-            redtls__emit(ac->c, REDTLS_EVENT_SUBSCRIPTIONS_RESTORED,
-                         "%zu subscriptions restored on a new connection; messages published while they were "
-                         "not subscribed were not delivered",
-                         ps->restored);
-            ps->restoring = ps->restored = 0;
+        if (was_gap && ps->restoring) {
+            ps->restored++;
+            restore_check(ac);
         }
     } else if (st == REDTLS_OK) {
         /* An error reply (an ACL without the channel, say) or something
@@ -376,6 +395,8 @@ void redtls__async_ps_lost(redtls_async *ac)
     if (!ps)
         return;
     ps->server_count = 0;
+    /* A restore under way is counted again by the next one. */
+    ps->restoring = ps->restored = 0;
     set_arrays(ac);
     for (redtls__sub *s = ps->t.head; s; s = s->next)
         if (s->state == REDTLS__SUB_ACTIVE)
@@ -406,11 +427,14 @@ void redtls__async_ps_restore(redtls_async *ac)
         if (send_sub(ac, s, 1) != REDTLS_OK)
             continue; /* out of memory: tried again with the next connection */
         s->state = REDTLS__SUB_OPENING;
-        if (s->confirmed_once && !s->gap) {
+        if (s->confirmed_once)
             s->gap = 1;
-            ps->restoring++;
-        }
     }
+    /* Every one with a RESTORED owed, including those whose SUBSCRIBE was
+     * never written and waits in the queue. */
+    ps->restoring = ps->restored = 0;
+    for (redtls__sub *s = ps->t.head; s; s = s->next)
+        ps->restoring += s->gap ? 1U : 0U;
 }
 
 int64_t redtls__async_ps_keepalive_due(const redtls_async *ac)

@@ -175,8 +175,12 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 /* redtls__conn_abandon and redtls__conn_append_raw: see conn_view.h. */
 
 /* Appends one formatted command to obuf. A HELLO asking for another
- * protocol than the connection's is refused (REDTLS_E_INVALID). */
+ * protocol than the connection's, and (P|S)(UN)SUBSCRIBE, are refused
+ * (REDTLS_E_INVALID). */
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
+/* The same for a command its caller has already checked (the asynchronous
+ * driver: its commands, and Pub/Sub's own SUBSCRIBE and UNSUBSCRIBE). */
+redtls_status redtls__conn_append_checked(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
 /* The text of such a HELLO being refused. */
 redtls_status redtls__conn_protocol_refused(redtls_conn *c);
 /* The (P|S)(UN)SUBSCRIBE refusal, REDTLS_E_INVALID with its message. */

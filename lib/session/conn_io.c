@@ -102,6 +102,11 @@ redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, c
         return redtls__conn_protocol_refused(c);
     if (redtls__argv_is_sub_command(argc, argv, argvlen))
         return redtls__conn_sub_refused(c);
+    return redtls__conn_append_checked(c, argc, argv, argvlen);
+}
+
+redtls_status redtls__conn_append_checked(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
+{
     redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");
