@@ -154,7 +154,9 @@ static void step_connect(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
     if (!ac->attempting) {
-        if (!ac->q_head && !ac->connect_asked && !redtls__async_ps_wants_connection(ac))
+        /* Subscriptions to restore make a connection too, until the
+         * reconnect limits run out (redtls_async_connect starts again). */
+        if (!ac->q_head && !ac->connect_asked && (ac->gave_up || !redtls__async_ps_wants_connection(ac)))
             return;
         if (ac->tried && !c->cfg.reconnect && !ac->connect_asked) {
             const char *cause = redtls__conn_cause(c);

@@ -201,6 +201,11 @@ redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int ar
     return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, userdata);
 }
 
+redtls_status redtls__async_check_issue(redtls_async *ac)
+{
+    return check_issue(ac);
+}
+
 redtls_status redtls__async_issue_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,
                                        const size_t *argvlen, redtls_async_reply_cb cb, void *ud)
 {

@@ -330,6 +330,8 @@ redtls_status redtls_async_subscribe(redtls_async *ac, redtls_sub_kind kind, con
         return st;
     if (!cb)
         return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a subscription needs a message callback");
+    if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
+        return st;
     if (!ac->ps) {
         if (!(ac->ps = calloc(1, sizeof *ac->ps)))
             return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
@@ -361,6 +363,8 @@ redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, c
     ac->c->errmsg[0] = '\0';
     redtls_status st = check_name(ac, kind, name, len);
     if (st != REDTLS_OK)
+        return st;
+    if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
         return st;
     redtls__sub *s = ac->ps ? redtls__subs_find(&ac->ps->t, kind, name, len) : NULL;
     if (!s || s->state == REDTLS__SUB_CLOSING)

@@ -854,7 +854,8 @@ static void test_refusal_names_real_functions(void **state)
     assert_names_exist(redtls_async_errmsg(ac));
     const char *sub[2] = {"SUBSCRIBE", "x"};
     redtls_async_free(ac);
-    assert_cfg_status(cfg = new_cfg(redis.port), redtls_async_new(cfg, &ac), REDTLS_OK);
+    cfg = new_cfg(redis.port);
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
     redtls_config_free(cfg);
     assert_int_equal(redtls_async_command_argv(ac, 0, 2, sub, NULL, NULL, NULL), REDTLS_E_INVALID);
     assert_names_exist(redtls_async_errmsg(ac));
