@@ -862,6 +862,148 @@ static void test_refusal_names_real_functions(void **state)
     redtls_async_free(ac);
 }
 
+
+/* ---- RESP3 (hiredis 1.x builds; scripts/test.sh hiredis1) ---- */
+
+static int push_count;
+static char push_kind[32];
+
+static void on_push(void *ud, const struct redisReply *push)
+{
+    (void)ud;
+    push_count++;
+    const redisReply *k = redtls_reply_element(push, 0);
+    size_t n = 0;
+    const char *w = k ? redtls_reply_str(k, &n) : NULL;
+    snprintf(push_kind, sizeof push_kind, "%.*s", (int)n, w ? w : "");
+}
+
+static void store_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
+{
+    (void)ac;
+    redisReply **out = ud;
+    assert_int_equal(st, REDTLS_OK);
+    *out = r;
+}
+
+static int got_reply(void *ud)
+{
+    return *(redisReply **)ud != NULL;
+}
+
+/* Under RESP3 messages come as pushes: the same subscriptions work, and
+ * ordinary commands share the handle; other pushes (a tracking
+ * invalidation) still reach the push callback, and a cut connection is
+ * restored as under RESP2. */
+static void test_resp3(void **state)
+{
+    (void)state;
+    if (!redtls_protocol_supported(3)) {
+        print_message("skipped: this build uses hiredis 0.14, which cannot parse RESP3 (scripts/test.sh hiredis1 "
+                      "runs it against hiredis 1.2.0)\n");
+        skip();
+    }
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 3), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_push_callback(cfg, on_push, NULL), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s[3];
+    for (int i = 0; i < 3; i++)
+        seen_init(&s[i]);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "r3", 2, on_msg, &s[0]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_PATTERN, "r3p.*", 5, on_msg, &s[1]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_SHARD, "r3s", 3, on_msg, &s[2]), REDTLS_OK);
+    /* A command on the same handle, subscribed (RESP2 refuses this). */
+    redisReply *r = NULL;
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "CLIENT TRACKING on"), REDTLS_OK);
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_STATUS);
+    redtls_reply_free(r);
+    want w = {s, 3, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    r = NULL;
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "GET r3key"), REDTLS_OK);
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_NIL);
+    redtls_reply_free(r);
+    for (long long i = 0; i < 100; i++) {
+        assert_int_equal(publish_n("r3", i), 1);
+        assert_int_equal(publish_n("r3p.x", i), 1);
+        char p[32];
+        int n = snprintf(p, sizeof p, "%lld", i);
+        assert_int_equal(publish("SPUBLISH", "r3s", p, (size_t)n), 1);
+    }
+    /* Interleaved with the messages: a command's reply, and the tracking
+     * invalidation the write of r3key causes. */
+    redisReply *set = NULL;
+    assert_conn_status(admin, redtls_conn_command(admin, &set, "SET r3key v"), REDTLS_OK);
+    redtls_reply_free(set);
+    r = NULL;
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "PING"), REDTLS_OK);
+    w.field = 1;
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_reply_str(r, REDTLS_REPLY_STATUS, "PONG");
+    redtls_reply_free(r);
+    long long end = lab_now_ms() + SCALED(5000);
+    while (push_count < 1 && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_int_equal(push_count, 1);
+    assert_string_equal(push_kind, "invalidate");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s[i].messages, 100);
+        assert_int_equal(s[i].out_of_order, 0);
+    }
+    assert_string_equal(s[1].channel, "r3p.x");
+    /* A cut: restored, once each. */
+    lab_proxy_cut_all(&px, 1);
+    w.field = 3;
+    end = lab_now_ms() + SCALED(10000);
+    while (!reached(&w) && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s[i].restored, 1);
+    assert_int_equal(publish_n("r3", 500), 1);
+    end = lab_now_ms() + SCALED(5000);
+    while (s[0].last != 500 && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_int_equal(s[0].last, 500);
+    /* Unsubscribe with commands in flight around it. */
+    r = NULL;
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_PATTERN, "r3p.*", 5), REDTLS_OK);
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "ECHO after"), REDTLS_OK);
+    w = (want){&s[1], 1, 2};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_reply_str(r, REDTLS_REPLY_STRING, "after");
+    redtls_reply_free(r);
+    assert_int_equal(publish_n("r3p.x", 501), 0);
+    redtls_async_free(ac);
+    lab_proxy_stop(&px);
+
+    /* The blocking subscriber under RESP3. */
+    cfg = new_cfg(redis.port);
+    assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 3), REDTLS_OK);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "r3b", 3), REDTLS_OK);
+    for (long long i = 0; i < 20; i++)
+        assert_int_equal(publish_n("r3b", i), 1);
+    for (long long i = 0; i < 20; i++) {
+        redtls_message *m = NULL;
+        assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(5000), &m), REDTLS_OK);
+        assert_non_null(m);
+        assert_int_equal(strtoll(redtls_message_payload(m, NULL), NULL, 10), i);
+        redtls_message_free(m);
+    }
+    redtls_subscriber_free(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -877,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_restore_event_with_unsubscribe),
         cmocka_unit_test(test_subscriber_reconnect_limits),
         cmocka_unit_test(test_refusal_names_real_functions),
+        cmocka_unit_test(test_resp3),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
