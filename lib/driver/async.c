@@ -269,9 +269,12 @@ static void step_up(redtls_async *ac, int64_t now)
          * before the pass that notices may still go first. */
         if (redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam))
             ac->hold = 1;
-    } else if (!redtls__async_subscribed(ac)) {
-        /* (Subscribed, messages arrive unasked: no idle check; the
-         * keepalive PING watches the connection.) */
+    } else if (!redtls__async_subscribed(ac) || c->cfg.protocol == 3) {
+        /* (Subscribed under RESP2, messages arrive unasked and the server
+         * takes no other command: no idle check, no ready machine; the
+         * keepalive PING watches the connection. Under RESP3 the idle
+         * check reads what came, messages included, and a due re-AUTH
+         * runs as on any connection.) */
         redtls_status idle = REDTLS_OK;
         if (ac->q_head) {
             /* Before commands go out on a connection with nothing owed, as
@@ -418,10 +421,11 @@ static void step_up(redtls_async *ac, int64_t now)
         return;
     /* Replies owed and nothing at all from the server for a whole command
      * timeout: the connection is dead, whatever TCP says. */
-    if (ac->s_head && c->cfg.command_timeout_ms && now - ac->last_read >= (int64_t)c->cfg.command_timeout_ms) {
+    int64_t silence = redtls__async_silence_ms(ac);
+    if (ac->s_head && silence && now - ac->last_read >= silence) {
         redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
-                     "the server sent nothing for %u ms while replies were owed: the connection is closed",
-                     c->cfg.command_timeout_ms);
+                     "the server sent nothing for %lld ms while replies were owed: the connection is closed",
+                     (long long)silence);
         connection_lost(ac, REDTLS_E_COMMAND_TIMEOUT);
         return;
     }
@@ -508,6 +512,10 @@ static void pass(redtls_async *ac)
     if (ac->up && !ac->readying && !ac->s_head && ac->q_head)
         ac->wanted = 1;
     ac->live_pass = ac->issued_in_pass = 0;
+    /* Messages read outside the read loop (by an idle check), and ends
+     * owed from the loop. */
+    if (ac->ps && ac->epoch == epoch)
+        redtls__async_ps_deliver(ac);
 }
 
 /* ---- what the loop is to watch ---- */
@@ -541,8 +549,8 @@ static int64_t next_time(const redtls_async *ac)
         t = redtls__deadline_min(t, ac->q_head->deadline);
     if (ac->s_live)
         t = redtls__deadline_min(t, ac->s_live->deadline);
-    if (ac->up && ac->s_head && ac->c->cfg.command_timeout_ms)
-        t = redtls__deadline_min(t, ac->last_read + (int64_t)ac->c->cfg.command_timeout_ms);
+    if (ac->up && ac->s_head && redtls__async_silence_ms(ac))
+        t = redtls__deadline_min(t, ac->last_read + redtls__async_silence_ms(ac));
     if (ac->n_subs)
         t = redtls__deadline_min(t, redtls__async_ps_keepalive_due(ac));
     if (ac->wanted)

@@ -125,6 +125,12 @@ static inline int redtls__async_subscribed(const redtls_async *ac)
 {
     return ac->n_subs != 0;
 }
+/* Down, and nothing will connect it again by itself (reconnection off, or
+ * its limits exhausted): its subscriptions wait for redtls_async_connect. */
+static inline int redtls__async_stuck(const redtls_async *ac)
+{
+    return !ac->up && !ac->attempting && ac->tried && (ac->gave_up || !ac->c->cfg.reconnect);
+}
 /* RESP2 and subscribed: ordinary commands are refused (REDTLS_E_STATE,
  * the message set). */
 redtls_status redtls__async_ps_refuse(redtls_async *ac);
@@ -139,6 +145,19 @@ void redtls__async_ps_deliver(redtls_async *ac);
 /* When a keepalive PING falls due (REDTLS__NO_DEADLINE: none), and one
  * sent when it has. */
 int64_t redtls__async_ps_keepalive_due(const redtls_async *ac);
+/* The silence that triggers a keepalive PING. */
+unsigned redtls__async_ps_keepalive_ms(const redtls_async *ac);
+
+/* How long the server may stay silent while replies are owed before the
+ * connection counts as dead (0: no limit): the command timeout, or for a
+ * handle with subscriptions and no command timeout, the keepalive
+ * interval (its PING must be answered within it). */
+static inline int64_t redtls__async_silence_ms(const redtls_async *ac)
+{
+    if (ac->c->cfg.command_timeout_ms)
+        return ac->c->cfg.command_timeout_ms;
+    return ac->n_subs ? (int64_t)redtls__async_ps_keepalive_ms(ac) : 0;
+}
 void redtls__async_ps_keepalive(redtls_async *ac, int64_t now);
 /* The handle is closed or freed: every subscription ends (REDTLS_E_CLOSED). */
 void redtls__async_ps_end(redtls_async *ac, int freeing);

@@ -113,6 +113,16 @@ static int is_moved_error(const redisReply *r)
 
 /* ---- the claim hook: messages out of the reply stream ---- */
 
+/* Frees a message of the inbox undelivered. */
+static void drop_in(redtls_message *m)
+{
+    if (m->owner)
+        redtls__sub_unref(m->owner);
+    m->owner = NULL;
+    m->sub = NULL;
+    redtls_message_free(m);
+}
+
 static void queue_in(redtls__ps *ps, redtls_message *m)
 {
     if (ps->in_tail)
@@ -187,6 +197,19 @@ void redtls__async_ps_deliver(redtls_async *ac)
         if (!ps->in_head)
             ps->in_tail = NULL;
         redtls__sub *s = redtls__subs_find(&ps->t, m->kind, m->sub, m->sub_len);
+        if (m->owner) {
+            /* An end asked for while the subscription was on no
+             * connection (end_from_loop). */
+            redtls__sub *own = m->owner;
+            m->owner = NULL;
+            m->sub = NULL;
+            int alive = !own->dead;
+            redtls__sub_unref(own);
+            if (alive)
+                end_sub(ac, own, REDTLS_OK, "");
+            redtls_message_free(m);
+            continue;
+        }
         if (m->type == REDTLS_MSG_UNSUBSCRIBED) {
             /* Ended by the server: unless the application is ending it
              * itself, that is the subscription's end (the cluster client
@@ -356,6 +379,26 @@ redtls_status redtls_async_subscribe(redtls_async *ac, redtls_sub_kind kind, con
     return st;
 }
 
+/* A lost subscription is on no connection: ended from the next pass
+ * without opening one for its UNSUBSCRIBE. */
+static void end_from_loop(redtls_async *ac, redtls__sub *s)
+{
+    redtls_message *m = calloc(1, sizeof *m);
+    if (!m)
+        return;
+    *m = (redtls_message){.type = REDTLS_MSG_UNSUBSCRIBED,
+                          .kind = s->kind,
+                          .sub = s->name,
+                          .sub_len = s->len,
+                          .status = REDTLS_OK,
+                          .asked = 1};
+    s->refs++; /* the entry's name stays valid while the message waits */
+    m->owner = s;
+    queue_in(ac->ps, m);
+    ac->wanted = 1;
+    redtls__async_kick(ac);
+}
+
 redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, const char *name, size_t len)
 {
     if (!ac || ac->freeing)
@@ -372,6 +415,10 @@ redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, c
                             s ? "that %s is already being unsubscribed" : "not subscribed to that %s", kind_word(kind));
     int was = s->state;
     s->state = REDTLS__SUB_CLOSING;
+    if (was == REDTLS__SUB_LOST && s->refs == 0) {
+        end_from_loop(ac, s);
+        return REDTLS_OK;
+    }
     if ((st = send_sub(ac, s, 0)) != REDTLS_OK)
         s->state = was;
     return st;
@@ -445,8 +492,12 @@ int64_t redtls__async_ps_keepalive_due(const redtls_async *ac)
 {
     if (!ac->n_subs || !ac->up || ac->readying || ac->s_head || ac->q_head)
         return REDTLS__NO_DEADLINE;
-    unsigned ms = ac->c->cfg.health_check_ms ? ac->c->cfg.health_check_ms : REDTLS__PS_KEEPALIVE_MS;
-    return ac->last_read + (int64_t)ms;
+    return ac->last_read + (int64_t)redtls__async_ps_keepalive_ms(ac);
+}
+
+unsigned redtls__async_ps_keepalive_ms(const redtls_async *ac)
+{
+    return ac->c->cfg.health_check_ms ? ac->c->cfg.health_check_ms : REDTLS__PS_KEEPALIVE_MS;
 }
 
 void redtls__async_ps_keepalive(redtls_async *ac, int64_t now)
@@ -469,7 +520,7 @@ void redtls__async_ps_end(redtls_async *ac, int freeing)
     redtls_message *m;
     while ((m = ps->in_head) != NULL) {
         ps->in_head = m->next;
-        redtls_message_free(m);
+        drop_in(m);
     }
     ps->in_tail = NULL;
     /* Every subscription's last call. Those a callback adds meanwhile
@@ -491,7 +542,7 @@ void redtls__async_ps_free(redtls_async *ac)
     redtls_message *m;
     while ((m = ps->in_head) != NULL) {
         ps->in_head = m->next;
-        redtls_message_free(m);
+        drop_in(m);
     }
     redtls__subs_free(&ps->t);
     free(ps);

@@ -29,7 +29,8 @@ redtls_status redtls_async_run(redtls_async **handles, size_t n, int timeout_ms)
                 redtls_async_process(ac, 0);
                 /* The handles of the array are not freed while this runs
                  * (async.h: its callbacks may close one, not free it). */
-                busy |= redtls_async_pending(ac) > 0 || ac->connect_asked || ac->attempting || ac->n_subs; // NOLINT(clang-analyzer-unix.Malloc)
+                busy |= redtls_async_pending(ac) > 0 || ac->connect_asked || ac->attempting ||
+                        (ac->n_subs && !redtls__async_stuck(ac)); // NOLINT(clang-analyzer-unix.Malloc)
             }
         if (!busy)
             break;

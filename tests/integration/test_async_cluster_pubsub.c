@@ -251,7 +251,6 @@ static void test_follows_its_slot(void **state)
     assert_int_equal(lab_cluster_wait_ok(&lc, 30000), 0);
 }
 
-
 static void store(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud)
 {
     (void)acl;

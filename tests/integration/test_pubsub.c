@@ -822,8 +822,7 @@ static void assert_names_exist(const char *msg)
     for (const char *p = strstr(msg, "redtls_"); p; p = strstr(p, "redtls_")) {
         char name[96];
         size_t n = 0;
-        while (n + 1 < sizeof name && (p[n] == '_' || (p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9')))
-        {
+        while (n + 1 < sizeof name && (p[n] == '_' || (p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9'))) {
             name[n] = p[n];
             n++;
         }
@@ -862,6 +861,85 @@ static void test_refusal_names_real_functions(void **state)
     redtls_async_free(ac);
 }
 
+/* No command timeout: the keepalive PING must still be answered, within
+ * the keepalive interval, or the link counts as dead. */
+static void test_silent_link_without_command_timeout(void **state)
+{
+    (void)state;
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, 0), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_health_check_ms(cfg, (unsigned)SCALED(200)), REDTLS_OK);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "quiet", 5), REDTLS_OK);
+    lab_proxy_freeze_all(&px);
+    long long t0 = lab_now_ms();
+    redtls_message *m = NULL;
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(5000), &m), REDTLS_OK);
+    assert_non_null(m);
+    assert_int_equal(redtls_message_type(m), REDTLS_MSG_RESTORED);
+    redtls_message_free(m);
+    long long took = lab_now_ms() - t0;
+    print_message("restored %lld ms after the link froze (keepalive 200 ms)\n", took);
+    assert_true(took < SCALED(200) * 2 + 1500);
+    /* The frozen connection still counts at the server (its socket stays
+     * open there), so 2. */
+    assert_true(publish_n("quiet", 7) >= 1);
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(3000), &m), REDTLS_OK);
+    assert_non_null(m);
+    assert_int_equal(redtls_message_type(m), REDTLS_MSG_MESSAGE);
+    redtls_message_free(m);
+    redtls_subscriber_free(sub);
+    lab_proxy_stop(&px);
+}
+
+/* Reconnection off: a lost connection leaves the subscriptions waiting for
+ * redtls_async_connect; the built-in loop does not wait for them, an
+ * unsubscribe ends one without a connection, and connecting restores the
+ * rest. */
+static void test_reconnect_off(void **state)
+{
+    (void)state;
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    assert_cfg_status(cfg, redtls_config_set_reconnect(cfg, 0), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s[2];
+    seen_init(&s[0]);
+    seen_init(&s[1]);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "off1", 4, on_msg, &s[0]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "off2", 4, on_msg, &s[1]), REDTLS_OK);
+    want w = {s, 2, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    lab_proxy_cut_all(&px, 1);
+    long long end = lab_now_ms() + SCALED(5000);
+    while (redtls_async_is_connected(ac) && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_false(redtls_async_is_connected(ac));
+    unsigned long long accepted = lab_proxy_get_stats(&px).accepted;
+    long long t0 = lab_now_ms();
+    assert_int_equal(redtls_async_run(&ac, 1, (int)SCALED(5000)), REDTLS_OK);
+    assert_true(lab_now_ms() - t0 < SCALED(1000));
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "off1", 4), REDTLS_OK);
+    assert_int_equal(s[0].unsubscribed, 0);
+    assert_int_equal(redtls_async_run(&ac, 1, (int)SCALED(5000)), REDTLS_OK);
+    assert_int_equal(s[0].unsubscribed, 1);
+    assert_int_equal(s[0].unsub_status, REDTLS_OK);
+    assert_int_equal(lab_proxy_get_stats(&px).accepted, accepted);
+    assert_int_equal(redtls_async_connect(ac, NULL, NULL), REDTLS_OK);
+    w = (want){&s[1], 1, 3};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_int_equal(publish_n("off2", 3), 1);
+    assert_int_equal(publish_n("off1", 3), 0);
+    redtls_async_free(ac);
+    lab_proxy_stop(&px);
+}
 
 /* ---- RESP3 (hiredis 1.x builds; scripts/test.sh hiredis1) ---- */
 
@@ -1019,6 +1097,8 @@ int main(void)
         cmocka_unit_test(test_restore_event_with_unsubscribe),
         cmocka_unit_test(test_subscriber_reconnect_limits),
         cmocka_unit_test(test_refusal_names_real_functions),
+        cmocka_unit_test(test_silent_link_without_command_timeout),
+        cmocka_unit_test(test_reconnect_off),
         cmocka_unit_test(test_resp3),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

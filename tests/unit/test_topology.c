@@ -82,11 +82,12 @@ static void test_redis7_metadata_and_endpoints(void **state)
     (void)state;
     /* Preferred endpoint a hostname, "ip" in the metadata; an empty
      * endpoint means the address asked; "?" is skipped. */
-    const char *text = "*3\r\n"
-                       "*3\r\n:0\r\n:99\r\n*4\r\n$6\r\nnode.a\r\n:6379\r\n$1\r\na\r\n"
-                       "*4\r\n$2\r\nip\r\n$8\r\n10.0.0.1\r\n$8\r\nhostname\r\n$6\r\nnode.a\r\n"
-                       "*3\r\n:100\r\n:199\r\n*4\r\n$0\r\n\r\n:6380\r\n$1\r\nb\r\n*0\r\n"
-                       "*4\r\n:200\r\n:299\r\n*3\r\n$1\r\n?\r\n:6381\r\n$1\r\nc\r\n*3\r\n$6\r\nnode.d\r\n:6382\r\n$1\r\nd\r\n";
+    const char *text =
+        "*3\r\n"
+        "*3\r\n:0\r\n:99\r\n*4\r\n$6\r\nnode.a\r\n:6379\r\n$1\r\na\r\n"
+        "*4\r\n$2\r\nip\r\n$8\r\n10.0.0.1\r\n$8\r\nhostname\r\n$6\r\nnode.a\r\n"
+        "*3\r\n:100\r\n:199\r\n*4\r\n$0\r\n\r\n:6380\r\n$1\r\nb\r\n*0\r\n"
+        "*4\r\n:200\r\n:299\r\n*3\r\n$1\r\n?\r\n:6381\r\n$1\r\nc\r\n*3\r\n$6\r\nnode.d\r\n:6382\r\n$1\r\nd\r\n";
     redtls__topology *t = NULL;
     char err[REDTLS__ERRMSG_MAX] = "";
     assert_status(parse(text, "config.endpoint", &t, err), REDTLS_OK);
