@@ -32,7 +32,14 @@
  *     when the server has been silent for the health-check interval
  *     (redtls_config_set_health_check_ms; 30 s when that is 0): a server
  *     that stops answering is noticed within that interval plus the command
- *     timeout, and the subscriptions move to a new connection.
+ *     timeout (with no command timeout, plus the interval again: then any
+ *     reply owed on the handle must come within the interval), and the
+ *     subscriptions move to a new connection.
+ *   - With reconnection off (or its limits exhausted), a lost connection
+ *     leaves the subscriptions waiting for redtls_async_connect, which
+ *     restores them; redtls_async_run does not wait for them meanwhile.
+ *     Unsubscribing one then ends it from the next pass, with no
+ *     connection made for it.
  * Protocols
  *   - RESP2: a connection with subscriptions is in the server's subscriber
  *     mode, where ordinary commands are refused. Ordinary commands issued
@@ -43,7 +50,9 @@
  *     hours and the subscriptions are restored on a new one.
  *   - RESP3 (redtls_config_set_protocol(cfg, 3), hiredis 1.x): messages
  *     arrive as pushes, and commands can be mixed with subscriptions on
- *     one handle.
+ *     one handle; other pushes (CLIENT TRACKING's invalidations) still go
+ *     to the push callback, and re-authentication (NOAUTH, IAM's schedule)
+ *     runs as on any connection.
  *   - SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBE forms sent as
  *     ordinary commands (redtls_async_command*, redtls_conn_command*) are
  *     refused with REDTLS_E_INVALID: their replies do not pair with
