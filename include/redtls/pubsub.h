@@ -190,7 +190,14 @@ typedef struct redtls_subscriber redtls_subscriber;
  * REDTLS_E_INVALID, REDTLS_E_CONFIG (details in redtls_config_errmsg),
  * REDTLS_E_NOMEM. */
 REDTLS_EXTERN redtls_status redtls_subscriber_new(redtls_config *cfg, redtls_subscriber **out);
-/* Closes the connection and frees everything, including messages not
+/* A blocking subscriber for the shard channels of a cluster: the
+ * asynchronous cluster client underneath (redtls_async_cluster_new's seeds
+ * and rules), so each subscription follows its slot as described above and
+ * a move shows up as REDTLS_MSG_RESTORED from redtls_subscriber_next. Only
+ * REDTLS_SUB_SHARD is taken (REDTLS_E_INVALID otherwise). */
+REDTLS_EXTERN redtls_status redtls_subscriber_new_cluster(redtls_config *cfg, const char *seeds,
+                                                          redtls_subscriber **out);
+/* Closes the connection(s) and frees everything, including messages not
  * taken. Accepts NULL. */
 REDTLS_EXTERN void redtls_subscriber_free(redtls_subscriber *s);
 

@@ -29,6 +29,7 @@
 
 #include "acluster.h"
 #include "pubsub.h"
+#include "subscriber.h"
 
 struct acl_csub {
     struct acl_csub *prev, *next;
@@ -314,4 +315,99 @@ void redtls__acl_ps_free(redtls_async_cluster *acl)
     while (acl->ps_head)
         unlink_free(acl, acl->ps_head);
     acl->n_subs = 0;
+}
+
+/* ---- the blocking subscriber's cluster back end (lib/driver/subscriber.h) ---- */
+
+static void sub_on_message(redtls_async_cluster *acl, const redtls_message *m, void *ud)
+{
+    (void)acl;
+    redtls__subscriber_take(ud, m);
+}
+
+static redtls_status sub_change(redtls_subscriber *s, redtls_sub_kind kind, const char *name, size_t len, int on)
+{
+    redtls_async_cluster *acl = s->handle;
+    if (kind != REDTLS_SUB_SHARD)
+        return redtls__fail(s->errmsg, REDTLS_E_INVALID,
+                            "a cluster subscriber takes shard channels (REDTLS_SUB_SHARD) only: for a channel or "
+                            "pattern, subscribe on one node with redtls_subscriber_new (the cluster forwards "
+                            "PUBLISH to every node)");
+    redtls_status st = on ? redtls_async_cluster_ssubscribe(acl, name, len, sub_on_message, s)
+                          : redtls_async_cluster_sunsubscribe(acl, name, len);
+    if (st != REDTLS_OK)
+        redtls__fail(s->errmsg, st, "%s", acl->errmsg);
+    return st;
+}
+
+static int sub_done(void *arg)
+{
+    const redtls_subscriber *s = arg;
+    return s->done(s);
+}
+
+static int sub_run_until(redtls_subscriber *s, int (*done)(const redtls_subscriber *), int64_t deadline)
+{
+    redtls_async_cluster *acl = s->handle;
+    s->done = done;
+    redtls_status st = redtls__acl_run_until(acl, sub_done, s, deadline);
+    if (done(s))
+        return 1;
+    if (st == REDTLS_OK || st == REDTLS_E_COMMAND_TIMEOUT)
+        return 0;
+    redtls__fail(s->errmsg, st, "%s", acl->errmsg);
+    return -1;
+}
+
+static size_t sub_count(const redtls_subscriber *s)
+{
+    return ((const redtls_async_cluster *)s->handle)->n_subs;
+}
+
+static int64_t sub_answer_ms(const redtls_subscriber *s)
+{
+    const redtls_async_cluster *acl = s->handle;
+    unsigned ms = acl->base.command_timeout_ms;
+    /* A slot map first (one round trip), then the owner's connection and
+     * its answer. */
+    return ms ? 2 * (int64_t)ms + acl->base.connect_timeout_ms + acl->base.handshake_timeout_ms : -1;
+}
+
+static const char *sub_cause(const redtls_subscriber *s)
+{
+    return ((const redtls_async_cluster *)s->handle)->errmsg;
+}
+
+/* Node connections start again by themselves when the map names them. */
+static int sub_gave_up(const redtls_subscriber *s)
+{
+    (void)s;
+    return 0;
+}
+
+static void sub_restart(redtls_subscriber *s)
+{
+    (void)s;
+}
+
+static void sub_free(redtls_subscriber *s)
+{
+    redtls_async_cluster_free(s->handle);
+}
+
+static const redtls__sub_backend cluster_backend = {sub_change, sub_run_until, sub_count,   sub_answer_ms,
+                                                    sub_cause,  sub_gave_up,   sub_restart, sub_free};
+
+redtls_status redtls_subscriber_new_cluster(redtls_config *cfg, const char *seeds, redtls_subscriber **out)
+{
+    if (!out)
+        return REDTLS_E_INVALID;
+    *out = NULL;
+    redtls_async_cluster *acl = NULL;
+    redtls_status st = redtls_async_cluster_new(cfg, seeds, &acl);
+    if (st != REDTLS_OK)
+        return st;
+    if ((st = redtls__subscriber_wrap(&cluster_backend, acl, out)) != REDTLS_OK)
+        redtls_async_cluster_free(acl);
+    return st;
 }

@@ -10,20 +10,8 @@
 
 #include "async_internal.h"
 #include "pubsub.h"
+#include "subscriber.h"
 #include "wait.h"
-
-struct redtls_subscriber {
-    redtls_async *ac;
-    redtls_message *q_head, *q_tail;
-    size_t backlog;
-    /* The subscribe or unsubscribe call waiting for its answer. */
-    int waiting, answered;
-    redtls_sub_kind w_kind;
-    const char *w_name;
-    size_t w_len;
-    redtls_status w_st;
-    char errmsg[REDTLS__ERRMSG_MAX];
-};
 
 static int is_waited(const redtls_subscriber *s, const redtls_message *m)
 {
@@ -59,10 +47,8 @@ static redtls_message *copy_message(const redtls_message *m)
     return c;
 }
 
-static void on_message(redtls_async *ac, const redtls_message *m, void *ud)
+void redtls__subscriber_take(redtls_subscriber *s, const redtls_message *m)
 {
-    (void)ac;
-    redtls_subscriber *s = ud;
     if (is_waited(s, m) && (m->type == REDTLS_MSG_SUBSCRIBED || m->type == REDTLS_MSG_UNSUBSCRIBED)) {
         /* SUBSCRIBED answers a subscribe; UNSUBSCRIBED an unsubscribe, or
          * a subscribe the server refused. */
@@ -89,21 +75,86 @@ static void on_message(redtls_async *ac, const redtls_message *m, void *ud)
     s->backlog++;
 }
 
+/* ---- the asynchronous handle's back end ---- */
+
+static void on_message(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    (void)ac;
+    redtls__subscriber_take(ud, m);
+}
+
+static redtls_status async_change(redtls_subscriber *s, redtls_sub_kind kind, const char *name, size_t len, int on)
+{
+    redtls_async *ac = s->handle;
+    redtls_status st =
+        on ? redtls_async_subscribe(ac, kind, name, len, on_message, s) : redtls_async_unsubscribe(ac, kind, name, len);
+    if (st != REDTLS_OK)
+        redtls__fail(s->errmsg, st, "%s", redtls_async_errmsg(ac));
+    return st;
+}
+
+static size_t async_count(const redtls_subscriber *s)
+{
+    return redtls_async_subscriptions(s->handle);
+}
+
+static int64_t async_answer_ms(const redtls_subscriber *s)
+{
+    const redtls_async *ac = s->handle;
+    unsigned ms = ac->c->cfg.command_timeout_ms;
+    /* Connecting first counts too: its own timeouts bound each attempt. */
+    return ms ? (int64_t)ms + ac->c->cfg.connect_timeout_ms + ac->c->cfg.handshake_timeout_ms : -1;
+}
+
+static const char *async_cause(const redtls_subscriber *s)
+{
+    const redtls_async *ac = s->handle;
+    return ac->gave_up ? redtls_async_errmsg(ac) : redtls__conn_cause(ac->c);
+}
+
+static int async_gave_up(const redtls_subscriber *s)
+{
+    return ((const redtls_async *)s->handle)->gave_up;
+}
+
+static void async_restart(redtls_subscriber *s)
+{
+    (void)redtls_async_connect(s->handle, NULL, NULL);
+}
+
+static void async_free(redtls_subscriber *s)
+{
+    redtls_async_free(s->handle);
+}
+
+static int async_run_until(redtls_subscriber *s, int (*done)(const redtls_subscriber *), int64_t deadline);
+
+static const redtls__sub_backend async_backend = {async_change, async_run_until, async_count,   async_answer_ms,
+                                                  async_cause,  async_gave_up,   async_restart, async_free};
+
+redtls_status redtls__subscriber_wrap(const redtls__sub_backend *be, void *handle, redtls_subscriber **out)
+{
+    redtls_subscriber *s = calloc(1, sizeof *s);
+    if (!s)
+        return REDTLS_E_NOMEM;
+    s->be = be;
+    s->handle = handle;
+    *out = s;
+    return REDTLS_OK;
+}
+
 redtls_status redtls_subscriber_new(redtls_config *cfg, redtls_subscriber **out)
 {
     if (!out)
         return REDTLS_E_INVALID;
     *out = NULL;
-    redtls_subscriber *s = calloc(1, sizeof *s);
-    if (!s)
-        return REDTLS_E_NOMEM;
-    redtls_status st = redtls_async_new(cfg, &s->ac);
-    if (st != REDTLS_OK) {
-        free(s);
+    redtls_async *ac = NULL;
+    redtls_status st = redtls_async_new(cfg, &ac);
+    if (st != REDTLS_OK)
         return st;
-    }
-    *out = s;
-    return REDTLS_OK;
+    if ((st = redtls__subscriber_wrap(&async_backend, ac, out)) != REDTLS_OK)
+        redtls_async_free(ac);
+    return st;
 }
 
 void redtls_subscriber_free(redtls_subscriber *s)
@@ -111,7 +162,7 @@ void redtls_subscriber_free(redtls_subscriber *s)
     if (!s)
         return;
     /* Its callbacks (the last notices) only queue copies, freed below. */
-    redtls_async_free(s->ac);
+    s->be->free(s);
     while (s->q_head) {
         redtls_message *m = s->q_head;
         s->q_head = m->next;
@@ -123,9 +174,9 @@ void redtls_subscriber_free(redtls_subscriber *s)
 /* Runs the handle until done(s) or the deadline (REDTLS__NO_DEADLINE: no
  * limit). 1 when done, 0 when time ran out; -1 when poll failed (errmsg
  * set). */
-static int run_until(redtls_subscriber *s, int (*done)(const redtls_subscriber *), int64_t deadline)
+static int async_run_until(redtls_subscriber *s, int (*done)(const redtls_subscriber *), int64_t deadline)
 {
-    redtls_async *ac = s->ac;
+    redtls_async *ac = s->handle;
     for (;;) {
         redtls_async_process(ac, 0);
         if (done(s))
@@ -162,14 +213,12 @@ static redtls_status call(redtls_subscriber *s, redtls_sub_kind kind, const char
     if (!s)
         return REDTLS_E_INVALID;
     s->errmsg[0] = '\0';
-    redtls_async *ac = s->ac;
     /* The reconnect limits ran out in an earlier call: start again. */
-    if (ac->gave_up)
-        (void)redtls_async_connect(ac, NULL, NULL);
-    redtls_status st = subscribe ? redtls_async_subscribe(ac, kind, name, len, on_message, s)
-                                 : redtls_async_unsubscribe(ac, kind, name, len);
+    if (s->be->gave_up(s))
+        s->be->restart(s);
+    redtls_status st = s->be->change(s, kind, name, len, subscribe);
     if (st != REDTLS_OK)
-        return redtls__fail(s->errmsg, st, "%s", redtls_async_errmsg(ac));
+        return st;
     if (!subscribe) {
         /* Nothing of it is delivered from now on, waiting or not. */
         redtls_message *keep = s->q_head;
@@ -190,23 +239,20 @@ static redtls_status call(redtls_subscriber *s, redtls_sub_kind kind, const char
             s->q_tail = m;
         }
     }
-    unsigned ms = ac->c->cfg.command_timeout_ms;
-    int64_t now = redtls__now_ms();
-    /* Connecting first counts too: its own timeouts bound each attempt. */
-    int64_t deadline =
-        ms ? now + (int64_t)ms + ac->c->cfg.connect_timeout_ms + ac->c->cfg.handshake_timeout_ms : REDTLS__NO_DEADLINE;
+    int64_t ms = s->be->answer_ms(s);
+    int64_t deadline = ms >= 0 ? redtls__now_ms() + ms : REDTLS__NO_DEADLINE;
     s->waiting = 1;
     s->answered = 0;
     s->w_kind = kind;
     s->w_name = name;
     s->w_len = len;
     s->w_st = REDTLS_OK;
-    int rc = run_until(s, answer_done, deadline);
+    int rc = s->be->run_until(s, answer_done, deadline);
     s->waiting = 0;
     if (rc < 0)
         return REDTLS_E_IO;
     if (rc == 0) {
-        const char *cause = redtls__conn_cause(ac->c);
+        const char *cause = s->be->cause(s);
         return redtls__fail(s->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                             "the server did not confirm the %s in time%s%.300s%s; it stays and may still be "
                             "confirmed",
@@ -235,16 +281,16 @@ redtls_status redtls_subscriber_next(redtls_subscriber *s, int timeout_ms, redtl
         return REDTLS_E_INVALID;
     s->errmsg[0] = '\0';
     if (!s->q_head) {
-        if (!redtls_async_subscriptions(s->ac))
+        if (!s->be->count(s))
             return redtls__fail(s->errmsg, REDTLS_E_STATE, "no subscription: subscribe first");
         /* The reconnect limits ran out in an earlier call: start again. */
-        if (s->ac->gave_up)
-            (void)redtls_async_connect(s->ac, NULL, NULL);
+        if (s->be->gave_up(s))
+            s->be->restart(s);
         int64_t deadline = timeout_ms < 0 ? REDTLS__NO_DEADLINE : redtls__now_ms() + timeout_ms;
-        if (run_until(s, message_done, deadline) < 0)
+        if (s->be->run_until(s, message_done, deadline) < 0)
             return REDTLS_E_IO;
-        if (!s->q_head && s->ac->gave_up)
-            return redtls__fail(s->errmsg, REDTLS_E_UNAVAILABLE, "%s", redtls_async_errmsg(s->ac));
+        if (!s->q_head && s->be->gave_up(s))
+            return redtls__fail(s->errmsg, REDTLS_E_UNAVAILABLE, "%s", s->be->cause(s));
     }
     redtls_message *m = s->q_head;
     if (m) {

@@ -301,11 +301,77 @@ static void test_resp3(void **state)
     redtls_async_cluster_free(acl);
 }
 
+/* The blocking subscriber on a cluster (redtls_subscriber_new_cluster):
+ * shard channels only; a resharding of the channel's slot shows up as
+ * REDTLS_MSG_RESTORED from next(), and messages published at the new
+ * owner follow. */
+static void test_blocking_cluster_subscriber(void **state)
+{
+    (void)state;
+    redtls_config *cfg = lab_cluster_client_config(&lc, TOKEN, NULL, 2000);
+    assert_cfg_status(cfg, redtls_config_set_backoff(cfg, 50, 500), REDTLS_OK);
+    char seeds[128];
+    snprintf(seeds, sizeof seeds, "%s:%u", lc.node[0].hostname, (unsigned)lc.node[0].srv.port);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new_cluster(cfg, seeds, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "plain", 5), REDTLS_E_INVALID);
+    assert_contains(redtls_subscriber_errmsg(sub), "shard channels");
+    char ch[32];
+    channel_on(2, ch, sizeof ch);
+    unsigned slot = redtls_cluster_key_slot(ch, strlen(ch));
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_SHARD, ch, strlen(ch)), REDTLS_OK);
+    /* Subscribed on return: the owner counts the receiver at once. */
+    long long i = 0;
+    for (; i < 30; i++)
+        assert_int_equal(spublish(ch, i), 1);
+    for (long long k = 0; k < 30; k++) {
+        redtls_message *m = NULL;
+        assert_int_equal(redtls_subscriber_next(sub, 5000, &m), REDTLS_OK);
+        assert_non_null(m);
+        assert_int_equal(redtls_message_type(m), REDTLS_MSG_MESSAGE);
+        assert_int_equal(strtoll(redtls_message_payload(m, NULL), NULL, 10), k);
+        redtls_message_free(m);
+    }
+    int from = lab_cluster_master_of(&lc, slot), to = (from + 1) % 3;
+    assert_int_equal(lab_cluster_migrate_begin(&lc, slot, (size_t)from, (size_t)to), 0);
+    assert_int_equal(lab_cluster_migrate_end(&lc, slot, (size_t)from, (size_t)to), 0);
+    assert_int_equal(lab_cluster_wait_ok(&lc, 20000), 0);
+    int restored = 0;
+    long long last = -1, end = lab_now_ms() + 20000;
+    while (lab_now_ms() < end && !(restored && last >= 0 && last == i - 1)) {
+        if (spublish(ch, i) >= 0)
+            i++;
+        redtls_message *m = NULL;
+        while (redtls_subscriber_next(sub, 20, &m) == REDTLS_OK && m) {
+            if (redtls_message_type(m) == REDTLS_MSG_RESTORED) {
+                restored++;
+            } else {
+                long long v = strtoll(redtls_message_payload(m, NULL), NULL, 10);
+                assert_true(v > last);
+                last = v;
+            }
+            redtls_message_free(m);
+        }
+    }
+    print_message("blocking: %d restore(s), last message %lld of %lld\n", restored, last, i - 1);
+    assert_int_equal(restored, 1);
+    assert_int_equal(last, i - 1);
+    assert_int_equal(redtls_subscriber_unsubscribe(sub, REDTLS_SUB_SHARD, ch, strlen(ch)), REDTLS_OK);
+    assert_int_equal(spublish(ch, i), 0);
+    redtls_subscriber_free(sub);
+    /* The slot back where it was. */
+    assert_int_equal(lab_cluster_migrate_begin(&lc, slot, (size_t)to, (size_t)from), 0);
+    assert_int_equal(lab_cluster_migrate_end(&lc, slot, (size_t)to, (size_t)from), 0);
+    assert_int_equal(lab_cluster_wait_ok(&lc, 20000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_master),
         cmocka_unit_test(test_resp3),
+        cmocka_unit_test(test_blocking_cluster_subscriber),
         cmocka_unit_test(test_follows_its_slot),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
