@@ -154,7 +154,7 @@ step_sanitize() {
 # pattern). The cluster adapters with the asynchronous cluster client:
 # frees from callbacks and the handle's own timer, on both loops.
 VALGRIND_INTEGRATION=(tls_matrix auth_rotation hostile handshake_steps async async_fd_reuse async_reply_status
-                      async_errmsg async_idle_close 'async_matrix=*built-in' adapter_cluster_libuv
+                      async_errmsg async_idle_close 'async_matrix=*built-in' pubsub adapter_cluster_libuv
                       adapter_cluster_libevent)
 step_valgrind() {
   local build="$ROOT/build-test"
