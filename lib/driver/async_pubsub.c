@@ -123,6 +123,17 @@ static void drop_in(redtls_message *m)
     redtls_message_free(m);
 }
 
+/* Frees every message of the inbox undelivered. */
+static void drain_in(redtls__ps *ps)
+{
+    redtls_message *m;
+    while ((m = ps->in_head) != NULL) {
+        ps->in_head = m->next;
+        drop_in(m);
+    }
+    ps->in_tail = NULL;
+}
+
 static void queue_in(redtls__ps *ps, redtls_message *m)
 {
     if (ps->in_tail)
@@ -517,12 +528,7 @@ void redtls__async_ps_end(redtls_async *ac, int freeing)
     redtls__ps *ps = ac->ps;
     if (!ps)
         return;
-    redtls_message *m;
-    while ((m = ps->in_head) != NULL) {
-        ps->in_head = m->next;
-        drop_in(m);
-    }
-    ps->in_tail = NULL;
+    drain_in(ps);
     /* Every subscription's last call. Those a callback adds meanwhile
      * (refused while freeing) are behind them and stay. */
     unsigned epoch = ac->epoch;
@@ -539,11 +545,7 @@ void redtls__async_ps_free(redtls_async *ac)
     redtls__ps *ps = ac->ps;
     if (!ps)
         return;
-    redtls_message *m;
-    while ((m = ps->in_head) != NULL) {
-        ps->in_head = m->next;
-        drop_in(m);
-    }
+    drain_in(ps);
     redtls__subs_free(&ps->t);
     free(ps);
     ac->ps = NULL;
