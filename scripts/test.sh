@@ -117,7 +117,11 @@ step_hiredis1() {
     "programs load $lib ($other programs load no libhiredis)"
   sigv4_node_modules
   ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error
-  echo "hiredis1: the suite passed against hiredis $version ($prefix)"
+  # The TLS matrices and the rotation walks again, every connection on
+  # RESP3 (HELLO 3 set-up): REDTLS_TEST_PROTOCOL=3 (tests/harness/lab_client.h).
+  REDTLS_TEST_PROTOCOL=3 ctest --test-dir "$build" --output-on-failure -j"$JOBS" --no-tests=error \
+    -R 'integration\.(certs|tls_matrix|async_matrix|auth_rotation)$'
+  echo "hiredis1: the suite passed against hiredis $version ($prefix), and the TLS matrices and rotation walks on RESP3"
 }
 
 # Built the way a project that vendors redtls builds its ASan job: clang, the

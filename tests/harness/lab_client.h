@@ -8,8 +8,20 @@
 #define REDTLS_TESTS_LAB_CLIENT_H
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lab.h"
+
+/* REDTLS_TEST_PROTOCOL=3 (the hiredis 1.x CI step runs the TLS matrices
+ * and the rotation walks again with it): the configuration speaks RESP3,
+ * so every case goes through the HELLO 3 set-up. */
+static inline void lab_client_protocol(redtls_config *cfg)
+{
+    const char *p = getenv("REDTLS_TEST_PROTOCOL");
+    if (p && strcmp(p, "3") == 0)
+        assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 3), REDTLS_OK);
+}
 
 /* *cfg: host:port over TLS, trusting the lab's certificate file ca (e.g.
  * "ca.crt"), and AUTH with token when it is not NULL. */
@@ -18,6 +30,7 @@ static inline void lab_client_config(redtls_config **cfg, const char *host, uint
 {
     assert_int_equal(redtls_config_new(cfg), REDTLS_OK);
     assert_cfg_status(*cfg, redtls_config_set_host(*cfg, host, port), REDTLS_OK);
+    lab_client_protocol(*cfg);
     assert_cfg_status(*cfg, redtls_config_set_ca_file(*cfg, lab_cert(ca)), REDTLS_OK);
     if (token != NULL)
         assert_cfg_status(*cfg, redtls_config_set_token(*cfg, token), REDTLS_OK);

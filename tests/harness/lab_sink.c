@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -85,9 +86,18 @@ static size_t sink_command_len(const char *buf, size_t len)
     return (size_t)(p - buf);
 }
 
+/* 1 when the framed command buf[0..len) is HELLO. */
+static int sink_is_hello(const char *buf, size_t len)
+{
+    const char *p = memchr(buf, '\n', len);
+    return p && (size_t)(buf + len - (p + 1)) >= 9 && strncmp(p + 1, "$5\r\n", 4) == 0 &&
+           strncasecmp(p + 5, "HELLO", 5) == 0;
+}
+
 static void sink_serve_one(SSL_CTX *ctx, int c, const lab_server *srv)
 {
     static const char ok[] = "+OK\r\n";
+    static const char hello3[] = "%1\r\n$5\r\nproto\r\n:3\r\n";
     char pending[1 << 16];
     size_t npending = 0;
     struct timeval tv = {10, 0};
@@ -136,9 +146,18 @@ static void sink_serve_one(SSL_CTX *ctx, int c, const lab_server *srv)
         memcpy(pending + npending, buf, (size_t)r);
         npending += (size_t)r;
         while ((cmd = sink_command_len(pending, npending)) > 0) {
+            int hello = sink_is_hello(pending, cmd);
             memmove(pending, pending + cmd, npending - cmd);
             npending -= cmd;
-            if (SSL_write(ssl, ok, (int)sizeof ok - 1) <= 0) {
+            /* HELLO 3 (a client speaking RESP3) gets the one field it
+             * checks, "proto" 3; everything else +OK. */
+            const char *ans = ok;
+            size_t alen = sizeof ok - 1;
+            if (hello) {
+                ans = hello3;
+                alen = sizeof hello3 - 1;
+            }
+            if (SSL_write(ssl, ans, (int)alen) <= 0) {
                 goto out;
             }
         }

@@ -20,6 +20,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 #include "lab_async.h"
 #include "lab_hostile.h"
 #include "lab_proxy.h"
@@ -162,6 +163,7 @@ static redtls_config *make_cfg(const char *host, uint16_t port)
     redtls_config *cfg = NULL;
     assert_true(t.ncfg < sizeof t.cfg / sizeof t.cfg[0]);
     assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    lab_client_protocol(cfg);
     t.cfg[t.ncfg++] = cfg;
     assert_cfg_status(cfg, redtls_config_set_host(cfg, host, port), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
@@ -975,6 +977,9 @@ static void hostile_run(const hostile_case *hc)
     lab_proxy_retarget(&t.proxy, t.hostile.port);
     redtls_config *cfg = make_cfg("localhost", t.proxy.port);
     assert_cfg_status(cfg, redtls_config_set_token(cfg, NULL), REDTLS_OK);
+    /* The hostile server answers its cases' bytes to the first commands:
+     * a RESP2 server, whatever REDTLS_TEST_PROTOCOL says. */
+    assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 2), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_max_buffer(cfg, HOSTILE_MAX_BUFFER), REDTLS_OK);
     if (hc->command_ms)
         assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, SCALED(hc->command_ms)), REDTLS_OK);

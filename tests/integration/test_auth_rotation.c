@@ -18,6 +18,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 
 #define OLD_TOKEN "rotation-OLD-token-4f1e2d"
 #define NEW_TOKEN "rotation-NEW-token-9a8b7c"
@@ -75,6 +76,7 @@ static redtls_config *base_cfg(uint16_t port)
 {
     redtls_config *cfg = NULL;
     assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    lab_client_protocol(cfg);
     assert_cfg_status(cfg, redtls_config_set_host(cfg, "localhost", port), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
     redtls_config_set_connect_timeout_ms(cfg, TIMEOUT_MS);
@@ -332,6 +334,14 @@ static void test_server_without_password(void **state)
     redtls_config_set_token(cfg, OLD_TOKEN);
     redtls_conn *c = open_conn(cfg);
     redtls_config_free(cfg);
+    const char *proto = getenv("REDTLS_TEST_PROTOCOL");
+    if (proto && strcmp(proto, "3") == 0) {
+        /* README: under RESP3, HELLO 3 AUTH names the default user, which
+         * a server without a password accepts with any password. */
+        assert_conn_status(c, redtls_conn_connect(c), REDTLS_OK);
+        redtls_conn_free(c);
+        return;
+    }
     assert_conn_status(c, redtls_conn_connect(c), REDTLS_E_AUTH);
     assert_contains(redtls_conn_errmsg(c), "without any password configured");
     assert_null(strstr(redtls_conn_errmsg(c), OLD_TOKEN));

@@ -17,6 +17,7 @@
 
 #include "lab.h"
 #include "lab_assert.h"
+#include "lab_client.h"
 #include "lab_hostile.h"
 
 #define TOKEN "lab-Secret-Token-4d9f21"
@@ -82,6 +83,7 @@ static redtls_config *make_cfg(const char *host, uint16_t port)
 {
     redtls_config *cfg = NULL;
     assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    lab_client_protocol(cfg);
     assert_cfg_status(cfg, redtls_config_set_host(cfg, host, port), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_ca_file(cfg, lab_cert("ca.crt")), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
@@ -290,6 +292,7 @@ static void test_system_store_does_not_trust_test_ca(void **state)
     (void)state;
     start_sink("server");
     assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    lab_client_protocol(cfg);
     t.cfg = cfg;
     assert_cfg_status(cfg, redtls_config_set_host(cfg, "localhost", t.srv.port), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
@@ -614,6 +617,7 @@ static void test_ca_from_memory(void **state)
     (void)state;
     assert_non_null(pem);
     assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    lab_client_protocol(cfg);
     t.cfg = cfg;
     assert_cfg_status(cfg, redtls_config_set_host(cfg, "localhost", redis_main.port), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
@@ -629,6 +633,7 @@ static void test_ca_dir(void **state)
     redtls_config *cfg = NULL;
     (void)state;
     assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    lab_client_protocol(cfg);
     t.cfg = cfg;
     assert_cfg_status(cfg, redtls_config_set_host(cfg, "localhost", redis_main.port), REDTLS_OK);
     assert_cfg_status(cfg, redtls_config_set_token(cfg, TOKEN), REDTLS_OK);
