@@ -181,9 +181,8 @@ static void print_pubsub(const struct bench_options *o, const char *url, const s
                sub, tr, proto, o->channel, b->received, o->datasize, seconds, rate, mbs, cpu, b->bytes, b->errors);
         break;
     default:
-        printf("redtls-bench %s  %s  %s  %s  pubsub, %s subscriber  channel %s  payload %ld B\n", redtls_version(),
-               url, tr, proto, o->subscriber_blocking ? "blocking" : "async (builtin loop)", o->channel,
-               o->datasize);
+        printf("redtls-bench %s  %s  %s  %s  pubsub, %s subscriber  channel %s  payload %ld B\n", redtls_version(), url,
+               tr, proto, o->subscriber_blocking ? "blocking" : "async (builtin loop)", o->channel, o->datasize);
         printf("%10s %10s %12s %9s %12s %14s %7s\n", "messages", "seconds", "msgs/s", "MB/s", "cpu us/msg",
                "payload bytes", "errors");
         printf("%10ld %10.3f %12.0f %9.2f %12.3f %14llu %7ld\n", b->received, seconds, rate, mbs, cpu, b->bytes,

@@ -358,8 +358,8 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->async && (o->inflight_set || o->loop_set || o->stall_n))
         return usage_error("--inflight, --loop and --stall go with --async");
-    if (o->pubsub && (o->async || o->cluster || o->connect_n || o->idle_n || o->pipeline != 1 || o->conns != 1 ||
-                      o->mix))
+    if (o->pubsub &&
+        (o->async || o->cluster || o->connect_n || o->idle_n || o->pipeline != 1 || o->conns != 1 || o->mix))
         return usage_error("--pubsub is a mode of its own (one subscriber; --subscriber picks the API)");
     if (!o->pubsub && o->subscriber_set)
         return usage_error("--subscriber goes with --pubsub");

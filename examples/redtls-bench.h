@@ -72,7 +72,7 @@ struct bench_options {
     const char *channel;     /* pubsub: the channel (default "bench") */
     int subscriber_blocking; /* pubsub: redtls_subscriber instead of async */
     int subscriber_set;
-    int resp3;               /* --resp3: redtls_config_set_protocol(cfg, 3) */
+    int resp3; /* --resp3: redtls_config_set_protocol(cfg, 3) */
 };
 
 /* One prepared command: argv and lengths built once, the 12 key digits
