@@ -1,0 +1,266 @@
+# shellcheck shell=bash
+# Section "pubsub" of scripts/bench.sh (sourced by it; see the top of
+# bench.sh): one subscriber over TLS receiving what redis-benchmark
+# publishes, redtls against hiredis 1.2.0's asynchronous API. Uses bench.sh's
+# BENCH, BUILD, WORK, CA, TOKEN, TLS_PORT, ROUNDS, say and
+# build_hiredis_peers.
+#
+# One run: the subscriber starts first; once `PUBSUB NUMSUB <channel>`
+# says 1, redis-benchmark -c 1 -P 64 PUBLISHes exactly n messages of the
+# payload size (the subscriber is the only one, so each PUBLISH is one
+# message); the subscriber checks every message and leaves after the n-th;
+# the publisher is waited for and stopped by its pid when it lingers. The
+# server's pubsub output-buffer limit is lifted for the section
+# (client-output-buffer-limit pubsub 0 0 0), so a subscriber slowed down
+# 50x by callgrind is never disconnected: what it has not read yet waits
+# in the server.
+
+PUBSUB_N=${PUBSUB_N:-20000}
+PUBSUB_TIMED_N=${PUBSUB_TIMED_N:-200000}
+PUBSUB_SIZES=${PUBSUB_SIZES:-16 1024}
+PUBSUB_PIPELINE=64
+PUBSUB_CHANNEL=bench
+PUBSUB_PIDS=()
+
+# Stops the subscriber and publisher of a run still going (bench.sh's exit
+# trap calls it too).
+pubsub_stop() {
+  if [[ ${#PUBSUB_PIDS[@]} -gt 0 ]]; then _throwaway_stop_pids "${PUBSUB_PIDS[@]}"; fi
+  PUBSUB_PIDS=()
+}
+
+ps_cli() {
+  REDISCLI_AUTH=$TOKEN redis-cli --tls --cacert "$CA" --sni localhost -h 127.0.0.1 -p "$TLS_PORT" "$@"
+}
+
+# The subscribers on the channel now.
+ps_numsub() {
+  ps_cli PUBSUB NUMSUB "$PUBSUB_CHANNEL" 2>/dev/null | sed -n 2p
+}
+
+# Sets CMD to one subscriber's command line.
+pubsub_cmd() { # client protocol size messages
+  local resp3=()
+  case $1 in
+    redtls | redtls-blocking)
+      [[ $2 == resp3 ]] && resp3=(--resp3)
+      CMD=("$BENCH" -u "rediss://localhost:$TLS_PORT" --resolve localhost:127.0.0.1 --cacert "$CA" --pubsub
+           --channel "$PUBSUB_CHANNEL" -n "$4" -d "$3" "${resp3[@]}" --csv)
+      if [[ $1 == redtls-blocking ]]; then CMD+=(--subscriber blocking); fi ;;
+    hiredis-async)
+      [[ $2 == resp3 ]] && resp3=(--resp3)
+      CMD=("$HSBENCH" -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" --sni localhost --channel "$PUBSUB_CHANNEL"
+           -n "$4" -d "$3" "${resp3[@]}" --csv) ;;
+  esac
+}
+
+# One run: WRAP (valgrind, or nothing) around the subscriber, then the
+# publisher. The subscriber is started by itself (no wrapper process), so
+# the pid waited for and stopped is its own. Leaves the subscriber's output in
+# OUT.stdout/.stderr and the publisher's msgs/s in PUB_RPS. Exits the
+# script when anything fails.
+pubsub_once() { # out label messages size WRAP...
+  local out=$1 label=$2 n=$3 size=$4 sub pub rc i payload
+  shift 4
+  payload=$(head -c "$size" /dev/zero | tr '\0' x)
+  # The last run's subscription must be gone, or NUMSUB would say 1 early.
+  for ((i = 0; i < 100; i++)); do [[ $(ps_numsub) == 0 ]] && break; sleep 0.1; done
+  "$@" "${CMD[@]}" >"$out.stdout" 2>"$out.stderr" &
+  sub=$!
+  PUBSUB_PIDS=("$sub")
+  for ((i = 0; i < 600; i++)); do
+    [[ $(ps_numsub) == 1 ]] && break
+    kill -0 "$sub" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ $(ps_numsub) != 1 ]]; then
+    pubsub_stop
+    grep -v '^==' "$out.stderr" | tail -n 5 >&2
+    echo "bench: pubsub: the subscriber did not subscribe within 60 s ($label)" >&2
+    exit 1
+  fi
+  # --csv: no progress timer (see section_ir).
+  redis-benchmark -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" --sni localhost -a "$TOKEN" -c 1 \
+    -P "$PUBSUB_PIPELINE" -n "$n" -q --csv PUBLISH "$PUBSUB_CHANNEL" "$payload" >"$out.pub" 2>&1 &
+  pub=$!
+  PUBSUB_PIDS=("$sub" "$pub")
+  rc=0
+  wait "$sub" || rc=$?
+  # The publisher has sent its n by now (the subscriber had them all);
+  # only its last replies may be on the way.
+  for ((i = 0; i < 100; i++)); do kill -0 "$pub" 2>/dev/null || break; sleep 0.1; done
+  PUBSUB_PIDS=("$pub")
+  pubsub_stop
+  wait "$pub" 2>/dev/null || true
+  if [[ $rc != 0 ]]; then
+    grep -v '^==' "$out.stderr" | tail -n 5 >&2
+    echo "bench: pubsub: the subscriber failed with status $rc ($label)" >&2
+    exit 1
+  fi
+  local errs msgs
+  IFS=, read -r _ _ _ _ _ msgs _ _ _ _ _ _ errs < <(tail -n 1 "$out.stdout")
+  if [[ "$msgs" != "$n" || "$errs" != 0 ]]; then
+    echo "bench: pubsub: $msgs messages, $errs unexpected ($label): $(tail -n 1 "$out.stdout")" >&2
+    exit 1
+  fi
+  PUB_RPS=$(grep '^"PUBLISH' "$out.pub" | cut -d, -f2 | tr -d '"')
+}
+
+section_pubsub() {
+  local start=$SECONDS
+  build_hiredis_peers pubsub async
+  HSBENCH="$BUILD/hiredis-sub-bench"
+  # shellcheck disable=SC2046
+  if ! nice "${CC:-cc}" -O2 -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -I"$H1/include" -o "$HSBENCH" \
+       "$ROOT/scripts/bench/hiredis-sub-bench.c" "$H1/lib/libhiredis_ssl.a" "$H1/lib/libhiredis.a" \
+       $(pkg-config --cflags --libs libevent) -lssl -lcrypto; then
+    echo "bench: building scripts/bench/hiredis-sub-bench.c failed (libevent-dev: scripts/deps.sh)" >&2
+    exit 1
+  fi
+
+  local protocols=(resp2) clients=(redtls redtls-blocking hiredis-async)
+  if "$BENCH" --help | grep -q -- '--resp3'; then
+    protocols+=(resp3)
+  else
+    say "pubsub: this redtls-bench has no --resp3 (RESP3 not in this build): RESP2 only"
+  fi
+  local old_limit
+  old_limit=$(ps_cli CONFIG GET client-output-buffer-limit | sed -n 2p)
+  ps_cli CONFIG SET client-output-buffer-limit "pubsub 0 0 0" >/dev/null
+
+  local raw_ir="$BUILD/pubsub-ir-raw.csv" raw_t="$BUILD/pubsub-raw.csv" keep="$BUILD/pubsub-callgrind"
+  rm -rf "$keep"
+  mkdir -p "$keep" "$WORK/pubsub"
+  echo "protocol,size,client,messages,ir_total" >"$raw_ir"
+  local proto size client req out total n=$PUBSUB_N
+  for proto in "${protocols[@]}"; do
+    for size in $PUBSUB_SIZES; do
+      for client in "${clients[@]}"; do
+        say "pubsub: $client, $proto, $size-byte payloads: $n and $((2 * n)) messages under callgrind"
+        for req in "$n" $((2 * n)); do
+          pubsub_cmd "$client" "$proto" "$size" "$req"
+          out="$WORK/pubsub/$client-$proto-$size-$req"
+          pubsub_once "$out" "callgrind, $client $proto $size B" "$req" "$size" \
+            nice valgrind --tool=callgrind --callgrind-out-file="$out.cg"
+          total=$(sed -n 's/^totals: *//p' "$out.cg")
+          [[ "$total" =~ ^[0-9]+$ ]] || { echo "bench: no 'totals:' line in $out.cg" >&2; exit 1; }
+          echo "$proto,$size,$client,$req,$total" >>"$raw_ir"
+          if [[ $client == redtls ]]; then mv "$out.cg" "$keep/redtls-$proto-$size-$req.callgrind"; fi
+          rm -f "$out.cg" "$out.stdout" "$out.stderr" "$out.pub"
+        done
+      done
+    done
+  done
+
+  # Timed: ROUNDS rounds; in each, every case, the clients in an order that
+  # turns with the round.
+  echo "round,protocol,size,client,messages,msgs_per_sec,cpu_us_per_msg,publisher_rps" >"$raw_t"
+  local round k nc=${#clients[@]} rate cpu c=0
+  for round in $(seq "$ROUNDS"); do
+    say "pubsub: timed round $round/$ROUNDS ($PUBSUB_TIMED_N messages a run)"
+    for proto in "${protocols[@]}"; do
+      for size in $PUBSUB_SIZES; do
+        c=$((c + 1))
+        for ((k = 0; k < nc; k++)); do
+          client=${clients[$(((k + round + c) % nc))]}
+          pubsub_cmd "$client" "$proto" "$size" "$PUBSUB_TIMED_N"
+          out="$WORK/pubsub/timed"
+          pubsub_once "$out" "timed, $client $proto $size B" "$PUBSUB_TIMED_N" "$size"
+          IFS=, read -r _ _ _ _ _ _ _ _ rate _ cpu _ _ < <(tail -n 1 "$out.stdout")
+          echo "$round,$proto,$size,$client,$PUBSUB_TIMED_N,$rate,$cpu,$PUB_RPS" >>"$raw_t"
+        done
+      done
+    done
+  done
+  if [[ -n "$old_limit" ]]; then ps_cli CONFIG SET client-output-buffer-limit "$old_limit" >/dev/null; fi
+
+  python3 - "$raw_ir" "$raw_t" "$BUILD/pubsub-results.csv" "$ROUNDS" "$PUBSUB_PIPELINE" <<'PY'
+import csv, statistics, sys
+
+raw_ir, raw_t, out_csv, rounds, pipeline = sys.argv[1:6]
+ir_rows = list(csv.DictReader(open(raw_ir)))
+t_rows = list(csv.DictReader(open(raw_t)))
+clients = ("redtls", "redtls-blocking", "hiredis-async")
+short = {"redtls": "redtls", "redtls-blocking": "rt-block", "hiredis-async": "hiredis"}
+cases = []
+for r in ir_rows:
+    if (r["protocol"], int(r["size"])) not in cases:
+        cases.append((r["protocol"], int(r["size"])))
+ir, nmsg = {}, {}
+for proto, size in cases:
+    for c in clients:
+        (n1, a), (n2, b) = sorted((int(r["messages"]), int(r["ir_total"])) for r in ir_rows
+                                  if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c)
+        ir[proto, size, c] = (b - a) / (n2 - n1)
+        nmsg[proto, size] = n1
+def med(proto, size, c, f):
+    v = [float(r[f]) for r in t_rows if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c]
+    return statistics.median(v) if v else float("nan")
+def spread(proto, size, c, f):
+    v = [float(r[f]) for r in t_rows if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c]
+    return "%.0fk-%.0fk" % (min(v) / 1e3, max(v) / 1e3) if v else "n/a"
+
+print()
+print("Pub/Sub: one subscriber over TLS 1.3, loopback, channel 'bench'; the publisher is redis-benchmark")
+print("-c 1 -P %s PUBLISH. redtls = redtls-bench --pubsub (redtls_async_subscribe, built-in loop);" % pipeline)
+print("rt-block = the blocking subscriber (redtls_subscriber_next, a copy per message); hiredis =")
+print("hiredis 1.2.0 async + hiredis_ssl + adapters/libevent.h (scripts/bench/hiredis-sub-bench.c).")
+print("Every message checked by each (its channel, its payload size).")
+print()
+print("Client instructions per message (callgrind, (Ir(2n) - Ir(n)) / n):")
+hdr = "%-6s %6s %7s | %9s %9s %9s | %14s %13s"
+print(hdr % ("proto", "bytes", "n", "redtls", "rt-block", "hiredis", "redtls/hiredis", "<= 0.8 target"))
+results = []
+for proto, size in cases:
+    r, bl, h = (ir[proto, size, c] for c in clients)
+    print(hdr % (proto, size, nmsg[proto, size], format(round(r), ","), format(round(bl), ","),
+                 format(round(h), ","), "%.2f" % (r / h), "met" if r <= 0.8 * h else "MISSED"))
+    for c in clients:
+        results.append(("ir_per_msg", proto, size, c, ir[proto, size, c]))
+    results.append(("ir_ratio_redtls_vs_hiredis", proto, size, "redtls", r / h))
+print()
+print("Time, medians of %s alternating rounds: messages/s from the first message to the last (bounded by" % rounds)
+print("the publisher and the server, which share the 2 cores: 'pub' is redis-benchmark's own PUBLISH/s);")
+print("CPU us per message as the subscriber measures it (getrusage from the confirmation to the last")
+print("message: connect and handshake left out):")
+hdr2 = "%-6s %6s | %9s %9s %9s %9s | %8s %8s %8s"
+print(hdr2 % ("proto", "bytes", "redtls", "rt-block", "hiredis", "pub", "redtls", "rt-block", "hiredis"))
+print(hdr2 % ("", "", "msg/s", "msg/s", "msg/s", "PUB/s", "CPU us", "CPU us", "CPU us"))
+for proto, size in cases:
+    rates = [med(proto, size, c, "msgs_per_sec") for c in clients]
+    pubs = statistics.median([med(proto, size, c, "publisher_rps") for c in clients])
+    cpu = [med(proto, size, c, "cpu_us_per_msg") for c in clients]
+    print(hdr2 % ((proto, size) + tuple("%.0f" % v for v in rates) + ("%.0f" % pubs,)
+                  + tuple("%.3f" % v for v in cpu)))
+    for c, v, u in zip(clients, rates, cpu):
+        results.append(("msgs_per_sec", proto, size, c, v))
+        results.append(("cpu_us_per_msg", proto, size, c, u))
+    results.append(("publisher_rps", proto, size, "redis-benchmark", pubs))
+print("The spread of those rounds (msgs/s, lowest-highest):")
+for proto, size in cases:
+    print("%-6s %6s | %s" % (proto, size, "  ".join("%s %s" % (short[c], spread(proto, size, c, "msgs_per_sec"))
+                                                    for c in clients)))
+with open(out_csv, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["metric", "protocol", "size", "client", "value"])
+    for m, p, s, c, v in results:
+        w.writerow([m, p, s, c, "%.4f" % v])
+print("Written: %s; every run: %s, %s" % (out_csv, raw_ir, raw_t))
+PY
+  local first=${PUBSUB_SIZES%% *} last=${PUBSUB_SIZES##* }
+  for size in $first $last; do
+    echo
+    python3 "$ROOT/scripts/bench/cgdiff.py" "$keep/redtls-resp2-$size-$n.callgrind" \
+      "$keep/redtls-resp2-$size-$((2 * n)).callgrind" "$n" --top 20 --title \
+      "redtls --pubsub, RESP2, $size-byte payloads: top 20 functions by inclusive instructions per message
+(the frames above main left out; addresses: libssl/libcrypto have no symbols here)"
+    echo
+    python3 "$ROOT/scripts/bench/cgdiff.py" "$keep/redtls-resp2-$size-$n.callgrind" \
+      "$keep/redtls-resp2-$size-$((2 * n)).callgrind" "$n" --top 15 --sort self \
+      --title "redtls --pubsub, RESP2, $size-byte payloads: top 15 by self instructions per message"
+    [[ $first == "$last" ]] && break
+  done
+  echo
+  echo "Profiles (callgrind_annotate --inclusive=yes FILE reads them): $keep"
+  say "pubsub: section took $((SECONDS - start)) s"
+}
