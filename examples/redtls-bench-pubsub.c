@@ -67,16 +67,16 @@ static int ps_count(struct psbench *b, const redtls_message *m)
     return 1;
 }
 
-/* A notice that is not the first confirmation: a restore means the
- * connection was lost and messages may be missing, an end before n
- * messages means the run cannot finish. */
+/* A notice: the confirmation starts the CPU clock; a restore (the
+ * connection was lost, messages published meanwhile are missing) or an
+ * end before the n-th message fails the run. */
 static void ps_notice(struct psbench *b, const redtls_message *m)
 {
     switch (redtls_message_type(m)) {
     case REDTLS_MSG_SUBSCRIBED: b->cpu_start = cpu_ns(); break;
     case REDTLS_MSG_RESTORED:
-        fputs("redtls-bench: the subscription was restored on a new connection: messages may be missing\n", stderr);
-        b->errors++;
+        ps_fail(b, REDTLS_E_STATE, "the subscription was restored on a new connection",
+                "messages published meanwhile are missing");
         break;
     case REDTLS_MSG_UNSUBSCRIBED:
         if (b->received < b->o->requests)
@@ -92,6 +92,8 @@ static void on_message(redtls_async *ac, const redtls_message *m, void *ud)
 
     if (redtls_message_type(m) != REDTLS_MSG_MESSAGE) {
         ps_notice(b, m);
+        if (b->failed != REDTLS_OK)
+            redtls_async_close(ac);
         return;
     }
     /* The n-th: closing ends the subscription (its UNSUBSCRIBED notice
@@ -100,12 +102,17 @@ static void on_message(redtls_async *ac, const redtls_message *m, void *ud)
         redtls_async_close(ac);
 }
 
+/* A lost connection loses messages (a restore follows): its cause is
+ * worth seeing. */
 static void on_event(void *ud, redtls_event_type type, const char *detail)
 {
     int *plain = ud;
 
     if (type == REDTLS_EVENT_CONNECTED && strcmp(detail, "plain TCP") == 0)
         *plain = 1;
+    if (type == REDTLS_EVENT_DISCONNECTED || type == REDTLS_EVENT_RECONNECT_SCHEDULED)
+        fprintf(stderr, "redtls-bench: %s: %s\n", type == REDTLS_EVENT_DISCONNECTED ? "disconnected" : "reconnecting",
+                detail);
 }
 
 static int run_async_subscriber(struct psbench *b, redtls_config *cfg)

@@ -91,7 +91,9 @@
 #   MIGRATE_ROUNDS  migrate: copies per tool and dataset (default 1; the
 #             source's TTLs of 5-15 minutes bound how many fit)
 #   PUBSUB_N  pubsub: the shorter callgrind run's messages (default 20000;
-#             the longer run receives twice as many)
+#             the longer run receives twice as many), fewer for large
+#             payloads: at most PUBSUB_IR_BYTES on the wire (default 1000000:
+#             900 messages of 1024 bytes; see pubsub_ir_n)
 #   PUBSUB_TIMED_N  pubsub: messages per timed run (default 200000)
 #   PUBSUB_SIZES  pubsub: payload sizes in bytes (default "16 1024")
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
@@ -139,6 +141,7 @@ MIGRATE_STRINGS=${MIGRATE_STRINGS:-1000000}
 MIGRATE_ROUNDS=${MIGRATE_ROUNDS:-1}
 PUBSUB_N=${PUBSUB_N:-20000}
 PUBSUB_TIMED_N=${PUBSUB_TIMED_N:-200000}
+PUBSUB_IR_BYTES=${PUBSUB_IR_BYTES:-1000000}
 PUBSUB_SIZES=${PUBSUB_SIZES:-16 1024}
 ALL_SECTIONS="timed ir async async-load cluster migrate pubsub"
 SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
@@ -161,7 +164,8 @@ if ! [[ "$ASYNC_N" =~ ^[1-9][0-9]*$ ]] || (( ASYNC_N % 1024 != 0 )); then
   exit 2
 fi
 for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS CLUSTER_TIMED_N MIGRATE_KEYS MIGRATE_BIG_HASH \
-         MIGRATE_STRINGS MIGRATE_ROUNDS PUBSUB_N PUBSUB_TIMED_N; do
+         MIGRATE_STRINGS MIGRATE_ROUNDS PUBSUB_N PUBSUB_TIMED_N \
+         PUBSUB_IR_BYTES; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive number" >&2; exit 2; }
 done
 for v in $PUBSUB_SIZES; do
