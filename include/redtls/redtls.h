@@ -129,7 +129,8 @@ typedef enum redtls_status {
     /* The server refused the credentials (AUTH failed). */
     REDTLS_E_AUTH = 14,
     /* A step of the connection set-up after AUTH (SELECT, CLIENT SETNAME)
-     * was refused by the server. */
+     * was refused by the server, or, under protocol 3, the server does not
+     * speak RESP3 (no HELLO, NOPROTO). */
     REDTLS_E_SETUP = 15,
     /* A socket read or write failed (connection reset, broken pipe, ...). */
     REDTLS_E_IO = 16,
@@ -254,7 +255,7 @@ REDTLS_EXTERN const char *redtls_config_errmsg(const redtls_config *cfg);
  * TOKEN are percent-decoded. Query parameters (see README "URL format"):
  *   cacert=FILE capath=DIR cert=FILE key=FILE sni=NAME tls_min=1.2|1.3
  *   connect_timeout=MS handshake_timeout=MS timeout=MS (command)
- *   name=CLIENTNAME db=N
+ *   name=CLIENTNAME db=N protocol=2|3
  * Errors: REDTLS_E_URL (message names the bad part, never the token),
  * REDTLS_E_CONFIG (a named file cannot be used), REDTLS_E_NOMEM.
  * On failure cfg is unchanged. */
@@ -512,8 +513,54 @@ REDTLS_EXTERN redtls_status redtls_config_set_event_callback(redtls_config *cfg,
 /* SELECT this database after AUTH when it is not 0. */
 REDTLS_EXTERN redtls_status redtls_config_set_db(redtls_config *cfg, int db);
 
-/* CLIENT SETNAME after AUTH/SELECT. NULL clears. No spaces allowed. */
+/* CLIENT SETNAME after AUTH/SELECT (under protocol 3, SETNAME inside the
+ * set-up's HELLO 3). NULL clears. No spaces allowed. */
 REDTLS_EXTERN redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name);
+
+/* The protocol the connection speaks: 2 (RESP2, the default) or 3
+ * (RESP3). With 3 the set-up is one "HELLO 3 [AUTH user token] [SETNAME
+ * name]" round trip in place of AUTH and CLIENT SETNAME (SELECT and
+ * READONLY stay separate steps), with the same token rotation, credential
+ * callback, IAM and messages as AUTH; without a user name HELLO
+ * authenticates as "default", which is the user a plain AUTH token
+ * stands for. Replies then come with RESP3's kinds (maps, sets, doubles,
+ * booleans, big numbers, verbatim strings; see "Replies" below), and
+ * server pushes go to the push callback, never in place of a reply (see
+ * redtls_config_set_push_callback()). A server without HELLO (before
+ * Redis 6) fails the connection with REDTLS_E_SETUP, and so does one that
+ * refuses protocol 3 (NOPROTO). Re-authentication on an open connection
+ * (NOAUTH, a live token update, the IAM schedule) sends a plain AUTH
+ * under both protocols: HELLO would reset the connection's protocol and
+ * name, which the set-up made already, and AUTH's "+OK" is the same
+ * under RESP2 and RESP3. Cluster handles made from the configuration use
+ * it for every node. Errors: REDTLS_E_INVALID (not 2 or 3),
+ * REDTLS_E_CONFIG (3 in a build against hiredis older than 1.0, which
+ * cannot parse RESP3; the message names the hiredis version). */
+REDTLS_EXTERN redtls_status redtls_config_set_protocol(redtls_config *cfg, int version);
+
+/* 1 when this build of redtls can speak protocol version (2 or 3: 3 needs
+ * hiredis 1.0 or later at build time), else 0. Thread-safe. */
+REDTLS_EXTERN int redtls_protocol_supported(int version);
+
+/* Server pushes (RESP3, protocol 3): out-of-band data that answers no
+ * command, such as CLIENT TRACKING's invalidations ("invalidate" and the
+ * keys). A push never takes the place of a command's reply: each is
+ * handed to cb (reply kind REDTLS_REPLY_PUSH, its first element the
+ * push's name) and freed after cb returns; without a callback pushes are
+ * dropped. An attribute (RESP3 '|', kind REDTLS_REPLY_ATTR: a map of
+ * keys and values about the reply that follows it) is handed to cb in
+ * the same way, right before the command's reply it describes is
+ * returned; the reply itself is returned as usual. The reply is borrowed
+ * for the call only: copy what is needed. When cb runs: blocking API,
+ * during any call that reads replies (a command, redtls_conn_get_reply,
+ * the set-up and the library's own round trips), and at the start of a
+ * command on a connection with nothing owed, where what arrived while it
+ * was idle is read first; asynchronous API, from the loop's processing,
+ * like the reply callbacks. cb must not call any function on the same
+ * connection or asynchronous handle (nor free it); it may use other
+ * handles. NULL clears. */
+typedef void (*redtls_push_cb)(void *userdata, const struct redisReply *push);
+REDTLS_EXTERN redtls_status redtls_config_set_push_callback(redtls_config *cfg, redtls_push_cb cb, void *userdata);
 
 /* Timeouts in milliseconds; 0 means no limit (not recommended). The
  * connect timeout covers resolving the host name (on a short-lived thread
@@ -598,7 +645,8 @@ REDTLS_EXTERN void redtls_conn_free(redtls_conn *conn);
 
 /* Blocking connect: resolve, TCP connect (every address in turn, within the
  * connect timeout), TLS handshake with certificate and hostname verification
- * (handshake timeout), then AUTH, SELECT and CLIENT SETNAME as configured.
+ * (handshake timeout), then AUTH, SELECT and CLIENT SETNAME as configured
+ * (under protocol 3: HELLO 3 with AUTH and SETNAME, then SELECT).
  * Credentials are only sent once the server certificate has been verified.
  * An open connection is closed first. Errors: REDTLS_E_RESOLVE,
  * REDTLS_E_CONNECT, REDTLS_E_CONNECT_TIMEOUT, REDTLS_E_HANDSHAKE_TIMEOUT,
@@ -655,15 +703,21 @@ REDTLS_EXTERN redtls_status redtls_conn_command_argv(redtls_conn *conn, int argc
  * server did not execute it. In a pipeline a NOAUTH reply is returned as it
  * is and the connection re-authenticates before the next command. */
 
-/* Protocol: redtls speaks RESP2. A HELLO asking for another protocol
- * version (HELLO 3) is refused by every command and append call with
- * REDTLS_E_INVALID before anything is written: under RESP3 the server's
- * pushes would be taken for replies. HELLO 2, and HELLO without a version,
- * pass. If a server sends a RESP3 push anyway, hiredis 1.x parses it and
- * redtls drops it (it answers no command); with hiredis 0.14, which cannot
- * parse RESP3, the connection ends with REDTLS_E_PROTOCOL. Replies of
- * other RESP3 types that hiredis 1.x parses keep hiredis's type numbers
- * and are held to the same limits as RESP2 replies. */
+/* Protocol: a connection speaks RESP2 unless its configuration asks for
+ * RESP3 (redtls_config_set_protocol(cfg, 3), or protocol=3 in the URL;
+ * a build against hiredis 1.0 or later is needed). A HELLO asking for
+ * another protocol than the connection's (under RESP2 HELLO 3, under
+ * RESP3 HELLO 2) is refused by every command and append call with
+ * REDTLS_E_INVALID before anything is written: the replies of every later
+ * command would be read in the wrong protocol. HELLO without a version,
+ * and HELLO with the connection's own version, pass. Server pushes never
+ * take the place of a reply: they go to the push callback
+ * (redtls_config_set_push_callback()) or are dropped; a RESP3 attribute
+ * goes to the same callback right before the reply it describes. A server
+ * that sends RESP3 to a RESP2 connection anyway is read the same way with
+ * hiredis 1.x; with hiredis 0.14, which cannot parse RESP3, the
+ * connection ends with REDTLS_E_PROTOCOL. Every reply kind, RESP2 or
+ * RESP3, is held to the same limits. */
 
 /* Flags for redtls_conn_command_argv_ex(). */
 #define REDTLS_CMD_IDEMPOTENT 1u /* safe to run twice: resent once after a
@@ -719,28 +773,64 @@ REDTLS_EXTERN const char *redtls_conn_peer_not_after(redtls_conn *conn);
 /* Replies                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Same values as hiredis's REDIS_REPLY_*. */
+/* Same values as hiredis's REDIS_REPLY_* (hiredis 1.x numbers the RESP3
+ * types 7 to 14; hiredis 0.14 knows only 1 to 6). The RESP3 kinds only
+ * come from a connection configured for protocol 3 (see
+ * redtls_config_set_protocol()), or from a server that sends them unasked
+ * to a client built against hiredis 1.x. */
 typedef enum redtls_reply_kind {
     REDTLS_REPLY_STRING = 1,
     REDTLS_REPLY_ARRAY = 2,
     REDTLS_REPLY_INTEGER = 3,
-    REDTLS_REPLY_NIL = 4,
+    REDTLS_REPLY_NIL = 4, /* RESP2's null bulk and array, RESP3's null */
     REDTLS_REPLY_STATUS = 5,
-    REDTLS_REPLY_ERROR = 6
+    REDTLS_REPLY_ERROR = 6, /* RESP3's blob errors too */
+    REDTLS_REPLY_DOUBLE = 7,
+    REDTLS_REPLY_BOOL = 8,
+    REDTLS_REPLY_MAP = 9,
+    REDTLS_REPLY_SET = 10,
+    REDTLS_REPLY_ATTR = 11, /* only ever seen by the push callback */
+    REDTLS_REPLY_PUSH = 12, /* only ever seen by the push callback */
+    REDTLS_REPLY_BIGNUM = 13,
+    REDTLS_REPLY_VERB = 14
 } redtls_reply_kind;
 
-/* Frees a reply and all its elements. Accepts NULL. */
+/* Frees a reply and all its elements. Accepts NULL. Use it (rather than
+ * hiredis's freeReplyObject()) for an attribute (REDTLS_REPLY_ATTR) a
+ * push callback copied: hiredis 1.2's freeReplyObject() does not know that
+ * type and would leak its elements. */
 REDTLS_EXTERN void redtls_reply_free(struct redisReply *reply);
-/* Type of the reply; 0 for NULL. */
+/* Type of the reply (a redtls_reply_kind); 0 for NULL. */
 REDTLS_EXTERN int redtls_reply_type(const struct redisReply *reply);
-/* String, status and error replies: the bytes (not NUL-terminated for
- * binary data; a NUL follows them anyway) and their length. NULL otherwise. */
+/* The bytes of a reply that has text, and their length (*len may be NULL;
+ * it is 0 when NULL is returned). A NUL always follows the bytes, but
+ * binary data may hold NULs of its own. NULL for other kinds.
+ *   STRING, STATUS, ERROR: the text as sent.
+ *   DOUBLE: the number as the server wrote it ("3.14", "inf", "-inf",
+ *     "nan"); redtls_reply_double() gives its value.
+ *   BIGNUM: its decimal digits, with a leading '-' when negative.
+ *   VERB: the text without its format prefix ("txt:"); the format is
+ *     redtls_reply_verbatim_format()'s. */
 REDTLS_EXTERN const char *redtls_reply_str(const struct redisReply *reply, size_t *len);
-/* Integer replies: the value; 0 otherwise. */
+/* INTEGER replies: the value; 0 otherwise (a BOOL is not an integer: see
+ * redtls_reply_bool()). */
 REDTLS_EXTERN long long redtls_reply_integer(const struct redisReply *reply);
-/* Array replies: the number of elements; 0 otherwise. */
+/* DOUBLE replies: the value (infinities and NaN included); 0.0
+ * otherwise. */
+REDTLS_EXTERN double redtls_reply_double(const struct redisReply *reply);
+/* BOOL replies: 1 for true, 0 for false; -1 for any other reply (NULL
+ * included), so a caller can tell "false" from "not a BOOL". */
+REDTLS_EXTERN int redtls_reply_bool(const struct redisReply *reply);
+/* VERB replies: the three-letter format, "txt" (plain text) or "mkd"
+ * (markdown), borrowed from reply; NULL for other kinds. */
+REDTLS_EXTERN const char *redtls_reply_verbatim_format(const struct redisReply *reply);
+/* Aggregates (ARRAY, MAP, SET, PUSH, ATTR): the number of elements; 0 for
+ * other kinds. A MAP or ATTR holds its keys and values interleaved (key 0,
+ * value 0, key 1, value 1, ...), so its length is twice its number of
+ * pairs. */
 REDTLS_EXTERN size_t redtls_reply_len(const struct redisReply *reply);
-/* Array replies: element i (borrowed from reply), NULL when out of range. */
+/* Aggregates: element i (borrowed from reply) in the order above; NULL
+ * when out of range or reply is not an aggregate. */
 REDTLS_EXTERN const struct redisReply *redtls_reply_element(const struct redisReply *reply, size_t i);
 
 #ifdef __cplusplus

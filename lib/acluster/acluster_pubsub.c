@@ -163,6 +163,9 @@ static void place(redtls_async_cluster *acl, acl_csub *c)
     acl_node *n = acl->nodes[ni];
     if (!n->sub_ac && redtls__acl_node_sub_conn_new(acl, n) != REDTLS_OK)
         return;
+    /* Its reconnect limits ran out: the map names it still, so again. */
+    if (n->sub_ac->gave_up)
+        (void)redtls_async_connect(n->sub_ac, NULL, NULL);
     if (redtls_async_subscribe(n->sub_ac, REDTLS_SUB_SHARD, c->name, c->len, node_msg, c) != REDTLS_OK)
         return; /* still being ended there from an earlier placement */
     c->refs++;

@@ -80,8 +80,9 @@ static int read_node(const redisReply *e, const char *asked_host, redtls__cluste
                                                         : dup_str("", 0);
     if (!n->host || !n->id)
         return NODE_NOMEM;
-    /* Redis 7 metadata: a flat list of key, value. */
-    if (e->elements > 3 && e->element[3]->type == REDIS_REPLY_ARRAY) {
+    /* Redis 7 metadata: a flat list of key, value (a map under RESP3, with
+     * its keys and values interleaved the same way). */
+    if (e->elements > 3 && (e->element[3]->type == REDIS_REPLY_ARRAY || e->element[3]->type == REDTLS_REPLY_MAP)) {
         const redisReply *m = e->element[3];
         for (size_t i = 0; i + 1 < m->elements; i += 2) {
             const redisReply *k = m->element[i], *v = m->element[i + 1];

@@ -7,7 +7,17 @@
 
 #include <openssl/crypto.h>
 
+#include <hiredis/hiredis.h>
+
 #include "config.h"
+
+/* RESP3 replies (pushes, maps, doubles...) are parsed by hiredis 1.0 on. */
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+#define REDTLS__HIREDIS_RESP3 1
+#else
+#define REDTLS__HIREDIS_RESP3 0
+#endif
+#define REDTLS__HIREDIS_VERSION HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH
 
 /* Certificates and keys are small; anything bigger is a wrong path. */
 #define REDTLS__MAX_PEM_FILE (1024 * 1024)
@@ -29,6 +39,7 @@ redtls_status redtls__config_init(redtls_config *cfg)
     cfg->backoff_cap_ms = REDTLS_DEFAULT_BACKOFF_CAP_MS;
     cfg->tcp_user_timeout_ms = REDTLS_DEFAULT_TCP_USER_TIMEOUT_MS;
     cfg->tls.resumption = 1;
+    cfg->protocol = 2;
     redtls__iam_cfg_init(&cfg->iam);
     return redtls__str_set(&cfg->host, "127.0.0.1");
 }
@@ -615,6 +626,33 @@ redtls_status redtls_config_set_client_name(redtls_config *cfg, const char *name
         return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "client name must be non-empty without spaces");
     if (redtls__str_set(&cfg->client_name, name))
         return nomem(cfg);
+    return REDTLS_OK;
+}
+
+int redtls_protocol_supported(int version)
+{
+    return version == 2 || (version == 3 && REDTLS__HIREDIS_RESP3);
+}
+
+redtls_status redtls_config_set_protocol(redtls_config *cfg, int version)
+{
+    CHECK_CFG(cfg);
+    if (version != 2 && version != 3)
+        return redtls__fail(cfg->errmsg, REDTLS_E_INVALID, "protocol must be 2 (RESP2) or 3 (RESP3), not %d", version);
+    if (!redtls_protocol_supported(version))
+        return redtls__fail(cfg->errmsg, REDTLS_E_CONFIG,
+                            "RESP3 needs hiredis 1.0 or later, and this build of redtls uses hiredis %d.%d.%d "
+                            "(rebuild redtls against hiredis 1.x, or keep protocol 2)",
+                            REDTLS__HIREDIS_VERSION);
+    cfg->protocol = version;
+    return REDTLS_OK;
+}
+
+redtls_status redtls_config_set_push_callback(redtls_config *cfg, redtls_push_cb cb, void *userdata)
+{
+    CHECK_CFG(cfg);
+    cfg->push_cb = cb;
+    cfg->push_ud = cb ? userdata : NULL;
     return REDTLS_OK;
 }
 

@@ -42,6 +42,9 @@ struct redtls_config {
     void *event_ud;
     int db;
     char *client_name;
+    int protocol; /* 2 (RESP2, the default) or 3 (RESP3: HELLO 3 set-up) */
+    redtls_push_cb push_cb;
+    void *push_ud;
     unsigned connect_timeout_ms;
     unsigned handshake_timeout_ms;
     unsigned command_timeout_ms;

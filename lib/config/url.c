@@ -127,6 +127,12 @@ static redtls_status apply_param(redtls_config *tmp, const char *key, size_t kle
             return redtls_config_set_tls_min_version(tmp, REDTLS_TLS_1_3);
         return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter tls_min='%s' must be 1.2 or 1.3", show(val, vlen).text);
     }
+    if (KEY_IS("protocol")) {
+        if (strcmp(val, "2") != 0 && strcmp(val, "3") != 0)
+            return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter protocol='%s' must be 2 or 3",
+                                show(val, vlen).text);
+        return redtls_config_set_protocol(tmp, val[0] - '0');
+    }
     if (KEY_IS("db")) {
         if (redtls__parse_decimal(val, vlen, 1000000, &n))
             return redtls__fail(tmp->errmsg, REDTLS_E_URL, "URL parameter db='%s' is not a database number", show(val, vlen).text);

@@ -154,7 +154,9 @@ static void step_connect(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
     if (!ac->attempting) {
-        if (!ac->q_head && !ac->connect_asked && !redtls__async_ps_wants_connection(ac))
+        /* Subscriptions to restore make a connection too, until the
+         * reconnect limits run out (redtls_async_connect starts again). */
+        if (!ac->q_head && !ac->connect_asked && (ac->gave_up || !redtls__async_ps_wants_connection(ac)))
             return;
         if (ac->tried && !c->cfg.reconnect && !ac->connect_asked) {
             const char *cause = redtls__conn_cause(c);
@@ -281,7 +283,7 @@ static void step_up(redtls_async *ac, int64_t now)
                 ac->readying = 1;
                 return;
             }
-        } else if ((idle = c->tp->ops->idle_check(c->tp, c->errmsg)) != REDTLS_OK) {
+        } else if ((idle = redtls__conn_idle_check(c)) != REDTLS_OK) {
             /* Nothing owed and the server closed the connection (or sent
              * something unasked): noticed now, not at the next command,
              * so the loop does not watch a socket that stays readable. */

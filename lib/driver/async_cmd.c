@@ -117,7 +117,7 @@ static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t
     redtls_status st;
     if (frame_now(ac, now)) {
         size_t before = c->olen;
-        st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append(c, argc, argv, argvlen);
+        st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append_checked(c, argc, argv, argvlen);
         if (st == REDTLS_OK)
             m->len = c->olen - before; /* its share of the buffer (unframe_tail) */
         if (st == REDTLS_OK && (flags & REDTLS_CMD_IDEMPOTENT)) {
@@ -192,13 +192,18 @@ redtls_status redtls_async_command_argv(redtls_async *ac, unsigned flags, int ar
         return st;
     if (argc <= 0 || !argv)
         return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
-    if (redtls__argv_asks_resp3(argc, argv, argvlen))
-        return redtls__conn_resp3_refused(ac->c);
-    if (ac->n_subs && (st = redtls__async_ps_refuse(ac)) != REDTLS_OK)
-        return st;
+    if (redtls__argv_switches_protocol(argc, argv, argvlen, ac->c->cfg.protocol))
+        return redtls__conn_protocol_refused(ac->c);
     if (redtls__argv_is_sub_command(argc, argv, argvlen))
         return redtls__conn_sub_refused(ac->c);
+    if (ac->n_subs && (st = redtls__async_ps_refuse(ac)) != REDTLS_OK)
+        return st;
     return issue(ac, flags, NULL, 0, argc, argv, argvlen, cb, userdata);
+}
+
+redtls_status redtls__async_check_issue(redtls_async *ac)
+{
+    return check_issue(ac);
 }
 
 redtls_status redtls__async_issue_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,
@@ -235,13 +240,13 @@ redtls_status redtls_async_command(redtls_async *ac, redtls_async_reply_cb cb, v
 #endif
     if (!frame)
         return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
-    if (redtls__frame_asks_resp3(frame, (size_t)n)) {
+    if (redtls__frame_switches_protocol(frame, (size_t)n, ac->c->cfg.protocol)) {
         OPENSSL_cleanse(frame, (size_t)n);
         free(frame);
-        return redtls__conn_resp3_refused(ac->c);
+        return redtls__conn_protocol_refused(ac->c);
     }
-    if ((ac->n_subs && (st = redtls__async_ps_refuse(ac)) != REDTLS_OK) ||
-        (redtls__frame_is_sub_command(frame, (size_t)n) && (st = redtls__conn_sub_refused(ac->c)) != REDTLS_OK)) {
+    if ((redtls__frame_is_sub_command(frame, (size_t)n) && (st = redtls__conn_sub_refused(ac->c)) != REDTLS_OK) ||
+        (ac->n_subs && (st = redtls__async_ps_refuse(ac)) != REDTLS_OK)) {
         free(frame);
         return st;
     }

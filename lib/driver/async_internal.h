@@ -107,6 +107,10 @@ void redtls__async_end_unkept(redtls_async *ac, redtls__acmd **head, redtls__acm
 #define REDTLS__ACMD_PS_SUB (1u << 16)
 #define REDTLS__ACMD_PS_UNSUB (1u << 17)
 
+/* What every new command is checked for: the pending limit, the reconnect
+ * limits exhausted (the message set, errmsg cleared otherwise). */
+redtls_status redtls__async_check_issue(redtls_async *ac);
+
 /* Issues a command as redtls_async_command_argv does, without the checks
  * of what it asks (Pub/Sub's own commands). */
 redtls_status redtls__async_issue_argv(redtls_async *ac, unsigned flags, int argc, const char **argv,

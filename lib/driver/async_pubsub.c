@@ -32,8 +32,7 @@ typedef struct redtls__ps {
 /* RESP3 carries messages as pushes; RESP2 as arrays in subscriber mode. */
 static int resp3(const redtls_async *ac)
 {
-    (void)ac;
-    return 0;
+    return ac->c->cfg.protocol == 3;
 }
 
 static void set_arrays(redtls_async *ac)
@@ -53,6 +52,22 @@ static void notice(redtls_async *ac, redtls__sub *s, int type, redtls_status st,
     s->cb(ac, &m, s->ud);
 }
 
+/* The restore's event, once every subscription it made again is
+ * confirmed or ended. */
+static void restore_check(redtls_async *ac)
+{
+    redtls__ps *ps = ac->ps;
+    if (!ps->restoring || ps->restored < ps->restoring)
+        return;
+    size_t n = ps->restored;
+    ps->restoring = ps->restored = 0;
+    if (n)
+        redtls__emit(ac->c, REDTLS_EVENT_SUBSCRIPTIONS_RESTORED,
+                     "%zu subscriptions restored on a new connection; messages published while they were "
+                     "not subscribed were not delivered",
+                     n);
+}
+
 /* The last notice: the entry leaves the table (freed once no command names
  * it). */
 static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, const char *detail, int moved)
@@ -69,8 +84,10 @@ static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, co
         m.sub = name;
         m.sub_len = s->len;
     }
-    if (s->gap && ps->restoring)
+    if (s->gap && ps->restoring) {
         ps->restoring--;
+        restore_check(ac);
+    }
     redtls__subs_remove(&ps->t, s);
     ac->n_subs = ps->t.n;
     cb(ac, &m, ud);
@@ -206,9 +223,13 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
     redtls__ps_reply pr;
     int what = reply ? redtls__ps_classify(reply, &pr) : REDTLS__PS_OTHER;
     if (s->dead || s->state != REDTLS__SUB_OPENING) {
-        /* Being ended (its UNSUBSCRIBE follows and ends it), or ended. */
-        if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && ps)
+        /* Being ended (its UNSUBSCRIBE follows and ends it), or ended.
+         * The server holds it meanwhile: its messages may come before the
+         * UNSUBSCRIBE's confirmation and must not pair with it. */
+        if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && ps) {
             ps->server_count = pr.count;
+            set_arrays(ac);
+        }
     } else if (st == REDTLS_OK && what == REDTLS__PS_CONFIRM && pr.subscribe) {
         ps->server_count = pr.count;
         s->state = REDTLS__SUB_ACTIVE;
@@ -218,12 +239,9 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
         s->gap = 0;
         set_arrays(ac);
         notice(ac, s, type, REDTLS_OK, "");
-        if (was_gap && ps->restoring && ++ps->restored == ps->restoring) {
-            redtls__emit(ac->c, REDTLS_EVENT_SUBSCRIPTIONS_RESTORED,
-                         "%zu subscriptions restored on a new connection; messages published while they were "
-                         "not subscribed were not delivered",
-                         ps->restored);
-            ps->restoring = ps->restored = 0;
+        if (was_gap && ps->restoring) {
+            ps->restored++;
+            restore_check(ac);
         }
     } else if (st == REDTLS_OK) {
         /* An error reply (an ACL without the channel, say) or something
@@ -312,13 +330,13 @@ redtls_status redtls_async_subscribe(redtls_async *ac, redtls_sub_kind kind, con
         return st;
     if (!cb)
         return redtls__fail(ac->c->errmsg, REDTLS_E_INVALID, "a subscription needs a message callback");
+    if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
+        return st;
     if (!ac->ps) {
         if (!(ac->ps = calloc(1, sizeof *ac->ps)))
             return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
         ac->c->sub_claim = claim;
         ac->c->sub_ud = ac;
-        ac->c->rd.claim = claim;
-        ac->c->rd.claim_ud = ac;
     }
     redtls__ps *ps = ac->ps;
     redtls__sub *s = redtls__subs_find(&ps->t, kind, name, len);
@@ -345,6 +363,8 @@ redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, c
     ac->c->errmsg[0] = '\0';
     redtls_status st = check_name(ac, kind, name, len);
     if (st != REDTLS_OK)
+        return st;
+    if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
         return st;
     redtls__sub *s = ac->ps ? redtls__subs_find(&ac->ps->t, kind, name, len) : NULL;
     if (!s || s->state == REDTLS__SUB_CLOSING)
@@ -379,6 +399,8 @@ void redtls__async_ps_lost(redtls_async *ac)
     if (!ps)
         return;
     ps->server_count = 0;
+    /* A restore under way is counted again by the next one. */
+    ps->restoring = ps->restored = 0;
     set_arrays(ac);
     for (redtls__sub *s = ps->t.head; s; s = s->next)
         if (s->state == REDTLS__SUB_ACTIVE)
@@ -409,11 +431,14 @@ void redtls__async_ps_restore(redtls_async *ac)
         if (send_sub(ac, s, 1) != REDTLS_OK)
             continue; /* out of memory: tried again with the next connection */
         s->state = REDTLS__SUB_OPENING;
-        if (s->confirmed_once && !s->gap) {
+        if (s->confirmed_once)
             s->gap = 1;
-            ps->restoring++;
-        }
     }
+    /* Every one with a RESTORED owed, including those whose SUBSCRIBE was
+     * never written and waits in the queue. */
+    ps->restoring = ps->restored = 0;
+    for (redtls__sub *s = ps->t.head; s; s = s->next)
+        ps->restoring += s->gap ? 1U : 0U;
 }
 
 int64_t redtls__async_ps_keepalive_due(const redtls_async *ac)

@@ -339,13 +339,13 @@ static redtls_status refuse_resp3(redtls_conn *c, size_t from)
         c->unsent--;
         return redtls__conn_sub_refused(c);
     }
-    if (!redtls__frame_asks_resp3(c->obuf + from, c->olen - from))
+    if (!redtls__frame_switches_protocol(c->obuf + from, c->olen - from, c->cfg.protocol))
         return REDTLS_OK;
     OPENSSL_cleanse(c->obuf + from, c->olen - from); /* HELLO may carry AUTH */
     c->olen = from;
     c->pending--;
     c->unsent--;
-    return redtls__conn_resp3_refused(c);
+    return redtls__conn_protocol_refused(c);
 }
 
 redtls_status redtls_conn_command_argv_ex(redtls_conn *c, unsigned flags, int argc, const char **argv,

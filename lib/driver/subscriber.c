@@ -163,6 +163,9 @@ static redtls_status call(redtls_subscriber *s, redtls_sub_kind kind, const char
         return REDTLS_E_INVALID;
     s->errmsg[0] = '\0';
     redtls_async *ac = s->ac;
+    /* The reconnect limits ran out in an earlier call: start again. */
+    if (ac->gave_up)
+        (void)redtls_async_connect(ac, NULL, NULL);
     redtls_status st = subscribe ? redtls_async_subscribe(ac, kind, name, len, on_message, s)
                                  : redtls_async_unsubscribe(ac, kind, name, len);
     if (st != REDTLS_OK)

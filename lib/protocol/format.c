@@ -136,7 +136,7 @@ static long read_header(const char **p, const char *end, char prefix)
     return n;
 }
 
-int redtls__frame_asks_resp3(const char *frame, size_t len)
+int redtls__frame_switches_protocol(const char *frame, size_t len, int proto)
 {
     const char *p = frame, *end = frame + len;
     long argc = read_header(&p, end, '*');
@@ -149,7 +149,7 @@ int redtls__frame_asks_resp3(const char *frame, size_t len)
     long vlen = read_header(&p, end, '$');
     if (vlen < 0 || end - p < vlen)
         return 0;
-    return !(vlen == 1 && p[0] == '2');
+    return !(vlen == 1 && p[0] == '0' + proto);
 }
 
 int redtls__frame_first_arg(const char *frame, size_t len, const char **name, size_t *name_len)

@@ -15,14 +15,16 @@ redtls_status redtls__format_argv(char **buf, size_t *len, size_t *cap, int argc
                                   const size_t *argvlen);
 
 /* 1 when frame[0..len) is one framed command "HELLO <protover> ..." that
- * asks for a protocol other than RESP2 (redtls speaks RESP2 only until it
- * has RESP3 support: pushes would arrive in place of replies). */
-int redtls__frame_asks_resp3(const char *frame, size_t len);
+ * asks for a protocol other than proto (2 or 3, the connection's): the
+ * replies of every later command would come in a protocol the reader is
+ * not set up for, and under RESP3 a push could be taken for a reply.
+ * HELLO without a version switches nothing. */
+int redtls__frame_switches_protocol(const char *frame, size_t len, int proto);
 
 /* The same for a command given as arguments (lens may be NULL for C
  * strings). Inline: it runs for every command, and almost all of them are
  * told apart by their first letter. */
-static inline int redtls__argv_asks_resp3(int argc, const char *const *argv, const size_t *lens)
+static inline int redtls__argv_switches_protocol(int argc, const char *const *argv, const size_t *lens, int proto)
 {
     if (argc < 2 || !argv || !argv[0] || !argv[1] || (lens && lens[0] != 5) || (argv[0][0] | 0x20) != 'h')
         return 0;
@@ -30,7 +32,7 @@ static inline int redtls__argv_asks_resp3(int argc, const char *const *argv, con
     if (n0 != 5 || strncasecmp(argv[0], "HELLO", 5) != 0)
         return 0;
     size_t n1 = lens ? lens[1] : strlen(argv[1]);
-    return !(n1 == 1 && argv[1][0] == '2');
+    return !(n1 == 1 && argv[1][0] == '0' + proto);
 }
 
 /* The first argument of one framed command: 0 and *name, *len, or -1 when

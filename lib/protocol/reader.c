@@ -118,6 +118,18 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
     return attach(task, r);
 }
 
+/* What a refused count was: hiredis hands a map's count doubled (keys
+ * and values), and the limit applies to that. */
+static const char *aggregate_count_name(int type)
+{
+    switch (type) {
+    case REDTLS_REPLY_MAP: return "map element count (keys and values)";
+    case REDTLS_REPLY_SET: return "set element count";
+    case REDTLS_REPLY_PUSH: return "push element count";
+    default: return "array element count";
+    }
+}
+
 static void *create_array(const redisReadTask *task, redtls__count_t elements)
 {
     redtls__reader *rd = owner(task);
@@ -126,9 +138,10 @@ static void *create_array(const redisReadTask *task, redtls__count_t elements)
         depth++;
     if (depth > REDTLS_MAX_REPLY_DEPTH)
         return refuse(task, "reply nesting depth", depth, REDTLS_MAX_REPLY_DEPTH);
-    /* Negative values only appear if the parser truncated a huge count. */
+    /* Negative values only appear if the parser truncated a huge count
+     * (or doubled a huge map count past the range). */
     if ((long long)elements < 0 || (rd && (size_t)elements > rd->limits.max_elements))
-        return refuse(task, "array element count", (unsigned long long)elements,
+        return refuse(task, aggregate_count_name(task->type), (unsigned long long)elements,
                       rd ? (unsigned long long)rd->limits.max_elements : 0ULL);
     redisReply *r = new_reply(task->type);
     if (!r)
@@ -154,8 +167,10 @@ static void *create_nil(const redisReadTask *task)
 }
 
 #if REDTLS_HIREDIS_1
-/* redtls speaks RESP2, but a hostile server may still send RESP3 types;
- * without these callbacks hiredis 1.x would hand back a non-pointer. */
+/* RESP3's line types (a server may also send them unasked under RESP2);
+ * without these callbacks hiredis 1.x would hand back a non-pointer.
+ * hiredis has checked the text already (a double is finite, "inf", "-inf"
+ * or "nan"; a bool is t or f) and bounded the double's length. */
 static void *create_double(const redisReadTask *task, double value, char *str, size_t len)
 {
     redisReply *r = new_reply(REDIS_REPLY_DOUBLE);
@@ -379,64 +394,91 @@ static redisReply *take_simple(redtls__reader *rd)
     return obj;
 }
 
+/* 1 when r answers no command (see reader.h): offered to claim. */
+static int unasked(const redtls__reader *rd, const redisReply *r)
+{
+    return r->type == REDTLS_REPLY_PUSH || r->type == REDTLS_REPLY_ATTR ||
+           (rd->claim_arrays && r->type == REDIS_REPLY_ARRAY);
+}
+
+/* 1 when r is gone (claimed, or a push or attribute nobody took, freed);
+ * 0 when it is the next command's reply (an array left, or anything the
+ * hook says answers a command). */
+static int offer(redtls__reader *rd, redisReply *r)
+{
+    int took = rd->claim ? rd->claim(rd->claim_ud, r) : 0;
+    if (took == 1)
+        return 1;
+    if (took == 2 || r->type == REDIS_REPLY_ARRAY)
+        return 0;
+    redtls_reply_free(r);
+    return 1;
+}
+
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err)
 {
-    void *obj = NULL;
-    *reply = NULL;
-    if (!rd->slow_only) {
-        if ((*reply = take_simple(rd)) != NULL) {
-            rd->held = 0;
-            return REDTLS_OK;
+    for (;;) {
+        void *obj = NULL;
+        *reply = NULL;
+        if (!rd->slow_only) {
+            if ((*reply = take_simple(rd)) != NULL) {
+                rd->held = 0;
+                return REDTLS_OK;
+            }
+            /* Nothing buffered: hiredis would only set up a task for the
+             * next reply, which keeps the next one off the fast path. */
+            redisReader *r = rd->r;
+            if (!r->err && r->ridx == -1 && r->pos == r->len)
+                return REDTLS_OK;
         }
-        /* Nothing buffered: hiredis would only set up a task for the next
-         * reply, which keeps the next one off the fast path. */
-        redisReader *r = rd->r;
-        if (!r->err && r->ridx == -1 && r->pos == r->len)
-            return REDTLS_OK;
-    }
-    int rc;
-    /* Replies that answer no command are offered to the claim hook; one it
-     * takes (or a push nobody wants) is gone, and the next is looked at. */
-    while ((rc = redisReaderGetReply(rd->r, &obj)) == REDIS_OK && obj) {
-        redisReply *o = obj;
 #if REDTLS_HIREDIS_1
-        int push = o->type == REDIS_REPLY_PUSH;
-#else
-        int push = 0;
+        {
+            /* hiredis 1.2 does not know RESP3's attribute type; its body is
+             * a map's, so a top-level one is parsed as a map and retyped
+             * once whole. Top level: no task yet, or the root task set up
+             * by an earlier call that found no byte to read (its type is
+             * still unknown). */
+            redisReader *r = rd->r;
+            int top = r->ridx == -1 || (r->ridx == 0 && r->task[0]->type < 0);
+            if (!r->err && top && r->pos < r->len && r->buf[r->pos] == '|') {
+                r->buf[r->pos] = '%';
+                rd->attr = 1;
+            }
+        }
 #endif
-        if (!push && !(rd->claim_arrays && o->type == REDIS_REPLY_ARRAY))
-            break;
-        int took = rd->claim ? rd->claim(rd->claim_ud, o) : 0;
-        if (took == 2 || (took == 0 && !push))
-            break;
-        if (took == 0)
-            freeReplyObject(o);
-        rd->held = 0;
-        obj = NULL;
+        int rc = redisReaderGetReply(rd->r, &obj);
+        if (rc != REDIS_OK || obj)
+            rd->held = 0; /* the reply is complete, or gone */
+        if (rc != REDIS_OK) {
+            redisReader *r = rd->r;
+            rd->attr = 0;
+            if (rd->refused != REDTLS_OK)
+                return redtls__fail(err, rd->refused, "%s", rd->refused_msg);
+            if (r->err == REDIS_ERR_OOM)
+                return redtls__fail(err, REDTLS_E_NOMEM, "out of memory parsing the reply");
+            /* hiredis refuses counts below -1 or beyond what it can
+             * represent before our callbacks see them (and wipes its
+             * buffer, so the number is gone): report both as the element
+             * limit, the same code whichever hiredis version parsed it. */
+            if (strstr(r->errstr, "Multi-bulk length out of range") != NULL)
+                return redtls__fail(err, REDTLS_E_LIMIT,
+                                    "array element count out of range (negative, or above the limit of %zu)",
+                                    rd->limits.max_elements);
+            if (strstr(r->errstr, "depth") != NULL)
+                return redtls__fail(err, REDTLS_E_LIMIT, "reply nesting exceeds the limit of %d",
+                                    REDTLS_MAX_REPLY_DEPTH);
+            return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s", r->errstr);
+        }
+        if (!obj)
+            return check_pending(rd, err);
+        redisReply *got = obj;
+        if (rd->attr) {
+            got->type = REDTLS_REPLY_ATTR;
+            rd->attr = 0;
+        }
+        if (unasked(rd, got) && offer(rd, got))
+            continue;
+        *reply = got;
+        return REDTLS_OK;
     }
-    if (rc != REDIS_OK || obj)
-        rd->held = 0; /* the reply is complete, or gone */
-    if (rc != REDIS_OK) {
-        redisReader *r = rd->r;
-        if (rd->refused != REDTLS_OK)
-            return redtls__fail(err, rd->refused, "%s", rd->refused_msg);
-        if (r->err == REDIS_ERR_OOM)
-            return redtls__fail(err, REDTLS_E_NOMEM, "out of memory parsing the reply");
-        /* hiredis refuses counts below -1 or beyond what it can represent
-         * before our callbacks see them (and wipes its buffer, so the
-         * number is gone): report both as the element limit, the same
-         * code whichever hiredis version parsed it. */
-        if (strstr(r->errstr, "Multi-bulk length out of range") != NULL)
-            return redtls__fail(err, REDTLS_E_LIMIT,
-                                "array element count out of range (negative, or above the limit of %zu)",
-                                rd->limits.max_elements);
-        if (strstr(r->errstr, "depth") != NULL)
-            return redtls__fail(err, REDTLS_E_LIMIT, "reply nesting exceeds the limit of %d",
-                                REDTLS_MAX_REPLY_DEPTH);
-        return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s", r->errstr);
-    }
-    if (!obj)
-        return check_pending(rd, err);
-    *reply = obj;
-    return REDTLS_OK;
 }

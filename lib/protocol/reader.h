@@ -15,16 +15,20 @@ typedef struct redtls__limits {
     size_t max_buffer;
 } redtls__limits;
 
-/* Offered every complete reply that answers no command: each RESP3 push,
- * and, while claim_arrays is set, each RESP2 array (a subscribed
- * connection's messages). Returns 1 when it took the reply (it owns it
- * now), 2 when the reply answers a command after all (a subscription's
- * confirmation), 0 to leave it: a push left is freed, an array left is
- * the next command's reply. */
+/* Offered every complete reply that answers no command: each RESP3 push
+ * (and attribute), and, while claim_arrays is set, each RESP2 array (a
+ * subscribed connection's messages). Returns 1 when it took the reply
+ * (it owns it now), 2 when the reply answers a command after all (a
+ * subscription's confirmation, which comes as a push under RESP3), 0 to
+ * leave it: a push or attribute left is freed, an array left is the next
+ * command's reply. */
 typedef int (*redtls__reader_claim_fn)(void *ud, struct redisReply *r);
 
 typedef struct redtls__reader {
-    void *r; /* redisReader */
+    void *r;                       /* redisReader */
+    redtls__reader_claim_fn claim; /* NULL: pushes and attributes are freed */
+    void *claim_ud;
+    int claim_arrays;
     redtls__limits limits;
     /* Set by the callbacks when a limit refused an object: hiredis itself
      * only sees an allocation failure. */
@@ -32,9 +36,7 @@ typedef struct redtls__reader {
     char refused_msg[160];
     size_t held; /* bytes of objects in the reply being built */
     int slow_only; /* tests: every reply through hiredis's parser */
-    redtls__reader_claim_fn claim;
-    void *claim_ud;
-    int claim_arrays;
+    int attr;      /* the top-level reply being parsed is an attribute */
 } redtls__reader;
 
 redtls_status redtls__reader_init(redtls__reader *rd, const redtls__limits *limits);
@@ -57,10 +59,15 @@ redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t le
  * more than the reply); everything else, and anything unusual about those
  * (signs, long numbers, stray CR or LF, a short buffer), goes through
  * hiredis, so both give the same replies and errors for every input
- * (tests/fuzz/fuzz_reply.c compares them). RESP3 pushes (hiredis 1.x
- * parses them), and arrays while claim_arrays is set, are offered to
- * claim first (see redtls__reader_claim_fn). REDTLS_E_PROTOCOL / REDTLS_E_LIMIT / REDTLS_E_NOMEM are final:
- * the stream cannot be resynchronised and the connection must be closed. */
+ * (tests/fuzz/fuzz_reply.c compares them). Replies that answer no command
+ * (RESP3 pushes and top-level attributes, which hiredis 1.x parses; RESP2
+ * arrays while claim_arrays is set) are offered to claim and never
+ * returned here unless claim leaves an array or says it answers a command. A top-level attribute
+ * ('|', which hiredis 1.2 does not know) is parsed as a map and comes out
+ * with type 11 (REDTLS_REPLY_ATTR), right before the reply it describes;
+ * one nested inside an aggregate is a protocol error. REDTLS_E_PROTOCOL /
+ * REDTLS_E_LIMIT / REDTLS_E_NOMEM are final: the stream cannot be
+ * resynchronised and the connection must be closed. */
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err);
 
 #endif

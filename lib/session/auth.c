@@ -46,12 +46,26 @@ void redtls__auth_reset(redtls_conn *c)
 
 static redtls_status send_auth(redtls_conn *c, const char *user, const redtls__secret *token)
 {
-    const char *argv[3];
+    const char *argv[7];
     int argc = 0;
-    argv[argc++] = "AUTH";
-    if (user && user[0])
-        argv[argc++] = user;
-    argv[argc++] = token->data;
+    if (c->au.hello) {
+        /* HELLO's AUTH always names a user; a plain AUTH token is the
+         * default user's password. */
+        argv[argc++] = "HELLO";
+        argv[argc++] = "3";
+        argv[argc++] = "AUTH";
+        argv[argc++] = user && user[0] ? user : "default";
+        argv[argc++] = token->data;
+        if (c->cfg.client_name) {
+            argv[argc++] = "SETNAME";
+            argv[argc++] = c->cfg.client_name;
+        }
+    } else {
+        argv[argc++] = "AUTH";
+        if (user && user[0])
+            argv[argc++] = user;
+        argv[argc++] = token->data;
+    }
     redtls_status st = redtls__exch_send(c, argc, argv, 1);
     if (st == REDTLS_OK) {
         c->au.awaiting = 1;
@@ -146,11 +160,12 @@ static redtls_status send_iam(redtls_conn *c)
     return send_auth(c, iam->user_id, &c->iam.token);
 }
 
-redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, int *done)
+static redtls_status auth_start(redtls_conn *c, int64_t now, int64_t deadline, int *done, int hello)
 {
     redtls__auth *au = &c->au;
     const redtls_config *cfg = &c->cfg;
     redtls__auth_reset(c);
+    au->hello = hello;
     au->deadline = deadline;
     au->attempt = au->tries = 0;
     *done = 0;
@@ -179,6 +194,50 @@ redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, 
     au->kind = AUTH_TOKENS;
     au->first = pair_token(c, c->preferred)->data ? c->preferred : 0;
     return send_auth(c, cfg->user, pair_token(c, au->first));
+}
+
+redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, int *done)
+{
+    return auth_start(c, now, deadline, done, 0);
+}
+
+redtls_status redtls__auth_start_hello(redtls_conn *c, int64_t now, int64_t deadline, int *done)
+{
+    return auth_start(c, now, deadline, done, 1);
+}
+
+redtls_status redtls__hello_check(redtls_conn *c, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        const char *text = r->str ? r->str : "";
+        /* Redis echoes the arguments after "unknown command", AUTH's
+         * token among them: the text is not quoted. */
+        if (strstr(text, "unknown command") != NULL)
+            return redtls__fail(c->errmsg, REDTLS_E_SETUP,
+                                "the server does not know HELLO (it answered 'unknown command'): RESP3 needs Redis "
+                                "6 or later (or Valkey); use protocol 2 with this server");
+        if (strncmp(text, "NOPROTO", 7) == 0)
+            return redtls__fail(c->errmsg, REDTLS_E_SETUP,
+                                "the server refused protocol 3 (NOPROTO: it does not offer RESP3, or something in "
+                                "between, such as a proxy, does not); use protocol 2 with this server");
+        return REDTLS_OK;
+    }
+    long long proto = -1;
+    if (r->type == REDTLS_REPLY_MAP) {
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *k = r->element[i], *v = r->element[i + 1];
+            if (k->str && k->len == 5 && memcmp(k->str, "proto", 5) == 0 && v->type == REDIS_REPLY_INTEGER)
+                proto = v->integer;
+        }
+    }
+    if (proto == 3)
+        return REDTLS_OK;
+    if (proto >= 0)
+        return redtls__fail(c->errmsg, REDTLS_E_SETUP, "the server answered HELLO 3 with protocol %lld, not 3", proto);
+    return redtls__fail(c->errmsg, REDTLS_E_SETUP,
+                        "the server's answer to HELLO 3 is not a map with \"proto\" 3 (reply kind %d): it does not "
+                        "speak RESP3 as Redis 6 and later do; use protocol 2 with this server",
+                        r->type);
 }
 
 /* The callback's turn: ask it now, or wait until it is due. */
@@ -227,6 +286,17 @@ static redtls_status answered(redtls_conn *c, redisReply *r, int *done)
     redtls__auth *au = &c->au;
     const redtls_config *cfg = &c->cfg;
     au->awaiting = 0;
+    if (au->hello) {
+        redtls_status st = redtls__hello_check(c, r);
+        if (st != REDTLS_OK) {
+            if (au->kind == AUTH_IAM)
+                redtls__secret_clear(&c->iam.token);
+            if (r->str)
+                OPENSSL_cleanse(r->str, r->len); /* an echo of the command may hold the token */
+            freeReplyObject(r);
+            return st;
+        }
+    }
     switch (au->kind) {
     case AUTH_TOKENS: {
         int verdict = judge(c, r, pair_token(c, au->attempt == 0 ? au->first : 1 - au->first));

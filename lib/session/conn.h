@@ -51,6 +51,7 @@ typedef struct redtls__auth {
     int tries;       /* AUTH commands sent */
     int reused;      /* IAM: the token sent was made earlier */
     int awaiting;    /* an AUTH is on the wire */
+    int hello;       /* set-up under RESP3: "HELLO 3 AUTH ..." in place of AUTH */
     int64_t deadline;
     int64_t iam_now; /* IAM: the wall-clock time the token is judged by */
     int64_t ask_at;  /* credential callback: when to ask again (pending) */
@@ -104,12 +105,13 @@ struct redtls_conn {
     int stamps;              /* replies are stamped with the time (health
                               * check, buffers): see took_reply */
     int is_tls;
-    redtls__reader rd;
-    /* Pub/Sub's claim on replies that answer no command (reader.h), set
-     * by the driver and handed to every new reader. */
-    redtls__reader_claim_fn sub_claim;
+    redtls__reader rd;       /* its claim is conn_claim (conn_io.c) */
+    /* Offered first every reply the reader says answers no command (see
+     * redtls__reader_claim_fn): the Pub/Sub layer's hook, NULL by default.
+     * Kept when the reader is made anew on reconnect. */
+    int (*sub_claim)(void *ud, struct redisReply *r);
     void *sub_ud;
-    int sub_arrays;
+    int sub_arrays;          /* claim_arrays for every new reader */
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
     size_t ooff;             /* bytes of obuf already written */
@@ -172,13 +174,17 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st);
 
 /* redtls__conn_abandon and redtls__conn_append_raw: see conn_view.h. */
 
-/* Appends one formatted command to obuf. A HELLO asking for RESP3 is
- * refused (REDTLS_E_INVALID). */
+/* Appends one formatted command to obuf. A HELLO asking for another
+ * protocol than the connection's, and (P|S)(UN)SUBSCRIBE, are refused
+ * (REDTLS_E_INVALID). */
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
-/* The text of a HELLO that asks for RESP3 being refused. */
+/* The same for a command its caller has already checked (the asynchronous
+ * driver: its commands, and Pub/Sub's own SUBSCRIBE and UNSUBSCRIBE). */
+redtls_status redtls__conn_append_checked(redtls_conn *c, int argc, const char **argv, const size_t *argvlen);
+/* The text of such a HELLO being refused. */
+redtls_status redtls__conn_protocol_refused(redtls_conn *c);
 /* The (P|S)(UN)SUBSCRIBE refusal, REDTLS_E_INVALID with its message. */
 redtls_status redtls__conn_sub_refused(redtls_conn *c);
-redtls_status redtls__conn_resp3_refused(redtls_conn *c);
 
 /* Writes what the socket takes now of obuf. REDTLS_OK with *want 0: all
  * written (commands in flight from the first byte); with *want: wait for
@@ -381,6 +387,22 @@ void redtls__ready_cancel(redtls_conn *c);
  * as failed, a PING or re-AUTH drops the connection) and the machine goes
  * on: REDTLS_OK to keep stepping, or the call's end. */
 redtls_status redtls__ready_wait_failed(redtls_conn *c, int64_t now, redtls_status st);
+/* Reads what a connection with nothing owed has received, when its server
+ * may speak unasked (RESP3 pushes, or Pub/Sub messages while the reader
+ * claims arrays): each push goes where the reader's claim sends it. A
+ * reply that answers nothing is REDTLS_E_PROTOCOL; a closed or broken
+ * connection the transport's failure. The connection is not dropped here
+ * (the callers do, as after the transport's idle check). */
+redtls_status redtls__conn_idle_read(redtls_conn *c);
+/* Has the server closed the idle connection (or sent something unasked)?
+ * The transport's check, or under RESP3 / Pub/Sub redtls__conn_idle_read. */
+static inline redtls_status redtls__conn_idle_check(redtls_conn *c)
+{
+    if (c->cfg.protocol != 3 && !c->rd.claim_arrays)
+        return c->tp->ops->idle_check(c->tp, c->errmsg);
+    return redtls__conn_idle_read(c);
+}
+
 /* The common case first, for every command: 0 when the connection is
  * usable as it is (connected; in use, or idle and its idle check clean
  * with nothing due); 1 when the ready machine has something to do.
@@ -394,7 +416,7 @@ static inline int redtls__ready_needed(redtls_conn *c, int64_t now, redtls_statu
         return 1;
     if (redtls__conn_in_flight(c) > 0 || c->lost > 0)
         return 0;
-    if ((*idle = c->tp->ops->idle_check(c->tp, c->errmsg)) != REDTLS_OK || c->need_reauth)
+    if ((*idle = redtls__conn_idle_check(c)) != REDTLS_OK || c->need_reauth)
         return 1;
     if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
         return 1;
@@ -430,6 +452,17 @@ redtls_status redtls__setup_step(redtls_conn *c, int64_t now, int64_t deadline, 
  * REDTLS_E_COMMAND_TIMEOUT). *done at once when no credentials are
  * configured. A refusal leaves the connection open. */
 redtls_status redtls__auth_start(redtls_conn *c, int64_t now, int64_t deadline, int *done);
+/* The same for the set-up under RESP3: each try is "HELLO 3 AUTH user
+ * token [SETNAME name]" (user "default" when none is set), and the answer
+ * is checked as redtls__hello_check does. *done at once without
+ * credentials (the set-up then sends a plain HELLO). */
+redtls_status redtls__auth_start_hello(redtls_conn *c, int64_t now, int64_t deadline, int *done);
+/* What an answer to HELLO 3 means beyond AUTH's verdict: a server
+ * without HELLO ("unknown command") or without RESP3 (NOPROTO) is
+ * REDTLS_E_SETUP saying so; a success must be a map whose "proto" is 3.
+ * REDTLS_OK for anything else (errors are judged by the caller). Never
+ * quotes the server's text when it may echo the command's arguments. */
+redtls_status redtls__hello_check(redtls_conn *c, const struct redisReply *r);
 redtls_status redtls__auth_step(redtls_conn *c, int64_t now, int *done, redtls__wait *w);
 /* Wipes what an unfinished AUTH holds. */
 void redtls__auth_reset(redtls_conn *c);

@@ -2,6 +2,7 @@
  * command queue (obuf), the replies it reads, the bookkeeping of what is
  * owed, and the library's own request exchange. Steps only: nothing here
  * waits or reads the clock. */
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,23 @@ redtls_status redtls__conn_drop(redtls_conn *c, redtls_status st)
     return st;
 }
 
+/* The reader's claim (reader.h): the Pub/Sub hook first, then pushes and
+ * attributes to the application's push callback (freed after it); an
+ * array nobody took is a command's reply. */
+static int conn_claim(void *ud, redisReply *r)
+{
+    redtls_conn *c = ud;
+    int took = c->sub_claim ? c->sub_claim(c->sub_ud, r) : 0;
+    if (took)
+        return took; /* taken, or (2) a confirmation answering a command */
+    if (r->type != REDTLS_REPLY_PUSH && r->type != REDTLS_REPLY_ATTR)
+        return 0;
+    if (c->cfg.push_cb)
+        c->cfg.push_cb(c->cfg.push_ud, r);
+    redtls_reply_free(r);
+    return 1;
+}
+
 redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_tls)
 {
     redtls__conn_drop(c, REDTLS_OK);
@@ -38,8 +56,8 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
         tp->ops->close(tp, 0);
         return redtls__fail(c->errmsg, st, "out of memory");
     }
-    c->rd.claim = c->sub_claim;
-    c->rd.claim_ud = c->sub_ud;
+    c->rd.claim = conn_claim;
+    c->rd.claim_ud = c;
     c->rd.claim_arrays = c->sub_arrays;
     c->tp = tp;
     c->sockets++;
@@ -51,13 +69,21 @@ redtls_status redtls__conn_attach(redtls_conn *c, redtls__transport *tp, int is_
     return REDTLS_OK;
 }
 
-/* A HELLO asking for RESP3 is refused: the replies of every later command
- * would be out of step with the pushes in between. */
-redtls_status redtls__conn_resp3_refused(redtls_conn *c)
+/* A HELLO asking for another protocol than the connection's is refused:
+ * the replies of every later command would be out of step with the
+ * reader (and under RESP3 with the pushes in between). */
+redtls_status redtls__conn_protocol_refused(redtls_conn *c)
 {
+    if (c->cfg.protocol == 3)
+        return redtls__fail(c->errmsg, REDTLS_E_INVALID,
+                            "HELLO asking for a protocol other than RESP3 is refused: this connection is configured "
+                            "for protocol 3 and its set-up switched it to RESP3 (use HELLO 3, or HELLO without a "
+                            "version; configure protocol 2 for RESP2)");
     return redtls__fail(c->errmsg, REDTLS_E_INVALID,
-                        "HELLO asking for a protocol other than RESP2 is refused: redtls speaks RESP2, and RESP3 "
-                        "server pushes would be taken for replies (use HELLO 2, or HELLO without a version)");
+                        "HELLO asking for a protocol other than RESP2 is refused: this connection speaks RESP2, "
+                        "and RESP3 server pushes would be taken for replies (use HELLO 2, or HELLO without a "
+                        "version; for RESP3 configure protocol 3: redtls_config_set_protocol() or protocol=3 in "
+                        "the URL)");
 }
 
 redtls_status redtls__conn_sub_refused(redtls_conn *c)
@@ -72,10 +98,15 @@ redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, c
 {
     if (argc <= 0 || !argv)
         return redtls__fail(c->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
-    if (redtls__argv_asks_resp3(argc, argv, argvlen))
-        return redtls__conn_resp3_refused(c);
+    if (redtls__argv_switches_protocol(argc, argv, argvlen, c->cfg.protocol))
+        return redtls__conn_protocol_refused(c);
     if (redtls__argv_is_sub_command(argc, argv, argvlen))
         return redtls__conn_sub_refused(c);
+    return redtls__conn_append_checked(c, argc, argv, argvlen);
+}
+
+redtls_status redtls__conn_append_checked(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
+{
     redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
     if (st != REDTLS_OK)
         return redtls__fail(c->errmsg, st, "out of memory formatting the command");
@@ -205,6 +236,64 @@ redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, si
     }
     *want = 0;
     return redtls__conn_drop(c, st);
+}
+
+/* At most this many reads per idle check: a server that keeps pushing
+ * cannot hold the caller here. */
+#define REDTLS__IDLE_READS 64
+
+/* A reply that came while nothing was owed answers nothing. */
+static redtls_status unasked_reply(redtls_conn *c, redisReply *r)
+{
+    int kind = r->type;
+    redtls_reply_free(r);
+    return redtls__fail(c->errmsg, REDTLS_E_PROTOCOL,
+                        "the server sent a reply (kind %d) nobody asked for on an idle connection", kind);
+}
+
+redtls_status redtls__conn_idle_read(redtls_conn *c)
+{
+    redisReply *r = NULL;
+    /* The memory transport (no socket) never speaks unasked: its scripted
+     * bytes answer the next commands, as its own idle check says. */
+    if (c->fd < 0)
+        return REDTLS_OK;
+    /* What the last read left in the reader first (a push behind the
+     * last reply). */
+    if (!redtls__reader_idle(&c->rd)) {
+        redtls_status st = redtls__reader_get(&c->rd, &r, c->errmsg);
+        if (st != REDTLS_OK)
+            return st;
+        if (r)
+            return unasked_reply(c, r);
+    }
+    for (int turn = 0; turn < REDTLS__IDLE_READS; turn++) {
+        if (!(c->tp->ops->buffered && c->tp->ops->buffered(c->tp))) {
+            struct pollfd p = {.fd = c->fd, .events = POLLIN, .revents = 0};
+            if (poll(&p, 1, 0) <= 0)
+                return REDTLS_OK;
+        }
+        size_t got = 0;
+        int want = 0;
+        redtls_status st = need_rbuf(c);
+        if (st == REDTLS_OK)
+            st = c->tp->ops->read(c->tp, c->rbuf, REDTLS__READ_CHUNK, &got, &want, c->errmsg);
+        if (st != REDTLS_OK)
+            return st;
+        if (got == 0) {
+            if (c->lean) {
+                free(c->rbuf);
+                c->rbuf = NULL;
+            }
+            return REDTLS_OK;
+        }
+        if ((st = redtls__reader_feed(&c->rd, c->rbuf, got, c->errmsg)) != REDTLS_OK ||
+            (st = redtls__reader_get(&c->rd, &r, c->errmsg)) != REDTLS_OK)
+            return st;
+        if (r)
+            return unasked_reply(c, r);
+    }
+    return REDTLS_OK;
 }
 
 /* The oldest owed reply belongs to a command lost with its connection. */

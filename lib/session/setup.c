@@ -1,7 +1,9 @@
 /* The set-up after the transport is up, as a state machine: the TLS 1.3
- * client-certificate probe, AUTH, SELECT, CLIENT SETNAME, READONLY.
- * Credentials are only sent here, after the TLS layer has verified the
- * server. */
+ * client-certificate probe, AUTH, SELECT, CLIENT SETNAME, READONLY. Under
+ * RESP3 (protocol 3) one HELLO 3 round trip does AUTH and SETNAME: the
+ * AUTH machine sends "HELLO 3 AUTH ..." when there are credentials, else
+ * a plain HELLO step does. Credentials are only sent here, after the TLS
+ * layer has verified the server. */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,7 +11,7 @@
 
 #include "conn.h"
 
-enum { SU_PROBE, SU_AUTH, SU_SELECT, SU_SETNAME, SU_READONLY, SU_DONE };
+enum { SU_PROBE, SU_AUTH, SU_HELLO, SU_SELECT, SU_SETNAME, SU_READONLY, SU_DONE };
 
 static redtls_status refused(redtls_conn *c, const char *what, redisReply *r)
 {
@@ -19,6 +21,23 @@ static redtls_status refused(redtls_conn *c, const char *what, redisReply *r)
     text[n] = '\0';
     freeReplyObject(r);
     return redtls__fail(c->errmsg, REDTLS_E_SETUP, "%s refused by the server: %s", what, text);
+}
+
+/* A plain HELLO 3's answer: the checks HELLO AUTH gets too, and a NOAUTH
+ * (the server wants credentials, none are configured) is an AUTH
+ * failure, as the first command's NOAUTH would be under RESP2. Frees r
+ * when it fails. */
+static redtls_status hello_answer(redtls_conn *c, redisReply *r)
+{
+    redtls_status st = redtls__hello_check(c, r);
+    if (st == REDTLS_OK && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOAUTH", 6) == 0)
+        st = redtls__fail(c->errmsg, REDTLS_E_AUTH,
+                          "the server requires authentication and no credentials are configured (it refused "
+                          "HELLO 3: %.150s)",
+                          r->str);
+    if (st != REDTLS_OK)
+        freeReplyObject(r);
+    return st;
 }
 
 /* Sends the request of the step at hand, skipping the steps that have
@@ -37,12 +56,22 @@ static redtls_status next_request(redtls_conn *c, int64_t now, int64_t deadline,
             su->what = "PING";
             return redtls__exch_send(c, 1, (const char *[]){"PING"}, 0);
         case SU_AUTH: {
-            su->what = "AUTH";
+            int hello = cfg->protocol == 3;
+            su->what = hello ? "HELLO" : "AUTH";
             int auth_done = 0;
-            redtls_status st = redtls__auth_start(c, now, deadline, &auth_done);
+            redtls_status st = hello ? redtls__auth_start_hello(c, now, deadline, &auth_done)
+                                     : redtls__auth_start(c, now, deadline, &auth_done);
             if (st != REDTLS_OK || !auth_done)
                 return st;
             continue;
+        }
+        case SU_HELLO: {
+            /* With credentials, HELLO went out as the AUTH step. */
+            if (cfg->protocol != 3 || redtls__has_credentials(c))
+                continue;
+            const char *argv[] = {"HELLO", "3", "SETNAME", cfg->client_name};
+            su->what = "HELLO";
+            return redtls__exch_send(c, cfg->client_name ? 4 : 2, argv, 0);
         }
         case SU_SELECT: {
             if (cfg->db == 0)
@@ -53,7 +82,7 @@ static redtls_status next_request(redtls_conn *c, int64_t now, int64_t deadline,
             return redtls__exch_send(c, 2, (const char *[]){"SELECT", db}, 0);
         }
         case SU_SETNAME:
-            if (!cfg->client_name)
+            if (!cfg->client_name || cfg->protocol == 3)
                 continue;
             su->what = "CLIENT SETNAME";
             return redtls__exch_send(c, 3, (const char *[]){"CLIENT", "SETNAME", cfg->client_name}, 0);
@@ -123,6 +152,8 @@ redtls_status redtls__setup_step(redtls_conn *c, int64_t now, int64_t deadline, 
                 return su->step == SU_PROBE ? probe_failed(c, st) : st;
             if (!r)
                 return REDTLS_OK;
+            if (su->step == SU_HELLO && (st = hello_answer(c, r)) != REDTLS_OK)
+                return st;
             if (su->step != SU_PROBE && r->type == REDIS_REPLY_ERROR)
                 return refused(c, su->what, r);
             freeReplyObject(r);

@@ -251,10 +251,62 @@ static void test_follows_its_slot(void **state)
     assert_int_equal(lab_cluster_wait_ok(&lc, 30000), 0);
 }
 
+
+static void store(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud)
+{
+    (void)acl;
+    assert_int_equal(st, REDTLS_OK);
+    *(redisReply **)ud = r;
+}
+
+/* The cluster client under RESP3 (hiredis 1.x builds): routed commands and
+ * a shard subscription on every master. */
+static void test_resp3(void **state)
+{
+    (void)state;
+    if (!redtls_protocol_supported(3)) {
+        print_message("skipped: this build uses hiredis 0.14, which cannot parse RESP3\n");
+        skip();
+    }
+    redtls_config *cfg = lab_cluster_client_config(&lc, TOKEN, NULL, 2000);
+    assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 3), REDTLS_OK);
+    char seeds[128];
+    snprintf(seeds, sizeof seeds, "%s:%u", lc.node[0].hostname, (unsigned)lc.node[0].srv.port);
+    redtls_async_cluster *acl = NULL;
+    assert_cfg_status(cfg, redtls_async_cluster_new(cfg, seeds, &acl), REDTLS_OK);
+    redtls_config_free(cfg);
+    char ch[3][32];
+    seen s[3];
+    for (int m = 0; m < 3; m++) {
+        channel_on(m, ch[m], sizeof ch[m]);
+        seen_init(&s[m]);
+        assert_int_equal(redtls_async_cluster_ssubscribe(acl, ch[m], strlen(ch[m]), on_msg, &s[m]), REDTLS_OK);
+    }
+    for (int m = 0; m < 3; m++)
+        assert_true(wait_for(acl, &s[m].subscribed, 1, 10000));
+    redisReply *r = NULL;
+    assert_int_equal(redtls_async_cluster_command(acl, store, &r, "SET %s v", ch[2]), REDTLS_OK);
+    long long end = lab_now_ms() + 5000;
+    while (!r && lab_now_ms() < end)
+        run_ms(acl, 20);
+    assert_non_null(r);
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_STATUS);
+    redtls_reply_free(r);
+    for (long long i = 0; i < 50; i++)
+        for (int m = 0; m < 3; m++)
+            assert_int_equal(spublish(ch[m], i), 1);
+    for (int m = 0; m < 3; m++) {
+        assert_true(wait_for(acl, &s[m].messages, 50, 10000));
+        assert_int_equal(s[m].out_of_order, 0);
+    }
+    redtls_async_cluster_free(acl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_master),
+        cmocka_unit_test(test_resp3),
         cmocka_unit_test(test_follows_its_slot),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

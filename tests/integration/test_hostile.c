@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <hiredis/hiredis.h>
 #include <redtls/redtls.h>
 
 #include "lab.h"
@@ -225,6 +226,57 @@ static void test_deep_nesting(void **state)
     assert_contains(msg, "nesting");
 }
 
+/* RESP3 frames sent unasked (the connection speaks RESP2). hiredis 1.x
+ * parses them, and the same limits hold as for RESP2, as early; hiredis
+ * 0.14 knows none of them: a protocol error at the type byte. */
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+#define RESP3_OR(want) (want)
+#else
+#define RESP3_OR(want) REDTLS_E_PROTOCOL
+#endif
+
+static void test_resp3_map_count_beyond_any_limit(void **state)
+{
+    (void)state;
+    const char *msg = run_case("%4611686018427387904", TLS_CASE("%4611686018427387904\r\n", LAB_HOSTILE_HOLD),
+                               RESP3_OR(REDTLS_E_LIMIT));
+    if (RESP3_OR(0) == 0)
+        assert_contains(msg, "map element count (keys and values)");
+}
+
+static void test_resp3_verbatim_length_above_limit(void **state)
+{
+    (void)state;
+    const char *msg = run_case("=999999999999", TLS_CASE("=999999999999\r\ntxt:", LAB_HOSTILE_HOLD),
+                               RESP3_OR(REDTLS_E_LIMIT));
+    if (RESP3_OR(0) == 0)
+        assert_contains(msg, "bulk string of 999999999999 bytes exceeds the limit");
+}
+
+static void test_resp3_bad_double_and_bool(void **state)
+{
+    (void)state;
+    const char *msg = run_case(",1e999", TLS_CASE(",1e999\r\n", LAB_HOSTILE_HOLD), REDTLS_E_PROTOCOL);
+    if (RESP3_OR(0) == 0)
+        assert_contains(msg, "Bad double value");
+    teardown(NULL);
+    setup(NULL);
+    msg = run_case("#x", TLS_CASE("#x\r\n", LAB_HOSTILE_HOLD), REDTLS_E_PROTOCOL);
+    if (RESP3_OR(0) == 0)
+        assert_contains(msg, "Bad bool value");
+}
+
+static void test_resp3_never_ending_push(void **state)
+{
+    (void)state;
+    /* A push (no command's reply) that never ends: it is held to the
+     * buffer limit like an array. */
+    lab_hostile_opts o = {.tls = 1, .reply = ">16777216\r\n", .end = LAB_HOSTILE_ENDLESS, .fill = "#t\r\n"};
+    const char *msg = run_case(">16777216 + endless #t", &o, RESP3_OR(REDTLS_E_LIMIT));
+    if (RESP3_OR(0) == 0)
+        assert_contains(msg, "unfinished reply");
+}
+
 static void test_trickled_reply(void **state)
 {
     (void)state;
@@ -319,6 +371,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative_array_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_digit_lengths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_nesting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resp3_map_count_beyond_any_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resp3_verbatim_length_above_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resp3_bad_double_and_bool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resp3_never_ending_push, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trickled_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_ending_bulk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_ending_line, setup, teardown),

@@ -9,6 +9,7 @@
  * Counts are checked on the server side too: PUBLISH answers how many
  * subscribers received the message. Timing assertions are only "no hang
  * past a deadline" with slack; REDTLS_TEST_TIME_SCALE=N stretches them. */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -546,6 +548,462 @@ static void test_restore_after_silent_link(void **state)
     restore_walk(2);
 }
 
+/* ---- review: calls from inside callbacks ---- */
+
+typedef struct chain {
+    seen first, second;
+    redtls_status sub_st, unsub_st;
+    int unsubscribe_first; /* from the second's SUBSCRIBED: unsubscribe the first */
+} chain;
+
+static void on_second(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    chain *c = ud;
+    on_msg(ac, m, &c->second);
+    if (redtls_message_type(m) == REDTLS_MSG_SUBSCRIBED && c->unsubscribe_first)
+        c->unsub_st = redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "chain1", 6);
+}
+
+static void on_first(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    chain *c = ud;
+    on_msg(ac, m, &c->first);
+    if (redtls_message_type(m) == REDTLS_MSG_SUBSCRIBED) {
+        c->sub_st = redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "chain2", 6, on_second, c);
+        if (c->sub_st != REDTLS_OK)
+            print_message("subscribe from the SUBSCRIBED callback: %s\n", redtls_async_errmsg(ac));
+    }
+}
+
+static int chain_done(void *ud)
+{
+    chain *c = ud;
+    return c->second.subscribed && (!c->unsubscribe_first || c->first.unsubscribed);
+}
+
+/* pubsub.h: "The callback may subscribe, unsubscribe". A subscription
+ * made from a SUBSCRIBED notice (the loop has just taken a reply, so the
+ * command is framed straight into the connection's buffer) must be sent,
+ * and so must an unsubscribe made from the next one. */
+static void test_subscribe_from_callback(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    chain c;
+    memset(&c, 0, sizeof c);
+    seen_init(&c.first);
+    seen_init(&c.second);
+    c.unsubscribe_first = 1;
+    c.sub_st = c.unsub_st = (redtls_status)-1;
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "chain1", 6, on_first, &c), REDTLS_OK);
+    run_until(ac, chain_done, &c, SCALED(3000));
+    assert_int_equal(c.first.subscribed, 1);
+    assert_int_equal(c.sub_st, REDTLS_OK);
+    assert_int_equal(c.second.subscribed, 1);
+    assert_int_equal(c.unsub_st, REDTLS_OK);
+    assert_int_equal(c.first.unsubscribed, 1);
+    assert_int_equal(c.first.unsub_status, REDTLS_OK);
+    assert_int_equal(publish_n("chain2", 1), 1);
+    assert_int_equal(publish_n("chain1", 1), 0);
+    redtls_async_free(ac);
+}
+
+typedef struct reply_seen {
+    int n;
+    redtls_status st;
+    int type;
+    char str[64];
+} reply_seen;
+
+static void keep_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
+{
+    (void)ac;
+    reply_seen *rs = ud;
+    rs->n++;
+    rs->st = st;
+    rs->type = r ? redtls_reply_type(r) : -1;
+    size_t n = 0;
+    const char *p = r ? redtls_reply_str(r, &n) : NULL;
+    snprintf(rs->str, sizeof rs->str, "%.*s", (int)n, p ? p : "");
+    redtls_reply_free(r);
+}
+
+static int connected(void *ud)
+{
+    return redtls_async_is_connected(ud);
+}
+
+static int replied(void *ud)
+{
+    return ((reply_seen *)ud)->n > 0;
+}
+
+typedef struct then_echo {
+    seen s;
+    reply_seen rs;
+    redtls_status echo_st;
+} then_echo;
+
+/* After its UNSUBSCRIBED notice the handle has no subscription left: the
+ * callback uses it for an ordinary command (allowed again under RESP2). */
+static void on_then_echo(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    then_echo *t = ud;
+    on_msg(ac, m, &t->s);
+    if (redtls_message_type(m) == REDTLS_MSG_UNSUBSCRIBED)
+        t->echo_st = redtls_async_command(ac, keep_reply, &t->rs, "ECHO %s", "mine");
+}
+
+/* RESP2: a subscription ended before its confirmation was read, with a
+ * message published in between (SUBSCRIBE written in one pass, UNSUBSCRIBE
+ * in a later one). The message must not be taken for the UNSUBSCRIBE's
+ * confirmation, and the next ordinary command must get its own reply, not
+ * the server's late unsubscribe confirmation. */
+static void test_unsubscribe_before_confirmation(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_async_connect(ac, NULL, NULL), REDTLS_OK);
+    assert_true(run_until(ac, connected, ac, SCALED(3000)));
+    then_echo t;
+    memset(&t, 0, sizeof t);
+    seen_init(&t.s);
+    t.echo_st = (redtls_status)-1;
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "race1", 5, on_then_echo, &t), REDTLS_OK);
+    /* One pass writes the SUBSCRIBE; nothing is read yet. */
+    assert_int_equal(redtls_async_process(ac, 0), REDTLS_OK);
+    long long end = lab_now_ms() + SCALED(2000);
+    long long receivers = 0;
+    while ((receivers = publish_n("race1", 7)) == 0 && lab_now_ms() < end)
+        ;
+    assert_int_equal(receivers, 1); /* the server holds the subscription, the message is on its way */
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "race1", 5), REDTLS_OK);
+    assert_true(run_until(ac, replied, &t.rs, SCALED(3000)));
+    assert_int_equal(t.s.unsubscribed, 1);
+    assert_int_equal(t.s.unsub_status, REDTLS_OK);
+    assert_int_equal(t.echo_st, REDTLS_OK);
+    assert_int_equal(t.rs.st, REDTLS_OK);
+    assert_int_equal(t.rs.type, REDTLS_REPLY_STRING);
+    assert_string_equal(t.rs.str, "mine");
+    redtls_async_free(ac);
+}
+
+typedef struct restore_pair {
+    seen a, b;
+    redtls_status unsub_st;
+} restore_pair;
+
+static void on_pair_b(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    on_msg(ac, m, &((restore_pair *)ud)->b);
+}
+
+/* A's RESTORED notice ends B, whose restore is under way. */
+static void on_pair_a(redtls_async *ac, const redtls_message *m, void *ud)
+{
+    restore_pair *p = ud;
+    on_msg(ac, m, &p->a);
+    if (redtls_message_type(m) == REDTLS_MSG_RESTORED)
+        p->unsub_st = redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "pairb", 5);
+}
+
+static int pair_subscribed(void *ud)
+{
+    restore_pair *p = ud;
+    return p->a.subscribed && p->b.subscribed;
+}
+
+static int pair_settled(void *ud)
+{
+    restore_pair *p = ud;
+    return p->a.restored && p->b.unsubscribed;
+}
+
+/* pubsub.h: after a restore the event callback gets
+ * REDTLS_EVENT_SUBSCRIPTIONS_RESTORED. A subscription ended while the
+ * restore is under way must not swallow the event (async_pubsub.c counts
+ * it out of 'restoring' in end_sub but only compares the counts when a
+ * confirmation comes), nor leave counts behind that make the next
+ * restore's event report more subscriptions than there are. */
+static void test_restore_event_with_unsubscribe(void **state)
+{
+    (void)state;
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    evlog ev = {0};
+    assert_cfg_status(cfg, redtls_config_set_event_callback(cfg, on_event, &ev), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    restore_pair p;
+    memset(&p, 0, sizeof p);
+    seen_init(&p.a);
+    seen_init(&p.b);
+    p.unsub_st = (redtls_status)-1;
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "paira", 5, on_pair_a, &p), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "pairb", 5, on_pair_b, &p), REDTLS_OK);
+    assert_true(run_until(ac, pair_subscribed, &p, SCALED(5000)));
+    lab_proxy_cut_all(&px, 1);
+    assert_true(run_until(ac, pair_settled, &p, SCALED(5000)));
+    assert_int_equal(p.unsub_st, REDTLS_OK);
+    assert_int_equal(p.b.unsub_status, REDTLS_OK);
+    redtls_async_run(&ac, 1, 200);
+    assert_int_equal(ev.restored_events, 1);
+    /* A second cut: one subscription left, one restored. */
+    lab_proxy_cut_all(&px, 1);
+    long long end = lab_now_ms() + SCALED(5000);
+    while (p.a.restored < 2 && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_int_equal(p.a.restored, 2);
+    redtls_async_run(&ac, 1, 200);
+    assert_int_equal(ev.restored_events, 2);
+    assert_contains(ev.detail, "1 subscriptions restored");
+    redtls_async_free(ac);
+    lab_proxy_stop(&px);
+}
+
+/* Reconnect limits (redtls.h: "Gives up after max_attempts consecutive
+ * failed attempts ... until redtls_conn_connect() is called"; pubsub.h:
+ * redtls_subscriber_next returns REDTLS_E_UNAVAILABLE once they are
+ * exhausted, and the next call starts again). A subscriber whose server
+ * refuses every new connection makes its attempts, gives up and stops
+ * dialling; once the server is back, the next call restores, and a call
+ * that finds nothing to deliver on a restored connection is no error. */
+static void test_subscriber_reconnect_limits(void **state)
+{
+    (void)state;
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    assert_cfg_status(cfg, redtls_config_set_reconnect_limits(cfg, 2, 0), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_backoff(cfg, 20, 40), REDTLS_OK);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "gu", 2), REDTLS_OK);
+    lab_fault refuse = {.kind = LAB_FAULT_CUT, .dir = LAB_C2S, .after = 0, .rst = 1};
+    lab_proxy_set(&px, &refuse);
+    lab_proxy_cut_all(&px, 1);
+    unsigned long long before = lab_proxy_get_stats(&px).accepted;
+    redtls_message *m = NULL;
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(1500), &m), REDTLS_E_UNAVAILABLE);
+    assert_null(m);
+    unsigned long long attempts = lab_proxy_get_stats(&px).accepted - before;
+    print_message("attempts within one next() after the cut: %llu (limit 2)\n", attempts);
+    assert_true(attempts <= 3);
+    /* The server is reachable again: the next call restores. */
+    lab_proxy_set(&px, NULL);
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(3000), &m), REDTLS_OK);
+    assert_non_null(m);
+    assert_int_equal(redtls_message_type(m), REDTLS_MSG_RESTORED);
+    redtls_message_free(m);
+    assert_int_equal(publish_n("gu", 1), 1);
+    assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(3000), &m), REDTLS_OK);
+    assert_non_null(m);
+    assert_int_equal(redtls_message_type(m), REDTLS_MSG_MESSAGE);
+    redtls_message_free(m);
+    assert_int_equal(redtls_subscriber_next(sub, 100, &m), REDTLS_OK);
+    assert_null(m);
+    redtls_subscriber_free(sub);
+    lab_proxy_stop(&px);
+}
+
+/* Every redtls_* function a message tells the user to call exists in the
+ * library (looked up among its exported symbols). */
+static void assert_names_exist(const char *msg)
+{
+    for (const char *p = strstr(msg, "redtls_"); p; p = strstr(p, "redtls_")) {
+        char name[96];
+        size_t n = 0;
+        while (n + 1 < sizeof name && (p[n] == '_' || (p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9')))
+        {
+            name[n] = p[n];
+            n++;
+        }
+        name[n] = '\0';
+        p += n;
+        if (strcmp(name, "redtls_subscriber") == 0)
+            continue; /* the type */
+        if (!dlsym(RTLD_DEFAULT, name))
+            fail_msg("the message names %s, which the library does not have: %s", name, msg);
+    }
+}
+
+/* The RESP2 refusal of a command on a subscribed handle names its way out:
+ * it must name functions that exist. It advises
+ * redtls_config_set_protocol (and pubsub.h documents RESP3 through it),
+ * which redtls does not have (redtls.h: "redtls speaks RESP2"). */
+static void test_refusal_names_real_functions(void **state)
+{
+    (void)state;
+    redtls_config *cfg = new_cfg(redis.port);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s;
+    seen_init(&s);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "names", 5, on_msg, &s), REDTLS_OK);
+    assert_int_equal(redtls_async_command(ac, NULL, NULL, "GET k"), REDTLS_E_STATE);
+    assert_names_exist(redtls_async_errmsg(ac));
+    const char *sub[2] = {"SUBSCRIBE", "x"};
+    redtls_async_free(ac);
+    cfg = new_cfg(redis.port);
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_async_command_argv(ac, 0, 2, sub, NULL, NULL, NULL), REDTLS_E_INVALID);
+    assert_names_exist(redtls_async_errmsg(ac));
+    redtls_async_free(ac);
+}
+
+
+/* ---- RESP3 (hiredis 1.x builds; scripts/test.sh hiredis1) ---- */
+
+static int push_count;
+static char push_kind[32];
+
+static void on_push(void *ud, const struct redisReply *push)
+{
+    (void)ud;
+    push_count++;
+    const redisReply *k = redtls_reply_element(push, 0);
+    size_t n = 0;
+    const char *w = k ? redtls_reply_str(k, &n) : NULL;
+    snprintf(push_kind, sizeof push_kind, "%.*s", (int)n, w ? w : "");
+}
+
+static void store_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
+{
+    (void)ac;
+    redisReply **out = ud;
+    assert_int_equal(st, REDTLS_OK);
+    *out = r;
+}
+
+static int got_reply(void *ud)
+{
+    return *(redisReply **)ud != NULL;
+}
+
+/* Under RESP3 messages come as pushes: the same subscriptions work, and
+ * ordinary commands share the handle; other pushes (a tracking
+ * invalidation) still reach the push callback, and a cut connection is
+ * restored as under RESP2. */
+static void test_resp3(void **state)
+{
+    (void)state;
+    if (!redtls_protocol_supported(3)) {
+        print_message("skipped: this build uses hiredis 0.14, which cannot parse RESP3 (scripts/test.sh hiredis1 "
+                      "runs it against hiredis 1.2.0)\n");
+        skip();
+    }
+    lab_proxy px = {0};
+    assert_int_equal(lab_proxy_start(&px, redis.port), 0);
+    redtls_config *cfg = new_cfg(px.port);
+    assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 3), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_push_callback(cfg, on_push, NULL), REDTLS_OK);
+    redtls_async *ac = NULL;
+    assert_cfg_status(cfg, redtls_async_new(cfg, &ac), REDTLS_OK);
+    redtls_config_free(cfg);
+    seen s[3];
+    for (int i = 0; i < 3; i++)
+        seen_init(&s[i]);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "r3", 2, on_msg, &s[0]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_PATTERN, "r3p.*", 5, on_msg, &s[1]), REDTLS_OK);
+    assert_int_equal(redtls_async_subscribe(ac, REDTLS_SUB_SHARD, "r3s", 3, on_msg, &s[2]), REDTLS_OK);
+    /* A command on the same handle, subscribed (RESP2 refuses this). */
+    redisReply *r = NULL;
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "CLIENT TRACKING on"), REDTLS_OK);
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_STATUS);
+    redtls_reply_free(r);
+    want w = {s, 3, 0};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    r = NULL;
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "GET r3key"), REDTLS_OK);
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_int_equal(redtls_reply_type(r), REDTLS_REPLY_NIL);
+    redtls_reply_free(r);
+    for (long long i = 0; i < 100; i++) {
+        assert_int_equal(publish_n("r3", i), 1);
+        assert_int_equal(publish_n("r3p.x", i), 1);
+        char p[32];
+        int n = snprintf(p, sizeof p, "%lld", i);
+        assert_int_equal(publish("SPUBLISH", "r3s", p, (size_t)n), 1);
+    }
+    /* Interleaved with the messages: a command's reply, and the tracking
+     * invalidation the write of r3key causes. */
+    redisReply *set = NULL;
+    assert_conn_status(admin, redtls_conn_command(admin, &set, "SET r3key v"), REDTLS_OK);
+    redtls_reply_free(set);
+    r = NULL;
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "PING"), REDTLS_OK);
+    w.field = 1;
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_reply_str(r, REDTLS_REPLY_STATUS, "PONG");
+    redtls_reply_free(r);
+    long long end = lab_now_ms() + SCALED(5000);
+    while (push_count < 1 && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_int_equal(push_count, 1);
+    assert_string_equal(push_kind, "invalidate");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s[i].messages, 100);
+        assert_int_equal(s[i].out_of_order, 0);
+    }
+    assert_string_equal(s[1].channel, "r3p.x");
+    /* A cut: restored, once each. */
+    lab_proxy_cut_all(&px, 1);
+    w.field = 3;
+    end = lab_now_ms() + SCALED(10000);
+    while (!reached(&w) && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s[i].restored, 1);
+    assert_int_equal(publish_n("r3", 500), 1);
+    end = lab_now_ms() + SCALED(5000);
+    while (s[0].last != 500 && lab_now_ms() < end)
+        redtls_async_run(&ac, 1, 20);
+    assert_int_equal(s[0].last, 500);
+    /* Unsubscribe with commands in flight around it. */
+    r = NULL;
+    assert_int_equal(redtls_async_unsubscribe(ac, REDTLS_SUB_PATTERN, "r3p.*", 5), REDTLS_OK);
+    assert_int_equal(redtls_async_command(ac, store_reply, &r, "ECHO after"), REDTLS_OK);
+    w = (want){&s[1], 1, 2};
+    assert_true(run_until(ac, reached, &w, SCALED(5000)));
+    assert_true(run_until(ac, got_reply, &r, SCALED(5000)));
+    assert_reply_str(r, REDTLS_REPLY_STRING, "after");
+    redtls_reply_free(r);
+    assert_int_equal(publish_n("r3p.x", 501), 0);
+    redtls_async_free(ac);
+    lab_proxy_stop(&px);
+
+    /* The blocking subscriber under RESP3. */
+    cfg = new_cfg(redis.port);
+    assert_cfg_status(cfg, redtls_config_set_protocol(cfg, 3), REDTLS_OK);
+    redtls_subscriber *sub = NULL;
+    assert_int_equal(redtls_subscriber_new(cfg, &sub), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_int_equal(redtls_subscriber_subscribe(sub, REDTLS_SUB_CHANNEL, "r3b", 3), REDTLS_OK);
+    for (long long i = 0; i < 20; i++)
+        assert_int_equal(publish_n("r3b", i), 1);
+    for (long long i = 0; i < 20; i++) {
+        redtls_message *m = NULL;
+        assert_int_equal(redtls_subscriber_next(sub, (int)SCALED(5000), &m), REDTLS_OK);
+        assert_non_null(m);
+        assert_int_equal(strtoll(redtls_message_payload(m, NULL), NULL, 10), i);
+        redtls_message_free(m);
+    }
+    redtls_subscriber_free(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -556,6 +1014,12 @@ int main(void)
         cmocka_unit_test(test_restore_after_cut),
         cmocka_unit_test(test_restore_after_restart),
         cmocka_unit_test(test_restore_after_silent_link),
+        cmocka_unit_test(test_subscribe_from_callback),
+        cmocka_unit_test(test_unsubscribe_before_confirmation),
+        cmocka_unit_test(test_restore_event_with_unsubscribe),
+        cmocka_unit_test(test_subscriber_reconnect_limits),
+        cmocka_unit_test(test_refusal_names_real_functions),
+        cmocka_unit_test(test_resp3),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

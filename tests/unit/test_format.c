@@ -72,24 +72,30 @@ static void test_argc_with_two_digits(void **state)
     compare(120, argv, NULL);
 }
 
-static int asks_resp3(int argc, const char **argv)
+/* 1 when the command asks for another protocol than proto. */
+static int switches(int argc, const char **argv, int proto)
 {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     assert_status(redtls__format_argv(&buf, &len, &cap, argc, argv, NULL), REDTLS_OK);
-    int yes = redtls__frame_asks_resp3(buf, len);
+    int yes = redtls__frame_switches_protocol(buf, len, proto);
     /* The argv check (C strings, and binary-safe lengths) agrees. */
     size_t lens[8];
     for (int i = 0; i < argc && i < 8; i++)
         lens[i] = strlen(argv[i]);
-    assert_int_equal(redtls__argv_asks_resp3(argc, argv, NULL), yes);
-    assert_int_equal(redtls__argv_asks_resp3(argc, argv, lens), yes);
+    assert_int_equal(redtls__argv_switches_protocol(argc, argv, NULL, proto), yes);
+    assert_int_equal(redtls__argv_switches_protocol(argc, argv, lens, proto), yes);
     /* A cut frame never matches. */
     for (size_t cut = 0; cut + 1 < len && yes; cut++)
         if (cut < 20)
-            assert_int_equal(redtls__frame_asks_resp3(buf, cut), 0);
+            assert_int_equal(redtls__frame_switches_protocol(buf, cut, proto), 0);
     free(buf);
     return yes;
+}
+
+static int asks_resp3(int argc, const char **argv)
+{
+    return switches(argc, argv, 2);
 }
 
 static void test_hello_asking_for_resp3(void **state)
@@ -107,8 +113,26 @@ static void test_hello_asking_for_resp3(void **state)
     assert_int_equal(asks_resp3(2, helox), 0);
     assert_int_equal(asks_resp3(2, get), 0);
     assert_int_equal(asks_resp3(2, echo), 0);
-    assert_int_equal(redtls__frame_asks_resp3("", 0), 0);
-    assert_int_equal(redtls__frame_asks_resp3("*2\r\n$5\r\nHELLO\r\n$x\r\n3\r\n", 25), 0);
+    assert_int_equal(redtls__frame_switches_protocol("", 0, 2), 0);
+    assert_int_equal(redtls__frame_switches_protocol("*2\r\n$5\r\nHELLO\r\n$x\r\n3\r\n", 25, 2), 0);
+}
+
+/* Under protocol 3 the rule turns around: HELLO 3 stays, HELLO 2 (or any
+ * other version) would switch the connection back. */
+static void test_hello_switching_back_from_resp3(void **state)
+{
+    (void)state;
+    const char *h3[] = {"HELLO", "3"}, *h3auth[] = {"hello", "3", "AUTH", "u", "p"}, *h03[] = {"Hello", "03"},
+               *h2[] = {"HELLO", "2"}, *h2auth[] = {"HELLO", "2", "AUTH", "u", "p"}, *h[] = {"HELLO"},
+               *h4[] = {"HELLO", "4"}, *get[] = {"GET", "HELLO"};
+    assert_int_equal(switches(2, h3, 3), 0);
+    assert_int_equal(switches(5, h3auth, 3), 0);
+    assert_int_equal(switches(1, h, 3), 0);
+    assert_int_equal(switches(2, get, 3), 0);
+    assert_int_equal(switches(2, h2, 3), 1);
+    assert_int_equal(switches(5, h2auth, 3), 1);
+    assert_int_equal(switches(2, h03, 3), 1);
+    assert_int_equal(switches(2, h4, 3), 1);
 }
 
 int main(void)
@@ -118,6 +142,7 @@ int main(void)
         cmocka_unit_test(test_c_strings_and_appending),
         cmocka_unit_test(test_argc_with_two_digits),
         cmocka_unit_test(test_hello_asking_for_resp3),
+        cmocka_unit_test(test_hello_switching_back_from_resp3),
     };
     return cmocka_run_group_tests_name("format", tests, NULL, NULL);
 }

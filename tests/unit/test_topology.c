@@ -59,6 +59,24 @@ static void test_three_masters_with_replicas(void **state)
     redtls__topology_free(t);
 }
 
+/* Under RESP3 the metadata is a map (hiredis 1.x parses "%"): the same
+ * names are read from it. Built by hand, so it runs on hiredis 0.14 too. */
+static void test_resp3_metadata_map(void **state)
+{
+    (void)state;
+    redisReply *r = resp("*1\r\n*3\r\n:0\r\n:16383\r\n*4\r\n$2\r\n10\r\n:6379\r\n$1\r\na\r\n"
+                         "*4\r\n$2\r\nip\r\n$8\r\n10.0.0.1\r\n$8\r\nhostname\r\n$6\r\nnode.a\r\n");
+    r->element[0]->element[2]->element[3]->type = REDTLS_REPLY_MAP;
+    redtls__topology *t = NULL;
+    char err[REDTLS__ERRMSG_MAX] = "";
+    assert_status(redtls__topology_parse(r, "seed", &t, err), REDTLS_OK);
+    long a = redtls__topology_master(t, 0);
+    assert_string_equal(t->nodes[a].hostname, "node.a");
+    assert_string_equal(t->nodes[a].ip, "10.0.0.1");
+    redtls__topology_free(t);
+    freeReplyObject(r);
+}
+
 static void test_redis7_metadata_and_endpoints(void **state)
 {
     (void)state;
@@ -175,6 +193,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_masters_with_replicas),
         cmocka_unit_test(test_redis7_metadata_and_endpoints),
+        cmocka_unit_test(test_resp3_metadata_map),
         cmocka_unit_test(test_invalid_maps_refused),
         cmocka_unit_test(test_null_endpoint_is_the_address_asked),
         cmocka_unit_test(test_empty_and_partial_maps),

@@ -455,6 +455,28 @@ static void test_long_url_message_bounded(void **state)
     assert_true(strlen(redtls_config_errmsg(cfg)) < REDTLS__ERRMSG_MAX);
 }
 
+/* protocol=2|3: RESP3 needs a build against hiredis 1.x; otherwise
+ * protocol=3 is the setter's configuration error, and nothing changes. */
+static void test_protocol_param(void **state)
+{
+    redtls_config *cfg = *state;
+    assert_status(redtls_config_set_url(cfg, "rediss://h?protocol=2"), REDTLS_OK);
+    assert_int_equal(cfg->protocol, 2);
+    if (redtls_protocol_supported(3)) {
+        assert_status(redtls_config_set_url(cfg, "rediss://h?protocol=3&name=x"), REDTLS_OK);
+        assert_int_equal(cfg->protocol, 3);
+        assert_status(redtls_config_set_url(cfg, "rediss://h?protocol=2"), REDTLS_OK);
+        assert_int_equal(cfg->protocol, 2);
+    } else {
+        expect_fail(cfg, "rediss://:" SECRET "@host?protocol=3", REDTLS_E_CONFIG, "RESP3 needs hiredis 1.0 or later");
+    }
+    prepare(cfg);
+    expect_fail(cfg, "rediss://:" SECRET "@host?protocol=4", REDTLS_E_URL, "protocol='4' must be 2 or 3");
+    expect_fail(cfg, "rediss://:" SECRET "@host?protocol=", REDTLS_E_URL, "protocol='' must be 2 or 3");
+    expect_fail(cfg, "rediss://:" SECRET "@host?protocol=03", REDTLS_E_URL, "protocol='03' must be 2 or 3");
+    expect_fail(cfg, "rediss://:" SECRET "@host?protocol=resp3", REDTLS_E_URL, "must be 2 or 3");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, cfg_setup, cfg_teardown)
 
 int main(void)
@@ -483,6 +505,7 @@ int main(void)
         T(test_null_arguments),
         T(test_long_url_message_bounded),
         T(test_port_never_echoed),
+        T(test_protocol_param),
     };
     return cmocka_run_group_tests_name("url", tests, group_setup, group_teardown);
 }
