@@ -106,11 +106,11 @@ static void on_message(redtls_async *ac, const redtls_message *m, void *ud)
  * worth seeing. */
 static void on_event(void *ud, redtls_event_type type, const char *detail)
 {
-    int *plain = ud;
+    struct psbench *b = ud;
 
     if (type == REDTLS_EVENT_CONNECTED && strcmp(detail, "plain TCP") == 0)
-        *plain = 1;
-    if (type == REDTLS_EVENT_DISCONNECTED || type == REDTLS_EVENT_RECONNECT_SCHEDULED)
+        b->plain = 1;
+    if ((type == REDTLS_EVENT_DISCONNECTED || type == REDTLS_EVENT_RECONNECT_SCHEDULED) && b->received < b->o->requests)
         fprintf(stderr, "redtls-bench: %s: %s\n", type == REDTLS_EVENT_DISCONNECTED ? "disconnected" : "reconnecting",
                 detail);
 }
@@ -167,7 +167,7 @@ static void print_pubsub(const struct bench_options *o, const char *url, const s
 {
     const char *sub = o->subscriber_blocking ? "redtls-blocking" : "redtls-async";
     const char *tr = b->plain ? "plain" : "tls";
-    const char *proto = o->resp3 ? "resp3" : "resp2";
+    const char *proto = o->resp3 || strstr(o->url, "protocol=3") != NULL ? "resp3" : "resp2";
     double seconds = (double)(b->t_last - b->t_first) / 1e9;
     /* The first message starts the clock, so n - 1 arrived in that time. */
     double rate = seconds > 0 ? (double)(b->received - 1) / seconds : 0.0;
@@ -206,7 +206,7 @@ int run_pubsub(const struct bench_options *o, redtls_config *cfg, const char *ur
     memset(&b, 0, sizeof b);
     b.o = o;
     b.chlen = strlen(o->channel);
-    (void)redtls_config_set_event_callback(cfg, on_event, &b.plain);
+    (void)redtls_config_set_event_callback(cfg, on_event, &b);
     rc = o->subscriber_blocking ? run_blocking_subscriber(&b, cfg) : run_async_subscriber(&b, cfg);
     (void)redtls_config_set_event_callback(cfg, NULL, NULL);
     if (rc != EXIT_DONE)

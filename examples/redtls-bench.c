@@ -44,6 +44,7 @@ enum {
     OPT_PUBSUB,
     OPT_CHANNEL,
     OPT_SUBSCRIBER,
+    OPT_RESP3,
     OPT_HELP
 };
 
@@ -70,6 +71,7 @@ static const struct option long_options[] = {
     {"pubsub", no_argument, NULL, OPT_PUBSUB},
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"subscriber", required_argument, NULL, OPT_SUBSCRIBER},
+    {"resp3", no_argument, NULL, OPT_RESP3},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -143,7 +145,9 @@ static void usage(FILE *out)
           "                     -d their payload size\n"
           "      --channel NAME pubsub: the channel (default bench)\n"
           "      --subscriber API  pubsub: async (redtls_async_subscribe on the built-in\n"
-          "                     loop, default) or blocking (redtls_subscriber_next)\n",
+          "                     loop, default) or blocking (redtls_subscriber_next)\n"
+          "      --resp3        speak RESP3 (redtls_config_set_protocol(cfg, 3), as\n"
+          "                     protocol=3 in the URL; needs a build on hiredis 1.x)\n",
           out);
     /* Two pieces: C99 promises string literals of 4095 bytes only. */
     fputs("      --csv          CSV lines (a header, then one line per result)\n"
@@ -346,6 +350,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
                 return usage_error("bad --subscriber '%s' (async, blocking)", optarg);
             o->subscriber_set = 1;
             break;
+        case OPT_RESP3: o->resp3 = 1; break;
         case OPT_CSV: o->format = FORMAT_CSV; break;
         case OPT_JSON: o->format = FORMAT_JSON; break;
         case OPT_HELP: usage(stdout); return EXIT_DONE;
@@ -410,6 +415,8 @@ static int apply_options(const struct bench_options *o, redtls_config *cfg)
         host[n] = '\0';
         APPLY("--resolve", redtls_config_add_resolve(cfg, host, 0, colon + 1));
     }
+    if (o->resp3)
+        APPLY("--resp3", redtls_config_set_protocol(cfg, 3));
     if (o->timeout_ms != -1) {
         unsigned ms = (unsigned)o->timeout_ms;
         APPLY("--timeout", redtls_config_set_connect_timeout_ms(cfg, ms));
