@@ -51,9 +51,11 @@
 # the server's pubsub output-buffer limit lifted for the section), payloads
 # of PUBSUB_SIZES bytes, every message checked: redtls-bench --pubsub (the
 # asynchronous API on the built-in loop, and the blocking subscriber beside
-# it) against hiredis 1.2.0's asynchronous API with hiredis_ssl and its
-# adapters/libevent.h (scripts/bench/hiredis-sub-bench.c, built here), RESP2
-# and, when redtls-bench has --resp3, RESP3 (hiredis after HELLO 3). Client
+# it), as built by default and built on hiredis 1.2.0 (build-bench/
+# redtls-hiredis1/: the peer's parser, and RESP3, which the system's hiredis
+# 0.14 cannot parse), against hiredis 1.2.0's asynchronous API with
+# hiredis_ssl and its adapters/libevent.h (scripts/bench/hiredis-sub-bench.c,
+# built here), RESP2 and RESP3 (hiredis after HELLO 3). Client
 # instructions per message under callgrind as in "ir" (the issue's target:
 # redtls at most 0.8 x hiredis), then messages/s and the subscriber's CPU
 # per message in ROUNDS alternating rounds (medians), and redtls's costliest

@@ -39,15 +39,28 @@ ps_numsub() {
   ps_cli PUBSUB NUMSUB "$PUBSUB_CHANNEL" 2>/dev/null | sed -n 2p
 }
 
+# Sets clients to the subscribers measured under a protocol: redtls-bench
+# as built by default (on the system's hiredis, 0.14 on Debian 12: RESP2
+# only) and built on hiredis 1.2.0 (-h1: the peer's parser), each with its
+# asynchronous and its blocking subscriber, and hiredis.
+pubsub_clients() { # protocol
+  if [[ $1 == resp3 ]]; then
+    clients=(redtls-h1 redtls-blocking-h1 hiredis-async)
+  else
+    clients=(redtls redtls-h1 redtls-blocking redtls-blocking-h1 hiredis-async)
+  fi
+}
+
 # Sets CMD to one subscriber's command line.
 pubsub_cmd() { # client protocol size messages
-  local resp3=()
+  local resp3=() prog=$BENCH
   case $1 in
-    redtls | redtls-blocking)
+    redtls | redtls-blocking | redtls-h1 | redtls-blocking-h1)
       [[ $2 == resp3 ]] && resp3=(--resp3)
-      CMD=("$BENCH" -u "rediss://localhost:$TLS_PORT" --resolve localhost:127.0.0.1 --cacert "$CA" --pubsub
+      [[ $1 == *-h1 ]] && prog=$BENCH_H1
+      CMD=("$prog" -u "rediss://localhost:$TLS_PORT" --resolve localhost:127.0.0.1 --cacert "$CA" --pubsub
            --channel "$PUBSUB_CHANNEL" -n "$4" -d "$3" "${resp3[@]}" --csv)
-      if [[ $1 == redtls-blocking ]]; then CMD+=(--subscriber blocking); fi ;;
+      if [[ $1 == redtls-blocking* ]]; then CMD+=(--subscriber blocking); fi ;;
     hiredis-async)
       [[ $2 == resp3 ]] && resp3=(--resp3)
       CMD=("$HSBENCH" -h 127.0.0.1 -p "$TLS_PORT" --tls --cacert "$CA" --sni localhost --channel "$PUBSUB_CHANNEL"
@@ -162,8 +175,24 @@ section_pubsub() {
     exit 1
   fi
 
-  local protocols=(resp2) clients=(redtls redtls-blocking hiredis-async)
-  if "$BENCH" --help | grep -q -- '--resp3'; then
+  # redtls built on hiredis 1.2.0 as well (the system's 0.14 cannot parse
+  # RESP3): the same parser as the peer's, and RESP3.
+  local h1_build="$BUILD/redtls-hiredis1" version
+  say "pubsub: redtls-bench on hiredis 1.2.0 in build-bench/redtls-hiredis1/"
+  if ! { PKG_CONFIG_PATH="$H1/lib/pkgconfig" cmake -S "$ROOT" -B "$h1_build" -DCMAKE_BUILD_TYPE=Release \
+           -DREDTLS_BUILD_EXAMPLES=ON -DREDTLS_BUILD_TESTS=OFF &&
+         nice cmake --build "$h1_build" -j"$JOBS" --target redtls-bench; } >"$BUILD/pubsub-h1-build.log" 2>&1; then
+    tail -n 30 "$BUILD/pubsub-h1-build.log" >&2
+    echo "bench: building redtls-bench on hiredis 1.2.0 failed (log: $BUILD/pubsub-h1-build.log)" >&2
+    exit 1
+  fi
+  version=$(sed -n 's/^REDTLS_HIREDIS_VERSION:INTERNAL=//p' "$h1_build/CMakeCache.txt")
+  [[ "$version" == 1.2.0 ]] ||
+    { echo "bench: $h1_build is configured against hiredis '$version', not 1.2.0; remove it" >&2; exit 1; }
+  BENCH_H1="$h1_build/examples/redtls-bench"
+
+  local protocols=(resp2) clients
+  if "$BENCH_H1" --help | grep -q -- '--resp3'; then
     protocols+=(resp3)
   else
     say "pubsub: this redtls-bench has no --resp3 (RESP3 not in this build): RESP2 only"
@@ -178,6 +207,7 @@ section_pubsub() {
   echo "protocol,size,client,messages,ir_total" >"$raw_ir"
   local proto size client req out total n
   for proto in "${protocols[@]}"; do
+    pubsub_clients "$proto"
     for size in $PUBSUB_SIZES; do
       n=$(pubsub_ir_n "$size")
       for client in "${clients[@]}"; do
@@ -190,7 +220,9 @@ section_pubsub() {
           total=$(sed -n 's/^totals: *//p' "$out.cg")
           [[ "$total" =~ ^[0-9]+$ ]] || { echo "bench: no 'totals:' line in $out.cg" >&2; exit 1; }
           echo "$proto,$size,$client,$req,$total" >>"$raw_ir"
-          if [[ $client == redtls ]]; then mv "$out.cg" "$keep/redtls-$proto-$size-$req.callgrind"; fi
+          if [[ $client == redtls || $client == redtls-h1 ]]; then
+            mv "$out.cg" "$keep/$client-$proto-$size-$req.callgrind"
+          fi
           rm -f "$out.cg" "$out.stdout" "$out.stderr" "$out.pub"
         done
       done
@@ -200,10 +232,12 @@ section_pubsub() {
   # Timed: ROUNDS rounds; in each, every case, the clients in an order that
   # turns with the round.
   echo "round,protocol,size,client,messages,msgs_per_sec,cpu_us_per_msg,publisher_rps" >"$raw_t"
-  local round k nc=${#clients[@]} rate cpu c=0
+  local round k nc rate cpu c=0
   for round in $(seq "$ROUNDS"); do
     say "pubsub: timed round $round/$ROUNDS ($PUBSUB_TIMED_N messages a run)"
     for proto in "${protocols[@]}"; do
+      pubsub_clients "$proto"
+      nc=${#clients[@]}
       for size in $PUBSUB_SIZES; do
         c=$((c + 1))
         for ((k = 0; k < nc; k++)); do
@@ -225,8 +259,9 @@ import csv, statistics, sys
 raw_ir, raw_t, out_csv, rounds, pipeline = sys.argv[1:6]
 ir_rows = list(csv.DictReader(open(raw_ir)))
 t_rows = list(csv.DictReader(open(raw_t)))
-clients = ("redtls", "redtls-blocking", "hiredis-async")
-short = {"redtls": "redtls", "redtls-blocking": "rt-block", "hiredis-async": "hiredis"}
+clients = ("redtls", "redtls-h1", "redtls-blocking", "redtls-blocking-h1", "hiredis-async")
+short = {"redtls": "redtls", "redtls-h1": "rt-h1", "redtls-blocking": "rt-block", "redtls-blocking-h1": "rtb-h1",
+         "hiredis-async": "hiredis"}
 cases = []
 for r in ir_rows:
     if (r["protocol"], int(r["size"])) not in cases:
@@ -234,57 +269,73 @@ for r in ir_rows:
 ir, nmsg = {}, {}
 for proto, size in cases:
     for c in clients:
-        (n1, a), (n2, b) = sorted((int(r["messages"]), int(r["ir_total"])) for r in ir_rows
-                                  if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c)
-        ir[proto, size, c] = (b - a) / (n2 - n1)
-        nmsg[proto, size] = n1
+        runs = sorted((int(r["messages"]), int(r["ir_total"])) for r in ir_rows
+                      if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c)
+        if len(runs) == 2:
+            (n1, a), (n2, b) = runs
+            ir[proto, size, c] = (b - a) / (n2 - n1)
+            nmsg[proto, size] = n1
 def med(proto, size, c, f):
     v = [float(r[f]) for r in t_rows if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c]
-    return statistics.median(v) if v else float("nan")
+    return statistics.median(v) if v else None
 def spread(proto, size, c, f):
     v = [float(r[f]) for r in t_rows if r["protocol"] == proto and int(r["size"]) == size and r["client"] == c]
-    return "%.0fk-%.0fk" % (min(v) / 1e3, max(v) / 1e3) if v else "n/a"
+    return "%.0fk-%.0fk" % (min(v) / 1e3, max(v) / 1e3) if v else None
+def cell(v, fmt):
+    return "-" if v is None else fmt(v)
+def ratio(proto, size, c):
+    r, h = ir.get((proto, size, c)), ir.get((proto, size, "hiredis-async"))
+    return None if r is None or h is None else r / h
 
 print()
 print("Pub/Sub: one subscriber over TLS 1.3, loopback, channel 'bench'; the publisher is redis-benchmark")
-print("-c 1 -P %s PUBLISH. redtls = redtls-bench --pubsub (redtls_async_subscribe, built-in loop);" % pipeline)
-print("rt-block = the blocking subscriber (redtls_subscriber_next, a copy per message); hiredis =")
-print("hiredis 1.2.0 async + hiredis_ssl + adapters/libevent.h (scripts/bench/hiredis-sub-bench.c).")
-print("Every message checked by each (its channel, its payload size).")
+print("-c 1 -P %s PUBLISH. redtls = redtls-bench --pubsub (redtls_async_subscribe, built-in loop) as" % pipeline)
+print("built by default (on the system's hiredis 0.14: RESP2 only); rt-h1 = the same built on hiredis")
+print("1.2.0 (the peer's parser; RESP3); rt-block, rtb-h1 = the blocking subscriber (redtls_subscriber_next,")
+print("a copy per message) of each build; hiredis = hiredis 1.2.0 async + hiredis_ssl +")
+print("adapters/libevent.h (scripts/bench/hiredis-sub-bench.c; under RESP3 after HELLO 3). Every message")
+print("checked by each (its channel, its payload size).")
 print()
-print("Client instructions per message (callgrind, (Ir(2n) - Ir(n)) / n):")
-hdr = "%-6s %6s %7s | %9s %9s %9s | %14s %13s"
-print(hdr % ("proto", "bytes", "n", "redtls", "rt-block", "hiredis", "redtls/hiredis", "<= 0.8 target"))
+print("Client instructions per message (callgrind, (Ir(2n) - Ir(n)) / n); the target: redtls at most")
+print("0.8 x hiredis:")
+hdr = "%-6s %6s %6s | " + " ".join(["%8s"] * len(clients)) + " | %13s %12s"
+print(hdr % (("proto", "bytes", "n") + tuple(short[c] for c in clients) + ("redtls/hired", "rt-h1/hired")))
 results = []
 for proto, size in cases:
-    r, bl, h = (ir[proto, size, c] for c in clients)
-    print(hdr % (proto, size, nmsg[proto, size], format(round(r), ","), format(round(bl), ","),
-                 format(round(h), ","), "%.2f" % (r / h), "met" if r <= 0.8 * h else "MISSED"))
+    rr, rh = ratio(proto, size, "redtls"), ratio(proto, size, "redtls-h1")
+    print(hdr % ((proto, size, nmsg[proto, size])
+                 + tuple(cell(ir.get((proto, size, c)), lambda v: format(round(v), ",")) for c in clients)
+                 + tuple(cell(x, lambda v: "%.2f %s" % (v, "met" if v <= 0.8 else "MISSED")) for x in (rr, rh))))
     for c in clients:
-        results.append(("ir_per_msg", proto, size, c, ir[proto, size, c]))
-    results.append(("ir_ratio_redtls_vs_hiredis", proto, size, "redtls", r / h))
+        if (proto, size, c) in ir:
+            results.append(("ir_per_msg", proto, size, c, ir[proto, size, c]))
+    for c, x in (("redtls", rr), ("redtls-h1", rh)):
+        if x is not None:
+            results.append(("ir_ratio_vs_hiredis", proto, size, c, x))
 print()
 print("Time, medians of %s alternating rounds: messages/s from the first message to the last (bounded by" % rounds)
-print("the publisher and the server, which share the 2 cores: 'pub' is redis-benchmark's own PUBLISH/s);")
-print("CPU us per message as the subscriber measures it (getrusage from the confirmation to the last")
+print("the publisher and the server, which share the 2 cores: 'pub' is redis-benchmark's own PUBLISH/s),")
+print("then CPU us per message as the subscriber measures it (getrusage from the confirmation to the last")
 print("message: connect and handshake left out):")
-hdr2 = "%-6s %6s | %9s %9s %9s %9s | %8s %8s %8s"
-print(hdr2 % ("proto", "bytes", "redtls", "rt-block", "hiredis", "pub", "redtls", "rt-block", "hiredis"))
-print(hdr2 % ("", "", "msg/s", "msg/s", "msg/s", "PUB/s", "CPU us", "CPU us", "CPU us"))
+hdr2 = "%-6s %6s | " + " ".join(["%8s"] * len(clients)) + " %8s | " + " ".join(["%8s"] * len(clients))
+print(hdr2 % (("proto", "bytes") + tuple(short[c] for c in clients) + ("pub",) + tuple(short[c] for c in clients)))
+print(hdr2 % (("", "") + ("msg/s",) * len(clients) + ("PUB/s",) + ("CPU us",) * len(clients)))
 for proto, size in cases:
     rates = [med(proto, size, c, "msgs_per_sec") for c in clients]
-    pubs = statistics.median([med(proto, size, c, "publisher_rps") for c in clients])
+    pubs = statistics.median(float(r["publisher_rps"]) for r in t_rows
+                             if r["protocol"] == proto and int(r["size"]) == size)
     cpu = [med(proto, size, c, "cpu_us_per_msg") for c in clients]
-    print(hdr2 % ((proto, size) + tuple("%.0f" % v for v in rates) + ("%.0f" % pubs,)
-                  + tuple("%.3f" % v for v in cpu)))
+    print(hdr2 % ((proto, size) + tuple(cell(v, lambda x: "%.0f" % x) for v in rates) + ("%.0f" % pubs,)
+                  + tuple(cell(v, lambda x: "%.3f" % x) for v in cpu)))
     for c, v, u in zip(clients, rates, cpu):
-        results.append(("msgs_per_sec", proto, size, c, v))
-        results.append(("cpu_us_per_msg", proto, size, c, u))
+        if v is not None:
+            results.append(("msgs_per_sec", proto, size, c, v))
+            results.append(("cpu_us_per_msg", proto, size, c, u))
     results.append(("publisher_rps", proto, size, "redis-benchmark", pubs))
 print("The spread of those rounds (msgs/s, lowest-highest):")
 for proto, size in cases:
     print("%-6s %6s | %s" % (proto, size, "  ".join("%s %s" % (short[c], spread(proto, size, c, "msgs_per_sec"))
-                                                    for c in clients)))
+                                                    for c in clients if spread(proto, size, c, "msgs_per_sec"))))
 with open(out_csv, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["metric", "protocol", "size", "client", "value"])
@@ -292,19 +343,23 @@ with open(out_csv, "w", newline="") as f:
         w.writerow([m, p, s, c, "%.4f" % v])
 print("Written: %s; every run: %s, %s" % (out_csv, raw_ir, raw_t))
 PY
-  local first=${PUBSUB_SIZES%% *} last=${PUBSUB_SIZES##* }
-  for size in $first $last; do
-    n=$(pubsub_ir_n "$size")
-    echo
-    python3 "$ROOT/scripts/bench/cgdiff.py" "$keep/redtls-resp2-$size-$n.callgrind" \
-      "$keep/redtls-resp2-$size-$((2 * n)).callgrind" "$n" --top 20 --title \
-      "redtls --pubsub, RESP2, $size-byte payloads: top 20 functions by inclusive instructions per message
+  # redtls's costliest functions per message: the default build under
+  # RESP2, the hiredis 1.2.0 build under RESP3, smallest and largest payload.
+  local first=${PUBSUB_SIZES%% *} last=${PUBSUB_SIZES##* } which f1 f2
+  for which in redtls-resp2 redtls-h1-resp3; do
+    for size in $first $last; do
+      n=$(pubsub_ir_n "$size")
+      f1="$keep/$which-$size-$n.callgrind" f2="$keep/$which-$size-$((2 * n)).callgrind"
+      [[ -f "$f1" && -f "$f2" ]] || continue
+      echo
+      python3 "$ROOT/scripts/bench/cgdiff.py" "$f1" "$f2" "$n" --top 15 --title \
+        "$which, $size-byte payloads: top 15 functions by inclusive instructions per message
 (the frames above main left out; addresses: libssl/libcrypto have no symbols here)"
-    echo
-    python3 "$ROOT/scripts/bench/cgdiff.py" "$keep/redtls-resp2-$size-$n.callgrind" \
-      "$keep/redtls-resp2-$size-$((2 * n)).callgrind" "$n" --top 15 --sort self \
-      --title "redtls --pubsub, RESP2, $size-byte payloads: top 15 by self instructions per message"
-    [[ $first == "$last" ]] && break
+      echo
+      python3 "$ROOT/scripts/bench/cgdiff.py" "$f1" "$f2" "$n" --top 10 --sort self \
+        --title "$which, $size-byte payloads: top 10 by self instructions per message"
+      [[ $first == "$last" ]] && break
+    done
   done
   echo
   echo "Profiles (callgrind_annotate --inclusive=yes FILE reads them): $keep"
