@@ -41,6 +41,10 @@ enum {
     OPT_LOOP,
     OPT_STALL,
     OPT_WAVES,
+    OPT_PUBSUB,
+    OPT_CHANNEL,
+    OPT_SUBSCRIBER,
+    OPT_RESP3,
     OPT_HELP
 };
 
@@ -64,6 +68,10 @@ static const struct option long_options[] = {
     {"loop", required_argument, NULL, OPT_LOOP},
     {"stall", required_argument, NULL, OPT_STALL},
     {"waves", required_argument, NULL, OPT_WAVES},
+    {"pubsub", no_argument, NULL, OPT_PUBSUB},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"subscriber", required_argument, NULL, OPT_SUBSCRIBER},
+    {"resp3", no_argument, NULL, OPT_RESP3},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -87,6 +95,10 @@ static void usage(FILE *out)
           "--connect N and --idle N open their N handles at once; --stall N measures\n"
           "how long single calls into redtls take while N TLS handshakes run at once.\n"
           "With --cluster, throughput through redtls/async_cluster.h (one handle per -c).\n"
+          "Pub/Sub (--pubsub): subscribes to --channel, receives -n messages published\n"
+          "by someone else, each checked (that channel, -d bytes of payload; anything\n"
+          "else counts as an error), then leaves; reports messages/s (from the first\n"
+          "message to the last), CPU per message (from the confirmation) and bytes.\n"
           "\n"
           "  -u, --url URL      rediss://[[USER]:TOKEN@]HOST[:PORT][/DB][?PARAMS]\n"
           "                     (redis:// for plain TCP); default rediss://127.0.0.1\n"
@@ -129,7 +141,16 @@ static void usage(FILE *out)
           "                     --waves times; reports the duration of every call into\n"
           "                     redtls (wall and thread CPU), the longest above all\n"
           "      --waves N      stall mode: waves of N handshakes (default 3)\n"
-          "      --csv          CSV lines (a header, then one line per result)\n"
+          "      --pubsub       Pub/Sub mode: a subscriber (redtls/pubsub.h); -n messages,\n"
+          "                     -d their payload size\n"
+          "      --channel NAME pubsub: the channel (default bench)\n"
+          "      --subscriber API  pubsub: async (redtls_async_subscribe on the built-in\n"
+          "                     loop, default) or blocking (redtls_subscriber_next)\n"
+          "      --resp3        speak RESP3 (redtls_config_set_protocol(cfg, 3), as\n"
+          "                     protocol=3 in the URL; needs a build on hiredis 1.x)\n",
+          out);
+    /* Two pieces: C99 promises string literals of 4095 bytes only. */
+    fputs("      --csv          CSV lines (a header, then one line per result)\n"
           "      --json         one JSON object per line\n"
           "      --help         print this help and exit\n"
           "\n"
@@ -209,6 +230,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
     o->url = "rediss://127.0.0.1";
     o->inflight = 1;
     o->waves = 3;
+    o->channel = "bench";
     parse_tests("set,get,incr", o);
 
     while ((c = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
@@ -313,6 +335,22 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
             if (parse_number(optarg, 1, 1000, &o->waves) != 0)
                 return usage_error("bad --waves '%s'", optarg);
             break;
+        case OPT_PUBSUB: o->pubsub = 1; break;
+        case OPT_CHANNEL:
+            if (*optarg == '\0' || strlen(optarg) > 200)
+                return usage_error("bad --channel '%s' (1-200 bytes)", optarg);
+            o->channel = optarg;
+            break;
+        case OPT_SUBSCRIBER:
+            if (strcmp(optarg, "async") == 0)
+                o->subscriber_blocking = 0;
+            else if (strcmp(optarg, "blocking") == 0)
+                o->subscriber_blocking = 1;
+            else
+                return usage_error("bad --subscriber '%s' (async, blocking)", optarg);
+            o->subscriber_set = 1;
+            break;
+        case OPT_RESP3: o->resp3 = 1; break;
         case OPT_CSV: o->format = FORMAT_CSV; break;
         case OPT_JSON: o->format = FORMAT_JSON; break;
         case OPT_HELP: usage(stdout); return EXIT_DONE;
@@ -325,6 +363,11 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->async && (o->inflight_set || o->loop_set || o->stall_n))
         return usage_error("--inflight, --loop and --stall go with --async");
+    if (o->pubsub &&
+        (o->async || o->cluster || o->connect_n || o->idle_n || o->pipeline != 1 || o->conns != 1 || o->mix))
+        return usage_error("--pubsub is a mode of its own (one subscriber; --subscriber picks the API)");
+    if (!o->pubsub && o->subscriber_set)
+        return usage_error("--subscriber goes with --pubsub");
     if (o->async && o->pipeline != 1)
         return usage_error("--async keeps --inflight commands in flight; -P is for the blocking API");
     if (o->async && o->cluster && (o->stall_n || o->connect_n || o->idle_n || o->loop != LOOP_BUILTIN))
@@ -372,6 +415,8 @@ static int apply_options(const struct bench_options *o, redtls_config *cfg)
         host[n] = '\0';
         APPLY("--resolve", redtls_config_add_resolve(cfg, host, 0, colon + 1));
     }
+    if (o->resp3)
+        APPLY("--resp3", redtls_config_set_protocol(cfg, 3));
     if (o->timeout_ms != -1) {
         unsigned ms = (unsigned)o->timeout_ms;
         APPLY("--timeout", redtls_config_set_connect_timeout_ms(cfg, ms));
@@ -1005,7 +1050,9 @@ int main(int argc, char **argv)
         if (rc == EXIT_CONTINUE && cfg2 != NULL)
             rc = apply_options(&opts, cfg2);
     }
-    if (rc == EXIT_CONTINUE && opts.async)
+    if (rc == EXIT_CONTINUE && opts.pubsub)
+        rc = run_pubsub(&opts, cfg, url);
+    else if (rc == EXIT_CONTINUE && opts.async)
         rc = opts.cluster         ? run_async_cluster_throughput(&opts, cfg, url)
              : opts.stall_n > 0   ? run_async_stall(&opts, cfg, cfg2, url)
              : opts.connect_n > 0 ? run_async_connect(&opts, cfg, cfg2, url)

@@ -3,7 +3,8 @@
  * result and its printing (the clocks and the latency histogram are in
  * bench-measure.h). redtls-bench.c holds the
  * options, the blocking modes and main; redtls-bench-async.c the modes of
- * the asynchronous API (--async).
+ * the asynchronous API (--async); redtls-bench-pubsub.c the subscriber
+ * (--pubsub).
  */
 #ifndef REDTLS_BENCH_H
 #define REDTLS_BENCH_H
@@ -67,6 +68,11 @@ struct bench_options {
     long stall_n;   /* async loop-stall mode: handshakes per wave */
     long waves;     /* ... and waves */
     int inflight_set, loop_set;
+    int pubsub;              /* --pubsub: a subscriber receiving -n messages */
+    const char *channel;     /* pubsub: the channel (default "bench") */
+    int subscriber_blocking; /* pubsub: redtls_subscriber instead of async */
+    int subscriber_set;
+    int resp3; /* --resp3: redtls_config_set_protocol(cfg, 3) */
 };
 
 /* One prepared command: argv and lengths built once, the 12 key digits
@@ -126,5 +132,7 @@ int run_async_idle(const struct bench_options *o, redtls_config *cfg, const char
 int run_async_cluster_throughput(const struct bench_options *o, redtls_config *cfg, const char *url);
 int run_async_stall(const struct bench_options *o, redtls_config *cfg, redtls_config *cfg_handshakes,
                     const char *url);
+/* --pubsub (redtls-bench-pubsub.c). */
+int run_pubsub(const struct bench_options *o, redtls_config *cfg, const char *url);
 
 #endif

@@ -45,15 +45,30 @@
 # with AUTH followed by --verify-only: MIGRATE_KEYS keys of every type with
 # a MIGRATE_BIG_HASH-field hash, then MIGRATE_STRINGS small strings; keys/s,
 # MB/s, client CPU per key, keys lost. About 5 minutes with the defaults.
+# Section "pubsub" (scripts/bench/pubsub.sh): one subscriber over TLS
+# receiving what redis-benchmark -c 1 -P 64 PUBLISHes on the standalone
+# server (started once `PUBSUB NUMSUB bench` says the subscriber is there;
+# the server's pubsub output-buffer limit lifted for the section), payloads
+# of PUBSUB_SIZES bytes, every message checked: redtls-bench --pubsub (the
+# asynchronous API on the built-in loop, and the blocking subscriber beside
+# it), as built by default and built on hiredis 1.2.0 (build-bench/
+# redtls-hiredis1/: the peer's parser, and RESP3, which the system's hiredis
+# 0.14 cannot parse), against hiredis 1.2.0's asynchronous API with
+# hiredis_ssl and its adapters/libevent.h (scripts/bench/hiredis-sub-bench.c,
+# built here), RESP2 and RESP3 (hiredis after HELLO 3). Client
+# instructions per message under callgrind as in "ir" (the issue's target:
+# redtls at most 0.8 x hiredis), then messages/s and the subscriber's CPU
+# per message in ROUNDS alternating rounds (medians), and redtls's costliest
+# functions per message. About 3 minutes with the defaults.
 # Not part of the test suite: it measures, it does not judge.
 #
 # Usage: scripts/bench.sh [SECTION...]
 #   Sections, run in this order: timed, ir, async, async-load, cluster,
-#   migrate;
+#   migrate, pubsub;
 #   default all of them.
 # Environment:
 #   SECTIONS  the sections, when none is given as an argument (e.g. SECTIONS=ir)
-#   ROUNDS    timed, cluster: rounds per case (default 3)
+#   ROUNDS    timed, cluster, pubsub: rounds per case (default 3)
 #   N         requests per run at P=1; P=16 runs 8*N, P=128 runs 20*N
 #             (default 50000: the timed section takes 2-4 minutes on 2 cores)
 #   CONNECTS  connects per series in connect mode (default 200)
@@ -77,6 +92,12 @@
 #             strings)
 #   MIGRATE_ROUNDS  migrate: copies per tool and dataset (default 1; the
 #             source's TTLs of 5-15 minutes bound how many fit)
+#   PUBSUB_N  pubsub: the shorter callgrind run's messages (default 20000;
+#             the longer run receives twice as many), fewer for large
+#             payloads: at most PUBSUB_IR_BYTES on the wire (default 1000000:
+#             900 messages of 1024 bytes; see pubsub_ir_n)
+#   PUBSUB_TIMED_N  pubsub: messages per timed run (default 200000)
+#   PUBSUB_SIZES  pubsub: payload sizes in bytes (default "16 1024")
 #   REDTLS_GEN_CERTS overrides scripts/gen-certs.sh
 # Output: tables on stdout; timed: build-bench/bench-results.csv (medians,
 # one value per line) and build-bench/bench-raw.csv (every run); ir:
@@ -87,7 +108,9 @@
 # build-bench/async-callgrind/ (the redtls profiles); cluster:
 # build-bench/cluster-results.csv, cluster-ir-raw.csv, cluster-raw.csv,
 # build-bench/cluster-callgrind/ (the redtls profiles); migrate:
-# build-bench/migrate-results.csv, migrate-raw.csv.
+# build-bench/migrate-results.csv, migrate-raw.csv; pubsub:
+# build-bench/pubsub-results.csv, pubsub-ir-raw.csv, pubsub-raw.csv,
+# build-bench/pubsub-callgrind/ (the redtls profiles).
 # The ir section takes about a minute (45-50 s on this 2-core machine,
 # hiredis already built; building it adds a few seconds), the cluster
 # section about 3.5 minutes.
@@ -118,7 +141,11 @@ MIGRATE_KEYS=${MIGRATE_KEYS:-200000}
 MIGRATE_BIG_HASH=${MIGRATE_BIG_HASH:-1000000}
 MIGRATE_STRINGS=${MIGRATE_STRINGS:-1000000}
 MIGRATE_ROUNDS=${MIGRATE_ROUNDS:-1}
-ALL_SECTIONS="timed ir async async-load cluster migrate"
+PUBSUB_N=${PUBSUB_N:-20000}
+PUBSUB_TIMED_N=${PUBSUB_TIMED_N:-200000}
+PUBSUB_IR_BYTES=${PUBSUB_IR_BYTES:-1000000}
+PUBSUB_SIZES=${PUBSUB_SIZES:-16 1024}
+ALL_SECTIONS="timed ir async async-load cluster migrate pubsub"
 SECTIONS=${*:-${SECTIONS:-$ALL_SECTIONS}}
 for s in $SECTIONS; do
   [[ " $ALL_SECTIONS " == *" $s "* ]] || { echo "bench: unknown section '$s' (sections: $ALL_SECTIONS)" >&2; exit 2; }
@@ -139,13 +166,18 @@ if ! [[ "$ASYNC_N" =~ ^[1-9][0-9]*$ ]] || (( ASYNC_N % 1024 != 0 )); then
   exit 2
 fi
 for v in ASYNC_ROUNDS ASYNC_TIMED_N STALL_N STALL_WAVES IDLE_N ACONNECTS CLUSTER_TIMED_N MIGRATE_KEYS MIGRATE_BIG_HASH \
-         MIGRATE_STRINGS MIGRATE_ROUNDS; do
+         MIGRATE_STRINGS MIGRATE_ROUNDS PUBSUB_N PUBSUB_TIMED_N \
+         PUBSUB_IR_BYTES; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a positive number" >&2; exit 2; }
+done
+for v in $PUBSUB_SIZES; do
+  [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "bench: PUBSUB_SIZES must be positive numbers" >&2; exit 2; }
 done
 tools=(cmake redis-server redis-benchmark python3 openssl)
 { want ir || want async; } && tools+=(valgrind redis-cli "${CC:-cc}" make)
 want cluster && tools+=(valgrind redis-cli)
 want migrate && tools+=(redis-cli)
+want pubsub && tools+=(valgrind redis-cli "${CC:-cc}" make pkg-config)
 want async && tools+=(pkg-config)
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (scripts/deps.sh)" >&2; exit 1; }
@@ -160,6 +192,7 @@ cleanup() {
   throwaway_cluster_stop
   throwaway_redis_stop
   if declare -F migrate_stop >/dev/null; then migrate_stop; fi
+  if declare -F pubsub_stop >/dev/null; then pubsub_stop; fi
   [[ -n "$WORK" ]] && rm -rf "$WORK"
   exit "$rc"
 }
@@ -969,6 +1002,9 @@ GP
 # The migrate section, in a file of its own.
 # shellcheck source=scripts/bench/migrate.sh
 . "$ROOT/scripts/bench/migrate.sh"
+# The pubsub section, in a file of its own.
+# shellcheck source=scripts/bench/pubsub.sh
+. "$ROOT/scripts/bench/pubsub.sh"
 
 if want timed; then
   section_timed
@@ -987,4 +1023,7 @@ if want cluster; then
 fi
 if want migrate; then
   section_migrate
+fi
+if want pubsub; then
+  section_pubsub
 fi
