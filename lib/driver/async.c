@@ -354,6 +354,8 @@ static void step_up(redtls_async *ac, int64_t now)
             redisReply *r = NULL;
             int rwant = 0;
             size_t got = 0;
+            if (c->msg_views && redtls__async_ps_take_views(ac) < 0)
+                return;
             if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
                 if (reads > 64) {
                     /* Back to the loop for fairness; come back at once

@@ -140,6 +140,10 @@ void redtls__async_ps_lost(redtls_async *ac);
 void redtls__async_ps_restore(redtls_async *ac);
 /* Subscriptions wait for a connection (the handle reconnects for them). */
 int redtls__async_ps_wants_connection(const redtls_async *ac);
+/* Takes the Pub/Sub messages whole at the front of the reader's buffer
+ * without reply objects and hands them to their callbacks: 0, or -1 when
+ * a callback closed or freed the handle. */
+int redtls__async_ps_take_views(redtls_async *ac);
 /* Hands the messages read so far to their callbacks. */
 void redtls__async_ps_deliver(redtls_async *ac);
 /* When a keepalive PING falls due (REDTLS__NO_DEADLINE: none), and one

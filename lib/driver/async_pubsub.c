@@ -26,6 +26,8 @@ typedef struct redtls__ps {
     long long server_count;            /* the server's count on this connection */
     size_t restoring;                  /* restored subscriptions not yet confirmed */
     size_t restored;                   /* of this restore, confirmed */
+    char *scratch;                     /* a taken message's copy */
+    size_t scratch_cap;
     int delivering;
 } redtls__ps;
 
@@ -90,6 +92,7 @@ static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, co
     }
     redtls__subs_remove(&ps->t, s);
     ac->n_subs = ps->t.n;
+    ac->c->msg_views = ac->n_subs != 0;
     cb(ac, &m, ud);
     if (name != small)
         free(name);
@@ -249,6 +252,54 @@ void redtls__async_ps_deliver(redtls_async *ac)
     ps->delivering = 0;
 }
 
+/* ---- messages taken without reply objects ---- */
+
+int redtls__async_ps_take_views(redtls_async *ac)
+{
+    redtls__ps *ps = ac->ps;
+    if (!ps || ps->delivering || ps->in_head)
+        return 0;
+    unsigned epoch = ac->epoch;
+    redtls__msg_view v;
+    while (ac->c->tp && redtls__reader_take_message(&ac->c->rd, &v)) {
+        const char *name = v.kind == REDTLS_SUB_PATTERN ? v.pattern : v.channel;
+        size_t name_len = v.kind == REDTLS_SUB_PATTERN ? v.pattern_len : v.channel_len;
+        redtls__sub *s = redtls__subs_find(&ps->t, (redtls_sub_kind)v.kind, name, name_len);
+        /* As for a claimed message: only to a confirmed subscription. */
+        if (!s || s->state != REDTLS__SUB_ACTIVE)
+            continue;
+        /* The callback gets copies: it may close the handle, which frees
+         * the reader's buffer the view points into. */
+        size_t need = v.channel_len + v.payload_len + 2;
+        if (need > ps->scratch_cap) {
+            char *grown = realloc(ps->scratch, need);
+            if (!grown)
+                continue; /* dropped, as a message the server could not deliver */
+            ps->scratch = grown;
+            ps->scratch_cap = need;
+        }
+        char *ch = ps->scratch, *pl = ps->scratch + v.channel_len + 1;
+        memcpy(ch, v.channel, v.channel_len);
+        ch[v.channel_len] = '\0';
+        memcpy(pl, v.payload, v.payload_len);
+        pl[v.payload_len] = '\0';
+        redtls_message m = {.type = REDTLS_MSG_MESSAGE,
+                            .kind = s->kind,
+                            .sub = s->name,
+                            .sub_len = s->len,
+                            .channel = ch,
+                            .channel_len = v.channel_len,
+                            .payload = pl,
+                            .payload_len = v.payload_len};
+        ps->delivering = 1;
+        s->cb(ac, &m, s->ud);
+        ps->delivering = 0;
+        if (ac->epoch != epoch)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- the commands' replies ---- */
 
 static redtls_status send_sub(redtls_async *ac, redtls__sub *s, int subscribe);
@@ -386,9 +437,11 @@ redtls_status redtls_async_subscribe(redtls_async *ac, redtls_sub_kind kind, con
     if (!(s = redtls__subs_add(&ps->t, kind, name, len, cb, userdata)))
         return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
     ac->n_subs = ps->t.n;
+    ac->c->msg_views = ac->n_subs != 0;
     if ((st = send_sub(ac, s, 1)) != REDTLS_OK) {
         redtls__subs_remove(&ps->t, s);
         ac->n_subs = ps->t.n;
+        ac->c->msg_views = ac->n_subs != 0;
     }
     return st;
 }
@@ -549,8 +602,10 @@ void redtls__async_ps_free(redtls_async *ac)
     if (!ps)
         return;
     drain_in(ps);
+    free(ps->scratch);
     redtls__subs_free(&ps->t);
     free(ps);
     ac->ps = NULL;
     ac->n_subs = 0;
+    ac->c->msg_views = 0;
 }

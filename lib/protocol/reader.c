@@ -65,7 +65,8 @@ static void *attach(const redisReadTask *task, redisReply *r)
         size_t n = parent->elements;
         if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
             size_t cap = n == 0 ? 4 : n * 2;
-            redisReply **v = realloc(parent->element, cap * sizeof *v); // NOLINT(bugprone-sizeof-expression): a vector of pointers
+            redisReply **v =
+                realloc(parent->element, cap * sizeof *v); // NOLINT(bugprone-sizeof-expression): a vector of pointers
             if (!v) {
                 freeReplyObject(r);
                 return NULL;
@@ -295,7 +296,9 @@ static redtls_status check_pending(redtls__reader *rd, char *err)
     const char *cr = memchr(p, '\r', pending < REDTLS__MAX_HEADER ? pending : REDTLS__MAX_HEADER);
     if (!cr && pending >= REDTLS__MAX_HEADER)
         return redtls__fail(err, REDTLS_E_PROTOCOL, "invalid reply from the server: %s length line too long",
-                            is_bulk ? "bulk" : type == REDIS_REPLY_ARRAY ? "array" : "aggregate");
+                            is_bulk                     ? "bulk"
+                            : type == REDIS_REPLY_ARRAY ? "array"
+                                                        : "aggregate");
     if (!is_bulk)
         return REDTLS_OK;
     unsigned long long v = 0;
@@ -385,13 +388,87 @@ static redisReply *take_simple(redtls__reader *rd)
         obj = create_string(&task, p, n);
         break;
     }
-    default:
-        return NULL;
+    default: return NULL;
     }
     /* A refusal or a failed allocation: hiredis makes the same call again
      * and ends the stream its own way. */
     r->pos = obj ? next : was;
     return obj;
+}
+
+/* ---- Pub/Sub messages without reply objects ---- */
+
+/* No reply under way in hiredis (or only its root task, made by a call
+ * that found no byte yet): the buffer's next byte starts a reply. */
+static int at_reply_start(const redisReader *r)
+{
+    if (r->ridx == -1)
+        return 1;
+#if REDTLS_HIREDIS_1
+    return r->ridx == 0 && r->task[0]->type < 0;
+#else
+    return r->ridx == 0 && r->rstack[0].type < 0;
+#endif
+}
+
+/* "$<n>\r\n<n bytes>\r\n" at *p (before end), n within max: the bytes. */
+static const char *plain_bulk(char **p, const char *end, size_t max, size_t *len)
+{
+    char *q = *p;
+    long long n;
+    if (q >= end || *q != '$')
+        return NULL;
+    char *body = clean_number(q + 1, end, &n);
+    if (!body || (size_t)n > max || (size_t)(end - body) < (size_t)n + 2 || body[n] != '\r' || body[n + 1] != '\n')
+        return NULL;
+    *len = (size_t)n;
+    *p = body + n + 2;
+    return body;
+}
+
+int redtls__reader_take_message(redtls__reader *rd, redtls__msg_view *v)
+{
+    redisReader *r = rd->r;
+    if (!r || r->err || !at_reply_start(r) || r->len - r->pos < 4)
+        return 0;
+    char *p = r->buf + r->pos;
+    const char *end = r->buf + r->len;
+    int push = *p == '>';
+#if !REDTLS_HIREDIS_1
+    push = 0; /* hiredis 0.14 knows no push: its parser refuses it */
+#endif
+    if (!(push || (*p == '*' && rd->claim_arrays)) || (p[1] != '3' && p[1] != '4') || p[2] != '\r' || p[3] != '\n')
+        return 0;
+    int n = p[1] - '0';
+    p += 4;
+    size_t wlen, max = rd->limits.max_bulk;
+    const char *w = plain_bulk(&p, end, max, &wlen);
+    if (!w)
+        return 0;
+    int kind;
+    if (n == 3 && wlen == 7 && memcmp(w, "message", 7) == 0)
+        kind = 1;
+    else if (n == 3 && wlen == 8 && memcmp(w, "smessage", 8) == 0)
+        kind = 3;
+    else if (n == 4 && wlen == 8 && memcmp(w, "pmessage", 8) == 0)
+        kind = 2;
+    else
+        return 0;
+    memset(v, 0, sizeof *v);
+    v->kind = kind;
+    if (kind == 2 && !(v->pattern = plain_bulk(&p, end, max, &v->pattern_len)))
+        return 0;
+    if (!(v->channel = plain_bulk(&p, end, max, &v->channel_len)) ||
+        !(v->payload = plain_bulk(&p, end, max, &v->payload_len)))
+        return 0;
+    r->pos = (size_t)(p - r->buf);
+    if (r->pos == r->len && r->pos >= REDTLS__FAST_POS_MAX) {
+        /* All of it taken: hiredis drops what was read (it keeps the
+         * buffer's memory otherwise), finding no reply to start. */
+        void *obj = NULL;
+        (void)redisReaderGetReply(r, &obj);
+    }
+    return 1;
 }
 
 /* 1 when r answers no command (see reader.h): offered to claim. */

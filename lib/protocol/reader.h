@@ -70,4 +70,25 @@ redtls_status redtls__reader_feed(redtls__reader *rd, const char *buf, size_t le
  * resynchronised and the connection must be closed. */
 redtls_status redtls__reader_get(redtls__reader *rd, struct redisReply **reply, char *err);
 
+/* A Pub/Sub message taken straight from the reader's buffer, without a
+ * reply object: the parts point into that buffer, valid until the reader
+ * is next fed, asked for a reply or freed. */
+typedef struct redtls__msg_view {
+    int kind;            /* 1 message, 2 pmessage, 3 smessage (redtls_sub_kind) */
+    const char *pattern; /* pmessage: the pattern, else NULL */
+    size_t pattern_len;
+    const char *channel;
+    size_t channel_len;
+    const char *payload;
+    size_t payload_len;
+} redtls__msg_view;
+
+/* 1 and *v when the next reply in the buffer is a whole Pub/Sub message
+ * frame of plain bulk strings within the bulk limit -- an array (only while
+ * claim_arrays is set) or, with hiredis 1.x, a RESP3 push -- which it then
+ * consumes; 0 (nothing consumed) for anything else, which
+ * redtls__reader_get then parses as usual (and judges: a frame over a
+ * limit is never taken here). */
+int redtls__reader_take_message(redtls__reader *rd, redtls__msg_view *v);
+
 #endif

@@ -112,6 +112,9 @@ struct redtls_conn {
     int (*sub_claim)(void *ud, struct redisReply *r);
     void *sub_ud;
     int sub_arrays;          /* claim_arrays for every new reader */
+    int msg_views;           /* a read only feeds the reader: the driver
+                              * takes Pub/Sub messages from it first
+                              * (redtls__reader_take_message) */
     char *obuf;              /* formatted commands not yet written */
     size_t olen, ocap;
     size_t ooff;             /* bytes of obuf already written */

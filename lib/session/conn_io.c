@@ -227,8 +227,9 @@ redtls_status redtls__conn_read_more(redtls_conn *c, int64_t now, size_t cap, si
             }
             return REDTLS_OK;
         }
-        if ((st = redtls__reader_feed(&c->rd, c->rbuf, *got, c->errmsg)) == REDTLS_OK &&
-            (st = redtls__reader_get(&c->rd, reply, c->errmsg)) == REDTLS_OK) {
+        if ((st = redtls__reader_feed(&c->rd, c->rbuf, *got, c->errmsg)) == REDTLS_OK && c->msg_views)
+            return REDTLS_OK;
+        if (st == REDTLS_OK && (st = redtls__reader_get(&c->rd, reply, c->errmsg)) == REDTLS_OK) {
             if (*reply)
                 redtls__conn_took_reply(c, *reply, now);
             return REDTLS_OK;

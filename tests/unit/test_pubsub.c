@@ -209,11 +209,94 @@ static void test_sub_commands(void **state)
     assert_false(redtls__frame_is_sub_command("*1\r\n$9\r\nSUBSC", 14));
 }
 
+/* Messages taken from the reader's buffer without reply objects: whole
+ * plain frames only; anything else is left, untouched, for the parser
+ * (which judges limits and errors). */
+static void test_take_message(void **state)
+{
+    (void)state;
+    redtls__limits l = {1024, 16, 4096};
+    redisReply *r = NULL;
+    redtls__msg_view v;
+    static const char stream[] = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\na\0b\r\n"
+                                 "*4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$3\r\nc.1\r\n$0\r\n\r\n"
+                                 "*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+                                 "*3\r\n$8\r\nsmessage\r\n$1\r\ns\r\n$1\r\nx\r\n";
+    assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
+    assert_status(redtls__reader_feed(&rd, stream, sizeof stream - 1, err), REDTLS_OK);
+    /* Not while claim_arrays is off: an array is a command's reply then. */
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    rd.claim_arrays = 1;
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 1);
+    assert_int_equal(v.kind, REDTLS_SUB_CHANNEL);
+    assert_null(v.pattern);
+    assert_int_equal(v.channel_len, 2);
+    assert_memory_equal(v.channel, "ch", 2);
+    assert_int_equal(v.payload_len, 3);
+    assert_memory_equal(v.payload, "a\0b", 3);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 1);
+    assert_int_equal(v.kind, REDTLS_SUB_PATTERN);
+    assert_memory_equal(v.pattern, "c*", 2);
+    assert_memory_equal(v.channel, "c.1", 3);
+    assert_int_equal(v.payload_len, 0);
+    /* A confirmation is left for the parser, and so is what follows. */
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 3);
+    freeReplyObject(r);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 1);
+    assert_int_equal(v.kind, REDTLS_SUB_SHARD);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_OK);
+    assert_null(r);
+    redtls__reader_free(&rd);
+
+    /* Left to the parser: a frame cut short (then taken once whole), one
+     * over the bulk limit (the parser refuses it), other words. */
+    static const char cut[] = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhel";
+    assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
+    rd.claim_arrays = 1;
+    assert_status(redtls__reader_feed(&rd, cut, sizeof cut - 1, err), REDTLS_OK);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    assert_status(redtls__reader_feed(&rd, "lo\r\n", 4, err), REDTLS_OK);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 1);
+    assert_memory_equal(v.payload, "hello", 5);
+    static const char big[] = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$17\r\n0123456789abcdefg\r\n";
+    assert_status(redtls__reader_feed(&rd, big, sizeof big - 1, err), REDTLS_OK);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_E_LIMIT);
+    redtls__reader_free(&rd);
+    const char *others[] = {
+        "*3\r\n$7\r\nMESSAGE\r\n$1\r\na\r\n$1\r\nb\r\n",            /* not as servers send it */
+        "*3\r\n$8\r\npmessage\r\n$1\r\na\r\n$1\r\nb\r\n",           /* pmessage needs 4 */
+        "*4\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n", /* message needs 3 */
+        "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n:1\r\n",                 /* payload not a string */
+        "*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nb\r\n",                /* nil channel */
+        "*03\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n",           /* a count hiredis may judge */
+        "*3\r\n$07\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n",           /* a length hiredis may judge */
+        ">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n",            /* RESP3 push: hiredis 1.x only */
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        assert_status(redtls__reader_init(&rd, &l), REDTLS_OK);
+        rd.claim_arrays = 1;
+        assert_status(redtls__reader_feed(&rd, others[i], strlen(others[i]), err), REDTLS_OK);
+        int took = redtls__reader_take_message(&rd, &v);
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+        assert_int_equal(took, others[i][0] == '>' ? 1 : 0);
+#else
+        assert_int_equal(took, 0);
+#endif
+        redtls__reader_free(&rd);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_messages),     cmocka_unit_test(test_confirmations), cmocka_unit_test(test_others),
-        cmocka_unit_test(test_reader_claim), cmocka_unit_test(test_table),         cmocka_unit_test(test_sub_commands),
+        cmocka_unit_test(test_reader_claim), cmocka_unit_test(test_table),         cmocka_unit_test(test_take_message),
+        cmocka_unit_test(test_sub_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
