@@ -286,10 +286,12 @@ static void step_up(redtls_async *ac, int64_t now)
                 ac->readying = 1;
                 return;
             }
-        } else if ((idle = redtls__conn_idle_check(c)) != REDTLS_OK) {
+        } else if (!redtls__async_subscribed(ac) && (idle = redtls__conn_idle_check(c)) != REDTLS_OK) {
             /* Nothing owed and the server closed the connection (or sent
              * something unasked): noticed now, not at the next command,
-             * so the loop does not watch a socket that stays readable. */
+             * so the loop does not watch a socket that stays readable.
+             * (Subscribed, the read below takes what came, messages first
+             * and without reply objects.) */
             connection_lost(ac, idle);
             return;
         }
