@@ -490,8 +490,10 @@ static void pass(redtls_async *ac)
     if (ac->watch_failed)
         watch_failed(ac, now);
     unsigned epoch = ac->epoch;
-    if (ac->n_subs)
+    if (ac->n_subs) {
         redtls__async_ps_keepalive(ac, now);
+        redtls__async_ps_retry(ac);
+    }
     for (int round = 0; round < 8 && ac->epoch == epoch; round++) {
         int was_up = ac->up, was_ready = ac->readying, was_attempting = ac->attempting;
         expire(ac, now);

@@ -138,6 +138,9 @@ redtls_status redtls__async_ps_refuse(redtls_async *ac);
 void redtls__async_ps_lost(redtls_async *ac);
 /* A new connection is up: lost subscriptions are sent again. */
 void redtls__async_ps_restore(redtls_async *ac);
+/* Lost subscriptions whose SUBSCRIBE could not be issued on a live
+ * connection (out of memory) are issued again. */
+void redtls__async_ps_retry(redtls_async *ac);
 /* Subscriptions wait for a connection (the handle reconnects for them). */
 int redtls__async_ps_wants_connection(const redtls_async *ac);
 /* Takes the Pub/Sub messages whole at the front of the reader's buffer

@@ -26,6 +26,9 @@ typedef struct redtls__ps {
     long long server_count;            /* the server's count on this connection */
     size_t restoring;                  /* restored subscriptions not yet confirmed */
     size_t restored;                   /* of this restore, confirmed */
+    int retry;                         /* a lost subscription's SUBSCRIBE could
+                                        * not be issued (out of memory): the
+                                        * next pass tries again */
     char *scratch;                     /* a taken message's copy */
     size_t scratch_cap;
     int delivering;
@@ -355,6 +358,8 @@ static void subscribed(redtls_async *ac, redtls_status st, redisReply *reply, vo
         s->state = REDTLS__SUB_LOST;
         if (ac->up && send_sub(ac, s, 1) == REDTLS_OK)
             s->state = REDTLS__SUB_OPENING;
+        else if (ac->up && ps)
+            ps->retry = 1; /* out of memory: the next pass tries again */
     }
     if (reply)
         freeReplyObject(reply);
@@ -523,6 +528,25 @@ void redtls__async_ps_lost(redtls_async *ac)
         ac->ps_lost(ac);
 }
 
+void redtls__async_ps_retry(redtls_async *ac)
+{
+    redtls__ps *ps = ac->ps;
+    if (!ps || !ps->retry || !ac->up || ac->readying)
+        return;
+    ps->retry = 0;
+    for (redtls__sub *s = ps->t.head; s; s = s->next) {
+        if (s->state != REDTLS__SUB_LOST)
+            continue;
+        if (send_sub(ac, s, 1) != REDTLS_OK) {
+            ps->retry = 1;
+            return;
+        }
+        s->state = REDTLS__SUB_OPENING;
+        if (s->confirmed_once)
+            s->gap = 1;
+    }
+}
+
 int redtls__async_ps_wants_connection(const redtls_async *ac)
 {
     if (!ac->ps)
@@ -542,8 +566,10 @@ void redtls__async_ps_restore(redtls_async *ac)
         if (s->state != REDTLS__SUB_LOST)
             continue;
         /* Sent even past the pending limit: it is not a new command. */
-        if (send_sub(ac, s, 1) != REDTLS_OK)
-            continue; /* out of memory: tried again with the next connection */
+        if (send_sub(ac, s, 1) != REDTLS_OK) {
+            ps->retry = 1; /* out of memory: the next pass tries again */
+            continue;
+        }
         s->state = REDTLS__SUB_OPENING;
         if (s->confirmed_once)
             s->gap = 1;
