@@ -479,18 +479,21 @@ redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, c
     redtls_status st = check_name(ac, kind, name, len);
     if (st != REDTLS_OK)
         return st;
-    if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
-        return st;
     redtls__sub *s = ac->ps ? redtls__subs_find(&ac->ps->t, kind, name, len) : NULL;
     if (!s || s->state == REDTLS__SUB_CLOSING)
         return redtls__fail(ac->c->errmsg, REDTLS_E_STATE,
                             s ? "that %s is already being unsubscribed" : "not subscribed to that %s", kind_word(kind));
     int was = s->state;
-    s->state = REDTLS__SUB_CLOSING;
+    /* A lost one sends nothing: the reconnect limits (REDTLS_E_UNAVAILABLE
+     * for commands) do not stand in its way. */
     if (was == REDTLS__SUB_LOST && s->refs == 0) {
+        s->state = REDTLS__SUB_CLOSING;
         end_from_loop(ac, s);
         return REDTLS_OK;
     }
+    if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
+        return st;
+    s->state = REDTLS__SUB_CLOSING;
     if ((st = send_sub(ac, s, 0)) != REDTLS_OK)
         s->state = was;
     return st;

@@ -440,6 +440,12 @@ int redtls__reader_take_message(redtls__reader *rd, redtls__msg_view *v)
     if (!(push || (*p == '*' && rd->claim_arrays)) || (p[1] != '3' && p[1] != '4') || p[2] != '\r' || p[3] != '\n')
         return 0;
     int n = p[1] - '0';
+    /* Within the limits the parser applies to the same frame: the element
+     * count, and the objects it would hold with the unparsed bytes (at
+     * most this much at any moment); nearer the limit, it judges. */
+    if ((size_t)n > rd->limits.max_elements || (size_t)(n + 1) * REDTLS__OBJECT_COST > rd->limits.max_buffer ||
+        r->len - r->pos > rd->limits.max_buffer - (size_t)(n + 1) * REDTLS__OBJECT_COST)
+        return 0;
     p += 4;
     size_t wlen, max = rd->limits.max_bulk;
     const char *w = plain_bulk(&p, end, max, &wlen);

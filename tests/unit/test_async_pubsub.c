@@ -171,6 +171,41 @@ static void test_timed_out_subscribe_sent_again(void **state)
     assert_int_equal(x.unsubscribed, 1);
 }
 
+/* pubsub.h: "With reconnection off (or its limits exhausted), a lost
+ * connection leaves the subscriptions waiting for redtls_async_connect
+ * [...] Unsubscribing one then ends it from the next pass, with no
+ * connection made for it." With the limits exhausted too: the handle's
+ * REDTLS_E_UNAVAILABLE for new commands must not refuse that end. */
+static void test_unsubscribe_lost_after_giving_up(void **state)
+{
+    (void)state;
+    redtls__transport *t;
+    redtls_config *cfg;
+    redtls_async *ac = mem_async(&t, &cfg);
+    sub_seen a = {0};
+    assert_status(redtls_async_subscribe(ac, REDTLS_SUB_CHANNEL, "a", 1, on_msg, &a), REDTLS_OK);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    fake_now = T0 + 5;
+    unit_push(t, "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_int_equal(a.subscribed, 1);
+    redtls__mem_set_end(t, REDTLS_E_EOF);
+    fake_now = T0 + 10;
+    assert_status(redtls_async_process(ac, REDTLS_ASYNC_READ), REDTLS_OK);
+    assert_false(redtls_async_is_connected(ac));
+    assert_int_equal(redtls_async_subscriptions(ac), 1);
+    ac->gave_up = 1; /* as after the reconnect limits ran out */
+    assert_status(redtls_async_unsubscribe(ac, REDTLS_SUB_CHANNEL, "a", 1), REDTLS_OK);
+    assert_int_equal(a.unsubscribed, 0);
+    assert_status(redtls_async_process(ac, 0), REDTLS_OK);
+    assert_int_equal(a.unsubscribed, 1);
+    assert_status(a.unsub_status, REDTLS_OK);
+    assert_int_equal(redtls_async_subscriptions(ac), 0);
+    redtls_async_free(ac);
+    redtls_config_free(cfg);
+    assert_int_equal(a.unsubscribed, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_after_giving_up),
         cmocka_unit_test(test_sub_command_refused_while_subscribed),
         cmocka_unit_test(test_timed_out_subscribe_sent_again),
+        cmocka_unit_test(test_unsubscribe_lost_after_giving_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

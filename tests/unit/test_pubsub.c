@@ -291,11 +291,52 @@ static void test_take_message(void **state)
     }
 }
 
+/* A frame the parser would refuse for a limit is never taken: with the
+ * element limit below a message's count, or the buffer limit below what
+ * the parser's objects for it would hold, redtls__reader_get ends the
+ * stream with REDTLS_E_LIMIT, so the fast path must leave it too. */
+static void test_take_message_limits(void **state)
+{
+    (void)state;
+    static const char msg[] = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nabc\r\n";
+    redtls__msg_view v;
+    redisReply *r = NULL;
+    redtls__limits two = {2, 1024, 4096};
+    assert_status(redtls__reader_init(&rd, &two), REDTLS_OK);
+    rd.slow_only = 1;
+    rd.claim_arrays = 1;
+    assert_status(redtls__reader_feed(&rd, msg, sizeof msg - 1, err), REDTLS_OK);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_E_LIMIT);
+    redtls__reader_free(&rd);
+    assert_status(redtls__reader_init(&rd, &two), REDTLS_OK);
+    rd.claim_arrays = 1;
+    assert_status(redtls__reader_feed(&rd, msg, sizeof msg - 1, err), REDTLS_OK);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_E_LIMIT);
+    redtls__reader_free(&rd);
+
+    /* The buffer limit: the whole frame fits, its objects do not. */
+    redtls__limits small = {1024, 1024, sizeof msg - 1 + 64};
+    assert_status(redtls__reader_init(&rd, &small), REDTLS_OK);
+    rd.slow_only = 1;
+    rd.claim_arrays = 1;
+    assert_status(redtls__reader_feed(&rd, msg, sizeof msg - 1, err), REDTLS_OK);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_E_LIMIT);
+    redtls__reader_free(&rd);
+    assert_status(redtls__reader_init(&rd, &small), REDTLS_OK);
+    rd.claim_arrays = 1;
+    assert_status(redtls__reader_feed(&rd, msg, sizeof msg - 1, err), REDTLS_OK);
+    assert_int_equal(redtls__reader_take_message(&rd, &v), 0);
+    assert_status(redtls__reader_get(&rd, &r, err), REDTLS_E_LIMIT);
+    redtls__reader_free(&rd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_messages),     cmocka_unit_test(test_confirmations), cmocka_unit_test(test_others),
         cmocka_unit_test(test_reader_claim), cmocka_unit_test(test_table),         cmocka_unit_test(test_take_message),
+        cmocka_unit_test(test_take_message_limits),
         cmocka_unit_test(test_sub_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
