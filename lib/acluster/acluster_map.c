@@ -31,7 +31,11 @@ static void reclaim_extras(redtls_async_cluster *acl)
 {
     for (size_t i = 0; i < acl->nnodes; i++) {
         acl_node *n = acl->nodes[i];
-        if (!is_extra(n) || n->refs > 0 || (n->ac && redtls_async_pending(n->ac) > 0))
+        /* A subscriber connection still holding subscriptions is kept: the
+         * new map moves them (acluster_pubsub.c), and once it holds none
+         * the next tick frees it. */
+        if (!is_extra(n) || n->refs > 0 || (n->ac && redtls_async_pending(n->ac) > 0) ||
+            (n->sub_ac && n->sub_ac->n_subs > 0))
             continue;
         int used = 0;
         for (size_t s = 0; s < REDTLS_CLUSTER_SLOTS && !used; s++)
@@ -39,6 +43,10 @@ static void reclaim_extras(redtls_async_cluster *acl)
         if (used)
             continue;
         redtls_async_free(n->ac);
+        if (n->sub_ac) {
+            n->sub_ac->owner = NULL;
+            redtls_async_free(n->sub_ac);
+        }
         free(n->host);
         free(n->announced);
         memset(n, 0, sizeof *n);

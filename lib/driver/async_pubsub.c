@@ -453,11 +453,11 @@ redtls_status redtls_async_subscribe(redtls_async *ac, redtls_sub_kind kind, con
 
 /* A lost subscription is on no connection: ended from the next pass
  * without opening one for its UNSUBSCRIBE. */
-static void end_from_loop(redtls_async *ac, redtls__sub *s)
+static redtls_status end_from_loop(redtls_async *ac, redtls__sub *s)
 {
     redtls_message *m = calloc(1, sizeof *m);
     if (!m)
-        return;
+        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
     *m = (redtls_message){.type = REDTLS_MSG_UNSUBSCRIBED,
                           .kind = s->kind,
                           .sub = s->name,
@@ -469,6 +469,7 @@ static void end_from_loop(redtls_async *ac, redtls__sub *s)
     queue_in(ac->ps, m);
     ac->wanted = 1;
     redtls__async_kick(ac);
+    return REDTLS_OK;
 }
 
 redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, const char *name, size_t len)
@@ -487,9 +488,9 @@ redtls_status redtls_async_unsubscribe(redtls_async *ac, redtls_sub_kind kind, c
     /* A lost one sends nothing: the reconnect limits (REDTLS_E_UNAVAILABLE
      * for commands) do not stand in its way. */
     if (was == REDTLS__SUB_LOST && s->refs == 0) {
-        s->state = REDTLS__SUB_CLOSING;
-        end_from_loop(ac, s);
-        return REDTLS_OK;
+        if ((st = end_from_loop(ac, s)) == REDTLS_OK)
+            s->state = REDTLS__SUB_CLOSING;
+        return st;
     }
     if ((st = redtls__async_check_issue(ac)) != REDTLS_OK)
         return st;
