@@ -74,6 +74,8 @@ static void test_resp3_metadata_map(void **state)
     assert_string_equal(t->nodes[a].hostname, "node.a");
     assert_string_equal(t->nodes[a].ip, "10.0.0.1");
     redtls__topology_free(t);
+    /* hiredis 0.14 knows no map: back to the array it is, to be freed whole. */
+    r->element[0]->element[2]->element[3]->type = REDIS_REPLY_ARRAY;
     freeReplyObject(r);
 }
 
