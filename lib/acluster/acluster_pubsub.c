@@ -305,15 +305,21 @@ void redtls__acl_ps_map_installed(redtls_async_cluster *acl)
 
 void redtls__acl_ps_end_all(redtls_async_cluster *acl)
 {
-    for (acl_csub *c = acl->ps_head; c; c = c->next)
+    /* Only while freeing: end_csub keeps the records (ps_free frees them). */
+    for (acl_csub *c = acl->ps_head, *next; c; c = next) {
+        next = c->next;
         if (!c->dead)
             end_csub(acl, c, REDTLS_E_CLOSED, "the cluster handle was freed");
+    }
 }
 
 void redtls__acl_ps_free(redtls_async_cluster *acl)
 {
-    while (acl->ps_head)
-        unlink_free(acl, acl->ps_head);
+    for (acl_csub *c = acl->ps_head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    acl->ps_head = acl->ps_tail = NULL;
     acl->n_subs = 0;
 }
 

@@ -78,6 +78,8 @@ static void restore_check(redtls_async *ac)
 static void end_sub_moved(redtls_async *ac, redtls__sub *s, redtls_status st, const char *detail, int moved)
 {
     redtls__ps *ps = ac->ps;
+    if (!ps)
+        return; /* never: an entry lives in the handle's table */
     redtls_async_message_cb cb = s->cb;
     void *ud = s->ud;
     redtls_message m = {

@@ -433,9 +433,10 @@ int redtls__reader_take_message(redtls__reader *rd, redtls__msg_view *v)
         return 0;
     char *p = r->buf + r->pos;
     const char *end = r->buf + r->len;
+#if REDTLS_HIREDIS_1
     int push = *p == '>';
-#if !REDTLS_HIREDIS_1
-    push = 0; /* hiredis 0.14 knows no push: its parser refuses it */
+#else
+    int push = 0; /* hiredis 0.14 knows no push: its parser refuses it */
 #endif
     if (!(push || (*p == '*' && rd->claim_arrays)) || (p[1] != '3' && p[1] != '4') || p[2] != '\r' || p[3] != '\n')
         return 0;

@@ -99,10 +99,10 @@ const char *redtls__ps_command(redtls_sub_kind kind, int subscribe)
 static size_t hash(redtls_sub_kind kind, const char *name, size_t len)
 {
     /* FNV-1a over the kind and the name. */
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)kind;
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)name[i];
-        h *= 1099511628211ull;
+        h *= 1099511628211ULL;
     }
     return (size_t)(h ^ (h >> 29));
 }
@@ -120,7 +120,7 @@ redtls__sub *redtls__subs_find(const redtls__subs *t, redtls_sub_kind kind, cons
 static int grow(redtls__subs *t)
 {
     size_t nb = t->nbuckets ? t->nbuckets * 2 : 16;
-    redtls__sub **b = calloc(nb, sizeof *b);
+    redtls__sub **b = calloc(nb, sizeof *b); // NOLINT(bugprone-sizeof-expression): an array of pointers
     if (!b)
         return -1;
     for (redtls__sub *s = t->head; s; s = s->next) {
