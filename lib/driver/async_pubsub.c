@@ -1,8 +1,11 @@
 /* Pub/Sub on the asynchronous handle: subscriptions are ordinary commands
  * of the handle's queue (one SUBSCRIBE or UNSUBSCRIBE per name, so each
- * has exactly one confirmation, which pairs with it in order), and the
- * messages are taken out of the reply stream by the reader's claim hook
- * before pairing, then handed to their subscription's callback.
+ * has exactly one confirmation, which pairs with it in order). Messages
+ * never pair: a whole message frame at the front of the reader's buffer is
+ * taken as it lies (redtls__async_ps_take_views), and any other (cut
+ * across reads, or met by the reader's general parser) is taken out of
+ * the reply stream by the claim hook and queued; both are handed to their
+ * subscription's callback in the server's order.
  *
  * A subscription's life: OPENING (its SUBSCRIBE queued or in flight) ->
  * ACTIVE (confirmed) -> LOST (the connection went; made again on the next
