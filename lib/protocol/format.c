@@ -179,11 +179,9 @@ static int is_sub_name(const char *s, size_t n)
     return n - skip == 11 && strncasecmp(s + skip, "unsubscribe", 11) == 0;
 }
 
-int redtls__argv_is_sub_command(int argc, const char *const *argv, const size_t *lens)
+int redtls__sub_command_name(const char *name, size_t n)
 {
-    if (argc < 1 || !argv || !argv[0])
-        return 0;
-    return is_sub_name(argv[0], lens ? lens[0] : strlen(argv[0]));
+    return is_sub_name(name, n);
 }
 
 int redtls__frame_is_sub_command(const char *frame, size_t len)

@@ -41,7 +41,19 @@ int redtls__frame_first_arg(const char *frame, size_t len, const char **name, si
 
 /* 1 when argv[0] is a (P|S)SUBSCRIBE or (P|S)UNSUBSCRIBE: their replies
  * do not pair with commands, so they only go through the Pub/Sub API. */
-int redtls__argv_is_sub_command(int argc, const char *const *argv, const size_t *lens);
+int redtls__sub_command_name(const char *name, size_t n);
+/* Inline: it runs for every command; almost all are told apart by their
+ * first letter (S, P or U) or their name's length (9 to 12). */
+static inline int redtls__argv_is_sub_command(int argc, const char *const *argv, const size_t *lens)
+{
+    if (argc < 1 || !argv || !argv[0])
+        return 0;
+    char c0 = (char)(argv[0][0] | 0x20);
+    if (c0 != 's' && c0 != 'p' && c0 != 'u')
+        return 0;
+    size_t n = lens ? lens[0] : strlen(argv[0]);
+    return n >= 9 && n <= 12 && redtls__sub_command_name(argv[0], n);
+}
 int redtls__frame_is_sub_command(const char *frame, size_t len);
 
 /* Appends raw bytes to a growable buffer. */

@@ -94,6 +94,17 @@ redtls_status redtls__conn_sub_refused(redtls_conn *c)
                         "redtls_async_subscribe (redtls/pubsub.h)");
 }
 
+/* Formats one command into obuf (both appends; inlined into each). */
+static inline redtls_status append_formatted(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
+{
+    redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
+    if (st != REDTLS_OK)
+        return redtls__fail(c->errmsg, st, "out of memory formatting the command");
+    c->pending++;
+    c->unsent++;
+    return REDTLS_OK;
+}
+
 redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     if (argc <= 0 || !argv)
@@ -102,17 +113,12 @@ redtls_status redtls__conn_append(redtls_conn *c, int argc, const char **argv, c
         return redtls__conn_protocol_refused(c);
     if (redtls__argv_is_sub_command(argc, argv, argvlen))
         return redtls__conn_sub_refused(c);
-    return redtls__conn_append_checked(c, argc, argv, argvlen);
+    return append_formatted(c, argc, argv, argvlen);
 }
 
 redtls_status redtls__conn_append_checked(redtls_conn *c, int argc, const char **argv, const size_t *argvlen)
 {
-    redtls_status st = redtls__format_argv(&c->obuf, &c->olen, &c->ocap, argc, argv, argvlen);
-    if (st != REDTLS_OK)
-        return redtls__fail(c->errmsg, st, "out of memory formatting the command");
-    c->pending++;
-    c->unsent++;
-    return REDTLS_OK;
+    return append_formatted(c, argc, argv, argvlen);
 }
 
 redtls_status redtls__conn_append_raw(redtls_conn *c, const char *bytes, size_t len)
