@@ -463,12 +463,8 @@ static redtls_status end_from_loop(redtls_async *ac, redtls__sub *s)
     redtls_message *m = calloc(1, sizeof *m);
     if (!m)
         return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
-    *m = (redtls_message){.type = REDTLS_MSG_UNSUBSCRIBED,
-                          .kind = s->kind,
-                          .sub = s->name,
-                          .sub_len = s->len,
-                          .status = REDTLS_OK,
-                          .asked = 1};
+    *m = (redtls_message){
+        .type = REDTLS_MSG_UNSUBSCRIBED, .kind = s->kind, .sub = s->name, .sub_len = s->len, .status = REDTLS_OK};
     s->refs++; /* the entry's name stays valid while the message waits */
     m->owner = s;
     queue_in(ac->ps, m);

@@ -152,7 +152,9 @@ int redtls__frame_switches_protocol(const char *frame, size_t len, int proto)
     return !(vlen == 1 && p[0] == '0' + proto);
 }
 
-int redtls__frame_first_arg(const char *frame, size_t len, const char **name, size_t *name_len)
+/* The first argument of one framed command: 0 and *name, *len, or -1 when
+ * the frame does not start like a command. */
+static int frame_first_arg(const char *frame, size_t len, const char **name, size_t *name_len)
 {
     const char *p = frame, *end = frame + len;
     if (read_header(&p, end, '*') < 1)
@@ -188,5 +190,5 @@ int redtls__frame_is_sub_command(const char *frame, size_t len)
 {
     const char *name;
     size_t n;
-    return redtls__frame_first_arg(frame, len, &name, &n) == 0 && is_sub_name(name, n);
+    return frame_first_arg(frame, len, &name, &n) == 0 && is_sub_name(name, n);
 }

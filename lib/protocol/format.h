@@ -35,10 +35,6 @@ static inline int redtls__argv_switches_protocol(int argc, const char *const *ar
     return !(n1 == 1 && argv[1][0] == '0' + proto);
 }
 
-/* The first argument of one framed command: 0 and *name, *len, or -1 when
- * the frame does not start like a command. */
-int redtls__frame_first_arg(const char *frame, size_t len, const char **name, size_t *name_len);
-
 /* 1 when argv[0] is a (P|S)SUBSCRIBE or (P|S)UNSUBSCRIBE: their replies
  * do not pair with commands, so they only go through the Pub/Sub API. */
 int redtls__sub_command_name(const char *name, size_t n);

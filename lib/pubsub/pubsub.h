@@ -96,8 +96,8 @@ struct redtls_message {
     size_t payload_len;
     redtls_status status;
     const char *detail;
-    void *owner; /* an end the driver owes an entry of its own (its pointer) */
-    int asked;   /* ...asked for by the application */
+    void *owner; /* an end the driver owes an entry of its own, asked for by
+                  * the application (the entry) */
     int moved; /* UNSUBSCRIBED: the server sent it elsewhere (a MOVED or
                 * cluster error reply, or the server ended it when its slot
                 * moved): the cluster client subscribes again at the owner */
