@@ -278,6 +278,24 @@ void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, 
 /* The callback of a command issued without one: drops the reply. */
 void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud);
 
+/* For the blocking client's direct lane (lib/cluster/cluster_lane.c),
+ * which writes a batch to its nodes' connections itself and hands the
+ * engine only what it does not end by itself. */
+/* A live op for a command already framed (its bytes copied), its
+ * deadlines counted from now as for any new command. NULL when out of
+ * memory. */
+acl_op *redtls__acl_op_framed(redtls_async_cluster *acl, unsigned flags, uint32_t slot, int readonly,
+                              const char *frame, size_t len, int64_t now, redtls_async_cluster_reply_cb cb, void *ud);
+/* An op whose command the lane wrote to node n (len bytes) and whose
+ * reply is still owed: n's connection owes it to the engine from now. */
+redtls_status redtls__acl_rehome(redtls_async_cluster *acl, acl_op *o, acl_node *n, size_t len);
+/* What node n answered (st, r: owned from here) for an op the lane wrote
+ * there, judged as if n's connection had brought it back: ended, or sent
+ * on (a redirection, NOAUTH) or put to wait (a retry, an idempotent
+ * resend). */
+void redtls__acl_adopt(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_status st, redisReply *r,
+                       int64_t now);
+
 /* acluster_pubsub.c */
 /* A subscriber connection lost its connection: the map may have changed. */
 void redtls__acl_ps_lost(redtls_async *ac);

@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "acluster.h"
+#include "format.h"
 #include "redirect.h"
 #include "sock.h"
 
@@ -611,6 +612,54 @@ static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *
     }
     if (--acl->depth == 0 && acl->dead)
         free(acl);
+}
+
+/* ---- the blocking client's direct lane ---- */
+
+acl_op *redtls__acl_op_framed(redtls_async_cluster *acl, unsigned flags, uint32_t slot, int readonly,
+                              const char *frame, size_t len, int64_t now, redtls_async_cluster_reply_cb cb, void *ud)
+{
+    acl_op *o = redtls__acl_op_get(acl);
+    if (!o)
+        return NULL;
+    if (redtls__buf_append(&o->frame, &o->len, &o->cap, frame, len) != REDTLS_OK) {
+        redtls__acl_op_put(acl, o);
+        return NULL;
+    }
+    o->flags = flags;
+    o->slot = slot;
+    o->readonly = readonly;
+    o->cb = cb;
+    o->ud = ud;
+    o->deadline = redtls__deadline_from(now, acl->base.command_timeout_ms);
+    o->retry_end = acl->base.command_timeout_ms ? o->deadline
+                                                : now + (int64_t)(acl->outage_ms ? acl->outage_ms : 60000U);
+    acl->n_live++;
+    redtls__acl_live_push(acl, o);
+    return o;
+}
+
+redtls_status redtls__acl_rehome(redtls_async_cluster *acl, acl_op *o, acl_node *n, size_t len)
+{
+    redtls_status st = redtls__async_owe(n->ac, len, o->deadline, node_reply, o);
+    if (st != REDTLS_OK)
+        return redtls__fail(acl->errmsg, st, "out of memory");
+    o->state = ACL_OP_SENT;
+    o->at_node = 1;
+    redtls__acl_ref(&o->target, n);
+    return REDTLS_OK;
+}
+
+void redtls__acl_adopt(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_status st, redisReply *r,
+                       int64_t now)
+{
+    acl->depth++;
+    int64_t outer = acl->pass_now;
+    acl->pass_now = now;
+    o->state = ACL_OP_HELD;
+    classify(acl, o, n, st, r, now);
+    acl->pass_now = outer;
+    acl->depth--;
 }
 
 /* ---- the timer's work ---- */

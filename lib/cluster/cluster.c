@@ -4,7 +4,9 @@
  * redtls_cluster_get_reply of a batch) releases its commands to the
  * engine at once, every node's share goes out in one write, and the loop
  * runs until the last of them has its outcome; the replies are then
- * handed out in the order the commands were queued. */
+ * handed out in the order the commands were queued. A batch whose nodes
+ * are connected and idle takes the direct lane (cluster_lane.c) instead:
+ * the same outcomes without a record per command in the engine. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,23 +15,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "acluster.h"
-
-typedef struct cl_result {
-    redtls_status st;
-    redisReply *reply;
-    char *msg;
-} cl_result;
-
-struct redtls_cluster {
-    redtls_async_cluster *acl;
-    cl_result *res;
-    size_t nres, capres;
-    size_t ndone;    /* outcomes in */
-    size_t next_out; /* next result handed out */
-    int ran;         /* the batch was released */
-    char errmsg[REDTLS__ERRMSG_MAX];
-};
+#include "cluster_internal.h"
 
 redtls_status redtls_cluster_new(redtls_config *cfg, const char *seeds, redtls_cluster **out)
 {
@@ -61,6 +47,8 @@ static void reset(redtls_cluster *cl)
     }
     cl->nres = cl->ndone = cl->next_out = 0;
     cl->ran = 0;
+    cl->lane = 0;
+    cl->ndn = 0;
 }
 
 void redtls_cluster_free(redtls_cluster *cl)
@@ -70,6 +58,7 @@ void redtls_cluster_free(redtls_cluster *cl)
     /* Commands queued and never run end with REDTLS_E_CLOSED into res. */
     redtls_async_cluster_free(cl->acl);
     reset(cl);
+    redtls__cl_lane_free(cl);
     free(cl->res);
     free(cl);
 }
@@ -124,7 +113,7 @@ redtls_status redtls_cluster_refresh(redtls_cluster *cl)
 }
 
 /* Each command's outcome, filed at its place in the batch. */
-static void on_outcome(redtls_async_cluster *acl, redtls_status st, redisReply *reply, void *ud)
+void redtls__cl_on_outcome(redtls_async_cluster *acl, redtls_status st, redisReply *reply, void *ud)
 {
     redtls_cluster *cl = acl->owner;
     cl_result *r = &cl->res[(size_t)(uintptr_t)ud];
@@ -139,7 +128,8 @@ static void on_outcome(redtls_async_cluster *acl, redtls_status st, redisReply *
  * released (hold ACL_HOLD_ALL), or, for a call's single command
  * (ACL_HOLD_SPLIT), handed to its node's connection at once unless it is
  * split (its parts wait for the release). Nothing runs between the calls,
- * so either way the nodes see it when the batch runs. */
+ * so either way the nodes see it when the batch runs. A batch that opens
+ * on the lane stays there while its commands are the lane's kind. */
 static redtls_status add(redtls_cluster *cl, int hold, unsigned flags, uint32_t slot, acl_node *node, int argc,
                          const char **argv, const size_t *lens)
 {
@@ -153,6 +143,22 @@ static redtls_status add(redtls_cluster *cl, int hold, unsigned flags, uint32_t 
     }
     redtls_async_cluster *acl = cl->acl;
     memset(&cl->res[cl->nres], 0, sizeof cl->res[cl->nres]);
+    int plain = !node && slot == ACL_NO_SLOT;
+    if (cl->nres == 0) {
+        acl->owner = cl;
+        acl->hold_now = redtls__acl_now(); /* one clock read per batch */
+        cl->lane = plain && redtls__cl_lane_open(cl, acl->hold_now);
+    }
+    if (cl->lane) {
+        redtls_status lst;
+        if (plain && redtls__cl_lane_add(cl, flags, argc, argv, lens, &lst)) {
+            if (lst == REDTLS_OK)
+                cl->nres++;
+            return lst;
+        }
+        /* Not the lane's kind: the whole batch goes to the engine. */
+        redtls__cl_lane_demote(cl);
+    }
     if (hold == ACL_HOLD_SPLIT && acl->wait_head)
         hold = ACL_HOLD_ALL; /* never: every op of the last call has ended */
     if (hold == ACL_HOLD_SPLIT) {
@@ -161,11 +167,9 @@ static redtls_status add(redtls_cluster *cl, int hold, unsigned flags, uint32_t 
         redtls__backoff_reset(&acl->backoff);
         acl->retry_at = REDTLS__NO_DEADLINE;
     }
-    if (cl->nres == 0)
-        acl->hold_now = redtls__acl_now(); /* one clock read per batch */
     acl->hold = hold;
     acl->owner = cl;
-    redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, on_outcome,
+    redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, redtls__cl_on_outcome,
                                          (void *)(uintptr_t)cl->nres); // NOLINT(performance-no-int-to-ptr): an index, not an address
     acl->hold = ACL_HOLD_NONE;
     if (st != REDTLS_OK)
@@ -186,20 +190,13 @@ static int batch_done(void *arg)
     return cl->ndone == cl->nres && !cl->acl->refreshing;
 }
 
-/* Releases the batch and runs the engine until every outcome is in (the
- * commands' own deadlines bound it), and a refresh the call started (one
- * was due, or a redirection asked for it) is done, within the command
- * timeout: nothing runs between calls. */
-static void run_batch(redtls_cluster *cl)
+/* Runs the engine until every outcome is in (the commands' own deadlines
+ * bound it), and a refresh the call started (one was due, or a
+ * redirection asked for it) is done, within end: nothing runs between
+ * calls. */
+static void run_engine(redtls_cluster *cl, int64_t end)
 {
-    cl->ran = 1;
     redtls_async_cluster *acl = cl->acl;
-    /* A call's command went out in add, at hold_now (a pipeline is released
-     * now). */
-    int64_t end = acl->held ? redtls__deadline_after(acl->base.command_timeout_ms)
-                            : redtls__deadline_from(acl->hold_now, acl->base.command_timeout_ms);
-    if (acl->held)
-        redtls__acl_release(acl);
     if (!batch_done(cl))
         (void)redtls__acl_run_until(acl, batch_done, cl, end);
     /* Past the end only the commands' outcomes matter (a refresh still
@@ -209,7 +206,29 @@ static void run_batch(redtls_cluster *cl)
     /* At the deadline only the nodes that still owed replies lose their
      * connections (nothing would read the late replies before the next
      * call). */
-    redtls__acl_close_orphaned(cl->acl);
+    redtls__acl_close_orphaned(acl);
+}
+
+/* Runs the batch: on the lane when it has it, else released to the
+ * engine. */
+static void run_batch(redtls_cluster *cl)
+{
+    cl->ran = 1;
+    redtls_async_cluster *acl = cl->acl;
+    int64_t end;
+    if (cl->lane && redtls__cl_lane_run(cl, &end)) {
+        /* What the lane handed over (a redirection, a retry, a resend). */
+        if (cl->ndone != cl->nres || acl->refreshing)
+            run_engine(cl, end);
+        return;
+    }
+    /* A call's command went out in add, at hold_now (a pipeline is released
+     * now). */
+    end = acl->held ? redtls__deadline_after(acl->base.command_timeout_ms)
+                    : redtls__deadline_from(acl->hold_now, acl->base.command_timeout_ms);
+    if (acl->held)
+        redtls__acl_release(acl);
+    run_engine(cl, end);
 }
 
 static redtls_status take(redtls_cluster *cl, redisReply **reply)

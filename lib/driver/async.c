@@ -149,6 +149,11 @@ static void connection_lost(redtls_async *ac, redtls_status st)
     redtls__async_end_unkept(ac, &nomem_head, &nomem_tail);
 }
 
+void redtls__async_drop(redtls_async *ac, redtls_status st)
+{
+    connection_lost(ac, st);
+}
+
 /* Not connected, with work waiting: an attempt when the backoff allows. */
 static void step_connect(redtls_async *ac, int64_t now)
 {

@@ -454,3 +454,21 @@ int redtls__async_cancel_queued(redtls_async *ac, const void *ud)
     }
     return 0;
 }
+
+redtls_status redtls__async_owe(redtls_async *ac, size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud)
+{
+    redtls__acmd *m = acmd_get(ac);
+    if (!m)
+        return redtls__fail(ac->c->errmsg, REDTLS_E_NOMEM, "out of memory");
+    m->deadline = deadline;
+    m->len = len;
+    m->cb = cb;
+    m->ud = ud;
+    /* The silence rule counts from when replies start being owed. */
+    if (!ac->s_head)
+        ac->last_read = redtls__async_clock_now(ac);
+    redtls__async_s_push(ac, m);
+    ac->n_alive++;
+    ac->wanted = 1;
+    return REDTLS_OK;
+}

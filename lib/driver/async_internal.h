@@ -187,6 +187,17 @@ int redtls__async_cancel_queued(redtls_async *ac, const void *ud);
  * are in. */
 redtls_status redtls__async_set_tokens(redtls_async *ac, const char *token, const char *token_alt, int flags);
 
+/* A command the blocking cluster client's direct lane framed and wrote on
+ * this connection itself (counted in the connection's pending replies,
+ * len bytes): its reply is owed to cb from now, as if it had been issued
+ * here, and the connection's passes take over (what is left of a write
+ * included). */
+redtls_status redtls__async_owe(redtls_async *ac, size_t len, int64_t deadline, redtls_async_reply_cb cb, void *ud);
+/* The connection is lost (st; errmsg says why), noticed by the blocking
+ * cluster client's direct lane, which reads and writes on an idle
+ * connection itself: as when a pass finds it broken. */
+void redtls__async_drop(redtls_async *ac, redtls_status st);
+
 /* When process must next run (REDTLS__NO_DEADLINE: not before the socket
  * asks), on the handle's clock: redtls_async_timeout_ms without reading
  * the clock, for a loop that read it already. */

@@ -1,0 +1,87 @@
+/* The blocking cluster client's insides, shared by its two files:
+ *   cluster.c       the handle and its calls: a batch's commands, its
+ *                   outcomes handed out in order, the engine's loop
+ *   cluster_lane.c  the direct lane: a batch whose nodes are connected and
+ *                   idle is written to their connections and read back here
+ *                   without a record per command in the engine; whatever
+ *                   the lane does not end by itself (a redirection, a
+ *                   retryable error, a lost connection) goes to the engine
+ *                   as an op, which judges it as it judges its own
+ */
+#ifndef REDTLS_CLUSTER_INTERNAL_H
+#define REDTLS_CLUSTER_INTERNAL_H
+
+#include <stdint.h>
+
+#include <redtls/cluster.h>
+
+#include "acluster.h"
+
+#define CL_NONE UINT32_MAX
+
+/* One command of the batch: its outcome, and while it is the lane's, where
+ * its bytes are. */
+typedef struct cl_result {
+    redtls_status st;
+    redisReply *reply;
+    char *msg;
+    /* The lane's (see cl_dnode). */
+    uint32_t dn;    /* its node's entry in dn */
+    uint32_t dnext; /* the next command of the same node, in order */
+    size_t off, len; /* its bytes in that node's frames */
+    uint32_t slot;
+    unsigned flags;
+    int readonly;
+} cl_result;
+
+/* A node the lane's batch writes to: the batch's bytes for it, framed at
+ * append time (kept after the write for whatever the engine takes over),
+ * and its commands in order. Entries keep their buffers between batches. */
+typedef struct cl_dnode {
+    uint32_t m;        /* index into the engine's nodes */
+    char *frames;
+    size_t flen, fcap;
+    uint32_t head, tail; /* the node's first and last command */
+    uint32_t next;       /* the next one owed a reply */
+    size_t n, owed;
+    int want;            /* poll events the connection waits for */
+} cl_dnode;
+
+struct redtls_cluster {
+    redtls_async_cluster *acl;
+    cl_result *res;
+    size_t nres, capres;
+    size_t ndone;    /* outcomes in */
+    size_t next_out; /* next result handed out */
+    int ran;         /* the batch was released */
+    int lane;        /* the batch so far is the lane's */
+    int handover;    /* the lane's batch is for the engine to finish */
+    cl_dnode *dn;
+    size_t ndn, capdn;
+    char errmsg[REDTLS__ERRMSG_MAX];
+};
+
+/* cluster.c: files a command's outcome at its place (ud: the index). */
+void redtls__cl_on_outcome(redtls_async_cluster *acl, redtls_status st, redisReply *reply, void *ud);
+
+/* cluster_lane.c */
+/* May a new batch take the lane? (asked at its first command, at now) */
+int redtls__cl_lane_open(const redtls_cluster *cl, int64_t now);
+/* Takes command cl->nres (its result cleared) into the lane: 1 (*st: the
+ * append's status), or 0 when it is not the lane's kind (no key, keys in
+ * several slots, a connection-state command, a slot without a master):
+ * the caller then hands the batch to the engine. */
+int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char **argv, const size_t *lens,
+                        redtls_status *st);
+/* Hands the lane's commands so far to the engine, held for the release
+ * (their outcomes are owed by it from now); the batch is the engine's. */
+void redtls__cl_lane_demote(redtls_cluster *cl);
+/* Runs the lane's batch: 1 when done (every command has its outcome, or
+ * the engine has what is left of it: *end is the batch's deadline for
+ * that), 0 when the lane could not take it (a node not connected and
+ * idle) and the engine has all of it, held. */
+int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end);
+/* Frees the lane's buffers (with the handle). */
+void redtls__cl_lane_free(redtls_cluster *cl);
+
+#endif

@@ -1,0 +1,466 @@
+/* The blocking cluster client's direct lane (see cluster_internal.h).
+ *
+ * A batch opens on the lane when the engine has nothing of its own under
+ * way (a map, no op live or waiting, no refresh due) and replicas are not
+ * read. Each command of the lane's kind (its keys in one slot, known to the
+ * command table, not one that holds a connection's state) is framed at once
+ * into a buffer of its slot's master. When the batch runs, every master it
+ * names must be connected and idle, as the engine's own connection would
+ * check before a write (the idle check, no PING, AUTH or re-AUTH due);
+ * otherwise the whole batch goes to the engine, unsent. Then each master's
+ * bytes go out in one write, and the replies are read as they come from any
+ * of them, in order per master, each filed at its command's place.
+ *
+ * The lane ends by itself only what the engine would end the same way at
+ * once: a reply that is not an error, an error that is the command's own
+ * outcome, and the commands still owed at the batch's deadline (the
+ * connections owing them are closed, as the engine closes a node's whose
+ * replies would come late). Everything else becomes an op in the engine
+ * with the status or reply the node gave, and the engine's rules decide
+ * (redtls__acl_adopt): a redirection, TRYAGAIN and the like, NOAUTH, a
+ * reply that broke a limit, a connection lost with commands written (may
+ * have run; resent once when idempotent). The engine runs once the lane's
+ * reads are over, so it never shares a connection with the lane. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cluster_internal.h"
+#include "format.h"
+#include "redirect.h"
+
+#define LANE_MAX_KEYS 8
+
+/* ---- appending ---- */
+
+int redtls__cl_lane_open(const redtls_cluster *cl, int64_t now)
+{
+    const redtls_async_cluster *acl = cl->acl;
+    return acl->have_map && !acl->live_head && !acl->wait_head && !acl->refreshing && !acl->read_replicas &&
+           !acl->freeing && !acl->held && redtls__acl_refresh_due(acl) > now;
+}
+
+static size_t arg_len(const char *const *argv, const size_t *lens, size_t i)
+{
+    return lens ? lens[i] : strlen(argv[i]);
+}
+
+/* The batch's entry for master m, added when new (NULL: out of memory). */
+static cl_dnode *dnode_for(redtls_cluster *cl, uint32_t m)
+{
+    for (size_t k = cl->ndn; k-- > 0;)
+        if (cl->dn[k].m == m)
+            return &cl->dn[k];
+    if (cl->ndn == cl->capdn) {
+        size_t cap = cl->capdn ? 2 * cl->capdn : 4;
+        cl_dnode *v = realloc(cl->dn, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        memset(v + cl->capdn, 0, (cap - cl->capdn) * sizeof *v);
+        cl->dn = v;
+        cl->capdn = cap;
+    }
+    cl_dnode *d = &cl->dn[cl->ndn++];
+    d->m = m;
+    d->flen = 0;
+    d->head = d->tail = d->next = CL_NONE;
+    d->n = d->owed = 0;
+    d->want = 0;
+    return d;
+}
+
+int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char **argv, const size_t *lens,
+                        redtls_status *st)
+{
+    redtls_async_cluster *acl = cl->acl;
+    *st = REDTLS_OK;
+    if (argc <= 0 || !argv || cl->nres >= acl->max_pending || cl->nres >= CL_NONE)
+        return 0;
+    unsigned kf = 0;
+    uint32_t slot;
+    if (redtls__command_one_key(&acl->cmd_cache, argc, argv, lens, &kf)) {
+        slot = redtls_cluster_key_slot(argv[1], lens[1]);
+    } else {
+        size_t pos[LANE_MAX_KEYS];
+        size_t nk = redtls__command_keys_cached(&acl->cmd_cache, argc, argv, lens, pos, LANE_MAX_KEYS, &kf);
+        if (nk == 0 || nk > LANE_MAX_KEYS || !(kf & REDTLS__CMD_KNOWN) || (kf & REDTLS__CMD_NOKEYS) ||
+            (kf & REDTLS__CMD_MALFORMED))
+            return 0;
+        slot = redtls_cluster_key_slot(argv[pos[0]], arg_len(argv, lens, pos[0]));
+        for (size_t k = 1; k < nk; k++)
+            if (redtls_cluster_key_slot(argv[pos[k]], arg_len(argv, lens, pos[k])) != slot)
+                return 0;
+    }
+    /* Of the keyed commands only WATCH, SSUBSCRIBE and SUNSUBSCRIBE (5, 10
+     * and 12 letters) hold a connection's state: the engine refuses them. */
+    size_t len0 = arg_len(argv, lens, 0);
+    if ((len0 == 5 || len0 == 10 || len0 == 12) && redtls__cluster_state_command(argv[0], len0))
+        return 0;
+    uint32_t m = acl->slot_node[slot];
+    if (m == ACL_NO_SLOT)
+        return 0;
+    cl_dnode *d = dnode_for(cl, m);
+    if (!d) {
+        *st = redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
+        return 1;
+    }
+    size_t off = d->flen;
+    if (redtls__format_argv(&d->frames, &d->flen, &d->fcap, argc, argv, lens) != REDTLS_OK) {
+        d->flen = off;
+        *st = redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
+        return 1;
+    }
+    uint32_t i = (uint32_t)cl->nres;
+    cl_result *e = &cl->res[i];
+    e->dn = (uint32_t)(d - cl->dn);
+    e->dnext = CL_NONE;
+    e->off = off;
+    e->len = d->flen - off;
+    e->slot = slot;
+    e->flags = flags;
+    e->readonly = (kf & REDTLS__CMD_READONLY) != 0;
+    if (d->tail == CL_NONE)
+        d->head = i;
+    else
+        cl->res[d->tail].dnext = i;
+    d->tail = i;
+    d->n++;
+    return 1;
+}
+
+/* ---- handing over to the engine ---- */
+
+static void fail_entry(redtls_cluster *cl, uint32_t i, redtls_status st, const char *msg)
+{
+    cl_result *e = &cl->res[i];
+    e->st = st;
+    e->msg = strdup(msg);
+    cl->ndone++;
+}
+
+/* An op for entry i, owed its outcome by the engine from now (NULL: out of
+ * memory, the entry ended with st and msg). */
+static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t now, redtls_status st, const char *msg)
+{
+    const cl_result *e = &cl->res[i];
+    const cl_dnode *d = &cl->dn[e->dn];
+    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags, e->slot, e->readonly, d->frames + e->off, e->len, now,
+                                      redtls__cl_on_outcome, (void *)(uintptr_t)i); // NOLINT(performance-no-int-to-ptr): an index, not an address
+    if (!o)
+        fail_entry(cl, i, st, msg);
+    return o;
+}
+
+/* What an entry written to its node ends with when there is no memory to
+ * hand it to the engine. */
+#define WRITTEN_NOMEM_MSG                                                                                              \
+    "out of memory handing the command to the cluster engine after it was sent, so it may or may not have run"
+
+void redtls__cl_lane_demote(redtls_cluster *cl)
+{
+    redtls_async_cluster *acl = cl->acl;
+    cl->lane = 0;
+    for (uint32_t i = 0; i < cl->nres; i++) {
+        acl_op *o = entry_op(cl, i, acl->hold_now, REDTLS_E_NOMEM,
+                             "out of memory handing the command to the cluster engine (not sent)");
+        if (o)
+            redtls__acl_hold_op(acl, o);
+    }
+    cl->ndn = 0;
+}
+
+/* What node d answered for its next command (r, owned from here). */
+static void take_reply(redtls_cluster *cl, cl_dnode *d, redisReply *r, int64_t now)
+{
+    uint32_t i = d->next;
+    cl_result *e = &cl->res[i];
+    d->next = e->dnext;
+    d->owed--;
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* Its own outcome only when the engine would say so at once: not
+         * a redirection, not NOAUTH, not an error to retry. */
+        redtls__redirect rd;
+        char err[REDTLS__ERRMSG_MAX];
+        if (redtls__redirect_parse(r->str, r->len, &rd, err) != REDTLS__NOT_REDIRECT ||
+            (r->len >= 6 && memcmp(r->str, "NOAUTH", 6) == 0) ||
+            redtls__error_classify(r->str, r->len) != REDTLS__ERR_FINAL) {
+            acl_op *o = entry_op(cl, i, now, REDTLS_E_NOMEM,
+                                 "out of memory handing the server's error reply to the cluster engine");
+            if (o)
+                redtls__acl_adopt(cl->acl, o, cl->acl->nodes[d->m], REDTLS_OK, r, now);
+            else
+                freeReplyObject(r);
+            cl->handover = 1;
+            return;
+        }
+    }
+    e->reply = r;
+    cl->ndone++;
+}
+
+/* Node d's connection failed (st; its message in the connection's
+ * errmsg): as the engine's connection would report it. A reply that broke
+ * a limit or the protocol is the first owed command's; the others were
+ * written (from the first byte of a write on, every command may run). */
+static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64_t now)
+{
+    redtls_async_cluster *acl = cl->acl;
+    acl_node *n = acl->nodes[d->m];
+    redtls_conn *c = n->ac->c;
+    if (d->owed > 0 && st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
+        uint32_t i = d->next;
+        d->next = cl->res[i].dnext;
+        d->owed--;
+        acl_op *o = entry_op(cl, i, now, st, c->errmsg);
+        if (o)
+            redtls__acl_adopt(acl, o, n, st, NULL, now);
+    }
+    char cause[REDTLS__ERRMSG_MAX];
+    memcpy(cause, c->errmsg, sizeof cause);
+    redtls__async_drop(n->ac, st);
+    redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
+                 "the connection broke after the command was sent, so it may or may not have run (%.400s)", cause);
+    while (d->owed > 0) {
+        uint32_t i = d->next;
+        d->next = cl->res[i].dnext;
+        d->owed--;
+        acl_op *o = entry_op(cl, i, now, REDTLS_E_OUTCOME_UNKNOWN, c->errmsg);
+        if (o)
+            redtls__acl_adopt(acl, o, n, REDTLS_E_OUTCOME_UNKNOWN, NULL, now);
+    }
+    memcpy(c->errmsg, cause, sizeof cause);
+    d->want = 0;
+    cl->handover = 1;
+}
+
+/* The engine has work of its own now (an op the lane adopted is on its
+ * way elsewhere or waits for a retry): it runs the rest of the batch, so
+ * that work goes on while replies are still owed here. The replies each
+ * node still owes become its connection's, as if the engine had sent
+ * those commands. */
+static void hand_over(redtls_cluster *cl, int64_t now)
+{
+    redtls_async_cluster *acl = cl->acl;
+    for (size_t k = 0; k < cl->ndn; k++) {
+        cl_dnode *d = &cl->dn[k];
+        acl_node *n = acl->nodes[d->m];
+        while (d->owed > 0) {
+            uint32_t i = d->next;
+            acl_op *o = entry_op(cl, i, now, REDTLS_E_OUTCOME_UNKNOWN, WRITTEN_NOMEM_MSG);
+            if (o && redtls__acl_rehome(acl, o, n, cl->res[i].len) == REDTLS_OK) {
+                d->next = cl->res[i].dnext;
+                d->owed--;
+                continue;
+            }
+            /* Its reply cannot be paired: the connection goes, and with it
+             * the replies it owes (those handed over end through the
+             * engine, the rest here). */
+            if (o)
+                redtls__acl_op_end(acl, o, REDTLS_E_OUTCOME_UNKNOWN, NULL, WRITTEN_NOMEM_MSG);
+            d->next = cl->res[i].dnext;
+            d->owed--;
+            redtls__fail(n->ac->c->errmsg, REDTLS_E_CLOSED,
+                         "closed: out of memory keeping track of the replies it owed");
+            node_failed(cl, d, REDTLS_E_CLOSED, now);
+        }
+        d->want = 0;
+    }
+}
+
+/* The batch's deadline came with d's replies owed: they end as the
+ * engine's would, and its connection closes (their replies would come
+ * late, taken for later commands'). */
+static void node_timed_out(redtls_cluster *cl, cl_dnode *d)
+{
+    redtls_async_cluster *acl = cl->acl;
+    acl_node *n = acl->nodes[d->m];
+    char msg[REDTLS__ERRMSG_MAX];
+    snprintf(msg, sizeof msg,
+             "node %.200s: no reply within the command timeout (%u ms), so the command may or may not have run (its "
+             "reply, if it comes, is dropped)",
+             n->name, acl->base.command_timeout_ms);
+    while (d->owed > 0) {
+        uint32_t i = d->next;
+        d->next = cl->res[i].dnext;
+        d->owed--;
+        fail_entry(cl, i, REDTLS_E_COMMAND_TIMEOUT, msg);
+    }
+    redtls__fail(n->ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                 "closed with replies owed past the command timeout (late replies cannot be paired)");
+    redtls__async_drop(n->ac, REDTLS_E_COMMAND_TIMEOUT);
+    d->want = 0;
+}
+
+/* ---- running ---- */
+
+/* Is the master's connection usable as it is, as the engine's connection
+ * would find it before a write with nothing owed? The idle check runs
+ * here; a connection it finds closed is given up, as a pass would. */
+static int node_ready(acl_node *n, int64_t now)
+{
+    redtls_async *ac = n->ac;
+    if (!ac || n->leaving || !ac->up || ac->readying || ac->attempting || ac->q_head || ac->s_head || ac->hold ||
+        ac->n_subs || ac->in_process)
+        return 0;
+    redtls_conn *c = ac->c;
+    if (!c->tp || c->fd < 0 || c->pending || c->olen || c->lost || c->need_reauth)
+        return 0;
+    redtls_status idle;
+    if (redtls__ready_needed(c, now, &idle)) {
+        if (idle != REDTLS_OK)
+            redtls__async_drop(ac, idle);
+        return 0;
+    }
+    return 1;
+}
+
+/* Moves node d on: writes what its socket takes, then reads what has
+ * come. Leaves d->want set when it has to wait. */
+static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end)
+{
+    redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
+    int want = 0;
+    d->want = 0;
+    if (c->olen > 0) {
+        redtls_status st = redtls__conn_write_step(c, &want);
+        if (st != REDTLS_OK) {
+            node_failed(cl, d, st, now);
+            return;
+        }
+        if (want) {
+            d->want = want;
+            return;
+        }
+        /* Just written: nothing can have come yet. */
+        if ((d->want = redtls__conn_read_want(c)) != 0)
+            return;
+    }
+    c->just_wrote = 0;
+    for (int reads = 0; d->owed > 0; reads++) {
+        redisReply *r = NULL;
+        size_t got = 0;
+        redtls_status st = redtls__conn_take_parsed(c, now, &r);
+        if (st == REDTLS_OK && !r) {
+            /* A server that keeps sending meets the deadline here. */
+            if (reads > 0 && reads % 64 == 0 && end != REDTLS__NO_DEADLINE && redtls__acl_now() >= end) {
+                d->want = POLLIN;
+                return;
+            }
+            st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &want);
+        }
+        if (st != REDTLS_OK) {
+            node_failed(cl, d, st, now);
+            return;
+        }
+        if (r)
+            take_reply(cl, d, r, now);
+        else if (want) {
+            d->want = want;
+            return;
+        }
+    }
+}
+
+int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
+{
+    redtls_async_cluster *acl = cl->acl;
+    int64_t now = redtls__acl_now();
+    /* Anything between the calls (new tokens, a refresh falling due) is
+     * looked at again; then every node must be ready before any writes. */
+    int ok = redtls__cl_lane_open(cl, now);
+    for (size_t k = 0; k < cl->ndn && ok; k++)
+        ok = node_ready(acl->nodes[cl->dn[k].m], now);
+    struct pollfd small[8];
+    struct pollfd *pfd = small;
+    if (ok && cl->ndn > 8 && !(pfd = malloc(cl->ndn * sizeof *pfd)))
+        ok = 0;
+    for (size_t k = 0; k < cl->ndn && ok; k++) {
+        cl_dnode *d = &cl->dn[k];
+        redtls_conn *c = acl->nodes[d->m]->ac->c;
+        if (redtls__buf_append(&c->obuf, &c->olen, &c->ocap, d->frames, d->flen) != REDTLS_OK) {
+            for (size_t j = 0; j < k; j++) {
+                redtls_conn *cj = acl->nodes[cl->dn[j].m]->ac->c;
+                cj->olen = cj->pending = cj->unsent = 0;
+            }
+            ok = 0;
+            break;
+        }
+        c->pending = c->unsent = d->n;
+        d->owed = d->n;
+        d->next = d->head;
+    }
+    if (!ok) {
+        if (pfd != small)
+            free(pfd);
+        acl->hold_now = now;
+        redtls__cl_lane_demote(cl);
+        return 0;
+    }
+    *end = redtls__deadline_from(now, acl->base.command_timeout_ms);
+    size_t owing = cl->ndn;
+    cl->handover = 0;
+    for (size_t k = 0; k < cl->ndn; k++) {
+        node_step(cl, &cl->dn[k], now, *end);
+        owing -= cl->dn[k].owed == 0;
+    }
+    while (owing > 0) {
+        if (cl->handover) {
+            hand_over(cl, now);
+            break;
+        }
+        if (now >= *end) {
+            for (size_t k = 0; k < cl->ndn; k++)
+                if (cl->dn[k].owed > 0)
+                    node_timed_out(cl, &cl->dn[k]);
+            break;
+        }
+        /* One poll over the nodes still owing. */
+        size_t np = 0;
+        for (size_t k = 0; k < cl->ndn; k++) {
+            const cl_dnode *d = &cl->dn[k];
+            if (d->owed > 0)
+                pfd[np++] = (struct pollfd){.fd = acl->nodes[d->m]->ac->c->fd,
+                                            .events = (short)(d->want ? d->want : POLLIN)};
+        }
+        int rc = poll(pfd, (nfds_t)np, redtls__poll_timeout(*end));
+        if (rc < 0 && errno != EINTR) {
+            char why[128];
+            snprintf(why, sizeof why, "poll: %s", strerror(errno));
+            for (size_t k = 0; k < cl->ndn; k++) {
+                cl_dnode *d = &cl->dn[k];
+                if (d->owed > 0) {
+                    redtls__fail(acl->nodes[d->m]->ac->c->errmsg, REDTLS_E_IO, "%s", why);
+                    node_failed(cl, d, REDTLS_E_IO, now);
+                }
+            }
+            break;
+        }
+        now = redtls__acl_now();
+        size_t j = 0;
+        for (size_t k = 0; k < cl->ndn && j < np; k++) {
+            cl_dnode *d = &cl->dn[k];
+            if (d->owed == 0)
+                continue;
+            if (pfd[j++].revents && rc > 0) {
+                node_step(cl, d, now, *end);
+                owing -= d->owed == 0;
+            }
+        }
+    }
+    if (pfd != small)
+        free(pfd);
+    return 1;
+}
+
+void redtls__cl_lane_free(redtls_cluster *cl)
+{
+    for (size_t k = 0; k < cl->capdn; k++)
+        free(cl->dn[k].frames);
+    free(cl->dn);
+    cl->dn = NULL;
+    cl->ndn = cl->capdn = 0;
+}
