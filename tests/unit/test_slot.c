@@ -1,6 +1,7 @@
 /* lib/cluster/slot.c: CRC16/XMODEM and the hash-tag rules. The same keys
  * are checked against a real server's CLUSTER KEYSLOT in
- * tests/integration/test_keyslot.c. */
+ * tests/integration/test_keyslot.c, and random keys of every length
+ * against the CRC's bit-by-bit definition here. */
 #include "unit_util.h"
 
 static unsigned slot(const char *key)
@@ -50,12 +51,66 @@ static void test_binary_keys(void **state)
     assert_int_equal(redtls_cluster_key_slot("a{b}", 3), redtls_cluster_key_slot("a{b", 3));
 }
 
+/* CRC16/XMODEM bit by bit, straight from its definition. */
+static unsigned crc16_bits(const unsigned char *p, size_t len)
+{
+    unsigned crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (unsigned)p[i] << 8;
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000U) ? ((crc << 1) ^ 0x1021U) & 0xffffU : (crc << 1) & 0xffffU;
+    }
+    return crc;
+}
+
+/* The hash-tag rule written plainly, over the reference CRC. */
+static unsigned slot_reference(const unsigned char *p, size_t len)
+{
+    size_t open = 0;
+    while (open < len && p[open] != '{')
+        open++;
+    if (open < len) {
+        size_t close = open + 1;
+        while (close < len && p[close] != '}')
+            close++;
+        if (close < len && close > open + 1)
+            return crc16_bits(p + open + 1, close - open - 1) % 16384;
+    }
+    return crc16_bits(p, len) % 16384;
+}
+
+/* Every key length up to 70 (the table-driven code takes four bytes at a
+ * time and the rest one by one), random bytes with and without braces at
+ * every position, against the reference. */
+static void test_against_the_definition(void **state)
+{
+    (void)state;
+    unsigned char k[70];
+    uint32_t x = 12345;
+    for (size_t len = 0; len <= sizeof k; len++) {
+        for (int round = 0; round < 200; round++) {
+            for (size_t i = 0; i < len; i++) {
+                x = x * 1103515245U + 12345U;
+                k[i] = (unsigned char)(x >> 16);
+            }
+            if (len > 0 && round % 2) {
+                x = x * 1103515245U + 12345U;
+                k[(x >> 16) % len] = '{';
+                x = x * 1103515245U + 12345U;
+                k[(x >> 16) % len] = '}';
+            }
+            assert_int_equal(redtls_cluster_key_slot((const char *)k, len), slot_reference(k, len));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_values),
         cmocka_unit_test(test_hash_tags),
         cmocka_unit_test(test_binary_keys),
+        cmocka_unit_test(test_against_the_definition),
     };
     return cmocka_run_group_tests_name("slot", tests, NULL, NULL);
 }
