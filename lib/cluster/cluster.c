@@ -47,7 +47,7 @@ static void reset(redtls_cluster *cl)
     }
     cl->nres = cl->ndone = cl->next_out = 0;
     cl->ran = 0;
-    cl->lane = 0;
+    cl->lane = cl->lazy = 0;
     cl->ndn = 0;
 }
 
@@ -217,8 +217,9 @@ static void run_batch(redtls_cluster *cl)
     redtls_async_cluster *acl = cl->acl;
     int64_t end;
     if (cl->lane && redtls__cl_lane_run(cl, &end)) {
-        /* What the lane handed over (a redirection, a retry, a resend). */
-        if (cl->ndone != cl->nres || acl->refreshing)
+        /* What the lane handed over (a redirection, a retry, a resend);
+         * a batch on one master is read as it is asked for (take). */
+        if (!cl->lazy && (cl->ndone != cl->nres || acl->refreshing))
             run_engine(cl, end);
         return;
     }
@@ -233,6 +234,8 @@ static void run_batch(redtls_cluster *cl)
 
 static redtls_status take(redtls_cluster *cl, redisReply **reply)
 {
+    if (cl->lazy && cl->ndone <= cl->next_out && redtls__cl_lane_next(cl))
+        run_engine(cl, cl->lane_end);
     cl_result *r = &cl->res[cl->next_out++];
     *reply = r->reply;
     r->reply = NULL;
@@ -330,6 +333,15 @@ redtls_status redtls_cluster_append_argv(redtls_cluster *cl, unsigned flags, int
     if (cl->ran)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "the previous batch still has %zu replies to read",
                             cl->nres - cl->next_out);
+    if (cl->lane && cl->nres < cl->capres) {
+        /* A batch on the lane, without add's general steps. */
+        redtls_status st;
+        if (redtls__cl_lane_add(cl, flags, argc, argv, argvlen, &st)) {
+            if (st == REDTLS_OK)
+                cl->nres++;
+            return st;
+        }
+    }
     return add(cl, ACL_HOLD_ALL, flags, ACL_NO_SLOT, NULL, argc, argv, argvlen);
 }
 
@@ -345,6 +357,11 @@ redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "no reply is pending");
     if (!cl->ran)
         run_batch(cl);
+    if (cl->lazy && cl->ndone == cl->next_out && redtls__cl_lane_quick(cl, reply)) {
+        if (++cl->next_out == cl->nres)
+            reset(cl);
+        return REDTLS_OK;
+    }
     return take(cl, reply);
 }
 

@@ -56,6 +56,10 @@ struct redtls_cluster {
     int ran;         /* the batch was released */
     int lane;        /* the batch so far is the lane's */
     int handover;    /* the lane's batch is for the engine to finish */
+    int lazy;        /* the lane's batch has one master, read as asked */
+    int64_t lane_now, lane_end; /* lazy: the last clock read, the deadline */
+    redtls_conn *lane_c;        /* lazy: the master's connection */
+    uint32_t last_dn;           /* the dn entry the last command went to */
     cl_dnode *dn;
     size_t ndn, capdn;
     char errmsg[REDTLS__ERRMSG_MAX];
@@ -81,6 +85,15 @@ void redtls__cl_lane_demote(redtls_cluster *cl);
  * that), 0 when the lane could not take it (a node not connected and
  * idle) and the engine has all of it, held. */
 int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end);
+/* Lazy, the next command to hand out being the next owed: its reply
+ * straight from the reader when it is there whole and not an error: 1
+ * (*reply, the command counted as done), else 0 (anything taken is filed
+ * or handed to the engine). */
+int redtls__cl_lane_quick(redtls_cluster *cl, redisReply **reply);
+/* A batch on one master (lazy) is read as its replies are asked for:
+ * reads until the next command to hand out has its outcome. 1 when the
+ * engine took over what is left (for the caller to run), else 0. */
+int redtls__cl_lane_next(redtls_cluster *cl);
 /* Frees the lane's buffers (with the handle). */
 void redtls__cl_lane_free(redtls_cluster *cl);
 

@@ -32,6 +32,7 @@
 #include "cluster_internal.h"
 #include "format.h"
 #include "redirect.h"
+#include "wait.h"
 
 #define LANE_MAX_KEYS 8
 
@@ -49,12 +50,17 @@ static size_t arg_len(const char *const *argv, const size_t *lens, size_t i)
     return lens ? lens[i] : strlen(argv[i]);
 }
 
-/* The batch's entry for master m, added when new (NULL: out of memory). */
+/* The batch's entry for master m, added when new (NULL: out of memory);
+ * cl->last_dn says which. */
 static cl_dnode *dnode_for(redtls_cluster *cl, uint32_t m)
 {
+    if (cl->last_dn < cl->ndn && cl->dn[cl->last_dn].m == m)
+        return &cl->dn[cl->last_dn];
     for (size_t k = cl->ndn; k-- > 0;)
-        if (cl->dn[k].m == m)
+        if (cl->dn[k].m == m) {
+            cl->last_dn = (uint32_t)k;
             return &cl->dn[k];
+        }
     if (cl->ndn == cl->capdn) {
         size_t cap = cl->capdn ? 2 * cl->capdn : 4;
         cl_dnode *v = realloc(cl->dn, cap * sizeof *v);
@@ -64,6 +70,7 @@ static cl_dnode *dnode_for(redtls_cluster *cl, uint32_t m)
         cl->dn = v;
         cl->capdn = cap;
     }
+    cl->last_dn = (uint32_t)cl->ndn;
     cl_dnode *d = &cl->dn[cl->ndn++];
     d->m = m;
     d->flen = 0;
@@ -116,7 +123,10 @@ int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char
     }
     uint32_t i = (uint32_t)cl->nres;
     cl_result *e = &cl->res[i];
-    e->dn = (uint32_t)(d - cl->dn);
+    e->st = REDTLS_OK;
+    e->reply = NULL;
+    e->msg = NULL;
+    e->dn = cl->last_dn;
     e->dnext = CL_NONE;
     e->off = off;
     e->len = d->flen - off;
@@ -319,8 +329,9 @@ static int node_ready(acl_node *n, int64_t now)
 }
 
 /* Moves node d on: writes what its socket takes, then reads what has
- * come. Leaves d->want set when it has to wait. */
-static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end)
+ * come, until command upto has its outcome (SIZE_MAX: all of d's), or the
+ * engine is to take over. Leaves d->want set when it has to wait. */
+static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end, size_t upto)
 {
     redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
     int want = 0;
@@ -340,7 +351,7 @@ static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end)
             return;
     }
     c->just_wrote = 0;
-    for (int reads = 0; d->owed > 0; reads++) {
+    for (int reads = 0; d->owed > 0 && !cl->handover && cl->ndone <= upto; reads++) {
         redisReply *r = NULL;
         size_t got = 0;
         redtls_status st = redtls__conn_take_parsed(c, now, &r);
@@ -401,10 +412,19 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
         return 0;
     }
     *end = redtls__deadline_from(now, acl->base.command_timeout_ms);
-    size_t owing = cl->ndn;
     cl->handover = 0;
+    if (cl->ndn == 1) {
+        /* One master: its replies are read as they are asked for, like a
+         * single connection's (each reply made and freed in turn). */
+        cl->lazy = 1;
+        cl->lane_c = acl->nodes[cl->dn[0].m]->ac->c;
+        cl->lane_now = now;
+        cl->lane_end = *end;
+        return 1;
+    }
+    size_t owing = cl->ndn;
     for (size_t k = 0; k < cl->ndn; k++) {
-        node_step(cl, &cl->dn[k], now, *end);
+        node_step(cl, &cl->dn[k], now, *end, SIZE_MAX);
         owing -= cl->dn[k].owed == 0;
     }
     while (owing > 0) {
@@ -446,7 +466,7 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
             if (d->owed == 0)
                 continue;
             if (pfd[j++].revents && rc > 0) {
-                node_step(cl, d, now, *end);
+                node_step(cl, d, now, *end, SIZE_MAX);
                 owing -= d->owed == 0;
             }
         }
@@ -454,6 +474,58 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
     if (pfd != small)
         free(pfd);
     return 1;
+}
+
+int redtls__cl_lane_quick(redtls_cluster *cl, redisReply **reply)
+{
+    cl_dnode *d = &cl->dn[0];
+    redtls_conn *c = cl->lane_c;
+    if (d->owed == 0 || c->olen > 0)
+        return 0;
+    redisReply *r = NULL;
+    redtls_status st = redtls__conn_take_parsed(c, cl->lane_now, &r);
+    if (st != REDTLS_OK) {
+        node_failed(cl, d, st, cl->lane_now);
+        return 0;
+    }
+    if (!r)
+        return 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        take_reply(cl, d, r, cl->lane_now);
+        return 0;
+    }
+    d->next = cl->res[d->next].dnext;
+    d->owed--;
+    cl->ndone++;
+    *reply = r;
+    return 1;
+}
+
+int redtls__cl_lane_next(redtls_cluster *cl)
+{
+    cl_dnode *d = &cl->dn[0];
+    redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
+    size_t upto = cl->next_out;
+    for (;;) {
+        node_step(cl, d, cl->lane_now, cl->lane_end, upto);
+        if (cl->handover) {
+            cl->lazy = 0;
+            hand_over(cl, cl->lane_now);
+            return 1;
+        }
+        if (cl->ndone > upto || d->owed == 0)
+            return 0;
+        if (cl->lane_now >= cl->lane_end) {
+            node_timed_out(cl, d);
+            return 0;
+        }
+        int w = redtls__wait_fd(c->fd, (short)(d->want ? d->want : POLLIN), cl->lane_end);
+        cl->lane_now = redtls__acl_now();
+        if (w < 0) {
+            redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno));
+            node_failed(cl, d, REDTLS_E_IO, cl->lane_now);
+        }
+    }
 }
 
 void redtls__cl_lane_free(redtls_cluster *cl)
