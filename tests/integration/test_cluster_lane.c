@@ -291,6 +291,79 @@ static void test_lane_order_and_error_replies(void **state)
     lab_stop(&srv);
 }
 
+/* One batch of the run below: GET {b}1 (A answers a MOVED to C after
+ * 300 ms, C its value after 350 ms more) and GET {a}1 (B answers after
+ * 2 s), behind a PING when engine is set (a keyless command: the batch is
+ * the engine's). Returns the batch's time in ms. */
+static long long deadline_batch(redtls_cluster *cl, int engine)
+{
+    const char *ping[] = {"PING"};
+    if (engine)
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 1, ping, NULL), REDTLS_OK);
+    const char *keys[] = {"{b}1", "{a}1"};
+    long long t0 = lab_now_ms();
+    queue_gets(cl, keys, 2);
+    redisReply *r = NULL;
+    if (engine) {
+        assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_OK);
+        redtls_reply_free(r);
+        r = NULL;
+    }
+    redtls_status st = redtls_cluster_get_reply(cl, &r);
+    long long elapsed = lab_now_ms() - t0;
+    print_message("%s: GET {b}1 (MOVED at 300 ms, C's answer 350 ms later): %s after %lld ms (timeout 500 ms)\n",
+                  engine ? "engine" : "lane", redtls_strerror(st), elapsed);
+    if (r)
+        print_message("  reply: %s\n", r->str ? r->str : "(no text)");
+    redtls_reply_free(r);
+    assert_cl_status(cl, st, REDTLS_E_COMMAND_TIMEOUT);
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
+    assert_contains(redtls_cluster_errmsg(cl), "no reply within the command timeout");
+    return elapsed;
+}
+
+/* The batch's command timeout bounds what the lane hands the engine as it
+ * bounds the engine's own batch (counted from its release, a redirected
+ * command's included): the same batch, on the engine and then on the
+ * lane, ends at the deadline with both commands timed out, not when the
+ * late redirection's answer comes (and B's command is not given another
+ * timeout from the redirection on either). */
+static void test_lane_handover_keeps_the_batch_deadline(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[3];
+    assert_int_equal(lab_scripted_start(&srv, 3, p), 0);
+    unsigned a = p[0], b = p[1], c = p[2];
+    char map[512], rules[4096];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "%u | GET {b}1 | 300 | -MOVED 3300 127.0.0.1:%u\\r\\n\n"
+             "%u | GET {b}1 | 350 | $2\\r\\nvc\\r\\n\n"
+             "%u | GET {a}1 | 2000 | $2\\r\\nvb\\r\\n\n"
+             "* | PING | 0 | +PONG\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map, a, c, c, b);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 500, NULL, NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    char cname[64];
+    snprintf(cname, sizeof cname, "127.0.0.1:%u", c);
+    const char *get_w[] = {"GET", "{b}warm"};
+    for (int engine = 1; engine >= 0; engine--) {
+        /* A, B and C connected and idle (the engine's run closed B's and
+         * C's connections, and asked for a refresh: the warm-up makes it). */
+        warm(cl);
+        redisReply *r = NULL;
+        expect_str_reply(cl, redtls_cluster_command_node(cl, cname, 0, 2, get_w, NULL, &r), &r, "x");
+        long long elapsed = deadline_batch(cl, engine);
+        assert_true(elapsed >= 490 && elapsed < 700);
+    }
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
 /* ---- allocation failures ---- */
 
 static lab_server af_srv;
@@ -400,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_lane_node_lost),
         cmocka_unit_test(test_lane_protocol_error),
         cmocka_unit_test(test_lane_order_and_error_replies),
+        cmocka_unit_test(test_lane_handover_keeps_the_batch_deadline),
         cmocka_unit_test(test_lane_allocation_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
