@@ -56,6 +56,7 @@ struct redtls_cluster {
     int ran;         /* the batch was released */
     int lane;        /* the batch so far is the lane's */
     int handover;    /* the lane's batch is for the engine to finish */
+    int64_t t0;      /* when the lane's batch was released (its deadlines' start) */
     cl_dnode *dn;
     size_t ndn, capdn;
     char errmsg[REDTLS__ERRMSG_MAX];

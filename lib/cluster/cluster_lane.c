@@ -142,13 +142,15 @@ static void fail_entry(redtls_cluster *cl, uint32_t i, redtls_status st, const c
     cl->ndone++;
 }
 
-/* An op for entry i, owed its outcome by the engine from now (NULL: out of
+/* An op for entry i, owed its outcome by the engine from now, its
+ * deadlines counted from since (the batch's release: a command the lane
+ * wrote has no more time than the engine would give it) (NULL: out of
  * memory, the entry ended with st and msg). */
-static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t now, redtls_status st, const char *msg)
+static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t since, redtls_status st, const char *msg)
 {
     const cl_result *e = &cl->res[i];
     const cl_dnode *d = &cl->dn[e->dn];
-    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags, e->slot, e->readonly, d->frames + e->off, e->len, now,
+    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags, e->slot, e->readonly, d->frames + e->off, e->len, since,
                                       redtls__cl_on_outcome, (void *)(uintptr_t)i); // NOLINT(performance-no-int-to-ptr): an index, not an address
     if (!o)
         fail_entry(cl, i, st, msg);
@@ -188,7 +190,7 @@ static void take_reply(redtls_cluster *cl, cl_dnode *d, redisReply *r, int64_t n
         if (redtls__redirect_parse(r->str, r->len, &rd, err) != REDTLS__NOT_REDIRECT ||
             (r->len >= 6 && memcmp(r->str, "NOAUTH", 6) == 0) ||
             redtls__error_classify(r->str, r->len) != REDTLS__ERR_FINAL) {
-            acl_op *o = entry_op(cl, i, now, REDTLS_E_NOMEM,
+            acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_NOMEM,
                                  "out of memory handing the server's error reply to the cluster engine");
             if (o)
                 redtls__acl_adopt(cl->acl, o, cl->acl->nodes[d->m], REDTLS_OK, r, now);
@@ -215,7 +217,7 @@ static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64
         uint32_t i = d->next;
         d->next = cl->res[i].dnext;
         d->owed--;
-        acl_op *o = entry_op(cl, i, now, st, c->errmsg);
+        acl_op *o = entry_op(cl, i, cl->t0, st, c->errmsg);
         if (o)
             redtls__acl_adopt(acl, o, n, st, NULL, now);
     }
@@ -228,7 +230,7 @@ static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64
         uint32_t i = d->next;
         d->next = cl->res[i].dnext;
         d->owed--;
-        acl_op *o = entry_op(cl, i, now, REDTLS_E_OUTCOME_UNKNOWN, c->errmsg);
+        acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_OUTCOME_UNKNOWN, c->errmsg);
         if (o)
             redtls__acl_adopt(acl, o, n, REDTLS_E_OUTCOME_UNKNOWN, NULL, now);
     }
@@ -250,7 +252,7 @@ static void hand_over(redtls_cluster *cl, int64_t now)
         acl_node *n = acl->nodes[d->m];
         while (d->owed > 0) {
             uint32_t i = d->next;
-            acl_op *o = entry_op(cl, i, now, REDTLS_E_OUTCOME_UNKNOWN, WRITTEN_NOMEM_MSG);
+            acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_OUTCOME_UNKNOWN, WRITTEN_NOMEM_MSG);
             if (o && redtls__acl_rehome(acl, o, n, cl->res[i].len) == REDTLS_OK) {
                 d->next = cl->res[i].dnext;
                 d->owed--;
@@ -400,6 +402,7 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
         redtls__cl_lane_demote(cl);
         return 0;
     }
+    cl->t0 = now;
     *end = redtls__deadline_from(now, acl->base.command_timeout_ms);
     size_t owing = cl->ndn;
     cl->handover = 0;
