@@ -364,6 +364,72 @@ static void test_lane_handover_keeps_the_batch_deadline(void **state)
     lab_stop(&srv);
 }
 
+/* A TRYAGAIN on the lane is retried after the backoff from its first
+ * step, as on the engine (whose release starts every batch's retries
+ * afresh), whatever an earlier batch left: here one whose retries the
+ * deadline ended, its next retry time still set. Backoff 100-200 ms: the
+ * first retry of the second batch comes 100 ms or more after the command. */
+static void test_lane_retry_starts_afresh(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[2];
+    assert_int_equal(lab_scripted_start(&srv, 2, p), 0);
+    char map[512], rules[2048];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "* | GET {b}t | 0 | -TRYAGAIN Multiple keys request during rehashing of slot\\r\\n\n"
+             "* | GET {b}u0 | 0 | -TRYAGAIN Multiple keys request during rehashing of slot\\r\\n\n"
+             "* | GET {b}u1 | 0 | -TRYAGAIN Multiple keys request during rehashing of slot\\r\\n\n"
+             "* | PING | 0 | +PONG\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_config *cfg = NULL;
+    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_tls(cfg, 0), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", p[0]), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, 500), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_backoff(cfg, 100, 200), REDTLS_OK);
+    redtls_cluster *cl = NULL;
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, NULL, &cl), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    for (int engine = 1; engine >= 0; engine--) {
+        warm(cl);
+        /* Retried until the deadline, which ends it with the last TRYAGAIN. */
+        const char *get_t[] = {"GET", "{b}t"};
+        redisReply *r = NULL;
+        assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get_t, NULL, &r), REDTLS_OK);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_ERROR);
+        redtls_reply_free(r);
+        r = NULL;
+        for (long long until = lab_now_ms() + 400; lab_now_ms() < until;)
+            (void)poll(NULL, 0, 50);
+        const char *ping[] = {"PING"}, *get_u[] = {"GET", engine ? "{b}u1" : "{b}u0"};
+        if (engine)
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 1, ping, NULL), REDTLS_OK);
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, get_u, NULL), REDTLS_OK);
+        while (redtls_cluster_pending(cl) > 0) {
+            assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_OK);
+            redtls_reply_free(r);
+            r = NULL;
+        }
+        char ev[32];
+        snprintf(ev, sizeof ev, "cmd GET %s", get_u[1]);
+        long long t[8];
+        size_t n = lab_scripted_times(&srv, p[0], ev, t, 8);
+        print_message("%s: GET %s sent %zu times, first retry after %lld ms (backoff 100-200 ms)\n",
+                      engine ? "engine" : "lane", get_u[1], n, n >= 2 ? t[1] - t[0] : -1LL);
+        assert_true(n >= 2);
+        assert_true(t[1] - t[0] >= 90);
+    }
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
 /* ---- allocation failures ---- */
 
 static lab_server af_srv;
@@ -474,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_lane_protocol_error),
         cmocka_unit_test(test_lane_order_and_error_replies),
         cmocka_unit_test(test_lane_handover_keeps_the_batch_deadline),
+        cmocka_unit_test(test_lane_retry_starts_afresh),
         cmocka_unit_test(test_lane_allocation_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
