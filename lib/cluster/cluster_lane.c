@@ -404,6 +404,10 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
     }
     cl->t0 = now;
     *end = redtls__deadline_from(now, acl->base.command_timeout_ms);
+    /* What the release does: the retries of what the lane hands over
+     * start afresh (nothing waits now), not at an earlier batch's time. */
+    redtls__backoff_reset(&acl->backoff);
+    acl->retry_at = REDTLS__NO_DEADLINE;
     size_t owing = cl->ndn;
     cl->handover = 0;
     for (size_t k = 0; k < cl->ndn; k++) {
