@@ -430,6 +430,75 @@ static void test_lane_retry_starts_afresh(void **state)
     lab_stop(&srv);
 }
 
+/* A node that takes a command only once it has written the reply to the
+ * one before (as a proxy does, or a server at its output limit): a batch
+ * larger than the sockets' buffers both ways goes through only when the
+ * replies are read while the batch is still being written, as the engine
+ * does. 100 SETs of 256 KiB, each answered with 256 KiB; A takes its time
+ * over the first, so its receive buffer stays small. */
+#define BIG (256 * 1024)
+static void test_lane_reads_while_writing(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[2];
+    assert_int_equal(lab_scripted_start(&srv, 2, p), 0);
+    char map[512];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    char *big = malloc(BIG + 1);
+    assert_non_null(big);
+    memset(big, 'v', BIG);
+    big[BIG] = '\0';
+    size_t cap = 3 * BIG;
+    char *rules = malloc(cap);
+    assert_non_null(rules);
+    snprintf(rules, cap,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "* | PING | 0 | +PONG\\r\\n\n"
+             "* | SET {b}k0 | 500 | $%d\\r\\n%s\\r\\n\n"
+             "* | SET | 0 | $%d\\r\\n%s\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map, BIG, big, BIG, big);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 4000, NULL, NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    for (int engine = 1; engine >= 0; engine--) {
+        warm(cl);
+        const char *ping[] = {"PING"};
+        if (engine)
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 1, ping, NULL), REDTLS_OK);
+        long long t0 = lab_now_ms();
+        for (int i = 0; i < 100; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "{b}k%d", i);
+            const char *argv[] = {"SET", key, big};
+            const size_t lens[] = {3, strlen(key), BIG};
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 3, argv, lens), REDTLS_OK);
+        }
+        size_t ok = 0, n = redtls_cluster_pending(cl);
+        redtls_status first = REDTLS_OK;
+        char why[256] = "";
+        while (redtls_cluster_pending(cl) > 0) {
+            redisReply *r = NULL;
+            redtls_status st = redtls_cluster_get_reply(cl, &r);
+            if (st == REDTLS_OK)
+                ok++;
+            else if (first == REDTLS_OK) {
+                first = st;
+                snprintf(why, sizeof why, "%s", redtls_cluster_errmsg(cl));
+            }
+            redtls_reply_free(r);
+        }
+        print_message("%s: %zu of %zu replies after %lld ms (first failure: %s %s)\n", engine ? "engine" : "lane", ok,
+                      n, lab_now_ms() - t0, redtls_strerror(first), why);
+        assert_int_equal(ok, n);
+    }
+    redtls_cluster_free(cl);
+    free(rules);
+    free(big);
+    lab_stop(&srv);
+}
+
 /* ---- allocation failures ---- */
 
 static lab_server af_srv;
@@ -541,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_lane_order_and_error_replies),
         cmocka_unit_test(test_lane_handover_keeps_the_batch_deadline),
         cmocka_unit_test(test_lane_retry_starts_afresh),
+        cmocka_unit_test(test_lane_reads_while_writing),
         cmocka_unit_test(test_lane_allocation_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
