@@ -325,22 +325,21 @@ static int node_ready(acl_node *n, int64_t now)
 static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end)
 {
     redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
-    int want = 0;
+    int want = 0, wwant = 0;
     d->want = 0;
     if (c->olen > 0) {
-        redtls_status st = redtls__conn_write_step(c, &want);
+        redtls_status st = redtls__conn_write_step(c, &wwant);
         if (st != REDTLS_OK) {
             node_failed(cl, d, st, now);
             return;
         }
-        if (want) {
-            d->want = want;
-            return;
-        }
         /* Just written: nothing can have come yet. */
-        if ((d->want = redtls__conn_read_want(c)) != 0)
+        if (!wwant && (d->want = redtls__conn_read_want(c)) != 0)
             return;
     }
+    /* While the rest of a write waits for room, the replies to what went
+     * out are read, as the engine's connection reads them: a server may
+     * take no more until they are. */
     c->just_wrote = 0;
     for (int reads = 0; d->owed > 0; reads++) {
         redisReply *r = NULL;
@@ -349,7 +348,7 @@ static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end)
         if (st == REDTLS_OK && !r) {
             /* A server that keeps sending meets the deadline here. */
             if (reads > 0 && reads % 64 == 0 && end != REDTLS__NO_DEADLINE && redtls__acl_now() >= end) {
-                d->want = POLLIN;
+                d->want = POLLIN | wwant;
                 return;
             }
             st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &want);
@@ -361,7 +360,7 @@ static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end)
         if (r)
             take_reply(cl, d, r, now);
         else if (want) {
-            d->want = want;
+            d->want = want | wwant;
             return;
         }
     }
