@@ -282,8 +282,8 @@ void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply
  * which writes a batch to its nodes' connections itself and hands the
  * engine only what it does not end by itself. */
 /* A live op for a command already framed (its bytes copied), its
- * deadlines counted from now as for any new command. NULL when out of
- * memory. */
+ * deadlines counted from now (for the lane: when its batch was released,
+ * as the engine counts a batch's). NULL when out of memory. */
 acl_op *redtls__acl_op_framed(redtls_async_cluster *acl, unsigned flags, uint32_t slot, int readonly,
                               const char *frame, size_t len, int64_t now, redtls_async_cluster_reply_cb cb, void *ud);
 /* An op whose command the lane wrote to node n (len bytes) and whose

@@ -60,6 +60,7 @@ struct redtls_cluster {
     int64_t lane_now, lane_end; /* lazy: the last clock read, the deadline */
     redtls_conn *lane_c;        /* lazy: the master's connection */
     uint32_t last_dn;           /* the dn entry the last command went to */
+    int64_t t0;      /* when the lane's batch was released (its deadlines' start) */
     cl_dnode *dn;
     size_t ndn, capdn;
     char errmsg[REDTLS__ERRMSG_MAX];

@@ -152,13 +152,15 @@ static void fail_entry(redtls_cluster *cl, uint32_t i, redtls_status st, const c
     cl->ndone++;
 }
 
-/* An op for entry i, owed its outcome by the engine from now (NULL: out of
+/* An op for entry i, owed its outcome by the engine from now, its
+ * deadlines counted from since (the batch's release: a command the lane
+ * wrote has no more time than the engine would give it) (NULL: out of
  * memory, the entry ended with st and msg). */
-static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t now, redtls_status st, const char *msg)
+static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t since, redtls_status st, const char *msg)
 {
     const cl_result *e = &cl->res[i];
     const cl_dnode *d = &cl->dn[e->dn];
-    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags, e->slot, e->readonly, d->frames + e->off, e->len, now,
+    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags, e->slot, e->readonly, d->frames + e->off, e->len, since,
                                       redtls__cl_on_outcome, (void *)(uintptr_t)i); // NOLINT(performance-no-int-to-ptr): an index, not an address
     if (!o)
         fail_entry(cl, i, st, msg);
@@ -198,7 +200,7 @@ static void take_reply(redtls_cluster *cl, cl_dnode *d, redisReply *r, int64_t n
         if (redtls__redirect_parse(r->str, r->len, &rd, err) != REDTLS__NOT_REDIRECT ||
             (r->len >= 6 && memcmp(r->str, "NOAUTH", 6) == 0) ||
             redtls__error_classify(r->str, r->len) != REDTLS__ERR_FINAL) {
-            acl_op *o = entry_op(cl, i, now, REDTLS_E_NOMEM,
+            acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_NOMEM,
                                  "out of memory handing the server's error reply to the cluster engine");
             if (o)
                 redtls__acl_adopt(cl->acl, o, cl->acl->nodes[d->m], REDTLS_OK, r, now);
@@ -225,7 +227,7 @@ static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64
         uint32_t i = d->next;
         d->next = cl->res[i].dnext;
         d->owed--;
-        acl_op *o = entry_op(cl, i, now, st, c->errmsg);
+        acl_op *o = entry_op(cl, i, cl->t0, st, c->errmsg);
         if (o)
             redtls__acl_adopt(acl, o, n, st, NULL, now);
     }
@@ -238,7 +240,7 @@ static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64
         uint32_t i = d->next;
         d->next = cl->res[i].dnext;
         d->owed--;
-        acl_op *o = entry_op(cl, i, now, REDTLS_E_OUTCOME_UNKNOWN, c->errmsg);
+        acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_OUTCOME_UNKNOWN, c->errmsg);
         if (o)
             redtls__acl_adopt(acl, o, n, REDTLS_E_OUTCOME_UNKNOWN, NULL, now);
     }
@@ -260,7 +262,7 @@ static void hand_over(redtls_cluster *cl, int64_t now)
         acl_node *n = acl->nodes[d->m];
         while (d->owed > 0) {
             uint32_t i = d->next;
-            acl_op *o = entry_op(cl, i, now, REDTLS_E_OUTCOME_UNKNOWN, WRITTEN_NOMEM_MSG);
+            acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_OUTCOME_UNKNOWN, WRITTEN_NOMEM_MSG);
             if (o && redtls__acl_rehome(acl, o, n, cl->res[i].len) == REDTLS_OK) {
                 d->next = cl->res[i].dnext;
                 d->owed--;
@@ -334,22 +336,21 @@ static int node_ready(acl_node *n, int64_t now)
 static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end, size_t upto)
 {
     redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
-    int want = 0;
+    int want = 0, wwant = 0;
     d->want = 0;
     if (c->olen > 0) {
-        redtls_status st = redtls__conn_write_step(c, &want);
+        redtls_status st = redtls__conn_write_step(c, &wwant);
         if (st != REDTLS_OK) {
             node_failed(cl, d, st, now);
             return;
         }
-        if (want) {
-            d->want = want;
-            return;
-        }
         /* Just written: nothing can have come yet. */
-        if ((d->want = redtls__conn_read_want(c)) != 0)
+        if (!wwant && (d->want = redtls__conn_read_want(c)) != 0)
             return;
     }
+    /* While the rest of a write waits for room, the replies to what went
+     * out are read, as the engine's connection reads them: a server may
+     * take no more until they are. */
     c->just_wrote = 0;
     for (int reads = 0; d->owed > 0 && !cl->handover && cl->ndone <= upto; reads++) {
         redisReply *r = NULL;
@@ -358,7 +359,7 @@ static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end,
         if (st == REDTLS_OK && !r) {
             /* A server that keeps sending meets the deadline here. */
             if (reads > 0 && reads % 64 == 0 && end != REDTLS__NO_DEADLINE && redtls__acl_now() >= end) {
-                d->want = POLLIN;
+                d->want = POLLIN | wwant;
                 return;
             }
             st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &want);
@@ -370,7 +371,7 @@ static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end,
         if (r)
             take_reply(cl, d, r, now);
         else if (want) {
-            d->want = want;
+            d->want = want | wwant;
             return;
         }
     }
@@ -411,7 +412,12 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
         redtls__cl_lane_demote(cl);
         return 0;
     }
+    cl->t0 = now;
     *end = redtls__deadline_from(now, acl->base.command_timeout_ms);
+    /* What the release does: the retries of what the lane hands over
+     * start afresh (nothing waits now), not at an earlier batch's time. */
+    redtls__backoff_reset(&acl->backoff);
+    acl->retry_at = REDTLS__NO_DEADLINE;
     cl->handover = 0;
     if (cl->ndn == 1) {
         /* One master: its replies are read as they are asked for, like a

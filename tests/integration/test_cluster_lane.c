@@ -291,6 +291,214 @@ static void test_lane_order_and_error_replies(void **state)
     lab_stop(&srv);
 }
 
+/* One batch of the run below: GET {b}1 (A answers a MOVED to C after
+ * 300 ms, C its value after 350 ms more) and GET {a}1 (B answers after
+ * 2 s), behind a PING when engine is set (a keyless command: the batch is
+ * the engine's). Returns the batch's time in ms. */
+static long long deadline_batch(redtls_cluster *cl, int engine)
+{
+    const char *ping[] = {"PING"};
+    if (engine)
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 1, ping, NULL), REDTLS_OK);
+    const char *keys[] = {"{b}1", "{a}1"};
+    long long t0 = lab_now_ms();
+    queue_gets(cl, keys, 2);
+    redisReply *r = NULL;
+    if (engine) {
+        assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_OK);
+        redtls_reply_free(r);
+        r = NULL;
+    }
+    redtls_status st = redtls_cluster_get_reply(cl, &r);
+    long long elapsed = lab_now_ms() - t0;
+    print_message("%s: GET {b}1 (MOVED at 300 ms, C's answer 350 ms later): %s after %lld ms (timeout 500 ms)\n",
+                  engine ? "engine" : "lane", redtls_strerror(st), elapsed);
+    if (r)
+        print_message("  reply: %s\n", r->str ? r->str : "(no text)");
+    redtls_reply_free(r);
+    assert_cl_status(cl, st, REDTLS_E_COMMAND_TIMEOUT);
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
+    assert_contains(redtls_cluster_errmsg(cl), "no reply within the command timeout");
+    return elapsed;
+}
+
+/* The batch's command timeout bounds what the lane hands the engine as it
+ * bounds the engine's own batch (counted from its release, a redirected
+ * command's included): the same batch, on the engine and then on the
+ * lane, ends at the deadline with both commands timed out, not when the
+ * late redirection's answer comes (and B's command is not given another
+ * timeout from the redirection on either). */
+static void test_lane_handover_keeps_the_batch_deadline(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[3];
+    assert_int_equal(lab_scripted_start(&srv, 3, p), 0);
+    unsigned a = p[0], b = p[1], c = p[2];
+    char map[512], rules[4096];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "%u | GET {b}1 | 300 | -MOVED 3300 127.0.0.1:%u\\r\\n\n"
+             "%u | GET {b}1 | 350 | $2\\r\\nvc\\r\\n\n"
+             "%u | GET {a}1 | 2000 | $2\\r\\nvb\\r\\n\n"
+             "* | PING | 0 | +PONG\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map, a, c, c, b);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 500, NULL, NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    char cname[64];
+    snprintf(cname, sizeof cname, "127.0.0.1:%u", c);
+    const char *get_w[] = {"GET", "{b}warm"};
+    for (int engine = 1; engine >= 0; engine--) {
+        /* A, B and C connected and idle (the engine's run closed B's and
+         * C's connections, and asked for a refresh: the warm-up makes it). */
+        warm(cl);
+        redisReply *r = NULL;
+        expect_str_reply(cl, redtls_cluster_command_node(cl, cname, 0, 2, get_w, NULL, &r), &r, "x");
+        long long elapsed = deadline_batch(cl, engine);
+        assert_true(elapsed >= 490 && elapsed < 700);
+    }
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
+/* A TRYAGAIN on the lane is retried after the backoff from its first
+ * step, as on the engine (whose release starts every batch's retries
+ * afresh), whatever an earlier batch left: here one whose retries the
+ * deadline ended, its next retry time still set. Backoff 100-200 ms: the
+ * first retry of the second batch comes 100 ms or more after the command. */
+static void test_lane_retry_starts_afresh(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[2];
+    assert_int_equal(lab_scripted_start(&srv, 2, p), 0);
+    char map[512], rules[2048];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "* | GET {b}t | 0 | -TRYAGAIN Multiple keys request during rehashing of slot\\r\\n\n"
+             "* | GET {b}u0 | 0 | -TRYAGAIN Multiple keys request during rehashing of slot\\r\\n\n"
+             "* | GET {b}u1 | 0 | -TRYAGAIN Multiple keys request during rehashing of slot\\r\\n\n"
+             "* | PING | 0 | +PONG\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_config *cfg = NULL;
+    assert_int_equal(redtls_config_new(&cfg), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_tls(cfg, 0), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_host(cfg, "127.0.0.1", p[0]), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_command_timeout_ms(cfg, 500), REDTLS_OK);
+    assert_cfg_status(cfg, redtls_config_set_backoff(cfg, 100, 200), REDTLS_OK);
+    redtls_cluster *cl = NULL;
+    assert_cfg_status(cfg, redtls_cluster_new(cfg, NULL, &cl), REDTLS_OK);
+    redtls_config_free(cfg);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    for (int engine = 1; engine >= 0; engine--) {
+        warm(cl);
+        /* Retried until the deadline, which ends it with the last TRYAGAIN. */
+        const char *get_t[] = {"GET", "{b}t"};
+        redisReply *r = NULL;
+        assert_cl_status(cl, redtls_cluster_command_argv(cl, 0, 2, get_t, NULL, &r), REDTLS_OK);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_ERROR);
+        redtls_reply_free(r);
+        r = NULL;
+        for (long long until = lab_now_ms() + 400; lab_now_ms() < until;)
+            (void)poll(NULL, 0, 50);
+        const char *ping[] = {"PING"}, *get_u[] = {"GET", engine ? "{b}u1" : "{b}u0"};
+        if (engine)
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 1, ping, NULL), REDTLS_OK);
+        assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, get_u, NULL), REDTLS_OK);
+        while (redtls_cluster_pending(cl) > 0) {
+            assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_OK);
+            redtls_reply_free(r);
+            r = NULL;
+        }
+        char ev[32];
+        snprintf(ev, sizeof ev, "cmd GET %s", get_u[1]);
+        long long t[8];
+        size_t n = lab_scripted_times(&srv, p[0], ev, t, 8);
+        print_message("%s: GET %s sent %zu times, first retry after %lld ms (backoff 100-200 ms)\n",
+                      engine ? "engine" : "lane", get_u[1], n, n >= 2 ? t[1] - t[0] : -1LL);
+        assert_true(n >= 2);
+        assert_true(t[1] - t[0] >= 90);
+    }
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
+/* A node that takes a command only once it has written the reply to the
+ * one before (as a proxy does, or a server at its output limit): a batch
+ * larger than the sockets' buffers both ways goes through only when the
+ * replies are read while the batch is still being written, as the engine
+ * does. 100 SETs of 256 KiB, each answered with 256 KiB; A takes its time
+ * over the first, so its receive buffer stays small. */
+#define BIG (256 * 1024)
+static void test_lane_reads_while_writing(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[2];
+    assert_int_equal(lab_scripted_start(&srv, 2, p), 0);
+    char map[512];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    char *big = malloc(BIG + 1);
+    assert_non_null(big);
+    memset(big, 'v', BIG);
+    big[BIG] = '\0';
+    size_t cap = 3 * BIG;
+    char *rules = malloc(cap);
+    assert_non_null(rules);
+    snprintf(rules, cap,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "* | PING | 0 | +PONG\\r\\n\n"
+             "* | SET {b}k0 | 500 | $%d\\r\\n%s\\r\\n\n"
+             "* | SET | 0 | $%d\\r\\n%s\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map, BIG, big, BIG, big);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 4000, NULL, NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    for (int engine = 1; engine >= 0; engine--) {
+        warm(cl);
+        const char *ping[] = {"PING"};
+        if (engine)
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 1, ping, NULL), REDTLS_OK);
+        long long t0 = lab_now_ms();
+        for (int i = 0; i < 100; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "{b}k%d", i);
+            const char *argv[] = {"SET", key, big};
+            const size_t lens[] = {3, strlen(key), BIG};
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 3, argv, lens), REDTLS_OK);
+        }
+        size_t ok = 0, n = redtls_cluster_pending(cl);
+        redtls_status first = REDTLS_OK;
+        char why[256] = "";
+        while (redtls_cluster_pending(cl) > 0) {
+            redisReply *r = NULL;
+            redtls_status st = redtls_cluster_get_reply(cl, &r);
+            if (st == REDTLS_OK)
+                ok++;
+            else if (first == REDTLS_OK) {
+                first = st;
+                snprintf(why, sizeof why, "%s", redtls_cluster_errmsg(cl));
+            }
+            redtls_reply_free(r);
+        }
+        print_message("%s: %zu of %zu replies after %lld ms (first failure: %s %s)\n", engine ? "engine" : "lane", ok,
+                      n, lab_now_ms() - t0, redtls_strerror(first), why);
+        assert_int_equal(ok, n);
+    }
+    redtls_cluster_free(cl);
+    free(rules);
+    free(big);
+    lab_stop(&srv);
+}
+
 /* ---- allocation failures ---- */
 
 static lab_server af_srv;
@@ -400,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_lane_node_lost),
         cmocka_unit_test(test_lane_protocol_error),
         cmocka_unit_test(test_lane_order_and_error_replies),
+        cmocka_unit_test(test_lane_handover_keeps_the_batch_deadline),
+        cmocka_unit_test(test_lane_retry_starts_afresh),
+        cmocka_unit_test(test_lane_reads_while_writing),
         cmocka_unit_test(test_lane_allocation_failures),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
