@@ -499,6 +499,94 @@ static void test_lane_reads_while_writing(void **state)
     lab_stop(&srv);
 }
 
+/* A batch on one master is read as its replies are asked for: the same
+ * outcomes as a batch over two, through a redirection (handed to the
+ * engine with replies still owed), an error reply, a protocol error, a
+ * lost connection and the deadline. */
+static void test_lane_one_master(void **state)
+{
+    (void)state;
+    lab_server srv;
+    uint16_t p[3];
+    assert_int_equal(lab_scripted_start(&srv, 3, p), 0);
+    unsigned a = p[0], c = p[2];
+    char map[512], rules[4096];
+    two_node_map(map, sizeof map, p[0], p[1]);
+    snprintf(rules, sizeof rules,
+             "* | CLUSTER SLOTS | 0 | %s\n"
+             "%u | GET {c}1 | 0 | -MOVED 7365 127.0.0.1:%u\\r\\n\n"
+             "%u | GET {c}1 | 0 | $2\\r\\nvc\\r\\n\n"
+             "%u | GET {b}e | 0 | -WRONGTYPE wrong kind\\r\\n\n"
+             "%u | GET {b}bad | 0 | @bad\\r\\n\n"
+             "%u | GET {b}close | 0 | CLOSE\n"
+             "%u | GET {b}slow | 900 | $4\\r\\nlate\\r\\n\n"
+             "* | GET {b}1 | 100 | $2\\r\\nv1\\r\\n\n"
+             "* | GET | 0 | $1\\r\\nx\\r\\n\n",
+             map, a, c, c, a, a, a, a);
+    assert_int_equal(lab_scripted_rules(&srv, rules), 0);
+    redtls_cluster *cl = new_cluster(p[0], 500, NULL, NULL);
+    assert_cl_status(cl, redtls_cluster_connect(cl), REDTLS_OK);
+    warm(cl);
+    redisReply *r = NULL;
+
+    /* A MOVED first, a slow value behind it: C's answer and A's both. */
+    const char *moved[] = {"{c}1", "{b}1", "{b}2"};
+    queue_gets(cl, moved, 3);
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "vc");
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "v1");
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "x");
+    assert_int_equal(redtls_cluster_stat_get(cl, REDTLS_CLUSTER_STAT_MOVED), 1);
+
+    /* An error reply in its place. */
+    const char *err[] = {"{b}3", "{b}e", "{b}4"};
+    queue_gets(cl, err, 3);
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "x");
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_OK);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_contains(r->str, "WRONGTYPE");
+    redtls_reply_free(r);
+    r = NULL;
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "x");
+
+    /* A reply that breaks the protocol: its command, then the one behind. */
+    const char *bad[] = {"{b}5", "{b}bad", "{b}6"};
+    queue_gets(cl, bad, 3);
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "x");
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_PROTOCOL);
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_OUTCOME_UNKNOWN);
+    warm(cl);
+
+    /* The connection closed after the first: the rest may have run. */
+    const char *lost[] = {"{b}close", "{b}7"};
+    queue_gets(cl, lost, 2);
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_OUTCOME_UNKNOWN);
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_OUTCOME_UNKNOWN);
+    assert_contains(redtls_cluster_errmsg(cl), "may or may not have run");
+    warm(cl);
+
+    /* The deadline: the value before the slow one comes, the slow one
+     * and the one behind it time out, the connection closes, and the late
+     * answer is never taken for a later command. */
+    int accepts = lab_scripted_count(&srv, (uint16_t)a, "accept");
+    const char *slow[] = {"{b}8", "{b}slow", "{b}9"};
+    long long t0 = lab_now_ms();
+    queue_gets(cl, slow, 3);
+    expect_str_reply(cl, redtls_cluster_get_reply(cl, &r), &r, "x");
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
+    assert_contains(redtls_cluster_errmsg(cl), "no reply within the command timeout");
+    assert_cl_status(cl, redtls_cluster_get_reply(cl, &r), REDTLS_E_COMMAND_TIMEOUT);
+    long long elapsed = lab_now_ms() - t0;
+    assert_true(elapsed >= 490 && elapsed < 900);
+    for (long long until = lab_now_ms() + 500; lab_now_ms() < until;)
+        (void)poll(NULL, 0, 50);
+    const char *get[] = {"GET", "{b}10"};
+    expect_str_reply(cl, redtls_cluster_command_argv(cl, 0, 2, get, NULL, &r), &r, "x");
+    assert_int_equal(lab_scripted_count(&srv, (uint16_t)a, "accept"), accepts + 1);
+    redtls_cluster_free(cl);
+    lab_stop(&srv);
+}
+
 /* ---- allocation failures ---- */
 
 static lab_server af_srv;
@@ -608,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_lane_node_lost),
         cmocka_unit_test(test_lane_protocol_error),
         cmocka_unit_test(test_lane_order_and_error_replies),
+        cmocka_unit_test(test_lane_one_master),
         cmocka_unit_test(test_lane_handover_keeps_the_batch_deadline),
         cmocka_unit_test(test_lane_retry_starts_afresh),
         cmocka_unit_test(test_lane_reads_while_writing),
