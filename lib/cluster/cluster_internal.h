@@ -16,6 +16,8 @@
 #include <redtls/cluster.h>
 
 #include "acluster.h"
+#include "format.h"
+#include "slot.h"
 
 #define CL_NONE UINT32_MAX
 
@@ -30,9 +32,12 @@ typedef struct cl_result {
     uint32_t dnext; /* the next command of the same node, in order */
     size_t off, len; /* its bytes in that node's frames */
     uint32_t slot;
-    unsigned flags;
-    int readonly;
+    unsigned flags; /* the command's, and CL_READONLY */
 } cl_result;
+
+/* In cl_result.flags: the command only reads (for the engine, were it to
+ * take the command over). */
+#define CL_READONLY (1u << 31)
 
 /* A node the lane's batch writes to: the batch's bytes for it, framed at
  * append time (kept after the write for whatever the engine takes over),
@@ -59,7 +64,10 @@ struct redtls_cluster {
     int lazy;        /* the lane's batch has one master, read as asked */
     int64_t lane_now, lane_end; /* lazy: the last clock read, the deadline */
     redtls_conn *lane_c;        /* lazy: the master's connection */
-    uint32_t last_dn;           /* the dn entry the last command went to */
+    uint32_t *dn_of;            /* a master's entry in dn, by its index in the
+                                 * engine's nodes (valid when that entry
+                                 * names it) */
+    size_t dn_of_cap;
     int64_t t0;      /* when the lane's batch was released (its deadlines' start) */
     cl_dnode *dn;
     size_t ndn, capdn;
@@ -72,12 +80,70 @@ void redtls__cl_on_outcome(redtls_async_cluster *acl, redtls_status st, redisRep
 /* cluster_lane.c */
 /* May a new batch take the lane? (asked at its first command, at now) */
 int redtls__cl_lane_open(const redtls_cluster *cl, int64_t now);
-/* Takes command cl->nres (its result cleared) into the lane: 1 (*st: the
- * append's status), or 0 when it is not the lane's kind (no key, keys in
- * several slots, a connection-state command, a slot without a master):
- * the caller then hands the batch to the engine. */
-int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char **argv, const size_t *lens,
-                        redtls_status *st);
+/* The general case of redtls__cl_lane_add below, and the case of a
+ * keyed command whose slot is known (kf: its REDTLS__CMD_* bits). */
+int redtls__cl_lane_add_to(redtls_cluster *cl, unsigned flags, unsigned kf, uint32_t slot, int argc,
+                           const char **argv, const size_t *lens, redtls_status *st);
+int redtls__cl_lane_add_slow(redtls_cluster *cl, unsigned flags, int argc, const char **argv, const size_t *lens,
+                             redtls_status *st);
+
+/* Files command cl->nres, for master entry k: framed into its buffer. Its
+ * status (out of memory: nothing filed). */
+static inline redtls_status redtls__cl_lane_put(redtls_cluster *cl, uint32_t k, unsigned flags, unsigned kf,
+                                                uint32_t slot, int argc, const char **argv, const size_t *lens)
+{
+    cl_dnode *d = &cl->dn[k];
+    size_t off = d->flen;
+    if (redtls__format_argv(&d->frames, &d->flen, &d->fcap, argc, argv, lens) != REDTLS_OK) {
+        d->flen = off;
+        return redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
+    }
+    uint32_t i = (uint32_t)cl->nres;
+    cl_result *e = &cl->res[i];
+    e->st = REDTLS_OK;
+    e->reply = NULL;
+    e->msg = NULL;
+    e->dn = k;
+    e->dnext = CL_NONE;
+    e->off = off;
+    e->len = d->flen - off;
+    e->slot = slot;
+    e->flags = (flags & ~CL_READONLY) | ((kf & REDTLS__CMD_READONLY) ? CL_READONLY : 0);
+    if (d->tail == CL_NONE)
+        d->head = i;
+    else
+        cl->res[d->tail].dnext = i;
+    d->tail = i;
+    d->n++;
+    return REDTLS_OK;
+}
+
+/* Takes command cl->nres (room for its result made) into the lane: 1
+ * (*st: the append's status), or 0 when it is not the lane's kind (no
+ * key, keys in several slots, a connection-state command, a slot without
+ * a master): the caller then hands the batch to the engine. Inline for
+ * the usual command (one key, to a master the batch has already). */
+static inline int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char **argv,
+                                      const size_t *lens, redtls_status *st)
+{
+    redtls_async_cluster *acl = cl->acl;
+    unsigned kf = 0;
+    if (argv && cl->nres < acl->max_pending && cl->nres < CL_NONE &&
+        redtls__command_one_key(&acl->cmd_cache, argc, argv, lens, &kf) && lens[0] != 5 && lens[0] != 10 &&
+        lens[0] != 12) {
+        uint32_t slot = redtls__key_slot(argv[1], lens[1]);
+        uint32_t m = acl->slot_node[slot];
+        if (m < cl->dn_of_cap) {
+            uint32_t k = cl->dn_of[m];
+            if (k < cl->ndn && cl->dn[k].m == m) {
+                *st = redtls__cl_lane_put(cl, k, flags, kf, slot, argc, argv, lens);
+                return 1;
+            }
+        }
+        return redtls__cl_lane_add_to(cl, flags, kf, slot, argc, argv, lens, st);
+    }
+    return redtls__cl_lane_add_slow(cl, flags, argc, argv, lens, st);
+}
 /* Hands the lane's commands so far to the engine, held for the release
  * (their outcomes are owed by it from now); the batch is the engine's. */
 void redtls__cl_lane_demote(redtls_cluster *cl);

@@ -32,6 +32,7 @@
 #include "cluster_internal.h"
 #include "format.h"
 #include "redirect.h"
+#include "slot.h"
 #include "wait.h"
 
 #define LANE_MAX_KEYS 8
@@ -50,38 +51,45 @@ static size_t arg_len(const char *const *argv, const size_t *lens, size_t i)
     return lens ? lens[i] : strlen(argv[i]);
 }
 
-/* The batch's entry for master m, added when new (NULL: out of memory);
- * cl->last_dn says which. */
-static cl_dnode *dnode_for(redtls_cluster *cl, uint32_t m)
+/* The batch's entry for master m (its index), added when new (CL_NONE:
+ * out of memory). */
+static uint32_t dnode_for(redtls_cluster *cl, uint32_t m)
 {
-    if (cl->last_dn < cl->ndn && cl->dn[cl->last_dn].m == m)
-        return &cl->dn[cl->last_dn];
-    for (size_t k = cl->ndn; k-- > 0;)
-        if (cl->dn[k].m == m) {
-            cl->last_dn = (uint32_t)k;
-            return &cl->dn[k];
-        }
+    if (m >= cl->dn_of_cap) {
+        size_t cap = (size_t)m + 8;
+        uint32_t *v = realloc(cl->dn_of, cap * sizeof *v);
+        if (!v)
+            return CL_NONE;
+        for (size_t j = cl->dn_of_cap; j < cap; j++)
+            v[j] = CL_NONE;
+        cl->dn_of = v;
+        cl->dn_of_cap = cap;
+    }
+    uint32_t k = cl->dn_of[m];
+    if (k < cl->ndn && cl->dn[k].m == m)
+        return k;
     if (cl->ndn == cl->capdn) {
         size_t cap = cl->capdn ? 2 * cl->capdn : 4;
         cl_dnode *v = realloc(cl->dn, cap * sizeof *v);
         if (!v)
-            return NULL;
+            return CL_NONE;
         memset(v + cl->capdn, 0, (cap - cl->capdn) * sizeof *v);
         cl->dn = v;
         cl->capdn = cap;
     }
-    cl->last_dn = (uint32_t)cl->ndn;
-    cl_dnode *d = &cl->dn[cl->ndn++];
+    k = (uint32_t)cl->ndn++;
+    cl->dn_of[m] = k;
+    cl_dnode *d = &cl->dn[k];
     d->m = m;
     d->flen = 0;
     d->head = d->tail = d->next = CL_NONE;
     d->n = d->owed = 0;
     d->want = 0;
-    return d;
+    return k;
 }
 
-int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char **argv, const size_t *lens,
-                        redtls_status *st)
+int redtls__cl_lane_add_slow(redtls_cluster *cl, unsigned flags, int argc, const char **argv, const size_t *lens,
+                             redtls_status *st)
 {
     redtls_async_cluster *acl = cl->acl;
     *st = REDTLS_OK;
@@ -90,18 +98,26 @@ int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char
     unsigned kf = 0;
     uint32_t slot;
     if (redtls__command_one_key(&acl->cmd_cache, argc, argv, lens, &kf)) {
-        slot = redtls_cluster_key_slot(argv[1], lens[1]);
+        slot = redtls__key_slot(argv[1], lens[1]);
     } else {
         size_t pos[LANE_MAX_KEYS];
         size_t nk = redtls__command_keys_cached(&acl->cmd_cache, argc, argv, lens, pos, LANE_MAX_KEYS, &kf);
         if (nk == 0 || nk > LANE_MAX_KEYS || !(kf & REDTLS__CMD_KNOWN) || (kf & REDTLS__CMD_NOKEYS) ||
             (kf & REDTLS__CMD_MALFORMED))
             return 0;
-        slot = redtls_cluster_key_slot(argv[pos[0]], arg_len(argv, lens, pos[0]));
+        slot = redtls__key_slot(argv[pos[0]], arg_len(argv, lens, pos[0]));
         for (size_t k = 1; k < nk; k++)
-            if (redtls_cluster_key_slot(argv[pos[k]], arg_len(argv, lens, pos[k])) != slot)
+            if (redtls__key_slot(argv[pos[k]], arg_len(argv, lens, pos[k])) != slot)
                 return 0;
     }
+    return redtls__cl_lane_add_to(cl, flags, kf, slot, argc, argv, lens, st);
+}
+
+int redtls__cl_lane_add_to(redtls_cluster *cl, unsigned flags, unsigned kf, uint32_t slot, int argc,
+                           const char **argv, const size_t *lens, redtls_status *st)
+{
+    redtls_async_cluster *acl = cl->acl;
+    *st = REDTLS_OK;
     /* Of the keyed commands only WATCH, SSUBSCRIBE and SUNSUBSCRIBE (5, 10
      * and 12 letters) hold a connection's state: the engine refuses them. */
     size_t len0 = arg_len(argv, lens, 0);
@@ -110,35 +126,12 @@ int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int argc, const char
     uint32_t m = acl->slot_node[slot];
     if (m == ACL_NO_SLOT)
         return 0;
-    cl_dnode *d = dnode_for(cl, m);
-    if (!d) {
+    uint32_t k = dnode_for(cl, m);
+    if (k == CL_NONE) {
         *st = redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory");
         return 1;
     }
-    size_t off = d->flen;
-    if (redtls__format_argv(&d->frames, &d->flen, &d->fcap, argc, argv, lens) != REDTLS_OK) {
-        d->flen = off;
-        *st = redtls__fail(cl->errmsg, REDTLS_E_NOMEM, "out of memory formatting the command");
-        return 1;
-    }
-    uint32_t i = (uint32_t)cl->nres;
-    cl_result *e = &cl->res[i];
-    e->st = REDTLS_OK;
-    e->reply = NULL;
-    e->msg = NULL;
-    e->dn = cl->last_dn;
-    e->dnext = CL_NONE;
-    e->off = off;
-    e->len = d->flen - off;
-    e->slot = slot;
-    e->flags = flags;
-    e->readonly = (kf & REDTLS__CMD_READONLY) != 0;
-    if (d->tail == CL_NONE)
-        d->head = i;
-    else
-        cl->res[d->tail].dnext = i;
-    d->tail = i;
-    d->n++;
+    *st = redtls__cl_lane_put(cl, k, flags, kf, slot, argc, argv, lens);
     return 1;
 }
 
@@ -160,7 +153,8 @@ static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t since, redtls_st
 {
     const cl_result *e = &cl->res[i];
     const cl_dnode *d = &cl->dn[e->dn];
-    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags, e->slot, e->readonly, d->frames + e->off, e->len, since,
+    acl_op *o = redtls__acl_op_framed(cl->acl, e->flags & ~CL_READONLY, e->slot, (e->flags & CL_READONLY) != 0,
+                                      d->frames + e->off, e->len, since,
                                       redtls__cl_on_outcome, (void *)(uintptr_t)i); // NOLINT(performance-no-int-to-ptr): an index, not an address
     if (!o)
         fail_entry(cl, i, st, msg);
@@ -539,6 +533,9 @@ void redtls__cl_lane_free(redtls_cluster *cl)
     for (size_t k = 0; k < cl->capdn; k++)
         free(cl->dn[k].frames);
     free(cl->dn);
+    free(cl->dn_of);
     cl->dn = NULL;
+    cl->dn_of = NULL;
+    cl->dn_of_cap = 0;
     cl->ndn = cl->capdn = 0;
 }
