@@ -5,6 +5,8 @@
 
 #include <redtls/redtls.h>
 
+#include "common.h"
+
 /* Precomputed for the polynomial; constant, so no state. */
 static const unsigned short crc16_table[256] = {
     0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7,
@@ -180,15 +182,11 @@ static unsigned crc16(const unsigned char *p, size_t len)
     return crc;
 }
 
-unsigned redtls_cluster_key_slot(const char *key, size_t len)
+/* The slot of a key whose first '{' (if any) is at open. */
+static inline unsigned slot_from(const unsigned char *p, size_t len, const unsigned char *open)
 {
-    const unsigned char *p = (const unsigned char *)key;
-    if (!key)
-        return 0;
     /* The hash tag: the bytes between the first '{' and the first '}'
-     * after it, when that is not empty; otherwise the whole key. A tag
-     * mostly opens the key and is short. */
-    const unsigned char *open = len && p[0] == '{' ? p : memchr(p, '{', len);
+     * after it, when that is not empty; otherwise the whole key. */
     if (open) {
         const unsigned char *end = p + len, *close = open + 1;
         while (close < end && *close != '}')
@@ -199,4 +197,21 @@ unsigned redtls_cluster_key_slot(const char *key, size_t len)
         }
     }
     return crc16(p, len) & (REDTLS_CLUSTER_SLOTS - 1);
+}
+
+/* Out of line: the common cases need no stack frame. */
+static REDTLS__NOINLINE unsigned slot_searched(const unsigned char *p, size_t len)
+{
+    return slot_from(p, len, memchr(p, '{', len));
+}
+
+unsigned redtls_cluster_key_slot(const char *key, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    if (!key || !len)
+        return 0;
+    /* A tag mostly opens the key. */
+    if (p[0] == '{')
+        return slot_from(p, len, p);
+    return slot_searched(p, len);
 }
