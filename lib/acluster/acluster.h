@@ -328,8 +328,10 @@ extern const redtls_async_reply_cb redtls__acl_node_cb;
 static inline acl_node *redtls__acl_master_up(const redtls_async_cluster *acl, uint32_t slot)
 {
     uint32_t mi = acl->slot_node[slot];
-    acl_node *n = mi != ACL_NO_SLOT ? acl->nodes[mi] : NULL;
-    return n && n->ac && n->ac->up ? n : NULL;
+    if (mi == ACL_NO_SLOT)
+        return NULL;
+    acl_node *n = acl->nodes[mi];
+    return n->ac && n->ac->up ? n : NULL;
 }
 /* The node redtls__acl_op_send's common case hands an op to, inline for
  * the issuing path: no redirection or explicit node, no replica read, and
