@@ -208,7 +208,9 @@ static redtls_status issue(redtls_async_cluster *acl, unsigned flags, uint32_t s
 {
     /* Nothing here calls back: a refresh the command needs (no map yet)
      * starts from the timer, at once. */
-    redtls_status st = redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, cb, ud);
+    redtls_status st = !node && slot == ACL_NO_SLOT
+                           ? redtls__acl_issue_keyed(acl, flags, argc, argv, lens, cb, ud)
+                           : redtls__acl_issue(acl, flags, slot, node, argc, argv, lens, NULL, 0, cb, ud);
     redtls__acl_arm(acl);
     return st;
 }

@@ -86,6 +86,8 @@ enum {
 };
 
 typedef struct acl_op {
+    /* Those a spare has set again by redtls__acl_op_get, kept together
+     * (the small ones are cleared a few at a time). */
     struct acl_op *prev, *next; /* the live list: ops whose outcome is owed */
     struct acl_op *wprev, *wnext; /* the wait list (wnext: the spares too) */
     int in_wait;
@@ -93,8 +95,7 @@ typedef struct acl_op {
     void *ud;
     acl_split *split;
     size_t part, map_off, map_n;
-    char *frame;
-    size_t len, cap;
+    size_t len;    /* frame's */
     unsigned flags;
     uint32_t slot; /* ACL_NO_SLOT: any master */
     int readonly;
@@ -102,14 +103,18 @@ typedef struct acl_op {
     int ended;    /* its outcome was given; the record waits for the node */
     int at_node;  /* the node's callback is owed */
     int live;     /* in the live list */
-    acl_node *fixed, *ask, *moved, *target;
     unsigned redirects;
     int resent, noauth, to_master;
     int64_t deadline;  /* the command timeout from issue (none: INT64_MAX) */
     int64_t retry_end; /* retries end here */
     redtls_status st;  /* the last failure, reported if time runs out */
+    /* A spare has these NULL (redtls__acl_op_put), and keeps its frame
+     * buffer. */
+    acl_node *fixed, *ask, *moved, *target;
     char *msg;
     redisReply *last;  /* the last retryable error reply */
+    char *frame;
+    size_t cap;
 } acl_op;
 
 struct redtls_async_cluster {
@@ -258,13 +263,58 @@ static inline int64_t redtls__acl_refresh_due(const redtls_async_cluster *acl)
 void redtls__acl_nodes_free(redtls_async_cluster *acl);
 int redtls__acl_hard_failure(redtls_status st);
 
+/* Points *slot at n, keeping the nodes' counts of ops that name them. */
+static inline void redtls__acl_ref(acl_node **slot, acl_node *n)
+{
+    if (*slot)
+        (*slot)->refs--;
+    *slot = n;
+    if (n)
+        n->refs++;
+}
+
 /* acluster_cmd.c: records, ending, waiting, routing, sending, and what a
  * node brings back */
 acl_op *redtls__acl_op_get(redtls_async_cluster *acl);
+/* redtls__acl_op_get's common case: the first spare, o, taken and set as
+ * a new record. */
+static inline acl_op *redtls__acl_op_reuse(redtls_async_cluster *acl, acl_op *o)
+{
+    /* op_put left its references, message and last reply NULL, and kept
+     * its frame buffer; the rest is set here rather than the whole record
+     * cleared. */
+    acl->pool = o->wnext;
+    acl->npool--;
+    o->prev = o->next = o->wprev = o->wnext = NULL;
+    o->in_wait = 0;
+    o->cb = NULL;
+    o->ud = NULL;
+    o->split = NULL;
+    o->part = o->map_off = o->map_n = 0;
+    o->len = 0;
+    o->flags = 0;
+    o->readonly = o->state = o->ended = o->at_node = o->live = 0;
+    o->redirects = 0;
+    o->resent = o->noauth = o->to_master = 0;
+    o->st = REDTLS_OK;
+    o->slot = ACL_NO_SLOT;
+    o->deadline = o->retry_end = REDTLS__NO_DEADLINE;
+    return o;
+}
 /* Gives a record back (its references dropped); never while a node owes
  * its callback. */
 void redtls__acl_op_put(redtls_async_cluster *acl, acl_op *o);
-void redtls__acl_live_push(redtls_async_cluster *acl, acl_op *o);
+static inline void redtls__acl_live_push(redtls_async_cluster *acl, acl_op *o)
+{
+    o->live = 1;
+    o->next = NULL;
+    o->prev = acl->live_tail;
+    if (acl->live_tail)
+        acl->live_tail->next = o;
+    else
+        acl->live_head = o;
+    acl->live_tail = o;
+}
 void redtls__acl_live_unlink(redtls_async_cluster *acl, acl_op *o);
 void redtls__acl_wait_unlink(redtls_async_cluster *acl, acl_op *o);
 /* An op of the blocking client's batch: waits unsent for release. */
@@ -272,6 +322,40 @@ void redtls__acl_hold_op(redtls_async_cluster *acl, acl_op *o);
 /* Routes an op and hands it to its node, or puts it in the wait list; a
  * failure that ends it at once is returned (acl->errmsg says why). */
 redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t now);
+/* The node connections' callback for ops. */
+extern const redtls_async_reply_cb redtls__acl_node_cb;
+/* The slot's master when its connection is up, else NULL. */
+static inline acl_node *redtls__acl_master_up(const redtls_async_cluster *acl, uint32_t slot)
+{
+    uint32_t mi = acl->slot_node[slot];
+    if (mi == ACL_NO_SLOT)
+        return NULL;
+    acl_node *n = acl->nodes[mi];
+    return n->ac && n->ac->up ? n : NULL;
+}
+/* The node redtls__acl_op_send's common case hands an op to, inline for
+ * the issuing path: no redirection or explicit node, no replica read, and
+ * the slot's master connected. NULL when the case does not apply. */
+static inline acl_node *redtls__acl_direct_node(const redtls_async_cluster *acl, const acl_op *o)
+{
+    if (o->fixed || o->ask || o->moved || o->slot == ACL_NO_SLOT || (acl->read_replicas && o->readonly && !o->to_master))
+        return NULL;
+    return redtls__acl_master_up(acl, o->slot);
+}
+/* Hands an op without ASKING to n (its connection made): op_send's last
+ * step. A failure is returned (acl->errmsg says why). */
+static inline redtls_status redtls__acl_hand(redtls_async_cluster *acl, acl_op *o, acl_node *n)
+{
+    /* The node's record carries the op's own deadline, so a command still
+     * queued there when that passes is never written. */
+    redtls_status st = redtls__async_issue_frame(n->ac, o->frame, o->len, o->deadline, redtls__acl_node_cb, o);
+    if (st != REDTLS_OK)
+        return redtls__fail(acl->errmsg, st, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
+    o->state = ACL_OP_SENT;
+    o->at_node = 1;
+    redtls__acl_ref(&o->target, n);
+    return REDTLS_OK;
+}
 /* Gives an op's outcome (reply owned by it from here): to its callback, or
  * to its split, whose callback runs when the last part is in. */
 void redtls__acl_op_end(redtls_async_cluster *acl, acl_op *o, redtls_status st, redisReply *reply, const char *msg);
@@ -313,6 +397,10 @@ void redtls__acl_split_free(acl_split *sp);
 redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint32_t slot, acl_node *node, int argc,
                                 const char **argv, const size_t *lens, char *frame, size_t flen,
                                 redtls_async_cluster_reply_cb cb, void *ud);
+/* redtls__acl_issue for a command routed by its keys (no node, no slot),
+ * with fewer arguments: the command calls' common entry. */
+redtls_status redtls__acl_issue_keyed(redtls_async_cluster *acl, unsigned flags, int argc, const char **argv,
+                                      const size_t *lens, redtls_async_cluster_reply_cb cb, void *ud);
 /* Ends ops past their deadline; sends the wait list when its time came. */
 void redtls__acl_tick(redtls_async_cluster *acl, int64_t now);
 /* A map came in: the wait list goes out now. */
@@ -327,14 +415,5 @@ redtls_status redtls__acl_merge(acl_split *sp, redisReply **out, char *err);
 /* Ends every op with st (teardown). */
 void redtls__acl_end_all(redtls_async_cluster *acl, redtls_status st, const char *msg);
 void redtls__acl_ops_free(redtls_async_cluster *acl);
-/* Points *slot at n, keeping the nodes' counts of ops that name them. */
-static inline void redtls__acl_ref(acl_node **slot, acl_node *n)
-{
-    if (*slot)
-        (*slot)->refs--;
-    *slot = n;
-    if (n)
-        n->refs++;
-}
 
 #endif

@@ -22,29 +22,11 @@
 acl_op *redtls__acl_op_get(redtls_async_cluster *acl)
 {
     acl_op *o = acl->pool;
-    if (o) {
-        /* A spare: op_put left its references, message and last reply
-         * NULL, and kept its frame buffer; the rest is set here rather than
-         * the whole record cleared. */
-        acl->pool = o->wnext;
-        acl->npool--;
-        o->prev = o->next = o->wprev = o->wnext = NULL;
-        o->in_wait = 0;
-        o->cb = NULL;
-        o->ud = NULL;
-        o->split = NULL;
-        o->part = o->map_off = o->map_n = 0;
-        o->len = 0;
-        o->flags = 0;
-        o->readonly = o->state = o->ended = o->at_node = o->live = 0;
-        o->redirects = 0;
-        o->resent = o->noauth = o->to_master = 0;
-        o->st = REDTLS_OK;
-    } else if ((o = malloc(sizeof *o)) != NULL) {
-        memset(o, 0, sizeof *o);
-    } else {
+    if (o)
+        return redtls__acl_op_reuse(acl, o);
+    if ((o = malloc(sizeof *o)) == NULL)
         return NULL;
-    }
+    memset(o, 0, sizeof *o);
     o->slot = ACL_NO_SLOT;
     o->deadline = o->retry_end = REDTLS__NO_DEADLINE;
     return o;
@@ -106,18 +88,6 @@ void redtls__acl_ops_free(redtls_async_cluster *acl)
     acl->npool = 0;
     free(acl->refresh_order);
     acl->refresh_order = NULL;
-}
-
-void redtls__acl_live_push(redtls_async_cluster *acl, acl_op *o)
-{
-    o->live = 1;
-    o->next = NULL;
-    o->prev = acl->live_tail;
-    if (acl->live_tail)
-        acl->live_tail->next = o;
-    else
-        acl->live_head = o;
-    acl->live_tail = o;
 }
 
 void redtls__acl_live_unlink(redtls_async_cluster *acl, acl_op *o)
@@ -339,6 +309,7 @@ static acl_node *route(redtls_async_cluster *acl, acl_op *o, int64_t now)
 }
 
 static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud);
+const redtls_async_reply_cb redtls__acl_node_cb = node_reply;
 
 void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply *r, void *ud)
 {
@@ -350,12 +321,12 @@ void redtls__acl_discard(redtls_async_cluster *acl, redtls_status st, redisReply
 
 static const char asking_cmd[] = "*1\r\n$6\r\nASKING\r\n";
 
-/* Routes an op and hands it to its node, or puts it in the wait list.
- * A failure that ends it at once (an explicit node that is down, out of
- * memory) is returned (acl->errmsg says why) for the caller to report:
- * from an issuing call as its status, elsewhere through the callback. */
-redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
+/* Where op_send hands an op when its common case does not apply: the
+ * node (its connection made), or NULL with *st: REDTLS_OK when the op
+ * waits, else the failure that ends it. */
+static REDTLS__NOINLINE acl_node *send_target(redtls_async_cluster *acl, acl_op *o, int64_t now, redtls_status *st)
 {
+    *st = REDTLS_OK;
     acl_node *n = route(acl, o, now);
     if (!n) {
         acl->want_refresh = 1;
@@ -369,7 +340,7 @@ redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t 
             set_msg(o, REDTLS_E_CLUSTER_TOPOLOGY, msg);
         }
         op_wait(acl, o, now);
-        return REDTLS_OK;
+        return NULL;
     }
     if (n->ac && redtls__async_down(n->ac, now)) {
         /* Its connection failed and waits for its backoff: not sent. An
@@ -378,8 +349,10 @@ redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t 
          * failover) or its next attempt. */
         redtls_status cst = n->ac->c->last_status != REDTLS_OK ? n->ac->c->last_status : REDTLS_E_UNAVAILABLE;
         redtls__fail(acl->errmsg, cst, "node %.200s: %.290s", n->name, redtls__conn_cause(n->ac->c));
-        if (o->fixed)
-            return cst;
+        if (o->fixed) {
+            *st = cst;
+            return NULL;
+        }
         acl->want_refresh = 1;
         set_msg(o, cst, acl->errmsg);
         acl_node *m = o->slot != ACL_NO_SLOT && acl->slot_node[o->slot] != ACL_NO_SLOT
@@ -387,23 +360,36 @@ redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t 
                           : NULL;
         if (!m || m == n || (m->ac && redtls__async_down(m->ac, now))) {
             op_wait(acl, o, now);
-            return REDTLS_OK;
+            return NULL;
         }
         o->to_master = 1;
         redtls__acl_ref(&o->ask, NULL);
         n = m;
     }
-    redtls_status st = redtls__acl_node_conn(acl, n);
-    /* The node's record carries the op's own deadline, so a command still
-     * queued there when that passes is never written. */
-    if (st == REDTLS_OK)
-        st = redtls__async_issue_raw(n->ac, o->ask ? asking_cmd : NULL, sizeof asking_cmd - 1, o->frame, o->len,
-                                     o->deadline, node_reply, o);
-    if (st != REDTLS_OK) {
+    if ((*st = redtls__acl_node_conn(acl, n)) != REDTLS_OK) {
         if (n->ac)
-            redtls__fail(acl->errmsg, st, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
-        return st;
+            redtls__fail(acl->errmsg, *st, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
+        return NULL;
     }
+    return n;
+}
+
+/* Routes an op and hands it to its node, or puts it in the wait list.
+ * A failure that ends it at once (an explicit node that is down, out of
+ * memory) is returned (acl->errmsg says why) for the caller to report:
+ * from an issuing call as its status, elsewhere through the callback. */
+redtls_status redtls__acl_op_send(redtls_async_cluster *acl, acl_op *o, int64_t now)
+{
+    acl_node *n = redtls__acl_direct_node(acl, o); /* the common case */
+    redtls_status st;
+    if (!n && !(n = send_target(acl, o, now, &st)))
+        return st;
+    if (!o->ask)
+        return redtls__acl_hand(acl, o, n);
+    st = redtls__async_issue_raw(n->ac, asking_cmd, sizeof asking_cmd - 1, o->frame, o->len, o->deadline, node_reply,
+                                 o);
+    if (st != REDTLS_OK)
+        return redtls__fail(acl->errmsg, st, "node %.200s: %.290s", n->name, redtls_async_errmsg(n->ac));
     o->state = ACL_OP_SENT;
     o->at_node = 1;
     redtls__acl_ref(&o->target, n);
@@ -574,6 +560,27 @@ static void classify(redtls_async_cluster *acl, acl_op *o, acl_node *n, redtls_s
     op_wait(acl, o, now);
 }
 
+/* redtls__acl_op_end for a reply that ends a whole command (not at its
+ * node any more), inline when the record goes straight back to the
+ * spares (op_recycle's case) with nothing else to drop. */
+static inline void end_reply(redtls_async_cluster *acl, acl_op *o, redisReply *r)
+{
+    if (o->split || o->in_wait || o->fixed || o->ask || o->moved || o->msg || o->last || acl->freeing ||
+        acl->npool >= ACL_OP_POOL_MAX || o->cap > KEEP_FRAME) {
+        redtls__acl_op_end(acl, o, REDTLS_OK, r, NULL);
+        return;
+    }
+    redtls__acl_live_unlink(acl, o);
+    o->ended = 1;
+    redtls_async_cluster_reply_cb cb = o->cb;
+    void *ud = o->ud;
+    o->wnext = acl->pool;
+    acl->pool = o;
+    acl->npool++;
+    acl->n_live--;
+    cb(acl, REDTLS_OK, r, ud);
+}
+
 static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *ud)
 {
     acl_op *o = ud;
@@ -604,7 +611,10 @@ static void node_reply(redtls_async *ac, redtls_status st, redisReply *r, void *
     acl->depth++;
     int64_t outer = acl->pass_now;
     acl->pass_now = ac->now;
-    classify(acl, o, n, st, r, ac->now);
+    if (st == REDTLS_OK && (r->type != REDIS_REPLY_ERROR || o->fixed))
+        end_reply(acl, o, r); /* classify's first case, without the calls */
+    else
+        classify(acl, o, n, st, r, ac->now);
     acl->pass_now = outer;
     if (!acl->freeing) {
         redtls__acl_node_settle(acl, n);

@@ -118,9 +118,9 @@ static size_t arglen(const char *const *argv, const size_t *lens, size_t i)
     return lens ? lens[i] : strlen(argv[i]);
 }
 
-static acl_op *new_op(redtls_async_cluster *acl, unsigned flags, int64_t now)
+static inline acl_op *new_op(redtls_async_cluster *acl, unsigned flags, int64_t now)
 {
-    acl_op *o = redtls__acl_op_get(acl);
+    acl_op *o = acl->pool ? redtls__acl_op_reuse(acl, acl->pool) : redtls__acl_op_get(acl);
     if (!o)
         return NULL;
     o->flags = flags;
@@ -189,12 +189,11 @@ out:
     return st;
 }
 
-redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint32_t slot, acl_node *node, int argc,
-                                const char **argv, const size_t *lens, char *frame, size_t flen,
-                                redtls_async_cluster_reply_cb cb, void *ud)
+/* Every command but the common one (see redtls__acl_issue_keyed). */
+static REDTLS__NOINLINE redtls_status issue_general(redtls_async_cluster *acl, unsigned flags, uint32_t slot,
+                                                    acl_node *node, int argc, const char **argv, const size_t *lens,
+                                                    redtls_async_cluster_reply_cb cb, void *ud)
 {
-    (void)frame;
-    (void)flen;
     if (argc <= 0 || !argv)
         return redtls__fail(acl->errmsg, REDTLS_E_INVALID, "a command needs at least one argument");
     if (!cb)
@@ -349,4 +348,53 @@ out:
     if (pos != inline_pos)
         free(pos);
     return st;
+}
+
+redtls_status redtls__acl_issue_keyed(redtls_async_cluster *acl, unsigned flags, int argc, const char **argv,
+                                      const size_t *lens, redtls_async_cluster_reply_cb cb, void *ud)
+{
+    /* The common case: a command with one key, the cached one (never
+     * split), below the limit, nothing held; the same steps as
+     * issue_general's without its other cases. */
+    unsigned kf = 0;
+    if (acl->hold || argc <= 0 || !argv || acl->n_live >= acl->max_pending ||
+        !redtls__command_one_key(&acl->cmd_cache, argc, argv, lens, &kf) ||
+        ((lens[0] == 5 || lens[0] == 10 || lens[0] == 12) && redtls__cluster_state_command(argv[0], lens[0])))
+        return issue_general(acl, flags, ACL_NO_SLOT, NULL, argc, argv, lens, cb, ud);
+    int64_t now = acl->pass_now ? acl->pass_now : redtls__acl_now();
+    acl_op *o = new_op(acl, flags, now);
+    if (!o)
+        return redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
+    o->cb = cb ? cb : redtls__acl_discard;
+    o->ud = ud;
+    o->slot = redtls_cluster_key_slot(argv[1], lens[1]);
+    o->readonly = (kf & REDTLS__CMD_READONLY) != 0;
+    redtls_status st = redtls__format_argv(&o->frame, &o->len, &o->cap, argc, argv, lens);
+    if (st != REDTLS_OK) {
+        redtls__acl_op_put(acl, o);
+        return redtls__fail(acl->errmsg, st, "out of memory formatting the command");
+    }
+    acl->n_live++;
+    redtls__acl_live_push(acl, o);
+    /* A new op names no node and was not redirected, so of
+     * redtls__acl_direct_node's checks only these apply. */
+    acl_node *n = acl->read_replicas && o->readonly ? NULL : redtls__acl_master_up(acl, o->slot);
+    if ((st = n ? redtls__acl_hand(acl, o, n) : redtls__acl_op_send(acl, o, now)) != REDTLS_OK) {
+        redtls__acl_live_unlink(acl, o);
+        redtls__acl_wait_unlink(acl, o);
+        redtls__acl_op_put(acl, o);
+        acl->n_live--;
+    }
+    return st;
+}
+
+redtls_status redtls__acl_issue(redtls_async_cluster *acl, unsigned flags, uint32_t slot, acl_node *node, int argc,
+                                const char **argv, const size_t *lens, char *frame, size_t flen,
+                                redtls_async_cluster_reply_cb cb, void *ud)
+{
+    (void)frame;
+    (void)flen;
+    if (node || slot != ACL_NO_SLOT)
+        return issue_general(acl, flags, slot, node, argc, argv, lens, cb, ud);
+    return redtls__acl_issue_keyed(acl, flags, argc, argv, lens, cb, ud);
 }

@@ -8,6 +8,14 @@
 
 #include <redtls/redtls.h>
 
+/* Keeps a rarely taken path out of its caller, so the common path's
+ * frame stays small (a static function called once is inlined). */
+#if defined(__GNUC__)
+#define REDTLS__NOINLINE __attribute__((noinline))
+#else
+#define REDTLS__NOINLINE
+#endif
+
 /* Size of every detailed-message buffer (config, connection). */
 #define REDTLS__ERRMSG_MAX 512
 

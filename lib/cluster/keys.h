@@ -5,6 +5,8 @@
 #define REDTLS_CLUSTER_KEYS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 /* argv[0] (and the subcommand for container commands) is in the table. */
 #define REDTLS__CMD_KNOWN 1u
@@ -59,9 +61,29 @@ static inline int redtls__command_one_key(const redtls__cmd_cache *cache, int ar
 {
     if (!cache->one_key_argc || !lens || argc < 0 || (size_t)argc < cache->one_key_argc || lens[0] != cache->len)
         return 0;
-    for (size_t i = 0; i < cache->len; i++)
-        if (argv[0][i] != cache->name[i])
+    /* Names are short: two overlapping loads from each side (never past
+     * either name's end) rather than a loop. */
+    const char *a = argv[0], *b = cache->name;
+    size_t n = cache->len;
+    if (n >= 4 && n <= 8) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4);
+        memcpy(&b0, b, 4);
+        memcpy(&a1, a + n - 4, 4);
+        memcpy(&b1, b + n - 4, 4);
+        if (a0 != b0 || a1 != b1)
             return 0;
+    } else if (n >= 2 && n < 4) {
+        uint16_t a0, a1, b0, b1;
+        memcpy(&a0, a, 2);
+        memcpy(&b0, b, 2);
+        memcpy(&a1, a + n - 2, 2);
+        memcpy(&b1, b + n - 2, 2);
+        if (a0 != b0 || a1 != b1)
+            return 0;
+    } else if (memcmp(a, b, n) != 0) {
+        return 0;
+    }
     *flags = cache->one_key_flags;
     return 1;
 }

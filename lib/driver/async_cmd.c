@@ -71,33 +71,10 @@ void redtls__async_finish_all(redtls_async *ac, redtls__acmd **head, redtls__acm
     }
 }
 
-/* May a command be framed straight into the connection's buffer, behind
- * those written? Only from a callback, on a connection known to be usable
- * without the ready machine: set up, nothing queued ahead, no re-AUTH owed, and
- * either replies owed (in use) or a reply taken in this very pass (the
- * idle check would find nothing) with no health check or IAM re-AUTH
- * due. Otherwise the command waits in the queue for the next pass. */
-static inline int frame_now(const redtls_async *ac, int64_t now)
-{
-    const redtls_conn *c = ac->c;
-    /* Inside a pass only: the pass writes it before any deadline is
-     * looked at again (issued between passes, it could time out framed
-     * and still be written after). */
-    if (!ac->in_process || !ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth || ac->hold)
-        return 0;
-    if (ac->s_head)
-        return 1;
-    if (!ac->live_pass)
-        return 0;
-    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
-        return 0;
-    return !(redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
-}
-
-/* Issues one command: framed into the connection's buffer when frame_now
- * allows (argv given; the bytes kept in frame only for an idempotent
- * command's resend), else queued with its own frame (given, or made from
- * argv). */
+/* Issues one command: framed into the connection's buffer when
+ * redtls__async_frame_now allows (argv given; the bytes kept in frame only
+ * for an idempotent command's resend), else queued with its own frame
+ * (given, or made from argv). */
 static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t len, int argc, const char **argv,
                            const size_t *argvlen, redtls_async_reply_cb cb, void *ud)
 {
@@ -115,7 +92,7 @@ static redtls_status issue(redtls_async *ac, unsigned flags, char *frame, size_t
     m->flags = flags;
     m->deadline = redtls__deadline_from(now, c->cfg.command_timeout_ms);
     redtls_status st;
-    if (frame_now(ac, now)) {
+    if (redtls__async_frame_now(ac, now)) {
         size_t before = c->olen;
         st = frame ? redtls__conn_append_raw(c, frame, len) : redtls__conn_append_checked(c, argc, argv, argvlen);
         if (st == REDTLS_OK)
@@ -344,7 +321,7 @@ static inline redtls_status issue_raw_one(redtls_async *ac, const char *frame, s
     if (!m)
         return redtls__fail(c->errmsg, REDTLS_E_NOMEM, "out of memory");
     m->deadline = deadline;
-    if (frame_now(ac, ac->in_process ? ac->now : redtls__async_clock_now(ac))) {
+    if (redtls__async_frame_now(ac, ac->in_process ? ac->now : redtls__async_clock_now(ac))) {
         size_t before = c->olen;
         if (redtls__conn_append_raw(c, frame, len) != REDTLS_OK) {
             redtls__acmd_free(ac, m);

@@ -21,6 +21,7 @@ typedef struct redtls__acmd {
     size_t len;
     int borrowed;              /* frame belongs to the cluster client's op, which
                                 * outlives the record: never freed here */
+    /* (A new field is set in redtls__async_issue_frame too.) */
 } redtls__acmd;
 
 struct redtls_async {
@@ -212,10 +213,32 @@ static inline int redtls__async_down(const redtls_async *ac, int64_t now)
 
 /* ---- small, on every command's path ---- */
 
-
 static inline int64_t redtls__async_clock_now(redtls_async *ac)
 {
     return ac->now = ac->c->now = ac->clock(ac->clock_ud);
+}
+
+/* May a command be framed straight into the connection's buffer, behind
+ * those written? Only from a callback, on a connection known to be usable
+ * without the ready machine: set up, nothing queued ahead, no re-AUTH owed, and
+ * either replies owed (in use) or a reply taken in this very pass (the
+ * idle check would find nothing) with no health check or IAM re-AUTH
+ * due. Otherwise the command waits in the queue for the next pass. */
+static inline int redtls__async_frame_now(const redtls_async *ac, int64_t now)
+{
+    const redtls_conn *c = ac->c;
+    /* Inside a pass only: the pass writes it before any deadline is
+     * looked at again (issued between passes, it could time out framed
+     * and still be written after). */
+    if (!ac->in_process || !ac->up || ac->readying || ac->q_head || !c->tp || c->need_reauth || ac->hold)
+        return 0;
+    if (ac->s_head)
+        return 1;
+    if (!ac->live_pass)
+        return 0;
+    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
+        return 0;
+    return !(redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam));
 }
 
 static inline void redtls__alist_push(redtls__acmd **head, redtls__acmd **tail, redtls__acmd *m)
@@ -263,6 +286,59 @@ static inline void redtls__async_s_take(redtls_async *ac, redtls__acmd **head, r
     *head = ac->s_head;
     *tail = ac->s_tail;
     ac->s_head = ac->s_tail = ac->s_live = NULL;
+}
+
+/* redtls__async_issue_raw without a command before it, inline: the
+ * cluster client's every command. The common cases are done here (a
+ * spare record, below the limits; copied into the buffer when it can go
+ * out in this pass and fits, else queued borrowing the frame), the rest
+ * by the call. */
+static inline redtls_status redtls__async_issue_frame(redtls_async *ac, const char *frame, size_t len,
+                                                      int64_t deadline, redtls_async_reply_cb cb, void *ud)
+{
+    redtls_conn *c = ac->c;
+    redtls__acmd *m = ac->pool;
+    if (!m || ac->n_alive >= ac->max_pending || ac->gave_up)
+        return redtls__async_issue_raw(ac, NULL, 0, frame, len, deadline, cb, ud);
+    int direct = redtls__async_frame_now(ac, ac->in_process ? ac->now : redtls__async_clock_now(ac));
+    if (direct && len > c->ocap - c->olen)
+        return redtls__async_issue_raw(ac, NULL, 0, frame, len, deadline, cb, ud); /* the buffer grows */
+    c->errmsg[0] = '\0';
+    ac->pool = m->next;
+    ac->npool--;
+    /* Every field set: a spare's old values are not cleared first. */
+    m->cb = cb;
+    m->ud = ud;
+    m->flags = 0;
+    m->resent = 0;
+    m->deadline = deadline;
+    m->len = len;
+    if (direct) {
+        memcpy(c->obuf + c->olen, frame, len);
+        c->olen += len;
+        c->pending++;
+        c->unsent++;
+        m->frame = NULL;
+        m->borrowed = 0;
+        if (!ac->s_head)
+            ac->last_read = ac->now;
+        redtls__async_s_push(ac, m);
+        ac->issued_in_pass = 1;
+    } else {
+        /* The cluster client's op keeps its frame, unchanged, for as long
+         * as this record can be written: borrowed, not copied. */
+        memcpy(&m->frame, &frame, sizeof m->frame); /* const dropped: borrowed frames are never written or freed */
+        m->borrowed = 1;
+        redtls__alist_push(&ac->q_head, &ac->q_tail, m);
+        if (ac->in_process && ac->up && !ac->readying)
+            ac->issued_in_pass = 1;
+        else
+            ac->wanted = 1;
+    }
+    ac->n_alive++;
+    if (ac->has_hooks)
+        redtls__async_kick(ac);
+    return REDTLS_OK;
 }
 
 /* Calls a command's callback (once: the record no longer has one after). */

@@ -81,6 +81,9 @@ static inline char *put_bytes(char *p, const char *s, size_t n)
     } else if (n < 4) {
         for (size_t i = 0; i < n; i++)
             p[i] = s[i];
+    } else if (n <= 32) {
+        memcpy(p, s, 16);
+        memcpy(p + n - 16, s + n - 16, 16);
     } else {
         memcpy(p, s, n);
     }

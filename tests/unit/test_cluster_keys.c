@@ -540,6 +540,58 @@ static void test_cache_matches(void **state)
     }
 }
 
+/* redtls__command_one_key (inline, the cluster clients' common case):
+ * after a lookup of a one-key command it answers for the same name,
+ * spelled the same way, at every length its comparison treats apart
+ * (1 to 3, 4 to 8, beyond), and not for a name of the same length that
+ * differs at its first, middle or last byte, or for another case. */
+static void test_one_key_inline(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"GET", "INCR", "LPUSH", "HGETALL", "GETRANGE", "INCRBYFLOAT",
+                                        "ZREVRANGEBYSCORE"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        redtls__cmd_cache cache;
+        memset(&cache, 0, sizeof cache);
+        const char *argv[] = {names[i], "k", "a", "b"};
+        size_t lens[] = {strlen(names[i]), 1, 1, 1};
+        size_t pos[8];
+        unsigned f = 0, g = 99;
+        redtls__command_keys_cached(&cache, 4, argv, lens, pos, 8, &f);
+        assert_int_equal(redtls__command_one_key(&cache, 4, argv, lens, &g), 1);
+        assert_int_equal(g, f);
+        char other[32];
+        size_t n = lens[0];
+        size_t at[] = {0, n / 2, n - 1};
+        for (size_t j = 0; j < 3; j++) {
+            memcpy(other, names[i], n + 1);
+            other[at[j]] = other[at[j]] == 'Q' ? 'X' : 'Q';
+            const char *oargv[] = {other, "k", "a", "b"};
+            g = 99;
+            assert_int_equal(redtls__command_one_key(&cache, 4, oargv, lens, &g), 0);
+            assert_int_equal(g, 99);
+        }
+        for (size_t k = 0; k < n; k++)
+            other[k] = (char)(names[i][k] | 0x20);
+        other[n] = '\0';
+        const char *largv[] = {other, "k", "a", "b"};
+        assert_int_equal(redtls__command_one_key(&cache, 4, largv, lens, &g), 0);
+    }
+    /* One byte: a name the cache holds only from a lookup of its own. */
+    redtls__cmd_cache cache;
+    memset(&cache, 0, sizeof cache);
+    cache.len = 1;
+    cache.name[0] = 'X';
+    cache.one_key_argc = 2;
+    cache.one_key_flags = REDTLS__CMD_KNOWN;
+    const char *x[] = {"X", "k"}, *y[] = {"Y", "k"};
+    size_t xl[] = {1, 1};
+    unsigned g = 0;
+    assert_int_equal(redtls__command_one_key(&cache, 2, x, xl, &g), 1);
+    assert_int_equal(g, REDTLS__CMD_KNOWN);
+    assert_int_equal(redtls__command_one_key(&cache, 2, y, xl, &g), 0);
+}
+
 /* The lookup's cost per call, printed: time is measured, never asserted
  * (on a shared machine it moves by 10-100 %; the instruction counts of
  * scripts/bench.sh are the figure to compare). */
@@ -577,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_unknown),
         cmocka_unit_test(test_readonly),
         cmocka_unit_test(test_cache_matches),
+        cmocka_unit_test(test_one_key_inline),
         cmocka_unit_test(test_lookup_cost),
     };
     return cmocka_run_group_tests_name("cluster_keys", tests, NULL, NULL);
