@@ -345,8 +345,24 @@ redtls_status redtls_cluster_append_argv(redtls_cluster *cl, unsigned flags, int
     return add(cl, ACL_HOLD_ALL, flags, ACL_NO_SLOT, NULL, argc, argv, argvlen);
 }
 
+/* The next reply of a lazy batch (see redtls__cl_lane_quick), or the
+ * general way when it is not whole in the reader yet. */
+static redtls_status get_lazy(redtls_cluster *cl, redisReply **reply)
+{
+    *reply = NULL;
+    cl->errmsg[0] = '\0';
+    if (redtls__cl_lane_quick(cl, reply)) {
+        if (++cl->next_out == cl->nres)
+            reset(cl);
+        return REDTLS_OK;
+    }
+    return take(cl, reply);
+}
+
 redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
 {
+    if (reply && cl && cl->lazy && cl->ndone == cl->next_out && cl->next_out < cl->nres)
+        return get_lazy(cl, reply);
     if (!reply)
         return REDTLS_E_INVALID;
     *reply = NULL;
@@ -357,11 +373,8 @@ redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "no reply is pending");
     if (!cl->ran)
         run_batch(cl);
-    if (cl->lazy && cl->ndone == cl->next_out && redtls__cl_lane_quick(cl, reply)) {
-        if (++cl->next_out == cl->nres)
-            reset(cl);
-        return REDTLS_OK;
-    }
+    if (cl->lazy && cl->ndone == cl->next_out)
+        return get_lazy(cl, reply);
     return take(cl, reply);
 }
 

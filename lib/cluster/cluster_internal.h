@@ -46,6 +46,9 @@ typedef struct cl_dnode {
     uint32_t m;        /* index into the engine's nodes */
     char *frames;
     size_t flen, fcap;
+    const char *sent;    /* once the batch runs: its bytes, now the
+                          * connection's queue (frames has the queue's
+                          * old buffer) */
     uint32_t head, tail; /* the node's first and last command */
     uint32_t next;       /* the next one owed a reply */
     size_t n, owed;
@@ -152,11 +155,31 @@ void redtls__cl_lane_demote(redtls_cluster *cl);
  * that), 0 when the lane could not take it (a node not connected and
  * idle) and the engine has all of it, held. */
 int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end);
+/* What redtls__cl_lane_quick took that is not a plain reply (st: a
+ * failure; else r, an error reply, or NULL): filed or handed to the
+ * engine. 0. */
+int redtls__cl_lane_quick_rare(redtls_cluster *cl, redtls_status st, redisReply *r);
+
 /* Lazy, the next command to hand out being the next owed: its reply
  * straight from the reader when it is there whole and not an error: 1
  * (*reply, the command counted as done), else 0 (anything taken is filed
- * or handed to the engine). */
-int redtls__cl_lane_quick(redtls_cluster *cl, redisReply **reply);
+ * or handed to the engine). Inline: deep pipelines take most replies so. */
+static inline int redtls__cl_lane_quick(redtls_cluster *cl, redisReply **reply)
+{
+    cl_dnode *d = &cl->dn[0];
+    redtls_conn *c = cl->lane_c;
+    if (d->owed == 0 || c->olen > 0)
+        return 0;
+    redisReply *r = NULL;
+    redtls_status st = redtls__conn_take_parsed(c, cl->lane_now, &r);
+    if (st != REDTLS_OK || !r || r->type == REDIS_REPLY_ERROR)
+        return redtls__cl_lane_quick_rare(cl, st, r);
+    d->next = cl->res[d->next].dnext;
+    d->owed--;
+    cl->ndone++;
+    *reply = r;
+    return 1;
+}
 /* A batch on one master (lazy) is read as its replies are asked for:
  * reads until the next command to hand out has its outcome. 1 when the
  * engine took over what is left (for the caller to run), else 0. */

@@ -82,6 +82,7 @@ static uint32_t dnode_for(redtls_cluster *cl, uint32_t m)
     cl_dnode *d = &cl->dn[k];
     d->m = m;
     d->flen = 0;
+    d->sent = NULL;
     d->head = d->tail = d->next = CL_NONE;
     d->n = d->owed = 0;
     d->want = 0;
@@ -154,7 +155,7 @@ static acl_op *entry_op(redtls_cluster *cl, uint32_t i, int64_t since, redtls_st
     const cl_result *e = &cl->res[i];
     const cl_dnode *d = &cl->dn[e->dn];
     acl_op *o = redtls__acl_op_framed(cl->acl, e->flags & ~CL_READONLY, e->slot, (e->flags & CL_READONLY) != 0,
-                                      d->frames + e->off, e->len, since,
+                                      (d->sent ? d->sent : d->frames) + e->off, e->len, since,
                                       redtls__cl_on_outcome, (void *)(uintptr_t)i); // NOLINT(performance-no-int-to-ptr): an index, not an address
     if (!o)
         fail_entry(cl, i, st, msg);
@@ -384,17 +385,22 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
     struct pollfd *pfd = small;
     if (ok && cl->ndn > 8 && !(pfd = malloc(cl->ndn * sizeof *pfd)))
         ok = 0;
+    /* Each master's bytes become its connection's queue: the buffers are
+     * swapped, not copied (node_ready found the queue empty). The bytes
+     * stay where they are until the lane is over (nothing else queues on
+     * these connections meanwhile), for whatever is handed to the engine. */
     for (size_t k = 0; k < cl->ndn && ok; k++) {
         cl_dnode *d = &cl->dn[k];
         redtls_conn *c = acl->nodes[d->m]->ac->c;
-        if (redtls__buf_append(&c->obuf, &c->olen, &c->ocap, d->frames, d->flen) != REDTLS_OK) {
-            for (size_t j = 0; j < k; j++) {
-                redtls_conn *cj = acl->nodes[cl->dn[j].m]->ac->c;
-                cj->olen = cj->pending = cj->unsent = 0;
-            }
-            ok = 0;
-            break;
-        }
+        char *ob = c->obuf;
+        size_t ocap = c->ocap;
+        c->obuf = d->frames;
+        c->ocap = d->fcap;
+        c->olen = d->flen;
+        c->ooff = 0;
+        d->frames = ob;
+        d->fcap = ocap;
+        d->sent = c->obuf;
         c->pending = c->unsent = d->n;
         d->owed = d->n;
         d->next = d->head;
@@ -476,29 +482,14 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
     return 1;
 }
 
-int redtls__cl_lane_quick(redtls_cluster *cl, redisReply **reply)
+int redtls__cl_lane_quick_rare(redtls_cluster *cl, redtls_status st, redisReply *r)
 {
     cl_dnode *d = &cl->dn[0];
-    redtls_conn *c = cl->lane_c;
-    if (d->owed == 0 || c->olen > 0)
-        return 0;
-    redisReply *r = NULL;
-    redtls_status st = redtls__conn_take_parsed(c, cl->lane_now, &r);
-    if (st != REDTLS_OK) {
+    if (st != REDTLS_OK)
         node_failed(cl, d, st, cl->lane_now);
-        return 0;
-    }
-    if (!r)
-        return 0;
-    if (r->type == REDIS_REPLY_ERROR) {
+    else if (r)
         take_reply(cl, d, r, cl->lane_now);
-        return 0;
-    }
-    d->next = cl->res[d->next].dnext;
-    d->owed--;
-    cl->ndone++;
-    *reply = r;
-    return 1;
+    return 0;
 }
 
 int redtls__cl_lane_next(redtls_cluster *cl)
