@@ -119,6 +119,7 @@ void redtls__cl_on_outcome(redtls_async_cluster *acl, redtls_status st, redisRep
     cl_result *r = &cl->res[(size_t)(uintptr_t)ud];
     r->st = st;
     r->reply = reply;
+    r->done = 1;
     if (st != REDTLS_OK)
         r->msg = strdup(acl->errmsg[0] ? acl->errmsg : redtls_strerror(st));
     cl->ndone++;
@@ -217,8 +218,8 @@ static void run_batch(redtls_cluster *cl)
     redtls_async_cluster *acl = cl->acl;
     int64_t end;
     if (cl->lane && redtls__cl_lane_run(cl, &end)) {
-        /* What the lane handed over (a redirection, a retry, a resend);
-         * a batch on one master is read as it is asked for (take). */
+        /* What the lane handed over (a write failed); otherwise the
+         * replies are read as they are asked for (take). */
         if (!cl->lazy && (cl->ndone != cl->nres || acl->refreshing))
             run_engine(cl, end);
         return;
@@ -234,7 +235,7 @@ static void run_batch(redtls_cluster *cl)
 
 static redtls_status take(redtls_cluster *cl, redisReply **reply)
 {
-    if (cl->lazy && cl->ndone <= cl->next_out && redtls__cl_lane_next(cl))
+    if (cl->lazy && !cl->res[cl->next_out].done && redtls__cl_lane_next(cl))
         run_engine(cl, cl->lane_end);
     cl_result *r = &cl->res[cl->next_out++];
     *reply = r->reply;
@@ -361,7 +362,7 @@ static redtls_status get_lazy(redtls_cluster *cl, redisReply **reply)
 
 redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
 {
-    if (reply && cl && cl->lazy && cl->ndone == cl->next_out && cl->next_out < cl->nres)
+    if (reply && cl && cl->lazy && cl->next_out < cl->nres && !cl->res[cl->next_out].done)
         return get_lazy(cl, reply);
     if (!reply)
         return REDTLS_E_INVALID;
@@ -373,7 +374,7 @@ redtls_status redtls_cluster_get_reply(redtls_cluster *cl, redisReply **reply)
         return redtls__fail(cl->errmsg, REDTLS_E_STATE, "no reply is pending");
     if (!cl->ran)
         run_batch(cl);
-    if (cl->lazy && cl->ndone == cl->next_out)
+    if (cl->lazy && !cl->res[cl->next_out].done)
         return get_lazy(cl, reply);
     return take(cl, reply);
 }

@@ -33,6 +33,7 @@ typedef struct cl_result {
     size_t off, len; /* its bytes in that node's frames */
     uint32_t slot;
     unsigned flags; /* the command's, and CL_READONLY */
+    int done;       /* its outcome is in (st, reply, msg) */
 } cl_result;
 
 /* In cl_result.flags: the command only reads (for the engine, were it to
@@ -46,6 +47,7 @@ typedef struct cl_dnode {
     uint32_t m;        /* index into the engine's nodes */
     char *frames;
     size_t flen, fcap;
+    redtls_conn *c;      /* once the batch runs: the master's connection */
     const char *sent;    /* once the batch runs: its bytes, now the
                           * connection's queue (frames has the queue's
                           * old buffer) */
@@ -53,6 +55,7 @@ typedef struct cl_dnode {
     uint32_t next;       /* the next one owed a reply */
     size_t n, owed;
     int want;            /* poll events the connection waits for */
+    int fresh;           /* written, nothing read since: wait before reading */
 } cl_dnode;
 
 struct redtls_cluster {
@@ -64,9 +67,9 @@ struct redtls_cluster {
     int ran;         /* the batch was released */
     int lane;        /* the batch so far is the lane's */
     int handover;    /* the lane's batch is for the engine to finish */
-    int lazy;        /* the lane's batch has one master, read as asked */
+    int lazy;        /* the lane's batch runs: its replies are read as
+                      * they are asked for */
     int64_t lane_now, lane_end; /* lazy: the last clock read, the deadline */
-    redtls_conn *lane_c;        /* lazy: the master's connection */
     uint32_t *dn_of;            /* a master's entry in dn, by its index in the
                                  * engine's nodes (valid when that entry
                                  * names it) */
@@ -106,6 +109,7 @@ static inline redtls_status redtls__cl_lane_put(redtls_cluster *cl, uint32_t k, 
     e->st = REDTLS_OK;
     e->reply = NULL;
     e->msg = NULL;
+    e->done = 0;
     e->dn = k;
     e->dnext = CL_NONE;
     e->off = off;
@@ -150,39 +154,46 @@ static inline int redtls__cl_lane_add(redtls_cluster *cl, unsigned flags, int ar
 /* Hands the lane's commands so far to the engine, held for the release
  * (their outcomes are owed by it from now); the batch is the engine's. */
 void redtls__cl_lane_demote(redtls_cluster *cl);
-/* Runs the lane's batch: 1 when done (every command has its outcome, or
- * the engine has what is left of it: *end is the batch's deadline for
- * that), 0 when the lane could not take it (a node not connected and
- * idle) and the engine has all of it, held. */
+/* Runs the lane's batch: its bytes go out and 1 (lazy set: the replies
+ * are read as they are asked for; or, when a write failed, the engine has
+ * what is left: *end is the batch's deadline for that), or 0 when the lane
+ * could not take it (a node not connected and idle) and the engine has
+ * all of it, held. */
 int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end);
 /* What redtls__cl_lane_quick took that is not a plain reply (st: a
  * failure; else r, an error reply, or NULL): filed or handed to the
  * engine. 0. */
-int redtls__cl_lane_quick_rare(redtls_cluster *cl, redtls_status st, redisReply *r);
+int redtls__cl_lane_quick_rare(redtls_cluster *cl, cl_dnode *d, redtls_status st, redisReply *r);
 
-/* Lazy, the next command to hand out being the next owed: its reply
- * straight from the reader when it is there whole and not an error: 1
+/* Lazy, the next command to hand out not done yet: its reply straight
+ * from its master's reader when it is there whole and not an error: 1
  * (*reply, the command counted as done), else 0 (anything taken is filed
- * or handed to the engine). Inline: deep pipelines take most replies so. */
+ * or handed to the engine). Inline: deep pipelines take most replies so.
+ * (The next command owed by its master is this one: those before it are
+ * all handed out.) */
 static inline int redtls__cl_lane_quick(redtls_cluster *cl, redisReply **reply)
 {
-    cl_dnode *d = &cl->dn[0];
-    redtls_conn *c = cl->lane_c;
-    if (d->owed == 0 || c->olen > 0)
+    cl_result *e = &cl->res[cl->next_out];
+    cl_dnode *d = &cl->dn[e->dn];
+    redtls_conn *c = d->c;
+    if (c->olen > 0)
         return 0;
     redisReply *r = NULL;
     redtls_status st = redtls__conn_take_parsed(c, cl->lane_now, &r);
     if (st != REDTLS_OK || !r || r->type == REDIS_REPLY_ERROR)
-        return redtls__cl_lane_quick_rare(cl, st, r);
-    d->next = cl->res[d->next].dnext;
+        return redtls__cl_lane_quick_rare(cl, d, st, r);
+    d->next = e->dnext;
     d->owed--;
+    e->done = 1;
     cl->ndone++;
     *reply = r;
     return 1;
 }
-/* A batch on one master (lazy) is read as its replies are asked for:
- * reads until the next command to hand out has its outcome. 1 when the
- * engine took over what is left (for the caller to run), else 0. */
+
+/* A running lane batch (lazy) is read as its replies are asked for: reads
+ * until the next command to hand out has its outcome, reading the other
+ * masters' replies as they come while it waits. 1 when the engine took
+ * over what is left (for the caller to run), else 0. */
 int redtls__cl_lane_next(redtls_cluster *cl);
 /* Frees the lane's buffers (with the handle). */
 void redtls__cl_lane_free(redtls_cluster *cl);

@@ -85,7 +85,7 @@ static uint32_t dnode_for(redtls_cluster *cl, uint32_t m)
     d->sent = NULL;
     d->head = d->tail = d->next = CL_NONE;
     d->n = d->owed = 0;
-    d->want = 0;
+    d->want = d->fresh = 0;
     return k;
 }
 
@@ -143,6 +143,7 @@ static void fail_entry(redtls_cluster *cl, uint32_t i, redtls_status st, const c
     cl_result *e = &cl->res[i];
     e->st = st;
     e->msg = strdup(msg);
+    e->done = 1;
     cl->ndone++;
 }
 
@@ -206,6 +207,7 @@ static void take_reply(redtls_cluster *cl, cl_dnode *d, redisReply *r, int64_t n
         }
     }
     e->reply = r;
+    e->done = 1;
     cl->ndone++;
 }
 
@@ -330,9 +332,10 @@ static int node_ready(acl_node *n, int64_t now)
  * engine is to take over. Leaves d->want set when it has to wait. */
 static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end, size_t upto)
 {
-    redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
+    redtls_conn *c = d->c;
     int want = 0, wwant = 0;
     d->want = 0;
+    d->fresh = 0;
     if (c->olen > 0) {
         redtls_status st = redtls__conn_write_step(c, &wwant);
         if (st != REDTLS_OK) {
@@ -347,7 +350,7 @@ static void node_step(redtls_cluster *cl, cl_dnode *d, int64_t now, int64_t end,
      * out are read, as the engine's connection reads them: a server may
      * take no more until they are. */
     c->just_wrote = 0;
-    for (int reads = 0; d->owed > 0 && !cl->handover && cl->ndone <= upto; reads++) {
+    for (int reads = 0; d->owed > 0 && !cl->handover && (upto == SIZE_MAX || !cl->res[upto].done); reads++) {
         redisReply *r = NULL;
         size_t got = 0;
         redtls_status st = redtls__conn_take_parsed(c, now, &r);
@@ -381,17 +384,13 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
     int ok = redtls__cl_lane_open(cl, now);
     for (size_t k = 0; k < cl->ndn && ok; k++)
         ok = node_ready(acl->nodes[cl->dn[k].m], now);
-    struct pollfd small[8];
-    struct pollfd *pfd = small;
-    if (ok && cl->ndn > 8 && !(pfd = malloc(cl->ndn * sizeof *pfd)))
-        ok = 0;
     /* Each master's bytes become its connection's queue: the buffers are
      * swapped, not copied (node_ready found the queue empty). The bytes
      * stay where they are until the lane is over (nothing else queues on
      * these connections meanwhile), for whatever is handed to the engine. */
     for (size_t k = 0; k < cl->ndn && ok; k++) {
         cl_dnode *d = &cl->dn[k];
-        redtls_conn *c = acl->nodes[d->m]->ac->c;
+        redtls_conn *c = d->c = acl->nodes[d->m]->ac->c;
         char *ob = c->obuf;
         size_t ocap = c->ocap;
         c->obuf = d->frames;
@@ -406,8 +405,6 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
         d->next = d->head;
     }
     if (!ok) {
-        if (pfd != small)
-            free(pfd);
         acl->hold_now = now;
         redtls__cl_lane_demote(cl);
         return 0;
@@ -419,72 +416,33 @@ int redtls__cl_lane_run(redtls_cluster *cl, int64_t *end)
     redtls__backoff_reset(&acl->backoff);
     acl->retry_at = REDTLS__NO_DEADLINE;
     cl->handover = 0;
-    if (cl->ndn == 1) {
-        /* One master: its replies are read as they are asked for, like a
-         * single connection's (each reply made and freed in turn). */
-        cl->lazy = 1;
-        cl->lane_c = acl->nodes[cl->dn[0].m]->ac->c;
-        cl->lane_now = now;
-        cl->lane_end = *end;
+    cl->lane_now = now;
+    cl->lane_end = *end;
+    /* Every master's share goes out now; the replies are read as they are
+     * asked for (redtls__cl_lane_next), like a single connection's
+     * pipeline: each reply made and freed in turn. */
+    for (size_t k = 0; k < cl->ndn; k++) {
+        cl_dnode *d = &cl->dn[k];
+        int want = 0;
+        redtls_status st = redtls__conn_write_step(d->c, &want);
+        if (st != REDTLS_OK) {
+            node_failed(cl, d, st, now);
+            continue;
+        }
+        d->want = want ? want | POLLIN : redtls__conn_read_want(d->c);
+        /* Just written, nothing can have come yet: a wait comes first. */
+        d->fresh = !want && d->want;
+    }
+    if (cl->handover) {
+        hand_over(cl, now);
         return 1;
     }
-    size_t owing = cl->ndn;
-    for (size_t k = 0; k < cl->ndn; k++) {
-        node_step(cl, &cl->dn[k], now, *end, SIZE_MAX);
-        owing -= cl->dn[k].owed == 0;
-    }
-    while (owing > 0) {
-        if (cl->handover) {
-            hand_over(cl, now);
-            break;
-        }
-        if (now >= *end) {
-            for (size_t k = 0; k < cl->ndn; k++)
-                if (cl->dn[k].owed > 0)
-                    node_timed_out(cl, &cl->dn[k]);
-            break;
-        }
-        /* One poll over the nodes still owing. */
-        size_t np = 0;
-        for (size_t k = 0; k < cl->ndn; k++) {
-            const cl_dnode *d = &cl->dn[k];
-            if (d->owed > 0)
-                pfd[np++] = (struct pollfd){.fd = acl->nodes[d->m]->ac->c->fd,
-                                            .events = (short)(d->want ? d->want : POLLIN)};
-        }
-        int rc = poll(pfd, (nfds_t)np, redtls__poll_timeout(*end));
-        if (rc < 0 && errno != EINTR) {
-            char why[128];
-            snprintf(why, sizeof why, "poll: %s", strerror(errno));
-            for (size_t k = 0; k < cl->ndn; k++) {
-                cl_dnode *d = &cl->dn[k];
-                if (d->owed > 0) {
-                    redtls__fail(acl->nodes[d->m]->ac->c->errmsg, REDTLS_E_IO, "%s", why);
-                    node_failed(cl, d, REDTLS_E_IO, now);
-                }
-            }
-            break;
-        }
-        now = redtls__acl_now();
-        size_t j = 0;
-        for (size_t k = 0; k < cl->ndn && j < np; k++) {
-            cl_dnode *d = &cl->dn[k];
-            if (d->owed == 0)
-                continue;
-            if (pfd[j++].revents && rc > 0) {
-                node_step(cl, d, now, *end, SIZE_MAX);
-                owing -= d->owed == 0;
-            }
-        }
-    }
-    if (pfd != small)
-        free(pfd);
+    cl->lazy = 1;
     return 1;
 }
 
-int redtls__cl_lane_quick_rare(redtls_cluster *cl, redtls_status st, redisReply *r)
+int redtls__cl_lane_quick_rare(redtls_cluster *cl, cl_dnode *d, redtls_status st, redisReply *r)
 {
-    cl_dnode *d = &cl->dn[0];
     if (st != REDTLS_OK)
         node_failed(cl, d, st, cl->lane_now);
     else if (r)
@@ -492,31 +450,81 @@ int redtls__cl_lane_quick_rare(redtls_cluster *cl, redtls_status st, redisReply 
     return 0;
 }
 
+/* At the deadline: what has come is taken, the rest ends. */
+static void lane_deadline(redtls_cluster *cl)
+{
+    for (size_t k = 0; k < cl->ndn && !cl->handover; k++)
+        if (cl->dn[k].owed > 0)
+            node_step(cl, &cl->dn[k], cl->lane_now, REDTLS__NO_DEADLINE, SIZE_MAX);
+    for (size_t k = 0; k < cl->ndn && !cl->handover; k++)
+        if (cl->dn[k].owed > 0)
+            node_timed_out(cl, &cl->dn[k]);
+}
+
 int redtls__cl_lane_next(redtls_cluster *cl)
 {
-    cl_dnode *d = &cl->dn[0];
-    redtls_conn *c = cl->acl->nodes[d->m]->ac->c;
-    size_t upto = cl->next_out;
+    uint32_t i = (uint32_t)cl->next_out;
+    cl_result *e = &cl->res[i];
+    cl_dnode *d = &cl->dn[e->dn];
+    struct pollfd small[8], *pfd = small;
+    uint32_t small_who[8], *who = small_who;
+    int engine = 0;
     for (;;) {
-        node_step(cl, d, cl->lane_now, cl->lane_end, upto);
+        if (!d->fresh)
+            node_step(cl, d, cl->lane_now, cl->lane_end, i);
+        if (!cl->handover && !e->done && cl->lane_now >= cl->lane_end)
+            lane_deadline(cl);
         if (cl->handover) {
-            cl->lazy = 0;
             hand_over(cl, cl->lane_now);
-            return 1;
+            engine = 1;
+            break;
         }
-        if (cl->ndone > upto || d->owed == 0)
-            return 0;
-        if (cl->lane_now >= cl->lane_end) {
-            node_timed_out(cl, d);
-            return 0;
+        if (e->done)
+            break;
+        /* Wait for this master, reading the others' replies as they come
+         * (a redirection among them is followed at once, not after this
+         * master's reply). */
+        if (pfd == small && cl->ndn > 8) {
+            pfd = malloc(cl->ndn * sizeof *pfd);
+            who = malloc(cl->ndn * sizeof *who);
+            if (!pfd || !who) {
+                free(pfd);
+                free(who);
+                pfd = small;
+                who = small_who;
+            }
         }
-        int w = redtls__wait_fd(c->fd, (short)(d->want ? d->want : POLLIN), cl->lane_end);
+        size_t cap = pfd == small ? 8 : cl->ndn, np = 0;
+        pfd[np] = (struct pollfd){.fd = d->c->fd, .events = (short)(d->want ? d->want : POLLIN)};
+        who[np++] = e->dn;
+        for (size_t k = 0; k < cl->ndn && np < cap; k++) {
+            const cl_dnode *o = &cl->dn[k];
+            if (o != d && o->owed > 0) {
+                pfd[np] = (struct pollfd){.fd = o->c->fd, .events = (short)(o->want ? o->want | POLLIN : POLLIN)};
+                who[np++] = (uint32_t)k;
+            }
+        }
+        int rc = poll(pfd, (nfds_t)np, redtls__poll_timeout(cl->lane_end));
+        int err = rc < 0 && errno != EINTR ? errno : 0;
         cl->lane_now = redtls__acl_now();
-        if (w < 0) {
-            redtls__fail(c->errmsg, REDTLS_E_IO, "poll: %s", strerror(errno));
+        if (err) {
+            redtls__fail(d->c->errmsg, REDTLS_E_IO, "poll: %s", strerror(err));
             node_failed(cl, d, REDTLS_E_IO, cl->lane_now);
+            continue;
         }
+        if (rc > 0 && pfd[0].revents)
+            d->fresh = 0;
+        for (size_t j = 1; rc > 0 && j < np && !cl->handover; j++)
+            if (pfd[j].revents)
+                node_step(cl, &cl->dn[who[j]], cl->lane_now, cl->lane_end, SIZE_MAX);
     }
+    if (pfd != small) {
+        free(pfd);
+        free(who);
+    }
+    if (engine)
+        cl->lazy = 0;
+    return engine;
 }
 
 void redtls__cl_lane_free(redtls_cluster *cl)
