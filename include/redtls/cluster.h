@@ -174,14 +174,18 @@ REDTLS_EXTERN int redtls_cluster_node_is_master(const redtls_cluster *cl, size_t
 
 /* Pipelines: queue commands (copied), then read their replies in order.
  * The first redtls_cluster_get_reply() runs the whole batch: commands are
- * grouped by node, every node's batch is written before any is read, the
- * nodes are then waited on together and each one's replies are taken as
- * they arrive, and a redirected command (MOVED, ASK) is sent on at once,
- * while slower nodes are still awaited. At the command timeout only the
- * commands of nodes that still owe a reply fail (REDTLS_E_COMMAND_TIMEOUT:
- * they may or may not have run), and only those nodes' connections are
- * closed; a reply that had arrived by then is always delivered. Each reply
- * (or status) is then handed out in the order the commands were queued. The batch is not atomic, and
+ * grouped by node and every node's batch is written before any is read.
+ * Replies are handed out in the order the commands were queued; while a
+ * call waits for one node, the others' replies are read as they arrive,
+ * and a redirected command (MOVED, ASK) is sent on at once, while slower
+ * nodes are still awaited. (When every node of the batch is connected and
+ * idle, each reply is parsed when its call asks for it, as on a single
+ * connection; otherwise the batch runs on the asynchronous engine. The
+ * outcomes are the same.) The command timeout counts from the first
+ * redtls_cluster_get_reply(): at that time only the commands of nodes
+ * that still owe a reply fail (REDTLS_E_COMMAND_TIMEOUT: they may or may
+ * not have run), and only those nodes' connections are closed; a reply
+ * that had arrived by then is always delivered. The batch is not atomic, and
  * commands on different nodes run in no particular order relative to each
  * other. Commands for the same slot are written in the order queued, but a
  * command retried after TRYAGAIN, CLUSTERDOWN or an unreachable node runs

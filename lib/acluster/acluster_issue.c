@@ -9,6 +9,7 @@
 
 #include "acluster.h"
 #include "format.h"
+#include "slot.h"
 
 #define INLINE_KEYS 16
 
@@ -243,7 +244,7 @@ static REDTLS__NOINLINE redtls_status issue_general(redtls_async_cluster *acl, u
         if (!(kf & REDTLS__CMD_KNOWN) && argc > 1) {
             slot = redtls_cluster_key_slot(argv[1], arglen(argv, lens, 1)); /* a module's command */
         } else if (nkeys > 0) {
-            slot = redtls_cluster_key_slot(argv[pos[0]], arglen(argv, lens, pos[0]));
+            slot = redtls__key_slot(argv[pos[0]], arglen(argv, lens, pos[0]));
             int mk = (flags & REDTLS_CLUSTER_STRICT) || nkeys < 2 ? REDTLS__MERGE_NONE
                                                                   : redtls__cluster_split_kind(argv[0], len0);
             if (mk == REDTLS__MERGE_OK && argc % 2 == 0)
@@ -367,7 +368,7 @@ redtls_status redtls__acl_issue_keyed(redtls_async_cluster *acl, unsigned flags,
         return redtls__fail(acl->errmsg, REDTLS_E_NOMEM, "out of memory");
     o->cb = cb ? cb : redtls__acl_discard;
     o->ud = ud;
-    o->slot = redtls_cluster_key_slot(argv[1], lens[1]);
+    o->slot = redtls__key_slot(argv[1], lens[1]);
     o->readonly = (kf & REDTLS__CMD_READONLY) != 0;
     redtls_status st = redtls__format_argv(&o->frame, &o->len, &o->cap, argc, argv, lens);
     if (st != REDTLS_OK) {
