@@ -355,8 +355,11 @@ static void step_up(redtls_async *ac, int64_t now)
         if (!earlier && redtls__conn_read_want(c))
             break;
         c->just_wrote = 0;
-        /* Replies, in order, as far as they have come. */
-        for (int reads = 0; c->tp && (ac->s_head || redtls__async_subscribed(ac)) && ac->epoch == epoch;
+        /* Replies, in order, as far as they have come; not for commands
+         * the callbacks framed but that are not written yet (no reply can
+         * have come for them: a read would only say "try again"). */
+        for (int reads = 0; c->tp && (redtls__conn_in_flight(c) > 0 || redtls__async_subscribed(ac)) &&
+                            ac->epoch == epoch;
              reads++) {
             redisReply *r = NULL;
             int rwant = 0;
