@@ -8,8 +8,12 @@
  * names must be connected and idle, as the engine's own connection would
  * check before a write (the idle check, no PING, AUTH or re-AUTH due);
  * otherwise the whole batch goes to the engine, unsent. Then each master's
- * bytes go out in one write, and the replies are read as they come from any
- * of them, in order per master, each filed at its command's place.
+ * bytes go out in one write, and the replies are read as they are asked
+ * for, like a single connection's pipeline: each redtls_cluster_get_reply
+ * reads its command's master until that reply is in, and while it waits,
+ * the other masters' replies are read as they come (so a redirection among
+ * them is followed at once). What has come anywhere by the deadline is
+ * delivered.
  *
  * The lane ends by itself only what the engine would end the same way at
  * once: a reply that is not an error, an error that is the command's own
@@ -19,8 +23,10 @@
  * with the status or reply the node gave, and the engine's rules decide
  * (redtls__acl_adopt): a redirection, TRYAGAIN and the like, NOAUTH, a
  * reply that broke a limit, a connection lost with commands written (may
- * have run; resent once when idempotent). The engine runs once the lane's
- * reads are over, so it never shares a connection with the lane. */
+ * have run; resent once when idempotent). From the first such op on, the
+ * engine runs the rest of the batch: the replies still owed become the
+ * node connections' (hand_over), so the lane never shares a connection
+ * with the engine. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -33,7 +39,6 @@
 #include "format.h"
 #include "redirect.h"
 #include "slot.h"
-#include "wait.h"
 
 #define LANE_MAX_KEYS 8
 
