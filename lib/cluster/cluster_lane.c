@@ -186,13 +186,20 @@ void redtls__cl_lane_demote(redtls_cluster *cl)
     cl->ndn = 0;
 }
 
+/* Node d's next command owed a reply, taken off its list. */
+static uint32_t pop_owed(redtls_cluster *cl, cl_dnode *d)
+{
+    uint32_t i = d->next;
+    d->next = cl->res[i].dnext;
+    d->owed--;
+    return i;
+}
+
 /* What node d answered for its next command (r, owned from here). */
 static void take_reply(redtls_cluster *cl, cl_dnode *d, redisReply *r, int64_t now)
 {
-    uint32_t i = d->next;
+    uint32_t i = pop_owed(cl, d);
     cl_result *e = &cl->res[i];
-    d->next = e->dnext;
-    d->owed--;
     if (r->type == REDIS_REPLY_ERROR) {
         /* Its own outcome only when the engine would say so at once: not
          * a redirection, not NOAUTH, not an error to retry. */
@@ -226,9 +233,7 @@ static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64
     acl_node *n = acl->nodes[d->m];
     redtls_conn *c = n->ac->c;
     if (d->owed > 0 && st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
-        uint32_t i = d->next;
-        d->next = cl->res[i].dnext;
-        d->owed--;
+        uint32_t i = pop_owed(cl, d);
         acl_op *o = entry_op(cl, i, cl->t0, st, c->errmsg);
         if (o)
             redtls__acl_adopt(acl, o, n, st, NULL, now);
@@ -239,9 +244,7 @@ static void node_failed(redtls_cluster *cl, cl_dnode *d, redtls_status st, int64
     redtls__fail(c->errmsg, REDTLS_E_OUTCOME_UNKNOWN,
                  "the connection broke after the command was sent, so it may or may not have run (%.400s)", cause);
     while (d->owed > 0) {
-        uint32_t i = d->next;
-        d->next = cl->res[i].dnext;
-        d->owed--;
+        uint32_t i = pop_owed(cl, d);
         acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_OUTCOME_UNKNOWN, c->errmsg);
         if (o)
             redtls__acl_adopt(acl, o, n, REDTLS_E_OUTCOME_UNKNOWN, NULL, now);
@@ -263,20 +266,15 @@ static void hand_over(redtls_cluster *cl, int64_t now)
         cl_dnode *d = &cl->dn[k];
         acl_node *n = acl->nodes[d->m];
         while (d->owed > 0) {
-            uint32_t i = d->next;
+            uint32_t i = pop_owed(cl, d);
             acl_op *o = entry_op(cl, i, cl->t0, REDTLS_E_OUTCOME_UNKNOWN, WRITTEN_NOMEM_MSG);
-            if (o && redtls__acl_rehome(acl, o, n, cl->res[i].len) == REDTLS_OK) {
-                d->next = cl->res[i].dnext;
-                d->owed--;
+            if (o && redtls__acl_rehome(acl, o, n, cl->res[i].len) == REDTLS_OK)
                 continue;
-            }
             /* Its reply cannot be paired: the connection goes, and with it
              * the replies it owes (those handed over end through the
              * engine, the rest here). */
             if (o)
                 redtls__acl_op_end(acl, o, REDTLS_E_OUTCOME_UNKNOWN, NULL, WRITTEN_NOMEM_MSG);
-            d->next = cl->res[i].dnext;
-            d->owed--;
             redtls__fail(n->ac->c->errmsg, REDTLS_E_CLOSED,
                          "closed: out of memory keeping track of the replies it owed");
             node_failed(cl, d, REDTLS_E_CLOSED, now);
@@ -297,12 +295,8 @@ static void node_timed_out(redtls_cluster *cl, cl_dnode *d)
              "node %.200s: no reply within the command timeout (%u ms), so the command may or may not have run (its "
              "reply, if it comes, is dropped)",
              n->name, acl->base.command_timeout_ms);
-    while (d->owed > 0) {
-        uint32_t i = d->next;
-        d->next = cl->res[i].dnext;
-        d->owed--;
-        fail_entry(cl, i, REDTLS_E_COMMAND_TIMEOUT, msg);
-    }
+    while (d->owed > 0)
+        fail_entry(cl, pop_owed(cl, d), REDTLS_E_COMMAND_TIMEOUT, msg);
     redtls__fail(n->ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
                  "closed with replies owed past the command timeout (late replies cannot be paired)");
     redtls__async_drop(n->ac, REDTLS_E_COMMAND_TIMEOUT);
