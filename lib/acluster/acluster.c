@@ -535,6 +535,30 @@ static int node_due(const redtls_async *ac, int64_t t, int64_t now)
     return ac->wanted || t <= now;
 }
 
+/* The loop's read phase: every command connection the wait found readable
+ * (events still set: not read yet in this turn) reads what came and calls
+ * its callbacks, writing nothing; those read are marked (events 0). 1 when
+ * something was read and a node not read owes replies; the node list may
+ * grow meanwhile (a redirection to a new node), never shrink. */
+static int read_phase(redtls_async_cluster *acl, struct pollfd *pfd, const size_t *who, nfds_t np, int64_t now)
+{
+    int read = 0, owing = 0;
+    for (nfds_t k = 0; k < np && !acl->freeing; k++) {
+        size_t i = who[k];
+        redtls_async *ac = i % 2 ? acl->nodes[i / 2]->sub_ac : acl->nodes[i / 2]->ac;
+        if (!ac || !pfd[k].events)
+            continue;
+        if (!(pfd[k].revents & (POLLIN | POLLERR | POLLHUP))) {
+            owing |= ac->s_head != NULL;
+            continue;
+        }
+        redtls__async_read_phase(ac, now);
+        pfd[k].events = 0;
+        read = 1;
+    }
+    return read && owing;
+}
+
 redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void *arg), void *arg, int64_t end)
 {
     /* Up to 64 nodes on the stack; more on the heap, and when that fails,
@@ -578,41 +602,37 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
                 free(p);
             }
         }
-        /* Nodes with work due now (commands issued to them, a step to
-         * take) run, and the turn starts again: no poll is needed to learn
-         * that. Until one does, the others make up the wait. */
-        int ran = 0;
+        /* Every turn: one wait (none when a node has work due now: its
+         * commands issued, a step to take), then every readable node's
+         * replies are read before any node writes, then each node that is
+         * ready or due runs. Commands the callbacks issue to any node thus
+         * go out together, one record per node, and their replies tend to
+         * come back together for the next turn. */
+        int any_due = 0;
         int64_t wake = redtls__deadline_min(end, due);
         if (n > cap)
             wake = redtls__deadline_min(wake, now + 10);
         nfds_t np = 0;
-        for (size_t j = 0; j < n && !acl->freeing; j++) {
+        for (size_t j = 0; j < n; j++) {
             size_t i = n > cap ? (first + j) % n : j;
             redtls_async *ac = i % 2 ? acl->nodes[i / 2]->sub_ac : acl->nodes[i / 2]->ac;
             if (!ac)
                 continue;
             int64_t t = redtls__async_due(ac);
-            if (node_due(ac, t, now)) {
-                redtls_async_process(ac, 0);
-                ran = 1;
-                continue;
-            }
-            if (ran || np >= cap)
-                continue;
-            wake = redtls__deadline_min(wake, t);
+            if (node_due(ac, t, now))
+                any_due = 1;
+            else
+                wake = redtls__deadline_min(wake, t);
             int fd = redtls_async_fd(ac), ev = redtls_async_events(ac);
-            if (fd >= 0 && ev) {
-                pfd[np] = (struct pollfd){fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) |
-                                                      (ev & REDTLS_ASYNC_WRITE ? POLLOUT : 0)),
-                                          0};
+            if (fd >= 0 && ev && np < cap) {
+                pfd[np] = (struct pollfd){
+                    fd, (short)((ev & REDTLS_ASYNC_READ ? POLLIN : 0) | (ev & REDTLS_ASYNC_WRITE ? POLLOUT : 0)), 0};
                 who[np++] = i;
             }
         }
-        if (ran)
-            continue;
         if (n > cap)
             first = (first + cap) % n;
-        if (poll(pfd, np, redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
+        if (poll(pfd, np, any_due ? 0 : redtls__poll_timeout(wake)) < 0 && errno != EINTR) {
             /* Waiting is not possible: what is owed ends now. */
             char msg[96];
             snprintf(msg, sizeof msg, "waiting for the replies failed (poll: %s)", strerror(errno));
@@ -620,11 +640,25 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             st = REDTLS_E_IO;
             break;
         }
-        /* Every node whose socket is ready or whose time came (before the
-         * handle's own deadlines, at the top of the next turn: a reply in
-         * the socket by then is delivered); the node list may grow
-         * meanwhile (a redirection to a new node). */
         now = redtls__acl_now();
+        /* The read phase; then, when it read something and another node
+         * still owes replies, one more look (no wait) and a read of those
+         * that have answered meanwhile: a node written last in the turn
+         * before often has, and its callbacks' commands then go out in
+         * this turn's writes instead of one more record each. */
+        if (read_phase(acl, pfd, who, np, now) && np <= 64 && !acl->freeing) {
+            short was[64];
+            for (nfds_t k = 0; k < np; k++)
+                was[k] = pfd[k].revents;
+            int again = poll(pfd, np, 0);
+            for (nfds_t k = 0; k < np; k++)
+                pfd[k].revents = again > 0 ? (short)(pfd[k].revents | was[k]) : was[k];
+            if (again > 0)
+                (void)read_phase(acl, pfd, who, np, now);
+        }
+        /* Then every node whose socket is ready or whose time came (before
+         * the handle's own deadlines, at the top of the next turn: a reply
+         * in the socket by then is delivered). */
         for (size_t i = 0; i < n && !acl->freeing; i++) {
             redtls_async *ac = i % 2 ? acl->nodes[i / 2]->sub_ac : acl->nodes[i / 2]->ac;
             if (!ac)

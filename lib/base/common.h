@@ -16,6 +16,13 @@
 #define REDTLS__NOINLINE
 #endif
 
+/* Inlines a hot function that has more than one caller. */
+#if defined(__GNUC__)
+#define REDTLS__INLINE_ALWAYS inline __attribute__((always_inline))
+#else
+#define REDTLS__INLINE_ALWAYS inline
+#endif
+
 /* Size of every detailed-message buffer (config, connection). */
 #define REDTLS__ERRMSG_MAX 512
 

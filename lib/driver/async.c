@@ -260,10 +260,93 @@ static void expire(redtls_async *ac, int64_t now)
 
 /* ---- connected: writes and reads ---- */
 
+/* Reads the replies that have come, in order, and calls their callbacks;
+ * -1 when the connection was lost or a callback closed the handle (the
+ * caller returns at once); 1 when it stopped because the transport had
+ * nothing more (nothing is buffered in the TLS layer either); else 0. */
+static REDTLS__INLINE_ALWAYS int read_replies(redtls_async *ac, int64_t now, unsigned epoch)
+{
+    redtls_conn *c = ac->c;
+    redtls_status st;
+    /* Replies, in order, as far as they have come; not for commands
+     * the callbacks framed but that are not written yet (no reply can
+     * have come for them: a read would only say "try again"). */
+    for (int reads = 0; c->tp && (redtls__conn_in_flight(c) > 0 || redtls__async_subscribed(ac)) && ac->epoch == epoch;
+         reads++) {
+        redisReply *r = NULL;
+        int rwant = 0;
+        size_t got = 0;
+        if (c->msg_views && redtls__async_ps_take_views(ac) < 0)
+            return -1;
+        if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
+            if (reads > 64) {
+                /* Back to the loop for fairness; come back at once
+                 * (what is left may sit in the TLS layer, with the
+                 * socket quiet). */
+                ac->wanted = 1;
+                break;
+            }
+            st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
+            if (got)
+                ac->last_read = now;
+        }
+        /* Messages that came before this reply go first. */
+        if (ac->ps) {
+            redtls__async_ps_deliver(ac);
+            if (ac->epoch != epoch) {
+                if (r)
+                    freeReplyObject(r);
+                return -1;
+            }
+        }
+        if (st != REDTLS_OK) {
+            /* A reply that breaks a limit or the protocol was the
+             * first owed one's: that command ends with it, as in the
+             * blocking API; those behind it lose their connection. */
+            if (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
+                redtls__acmd *first = redtls__async_s_pop(ac);
+                if (first && first->cb)
+                    redtls__async_finish(ac, first, st, NULL);
+                if (first)
+                    redtls__acmd_free(ac, first);
+                if (ac->epoch != epoch)
+                    return -1;
+            }
+            connection_lost(ac, st);
+            return -1;
+        }
+        if (!r) {
+            if (rwant)
+                return 1;
+            continue;
+        }
+        ac->last_read = now;
+        ac->live_pass = 1;
+        redtls__acmd *m = redtls__async_s_pop(ac);
+        if (!m) {
+            /* Subscribed, nothing owed, and a reply came. */
+            freeReplyObject(r);
+            redtls__fail(c->errmsg, REDTLS_E_PROTOCOL, "the server sent a reply to no command");
+            connection_lost(ac, REDTLS_E_PROTOCOL);
+            return -1;
+        }
+        if (m->cb)
+            redtls__async_finish(ac, m, REDTLS_OK, r);
+        else
+            freeReplyObject(r);
+        redtls__acmd_free(ac, m);
+    }
+    return 0;
+}
+
 static void step_up(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
     unsigned epoch = ac->epoch;
+    /* Read to the end just before, in the loop's read phase: nothing can
+     * be waiting in the TLS layer, and the socket is the loop's to watch. */
+    int drained = ac->drained;
+    ac->drained = 0;
     ac->hold = 0;
     if (ac->s_head) {
         /* A connection that never drains would never re-authenticate
@@ -334,8 +417,10 @@ static void step_up(redtls_async *ac, int64_t now)
     for (int turn = 0;; turn++) {
         /* Replies to what was written before can be waiting; right after
          * the only requests in flight went out, nothing can be yet: the
-         * loop waits for the socket instead of a read that finds nothing. */
-        int earlier = redtls__conn_in_flight(c) > 0;
+         * loop waits for the socket instead of a read that finds nothing
+         * (as it does when the read phase just found nothing more). */
+        int fresh = turn == 0 && drained;
+        int earlier = redtls__conn_in_flight(c) > 0 && !fresh;
         if (c->need_reauth && c->unsent) {
             /* A NOAUTH came after callbacks framed commands: those go
              * back to the queue and out after the new AUTH. */
@@ -352,78 +437,11 @@ static void step_up(redtls_async *ac, int64_t now)
             return;
         }
         ac->write_want = want;
-        if (!earlier && redtls__conn_read_want(c))
+        if (!earlier && (redtls__conn_read_want(c) || fresh))
             break;
         c->just_wrote = 0;
-        /* Replies, in order, as far as they have come; not for commands
-         * the callbacks framed but that are not written yet (no reply can
-         * have come for them: a read would only say "try again"). */
-        for (int reads = 0; c->tp && (redtls__conn_in_flight(c) > 0 || redtls__async_subscribed(ac)) &&
-                            ac->epoch == epoch;
-             reads++) {
-            redisReply *r = NULL;
-            int rwant = 0;
-            size_t got = 0;
-            if (c->msg_views && redtls__async_ps_take_views(ac) < 0)
-                return;
-            if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
-                if (reads > 64) {
-                    /* Back to the loop for fairness; come back at once
-                     * (what is left may sit in the TLS layer, with the
-                     * socket quiet). */
-                    ac->wanted = 1;
-                    break;
-                }
-                st = redtls__conn_read_more(c, now, REDTLS__READ_CHUNK, &got, &r, &rwant);
-                if (got)
-                    ac->last_read = now;
-            }
-            /* Messages that came before this reply go first. */
-            if (ac->ps) {
-                redtls__async_ps_deliver(ac);
-                if (ac->epoch != epoch) {
-                    if (r)
-                        freeReplyObject(r);
-                    return;
-                }
-            }
-            if (st != REDTLS_OK) {
-                /* A reply that breaks a limit or the protocol was the
-                 * first owed one's: that command ends with it, as in the
-                 * blocking API; those behind it lose their connection. */
-                if (st != REDTLS_E_EOF && st != REDTLS_E_CLOSED && st != REDTLS_E_IO && st != REDTLS_E_TLS) {
-                    redtls__acmd *first = redtls__async_s_pop(ac);
-                    if (first && first->cb)
-                        redtls__async_finish(ac, first, st, NULL);
-                    if (first)
-                        redtls__acmd_free(ac, first);
-                    if (ac->epoch != epoch)
-                        return;
-                }
-                connection_lost(ac, st);
-                return;
-            }
-            if (!r) {
-                if (rwant)
-                    break;
-                continue;
-            }
-            ac->last_read = now;
-            ac->live_pass = 1;
-            redtls__acmd *m = redtls__async_s_pop(ac);
-            if (!m) {
-                /* Subscribed, nothing owed, and a reply came. */
-                freeReplyObject(r);
-                redtls__fail(c->errmsg, REDTLS_E_PROTOCOL, "the server sent a reply to no command");
-                connection_lost(ac, REDTLS_E_PROTOCOL);
-                return;
-            }
-            if (m->cb)
-                redtls__async_finish(ac, m, REDTLS_OK, r);
-            else
-                freeReplyObject(r);
-            redtls__acmd_free(ac, m);
-        }
+        if (read_replies(ac, now, epoch) < 0)
+            return;
         if (ac->epoch != epoch || !c->tp)
             return;
         if (turn >= 3 || ac->q_head || c->olen <= c->ooff || ac->write_want)
@@ -516,6 +534,7 @@ static void pass(redtls_async *ac)
         if (ac->up == was_up && ac->readying == was_ready && ac->attempting == was_attempting)
             break;
     }
+    ac->drained = 0;
     /* Commands the callbacks issued that this pass did not write: the
      * next pass, at once. */
     redtls_conn *c = ac->c;
@@ -627,6 +646,41 @@ void redtls__async_kick(redtls_async *ac)
 }
 
 static void really_free(redtls_async *ac);
+
+void redtls__async_read_phase(redtls_async *ac, int64_t now)
+{
+    /* Only a connection in use with replies owed, and not subscribed
+     * (messages come unasked there, the pass takes them). */
+    if (ac->in_process || ac->freeing || !ac->up || ac->readying || !ac->s_head || !ac->c->tp ||
+        redtls__async_subscribed(ac))
+        return;
+    ac->in_process = 1;
+    ac->busy++;
+    ac->live_pass = ac->issued_in_pass = 0;
+    if (ac->clock == real_clock)
+        ac->now = ac->c->now = now;
+    else
+        now = redtls__async_clock_now(ac); /* a test's clock */
+    /* The loop saw the socket readable: a read is due even right after a
+     * write. */
+    ac->c->just_wrote = 0;
+    int rc = read_replies(ac, now, ac->epoch);
+    if (rc >= 0) {
+        ac->drained = rc == 1;
+        /* What the callbacks issued goes out in the pass that follows. */
+        if (ac->issued_in_pass)
+            ac->wanted = 1;
+        if (ac->ps)
+            redtls__async_ps_deliver(ac);
+    }
+    ac->live_pass = ac->issued_in_pass = 0;
+    ac->in_process = 0;
+    if (--ac->busy == 0 && ac->freeing) {
+        really_free(ac);
+        return;
+    }
+    redtls__async_kick(ac);
+}
 
 redtls_status redtls_async_process(redtls_async *ac, int events)
 {

@@ -45,6 +45,8 @@ struct redtls_async {
     int connect_asked;         /* redtls_async_connect's callback still owed */
     int gave_up;               /* the reconnect limits are exhausted */
     int wanted;                /* work was added outside a pass: process soon */
+    int drained;               /* the read phase read until the transport
+                                * had nothing more */
     int write_want;            /* POLLOUT: a write waits for room */
     int live_pass;             /* a reply came in this pass: the connection
                                 * is in use, no idle check before writing */
@@ -203,6 +205,17 @@ void redtls__async_drop(redtls_async *ac, redtls_status st);
  * asks), on the handle's clock: redtls_async_timeout_ms without reading
  * the clock, for a loop that read it already. */
 int64_t redtls__async_due(const redtls_async *ac);
+
+/* For a loop over several connections (the cluster client's): reads the
+ * replies that have come on a connection the loop saw readable and calls
+ * their callbacks, without writing; a pass is then wanted for what they
+ * issued, and the loop runs it in the same turn (now: the loop's clock,
+ * the same as the connection's). Reading every connection before writing
+ * to any sends the commands a turn's callbacks issue in one record per
+ * connection. The pass that follows does not read again unless the
+ * transport may have more. Does nothing on a connection not in use with
+ * replies owed. */
+void redtls__async_read_phase(redtls_async *ac, int64_t now);
 
 /* Not connected, not trying, and no attempt allowed before a later time:
  * commands sent now would only wait for the backoff. */
