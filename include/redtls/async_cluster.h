@@ -198,7 +198,10 @@ REDTLS_EXTERN int redtls_async_cluster_timeout_ms(const redtls_async_cluster *ac
  * subscription is held (redtls/pubsub.h), or
  * timeout_ms passes (-1: no limit). REDTLS_OK, or REDTLS_E_COMMAND_TIMEOUT
  * when time ran out with work pending. Not for a handle attached to hooks.
- * Its callbacks must not free the handle (free it after this returns). */
+ * Its callbacks must not free the handle (free it after this returns).
+ * Each turn reads every node that has answered (its callbacks run) before
+ * it writes to any, so the commands those callbacks issue go out in one
+ * write per node; a node's replies are never held back for another's. */
 REDTLS_EXTERN redtls_status redtls_async_cluster_run(redtls_async_cluster *acl, int timeout_ms);
 
 #ifdef __cplusplus
