@@ -175,10 +175,10 @@ section_cluster() {
   fi
 
   python3 - "$raw_ir" "$raw_t" "$sys_raw" "$BUILD/cluster-results.csv" "$ROUNDS" "$IR_KEYSPACE" \
-    "${CLUSTER_CASES[*]}" <<'PY'
-import csv, re, statistics, sys
+    "${CLUSTER_CASES[*]}" "$keep" <<'PY'
+import csv, os, re, statistics, sys
 
-raw_ir, raw_t, sys_raw, out_csv, rounds, keyspace, cases = sys.argv[1:8]
+raw_ir, raw_t, sys_raw, out_csv, rounds, keyspace, cases, keep = sys.argv[1:9]
 cases = cases.split()
 ir_rows = list(csv.DictReader(open(raw_ir)))
 t_rows = list(csv.DictReader(open(raw_t)))
@@ -284,6 +284,45 @@ def strace_calls(path):
 WRITES = ("write", "sendto", "sendmsg", "writev")
 READS = ("read", "recvfrom", "recvmsg", "readv")
 WAITS = ("poll", "ppoll", "epoll_wait", "epoll_pwait", "select", "pselect6")
+# TLS calls per batch of N GETs from the kept profiles' call counts (the
+# same two run lengths): each SSL_write_ex sends one record here (a batch
+# is far below 16 KiB); an SSL_read_ex takes one record or finds none.
+def ssl_calls(path):
+    names, calls, cfn = {}, {}, None
+    for line in open(path):
+        m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line)
+        if m:
+            if m.group(3):
+                names[m.group(2)] = m.group(3).strip()
+            if m.group(1) == "cfn":
+                cfn = names.get(m.group(2))
+            continue
+        m = re.match(r"calls=(\d+)", line)
+        if m and cfn in ("SSL_write_ex", "SSL_read_ex"):
+            calls[cfn] = calls.get(cfn, 0) + int(m.group(1))
+    return calls
+rec = {}
+for d in depths:
+    for c in cases:
+        runs = sorted((int(r["requests"]) for r in ir_rows if int(r["depth"]) == d and r["case"] == c))
+        files = [os.path.join(keep, "%s-%d-%d.callgrind" % (c, d, n)) for n in runs]
+        if len(files) == 2 and all(os.path.exists(f) for f in files):
+            a, b = ssl_calls(files[0]), ssl_calls(files[1])
+            rec[d, c] = tuple((b.get(k, 0) - a.get(k, 0)) * d / (runs[1] - runs[0])
+                              for k in ("SSL_write_ex", "SSL_read_ex"))
+if rec:
+    print()
+    print("TLS calls per N GETs (SSL_write_ex / SSL_read_ex, from the profiles' call counts; a write is one")
+    print("record here, a read takes one record or finds none):")
+    print(("%-28s " + " ".join(["%13s"] * len(depths))) % (("",) + tuple("N=%d" % d for d in depths)))
+    for c in cases:
+        if all((d, c) in rec for d in depths):
+            print(("%-28s " + " ".join(["%13s"] * len(depths))) % ((label[c],) + tuple(
+                "%5.2f / %5.2f" % rec[d, c] for d in depths)))
+            for d in depths:
+                results.append(("ssl_writes_per_batch", d, c, rec[d, c][0]))
+                results.append(("ssl_reads_per_batch", d, c, rec[d, c][1]))
+
 sys_lines = [l.split() for l in open(sys_raw) if l.strip()]
 if sys_lines:
     print()
