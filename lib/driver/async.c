@@ -223,6 +223,21 @@ failed:
  * dropped) but their callback is called now. */
 static void expire(redtls_async *ac, int64_t now)
 {
+    /* Commands framed into the buffer but not written yet (by callbacks
+     * of the loop's read phase, which writes nothing) whose deadline has
+     * come go back to the queue first, to end there as not sent: ended
+     * from the list of those written, they would be reported as "may have
+     * run" and then written all the same. (Deadlines grow along the list:
+     * none is due while s_live is not; those not due go out from the
+     * queue in this pass.) */
+    if (ac->c->unsent && ac->s_live && ac->s_live->deadline <= now) {
+        redtls__acmd *nh = NULL, *nt = NULL;
+        unsigned ep = ac->epoch;
+        redtls__async_unframe_tail(ac, &nh, &nt);
+        redtls__async_end_unkept(ac, &nh, &nt);
+        if (ac->epoch != ep)
+            return;
+    }
     /* Deadlines grow along the lists: only their fronts can be due. */
     if (ac->q_head && ac->q_head->deadline <= now) {
         redtls__acmd *late_head = ac->q_head, *late_tail = ac->q_head;
