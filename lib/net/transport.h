@@ -39,7 +39,9 @@ typedef struct redtls__transport_ops {
     /* Without waiting: REDTLS_OK when nothing has arrived on an idle
      * connection (or only TLS housekeeping such as session tickets);
      * otherwise the peer closed it or sent something unasked, and the
-     * connection must not be used. */
+     * connection must not be used. Always REDTLS_OK when the socket polls
+     * quiet and nothing is buffered (callers that polled several sockets
+     * at once rely on it). */
     redtls_status (*idle_check)(redtls__transport *t, char *err);
     /* 1 when a read can answer without the socket becoming readable:
      * bytes already taken from the socket wait (TLS records read ahead),

@@ -412,6 +412,15 @@ static inline redtls_status redtls__conn_idle_check(redtls_conn *c)
  * *idle: the idle check's verdict (REDTLS_OK also when none was made), to
  * hand to redtls__ready_start: a check that consumed what the server sent
  * cannot be made twice. */
+/* An idle connection whose idle check was clean: is a health-check PING
+ * or an IAM re-AUTH due before its next command? */
+static inline int redtls__ready_due(const redtls_conn *c, int64_t now)
+{
+    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
+        return 1;
+    return redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam);
+}
+
 static inline int redtls__ready_needed(redtls_conn *c, int64_t now, redtls_status *idle)
 {
     *idle = REDTLS_OK;
@@ -421,9 +430,17 @@ static inline int redtls__ready_needed(redtls_conn *c, int64_t now, redtls_statu
         return 0;
     if ((*idle = redtls__conn_idle_check(c)) != REDTLS_OK || c->need_reauth)
         return 1;
-    if (c->cfg.health_check_ms && now - c->last_io >= (int64_t)c->cfg.health_check_ms)
-        return 1;
-    return redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam);
+    return redtls__ready_due(c, now);
+}
+
+/* Would the idle check find nothing, known without making it: the caller
+ * has just seen the socket quiet (poll, no wait, no event) and the check
+ * is the transport's (not a RESP3 / Pub/Sub read), with nothing buffered
+ * in the transport. */
+static inline int redtls__conn_seen_quiet(const redtls_conn *c)
+{
+    return c->tp && c->cfg.protocol != 3 && !c->rd.claim_arrays &&
+           !(c->tp->ops->buffered && c->tp->ops->buffered(c->tp));
 }
 
 /* What a single command's outcome asks for next (the driver sequences it

@@ -3,7 +3,8 @@
  * through address overrides, one certificate per node): every slot written
  * and read back, mixed-slot pipelines, split multi-key commands, keyless and
  * explicit-slot/node commands, replica reads, token rotation across all
- * nodes, and an invalid slot map refused. */
+ * nodes, a batch after every master closed its idle connection, and an
+ * invalid slot map refused. */
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -437,6 +438,46 @@ static void test_token_rotation(void **state)
     assert_int_equal(lab_cluster_admin_all(&lc, "ACL SETUSER default resetpass >%s", TOKEN_OLD), 0);
 }
 
+/* Warm connections to every master, each closed by its server while idle
+ * (CLIENT KILL) between two batches spread over all masters: the next
+ * batch learns it before writing (one look at all the sockets, then the
+ * idle check of each that stirred), so every INCR runs exactly once on a
+ * new connection and none is reported as possibly run. Written to a dead
+ * connection, a non-idempotent INCR would end REDTLS_E_OUTCOME_UNKNOWN. */
+static void test_batch_after_idle_kill(void **state)
+{
+    (void)state;
+    redtls_cluster *cl = new_cluster(&lc, TOKEN_OLD, NULL);
+    enum { N = 48 };
+    long long first[N];
+    /* Rounds 0 and 1 make the connections and leave them warm and idle
+     * (round 1 is the direct lane's); round 2 comes after the kill. */
+    for (int round = 0; round < 3; round++) {
+        if (round == 2)
+            assert_int_equal(lab_cluster_admin_all(&lc, "CLIENT KILL USER default"), 0);
+        for (int i = 0; i < N; i++) {
+            char key[40];
+            snprintf(key, sizeof key, "idlekill{%s}", slot_key[((unsigned)i * 2654435761u) % LAB_CLUSTER_SLOTS]);
+            const char *argv[] = {"INCR", key};
+            assert_cl_status(cl, redtls_cluster_append_argv(cl, 0, 2, argv, NULL), REDTLS_OK);
+        }
+        for (int i = 0; i < N; i++) {
+            redisReply *r = NULL;
+            redtls_status st = redtls_cluster_get_reply(cl, &r);
+            if (st != REDTLS_OK)
+                fail_msg("round %d, INCR %d: %s (%s)", round, i, redtls_strerror(st), redtls_cluster_errmsg(cl));
+            assert_non_null(r);
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            if (round == 0)
+                first[i] = r->integer;
+            else
+                assert_int_equal(r->integer, first[i] + round);
+            redtls_reply_free(r);
+        }
+    }
+    redtls_cluster_free(cl);
+}
+
 /* A seed whose CLUSTER SLOTS reply has an out-of-range slot is refused;
  * the next seed's valid map is used. */
 static void test_bad_topology(void **state)
@@ -630,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_all_slots),     cmocka_unit_test(test_mixed_pipeline),
         cmocka_unit_test(test_multi_key),     cmocka_unit_test(test_admin_calls),
         cmocka_unit_test(test_replica_reads), cmocka_unit_test(test_token_rotation),
+        cmocka_unit_test(test_batch_after_idle_kill),
         cmocka_unit_test(test_bad_topology),  cmocka_unit_test(test_edges),
         cmocka_unit_test(test_iam_every_node),
     };
