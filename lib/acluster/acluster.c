@@ -651,8 +651,11 @@ redtls_status redtls__acl_run_until(redtls_async_cluster *acl, int (*done)(void 
             for (nfds_t k = 0; k < np; k++)
                 was[k] = pfd[k].revents;
             int again = poll(pfd, np, 0);
+            /* Those read keep the first look's events; the others the
+             * second's, or the first's when the second saw none. */
             for (nfds_t k = 0; k < np; k++)
-                pfd[k].revents = again > 0 ? (short)(pfd[k].revents | was[k]) : was[k];
+                if (again <= 0 || !pfd[k].events || !pfd[k].revents)
+                    pfd[k].revents = was[k];
             if (again > 0)
                 (void)read_phase(acl, pfd, who, np, now);
         }

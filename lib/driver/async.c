@@ -282,7 +282,6 @@ static void expire(redtls_async *ac, int64_t now)
 static REDTLS__INLINE_ALWAYS int read_replies(redtls_async *ac, int64_t now, unsigned epoch)
 {
     redtls_conn *c = ac->c;
-    redtls_status st;
     /* Replies, in order, as far as they have come; not for commands
      * the callbacks framed but that are not written yet (no reply can
      * have come for them: a read would only say "try again"). */
@@ -293,7 +292,8 @@ static REDTLS__INLINE_ALWAYS int read_replies(redtls_async *ac, int64_t now, uns
         size_t got = 0;
         if (c->msg_views && redtls__async_ps_take_views(ac) < 0)
             return -1;
-        if ((st = redtls__conn_take_parsed(c, now, &r)) == REDTLS_OK && !r) {
+        redtls_status st = redtls__conn_take_parsed(c, now, &r);
+        if (st == REDTLS_OK && !r) {
             if (reads > 64) {
                 /* Back to the loop for fairness; come back at once
                  * (what is left may sit in the TLS layer, with the
