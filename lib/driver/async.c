@@ -688,7 +688,6 @@ void redtls__async_read_phase(redtls_async *ac, int64_t now)
         if (ac->ps)
             redtls__async_ps_deliver(ac);
     }
-    ac->live_pass = ac->issued_in_pass = 0;
     ac->in_process = 0;
     if (--ac->busy == 0 && ac->freeing) {
         really_free(ac);

@@ -406,12 +406,6 @@ static inline redtls_status redtls__conn_idle_check(redtls_conn *c)
     return redtls__conn_idle_read(c);
 }
 
-/* The common case first, for every command: 0 when the connection is
- * usable as it is (connected; in use, or idle and its idle check clean
- * with nothing due); 1 when the ready machine has something to do.
- * *idle: the idle check's verdict (REDTLS_OK also when none was made), to
- * hand to redtls__ready_start: a check that consumed what the server sent
- * cannot be made twice. */
 /* An idle connection whose idle check was clean: is a health-check PING
  * or an IAM re-AUTH due before its next command? */
 static inline int redtls__ready_due(const redtls_conn *c, int64_t now)
@@ -421,6 +415,12 @@ static inline int redtls__ready_due(const redtls_conn *c, int64_t now)
     return redtls__iam_on(&c->cfg.iam) && redtls__iam_reauth_due(&c->cfg.iam, &c->iam);
 }
 
+/* The common case first, for every command: 0 when the connection is
+ * usable as it is (connected; in use, or idle and its idle check clean
+ * with nothing due); 1 when the ready machine has something to do.
+ * *idle: the idle check's verdict (REDTLS_OK also when none was made), to
+ * hand to redtls__ready_start: a check that consumed what the server sent
+ * cannot be made twice. */
 static inline int redtls__ready_needed(redtls_conn *c, int64_t now, redtls_status *idle)
 {
     *idle = REDTLS_OK;
