@@ -61,6 +61,13 @@ long long lab_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long lab_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 uint64_t lab_seed(void)
 {
     const char *s = getenv("REDTLS_TEST_SEED");

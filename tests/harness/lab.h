@@ -61,6 +61,12 @@ char *lab_read_file(const char *path, size_t *len);
 /* Monotonic milliseconds. */
 long long lab_now_ms(void);
 
+/* Wall-clock unix milliseconds from CLOCK_REALTIME, the clock the library
+ * signs IAM tokens with. Not time(NULL): glibc reads that from the coarse
+ * clock, which can still show the previous second a few milliseconds after
+ * CLOCK_REALTIME has moved on. */
+long long lab_wall_ms(void);
+
 /* The seed of a test's random cases: REDTLS_TEST_SEED when set (so a run
  * can be repeated), else a fixed one. */
 uint64_t lab_seed(void);

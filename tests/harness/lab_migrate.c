@@ -214,13 +214,6 @@ long long lab_report(const char *out, const char *label)
     return strtoll(p + strlen(label), NULL, 10);
 }
 
-long long lab_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void lab_migrate_cluster_start(lab_cluster *c, const char *password)
 {
     lab_cluster_opts co = lab_cluster_default_opts();

@@ -59,7 +59,5 @@ pid_t lab_start_migrate(const char *env_token, ...);
 int lab_wait_migrate(pid_t pid, char *out, size_t out_cap, char *err, size_t err_cap);
 /* The number after label in the tool's report; fails when absent. */
 long long lab_report(const char *out, const char *label);
-/* Wall clock, unix milliseconds. */
-long long lab_wall_ms(void);
 
 #endif

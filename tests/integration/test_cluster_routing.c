@@ -634,7 +634,7 @@ static void test_iam_every_node(void **state)
     assert_cfg_status(cfg, redtls_config_set_aws_credentials(cfg, "AKIDLABCLUSTER0001", "lab/cluster+Secret=0", NULL),
                       REDTLS_OK);
     assert_int_equal(lab_cluster_admin_all(&lc, "ACL SETUSER lab-iam-user reset on ~* &* +@all"), 0);
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = lab_wall_ms() / 1000;
     for (int64_t s = now - 2; s <= now + 20; s++) {
         assert_cfg_status(cfg, redtls_iam_token(cfg, s, tok, sizeof tok), REDTLS_OK);
         assert_int_equal(lab_cluster_admin_all(&lc, "ACL SETUSER lab-iam-user >%s", tok), 0);

@@ -99,7 +99,7 @@ static void accept_tokens_around_now(redtls_config *cfg)
     redisReply *r = NULL;
     assert_conn_status(admin, redtls_conn_command(admin, &r, "ACL SETUSER %s reset on ~* +@all", USER_ID), REDTLS_OK);
     redtls_reply_free(r);
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = lab_wall_ms() / 1000;
     for (int64_t s = now - 2; s <= now + 5; s++) {
         assert_cfg_status(cfg, redtls_iam_token(cfg, s, tok, sizeof tok), REDTLS_OK);
         assert_conn_status(admin, redtls_conn_command(admin, &r, "ACL SETUSER %s >%s", USER_ID, tok), REDTLS_OK);
@@ -155,9 +155,9 @@ static void test_connect_and_whoami(void **state)
     accept_tokens_around_now(cfg);
     redtls_conn *c = NULL;
     assert_cfg_status(cfg, redtls_conn_new(cfg, &c), REDTLS_OK);
-    int64_t t_before = (int64_t)time(NULL);
+    int64_t t_before = lab_wall_ms() / 1000;
     assert_conn_status(c, redtls_conn_connect(c), REDTLS_OK);
-    int64_t t_after = (int64_t)time(NULL);
+    int64_t t_after = lab_wall_ms() / 1000;
     redisReply *r = NULL;
     assert_conn_status(c, redtls_conn_command(c, &r, "ACL WHOAMI"), REDTLS_OK);
     assert_string_equal(r->str, USER_ID);
@@ -165,7 +165,7 @@ static void test_connect_and_whoami(void **state)
     /* A reconnection reuses the token (it is minutes from its margin).
      * Once the clock has moved past the connect, the server accepts only
      * the tokens signed while it ran: a token made anew would be refused. */
-    while ((int64_t)time(NULL) <= t_after)
+    while (lab_wall_ms() / 1000 <= t_after)
         lab_sleep_ms(50);
     accept_tokens_of(cfg, t_before, t_after);
     long long before = auth_calls();
