@@ -354,6 +354,22 @@ static REDTLS__INLINE_ALWAYS int read_replies(redtls_async *ac, int64_t now, uns
     return 0;
 }
 
+/* Replies owed, and nothing at all from the server for the silence limit
+ * (a command timeout; Pub/Sub's keepalive when there is none). */
+static int silent_too_long(const redtls_async *ac, int64_t now)
+{
+    int64_t silence = redtls__async_silence_ms(ac);
+    return ac->s_head && silence && now - ac->last_read >= silence;
+}
+
+static void close_silent(redtls_async *ac)
+{
+    redtls__fail(ac->c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
+                 "the server sent nothing for %lld ms while replies were owed: the connection is closed",
+                 (long long)redtls__async_silence_ms(ac));
+    connection_lost(ac, REDTLS_E_COMMAND_TIMEOUT);
+}
+
 static void step_up(redtls_async *ac, int64_t now)
 {
     redtls_conn *c = ac->c;
@@ -407,6 +423,22 @@ static void step_up(redtls_async *ac, int64_t now)
          * from the last reply of an earlier busy spell. */
         if (!ac->s_head)
             ac->last_read = now;
+        else if (silent_too_long(ac, now)) {
+            /* Already dead by the silence rule (below), which no pass has
+             * applied yet (the loop was not run, or a slow callback): what
+             * has come is read first, and if nothing has, the connection
+             * is closed before the queue goes out. Written, the queue
+             * would be lost with it as "may have run", unseen by the
+             * server; held back, it waits for the next connection. */
+            if (!drained && read_replies(ac, now, epoch) < 0)
+                return;
+            if (ac->epoch != epoch || !c->tp)
+                return;
+            if (silent_too_long(ac, now)) {
+                close_silent(ac);
+                return;
+            }
+        }
         while (ac->q_head) {
             redtls__acmd *m = redtls__alist_pop(&ac->q_head, &ac->q_tail);
             if (redtls__conn_append_raw(c, m->frame, m->len) != REDTLS_OK) {
@@ -466,14 +498,8 @@ static void step_up(redtls_async *ac, int64_t now)
         return;
     /* Replies owed and nothing at all from the server for a whole command
      * timeout: the connection is dead, whatever TCP says. */
-    int64_t silence = redtls__async_silence_ms(ac);
-    if (ac->s_head && silence && now - ac->last_read >= silence) {
-        redtls__fail(c->errmsg, REDTLS_E_COMMAND_TIMEOUT,
-                     "the server sent nothing for %lld ms while replies were owed: the connection is closed",
-                     (long long)silence);
-        connection_lost(ac, REDTLS_E_COMMAND_TIMEOUT);
-        return;
-    }
+    if (silent_too_long(ac, now))
+        close_silent(ac);
 }
 
 static void step_ready(redtls_async *ac, int64_t now)
