@@ -410,17 +410,18 @@ static void test_slow_node(void **state)
     /* Running again: every key reads its own value.
      *
      * The stopped node's connection may still be open, with the replies
-     * of its 60 timed-out GETs owed: they timed out 1000 ms after they were
-     * issued, and the silence rule (nothing read for a command timeout)
-     * falls due 1000 ms after they were written, a few ms later. GETs
-     * written to it in that gap, before the resumed server's first byte,
-     * would be lost with it when the rule fires ("may or may not have
-     * run"), as the rule is meant to. So the server gets 200 ms to send
-     * what it owed first: the next pass then either reads those late
-     * replies (and drops them) before it writes, or, if none has come,
-     * closes the connection before it writes to it (integration.
-     * async_silent), and the GETs go out on a new one. */
-    lab_sleep_ms(200);
+     * of its 60 timed-out GETs owed, and the silence rule (nothing read
+     * for a command timeout) not yet due: it counts from their write, not
+     * from their issue. GETs written to it before the resumed server's
+     * first byte and the rule's due time would be lost with it when the
+     * rule fires ("may or may not have run"), as the rule is meant to; CI
+     * once saw that. So the round waits until the rule is certainly due:
+     * the GETs were written in a pass before the one that timed the first
+     * of them out. The next pass then either reads the late replies (and
+     * drops them) before it writes, or, if none has come, closes the
+     * connection before writing to it (integration.async_silent), and the
+     * GETs go out on a new one. */
+    lab_sleep_ms((int)(slow_first_done + SLOW_TIMEOUT_MS + 5 - lab_now_ms()));
     base = T.t->issued;
     for (size_t i = 0; i < NSLOW + NFAST; i++) {
         unsigned s = i < NSLOW ? slow_slots[i] : fast_slots[i - NSLOW];

@@ -285,22 +285,17 @@ static void test_refresh_throttle_without_map(void **state)
     size_t n = lab_scripted_times(&srv, 0, "cmd CLUSTER SLOTS", t, 32);
     print_message("%u calls in 1.5 s asked for the slot map %zu times\n", calls, n);
     assert_true(n >= 2 && n <= 6);
-    /* One connection served them all (the gaps below rely on it). */
-    assert_int_equal(lab_scripted_count(&srv, 0, "accept"), 1);
     for (size_t i = 1; i < n; i++) {
         print_message("  +%lld ms\n", t[i] - t[0]);
-        /* The server sees request i only after the client started refresh
-         * i, which started at least i gaps after the first, itself started
-         * after t_start. Each gap is counted in the library's whole
-         * milliseconds, so it can be 1 ms short of 300 on this clock. */
-        assert_true(t[i] >= t_start + (long long)i * 299);
-        /* Between two requests on the same connection the gap as the
-         * server sees it moves only by how late each was read (20 ms
-         * allowed). The first one is left out: it also waited for the
-         * connection and for the server's child process that serves it,
-         * which under load takes more than that. */
-        if (i >= 2)
-            assert_true(t[i] - t[i - 1] >= 280);
+        /* The server reads request i only after the client started
+         * refresh i, which the library started at least i gaps after the
+         * first (whole milliseconds of the same monotonic clock), and the
+         * first one started after t_start. The server's own times say
+         * less: the first request also waited for the connection and for
+         * the server's child process that serves it, and any request can
+         * be read late under load, so their differences can be short of
+         * the gap without the library being wrong. */
+        assert_true(t[i] >= t_start + (long long)i * 300);
     }
     /* An explicit refresh does not wait for the gap. */
     size_t before = n;
