@@ -68,6 +68,13 @@ long long lab_wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int lab_time_scale(void)
+{
+    const char *env = getenv("REDTLS_TEST_TIME_SCALE");
+    int scale = env ? atoi(env) : 1;
+    return scale > 1 ? scale : 1;
+}
+
 uint64_t lab_seed(void)
 {
     const char *s = getenv("REDTLS_TEST_SEED");

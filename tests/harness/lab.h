@@ -67,6 +67,10 @@ long long lab_now_ms(void);
  * CLOCK_REALTIME has moved on. */
 long long lab_wall_ms(void);
 
+/* REDTLS_TEST_TIME_SCALE (the valgrind step sets 10), or 1: what a test
+ * multiplies the budgets by that real work under the tool must fit in. */
+int lab_time_scale(void);
+
 /* The seed of a test's random cases: REDTLS_TEST_SEED when set (so a run
  * can be repeated), else a fixed one. */
 uint64_t lab_seed(void);
