@@ -76,9 +76,7 @@ static int group_setup(void **state)
     static const char *const admin[] = {"--user", "admin", "on", ">" ADMIN_PASS, "~*", "&*", "+@all", NULL};
     static const char *const tls12[] = {"--tls-protocols", "TLSv1.2", NULL};
     (void)state;
-    const char *env = getenv("REDTLS_TEST_TIME_SCALE");
-    if (env != NULL && atoi(env) > 1)
-        scale = atoi(env);
+    scale = lab_time_scale();
     if (lab_init(300u * (unsigned)scale) != 0 || lab_certs(NULL) == NULL)
         return -1;
     if (lab_redis_start(&redis_main,

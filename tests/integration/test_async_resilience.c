@@ -104,9 +104,7 @@ static struct {
 static int group_setup(void **state)
 {
     (void)state;
-    const char *env = getenv("REDTLS_TEST_TIME_SCALE");
-    if (env != NULL && atoi(env) > 1)
-        scale = atoi(env);
+    scale = lab_time_scale();
     return lab_init_redis((unsigned)(85 * scale), &redis, &redis_opts);
 }
 

@@ -162,9 +162,7 @@ static int reached(void *ud)
 static int group_setup(void **state)
 {
     (void)state;
-    const char *sc = getenv("REDTLS_TEST_TIME_SCALE");
-    if (sc && atoll(sc) > 0)
-        scale = atoll(sc);
+    scale = lab_time_scale();
     if (lab_init_redis(300, &redis, &redis_opts) != 0)
         return -1;
     lab_client_admin(&admin, "localhost", redis.port, TOKEN, 0);
